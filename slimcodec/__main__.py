@@ -1,0 +1,5 @@
+import sys
+
+from slimcodec.cli import main
+
+sys.exit(main())

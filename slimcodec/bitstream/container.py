@@ -1,0 +1,206 @@
+"""The slimcodec container: a small header, the entropy-coded strings and a CRC-32.
+
+The byte layout is specified in ``docs/bitstream.md``; this module is its only reader and
+writer. Parsing checks, in order: magic, version, that the lengths add up to the file size
+(truncated / trailing bytes), the CRC, then each field's range. Every failure raises a
+:class:`~slimcodec.errors.BitstreamError` subclass; nothing else escapes :func:`unpack`.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from dataclasses import dataclass
+
+from slimcodec.errors import (
+    CorruptBitstreamError,
+    NotASlimcodecFileError,
+    TruncatedBitstreamError,
+    UnsupportedVersionError,
+)
+
+__all__ = [
+    "FINGERPRINT_SIZE",
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_IMAGE_SIDE",
+    "Bitstream",
+    "Header",
+    "RateKind",
+    "pack",
+    "unpack",
+]
+
+MAGIC = b"SLMC"
+FORMAT_VERSION = 1
+FINGERPRINT_SIZE = 8
+# Largest image side a container may declare: bounds the memory a crafted header can ask for.
+MAX_IMAGE_SIDE = 1 << 15
+MAX_STRINGS = 255
+
+# magic, version, flags, fingerprint, width, rate kind, rate, domain, height, width, n strings
+_FIXED = struct.Struct("<4sBB8sHB4sHIIB")
+_LENGTH = struct.Struct("<I")
+_CRC = struct.Struct("<I")
+_FLAG_GRAYSCALE = 0x01
+_KNOWN_FLAGS = _FLAG_GRAYSCALE
+
+
+class RateKind(enum.IntEnum):
+    """How the rate field is to be read."""
+
+    NONE = 0  #: single-rate model: the width alone sets the rate
+    INDEX = 1  #: index into the model's table of rate settings (u32)
+    LAMBDA = 2  #: the rate-distortion weight λ itself (f32)
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything needed, besides the model, to decode the strings.
+
+    Attributes:
+        fingerprint: 8 bytes identifying the model that wrote the file
+            (:func:`slimcodec.zoo.fingerprint`).
+        width: the network width (channels) the image was coded at.
+        image_size: ``(height, width)`` of the original image, in pixels.
+        grayscale: the source was single-channel; decoders return a one-channel image.
+        rate_kind, rate: the rate setting for variable-rate models (see :class:`RateKind`).
+        domain: 0 for the source codec, else the id of the domain adapter used.
+    """
+
+    fingerprint: bytes
+    width: int
+    image_size: tuple[int, int]
+    grayscale: bool = False
+    rate_kind: RateKind = RateKind.NONE
+    rate: float = 0.0
+    domain: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.fingerprint) != FINGERPRINT_SIZE:
+            raise ValueError(f"fingerprint must be {FINGERPRINT_SIZE} bytes")
+        if not 0 < self.width < 1 << 16:
+            raise ValueError(f"width {self.width} out of range")
+        h, w = self.image_size
+        if not (0 < h <= MAX_IMAGE_SIDE and 0 < w <= MAX_IMAGE_SIDE):
+            raise ValueError(f"image size {h}x{w} out of range (1..{MAX_IMAGE_SIDE} per side)")
+        if not 0 <= self.domain < 1 << 16:
+            raise ValueError(f"domain {self.domain} out of range")
+        if self.rate_kind == RateKind.LAMBDA and not 0 < self.rate < float("inf"):
+            raise ValueError(f"λ {self.rate} is not a positive finite number")
+        if self.rate_kind == RateKind.INDEX and not (
+            float(self.rate).is_integer() and 0 <= self.rate < 1 << 32
+        ):
+            raise ValueError(f"rate index {self.rate} is not a u32")
+
+
+@dataclass(frozen=True)
+class Bitstream:
+    """A parsed container: the header and the entropy-coded strings, in order."""
+
+    header: Header
+    strings: tuple[bytes, ...]
+
+
+def _pack_rate(kind: RateKind, rate: float) -> bytes:
+    if kind == RateKind.LAMBDA:
+        return struct.pack("<f", rate)
+    if kind == RateKind.INDEX:
+        return struct.pack("<I", int(rate))
+    return bytes(4)
+
+
+def pack(bitstream: Bitstream) -> bytes:
+    """Serialise a :class:`Bitstream` to bytes."""
+    h, strings = bitstream.header, bitstream.strings
+    if not 1 <= len(strings) <= MAX_STRINGS:
+        raise ValueError(f"a container holds 1..{MAX_STRINGS} strings, got {len(strings)}")
+    out = bytearray(
+        _FIXED.pack(
+            MAGIC,
+            FORMAT_VERSION,
+            _FLAG_GRAYSCALE if h.grayscale else 0,
+            h.fingerprint,
+            h.width,
+            int(h.rate_kind),
+            _pack_rate(h.rate_kind, h.rate),
+            h.domain,
+            h.image_size[0],
+            h.image_size[1],
+            len(strings),
+        )
+    )
+    for s in strings:
+        out += _LENGTH.pack(len(s))
+    for s in strings:
+        out += s
+    out += _CRC.pack(zlib.crc32(out))
+    return bytes(out)
+
+
+def unpack(data: bytes) -> Bitstream:
+    """Parse and validate a container. Raises a ``BitstreamError`` subclass on bad input."""
+    data = bytes(data)
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise NotASlimcodecFileError("not a slimcodec file (bad magic bytes)")
+    if len(data) < len(MAGIC) + 1:
+        raise TruncatedBitstreamError(f"truncated slimcodec file ({len(data)} bytes)")
+    version = data[len(MAGIC)]
+    if version != FORMAT_VERSION:
+        raise UnsupportedVersionError(
+            f"unsupported container version {version} (this slimcodec reads version "
+            f"{FORMAT_VERSION}; the file is corrupt or from a newer slimcodec)"
+        )
+    if len(data) < _FIXED.size:
+        raise TruncatedBitstreamError(f"truncated slimcodec file: header cut at {len(data)} bytes")
+    (_, _, flags, fingerprint, width, rate_kind, rate_raw, domain, height, img_width, n) = (
+        _FIXED.unpack_from(data)
+    )
+    lengths_end = _FIXED.size + n * _LENGTH.size
+    if len(data) < lengths_end + _CRC.size:
+        raise TruncatedBitstreamError(
+            f"truncated slimcodec file: {len(data)} bytes, header alone needs "
+            f"{lengths_end + _CRC.size}"
+        )
+    lengths = [_LENGTH.unpack_from(data, _FIXED.size + i * _LENGTH.size)[0] for i in range(n)]
+    expected = lengths_end + sum(lengths) + _CRC.size
+    if len(data) < expected:
+        raise TruncatedBitstreamError(
+            f"truncated slimcodec file: {len(data)} bytes of the {expected} its header declares"
+        )
+    if len(data) > expected:
+        raise CorruptBitstreamError(
+            f"corrupt slimcodec file: {len(data) - expected} unexpected bytes after the end"
+        )
+    (crc,) = _CRC.unpack_from(data, expected - _CRC.size)
+    if zlib.crc32(data[: expected - _CRC.size]) != crc:
+        raise CorruptBitstreamError("corrupt slimcodec file: CRC-32 mismatch")
+
+    # The CRC matched, so a bad field now means a buggy or hostile writer, not line noise.
+    if flags & ~_KNOWN_FLAGS:
+        raise CorruptBitstreamError(f"corrupt slimcodec file: unknown flags 0x{flags:02x}")
+    try:
+        kind = RateKind(rate_kind)
+        if kind == RateKind.LAMBDA:
+            (rate,) = struct.unpack("<f", rate_raw)
+        else:
+            (rate,) = struct.unpack("<I", rate_raw)
+        header = Header(
+            fingerprint=fingerprint,
+            width=width,
+            image_size=(height, img_width),
+            grayscale=bool(flags & _FLAG_GRAYSCALE),
+            rate_kind=kind,
+            rate=float(rate),
+            domain=domain,
+        )
+        if n == 0:
+            raise ValueError("no entropy-coded strings")
+    except ValueError as exc:
+        raise CorruptBitstreamError(f"corrupt slimcodec file: {exc}") from None
+    strings, offset = [], lengths_end
+    for length in lengths:
+        strings.append(data[offset : offset + length])
+        offset += length
+    return Bitstream(header, tuple(strings))

@@ -1,0 +1,216 @@
+"""The ``slimcodec`` command line.
+
+Bad input (a corrupt, truncated or foreign file, a file written by another model, an
+unreadable image, an unknown model) ends with one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from slimcodec.api import DEFAULT_MODEL, codec_for
+from slimcodec.bitstream import unpack
+from slimcodec.errors import SlimcodecError, UnknownModelError
+from slimcodec.evaluate import evaluate, find_images, format_table
+from slimcodec.utils.io import atomic_write, atomic_write_bytes
+from slimcodec.zoo import find_by_fingerprint, list_models, model_meta
+
+EXIT_BAD_INPUT = 2
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _json_safe(obj: Any) -> Any:
+    """Replace non-finite floats (PSNR of an exact reconstruction) with null: JSON has none."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_json_safe(v) for v in obj]
+    return obj
+
+
+def _write_json(path: str, obj: Any) -> None:
+    text = json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n"
+    atomic_write_bytes(path, text.encode())
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    codec = codec_for(args.model)
+    data = codec.encode(args.input, args.width)
+    atomic_write_bytes(args.output, data)
+    h, w = unpack(data).header.image_size
+    width = args.width or codec.widths[0]
+    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
+          f"{w}x{h}, width {width}")
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    data = _read(args.input)
+    model = args.model
+    if model is None:
+        fp = unpack(data).header.fingerprint
+        model = find_by_fingerprint(fp)
+        if model is None:
+            raise UnknownModelError(
+                f"{args.input} was written by a model that is not registered "
+                f"(fingerprint {fp.hex()}); pass the model file with --model"
+            )
+    fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
+    image = codec_for(model).decode(data)
+    atomic_write(args.output, lambda f: image.save(f, format=fmt))
+    print(f"{args.output}: {image.width}x{image.height} {image.mode}")
+    return 0
+
+
+def _format_for(path: str) -> str:
+    """Pillow's format name for the output's extension; PNG when there is none."""
+    ext = Path(path).suffix.lower()
+    if ext in ("", ".png"):
+        return "PNG"
+    Image.init()
+    try:
+        return Image.EXTENSION[ext]
+    except KeyError:
+        raise SlimcodecError(f"{path}: unknown image extension {ext!r} (use .png)") from None
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    data = _read(args.input)
+    bitstream = unpack(data)
+    h = bitstream.header
+    info = {
+        "file_bytes": len(data),
+        "fingerprint": h.fingerprint.hex(),
+        "model": find_by_fingerprint(h.fingerprint),
+        "width": h.width,
+        "image_height": h.image_size[0],
+        "image_width": h.image_size[1],
+        "grayscale": h.grayscale,
+        "rate_kind": h.rate_kind.name.lower(),
+        "rate": h.rate,
+        "domain": h.domain,
+        "string_bytes": [len(s) for s in bitstream.strings],
+        "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            print(f"{key:>13}: {value}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    codec = codec_for(args.model)
+    images = find_images(args.dir)
+    result = evaluate(codec, images, args.widths, progress=not args.quiet)
+    if args.json:
+        _write_json(args.json, result)
+    print(f"model {result['model']} ({result['fingerprint']}), {result['images']} images")
+    print(format_table(result))
+    return 0
+
+
+def sample_image() -> Path:
+    """The sample photo shipped with the package (see slimcodec/data/README.md)."""
+    return Path(str(resources.files("slimcodec.data").joinpath("sample.png")))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    codec = codec_for(args.model)
+    image = Path(args.image) if args.image else sample_image()
+    result = evaluate(codec, [image], progress=False)
+    h, w = result["per_image"][0]["size"]
+    print(f"slimcodec demo: model {codec.name} ({codec.fingerprint.hex()}), "
+          f"{image.name} {w}x{h}")
+    summary = model_meta(args.model).get("summary")
+    if summary:
+        print(f"model: {summary}")
+    print(format_table(result))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    for name in list_models():
+        pretrained = name in list_models(pretrained=True)
+        print(f"{name}{'  (pretrained weights shipped)' if pretrained else ''}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slimcodec", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    model_help = f"registered model name or model file (default: {DEFAULT_MODEL})"
+
+    c = sub.add_parser("compress", help="compress an image to a .slc file")
+    c.add_argument("input")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    c.add_argument("--width", type=int, help="network width (default: the widest)")
+    c.set_defaults(func=cmd_compress)
+
+    d = sub.add_parser("decompress", help="decompress a .slc file to an image")
+    d.add_argument("input")
+    d.add_argument("-o", "--output", required=True)
+    d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
+    d.set_defaults(func=cmd_decompress)
+
+    i = sub.add_parser("info", help="print a .slc file's header")
+    i.add_argument("input")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_info)
+
+    e = sub.add_parser("eval", help="rate-distortion of a model on a folder of images")
+    e.add_argument("dir")
+    e.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    e.add_argument("--widths", type=int, nargs="+", help="widths to evaluate (default: all)")
+    e.add_argument("--json", help="write the results here")
+    e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_eval)
+
+    m = sub.add_parser("demo", help="code the bundled sample image at every width")
+    m.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    m.add_argument("--image", help="another image instead of the bundled sample")
+    m.set_defaults(func=cmd_demo)
+
+    ls = sub.add_parser("models", help="list registered models")
+    ls.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (SlimcodecError, OSError, ValueError) as exc:
+        if os.environ.get("SLIMCODEC_DEBUG"):
+            raise
+        # ValueError covers bad option values (a width the model lacks); OSError a missing
+        # or unwritable path. Neither is a bug worth a traceback.
+        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else (
+            f"{exc.filename}: {exc.strerror}")
+        print(f"slimcodec: error: {msg}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("slimcodec: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Typed errors. Everything slimcodec raises on bad input derives from :class:`SlimcodecError`,
+so that callers (and the CLI, which turns them into one line and exit status 2) can catch
+exactly the failures that are the input's fault."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BitstreamError",
+    "CorruptBitstreamError",
+    "ImageError",
+    "ModelFileError",
+    "ModelMismatchError",
+    "NotASlimcodecFileError",
+    "SlimcodecError",
+    "TruncatedBitstreamError",
+    "UnknownModelError",
+    "UnsupportedVersionError",
+]
+
+
+class SlimcodecError(Exception):
+    """Base class of the errors caused by bad input (files, images, model names)."""
+
+
+class BitstreamError(SlimcodecError, ValueError):
+    """The bytes are not a valid slimcodec container."""
+
+
+class NotASlimcodecFileError(BitstreamError):
+    """The data does not start with the slimcodec magic bytes."""
+
+
+class UnsupportedVersionError(BitstreamError):
+    """The container's format version is not one this slimcodec reads."""
+
+
+class TruncatedBitstreamError(BitstreamError):
+    """The container ends before the lengths in its header say it should."""
+
+
+class CorruptBitstreamError(BitstreamError):
+    """The container's checksum or fields are inconsistent."""
+
+
+class ModelMismatchError(SlimcodecError):
+    """The file was written by a different model than the one asked to decode it."""
+
+
+class UnknownModelError(SlimcodecError, LookupError):
+    """No registered model or checkpoint file goes by that name."""
+
+
+class ImageError(SlimcodecError, ValueError):
+    """An input image that cannot be read or converted."""
+
+
+class ModelFileError(SlimcodecError):
+    """A model file that cannot be loaded: not a slimcodec checkpoint, or damaged."""

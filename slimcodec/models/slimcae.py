@@ -1,0 +1,149 @@
+r"""SlimCAE: the slimmable compressive autoencoder.
+
+Yang, Herranz, Cheng, Mozerov, "Slimmable Compressive Autoencoders for Practical Neural
+Image Compression", CVPR 2021 (https://arxiv.org/abs/2103.15726).
+
+The architecture is that of the paper's code (itself Ballé et al.'s 2017 factorized-prior
+model, with a GDN after every encoder layer), every hidden layer slimmed:
+
+.. code-block:: none
+
+    g_a: conv 9x9/4 -> GDN -> conv 5x5/2 -> GDN -> conv 5x5/2 -> GDN       (3 -> w -> w -> w)
+    g_s: IGDN -> deconv 5x5/2 -> IGDN -> deconv 5x5/2 -> IGDN -> deconv 9x9/4  (w -> w -> w -> 3)
+
+At width :math:`w` every layer uses its first :math:`w` channels, and the latent
+:math:`y \in \mathbb{R}^{w \times H/16 \times W/16}` is coded with that width's own factorized
+entropy model :math:`p_w(\hat y)` (one compressai ``EntropyBottleneck`` per width). Training
+minimises :math:`\sum_w \lambda_w \cdot 255^2 \cdot \mathrm{MSE}_w + R_w`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from compressai.entropy_models import EntropyBottleneck
+from compressai.models import CompressionModel
+from torch import Tensor, nn
+
+from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable, make_gdn
+
+__all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
+
+DEFAULT_WIDTHS = (192, 144, 96, 72, 48)
+
+
+class SlimCAE(CompressionModel):
+    """Slimmable factorized-prior autoencoder with one entropy model per width.
+
+    Args:
+        widths: channel counts the model can run at, widest first (the widest is the size of
+            the shared weights).
+        gdn: GDN variant, ``"switch"``, ``"slim"`` or ``"slim+"`` (see :mod:`slimcodec.layers.gdn`).
+
+    Inputs to :meth:`forward` and :meth:`compress` must have a height and width divisible by
+    :attr:`downsampling` (16); :mod:`slimcodec.codec` pads arbitrary images.
+    """
+
+    downsampling = 16
+
+    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, gdn: str = "slim+") -> None:
+        super().__init__()
+        widths = tuple(int(w) for w in widths)
+        if not widths or any(w <= 0 for w in widths) or len(set(widths)) != len(widths):
+            raise ValueError(f"widths must be distinct positive integers, got {widths}")
+        self.widths = tuple(sorted(widths, reverse=True))
+        self.gdn = gdn
+        w = self.widths
+        self.g_a = nn.Sequential(
+            SlimConv2d(3, w, 9, stride=4),
+            make_gdn(gdn, w),
+            SlimConv2d(w, w, 5, stride=2),
+            make_gdn(gdn, w),
+            SlimConv2d(w, w, 5, stride=2, bias=False),
+            make_gdn(gdn, w),
+        )
+        self.g_s = nn.Sequential(
+            make_gdn(gdn, w, inverse=True),
+            SlimConvTranspose2d(w, w, 5, stride=2),
+            make_gdn(gdn, w, inverse=True),
+            SlimConvTranspose2d(w, w, 5, stride=2),
+            make_gdn(gdn, w, inverse=True),
+            SlimConvTranspose2d(w, 3, 9, stride=4),
+        )
+        self.entropy_bottlenecks = nn.ModuleList(EntropyBottleneck(c) for c in w)
+        # Collected once so that switching width is a loop over ints, nothing more.
+        self._slimmable: tuple[Slimmable, ...] = tuple(
+            m for m in self.modules() if isinstance(m, Slimmable)
+        )
+        self._width_index = 0
+
+    # -- width switching ------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, enough to rebuild the model (stored in checkpoints)."""
+        return {"widths": list(self.widths), "gdn": self.gdn}
+
+    @property
+    def width(self) -> int:
+        """The active width (channels)."""
+        return self.widths[self._width_index]
+
+    def set_width(self, width: int) -> None:
+        """Make every slimmable layer (and the entropy model) run at ``width`` channels."""
+        try:
+            index = self.widths.index(int(width))
+        except ValueError:
+            raise ValueError(
+                f"width {width} is not one of this model's widths {list(self.widths)}"
+            ) from None
+        for layer in self._slimmable:
+            layer.set_width_index(index)
+        self._width_index = index
+
+    @contextmanager
+    def using_width(self, width: int) -> Iterator[SlimCAE]:
+        """Run at ``width`` inside the block, then restore the previous width."""
+        previous = self.width
+        self.set_width(width)
+        try:
+            yield self
+        finally:
+            self.set_width(previous)
+
+    @property
+    def entropy_bottleneck(self) -> EntropyBottleneck:
+        """The entropy model of the active width."""
+        return self.entropy_bottlenecks[self._width_index]
+
+    # -- CompressionModel API -------------------------------------------------------------
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        """Relaxed (training) or quantised (eval mode) pass at the active width.
+
+        Returns ``{"x_hat": ..., "likelihoods": {"y": ...}}`` as compressai models do; in
+        eval mode :math:`\\hat y` is exactly what :meth:`compress` entropy-codes.
+        """
+        y = self.g_a(x)
+        y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
+
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        y = self.g_a(x)
+        strings = self.entropy_bottleneck.compress(y)
+        return {"strings": [strings], "shape": tuple(y.shape[-2:])}
+
+    def decompress(self, strings: list[list[bytes]], shape: Sequence[int]) -> dict[str, Tensor]:
+        y_hat = self.entropy_bottleneck.decompress(strings[0], tuple(shape))
+        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        return {"x_hat": x_hat}
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Latent size for an input of ``height x width`` (both multiples of 16)."""
+        if height % self.downsampling or width % self.downsampling:
+            raise ValueError(f"input size {height}x{width} is not a multiple of 16")
+        return height // self.downsampling, width // self.downsampling
+

@@ -1,0 +1,1 @@
+"""Image I/O, metrics and file helpers."""

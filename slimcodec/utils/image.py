@@ -1,0 +1,147 @@
+"""Reading images of any PIL mode into 8-bit RGB, and the tensors the models take.
+
+The conversion rules (also in ``docs/bitstream.md``):
+
+* EXIF orientation is applied first, so the image is coded as it is displayed.
+* ``RGB``: as is. ``CMYK``, ``YCbCr``, ``LAB``, ``HSV``: converted by Pillow.
+* ``L`` and ``1``: grayscale, replicated to three channels; the container's grayscale flag
+  makes the decoder return an ``L`` image again (ITU-R 601 luma of the reconstruction).
+* ``I;16*`` and ``I`` (16-bit grayscale): scaled to 8 bits, ``round(v / 257)``, clipped.
+  ``F`` (float grayscale): taken as 0..255 and clipped.
+* Alpha (``RGBA``, ``LA``, ``PA``, ``P`` with transparency, ...): composited over white, since
+  the codec has no alpha channel; the alpha channel itself is not coded.
+* ``P`` (palette): expanded to RGB (or grayscale when the palette is gray).
+* Multi-frame files (GIF, TIFF): the first frame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
+
+from slimcodec.errors import ImageError
+
+__all__ = [
+    "ImageLike",
+    "crop",
+    "from_tensor",
+    "load_rgb",
+    "pad_to_multiple",
+    "to_rgb",
+    "to_tensor",
+]
+
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
+
+_WHITE = (255, 255, 255)
+_SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+def _flatten_alpha(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _is_gray(rgb: Image.Image) -> bool:
+    a = np.asarray(rgb)
+    return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
+    """Convert a PIL image by the rules above. Returns ``(rgb_image, was_grayscale)``."""
+    with contextlib.suppress(Exception):  # a broken EXIF block must not stop the conversion
+        img = ImageOps.exif_transpose(img)
+    mode = img.mode
+    try:
+        if mode == "RGB":
+            return img, False
+        if mode in ("L", "1"):
+            return img.convert("L").convert("RGB"), True
+        if mode in _SIXTEEN_BIT:
+            a = np.asarray(img, dtype=np.float64)
+            a = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+            return Image.fromarray(a, "L").convert("RGB"), True
+        if mode == "F":
+            a = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
+            return Image.fromarray(a, "L").convert("RGB"), True
+        if mode == "LA" or mode == "La":
+            return _flatten_alpha(img.convert("LA").convert("RGBA")), True
+        if mode == "P":
+            has_alpha = "transparency" in img.info or img.palette.mode == "RGBA"
+            rgb = _flatten_alpha(img) if has_alpha else img.convert("RGB")
+            return rgb, _is_gray(rgb)
+        if "A" in mode or mode == "RGBa" or mode == "PA":
+            return _flatten_alpha(img), False
+        return img.convert("RGB"), False
+    except (ValueError, OSError) as exc:
+        raise ImageError(f"cannot convert an image of mode {mode!r} to RGB: {exc}") from None
+
+
+def load_rgb(image: ImageLike) -> tuple[np.ndarray, bool]:
+    """Load a path, PIL image or uint8 array as an ``(H, W, 3)`` uint8 array.
+
+    Returns the array and whether the source was grayscale. Raises :class:`ImageError` for
+    unreadable files and unsupported arrays.
+    """
+    if isinstance(image, np.ndarray):
+        if image.dtype != np.uint8:
+            raise ImageError(f"arrays must be uint8, got {image.dtype}")
+        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
+            arr = image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+            image = Image.fromarray(np.ascontiguousarray(arr))
+        else:
+            raise ImageError(f"arrays must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), "
+                             f"got {image.shape}")
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                rgb, gray = to_rgb(opened)
+                return np.array(rgb, dtype=np.uint8), gray
+        except FileNotFoundError:
+            raise ImageError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise ImageError(f"{path}: is a directory") from None
+        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError,
+                ValueError) as exc:
+            raise ImageError(f"{path}: not a readable image ({exc})") from None
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"expected a path, PIL image or uint8 array, got {type(image).__name__}")
+    rgb, gray = to_rgb(image)
+    return np.array(rgb, dtype=np.uint8), gray
+
+
+def to_tensor(rgb: np.ndarray) -> Tensor:
+    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255)
+
+
+def from_tensor(x: Tensor) -> np.ndarray:
+    """``(1, 3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8, rounding to nearest."""
+    return x[0].clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Replicate-pad the bottom and right edges to a multiple of ``multiple``.
+
+    Replicating the border (rather than zeros) keeps the padding cheap to code.
+    """
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+
+
+def crop(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Undo :func:`pad_to_multiple`."""
+    return x[..., : size[0], : size[1]]

@@ -1,0 +1,26 @@
+"""Model registry, model files and fingerprints."""
+
+from .checkpoint import ARCHITECTURES, fingerprint, load_model_file, save_model_file
+from .registry import (
+    WEIGHTS_DIR,
+    create_model,
+    find_by_fingerprint,
+    list_models,
+    load_model,
+    model_meta,
+    register_model,
+)
+
+__all__ = [
+    "ARCHITECTURES",
+    "WEIGHTS_DIR",
+    "create_model",
+    "find_by_fingerprint",
+    "fingerprint",
+    "list_models",
+    "load_model",
+    "load_model_file",
+    "model_meta",
+    "register_model",
+    "save_model_file",
+]

@@ -1,0 +1,118 @@
+"""Model files: architecture, constructor config and weights, with a fingerprint.
+
+A model file is ``torch.save`` of a plain dict (loadable with ``weights_only=True``)::
+
+    {"format": "slimcodec-model", "version": 1, "arch": "slimcae",
+     "config": {...}, "state_dict": {...}, "fingerprint": "<16 hex digits>", "meta": {...}}
+
+The fingerprint (:func:`fingerprint`) hashes the architecture, config and every tensor of
+the state dict, the entropy models' CDF tables included. Containers carry it, so a decoder
+can tell whether it holds the very model that wrote a file; loading recomputes it, so a
+damaged weights file is caught before it decodes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimcodec.bitstream import FINGERPRINT_SIZE
+from slimcodec.errors import ModelFileError
+from slimcodec.models import SlimCAE
+from slimcodec.utils.io import atomic_write
+
+__all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "save_model_file"]
+
+FILE_FORMAT = "slimcodec-model"
+FILE_VERSION = 1
+
+#: Architecture name -> class; a model file names its architecture by one of these keys.
+ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE}
+
+
+def arch_name(model: nn.Module) -> str:
+    for name, cls in ARCHITECTURES.items():
+        if type(model) is cls:
+            return name
+    raise TypeError(f"{type(model).__name__} is not a registered architecture")
+
+
+def build(arch: str, config: dict[str, Any]) -> nn.Module:
+    try:
+        cls = ARCHITECTURES[arch]
+    except KeyError:
+        raise ModelFileError(f"unknown architecture {arch!r}") from None
+    return cls(**config)
+
+
+def _digest(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    h.update(json.dumps({"arch": arch, "config": config}, sort_keys=True).encode())
+    for key in sorted(state_dict):
+        t = state_dict[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.digest()[:FINGERPRINT_SIZE]
+
+
+def fingerprint(model: nn.Module) -> bytes:
+    """8 bytes that identify a model's architecture, config and exact weights."""
+    return _digest(arch_name(model), model.config, model.state_dict())
+
+
+def save_model_file(
+    model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None
+) -> bytes:
+    """Write ``model`` (with CDF tables rebuilt for its current weights) atomically.
+
+    Returns the fingerprint written.
+    """
+    model.update(force=True)
+    arch, config, state = arch_name(model), model.config, model.state_dict()
+    fp = _digest(arch, config, state)
+    payload = {
+        "format": FILE_FORMAT,
+        "version": FILE_VERSION,
+        "arch": arch,
+        "config": config,
+        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "fingerprint": fp.hex(),
+        "meta": meta or {},
+    }
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return fp
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw payload of a model file, checked for format (not yet for integrity)."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such model file") from None
+    except Exception as exc:
+        raise ModelFileError(f"{path}: not a readable model file ({exc})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{path}: not a slimcodec model file")
+    if payload.get("version") != FILE_VERSION:
+        raise ModelFileError(f"{path}: unsupported model file version {payload.get('version')}")
+    return payload
+
+
+def load_model_file(path: str | os.PathLike) -> nn.Module:
+    """Load a model file, verify its fingerprint and return the model in eval mode."""
+    payload = read_model_file(path)
+    model = build(payload["arch"], payload["config"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise ModelFileError(f"{path}: weights do not fit the architecture ({exc})") from None
+    if fingerprint(model).hex() != payload["fingerprint"]:
+        raise ModelFileError(f"{path}: damaged model file (fingerprint mismatch)")
+    return model.eval()

@@ -1,0 +1,136 @@
+"""The model registry, after timm: ``create_model(name, pretrained=True)``.
+
+A registered name is a factory function (the architecture with its default config) and,
+optionally, a weights file shipped in ``slimcodec/zoo/weights/`` with a model card beside
+it. Nothing is ever downloaded: pretrained weights are package data.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from slimcodec.errors import UnknownModelError
+from slimcodec.models import DEFAULT_WIDTHS, SlimCAE
+
+from .checkpoint import load_model_file, read_model_file
+
+__all__ = [
+    "WEIGHTS_DIR",
+    "create_model",
+    "find_by_fingerprint",
+    "list_models",
+    "load_model",
+    "model_meta",
+    "register_model",
+]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    factory: Callable[..., nn.Module]
+    weights: str | None  # file name in WEIGHTS_DIR
+
+    @property
+    def weights_path(self) -> Path | None:
+        return WEIGHTS_DIR / self.weights if self.weights else None
+
+    @property
+    def has_weights(self) -> bool:
+        return self.weights_path is not None and self.weights_path.is_file()
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(weights: str | None = None) -> Callable[[Callable], Callable]:
+    """Register a factory under its function name, with an optional shipped weights file."""
+
+    def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        name = factory.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelEntry(name, factory, weights)
+        return factory
+
+    return decorator
+
+
+def list_models(pretrained: bool = False) -> list[str]:
+    """Registered names; with ``pretrained=True`` only those that ship weights."""
+    return sorted(n for n, e in _REGISTRY.items() if e.has_weights or not pretrained)
+
+
+def _entry(name: str) -> ModelEntry:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownModelError(
+            f"unknown model {name!r}; registered models: {', '.join(list_models())}"
+        ) from None
+
+
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model, with its shipped weights when ``pretrained``.
+
+    ``kwargs`` override the factory's config (widths, gdn, ...); they cannot be combined
+    with ``pretrained=True``, since the weights fix the architecture.
+    """
+    entry = _entry(name)
+    if not pretrained:
+        return entry.factory(**kwargs)
+    if kwargs:
+        raise ValueError(f"pretrained {name!r} has a fixed config; got overrides {sorted(kwargs)}")
+    if not entry.has_weights:
+        raise UnknownModelError(f"model {name!r} ships no pretrained weights")
+    return load_model_file(entry.weights_path)
+
+
+def load_model(name_or_path: str | os.PathLike) -> nn.Module:
+    """A model file path, or else a registered name with its pretrained weights."""
+    if os.path.exists(name_or_path):
+        return load_model_file(name_or_path)
+    return create_model(str(name_or_path), pretrained=True)
+
+
+def model_meta(name_or_path: str | os.PathLike) -> dict[str, Any]:
+    """The ``meta`` dict of a model file or registered model's weights ({} if none)."""
+    if os.path.exists(name_or_path):
+        return read_model_file(name_or_path).get("meta", {})
+    entry = _entry(str(name_or_path))
+    return read_model_file(entry.weights_path).get("meta", {}) if entry.has_weights else {}
+
+
+@functools.cache
+def _shipped_fingerprints() -> dict[str, str]:
+    return {
+        name: read_model_file(e.weights_path)["fingerprint"]
+        for name, e in _REGISTRY.items()
+        if e.has_weights
+    }
+
+
+def find_by_fingerprint(fp: bytes) -> str | None:
+    """The registered pretrained model whose weights have this fingerprint, if any."""
+    for name, known in _shipped_fingerprints().items():
+        if known == fp.hex():
+            return name
+    return None
+
+
+# -- the shipped models -------------------------------------------------------------------
+
+
+@register_model(weights="slimcae.pt")
+def slimcae(**kwargs: Any) -> SlimCAE:
+    """SlimCAE at widths 192/144/96/72/48 with SlimGDN+ (the shipped default)."""
+    return SlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", **kwargs})

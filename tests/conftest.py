@@ -1,0 +1,23 @@
+import warnings
+
+import pytest
+import torch
+
+warnings.filterwarnings(
+    "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
+)
+
+from helpers import SMALL_WIDTHS  # noqa: E402
+
+from slimcodec.models import SlimCAE  # noqa: E402
+
+
+@pytest.fixture(params=["switch", "slim", "slim+"])
+def gdn_variant(request):
+    return request.param
+
+
+@pytest.fixture
+def small_model():
+    torch.manual_seed(0)
+    return SlimCAE(widths=SMALL_WIDTHS, gdn="slim+").eval()

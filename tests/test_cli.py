@@ -1,0 +1,151 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import natural_like
+from PIL import Image
+
+from slimcodec.cli import main
+from slimcodec.models import SlimCAE
+from slimcodec.zoo import save_model_file
+
+
+@pytest.fixture
+def photo(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(natural_like(37, 50)).save(path)
+    return path
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("width", [192, 144, 96, 72, 48])
+def test_compress_decompress_round_trip_every_width(tmp_path, photo, capsys, width):
+    slc, png = tmp_path / "p.slc", tmp_path / "p.png"
+    code, out, _ = run(capsys, "compress", photo, "-o", slc, "--width", width)
+    assert code == 0 and f"width {width}" in out
+    code, _, _ = run(capsys, "decompress", slc, "-o", png)  # model from the fingerprint
+    assert code == 0
+    decoded = np.asarray(Image.open(png))
+    assert decoded.shape == (37, 50, 3)
+    code, _, _ = run(capsys, "decompress", slc, "-o", tmp_path / "again.png", "--model", "slimcae")
+    assert code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), decoded)
+
+
+def test_info(tmp_path, photo, capsys):
+    slc = tmp_path / "p.slc"
+    run(capsys, "compress", photo, "-o", slc, "--width", 72)
+    code, out, _ = run(capsys, "info", slc, "--json")
+    info = json.loads(out)
+    assert code == 0
+    assert info["width"] == 72 and (info["image_height"], info["image_width"]) == (37, 50)
+    assert info["model"] == "slimcae" and info["file_bytes"] == slc.stat().st_size
+    code, out, _ = run(capsys, "info", slc)
+    assert code == 0 and "fingerprint" in out
+
+
+def test_eval_writes_json(tmp_path, capsys):
+    images = tmp_path / "imgs" / "nested"
+    images.mkdir(parents=True)
+    for i, size in enumerate([(20, 30), (33, 17)]):
+        Image.fromarray(natural_like(*size, seed=i)).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"junk")
+    out_json = tmp_path / "rd.json"
+    with pytest.warns(UserWarning, match="skipping"):
+        code, _, err = run(capsys, "eval", tmp_path / "imgs", "--widths", 96, 48,
+                             "--json", out_json)
+    assert code == 0
+    result = json.loads(out_json.read_text())
+    assert result["model"] == "slimcae" and result["images"] == 2
+    assert [p["width"] for p in result["points"]] == [96, 48]
+    for p in result["points"]:
+        assert p["bpp"] > 0 and p["psnr"] > 0 and p["enc_ms"] > 0 and p["dec_ms"] > 0
+        assert p["ms_ssim"] is None  # images too small for five scales
+    # bpp is counted from the container bytes
+    first = next(r for r in result["per_image"] if r["width"] == 96)
+    assert first["bpp"] == pytest.approx(8 * first["bytes"] / (20 * 30))
+    assert "eval" in err  # progress bar on stderr
+
+
+def test_demo(capsys):
+    code, out, _ = run(capsys, "demo")
+    assert code == 0
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in
+            (["192"], ["144"], ["96"], ["72"], ["48"])]
+    assert len(rows) == 5 and all(float(r[1]) > 0 for r in rows)
+
+
+@pytest.fixture
+def bad_files(tmp_path, photo, capsys):
+    slc = tmp_path / "good.slc"
+    run(capsys, "compress", photo, "-o", slc)
+    data = slc.read_bytes()
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0xFF
+    files = {
+        "truncated": data[: len(data) // 2],
+        "corrupt": bytes(flipped),
+        "foreign": photo.read_bytes(),
+        "empty": b"",
+    }
+    paths = {}
+    for name, content in files.items():
+        paths[name] = tmp_path / f"{name}.slc"
+        paths[name].write_bytes(content)
+    torch.manual_seed(3)
+    other = tmp_path / "other.pt"
+    save_model_file(SlimCAE((16, 8)), other)
+    paths["other-model"] = tmp_path / "other.slc"
+    run(capsys, "compress", photo, "-o", paths["other-model"], "--model", other)
+    return paths
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("truncated", "truncated"),
+    ("corrupt", "CRC"),
+    ("foreign", "not a slimcodec file"),
+    ("empty", "truncated"),
+    ("other-model", "not registered"),
+])
+def test_bad_files_give_one_line_and_status_2(bad_files, tmp_path, capsys, kind, message):
+    out_png = tmp_path / "out.png"
+    code, _, err = run(capsys, "decompress", bad_files[kind], "-o", out_png)
+    assert code == 2
+    assert err.count("\n") == 1 and message in err and err.startswith("slimcodec: error:")
+    assert not out_png.exists()  # nothing half-written
+
+
+def test_wrong_model_for_file(bad_files, capsys, tmp_path):
+    code, _, err = run(capsys, "decompress", bad_files["other-model"], "-o",
+                       tmp_path / "x.png", "--model", "slimcae")
+    assert code == 2 and "not by slimcae" in err
+
+
+def test_bad_arguments(tmp_path, photo, capsys):
+    for argv, message in [
+        (("compress", tmp_path / "missing.png", "-o", tmp_path / "x.slc"), "no such file"),
+        (("compress", photo, "-o", tmp_path / "x.slc", "--width", 100), "not one of"),
+        (("compress", photo, "-o", tmp_path / "x.slc", "--model", "nope"), "unknown model"),
+        (("info", tmp_path / "missing.slc"), "No such file"),
+        (("eval", tmp_path / "nowhere"), "no such file"),
+    ]:
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
+
+
+def test_subprocess_no_traceback(bad_files, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "slimcodec", "decompress", str(bad_files["corrupt"]),
+         "-o", str(tmp_path / "o.png")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1

@@ -1,0 +1,107 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from helpers import natural_like
+from PIL import Image
+
+from slimcodec.errors import ImageError
+from slimcodec.utils.image import crop, load_rgb, pad_to_multiple, to_rgb, to_tensor
+
+
+def test_rgb_passthrough_and_arrays():
+    a = natural_like(9, 7)
+    out, gray = load_rgb(a)
+    assert gray is False and np.array_equal(out, a)
+    out, gray = load_rgb(Image.fromarray(a))
+    assert np.array_equal(out, a)
+    out, gray = load_rgb(a[..., 0])
+    assert gray is True and np.array_equal(out[..., 2], a[..., 0])
+
+
+def test_grayscale_modes():
+    base = np.arange(0, 256, dtype=np.uint8).reshape(16, 16)
+    rgb, gray = to_rgb(Image.fromarray(base, "L"))
+    assert gray and np.array_equal(np.asarray(rgb)[..., 1], base)
+    rgb, gray = to_rgb(Image.fromarray(base > 127).convert("1"))
+    assert gray and set(np.unique(np.asarray(rgb))) <= {0, 255}
+
+
+def test_sixteen_bit_is_scaled_to_eight():
+    values = np.array([[0, 257, 65535, 32896]], dtype=np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(values).save(buf, "PNG")  # a real 16-bit PNG
+    buf.seek(0)
+    rgb, gray = load_rgb(Image.open(buf))
+    assert gray
+    assert np.asarray(rgb)[0, :, 0].tolist() == [0, 1, 255, 128]
+
+
+def test_float_mode_is_clipped():
+    f = Image.fromarray(np.array([[-5.0, 12.4, 300.0]], dtype=np.float32), "F")
+    rgb, gray = to_rgb(f)
+    assert gray and np.asarray(rgb)[0, :, 0].tolist() == [0, 12, 255]
+
+
+def test_alpha_is_composited_over_white():
+    rgba = np.zeros((2, 2, 4), np.uint8)
+    rgba[0, 0] = (255, 0, 0, 255)  # opaque red stays red
+    rgba[1, 1] = (0, 0, 0, 0)  # fully transparent becomes white
+    rgb, gray = load_rgb(rgba)
+    assert not gray
+    assert rgb[0, 0].tolist() == [255, 0, 0] and rgb[1, 1].tolist() == [255, 255, 255]
+    la = Image.fromarray(np.array([[[0, 0], [100, 255]]], np.uint8), "LA")
+    rgb, gray = to_rgb(la)
+    assert gray and np.asarray(rgb)[0].tolist() == [[255] * 3, [100] * 3]
+
+
+def test_palette_with_and_without_transparency():
+    p = Image.fromarray(natural_like(8, 8)).convert("P", palette=Image.Palette.ADAPTIVE)
+    rgb, gray = to_rgb(p)
+    assert rgb.mode == "RGB" and not gray
+    p.info["transparency"] = 0
+    rgb, _ = to_rgb(p)
+    assert rgb.mode == "RGB"
+
+
+def test_cmyk_and_exif_orientation():
+    rgb, _ = to_rgb(Image.new("CMYK", (3, 2), (0, 255, 255, 0)))
+    assert np.asarray(rgb)[0, 0].tolist() == [255, 0, 0]
+    img = Image.fromarray(natural_like(4, 6))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° on display
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    buf.seek(0)
+    out, _ = load_rgb(Image.open(buf))
+    assert out.shape[:2] == (6, 4)
+
+
+def test_unreadable_inputs(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image at all")
+    for source in (bad, tmp_path / "missing.png", tmp_path):
+        with pytest.raises(ImageError):
+            load_rgb(source)
+    truncated = tmp_path / "cut.png"
+    buf = io.BytesIO()
+    Image.fromarray(natural_like(64, 64)).save(buf, "PNG")
+    truncated.write_bytes(buf.getvalue()[:200])
+    with pytest.raises(ImageError):
+        load_rgb(truncated)
+    with pytest.raises(ImageError):
+        load_rgb(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ImageError):
+        load_rgb(np.zeros((4, 4, 2), np.uint8))
+    with pytest.raises(ImageError):
+        load_rgb(42)
+
+
+def test_pad_and_crop():
+    x = to_tensor(natural_like(17, 33))
+    padded = pad_to_multiple(x, 16)
+    assert padded.shape[-2:] == (32, 48)
+    assert torch.equal(padded[..., 17:, :33], x[..., 16:17, :].expand(-1, -1, 15, -1))
+    assert torch.equal(crop(padded, (17, 33)), x)
+    assert pad_to_multiple(padded, 16) is padded

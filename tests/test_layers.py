@@ -1,0 +1,138 @@
+import pytest
+import torch
+from compressai.layers import GDN
+from torch import nn
+
+from slimcodec.layers import (
+    SlimConv2d,
+    SlimConvTranspose2d,
+    SlimGDN,
+    SlimGDNPlus,
+    SwitchGDN,
+    make_gdn,
+)
+
+WIDTHS = (12, 8, 4)
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_slim_conv_equals_plain_conv_with_sliced_weights(index):
+    torch.manual_seed(0)
+    layer = SlimConv2d((6, 5, 3), WIDTHS, 5, stride=2)  # in != out at every width
+    layer.set_width_index(index)
+    cin, cout = (6, 5, 3)[index], WIDTHS[index]
+    plain = nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+    with torch.no_grad():
+        plain.weight.copy_(layer.weight[:cout, :cin])
+        plain.bias.copy_(layer.bias[:cout])
+    x = torch.randn(2, cin, 17, 23)
+    assert torch.equal(layer(x), plain(x))
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_slim_transposed_conv_equals_plain_with_in_out_layout(index):
+    torch.manual_seed(0)
+    layer = SlimConvTranspose2d(WIDTHS, (7, 5, 3), 5, stride=2)
+    layer.set_width_index(index)
+    cin, cout = WIDTHS[index], (7, 5, 3)[index]
+    plain = nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
+    assert layer.weight.shape[:2] == (12, 7)  # (in, out, kH, kW)
+    with torch.no_grad():
+        plain.weight.copy_(layer.weight[:cin, :cout])
+        plain.bias.copy_(layer.bias[:cout])
+    x = torch.randn(1, cin, 6, 9)
+    out = layer(x)
+    assert out.shape[-2:] == (12, 18)  # upsamples exactly by the stride
+    assert torch.equal(out, plain(x))
+
+
+def test_fixed_image_channels_and_no_bias():
+    layer = SlimConv2d(3, WIDTHS, 9, stride=4, bias=False)
+    assert layer.bias is None
+    layer.set_width_index(2)
+    assert layer(torch.randn(1, 3, 16, 16)).shape == (1, 4, 4, 4)
+    with pytest.raises(IndexError):
+        layer.set_width_index(3)
+    with pytest.raises(ValueError):
+        SlimConv2d((3, 3), WIDTHS, 3)
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_slim_gdn_matches_compressai_gdn_on_sliced_parameters(inverse):
+    torch.manual_seed(0)
+    layer = SlimGDN(WIDTHS, inverse=inverse)
+    with torch.no_grad():
+        layer.gamma.add_(0.3 * torch.rand_like(layer.gamma))  # off-diagonal coupling
+        layer.beta.add_(0.2 * torch.rand_like(layer.beta))
+    for index, c in enumerate(WIDTHS):
+        layer.set_width_index(index)
+        ref = GDN(c, inverse=inverse)
+        with torch.no_grad():
+            ref.beta.copy_(layer.beta[:c])
+            ref.gamma.copy_(layer.gamma[:c, :c])
+        x = torch.randn(2, c, 5, 7)
+        torch.testing.assert_close(layer(x), ref(x), rtol=0, atol=1e-6)
+
+
+def test_switch_gdn_widths_are_independent():
+    torch.manual_seed(0)
+    layer = SwitchGDN(WIDTHS)
+    x = torch.randn(1, 8, 4, 4)
+    layer.set_width_index(1)
+    before = layer(x)
+    with torch.no_grad():  # changing another width's parameters leaves width 8 alone
+        layer.gdns[0].gamma.add_(1.0)
+        layer.gdns[2].beta.add_(1.0)
+    assert torch.equal(layer(x), before)
+    with torch.no_grad():
+        layer.gdns[1].gamma.add_(1.0)
+    assert not torch.equal(layer(x), before)
+
+
+def test_switch_gdn_gradients_stay_in_active_width():
+    layer = SwitchGDN(WIDTHS)
+    layer.set_width_index(2)
+    layer(torch.randn(1, 4, 3, 3)).sum().backward()
+    assert layer.gdns[2].gamma.grad is not None
+    assert layer.gdns[0].gamma.grad is None and layer.gdns[1].gamma.grad is None
+
+
+@pytest.mark.parametrize("inverse", [False, True])
+def test_slim_gdn_plus_equals_slim_gdn_at_init(inverse):
+    torch.manual_seed(0)
+    slim = SlimGDN(WIDTHS, inverse=inverse)
+    plus = SlimGDNPlus(WIDTHS, inverse=inverse)
+    plus.load_state_dict(slim.state_dict(), strict=False)
+    for index, c in enumerate(WIDTHS):
+        slim.set_width_index(index)
+        plus.set_width_index(index)
+        x = torch.randn(2, c, 4, 4)
+        torch.testing.assert_close(plus(x), slim(x), rtol=1e-6, atol=1e-6)
+
+
+def test_slim_gdn_plus_scale_and_bias_act_per_width():
+    plus = SlimGDNPlus(WIDTHS)
+    x = torch.randn(1, 8, 4, 4)
+    plus.set_width_index(1)
+    before = plus(x)
+    with torch.no_grad():
+        plus.gamma_scale[0].add_(1.0)  # width 12's scale
+    assert torch.equal(plus(x), before)
+    with torch.no_grad():
+        plus.beta_bias[1].add_(1.0)  # width 8's bias
+    assert not torch.equal(plus(x), before)
+    beta, gamma = plus.effective_parameters()
+    assert (beta > 0).all() and (gamma >= 0).all()
+
+
+def test_make_gdn_rejects_unknown_variant():
+    with pytest.raises(ValueError, match="unknown GDN variant"):
+        make_gdn("batchnorm", WIDTHS)
+
+
+def test_gdn_formula():
+    layer = SlimGDN((2,))
+    x = torch.tensor([[[[3.0]], [[4.0]]]])
+    beta, gamma = layer.effective_parameters()
+    expected = x[0, :, 0, 0] / torch.sqrt(beta + gamma @ x[0, :, 0, 0] ** 2)
+    torch.testing.assert_close(layer(x)[0, :, 0, 0], expected)
