@@ -13,7 +13,6 @@ import sys
 import time
 import warnings
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,21 +23,7 @@ from slimcodec.errors import ImageError, SlimcodecError
 from slimcodec.utils.image import load_rgb
 from slimcodec.utils.metrics import ms_ssim, psnr
 
-__all__ = ["IMAGE_SUFFIXES", "evaluate", "find_images"]
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-                  ".gif"}
-
-
-def find_images(root: str | os.PathLike) -> list[Path]:
-    """Image files under ``root`` (recursive, sorted); ``root`` may also be one file."""
-    root = Path(root)
-    if root.is_file():
-        return [root]
-    if not root.is_dir():
-        raise SlimcodecError(f"{root}: no such file or directory")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
+__all__ = ["evaluate", "format_table"]
 
 def _mean(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None]

@@ -16,19 +16,29 @@ key=$(cat "$repo/requirements.lock" "$repo/pyproject.toml" <(echo "$pyver") | sh
 home=${SLIMCODEC_VENV_HOME:-$HOME/.cache/slimcodec/venvs}
 venv="$home/$key"
 
+pip() {  # quiet pip; its full output is shown only when it fails
+  local log="$venv.pip.log"
+  if ! "$venv/bin/python" -m pip --disable-pip-version-check "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "with-venv: pip $* failed" >&2
+    exit 1
+  fi
+}
+
 if [ ! -f "$venv/.complete" ]; then
   echo "with-venv: building $venv (first run for these dependencies; a few minutes)" >&2
   rm -rf "$venv"
   mkdir -p "$home"
   "$python" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >&2
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/requirements.lock" >&2
+  pip install --upgrade pip
+  pip install -r "$repo/requirements.lock"
   touch "$venv/.complete"
 fi
 
+# Two clones sharing one environment re-point it in turn; tests are unaffected either way,
+# since `python -m pytest` puts the clone's own root first on sys.path.
 if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ]; then
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps \
-    --no-build-isolation -e "$repo" >&2
+  pip install --no-deps --no-build-isolation -e "$repo"
   echo "$repo" > "$venv/.project"
 fi
 

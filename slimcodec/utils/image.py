@@ -29,8 +29,10 @@ from torch import Tensor
 from slimcodec.errors import ImageError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "ImageLike",
     "crop",
+    "find_images",
     "from_tensor",
     "load_rgb",
     "pad_to_multiple",
@@ -42,6 +44,20 @@ ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
 _WHITE = (255, 255, 255)
 _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+                  ".gif"}
+
+
+def find_images(root: str | os.PathLike) -> list[Path]:
+    """Image files under ``root`` (recursive, sorted); ``root`` may also be one file."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise ImageError(f"{root}: no such file or directory")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:

@@ -1,0 +1,55 @@
+r"""The joint rate-distortion loss over all widths of a slimmable model.
+
+SlimCAE trains every width in every step, each with its own λ (CompressAI's convention):
+
+.. math::
+
+    L = \sum_w \lambda_w \cdot 255^2 \cdot \mathrm{MSE}_w + R_w, \qquad
+    R_w = \frac{-\sum \log_2 p_w(\tilde y_w)}{N \cdot H \cdot W}\ \text{(bits per pixel)}.
+
+The entropy models' auxiliary loss (their quantiles) is added to the returned total: it
+only reaches the ``quantiles`` parameters, and the main loss never does, so one backward
+gives both optimizers their usual gradients, and DistributedDataParallel sees one forward
+per backward even though the model runs at every width.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from slimcodec.models import SlimCAE
+
+__all__ = ["MultiWidthRDLoss"]
+
+
+class MultiWidthRDLoss(nn.Module):
+    """Runs ``model`` at each width; returns the total loss and per-width bpp and MSE."""
+
+    def __init__(self, model: SlimCAE, lambdas: Sequence[float]) -> None:
+        super().__init__()
+        if len(lambdas) != len(model.widths):
+            raise ValueError(f"need one λ per width {model.widths}, got {list(lambdas)}")
+        self.model = model
+        self.lambdas = [float(v) for v in lambdas]
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        n, _, h, w = x.shape
+        total = x.new_zeros(())
+        bpps, mses = [], []
+        for width, lmbda in zip(self.model.widths, self.lambdas, strict=True):
+            self.model.set_width(width)
+            out = self.model(x)
+            bpp = -torch.log(out["likelihoods"]["y"]).sum() / (math.log(2) * n * h * w)
+            mse = F.mse_loss(out["x_hat"], x)
+            total = total + lmbda * 255**2 * mse + bpp
+            bpps.append(bpp.detach())
+            mses.append(mse.detach())
+        self.model.set_width(self.model.widths[0])
+        aux = self.model.aux_loss()
+        return {"loss": total + aux, "rd_loss": total.detach(), "aux_loss": aux.detach(),
+                "bpp": torch.stack(bpps), "mse": torch.stack(mses)}

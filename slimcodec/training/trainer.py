@@ -1,0 +1,359 @@
+"""``slimcodec train``: joint training of every width, resumable and distributable.
+
+* Every step runs every width on the same batch (:class:`MultiWidthRDLoss`).
+* Adam on the network, a second Adam on the entropy models' quantiles (the aux loss).
+* Learning rate: constant or cosine decay to 1% over the run.
+* ``RUN_DIR/metrics.jsonl``: one line per step; ``RUN_DIR/checkpoint.pt``: every K steps,
+  written atomically; ``--resume`` continues from it, and gives the same parameters as an
+  uninterrupted run, because each step's batch and quantisation noise are seeded from
+  ``(seed, step, rank)`` rather than from a running random state.
+* Under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` set) it trains with
+  DistributedDataParallel, gloo on CPU and nccl on GPU; rank ``r`` draws its own batches,
+  and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from slimcodec.errors import ImageError
+from slimcodec.models import SlimCAE
+from slimcodec.utils.image import find_images, load_rgb, to_tensor
+from slimcodec.utils.io import atomic_write
+from slimcodec.zoo import create_model, load_model, save_model_file
+
+from .data import PatchSampler
+from .lambda_schedule import ScheduleState, schedule_lambdas
+from .loss import MultiWidthRDLoss
+
+__all__ = ["TrainConfig", "Trainer", "train"]
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+MODEL_FILE = "model.pt"
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    widths: list[int] = field(default_factory=lambda: [192, 144, 96, 72, 48])
+    lambdas: list[float] = field(default_factory=lambda: [0.0130] * 5)
+    gdn: str = "slim+"
+    init: str | None = None  # start from a model file or registered pretrained model
+    steps: int = 10_000
+    patch: int = 128
+    batch: int = 8
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    lr_schedule: str = "cosine"  # or "constant"
+    clip: float = 1.0
+    checkpoint_every: int = 500
+    seed: int = 0
+    device: str = "auto"
+    # λ-scheduling (stage 2, after `steps` steps of joint training)
+    schedule: str = "fixed"  # or "lambda"
+    val: str | None = None
+    finetune_steps: int = 200
+    finetune_lr: float = 1e-4
+    lambda_factor: float = 0.8
+    max_tries: int = 7
+
+    def __post_init__(self) -> None:
+        if len(self.lambdas) == 1:
+            self.lambdas = self.lambdas * len(self.widths)
+        if len(self.lambdas) != len(self.widths):
+            raise ValueError("give one λ, or one per width")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
+        if self.schedule not in ("fixed", "lambda"):
+            raise ValueError(f"unknown λ schedule {self.schedule!r}")
+        if self.schedule == "lambda" and not self.val:
+            raise ValueError("λ-scheduling measures RD slopes on validation images: give --val")
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    floor = 0.01 * cfg.lr
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
+
+
+class Trainer:
+    """Holds the model, optimizers and run directory; :meth:`run` trains to a step count.
+
+    The λ-scheduler drives one trainer through several fine-tunes, changing ``lambdas``
+    and calling :meth:`run` with a growing target step.
+    """
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        if cfg.device == "auto":
+            self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        else:
+            self.device = torch.device(cfg.device)
+        if self.world > 1 and not dist.is_initialized():
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+                torch.cuda.set_device(self.device)
+            dist.init_process_group("nccl" if self.device.type == "cuda" else "gloo")
+        self.out = Path(cfg.out)
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        if cfg.init:
+            model = load_model(cfg.init)
+            if list(model.widths) != list(cfg.widths):
+                raise ValueError(f"--init model has widths {model.widths}, not {cfg.widths}")
+        else:
+            model = create_model("slimcae", widths=tuple(cfg.widths), gdn=cfg.gdn)
+        self.model: SlimCAE = model.to(self.device).train()
+        self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
+        self.net = (DistributedDataParallel(self.loss) if self.world > 1 else self.loss)
+        main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+        self.main_params = main
+        self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=cfg.aux_lr)
+        self.sampler = PatchSampler(cfg.data, cfg.patch)
+        self.step = 0
+        self.lr_steps = cfg.steps  # the horizon of the cosine schedule
+        self.lr_override: float | None = None  # fine-tunes run at a constant rate
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def lambdas(self) -> list[float]:
+        return self.loss.lambdas
+
+    @lambdas.setter
+    def lambdas(self, values: list[float]) -> None:
+        self.loss.lambdas = [float(v) for v in values]
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "lr_steps": self.lr_steps,
+            "lambdas": self.lambdas,
+            "config": dataclasses.asdict(self.cfg),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+        }
+
+    def save_checkpoint(self, extra: dict[str, Any] | None = None) -> None:
+        if self.is_main:
+            state = {**self.state(), **(extra or {})}
+            atomic_write(self.out / CHECKPOINT, lambda f: torch.save(state, f))
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """Restore the last checkpoint; returns it (the λ-scheduler keeps its own keys)."""
+        path = self.out / CHECKPOINT
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        saved = state["config"]
+        for key in ("widths", "gdn", "patch", "batch", "seed"):
+            if saved[key] != getattr(self.cfg, key):
+                raise ValueError(f"cannot resume: {key} was {saved[key]}, "
+                                 f"now {getattr(self.cfg, key)}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.step, self.lr_steps = state["step"], state["lr_steps"]
+        self.lambdas = state["lambdas"]
+        if self.is_main:
+            self._truncate_metrics(self.step)
+        return state
+
+    def _truncate_metrics(self, step: int) -> None:
+        """Drop log lines past the checkpoint: they will be written again."""
+        path = self.out / METRICS
+        if not path.exists():
+            return
+        keep = [line for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= step]
+        atomic_write(path, lambda f: f.write("".join(k + "\n" for k in keep).encode()))
+
+    # -- training -------------------------------------------------------------------------
+
+    def train_step(self) -> dict[str, Any]:
+        cfg = self.cfg
+        seed = step_seed(cfg.seed, self.step, self.rank)
+        generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)  # the entropy models' quantisation noise
+        x = self.sampler.sample(cfg.batch, generator).to(self.device)
+        lr = self.lr_override or lr_at(cfg, self.step, self.lr_steps)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        out = self.net(x)
+        out["loss"].backward()
+        if cfg.clip > 0:
+            nn.utils.clip_grad_norm_(self.main_params, cfg.clip)
+        self.optimizer.step()
+        self.aux_optimizer.step()
+        self.step += 1
+        psnr = [10 * math.log10(1 / max(m, 1e-10)) for m in out["mse"].tolist()]
+        return {"step": self.step, "lr": lr, "loss": out["rd_loss"].item(),
+                "aux": out["aux_loss"].item(), "bpp": out["bpp"].tolist(), "psnr": psnr}
+
+    def run(self, until: int, desc: str = "train", checkpoint: bool = True) -> None:
+        """Train until ``self.step == until``, logging every step, checkpointing every K.
+
+        ``checkpoint=False`` for λ-schedule trials, which are persisted only once accepted.
+        """
+        bar = tqdm(total=until, initial=self.step, desc=desc, unit="step", file=sys.stderr,
+                   disable=not self.is_main, dynamic_ncols=True)
+        log = (self.out / METRICS).open("a") if self.is_main else None
+        t0 = time.perf_counter()
+        try:
+            while self.step < until:
+                metrics = self.train_step()
+                metrics["lambdas"] = self.lambdas
+                metrics["seconds"] = round(time.perf_counter() - t0, 3)
+                if log:
+                    log.write(json.dumps(metrics) + "\n")
+                    log.flush()
+                bar.update()
+                bar.set_postfix(loss=f"{metrics['loss']:.3f}",
+                                bpp=f"{metrics['bpp'][0]:.3f}/{metrics['bpp'][-1]:.3f}",
+                                psnr=f"{metrics['psnr'][0]:.1f}/{metrics['psnr'][-1]:.1f}")
+                if checkpoint and (self.step % self.cfg.checkpoint_every == 0
+                                   or self.step == until):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            if log:
+                log.close()
+
+    def export(self, meta: dict[str, Any]) -> Path | None:
+        """Write the trained model as a model file (``RUN_DIR/model.pt``) from rank 0."""
+        if not self.is_main:
+            return None
+        model = self.model
+        was_training = model.training
+        model.eval()
+        save_model_file(model.cpu(), self.out / MODEL_FILE, meta=meta)
+        model.to(self.device).train(was_training)
+        return self.out / MODEL_FILE
+
+
+@torch.no_grad()
+def measure_rd(model: SlimCAE, images: list[torch.Tensor]) -> list[tuple[float, float]]:
+    """(bpp, PSNR) per width, widest first, averaged over ``images`` (each (1, 3, H, W),
+    sides multiples of 16). bpp is estimated from the likelihoods, which the entropy coder
+    matches to within its small overhead; PSNR is on the unrounded reconstruction."""
+    was_training, width = model.training, model.width
+    model.eval()
+    points = []
+    for w in model.widths:
+        model.set_width(w)
+        bpps, psnrs = [], []
+        for x in images:
+            out = model(x)
+            n = x.shape[-2] * x.shape[-1]
+            bpps.append(float(-torch.log2(out["likelihoods"]["y"]).sum()) / n)
+            mse = float(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
+            psnrs.append(10 * math.log10(1 / max(mse, 1e-10)))
+        points.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+    model.set_width(width)
+    model.train(was_training)
+    return points
+
+
+def load_validation(root: str, device: torch.device, multiple: int = 16) -> list[torch.Tensor]:
+    """Validation images, cropped to a multiple of 16 (no padding enters the measure)."""
+    images = []
+    for path in find_images(root):
+        rgb, _ = load_rgb(path)
+        h, w = (rgb.shape[0] // multiple) * multiple, (rgb.shape[1] // multiple) * multiple
+        if h and w:
+            images.append(to_tensor(rgb[:h, :w]).to(device))
+    if not images:
+        raise ImageError(f"{root}: no validation images of at least 16x16")
+    return images
+
+
+def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> ScheduleState:
+    """Stage 2: λ-scheduling from the trained model (or from where it was interrupted)."""
+    cfg = trainer.cfg
+    val = load_validation(cfg.val, trainer.device)
+    saved = (resumed or {}).get("schedule")
+    state = ScheduleState(**saved) if saved else ScheduleState(lambdas=list(trainer.lambdas))
+    state.points = [tuple(p) for p in state.points]
+    trainer.lr_override = cfg.finetune_lr
+    log_path = trainer.out / "lambda_schedule.jsonl"
+
+    def finetune(lambdas: list[float]) -> None:
+        trainer.lambdas = lambdas
+        trainer.run(trainer.step + cfg.finetune_steps, desc="λ-schedule", checkpoint=False)
+
+    def accept(s: ScheduleState) -> None:
+        trainer.lambdas = s.lambdas
+        trainer.save_checkpoint({"schedule": s.as_dict()})
+
+    def log(record: dict[str, Any]) -> None:
+        if trainer.is_main:
+            with log_path.open("a") as f:
+                f.write(json.dumps({"step": trainer.step, **record}) + "\n")
+
+    return schedule_lambdas(
+        state,
+        measure=lambda: measure_rd(trainer.model, val),
+        finetune=finetune,
+        accept=accept,
+        rollback=lambda s: trainer.load_checkpoint(),
+        factor=cfg.lambda_factor,
+        max_tries=cfg.max_tries,
+        log=log,
+    )
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Trainer:
+    """Train ``cfg.steps`` steps, then λ-schedule if asked; ``resume`` continues a run."""
+    trainer = Trainer(cfg)
+    resumed = None
+    if resume and (trainer.out / CHECKPOINT).exists():
+        resumed = trainer.load_checkpoint()
+    t0 = time.time()
+    if trainer.step < cfg.steps:
+        trainer.run(cfg.steps)
+    schedule = None
+    if cfg.schedule == "lambda":
+        schedule = run_lambda_schedule(trainer, resumed)
+    trainer.export({
+        "summary": f"trained {trainer.step} steps by slimcodec train",
+        "trained": True,
+        "config": dataclasses.asdict(cfg),
+        "lambdas": trainer.lambdas,
+        "validation_points": schedule.points if schedule else None,
+        "steps": trainer.step,
+        "seconds_this_session": round(time.time() - t0, 1),
+    })
+    return trainer

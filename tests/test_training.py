@@ -1,0 +1,220 @@
+import json
+import math
+import os
+import socket
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from helpers import natural_like
+from PIL import Image
+
+from slimcodec.cli import main
+from slimcodec.errors import ImageError
+from slimcodec.models import SlimCAE
+from slimcodec.training import PatchSampler, TrainConfig, Trainer, train
+from slimcodec.training.lambda_schedule import ScheduleState, rd_slope, schedule_lambdas
+from slimcodec.zoo import load_model_file
+
+TINY = {"widths": [16, 8], "lambdas": [0.01], "patch": 32, "batch": 4, "lr": 1e-3,
+        "checkpoint_every": 10}
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    (root / "sub").mkdir()
+    for i in range(3):
+        Image.fromarray(natural_like(48, 64, seed=i)).save(root / "sub" / f"{i}.png")
+    Image.fromarray(natural_like(20, 24, seed=9)).save(root / "small.png")  # < patch: padded
+    (root / "broken.png").write_bytes(b"\x89PNG but not really")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_dataset_skips_bad_files_and_pads_small_images(images):
+    with pytest.warns(UserWarning, match="broken.png"):
+        sampler = PatchSampler(images, 32)
+    assert len(sampler) == 4
+    batch = sampler.sample(5, torch.Generator().manual_seed(0))
+    assert batch.shape == (5, 3, 32, 32) and batch.min() >= 0 and batch.max() <= 1
+    again = sampler.sample(5, torch.Generator().manual_seed(0))
+    assert torch.equal(batch, again)
+
+
+def test_dataset_with_no_images(tmp_path):
+    (tmp_path / "x.png").write_bytes(b"junk")
+    with pytest.warns(UserWarning), pytest.raises(ImageError, match="no readable"):
+        PatchSampler(tmp_path, 32)
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_training_smoke_loss_falls(images, tmp_path):
+    trainer = train(TrainConfig(data=str(images), out=str(tmp_path), steps=60, **TINY))
+    log = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 61))
+    first, last = np.mean([r["loss"] for r in log[:10]]), np.mean([r["loss"] for r in log[-10:]])
+    assert last < 0.7 * first
+    model = load_model_file(tmp_path / "model.pt")  # a usable, loadable model file
+    assert model.widths == (16, 8) and trainer.step == 60
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_resume_matches_uninterrupted_run(images, tmp_path):
+    straight = train(TrainConfig(data=str(images), out=str(tmp_path / "a"), steps=20, **TINY))
+    cfg = TrainConfig(data=str(images), out=str(tmp_path / "b"), steps=20, **TINY)
+    interrupted = Trainer(cfg)
+    interrupted.run(13)  # "killed" at step 13: the last checkpoint is step 10's
+    assert interrupted.step == 13
+    resumed = train(cfg, resume=True)
+    assert resumed.step == 20
+    for (k, a), (_, b) in zip(straight.model.state_dict().items(),
+                              resumed.model.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    steps = [json.loads(x)["step"] for x in (tmp_path / "b/metrics.jsonl").read_text().split("\n")
+             if x]
+    assert steps == list(range(1, 21))  # the lines past the checkpoint were replaced
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_resume_refuses_a_different_architecture(images, tmp_path):
+    train(TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY))
+    with pytest.raises(ValueError, match="cannot resume: widths"):
+        train(TrainConfig(data=str(images), out=str(tmp_path), steps=20,
+                          **{**TINY, "widths": [16, 12]}, ), resume=True)
+
+
+def test_checkpoint_is_never_half_written(images, tmp_path, monkeypatch):
+    """A crash while writing the checkpoint leaves the previous one intact."""
+    cfg = TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY)
+    with pytest.warns(UserWarning):
+        train(cfg)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def crash(obj, f):
+        f.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.warns(UserWarning), pytest.raises(OSError, match="disk full"):
+        train(TrainConfig(**{**cfg.__dict__, "steps": 20}), resume=True)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# -- λ-scheduling on a synthetic RD model ---------------------------------------------------
+
+
+class SyntheticRD:
+    """RD points whose slope for pair i depends only on k_i, the number of 0.8 reductions
+    applied to width i+1 relative to width i: slope_i(k) = (k - best_i)^2 + 1."""
+
+    def __init__(self, best):
+        self.best = best
+        self.lambdas = None
+
+    def measure(self):
+        points, bpp, psnr = [], 2.0, 40.0
+        points.append((bpp, psnr))
+        for i, best in enumerate(self.best):
+            k = round(math.log(self.lambdas[i + 1] / self.lambdas[i]) / math.log(0.8))
+            slope = (k - best) ** 2 + 1.0
+            psnr -= slope * 0.5
+            bpp -= 0.5
+            points.append((bpp, psnr))
+        return points
+
+
+def run_synthetic(best, max_tries=7):
+    rd = SyntheticRD(best)
+    rd.lambdas = [0.01] * (len(best) + 1)
+    saved = {}
+    records = []
+
+    def finetune(lambdas):
+        rd.lambdas = list(lambdas)
+
+    def accept(state):
+        saved["lambdas"] = list(state.lambdas)
+
+    def rollback(state):
+        rd.lambdas = list(saved["lambdas"])
+
+    state = schedule_lambdas(ScheduleState(lambdas=list(rd.lambdas)), rd.measure, finetune,
+                             accept, rollback, max_tries=max_tries, log=records.append)
+    ks = [round(math.log(state.lambdas[i + 1] / state.lambdas[i]) / math.log(0.8))
+          for i in range(len(best))]
+    return state, ks, records
+
+
+def test_lambda_schedule_stops_at_slope_minimum_and_rolls_back():
+    state, ks, records = run_synthetic([3, 1, 2, 0])
+    assert ks == [3, 1, 2, 0]
+    assert state.done
+    rolled = [r for r in records if r.get("decision", "").startswith("rolled back")]
+    assert [r["pair"] for r in rolled] == [[0, 1], [1, 2], [2, 3], [3, 4]]
+    # the overshoot was measured one step past the minimum, then undone
+    assert rolled[0]["slope_after"] > rolled[0]["slope_before"]
+    # the final points are those of the accepted λ, not of the rolled-back overshoot
+    rd = SyntheticRD([3, 1, 2, 0])
+    rd.lambdas = state.lambdas
+    assert state.points == rd.measure()
+
+
+def test_lambda_schedule_respects_max_tries():
+    _, ks, records = run_synthetic([5, 0], max_tries=2)
+    assert ks == [2, 0]
+    assert not any(r.get("pair") == [0, 1] and "rolled" in r.get("decision", "")
+                   for r in records)
+
+
+def test_rd_slope():
+    assert rd_slope([(1.0, 35.0), (0.5, 32.0)], 0) == pytest.approx(6.0)
+    assert rd_slope([(1.0, 35.0), (1.0, 32.0)], 0) == math.inf
+
+
+# -- distributed ------------------------------------------------------------------------------
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, data, out):
+    os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    trainer = train(TrainConfig(data=data, out=out, steps=6, device="cpu", **TINY))
+    # parameters (quantiles included); rank 0's export rebuilt its CDF buffers, rank 1's not
+    params = {k: v.detach() for k, v in trainer.model.named_parameters()}
+    torch.save(params, os.path.join(out, f"rank{rank}.pt"))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_process_distributed_training_keeps_ranks_identical(images, tmp_path):
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(images), str(tmp_path)), nprocs=2)
+    a = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    b = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert a.keys() == b.keys() and any(k.endswith("quantiles") for k in a)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # and training moved them: they are not the seeded initial weights
+    torch.manual_seed(0)
+    init = SlimCAE(tuple(TINY["widths"]))
+    assert not torch.equal(a["g_a.0.weight"], init.g_a[0].weight)
+    assert (tmp_path / "checkpoint.pt").exists()  # written by rank 0 only, once
+
+
+def test_train_cli(images, tmp_path, capsys):
+    with pytest.warns(UserWarning):
+        code = main(["train", "--data", str(images), "--out", str(tmp_path), "--widths", "16",
+                     "8", "--steps", "3", "--patch", "32", "--batch", "2"])
+    assert code == 0 and "3 steps" in capsys.readouterr().out
+    code = main(["train", "--data", str(images), "--out", str(tmp_path), "--schedule", "lambda"])
+    assert code == 2 and "--val" in capsys.readouterr().err
