@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from slimcodec.codec import Codec
 from slimcodec.errors import ImageError, SlimcodecError
-from slimcodec.utils.image import load_rgb
+from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import ms_ssim, psnr
 
 __all__ = ["evaluate", "format_table"]
@@ -32,11 +32,11 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 def evaluate(
     codec: Codec,
-    images: Sequence[str | os.PathLike],
+    images: Sequence[ImageLike],
     widths: Sequence[int] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Code every image at every width; return the averaged RD points.
+    """Code every image (paths, PIL images or arrays) at every width; average the points.
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
@@ -45,9 +45,10 @@ def evaluate(
         if w not in codec.widths:
             raise SlimcodecError(f"width {w} is not one of {list(codec.widths)}")
     loaded: list[tuple[str, np.ndarray]] = []
-    for path in images:
+    for i, image in enumerate(images):
+        name = str(image) if isinstance(image, (str, os.PathLike)) else f"image {i}"
         try:
-            loaded.append((str(path), load_rgb(path)[0]))
+            loaded.append((name, load_rgb(image)[0]))
         except ImageError as exc:
             warnings.warn(f"skipping {exc}", stacklevel=2)
     if not loaded:

@@ -44,5 +44,4 @@ fi
 
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
-cd "$repo"
 exec "$@"

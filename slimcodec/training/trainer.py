@@ -95,7 +95,8 @@ def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
     if cfg.lr_schedule == "constant":
         return cfg.lr
     floor = 0.01 * cfg.lr
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(step / total, 1.0)))
+    progress = min(step / total, 1.0) if total > 0 else 1.0
+    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
 
 
 class Trainer:

@@ -1,0 +1,123 @@
+"""Shared by the benchmark scripts: test images, classical codecs, model RD, RESULTS.md."""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from slimcodec.api import codec_for
+from slimcodec.evaluate import evaluate
+from slimcodec.utils.image import find_images, load_rgb
+from slimcodec.utils.metrics import psnr
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+FIGURES = Path(__file__).with_name("figures")
+
+Point = tuple[float, float]
+
+# Pillow encoders and the quality sweep of each.
+CLASSICAL = {
+    "JPEG 4:2:0": ("JPEG", {"subsampling": 2}, range(5, 96, 10)),
+    "JPEG 4:4:4": ("JPEG", {"subsampling": 0}, range(5, 96, 10)),
+    "WebP": ("WEBP", {"method": 6}, range(5, 96, 10)),
+    "AVIF": ("AVIF", {"speed": 4}, range(5, 96, 10)),
+}
+
+
+def load_test_images(root: str, crop: tuple[int, int] | None) -> list[tuple[str, np.ndarray]]:
+    """Images under ``root``, centre-cropped to ``crop`` = (width, height) when given."""
+    out = []
+    for path in find_images(root):
+        rgb, _ = load_rgb(path)
+        if crop:
+            w, h = crop
+            if rgb.shape[0] < h or rgb.shape[1] < w:
+                print(f"skipping {path.name}: smaller than {w}x{h}", file=sys.stderr)
+                continue
+            top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+            rgb = rgb[top : top + h, left : left + w]
+        out.append((path.name, np.ascontiguousarray(rgb)))
+    if not out:
+        raise SystemExit(f"no usable test images in {root}")
+    return out
+
+
+def parse_crop(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    w, h = (int(v) for v in text.lower().split("x"))
+    return w, h
+
+
+def classical_rd(images: Sequence[tuple[str, np.ndarray]], name: str) -> list[Point]:
+    """(bpp, PSNR) per quality setting of a Pillow codec, averaged over images."""
+    fmt, options, qualities = CLASSICAL[name]
+    points = []
+    for q in qualities:
+        bpps, psnrs = [], []
+        for _, rgb in images:
+            buf = io.BytesIO()
+            Image.fromarray(rgb).save(buf, fmt, quality=q, **options)
+            decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+            bpps.append(8 * len(buf.getvalue()) / (rgb.shape[0] * rgb.shape[1]))
+            psnrs.append(psnr(rgb, decoded))
+        points.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+    return points
+
+
+def model_rd(model: str, images: Sequence[tuple[str, np.ndarray]]) -> list[dict]:
+    """The ``slimcodec eval`` points of a model (real container bytes), widest first."""
+    result = evaluate(codec_for(model), [rgb for _, rgb in images], progress=False)
+    return result["points"]
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section ``name`` of RESULTS.md, stamped with its command."""
+    argv = [os.path.relpath(sys.argv[0]), *sys.argv[1:]]
+    command = "python " + " ".join(shlex.quote(a) for a in argv)
+    stamp = (f"Command: `{command}`  \n"
+             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+             f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+             f"Python {platform.python_version()}.")
+    section = f"<!-- begin {name} -->\n{body.strip()}\n\n{stamp}\n<!-- end {name} -->"
+    text = RESULTS.read_text() if RESULTS.exists() else (
+        "# Benchmark results\n\nWritten by the scripts in `benchmarks/`; every figure below "
+        "comes with the command that produced it. Re-run a command to refresh its section.\n")
+    pattern = re.compile(rf"<!-- begin {re.escape(name)} -->.*?<!-- end {re.escape(name)} -->",
+                         re.S)
+    text = pattern.sub(lambda _: section, text) if pattern.search(text) else (
+        text.rstrip() + "\n\n" + section + "\n")
+    RESULTS.write_text(text)
+
+
+def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def plot_curves(curves: dict[str, list[Point]], path: Path, title: str) -> None:
+    """One RD plot of several labelled point sets."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for label, pts in curves.items():
+        ax.plot(*zip(*sorted(pts), strict=True), marker="o", label=label)
+    ax.set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Trains the shipped default `slimcae` and the models its benchmarks compare it with, then
+# runs the benchmarks. Every stage resumes: re-running the script continues where it stopped.
+#
+#   bash tools/with-venv.sh bash benchmarks/train_default.sh        # from the repository root
+#
+# Knobs (environment): STEPS PATCH BATCH LR LAMBDA FT_STEPS MAX_TRIES RUNS. The defaults are
+# the recipe of the shipped model; a GPU is used when torch sees one.
+set -euo pipefail
+STEPS=${STEPS:-4500}
+PATCH=${PATCH:-64}
+BATCH=${BATCH:-16}
+LR=${LR:-1e-3}
+LAMBDA=${LAMBDA:-0.013}
+FT_STEPS=${FT_STEPS:-150}
+FT_LR=${FT_LR:-1e-4}
+MAX_TRIES=${MAX_TRIES:-5}
+RUNS=${RUNS:-runs}
+WIDTHS=(192 144 96 72 48)
+common=(--data "$RUNS/data/train" --patch "$PATCH" --batch "$BATCH" --checkpoint-every 250)
+
+[ -d "$RUNS/data/train" ] || python tools/prepare_training_data.py --out "$RUNS/data"
+
+meta() {  # meta MODEL_FILE KEY -> a value from the model file's metadata
+  python -c "import sys, json; from slimcodec.zoo import model_meta; \
+print(json.dumps(model_meta(sys.argv[1])[sys.argv[2]]))" "$1" "$2"
+}
+
+# 1. All widths jointly at one λ.
+slimcodec train "${common[@]}" --out "$RUNS/stage1" --widths "${WIDTHS[@]}" \
+  --steps "$STEPS" --lr "$LR" --lambdas "$LAMBDA" --resume
+
+# 2. λ-scheduling from the stage-1 model: the shipped default.
+slimcodec train "${common[@]}" --out "$RUNS/default" --init "$RUNS/stage1/model.pt" \
+  --widths "${WIDTHS[@]}" --steps 0 --lambdas "$LAMBDA" --schedule lambda \
+  --val "$RUNS/data/val" --finetune-steps "$FT_STEPS" --finetune-lr "$FT_LR" \
+  --max-tries "$MAX_TRIES" --resume
+extra=$(meta "$RUNS/default/model.pt" steps)
+read -r -a lambdas <<< "$(meta "$RUNS/default/model.pt" lambdas | tr -d '[],')"
+
+# 3. Control: the stage-1 model fine-tuned as long, but with λ left equal.
+slimcodec train "${common[@]}" --out "$RUNS/equal-lambda" --init "$RUNS/stage1/model.pt" \
+  --widths "${WIDTHS[@]}" --steps "$extra" --lr "$FT_LR" --lr-schedule constant \
+  --lambdas "$LAMBDA" --resume
+
+# 4. Single-width models at the scheduled λ, as many steps as the SlimCAE had in all.
+for i in "${!WIDTHS[@]}"; do
+  slimcodec train "${common[@]}" --out "$RUNS/single-${WIDTHS[$i]}" --widths "${WIDTHS[$i]}" \
+    --steps $((STEPS + extra)) --lr "$LR" --lambdas "${lambdas[$i]}" --resume
+done
+
+# 5. Benchmarks (on the held-out photos).
+python benchmarks/rd.py --images "$RUNS/data/val" --model "$RUNS/default/model.pt" --label slimcae
+python benchmarks/lambda_scheduling.py --images "$RUNS/data/val" \
+  --scheduled "$RUNS/default/model.pt" --equal "$RUNS/equal-lambda/model.pt"
+singles=()
+for w in "${WIDTHS[@]}"; do singles+=("$RUNS/single-$w/model.pt"); done
+python benchmarks/slimming_penalty.py --images "$RUNS/data/val" --slim "$RUNS/default/model.pt" \
+  --single "${singles[@]}"

@@ -1,0 +1,31 @@
+import math
+
+import pytest
+
+from slimcodec.utils.rd import bd_rate, bpp_span, rd_hull
+
+CURVE = [(0.25, 28.0), (0.5, 31.0), (1.0, 34.0), (2.0, 37.0)]
+
+
+def test_bd_rate_of_a_uniformly_cheaper_curve():
+    # the same PSNR at 80% of the rate everywhere: exactly -20%
+    cheaper = [(0.8 * r, p) for r, p in CURVE]
+    assert bd_rate(CURVE, cheaper) == pytest.approx(-20.0, abs=1e-9)
+    assert bd_rate(CURVE, CURVE) == pytest.approx(0.0, abs=1e-12)
+    assert bd_rate(cheaper, CURVE) == pytest.approx(25.0, abs=1e-9)
+
+
+def test_bd_rate_uses_only_the_shared_range():
+    shifted = [(r * 2, p + 20) for r, p in CURVE]
+    assert bd_rate(CURVE, shifted) is None
+    assert bd_rate(CURVE, [(0.5, 30.0)]) is None  # a single point spans no range
+    with pytest.raises(ValueError):
+        bd_rate(CURVE, [(0.5, 30.0), (0.7, 30.0), (1.0, 33.0)])  # PSNR repeats
+
+
+def test_rd_hull_drops_dominated_and_inside_points():
+    points = [(0.25, 28.0), (0.5, 29.0), (1.0, 34.0), (1.5, 33.0), (2.0, 35.0)]
+    # (0.5, 29) lies under the chord from 0.25 to 1.0; (1.5, 33) is dominated by (1.0, 34)
+    assert rd_hull(points) == [(0.25, 28.0), (1.0, 34.0), (2.0, 35.0)]
+    assert rd_hull(CURVE) == CURVE  # collinear in log terms is not collinear in bpp: kept
+    assert math.isclose(bpp_span(CURVE), 8.0)
