@@ -13,7 +13,7 @@ from slimcodec.errors import UnknownModelError
 from slimcodec.utils.image import ImageLike
 from slimcodec.zoo import find_by_fingerprint
 
-__all__ = ["DEFAULT_MODEL", "codec_for", "compress", "decompress", "read_header"]
+__all__ = ["DEFAULT_MODEL", "codec_for", "compress", "decompress", "read_header", "writer_of"]
 
 DEFAULT_MODEL = "slimcae"
 
@@ -45,18 +45,21 @@ def read_header(data: bytes) -> Header:
     return unpack(data).header
 
 
+def writer_of(data: bytes) -> str:
+    """The registered pretrained model that wrote ``data``, found by its fingerprint."""
+    fp = read_header(data).fingerprint
+    name = find_by_fingerprint(fp)
+    if name is None:
+        raise UnknownModelError(
+            f"file was written by a model that is not registered (fingerprint {fp.hex()}); "
+            "pass the model file that wrote it"
+        )
+    return name
+
+
 def decompress(data: bytes, model: ModelLike | None = None) -> Image.Image:
     """Decompress container bytes to a PIL image.
 
     Without ``model``, the registered pretrained model whose fingerprint the file carries.
     """
-    if model is None:
-        fp = read_header(data).fingerprint
-        name = find_by_fingerprint(fp)
-        if name is None:
-            raise UnknownModelError(
-                f"file was written by a model that is not registered (fingerprint {fp.hex()}); "
-                "pass the model file that wrote it"
-            )
-        model = name
-    return codec_for(model).decode(data)
+    return codec_for(writer_of(data) if model is None else model).decode(data)

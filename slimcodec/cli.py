@@ -18,9 +18,9 @@ from typing import Any
 
 from PIL import Image
 
-from slimcodec.api import DEFAULT_MODEL, codec_for
+from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import unpack
-from slimcodec.errors import SlimcodecError, UnknownModelError
+from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.utils.image import find_images
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
@@ -63,15 +63,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     data = _read(args.input)
-    model = args.model
-    if model is None:
-        fp = unpack(data).header.fingerprint
-        model = find_by_fingerprint(fp)
-        if model is None:
-            raise UnknownModelError(
-                f"{args.input} was written by a model that is not registered "
-                f"(fingerprint {fp.hex()}); pass the model file with --model"
-            )
+    model = args.model or writer_of(data)
     fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
     image = codec_for(model).decode(data)
     atomic_write(args.output, lambda f: image.save(f, format=fmt))

@@ -322,7 +322,7 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
     def log(record: dict[str, Any]) -> None:
         if trainer.is_main:
             with log_path.open("a") as f:
-                f.write(json.dumps({"step": trainer.step, **record}) + "\n")
+                f.write(json.dumps({"step": trainer.step, "time": time.time(), **record}) + "\n")
 
     return schedule_lambdas(
         state,
