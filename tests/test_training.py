@@ -78,6 +78,17 @@ def test_resume_matches_uninterrupted_run(images, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:skipping")
+def test_fresh_start_replaces_stale_logs(images, tmp_path):
+    """A run without a checkpoint (killed before its first) starts its logs afresh."""
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "stale": true}\n' * 3)
+    (tmp_path / "lambda_schedule.jsonl").write_text('{"event": "stale"}\n')
+    train(TrainConfig(data=str(images), out=str(tmp_path), steps=5, **TINY))
+    log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5] and not any("stale" in r for r in log)
+    assert not (tmp_path / "lambda_schedule.jsonl").exists()
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
 def test_resume_refuses_a_different_architecture(images, tmp_path):
     train(TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY))
     with pytest.raises(ValueError, match="cannot resume: widths"):

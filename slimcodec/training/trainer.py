@@ -45,6 +45,7 @@ __all__ = ["TrainConfig", "Trainer", "train"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
+SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
 
 
@@ -128,6 +129,9 @@ class Trainer:
             model = load_model(cfg.init)
             if list(model.widths) != list(cfg.widths):
                 raise ValueError(f"--init model has widths {model.widths}, not {cfg.widths}")
+            if model.gdn != cfg.gdn:
+                raise ValueError(f"--init model has GDN {model.gdn!r}, not {cfg.gdn!r} "
+                                 f"(pass --gdn {model.gdn})")
         else:
             model = create_model("slimcae", widths=tuple(cfg.widths), gdn=cfg.gdn)
         self.model: SlimCAE = model.to(self.device).train()
@@ -309,7 +313,7 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
     state = ScheduleState(**saved) if saved else ScheduleState(lambdas=list(trainer.lambdas))
     state.points = [tuple(p) for p in state.points]
     trainer.lr_override = cfg.finetune_lr
-    log_path = trainer.out / "lambda_schedule.jsonl"
+    log_path = trainer.out / SCHEDULE_LOG
 
     def finetune(lambdas: list[float]) -> None:
         trainer.lambdas = lambdas
@@ -342,6 +346,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Trainer:
     resumed = None
     if resume and (trainer.out / CHECKPOINT).exists():
         resumed = trainer.load_checkpoint()
+    elif trainer.is_main:  # a fresh start: logs of an earlier attempt would mislead
+        trainer._truncate_metrics(0)
+        (trainer.out / SCHEDULE_LOG).unlink(missing_ok=True)
     t0 = time.time()
     if trainer.step < cfg.steps:
         trainer.run(cfg.steps)
