@@ -1,25 +1,4 @@
 """The slimcodec container format (see ``docs/bitstream.md``)."""
 
-from .container import (
-    FINGERPRINT_SIZE,
-    FORMAT_VERSION,
-    MAGIC,
-    MAX_IMAGE_SIDE,
-    Bitstream,
-    Header,
-    RateKind,
-    pack,
-    unpack,
-)
-
-__all__ = [
-    "FINGERPRINT_SIZE",
-    "FORMAT_VERSION",
-    "MAGIC",
-    "MAX_IMAGE_SIDE",
-    "Bitstream",
-    "Header",
-    "RateKind",
-    "pack",
-    "unpack",
-]
+from .container import *  # noqa: F403
+from .container import __all__  # noqa: F401
