@@ -114,6 +114,9 @@ def main() -> None:
         ("command", "`bash tools/with-venv.sh bash benchmarks/train_default.sh` (stages 1–2; "
                     "stages 3–5 train the comparison models and run the benchmarks), then "
                     "`python tools/ship_default.py`"),
+        ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's best, chosen before this "
+                        "project measured; its short screening (`benchmarks/RESULTS.md`, "
+                        "'GDN variants') favours SwitchGDN, not yet acted on"),
         ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
     ]
     table = "\n".join(["| field | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in fields])
