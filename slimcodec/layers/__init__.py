@@ -1,7 +1,7 @@
 """Slimmable layers: convolutions and GDN variants that share weights across widths."""
 
 from .gdn import GDN_VARIANTS, SlimGDN, SlimGDNPlus, SwitchGDN, make_gdn
-from .slimmable import SlimConv2d, SlimConvTranspose2d, Slimmable, set_width_index
+from .slimmable import SlimConv2d, SlimConvTranspose2d, Slimmable
 
 __all__ = [
     "GDN_VARIANTS",
@@ -12,5 +12,4 @@ __all__ = [
     "Slimmable",
     "SwitchGDN",
     "make_gdn",
-    "set_width_index",
 ]

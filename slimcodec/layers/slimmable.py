@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SlimConv2d", "SlimConvTranspose2d", "Slimmable", "set_width_index"]
+__all__ = ["SlimConv2d", "SlimConvTranspose2d", "Slimmable"]
 
 
 class Slimmable(nn.Module):
@@ -114,9 +114,3 @@ class SlimConvTranspose2d(_SlimConvNd):
             output_padding=self.stride - 1,
         )
 
-
-def set_width_index(module: nn.Module, index: int) -> None:
-    """Set the width index of every :class:`Slimmable` layer inside ``module``."""
-    for m in module.modules():
-        if isinstance(m, Slimmable):
-            m.set_width_index(index)
