@@ -12,6 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import MISSING, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import unpack
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
+from slimcodec.training import TrainConfig, train
 from slimcodec.utils.image import find_images
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
 from slimcodec.zoo import find_by_fingerprint, list_models, model_meta
@@ -140,20 +142,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from slimcodec.training import TrainConfig, train  # training pulls in more than coding
-
-    cfg = TrainConfig(
-        data=args.data, out=args.out, widths=args.widths, lambdas=args.lambdas, gdn=args.gdn,
-        init=args.init, steps=args.steps, patch=args.patch, batch=args.batch, lr=args.lr,
-        aux_lr=args.aux_lr, lr_schedule=args.lr_schedule, checkpoint_every=args.checkpoint_every,
-        seed=args.seed, device=args.device, schedule=args.schedule, val=args.val,
-        finetune_steps=args.finetune_steps, finetune_lr=args.finetune_lr,
-        lambda_factor=args.lambda_factor, max_tries=args.max_tries,
-    )
-    trainer = train(cfg, resume=args.resume)
+    # Every option of `train` is a TrainConfig field of the same name.
+    options = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    trainer = train(TrainConfig(**options), resume=args.resume)
     if trainer.is_main:
         print(f"{Path(args.out) / 'model.pt'}: {trainer.step} steps")
     return 0
+
+
+def _train_defaults() -> dict[str, Any]:
+    """TrainConfig's defaults, so that the CLI cannot drift from them."""
+    defaults = {}
+    for f in fields(TrainConfig):
+        if f.default is not MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            defaults[f.name] = f.default_factory()
+    return defaults  # data and out have none: they are required
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -199,31 +204,35 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--image", help="another image instead of the bundled sample")
     m.set_defaults(func=cmd_demo)
 
-    t = sub.add_parser("train", help="train a SlimCAE (all widths jointly)")
+    d = _train_defaults()
+    t = sub.add_parser("train", help="train a SlimCAE (all widths jointly)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     t.add_argument("--data", required=True, help="folder of training images (recursive)")
     t.add_argument("--out", required=True, help="run directory: checkpoint, log, model.pt")
-    t.add_argument("--widths", type=int, nargs="+", default=[192, 144, 96, 72, 48])
-    t.add_argument("--lambdas", type=float, nargs="+", default=[0.013],
+    t.add_argument("--widths", type=int, nargs="+", default=d["widths"])
+    t.add_argument("--lambdas", type=float, nargs="+", default=d["lambdas"],
                    help="one λ for all widths, or one per width (CompressAI convention)")
-    t.add_argument("--gdn", default="slim+", choices=["switch", "slim", "slim+"])
+    t.add_argument("--gdn", default=d["gdn"], choices=["switch", "slim", "slim+"])
     t.add_argument("--init", help="start from this model file or pretrained model")
-    t.add_argument("--steps", type=int, default=10_000)
-    t.add_argument("--patch", type=int, default=128)
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--lr", type=float, default=1e-4)
-    t.add_argument("--aux-lr", type=float, default=1e-3)
-    t.add_argument("--lr-schedule", default="cosine", choices=["cosine", "constant"])
-    t.add_argument("--checkpoint-every", type=int, default=500)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    t.add_argument("--steps", type=int, default=d["steps"])
+    t.add_argument("--patch", type=int, default=d["patch"])
+    t.add_argument("--batch", type=int, default=d["batch"])
+    t.add_argument("--lr", type=float, default=d["lr"])
+    t.add_argument("--aux-lr", type=float, default=d["aux_lr"])
+    t.add_argument("--lr-schedule", default=d["lr_schedule"], choices=["cosine", "constant"])
+    t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
+    t.add_argument("--seed", type=int, default=d["seed"])
+    t.add_argument("--device", default=d["device"], help="auto, cpu, cuda")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
-    t.add_argument("--schedule", default="fixed", choices=["fixed", "lambda"],
+    t.add_argument("--schedule", default=d["schedule"], choices=["fixed", "lambda"],
                    help="lambda: after --steps, λ-schedule the narrower widths (SlimCAE)")
     t.add_argument("--val", help="validation images (needed by --schedule lambda)")
-    t.add_argument("--finetune-steps", type=int, default=200, help="steps per λ-schedule try")
-    t.add_argument("--finetune-lr", type=float, default=1e-4)
-    t.add_argument("--lambda-factor", type=float, default=0.8)
-    t.add_argument("--max-tries", type=int, default=7, help="accepted λ steps per width pair")
+    t.add_argument("--finetune-steps", type=int, default=d["finetune_steps"],
+                   help="steps per λ-schedule try")
+    t.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
+    t.add_argument("--lambda-factor", type=float, default=d["lambda_factor"])
+    t.add_argument("--max-tries", type=int, default=d["max_tries"],
+                   help="accepted λ steps per width pair")
     t.set_defaults(func=cmd_train)
 
     ls = sub.add_parser("models", help="list registered models")

@@ -25,6 +25,7 @@ from slimcodec.utils.metrics import ms_ssim, psnr
 
 __all__ = ["evaluate", "format_table"]
 
+
 def _mean(values: Iterable[float | None]) -> float | None:
     vals = [v for v in values if v is not None]
     return float(np.mean(vals)) if vals else None

@@ -54,7 +54,7 @@ class TrainConfig:
     data: str
     out: str
     widths: list[int] = field(default_factory=lambda: [192, 144, 96, 72, 48])
-    lambdas: list[float] = field(default_factory=lambda: [0.0130] * 5)
+    lambdas: list[float] = field(default_factory=lambda: [0.013])  # one λ: every width
     gdn: str = "slim+"
     init: str | None = None  # start from a model file or registered pretrained model
     steps: int = 10_000
