@@ -4,8 +4,12 @@
 #
 #   bash tools/with-venv.sh bash benchmarks/train_default.sh        # from the repository root
 #
-# Knobs (environment): STEPS PATCH BATCH LR LAMBDA FT_STEPS MAX_TRIES RUNS. The defaults are
-# the recipe of the shipped model; a GPU is used when torch sees one.
+# Knobs (environment): STEPS PATCH BATCH LR AUX_LR LAMBDA FT_STEPS FT_LR MAX_TRIES SEED GDN RUNS,
+# and PREV: the RUNS folder of an earlier round to continue from. With PREV set, the joint
+# model starts from $PREV/default/model.pt and each single-width model from its own
+# $PREV/single-W/model.pt, so both sides of the slimming comparison keep having had the same
+# steps. The shipped model's card gives the rounds it was trained in. A GPU is used when torch
+# sees one.
 set -euo pipefail
 STEPS=${STEPS:-4500}
 PATCH=${PATCH:-64}
@@ -15,9 +19,17 @@ LAMBDA=${LAMBDA:-0.013}
 FT_STEPS=${FT_STEPS:-150}
 FT_LR=${FT_LR:-1e-4}
 MAX_TRIES=${MAX_TRIES:-5}
+AUX_LR=${AUX_LR:-1e-3}
+SEED=${SEED:-0}
+GDN=${GDN:-slim+}
 RUNS=${RUNS:-runs}
+PREV=${PREV:-}
 WIDTHS=(192 144 96 72 48)
-common=(--data "$RUNS/data/train" --patch "$PATCH" --batch "$BATCH" --checkpoint-every 250)
+common=(--data "$RUNS/data/train" --patch "$PATCH" --batch "$BATCH" --checkpoint-every 250
+        --aux-lr "$AUX_LR" --seed "$SEED" --gdn "$GDN")
+init() {  # init RUN_NAME -> the --init option continuing PREV's run of that name, if any
+  if [ -n "$PREV" ]; then echo "--init $PREV/$1/model.pt"; fi
+}
 
 [ -d "$RUNS/data/train" ] || python tools/prepare_training_data.py --out "$RUNS/data"
 
@@ -27,7 +39,8 @@ print(json.dumps(model_meta(sys.argv[1])[sys.argv[2]]))" "$1" "$2"
 }
 
 # 1. All widths jointly at one λ.
-slimcodec train "${common[@]}" --out "$RUNS/stage1" --widths "${WIDTHS[@]}" \
+# shellcheck disable=SC2046
+slimcodec train "${common[@]}" --out "$RUNS/stage1" $(init default) --widths "${WIDTHS[@]}" \
   --steps "$STEPS" --lr "$LR" --lambdas "$LAMBDA" --resume
 
 # 2. λ-scheduling from the stage-1 model: the shipped default.
@@ -38,14 +51,17 @@ slimcodec train "${common[@]}" --out "$RUNS/default" --init "$RUNS/stage1/model.
 extra=$(meta "$RUNS/default/model.pt" steps)
 read -r -a lambdas <<< "$(meta "$RUNS/default/model.pt" lambdas | tr -d '[],')"
 
-# 3. Control: the stage-1 model fine-tuned as long, but with λ left equal.
+# 3. Control: the stage-1 model fine-tuned as long (one cosine decay from FT_LR), with λ left
+#    equal.
 slimcodec train "${common[@]}" --out "$RUNS/equal-lambda" --init "$RUNS/stage1/model.pt" \
-  --widths "${WIDTHS[@]}" --steps "$extra" --lr "$FT_LR" --lr-schedule constant \
+  --widths "${WIDTHS[@]}" --steps "$extra" --lr "$FT_LR" \
   --lambdas "$LAMBDA" --resume
 
 # 4. Single-width models at the scheduled λ, as many steps as the SlimCAE had in all.
 for i in "${!WIDTHS[@]}"; do
-  slimcodec train "${common[@]}" --out "$RUNS/single-${WIDTHS[$i]}" --widths "${WIDTHS[$i]}" \
+  # shellcheck disable=SC2046
+  slimcodec train "${common[@]}" --out "$RUNS/single-${WIDTHS[$i]}" $(init "single-${WIDTHS[$i]}") \
+    --widths "${WIDTHS[$i]}" \
     --steps $((STEPS + extra)) --lr "$LR" --lambdas "${lambdas[$i]}" --resume
 done
 

@@ -229,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val", help="validation images (needed by --schedule lambda)")
     t.add_argument("--finetune-steps", type=int, default=d["finetune_steps"],
                    help="steps per λ-schedule try")
-    t.add_argument("--finetune-lr", type=float, default=d["finetune_lr"])
+    t.add_argument("--finetune-lr", type=float, default=d["finetune_lr"],
+                   help="learning rate at the start of each try, decayed (cosine) over it")
     t.add_argument("--lambda-factor", type=float, default=d["lambda_factor"])
     t.add_argument("--max-tries", type=int, default=d["max_tries"],
                    help="accepted λ steps per width pair")

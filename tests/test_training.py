@@ -15,7 +15,8 @@ from slimcodec.errors import ImageError
 from slimcodec.models import SlimCAE
 from slimcodec.training import PatchSampler, TrainConfig, Trainer, train
 from slimcodec.training.lambda_schedule import ScheduleState, rd_slope, schedule_lambdas
-from slimcodec.zoo import load_model_file
+from slimcodec.training.trainer import lr_at
+from slimcodec.zoo import load_model_file, model_meta
 
 TINY = {"widths": [16, 8], "lambdas": [0.01], "patch": 32, "batch": 4, "lr": 1e-3,
         "checkpoint_every": 10}
@@ -75,6 +76,18 @@ def test_resume_matches_uninterrupted_run(images, tmp_path):
     steps = [json.loads(x)["step"] for x in (tmp_path / "b/metrics.jsonl").read_text().split("\n")
              if x]
     assert steps == list(range(1, 21))  # the lines past the checkpoint were replaced
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_resume_with_more_steps_extends_the_learning_rate_schedule(images, tmp_path):
+    """A finished run resumed with a larger --steps decays over the new total."""
+    train(TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY))
+    longer = TrainConfig(data=str(images), out=str(tmp_path), steps=40, **TINY)
+    train(longer, resume=True)
+    log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 41))
+    assert log[10]["lr"] == pytest.approx(lr_at(longer, 10, 40))  # step 11: not the floor
+    assert log[10]["lr"] > 0.5 * TINY["lr"]
 
 
 @pytest.mark.filterwarnings("ignore:skipping")
@@ -178,6 +191,42 @@ def test_lambda_schedule_respects_max_tries():
     assert ks == [2, 0]
     assert not any(r.get("pair") == [0, 1] and "rolled" in r.get("decision", "")
                    for r in records)
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_lambda_schedule_through_the_trainer(images, tmp_path, monkeypatch):
+    """Stage 2 end to end: the baseline and each try start at --finetune-lr and decay over
+    their own steps; the exported model carries the λ the log ends with."""
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.fromarray(natural_like(32, 48, seed=7)).save(val / "v.png")
+    seen = []
+    step = Trainer.train_step
+
+    def spy(self):
+        metrics = step(self)
+        seen.append((self.finetune_from, metrics["lr"]))
+        return metrics
+
+    monkeypatch.setattr(Trainer, "train_step", spy)
+    cfg = TrainConfig(data=str(images), out=str(tmp_path / "run"), steps=4, schedule="lambda",
+                      val=str(val), finetune_steps=3, finetune_lr=5e-4, max_tries=2, **TINY)
+    train(cfg)
+    assert [f for f, _ in seen[:4]] == [None] * 4
+    tries = {}
+    for start, lr in seen[4:]:
+        tries.setdefault(start, []).append(lr)
+    assert tries and all(len(lrs) == 3 for lrs in tries.values())
+    for lrs in tries.values():
+        assert lrs[0] == pytest.approx(5e-4) and lrs[0] > lrs[1] > lrs[2]
+    log = [json.loads(x) for x in (tmp_path / "run/lambda_schedule.jsonl").read_text().split("\n")
+           if x]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "done"
+    # one fine-tune at the starting λ for the baseline, then one per try
+    assert len([r for r in log if r["event"] == "try"]) == len(tries) - 1
+    model = load_model_file(tmp_path / "run/model.pt")
+    assert model_meta(tmp_path / "run/model.pt")["lambdas"] == log[-1]["lambdas"]
+    assert model.widths == (16, 8)
 
 
 def test_rd_slope():

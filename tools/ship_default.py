@@ -3,7 +3,7 @@
 Everything in the card comes from the run's own files (model file metadata, metrics.jsonl,
 lambda_schedule.jsonl) and from the `rd` section of benchmarks/RESULTS.md.
 
-Usage: python tools/ship_default.py [--runs runs]
+Usage: python tools/ship_default.py [--runs runs [runs2 ...]]
 """
 
 from __future__ import annotations
@@ -65,20 +65,73 @@ def rd_section() -> str:
     return re.sub(r"^## .*\n", "", body.strip())
 
 
+def round_command(runs: Path, prev: Path | None, cfg1: dict, cfg2: dict) -> str:
+    """The `train_default.sh` invocation that reproduces one round, from its configs."""
+    knobs = {"RUNS": runs, "PREV": prev, "STEPS": cfg1["steps"], "LAMBDA": cfg1["lambdas"][0],
+             "PATCH": cfg1["patch"], "BATCH": cfg1["batch"], "LR": cfg1["lr"],
+             "AUX_LR": cfg1["aux_lr"], "SEED": cfg1["seed"], "GDN": cfg1["gdn"],
+             "FT_STEPS": cfg2["finetune_steps"], "FT_LR": cfg2["finetune_lr"],
+             "MAX_TRIES": cfg2["max_tries"]}
+    env = " ".join(f"{k}={v}" for k, v in knobs.items() if v is not None)
+    return f"`{env} bash tools/with-venv.sh bash benchmarks/train_default.sh`"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", default="runs")
+    ap.add_argument("--runs", nargs="+", default=["runs"],
+                    help="the RUNS folder of each training round, in order (PREV of each "
+                         "is the one before); the last round's default model is shipped")
     args = ap.parse_args()
-    runs = Path(args.runs)
-    stage1, default = runs / "stage1", runs / "default"
-    meta1, meta2 = model_meta(stage1 / "model.pt"), model_meta(default / "model.pt")
-    model = load_model_file(default / "model.pt")
-    steps1, steps2 = meta1["steps"], meta2["steps"]
-    seconds = training_seconds(stage1) + schedule_seconds(default)
-    lambdas = meta2["lambdas"]
+    rounds = [Path(r) for r in args.runs]
+    last = rounds[-1] / "default"
+    model = load_model_file(last / "model.pt")
+    meta_last = model_meta(last / "model.pt")
+    lambdas = meta_last["lambdas"]
     hardware = f"{platform.machine()}, {os.cpu_count()} CPU cores, no GPU"
-    n_photos = len(list((runs / "data" / "train").iterdir()))
-    summary = (f"SlimCAE trained {steps1 + steps2} steps on {n_photos} photos "
+    n_photos = len(list((rounds[-1] / "data" / "train").iterdir()))
+
+    fields = [
+        ("data", f"`tools/prepare_training_data.py`, {n_photos} photos: 9 of "
+                 "`../shared/data/photos` (KDE wallpapers, 1280×800), coffee, chelsea and "
+                 "rocket (scikit-image), grace_hopper (matplotlib); 3 more shared photos held "
+                 "out for validation and test; the demo image (astronaut) in neither"),
+    ]
+    steps, seconds, commands = 0, 0.0, []
+    for i, runs in enumerate(rounds, 1):
+        stage1, default = runs / "stage1", runs / "default"
+        meta1, meta2 = model_meta(stage1 / "model.pt"), model_meta(default / "model.pt")
+        cfg, cfg2 = meta1["config"], meta2["config"]
+        steps += meta1["steps"] + meta2["steps"]
+        seconds += training_seconds(stage1) + schedule_seconds(default)
+        start = f"from round {i - 1}'s λ-scheduled model" if cfg["init"] else "from scratch"
+        fields += [
+            (f"round {i}, stage 1", f"{meta1['steps']} steps {start}, every width in every "
+                                    f"step, λ = {cfg['lambdas'][0]} for all, patch "
+                                    f"{cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} "
+                                    f"with cosine decay, aux Adam {cfg['aux_lr']}"),
+            (f"round {i}, stage 2", f"λ-scheduling: {meta2['steps']} accepted fine-tune steps "
+                                    f"({cfg2['finetune_steps']} per try, lr "
+                                    f"{cfg2['finetune_lr']}), factor {cfg2['lambda_factor']}, "
+                                    f"at most {cfg2['max_tries']} accepted tries per pair, "
+                                    "slopes measured on the 3 validation photos; final λ "
+                                    + ", ".join(f"{v:.5f}" for v in meta2["lambdas"])),
+        ]
+        commands.append(round_command(runs, rounds[i - 2] if i > 1 else None, cfg, cfg2))
+    fields += [
+        ("final λ (192 → 48)", ", ".join(f"{v:.5f}" for v in lambdas)),
+        ("wall time", f"{seconds / 60:.0f} min: each stage 1's training steps "
+                      "(`metrics.jsonl`) and all of each stage 2 (`lambda_schedule.jsonl`: "
+                      "fine-tunes, rolled-back tries and validation measurements)"),
+        ("hardware", hardware),
+        ("command", "one per round, in order: " + "; ".join(commands) + " (each runs stages "
+                    "1–2, then trains the comparison models and runs the benchmarks), then "
+                    f"`python tools/ship_default.py --runs {' '.join(args.runs)}`"),
+        ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's best, chosen before this "
+                        "project measured; its short screening (`benchmarks/RESULTS.md`, "
+                        "'GDN variants') favours SwitchGDN, not yet acted on"),
+        ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
+    ]
+    summary = (f"SlimCAE trained {steps} steps on {n_photos} photos "
                f"({seconds / 3600:.1f} h on {os.cpu_count()} CPU cores), λ-scheduled")
     rd = rd_section()
     bd = re.search(r"against JPEG 4:2:0 \*\*([^*]+)\*\*", rd).group(1)
@@ -90,35 +143,9 @@ def main() -> None:
     else:
         verdict = f"Its BD-rate against JPEG 4:2:0 is {bd}: it needs more bits than JPEG."
     path = WEIGHTS_DIR / "slimcae.pt"
-    fp = save_model_file(model, path, meta={**meta2, "summary": summary, "trained": True})
+    fp = save_model_file(model, path, meta={**meta_last, "summary": summary, "trained": True})
     assert fp == fingerprint(load_model_file(path))
 
-    cfg, cfg2 = meta1["config"], meta2["config"]
-    fields = [
-        ("data", f"`tools/prepare_training_data.py`, {n_photos} photos: 9 of "
-                 "`../shared/data/photos` (KDE wallpapers, 1280×800), coffee, chelsea and "
-                 "rocket (scikit-image), grace_hopper (matplotlib); 3 more shared photos held "
-                 "out for validation and test; the demo image (astronaut) in neither"),
-        ("stage 1", f"{steps1} steps, every width in every step, λ = {cfg['lambdas'][0]} for "
-                    f"all, patch {cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} with "
-                    f"cosine decay, aux Adam {cfg['aux_lr']}"),
-        ("stage 2", f"λ-scheduling: {steps2} accepted fine-tune steps "
-                    f"({cfg2['finetune_steps']} per try, lr {cfg2['finetune_lr']}), factor "
-                    f"{cfg2['lambda_factor']}, at most {cfg2['max_tries']} accepted tries per "
-                    "pair, slopes measured on the 3 validation photos"),
-        ("final λ (192 → 48)", ", ".join(f"{v:.5f}" for v in lambdas)),
-        ("wall time", f"{seconds / 60:.0f} min: stage 1's training steps (`metrics.jsonl`) "
-                      "and all of stage 2 (`lambda_schedule.jsonl`: fine-tunes, rolled-back "
-                      "tries and validation measurements)"),
-        ("hardware", hardware),
-        ("command", "`bash tools/with-venv.sh bash benchmarks/train_default.sh` (stages 1–2; "
-                    "stages 3–5 train the comparison models and run the benchmarks), then "
-                    "`python tools/ship_default.py`"),
-        ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's best, chosen before this "
-                        "project measured; its short screening (`benchmarks/RESULTS.md`, "
-                        "'GDN variants') favours SwitchGDN, not yet acted on"),
-        ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
-    ]
     table = "\n".join(["| field | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in fields])
     card = f"""# Model card: `slimcae`
 
@@ -127,17 +154,17 @@ Compression*, CVPR 2021) at widths 192, 144, 96, 72, 48 with {GDN_NAMES[model.gd
 trained with this project's own `slimcodec train` and λ-scheduling.
 Fingerprint `{fp.hex()}`.
 
-**Read this first.** The model was trained for {steps1 + steps2} steps, {seconds / 3600:.1f} hours
+**Read this first.** The model was trained for {steps} steps, {seconds / 3600:.1f} hours
 on {hardware}: a small fraction of the roughly one million steps of the paper's recipe.
 {verdict} It is a working codec, far from converged; what would close the gap to the
-paper is the same pipeline with many more steps (`STEPS=...`, resumable across sessions),
-a GPU, and a large photo collection.
+paper is the same pipeline with many more steps (another round with `PREV=...`, or a larger
+`STEPS`), a GPU, and a large photo collection.
 
 {table}
 
-## λ-scheduling log
+## λ-scheduling log of the last round
 
-{chr(10).join(schedule_summary(default))}
+{chr(10).join(schedule_summary(last))}
 
 ## Rate-distortion (from `benchmarks/RESULTS.md`)
 

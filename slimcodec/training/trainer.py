@@ -92,12 +92,15 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
 
-def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
-    if cfg.lr_schedule == "constant":
-        return cfg.lr
-    floor = 0.01 * cfg.lr
+def cosine_lr(peak: float, step: int, total: int) -> float:
+    """Cosine decay from ``peak`` at step 0 to 1% of it at ``total``."""
+    floor = 0.01 * peak
     progress = min(step / total, 1.0) if total > 0 else 1.0
-    return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * progress))
+    return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * progress))
+
+
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    return cfg.lr if cfg.lr_schedule == "constant" else cosine_lr(cfg.lr, step, total)
 
 
 class Trainer:
@@ -144,8 +147,9 @@ class Trainer:
         self.aux_optimizer = torch.optim.Adam(aux, lr=cfg.aux_lr)
         self.sampler = PatchSampler(cfg.data, cfg.patch)
         self.step = 0
-        self.lr_steps = cfg.steps  # the horizon of the cosine schedule
-        self.lr_override: float | None = None  # fine-tunes run at a constant rate
+        # λ-schedule tries: the step a try began at. Each try decays from --finetune-lr over
+        # its own steps, so the RD measure after it sees a settled model, not one mid-stride.
+        self.finetune_from: int | None = None
 
     @property
     def is_main(self) -> bool:
@@ -164,7 +168,6 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         return {
             "step": self.step,
-            "lr_steps": self.lr_steps,
             "lambdas": self.lambdas,
             "config": dataclasses.asdict(self.cfg),
             "model": self.model.state_dict(),
@@ -189,7 +192,9 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
-        self.step, self.lr_steps = state["step"], state["lr_steps"]
+        # The cosine horizon is always this run's --steps: resuming with a larger --steps
+        # extends the run instead of finishing it at the floor learning rate.
+        self.step = state["step"]
         self.lambdas = state["lambdas"]
         if self.is_main:
             self._truncate_metrics(self.step)
@@ -212,7 +217,10 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # the entropy models' quantisation noise
         x = self.sampler.sample(cfg.batch, generator).to(self.device)
-        lr = self.lr_override or lr_at(cfg, self.step, self.lr_steps)
+        if self.finetune_from is None:
+            lr = lr_at(cfg, self.step, cfg.steps)
+        else:
+            lr = cosine_lr(cfg.finetune_lr, self.step - self.finetune_from, cfg.finetune_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
@@ -312,11 +320,11 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
     saved = (resumed or {}).get("schedule")
     state = ScheduleState(**saved) if saved else ScheduleState(lambdas=list(trainer.lambdas))
     state.points = [tuple(p) for p in state.points]
-    trainer.lr_override = cfg.finetune_lr
     log_path = trainer.out / SCHEDULE_LOG
 
     def finetune(lambdas: list[float]) -> None:
         trainer.lambdas = lambdas
+        trainer.finetune_from = trainer.step
         trainer.run(trainer.step + cfg.finetune_steps, desc="λ-schedule", checkpoint=False)
 
     def accept(s: ScheduleState) -> None:
