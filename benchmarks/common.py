@@ -27,8 +27,9 @@ Point = tuple[float, float]
 
 # Pillow encoders and the quality sweep of each. The sweep is dense at the low end, where
 # learned codecs usually operate: a BD-rate is taken over the PSNR range both curves cover,
-# so a sweep that starts at quality 5 would leave JPEG's lowest rates out of it.
-QUALITIES = (1, 2, 3, 5, 8, 10, 15, 25, 35, 45, 55, 65, 75, 85, 95)
+# so a sweep that starts at quality 5 would leave JPEG's lowest rates out of it. (Quality 1
+# is left out: JPEG clamps its tables there, and it codes almost exactly like quality 2.)
+QUALITIES = (2, 3, 5, 8, 10, 15, 25, 35, 45, 55, 65, 75, 85, 95)
 CLASSICAL = {
     "JPEG 4:2:0": ("JPEG", {"subsampling": 2}, QUALITIES),
     "JPEG 4:4:4": ("JPEG", {"subsampling": 0}, QUALITIES),

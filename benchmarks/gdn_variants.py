@@ -2,7 +2,10 @@
 
 Trains one SlimCAE per GDN variant with the same recipe, seed and data (short runs: this
 is a screening, not the paper's experiment), then reports each one's RD points on the test
-images and the BD-rate of each curve against SlimGDN's.
+images, the BD-rate of each curve against SlimGDN's, and each one's RD loss on the test
+images: the training objective, mean over widths of λ·255²·MSE + bpp. Trained at one λ, the
+widths' points bunch together and the curves of two variants often share no PSNR range, so
+the BD-rate is often n/a; the RD loss always compares.
 
     python benchmarks/gdn_variants.py --data runs/data/train --images runs/data/val \
         --steps 1500 --widths 96 72 48
@@ -14,6 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
 from common import FIGURES, fmt, load_test_images, model_rd, parse_crop, plot_curves, write_section
 
 from slimcodec.training import TrainConfig, train
@@ -48,15 +52,18 @@ def main() -> None:
         points[label] = model_rd(str(out / "model.pt"), images)
         curves[label] = [(p["bpp"], p["psnr"]) for p in points[label]]
 
+    lambdas = args.lambdas * len(args.widths) if len(args.lambdas) == 1 else args.lambdas
     rows = ["| GDN | " + " | ".join(f"width {w} bpp / PSNR" for w in args.widths)
-            + " | BD-rate vs SlimGDN |", "|---|" + "---:|" * (len(args.widths) + 1)]
+            + " | BD-rate vs SlimGDN | RD loss |", "|---|" + "---:|" * (len(args.widths) + 2)]
     for label, pts in points.items():
         cells = " | ".join(f"{p['bpp']:.3f} / {p['psnr']:.2f}" for p in pts)
         try:
             bd = bd_rate(curves["SlimGDN"], curves[label])
         except ValueError:
             bd = None
-        rows.append(f"| {label} | {cells} | {fmt(bd, '+.1f', '%')} |")
+        loss = np.mean([lam * 255**2 * 10 ** (-p["psnr"] / 10) + p["bpp"]
+                        for lam, p in zip(lambdas, pts, strict=True)])
+        rows.append(f"| {label} | {cells} | {fmt(bd, '+.1f', '%')} | {loss:.4f} |")
     figure = FIGURES / "gdn_variants.png"
     plot_curves(curves, figure, "GDN variants")
     body = f"""## GDN variants
@@ -66,6 +73,9 @@ Three SlimCAEs (widths {', '.join(map(str, args.widths))}) trained alike, {args.
 {len(images)} images, centre crop {args.crop or 'none'}.
 
 {chr(10).join(rows)}
+
+RD loss: mean over the widths of λ·255²·MSE + bpp on the test images (the training
+objective; lower is better).
 
 ![GDN variants](figures/{figure.name})"""
     write_section("gdn_variants", body)

@@ -65,6 +65,16 @@ def rd_section() -> str:
     return re.sub(r"^## .*\n", "", body.strip())
 
 
+def bd_verdict(rd: str, codec: str) -> str:
+    """One sentence on the model's BD-rate against ``codec``, read from the rd section."""
+    bd = re.search(rf"against {codec}\s+\*\*([^*]+)\*\*", rd).group(1)
+    if bd == "n/a":
+        return (f"Its curve and {codec}'s share no PSNR range, so there is no BD-rate "
+                f"against {codec}; the table below shows where {codec} lies.")
+    verb = "saves bits over" if bd.startswith("-") else "needs more bits than"
+    return f"Its BD-rate against {codec} is {bd}: it {verb} {codec}."
+
+
 def round_command(runs: Path, prev: Path | None, cfg1: dict, cfg2: dict) -> str:
     """The `train_default.sh` invocation that reproduces one round, from its configs."""
     knobs = {"RUNS": runs, "PREV": prev, "STEPS": cfg1["steps"], "LAMBDA": cfg1["lambdas"][0],
@@ -81,6 +91,8 @@ def main() -> None:
     ap.add_argument("--runs", nargs="+", default=["runs"],
                     help="the RUNS folder of each training round, in order (PREV of each "
                          "is the one before); the last round's default model is shipped")
+    ap.add_argument("--note", default="",
+                    help="provenance the run files cannot tell (e.g. the code of a round)")
     args = ap.parse_args()
     rounds = [Path(r) for r in args.runs]
     last = rounds[-1] / "default"
@@ -125,23 +137,19 @@ def main() -> None:
         ("hardware", hardware),
         ("command", "one per round, in order: " + "; ".join(commands) + " (each runs stages "
                     "1–2, then trains the comparison models and runs the benchmarks), then "
-                    f"`python tools/ship_default.py --runs {' '.join(args.runs)}`"),
-        ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's best, chosen before this "
-                        "project measured; its short screening (`benchmarks/RESULTS.md`, "
-                        "'GDN variants') favours SwitchGDN, not yet acted on"),
+                    f"`python tools/ship_default.py --runs {' '.join(args.runs)}"
+                    + (" --note ...`" if args.note else "`")),
+        ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's choice. The screening in "
+                        "`benchmarks/RESULTS.md` ('GDN variants': three models trained alike "
+                        "at this model's λ) finds no clear winner between SlimGDN+ and "
+                        "SlimGDN, which trade places between BD-rate and RD loss, and puts "
+                        "SwitchGDN last by RD loss"),
         ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
     ]
     summary = (f"SlimCAE trained {steps} steps on {n_photos} photos "
                f"({seconds / 3600:.1f} h on {os.cpu_count()} CPU cores), λ-scheduled")
     rd = rd_section()
-    bd = re.search(r"against JPEG 4:2:0 \*\*([^*]+)\*\*", rd).group(1)
-    if bd.startswith("-"):
-        verdict = f"Its BD-rate against JPEG 4:2:0 is {bd}: it saves bits over JPEG."
-    elif bd == "n/a":
-        verdict = ("Its curve shares no PSNR range with JPEG 4:2:0's, so no BD-rate "
-                   "could be computed; compare the table below.")
-    else:
-        verdict = f"Its BD-rate against JPEG 4:2:0 is {bd}: it needs more bits than JPEG."
+    verdict = " ".join(bd_verdict(rd, codec) for codec in ("JPEG 4:2:0", "WebP"))
     path = WEIGHTS_DIR / "slimcae.pt"
     fp = save_model_file(model, path, meta={**meta_last, "summary": summary, "trained": True})
     assert fp == fingerprint(load_model_file(path))
@@ -159,6 +167,7 @@ on {hardware}: a small fraction of the roughly one million steps of the paper's 
 {verdict} It is a working codec, far from converged; what would close the gap to the
 paper is the same pipeline with many more steps (another round with `PREV=...`, or a larger
 `STEPS`), a GPU, and a large photo collection.
+{args.note}
 
 {table}
 

@@ -17,9 +17,8 @@ each pair ends at the slope minimum actually measured. A pair also stops after
 
 The first measurement, the baseline of the first pair's slope, is taken after one fine-tune
 at the starting λ. Every later point comes out of a fine-tune, and a fine-tune moves the
-model even when no λ changes (measured here: -0.2 dB at every width, starting from the end of
-a cosine-decayed run), so a baseline taken before any fine-tune would make every first try
-look like a rise and roll it back.
+model even when no λ changes (straight after a cosine-decayed run, every width first loses
+some PSNR), so a baseline taken before any fine-tune would bias every first try.
 
 The algorithm only sees callbacks, so it runs the same against the real trainer and a
 synthetic RD model in the tests.
