@@ -221,7 +221,7 @@ def test_lambda_schedule_through_the_trainer(images, tmp_path, monkeypatch):
         assert lrs[0] == pytest.approx(5e-4) and lrs[0] > lrs[1] > lrs[2]
     log = [json.loads(x) for x in (tmp_path / "run/lambda_schedule.jsonl").read_text().split("\n")
            if x]
-    assert log[0]["event"] == "start" and log[-1]["event"] == "done"
+    assert [r["event"] for r in log[:2]] == ["begin", "start"] and log[-1]["event"] == "done"
     # one fine-tune at the starting λ for the baseline, then one per try
     assert len([r for r in log if r["event"] == "try"]) == len(tries) - 1
     model = load_model_file(tmp_path / "run/model.pt")

@@ -36,10 +36,18 @@ def training_seconds(run: Path) -> float:
 
 
 def schedule_seconds(run: Path) -> float:
-    """Wall time of λ-scheduling, rolled-back tries and measurements included."""
-    times = [json.loads(line)["time"]
-             for line in (run / "lambda_schedule.jsonl").read_text().splitlines()]
-    return max(times) - min(times)
+    """Wall time of λ-scheduling, rolled-back tries and measurements included.
+
+    The log spans it from its "begin" line on. Logs written before that line existed start
+    after the baseline fine-tune; for them the model file's own timer of its last session
+    is taken when it is the longer (it is the whole stage when the stage was not resumed).
+    """
+    records = [json.loads(line)
+               for line in (run / "lambda_schedule.jsonl").read_text().splitlines()]
+    span = records[-1]["time"] - records[0]["time"]
+    if records[0]["event"] == "begin":
+        return span
+    return max(span, model_meta(run / "model.pt")["seconds_this_session"])
 
 
 def schedule_summary(run: Path) -> list[str]:
@@ -121,7 +129,7 @@ def main() -> None:
                                     f"step, λ = {cfg['lambdas'][0]} for all, patch "
                                     f"{cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} "
                                     f"with cosine decay, aux Adam {cfg['aux_lr']}"),
-            (f"round {i}, stage 2", f"λ-scheduling: {meta2['steps']} accepted fine-tune steps "
+            (f"round {i}, stage 2", f"λ-scheduling: {meta2['steps']} fine-tune steps kept "
                                     f"({cfg2['finetune_steps']} per try, lr "
                                     f"{cfg2['finetune_lr']}), factor {cfg2['lambda_factor']}, "
                                     f"at most {cfg2['max_tries']} accepted tries per pair, "

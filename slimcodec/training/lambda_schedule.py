@@ -76,6 +76,7 @@ def schedule_lambdas(
         log: receives one record per λ vector tried.
     """
     if not state.points:
+        log({"event": "begin", "lambdas": list(state.lambdas)})
         finetune(list(state.lambdas))  # the baseline is fine-tuned like every try
         state.points = measure()
         log({"event": "start", "lambdas": list(state.lambdas), "points": state.points})
