@@ -52,7 +52,7 @@ def main() -> None:
         points[label] = model_rd(str(out / "model.pt"), images)
         curves[label] = [(p["bpp"], p["psnr"]) for p in points[label]]
 
-    lambdas = args.lambdas * len(args.widths) if len(args.lambdas) == 1 else args.lambdas
+    lambdas = cfg.lambdas  # one per width, as TrainConfig spreads them
     rows = ["| GDN | " + " | ".join(f"width {w} bpp / PSNR" for w in args.widths)
             + " | BD-rate vs SlimGDN | RD loss |", "|---|" + "---:|" * (len(args.widths) + 2)]
     for label, pts in points.items():
