@@ -4,7 +4,8 @@
 #
 #   bash tools/with-venv.sh bash benchmarks/train_default.sh        # from the repository root
 #
-# Knobs (environment): STEPS PATCH BATCH LR AUX_LR LAMBDA FT_STEPS FT_LR MAX_TRIES SEED GDN RUNS,
+# Knobs (environment): STEPS PATCH BATCH LR AUX_LR LAMBDA FT_STEPS FT_LR MAX_TRIES SEED GDN QUANT
+# (--decoder-quantizer) RUNS,
 # and PREV: the RUNS folder of an earlier round to continue from. With PREV set, the joint
 # model starts from $PREV/default/model.pt and each single-width model from its own
 # $PREV/single-W/model.pt, so both sides of the slimming comparison keep having had the same
@@ -22,11 +23,12 @@ MAX_TRIES=${MAX_TRIES:-5}
 AUX_LR=${AUX_LR:-1e-3}
 SEED=${SEED:-0}
 GDN=${GDN:-slim+}
+QUANT=${QUANT:-ste}
 RUNS=${RUNS:-runs}
 PREV=${PREV:-}
 WIDTHS=(192 144 96 72 48)
 common=(--data "$RUNS/data/train" --patch "$PATCH" --batch "$BATCH" --checkpoint-every 250
-        --aux-lr "$AUX_LR" --seed "$SEED" --gdn "$GDN")
+        --aux-lr "$AUX_LR" --seed "$SEED" --gdn "$GDN" --decoder-quantizer "$QUANT")
 init() {  # init RUN_NAME -> the --init option continuing PREV's run of that name, if any
   if [ -n "$PREV" ]; then echo "--init $PREV/$1/model.pt"; fi
 }

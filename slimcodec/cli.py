@@ -220,6 +220,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d["lr"])
     t.add_argument("--aux-lr", type=float, default=d["aux_lr"])
     t.add_argument("--lr-schedule", default=d["lr_schedule"], choices=["cosine", "constant"])
+    t.add_argument("--decoder-quantizer", default=d["decoder_quantizer"],
+                   choices=["ste", "noise"],
+                   help="what the decoder sees in training: the rounded latent with a "
+                        "straight-through gradient, or the noisy one")
     t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     t.add_argument("--seed", type=int, default=d["seed"])
     t.add_argument("--device", default=d["device"], help="auto, cpu, cuda")

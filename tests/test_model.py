@@ -72,6 +72,26 @@ def test_training_forward_backpropagates_into_shared_weights(small_model):
     assert first[:8].abs().sum() > 0 and first[8:].abs().sum() == 0  # only the slice learns
 
 
+def test_ste_decoder_sees_the_test_time_latent_and_passes_gradients(small_model):
+    """With ste_decoder, training's x_hat is eval's x_hat, and g_a still gets gradients."""
+    x = torch.rand(1, 3, 32, 32)
+    small_model.set_width(8)
+    with torch.no_grad():
+        expected = small_model.eval()(x)["x_hat"]
+    small_model.train()
+    try:
+        small_model.ste_decoder = True
+        out = small_model(x)
+        torch.testing.assert_close(out["x_hat"], expected)
+        ((out["x_hat"] - x) ** 2).mean().backward()
+        assert small_model.g_a[0].weight.grad[:8].abs().sum() > 0
+    finally:
+        small_model.ste_decoder = False
+    torch.manual_seed(0)
+    with torch.no_grad():  # the noisy relaxation differs from test time
+        assert not torch.allclose(small_model(x)["x_hat"], expected)
+
+
 @pytest.mark.parametrize("size", [(37, 53), (16, 16), (1, 1), (45, 17)])
 def test_compress_decompress_reproduces_forward_symbols(small_model, size):
     """decompress(compress(x)) gives exactly forward's quantised latent, at every width."""

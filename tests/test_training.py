@@ -109,6 +109,16 @@ def test_resume_refuses_a_different_architecture(images, tmp_path):
                           **{**TINY, "widths": [16, 12]}, ), resume=True)
 
 
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_resume_refuses_a_different_decoder_quantizer(images, tmp_path):
+    train(TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY))
+    assert train(TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY),
+                 resume=True).model.ste_decoder
+    with pytest.raises(ValueError, match="cannot resume: decoder_quantizer"):
+        train(TrainConfig(data=str(images), out=str(tmp_path), steps=20,
+                          decoder_quantizer="noise", **TINY), resume=True)
+
+
 def test_checkpoint_is_never_half_written(images, tmp_path, monkeypatch):
     """A crash while writing the checkpoint leaves the previous one intact."""
     cfg = TrainConfig(data=str(images), out=str(tmp_path), steps=10, **TINY)

@@ -83,13 +83,17 @@ def bd_verdict(rd: str, codec: str) -> str:
     return f"Its BD-rate against {codec} is {bd}: it {verb} {codec}."
 
 
+QUANTIZER = {"noise": "noisy latent", "ste": "rounded latent, straight-through gradient"}
+
+
 def round_command(runs: Path, prev: Path | None, cfg1: dict, cfg2: dict) -> str:
     """The `train_default.sh` invocation that reproduces one round, from its configs."""
     knobs = {"RUNS": runs, "PREV": prev, "STEPS": cfg1["steps"], "LAMBDA": cfg1["lambdas"][0],
              "PATCH": cfg1["patch"], "BATCH": cfg1["batch"], "LR": cfg1["lr"],
              "AUX_LR": cfg1["aux_lr"], "SEED": cfg1["seed"], "GDN": cfg1["gdn"],
              "FT_STEPS": cfg2["finetune_steps"], "FT_LR": cfg2["finetune_lr"],
-             "MAX_TRIES": cfg2["max_tries"]}
+             "MAX_TRIES": cfg2["max_tries"],
+             "QUANT": cfg1.get("decoder_quantizer", "noise")}
     env = " ".join(f"{k}={v}" for k, v in knobs.items() if v is not None)
     return f"`{env} bash tools/with-venv.sh bash benchmarks/train_default.sh`"
 
@@ -128,7 +132,9 @@ def main() -> None:
             (f"round {i}, stage 1", f"{meta1['steps']} steps {start}, every width in every "
                                     f"step, λ = {cfg['lambdas'][0]} for all, patch "
                                     f"{cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} "
-                                    f"with cosine decay, aux Adam {cfg['aux_lr']}"),
+                                    f"with cosine decay, aux Adam {cfg['aux_lr']}, decoder "
+                                    "input in training: " + QUANTIZER[
+                                        cfg.get("decoder_quantizer", "noise")]),
             (f"round {i}, stage 2", f"λ-scheduling: {meta2['steps']} fine-tune steps kept "
                                     f"({cfg2['finetune_steps']} per try, lr "
                                     f"{cfg2['finetune_lr']}), factor {cfg2['lambda_factor']}, "

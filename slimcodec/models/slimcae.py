@@ -15,6 +15,12 @@ At width :math:`w` every layer uses its first :math:`w` channels, and the latent
 :math:`y \in \mathbb{R}^{w \times H/16 \times W/16}` is coded with that width's own factorized
 entropy model :math:`p_w(\hat y)` (one compressai ``EntropyBottleneck`` per width). Training
 minimises :math:`\sum_w \lambda_w \cdot 255^2 \cdot \mathrm{MSE}_w + R_w`.
+
+Training relaxes quantisation with uniform noise, :math:`\tilde y = y + u`, for the rate. The
+synthesis transform may instead see the latent rounded as at test time,
+:math:`\hat y = \lfloor y - \mu \rceil + \mu` with a straight-through gradient (``ste_decoder``;
+Minnen & Singh, "Channel-wise autoregressive entropy models for learned image compression",
+ICIP 2020), so that the decoder learns the inputs it will be given.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 
 from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
+from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable, make_gdn
@@ -47,6 +54,10 @@ class SlimCAE(CompressionModel):
     """
 
     downsampling = 16
+    #: Training only: feed ``g_s`` the rounded latent with a straight-through gradient (see
+    #: the module docstring) instead of the noisy one. Set by the trainer; not part of the
+    #: architecture, so not in :attr:`config`.
+    ste_decoder: bool = False
 
     def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, gdn: str = "slim+") -> None:
         super().__init__()
@@ -128,6 +139,9 @@ class SlimCAE(CompressionModel):
         """
         y = self.g_a(x)
         y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        if self.training and self.ste_decoder:
+            medians = self.entropy_bottleneck._get_medians()
+            y_hat = quantize_ste(y - medians) + medians
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
 

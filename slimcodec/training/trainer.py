@@ -47,6 +47,8 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
+# Values of config keys added later, for checkpoints written before them.
+RESUME_DEFAULTS = {"decoder_quantizer": "noise"}
 
 
 @dataclass
@@ -63,6 +65,9 @@ class TrainConfig:
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_schedule: str = "cosine"  # or "constant"
+    # What the decoder sees in training: the rounded latent through a straight-through
+    # gradient ("ste", as at test time) or the noisy one ("noise", Ballé et al.'s relaxation).
+    decoder_quantizer: str = "ste"
     clip: float = 1.0
     checkpoint_every: int = 500
     seed: int = 0
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ValueError("give one λ, or one per width")
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
+        if self.decoder_quantizer not in ("ste", "noise"):
+            raise ValueError(f"unknown decoder quantizer {self.decoder_quantizer!r}")
         if self.schedule not in ("fixed", "lambda"):
             raise ValueError(f"unknown λ schedule {self.schedule!r}")
         if self.schedule == "lambda" and not self.val:
@@ -138,6 +145,7 @@ class Trainer:
         else:
             model = create_model("slimcae", widths=tuple(cfg.widths), gdn=cfg.gdn)
         self.model: SlimCAE = model.to(self.device).train()
+        self.model.ste_decoder = cfg.decoder_quantizer == "ste"
         self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
         self.net = (DistributedDataParallel(self.loss) if self.world > 1 else self.loss)
         main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -185,8 +193,8 @@ class Trainer:
         path = self.out / CHECKPOINT
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = state["config"]
-        for key in ("widths", "gdn", "patch", "batch", "seed"):
-            if saved[key] != getattr(self.cfg, key):
+        for key in ("widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
+            if saved.get(key, RESUME_DEFAULTS.get(key)) != getattr(self.cfg, key):
                 raise ValueError(f"cannot resume: {key} was {saved[key]}, "
                                  f"now {getattr(self.cfg, key)}")
         self.model.load_state_dict(state["model"])
