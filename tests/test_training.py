@@ -288,3 +288,18 @@ def test_train_cli(images, tmp_path, capsys):
     assert code == 0 and "3 steps" in capsys.readouterr().out
     code = main(["train", "--data", str(images), "--out", str(tmp_path), "--schedule", "lambda"])
     assert code == 2 and "--val" in capsys.readouterr().err
+
+
+def test_run_logs_count_wall_time_across_resumes(tmp_path):
+    from slimcodec.training.run_logs import schedule_seconds, training_seconds
+
+    # Two run() calls: 3 s, then a resume whose timer restarts and runs 1.5 s.
+    seconds = [1.0, 2.0, 3.0, 0.5, 1.5]
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": i + 1, "seconds": s}) + "\n" for i, s in enumerate(seconds)))
+    assert training_seconds(tmp_path) == pytest.approx(4.5)
+    events = [{"event": "begin", "time": 100.0}, {"event": "try", "time": 130.0},
+              {"event": "done", "time": 160.0}]
+    (tmp_path / "lambda_schedule.jsonl").write_text(
+        "".join(json.dumps(e) + "\n" for e in events))
+    assert schedule_seconds(tmp_path) == pytest.approx(60.0)

@@ -15,39 +15,11 @@ import platform
 import re
 from pathlib import Path
 
+from slimcodec.training.run_logs import schedule_seconds, training_seconds
 from slimcodec.zoo import WEIGHTS_DIR, fingerprint, load_model_file, model_meta, save_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 GDN_NAMES = {"switch": "SwitchGDN", "slim": "SlimGDN", "slim+": "SlimGDN+"}
-
-
-def training_seconds(run: Path) -> float:
-    """Wall time of the training steps of a run, from its metrics log.
-
-    Each line carries the seconds since its `run()` call began; a drop marks a new call
-    (a resume or a λ-schedule fine-tune).
-    """
-    total, last = 0.0, 0.0
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        seconds = json.loads(line)["seconds"]
-        total += seconds - last if seconds >= last else seconds
-        last = seconds
-    return total
-
-
-def schedule_seconds(run: Path) -> float:
-    """Wall time of λ-scheduling, rolled-back tries and measurements included.
-
-    The log spans it from its "begin" line on. Logs written before that line existed start
-    after the baseline fine-tune; for them the model file's own timer of its last session
-    is taken when it is the longer (it is the whole stage when the stage was not resumed).
-    """
-    records = [json.loads(line)
-               for line in (run / "lambda_schedule.jsonl").read_text().splitlines()]
-    span = records[-1]["time"] - records[0]["time"]
-    if records[0]["event"] == "begin":
-        return span
-    return max(span, model_meta(run / "model.pt")["seconds_this_session"])
 
 
 def schedule_summary(run: Path) -> list[str]:
