@@ -42,6 +42,21 @@ if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ]; then
   echo "$repo" > "$venv/.project"
 fi
 
+# Environments of other dependency sets are several GB each: one that no clone has used for
+# ${SLIMCODEC_VENV_KEEP_DAYS:-30} days is removed. Only complete ones (a half-built one may
+# be in the making elsewhere) and never this one.
+touch "$venv/.last-used"
+for other in "$home"/*/; do
+  other=${other%/}
+  [ "$other" != "$venv" ] && [ -f "$other/.complete" ] || continue
+  marker="$other/.last-used"
+  [ -f "$marker" ] || marker="$other/.complete"
+  if [ -n "$(find "$marker" -mtime +"${SLIMCODEC_VENV_KEEP_DAYS:-30}" 2>/dev/null)" ]; then
+    echo "with-venv: removing $other (unused for ${SLIMCODEC_VENV_KEEP_DAYS:-30} days)" >&2
+    rm -rf "$other" "$other.pip.log"
+  fi
+done
+
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"
 exec "$@"
