@@ -127,9 +127,9 @@ def main() -> None:
                     + (" --note ...`" if args.note else "`")),
         ("GDN variant", f"{GDN_NAMES[model.gdn]}, the paper's choice. The screening in "
                         "`benchmarks/RESULTS.md` ('GDN variants': three models trained alike "
-                        "at this model's λ) finds no clear winner between SlimGDN+ and "
-                        "SlimGDN, which trade places between BD-rate and RD loss, and puts "
-                        "SwitchGDN last by RD loss"),
+                        "at λ 0.005, with the noisy decoder input of rounds 1–2) finds no "
+                        "clear winner between SlimGDN+ and SlimGDN, which trade places "
+                        "between BD-rate and RD loss, and puts SwitchGDN last by RD loss"),
         ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
     ]
     summary = (f"SlimCAE trained {steps} steps on {n_photos} photos "
