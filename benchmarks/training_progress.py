@@ -1,8 +1,8 @@
 """What the training recipe reaches per hour: each round's λ-scheduled model on the test images.
 
 A round is one ``benchmarks/train_default.sh`` run (``RUNS`` folder); each continues from
-the one before (``PREV``). For each round's model: the steps and CPU hours spent so far
-(joint training and λ-scheduling, as the model card counts them), its BD-rate against
+the one before (``PREV``). For each round's model: the steps and wall-clock hours spent so
+far (joint training and λ-scheduling, as the model card counts them), its BD-rate against
 JPEG 4:2:0, the bpp span of its widths, and its widest and narrowest points.
 
     python benchmarks/training_progress.py --images runs/data/val --rounds runs runs2 runs3
@@ -29,7 +29,7 @@ def main() -> None:
 
     images = load_test_images(args.images, parse_crop(args.crop))
     jpeg = classical_rd(images, "JPEG 4:2:0")
-    rows = ["| round | steps so far | CPU hours so far | stage-1 λ | decoder input "
+    rows = ["| round | steps so far | hours so far | stage-1 λ | decoder input "
             "| BD-rate vs JPEG 4:2:0 | bpp span | widest bpp / PSNR | narrowest bpp / PSNR |",
             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     steps, seconds = 0, 0.0
@@ -50,8 +50,8 @@ def main() -> None:
     body = f"""## Training progress: what the recipe reaches per hour
 
 Each round's λ-scheduled model, on {len(images)} images, centre crop {args.crop or 'none'}.
-Steps and hours are cumulative and count joint training and λ-scheduling (the comparison
-models of each round are not counted); the hardware is that of the stamp below unless a
+Steps and wall-clock hours are cumulative and count joint training and λ-scheduling (the
+comparison models of each round are not counted); the hardware is that of the stamp below unless a
 round's model card says otherwise.
 
 {chr(10).join(rows)}"""
