@@ -117,6 +117,14 @@ def test_resume_refuses_a_different_decoder_quantizer(images, tmp_path):
     with pytest.raises(ValueError, match="cannot resume: decoder_quantizer"):
         train(TrainConfig(data=str(images), out=str(tmp_path), steps=20,
                           decoder_quantizer="noise", **TINY), resume=True)
+    # A checkpoint from before the option existed trained with noise, and says so.
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["decoder_quantizer"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match="decoder_quantizer was noise, now ste"):
+        train(TrainConfig(data=str(images), out=str(tmp_path), steps=20, **TINY), resume=True)
+    train(TrainConfig(data=str(images), out=str(tmp_path), steps=20, decoder_quantizer="noise",
+                      **TINY), resume=True)
 
 
 def test_checkpoint_is_never_half_written(images, tmp_path, monkeypatch):

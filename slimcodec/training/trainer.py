@@ -194,9 +194,9 @@ class Trainer:
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = state["config"]
         for key in ("widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
-            if saved.get(key, RESUME_DEFAULTS.get(key)) != getattr(self.cfg, key):
-                raise ValueError(f"cannot resume: {key} was {saved[key]}, "
-                                 f"now {getattr(self.cfg, key)}")
+            was = saved.get(key, RESUME_DEFAULTS.get(key))
+            if was != getattr(self.cfg, key):
+                raise ValueError(f"cannot resume: {key} was {was}, now {getattr(self.cfg, key)}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
