@@ -85,6 +85,13 @@ def model_rd(model: str, images: Sequence[tuple[str, np.ndarray]]) -> list[dict]
     return result["points"]
 
 
+def rd_loss(lambdas: Sequence[float], points: Sequence[dict]) -> float:
+    """Mean over widths of λ·255²·MSE + bpp, the training objective, from RD points with
+    8-bit PSNR (lower is better)."""
+    return float(np.mean([lam * 255**2 * 10 ** (-p["psnr"] / 10) + p["bpp"]
+                          for lam, p in zip(lambdas, points, strict=True)]))
+
+
 def write_section(name: str, body: str) -> None:
     """Replace (or append) the section ``name`` of RESULTS.md, stamped with its command."""
     argv = [os.path.relpath(sys.argv[0]), *sys.argv[1:]]

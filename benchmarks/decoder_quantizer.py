@@ -15,19 +15,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-from common import load_test_images, model_rd, parse_crop, write_section
+from common import load_test_images, model_rd, parse_crop, rd_loss, write_section
 
 from slimcodec.training import TrainConfig, train
 from slimcodec.zoo import load_model, model_meta
 
 QUANTIZERS = {"noise": "noise (ỹ = y + u)", "ste": "rounding, straight-through"}
-
-
-def rd_loss(lambdas: list[float], points: list[dict]) -> float:
-    """Mean over widths of λ·255²·MSE + bpp (lower is better)."""
-    return float(np.mean([lam * 255**2 * 10 ** (-p["psnr"] / 10) + p["bpp"]
-                          for lam, p in zip(lambdas, points, strict=True)]))
 
 
 def main() -> None:

@@ -25,21 +25,17 @@ from common import write_section
 
 from slimcodec.training import TrainConfig, Trainer
 from slimcodec.training.lambda_schedule import rd_slope
-from slimcodec.training.trainer import load_validation, measure_rd
+from slimcodec.training.trainer import load_validation, measure_rd, saved_config
 from slimcodec.zoo import load_model, model_meta
 
 
-def finetune(args: argparse.Namespace, lambdas: list[float], steps: int) -> tuple[list, float]:
-    """Fine-tune a fresh copy of the model as a λ-schedule try does; its RD points, seconds."""
-    model = load_model(args.model)
-    meta = model_meta(args.model)
+def finetune(args: argparse.Namespace, recipe: dict, lambdas: list[float],
+             steps: int) -> tuple[list, float]:
+    """Fine-tune a fresh copy of the model as a λ-schedule try does; its RD points, seconds.
+
+    ``recipe``: the TrainConfig fields every fine-tune shares."""
     with tempfile.TemporaryDirectory() as out:
-        cfg = TrainConfig(data=args.data, out=out, widths=list(model.widths), lambdas=lambdas,
-                          gdn=model.gdn, init=args.model, steps=0, patch=args.patch,
-                          batch=args.batch, seed=args.seed, finetune_steps=steps,
-                          finetune_lr=args.finetune_lr, aux_lr=meta["config"]["aux_lr"],
-                          decoder_quantizer=meta["config"].get("decoder_quantizer", "noise"))
-        trainer = Trainer(cfg)
+        trainer = Trainer(TrainConfig(out=out, lambdas=lambdas, finetune_steps=steps, **recipe))
         trainer.finetune_from = 0
         t0 = time.perf_counter()
         trainer.run(steps, desc=f"fine-tune {steps}", checkpoint=False)
@@ -61,16 +57,22 @@ def main() -> None:
     args = ap.parse_args()
     args.val_images = load_validation(args.val, torch.device("cpu"))
 
-    base = list(model_meta(args.model)["lambdas"])
+    start_model, meta = load_model(args.model), model_meta(args.model)
+    saved = saved_config(meta["config"])
+    recipe = {"data": args.data, "widths": list(start_model.widths), "gdn": start_model.gdn,
+              "init": args.model, "steps": 0, "patch": args.patch, "batch": args.batch,
+              "seed": args.seed, "finetune_lr": args.finetune_lr, "aux_lr": saved["aux_lr"],
+              "decoder_quantizer": saved["decoder_quantizer"]}
+    base = list(meta["lambdas"])
     scaled = [base[0]] + [v * args.factor for v in base[1:]]
-    start = measure_rd(load_model(args.model), args.val_images)
+    start = measure_rd(start_model, args.val_images)
     rows = ["| fine-tune steps | seconds (both runs) | narrower widths' rate drift, λ unchanged "
             "| their rate response to λ × " f"{args.factor} | response / drift "
             "| slope 0–1, λ unchanged | slope 0–1, scaled |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
     for steps in args.lengths:
-        same, t_same = finetune(args, base, steps)
-        moved, t_moved = finetune(args, scaled, steps)
+        same, t_same = finetune(args, recipe, base, steps)
+        moved, t_moved = finetune(args, recipe, scaled, steps)
         # Mean over the scaled widths of the relative rate change.
         drift = np.mean([abs(s[0] / p[0] - 1) for s, p in zip(same[1:], start[1:], strict=True)])
         response = np.mean([m[0] / s[0] - 1 for m, s in zip(moved[1:], same[1:], strict=True)])

@@ -17,8 +17,16 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-from common import FIGURES, fmt, load_test_images, model_rd, parse_crop, plot_curves, write_section
+from common import (
+    FIGURES,
+    fmt,
+    load_test_images,
+    model_rd,
+    parse_crop,
+    plot_curves,
+    rd_loss,
+    write_section,
+)
 
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.rd import bd_rate
@@ -61,9 +69,8 @@ def main() -> None:
             bd = bd_rate(curves["SlimGDN"], curves[label])
         except ValueError:
             bd = None
-        loss = np.mean([lam * 255**2 * 10 ** (-p["psnr"] / 10) + p["bpp"]
-                        for lam, p in zip(lambdas, pts, strict=True)])
-        rows.append(f"| {label} | {cells} | {fmt(bd, '+.1f', '%')} | {loss:.4f} |")
+        rows.append(f"| {label} | {cells} | {fmt(bd, '+.1f', '%')} "
+                    f"| {rd_loss(lambdas, pts):.4f} |")
     figure = FIGURES / "gdn_variants.png"
     plot_curves(curves, figure, "GDN variants")
     body = f"""## GDN variants

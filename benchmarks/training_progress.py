@@ -16,6 +16,7 @@ from pathlib import Path
 from common import classical_rd, fmt, load_test_images, model_rd, parse_crop, write_section
 
 from slimcodec.training.run_logs import schedule_seconds, training_seconds
+from slimcodec.training.trainer import saved_config
 from slimcodec.utils.rd import bd_rate, bpp_span
 from slimcodec.zoo import model_meta
 
@@ -43,7 +44,7 @@ def main() -> None:
         wide, narrow = points[0], points[-1]
         rows.append(
             f"| `{runs}` | {steps} | {seconds / 3600:.2f} | {meta1['config']['lambdas'][0]} "
-            f"| {meta1['config'].get('decoder_quantizer', 'noise')} "
+            f"| {saved_config(meta1['config'])['decoder_quantizer']} "
             f"| {fmt(bd_rate(jpeg, curve), '+.1f', '%')} | {bpp_span(curve):.2f}× "
             f"| {wide['bpp']:.3f} / {wide['psnr']:.2f} | {narrow['bpp']:.3f} / "
             f"{narrow['psnr']:.2f} |")

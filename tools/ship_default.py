@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from slimcodec.training.run_logs import schedule_seconds, training_seconds
+from slimcodec.training.trainer import saved_config
 from slimcodec.zoo import WEIGHTS_DIR, fingerprint, load_model_file, model_meta, save_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def round_command(runs: Path, prev: Path | None, cfg1: dict, cfg2: dict) -> str:
              "AUX_LR": cfg1["aux_lr"], "SEED": cfg1["seed"], "GDN": cfg1["gdn"],
              "FT_STEPS": cfg2["finetune_steps"], "FT_LR": cfg2["finetune_lr"],
              "MAX_TRIES": cfg2["max_tries"],
-             "QUANT": cfg1.get("decoder_quantizer", "noise")}
+             "QUANT": cfg1["decoder_quantizer"]}
     env = " ".join(f"{k}={v}" for k, v in knobs.items() if v is not None)
     return f"`{env} bash tools/with-venv.sh bash benchmarks/train_default.sh`"
 
@@ -96,7 +97,7 @@ def main() -> None:
     for i, runs in enumerate(rounds, 1):
         stage1, default = runs / "stage1", runs / "default"
         meta1, meta2 = model_meta(stage1 / "model.pt"), model_meta(default / "model.pt")
-        cfg, cfg2 = meta1["config"], meta2["config"]
+        cfg, cfg2 = saved_config(meta1["config"]), saved_config(meta2["config"])
         steps += meta1["steps"] + meta2["steps"]
         seconds += training_seconds(stage1) + schedule_seconds(default)
         start = f"from round {i - 1}'s λ-scheduled model" if cfg["init"] else "from scratch"
@@ -105,8 +106,8 @@ def main() -> None:
                                     f"step, λ = {cfg['lambdas'][0]} for all, patch "
                                     f"{cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} "
                                     f"with cosine decay, aux Adam {cfg['aux_lr']}, decoder "
-                                    "input in training: " + QUANTIZER[
-                                        cfg.get("decoder_quantizer", "noise")]),
+                                    "input in training: "
+                                    + QUANTIZER[cfg["decoder_quantizer"]]),
             (f"round {i}, stage 2", f"λ-scheduling: {meta2['steps']} fine-tune steps kept "
                                     f"({cfg2['finetune_steps']} per try, lr "
                                     f"{cfg2['finetune_lr']}), factor {cfg2['lambda_factor']}, "

@@ -41,14 +41,19 @@ from .data import PatchSampler
 from .lambda_schedule import ScheduleState, schedule_lambdas
 from .loss import MultiWidthRDLoss
 
-__all__ = ["TrainConfig", "Trainer", "train"]
+__all__ = ["TrainConfig", "Trainer", "saved_config", "train"]
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
-# Values of config keys added later, for checkpoints written before them.
-RESUME_DEFAULTS = {"decoder_quantizer": "noise"}
+# Config keys added later, with the value that runs written before them had.
+LEGACY_CONFIG = {"decoder_quantizer": "noise"}
+
+
+def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A config as a checkpoint or model file stored it, keys added since filled in."""
+    return {**LEGACY_CONFIG, **saved}
 
 
 @dataclass
@@ -192,11 +197,11 @@ class Trainer:
         """Restore the last checkpoint; returns it (the λ-scheduler keeps its own keys)."""
         path = self.out / CHECKPOINT
         state = torch.load(path, map_location=self.device, weights_only=True)
-        saved = state["config"]
+        saved = saved_config(state["config"])
         for key in ("widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
-            was = saved.get(key, RESUME_DEFAULTS.get(key))
-            if was != getattr(self.cfg, key):
-                raise ValueError(f"cannot resume: {key} was {was}, now {getattr(self.cfg, key)}")
+            if saved[key] != getattr(self.cfg, key):
+                raise ValueError(f"cannot resume: {key} was {saved[key]}, "
+                                 f"now {getattr(self.cfg, key)}")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.aux_optimizer.load_state_dict(state["aux_optimizer"])
