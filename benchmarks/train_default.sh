@@ -11,6 +11,13 @@
 # $PREV/single-W/model.pt, so both sides of the slimming comparison keep having had the same
 # steps. The shipped model's card gives the rounds it was trained in. A GPU is used when torch
 # sees one.
+#
+# CARRY_LAMBDAS=1 (needs PREV) consolidates instead of restarting from one λ: stage 1 trains at
+# $PREV's scheduled λ vector, so the narrow widths get thousands of steps at a real learning
+# rate at their own λ (a λ-schedule try is only a short, low-rate fine-tune), and stage 2
+# continues the schedule from that vector. The equal-λ control then keeps its own line: it
+# continues from $PREV/equal-lambda through a stage 1 of its own at LAMBDA ($RUNS/equal-stage1),
+# so it has had as many steps, at the same learning rates, as the scheduled model.
 set -euo pipefail
 STEPS=${STEPS:-4500}
 PATCH=${PATCH:-64}
@@ -26,6 +33,7 @@ GDN=${GDN:-slim+}
 QUANT=${QUANT:-ste}
 RUNS=${RUNS:-runs}
 PREV=${PREV:-}
+CARRY_LAMBDAS=${CARRY_LAMBDAS:-0}
 WIDTHS=(192 144 96 72 48)
 common=(--data "$RUNS/data/train" --patch "$PATCH" --batch "$BATCH" --checkpoint-every 250
         --aux-lr "$AUX_LR" --seed "$SEED" --gdn "$GDN" --decoder-quantizer "$QUANT")
@@ -40,22 +48,33 @@ meta() {  # meta MODEL_FILE KEY -> a value from the model file's metadata
 print(json.dumps(model_meta(sys.argv[1])[sys.argv[2]]))" "$1" "$2"
 }
 
-# 1. All widths jointly at one λ.
+# 1. All widths jointly, at one λ or (CARRY_LAMBDAS=1) at PREV's scheduled λ vector.
+start=("$LAMBDA")
+if [ "$CARRY_LAMBDAS" = 1 ]; then
+  [ -n "$PREV" ] || { echo "train_default.sh: CARRY_LAMBDAS=1 needs PREV" >&2; exit 2; }
+  read -r -a start <<< "$(meta "$PREV/default/model.pt" lambdas | tr -d '[],')"
+fi
 # shellcheck disable=SC2046
 slimcodec train "${common[@]}" --out "$RUNS/stage1" $(init default) --widths "${WIDTHS[@]}" \
-  --steps "$STEPS" --lr "$LR" --lambdas "$LAMBDA" --resume
+  --steps "$STEPS" --lr "$LR" --lambdas "${start[@]}" --resume
 
-# 2. λ-scheduling from the stage-1 model: the shipped default.
+# 2. λ-scheduling from the stage-1 model and its λ: the shipped default.
 slimcodec train "${common[@]}" --out "$RUNS/default" --init "$RUNS/stage1/model.pt" \
-  --widths "${WIDTHS[@]}" --steps 0 --lambdas "$LAMBDA" --schedule lambda \
+  --widths "${WIDTHS[@]}" --steps 0 --lambdas "${start[@]}" --schedule lambda \
   --val "$RUNS/data/val" --finetune-steps "$FT_STEPS" --finetune-lr "$FT_LR" \
   --max-tries "$MAX_TRIES" --resume
 extra=$(meta "$RUNS/default/model.pt" steps)
 read -r -a lambdas <<< "$(meta "$RUNS/default/model.pt" lambdas | tr -d '[],')"
 
 # 3. Control: the stage-1 model fine-tuned as long (one cosine decay from FT_LR), with λ left
-#    equal.
-slimcodec train "${common[@]}" --out "$RUNS/equal-lambda" --init "$RUNS/stage1/model.pt" \
+#    equal. With CARRY_LAMBDAS=1 it has a stage 1 of its own, continuing PREV's control.
+control_base="$RUNS/stage1"
+if [ "$CARRY_LAMBDAS" = 1 ]; then
+  control_base="$RUNS/equal-stage1"
+  slimcodec train "${common[@]}" --out "$control_base" --init "$PREV/equal-lambda/model.pt" \
+    --widths "${WIDTHS[@]}" --steps "$STEPS" --lr "$LR" --lambdas "$LAMBDA" --resume
+fi
+slimcodec train "${common[@]}" --out "$RUNS/equal-lambda" --init "$control_base/model.pt" \
   --widths "${WIDTHS[@]}" --steps "$extra" --lr "$FT_LR" \
   --lambdas "$LAMBDA" --resume
 
