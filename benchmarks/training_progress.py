@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import classical_rd, fmt, load_test_images, model_rd, parse_crop, write_section
 
-from slimcodec.training.run_logs import schedule_seconds, training_seconds
+from slimcodec.training.run_logs import format_lambdas, schedule_seconds, training_seconds
 from slimcodec.training.trainer import saved_config
 from slimcodec.utils.rd import bd_rate, bpp_span
 from slimcodec.zoo import model_meta
@@ -37,14 +37,15 @@ def main() -> None:
     for runs in map(Path, args.rounds):
         stage1, default = runs / "stage1", runs / "default"
         meta1 = model_meta(stage1 / "model.pt")
+        cfg1 = saved_config(meta1["config"])
         steps += meta1["steps"] + model_meta(default / "model.pt")["steps"]
         seconds += training_seconds(stage1) + schedule_seconds(default)
         points = model_rd(str(default / "model.pt"), images)
         curve = [(p["bpp"], p["psnr"]) for p in points]
         wide, narrow = points[0], points[-1]
         rows.append(
-            f"| `{runs}` | {steps} | {seconds / 3600:.2f} | {meta1['config']['lambdas'][0]} "
-            f"| {saved_config(meta1['config'])['decoder_quantizer']} "
+            f"| `{runs}` | {steps} | {seconds / 3600:.2f} | {format_lambdas(cfg1['lambdas'])} "
+            f"| {cfg1['decoder_quantizer']} "
             f"| {fmt(bd_rate(jpeg, curve), '+.1f', '%')} | {bpp_span(curve):.2f}× "
             f"| {wide['bpp']:.3f} / {wide['psnr']:.2f} | {narrow['bpp']:.3f} / "
             f"{narrow['psnr']:.2f} |")

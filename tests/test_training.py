@@ -311,3 +311,10 @@ def test_run_logs_count_wall_time_across_resumes(tmp_path):
     (tmp_path / "lambda_schedule.jsonl").write_text(
         "".join(json.dumps(e) + "\n" for e in events))
     assert schedule_seconds(tmp_path) == pytest.approx(60.0)
+
+
+def test_format_lambdas_names_one_shared_lambda_or_each():
+    from slimcodec.training.run_logs import format_lambdas
+
+    assert format_lambdas([0.005] * 5) == "0.005 for all"
+    assert format_lambdas([0.005, 0.0008388608]) == "0.00500, 0.00084"

@@ -15,7 +15,7 @@ import platform
 import re
 from pathlib import Path
 
-from slimcodec.training.run_logs import schedule_seconds, training_seconds
+from slimcodec.training.run_logs import format_lambdas, schedule_seconds, training_seconds
 from slimcodec.training.trainer import saved_config
 from slimcodec.zoo import WEIGHTS_DIR, fingerprint, load_model_file, model_meta, save_model_file
 
@@ -30,8 +30,8 @@ def schedule_summary(run: Path) -> list[str]:
         r = json.loads(line)
         if r["event"] != "try":
             continue
-        lams = ", ".join(f"{v:.5f}" for v in r["lambdas"])
-        rows.append(f"| {r['pair'][0]}–{r['pair'][1]} | {r['try']} | {lams} | "
+        rows.append(f"| {r['pair'][0]}–{r['pair'][1]} | {r['try']} | "
+                    f"{format_lambdas(r['lambdas'])} | "
                     f"{r['slope_before']:.2f} | {r['slope_after']:.2f} | {r['decision']} |")
     return rows
 
@@ -59,9 +59,16 @@ def bd_verdict(rd: str, codec: str) -> str:
 QUANTIZER = {"noise": "noisy latent", "ste": "rounded latent, straight-through gradient"}
 
 
+def carried(runs: Path) -> bool:
+    """Whether the round ran with CARRY_LAMBDAS=1 (its equal-λ control had its own stage 1)."""
+    return (runs / "equal-stage1").is_dir()
+
+
 def round_command(runs: Path, prev: Path | None, cfg1: dict, cfg2: dict) -> str:
     """The `train_default.sh` invocation that reproduces one round, from its configs."""
-    knobs = {"RUNS": runs, "PREV": prev, "STEPS": cfg1["steps"], "LAMBDA": cfg1["lambdas"][0],
+    control = model_meta(runs / "equal-lambda" / "model.pt")["config"]
+    knobs = {"RUNS": runs, "PREV": prev, "CARRY_LAMBDAS": 1 if carried(runs) else None,
+             "STEPS": cfg1["steps"], "LAMBDA": control["lambdas"][0],
              "PATCH": cfg1["patch"], "BATCH": cfg1["batch"], "LR": cfg1["lr"],
              "AUX_LR": cfg1["aux_lr"], "SEED": cfg1["seed"], "GDN": cfg1["gdn"],
              "FT_STEPS": cfg2["finetune_steps"], "FT_LR": cfg2["finetune_lr"],
@@ -101,9 +108,12 @@ def main() -> None:
         steps += meta1["steps"] + meta2["steps"]
         seconds += training_seconds(stage1) + schedule_seconds(default)
         start = f"from round {i - 1}'s λ-scheduled model" if cfg["init"] else "from scratch"
+        lams = format_lambdas(cfg["lambdas"])
+        if carried(runs):
+            lams += f" (round {i - 1}'s scheduled λ, carried)"
         fields += [
             (f"round {i}, stage 1", f"{meta1['steps']} steps {start}, every width in every "
-                                    f"step, λ = {cfg['lambdas'][0]} for all, patch "
+                                    f"step, λ = {lams}, patch "
                                     f"{cfg['patch']}², batch {cfg['batch']}, Adam {cfg['lr']} "
                                     f"with cosine decay, aux Adam {cfg['aux_lr']}, decoder "
                                     "input in training: "
@@ -113,11 +123,11 @@ def main() -> None:
                                     f"{cfg2['finetune_lr']}), factor {cfg2['lambda_factor']}, "
                                     f"at most {cfg2['max_tries']} accepted tries per pair, "
                                     "slopes measured on the 3 validation photos; final λ "
-                                    + ", ".join(f"{v:.5f}" for v in meta2["lambdas"])),
+                                    + format_lambdas(meta2["lambdas"])),
         ]
         commands.append(round_command(runs, rounds[i - 2] if i > 1 else None, cfg, cfg2))
     fields += [
-        ("final λ (192 → 48)", ", ".join(f"{v:.5f}" for v in lambdas)),
+        ("final λ (192 → 48)", format_lambdas(lambdas)),
         ("wall time", f"{seconds / 60:.0f} min: each stage 1's training steps "
                       "(`metrics.jsonl`) and all of each stage 2 (`lambda_schedule.jsonl`: "
                       "fine-tunes, rolled-back tries and validation measurements)"),

@@ -1,4 +1,4 @@
-"""What a run directory's logs say about the compute it took.
+"""What a run directory's logs say about the compute it took, and how its λ read.
 
 ``slimcodec train`` writes ``metrics.jsonl`` (one line per step, with the seconds since
 that ``run()`` call began) and, when λ-scheduling, ``lambda_schedule.jsonl`` (one line per
@@ -9,11 +9,12 @@ wall times from here, so both count the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from slimcodec.zoo import model_meta
 
-__all__ = ["schedule_seconds", "training_seconds"]
+__all__ = ["format_lambdas", "schedule_seconds", "training_seconds"]
 
 
 def training_seconds(run: str | Path) -> float:
@@ -44,3 +45,10 @@ def schedule_seconds(run: str | Path) -> float:
     if records[0]["event"] == "begin":
         return span
     return max(span, model_meta(run / "model.pt")["seconds_this_session"])
+
+
+def format_lambdas(lambdas: Sequence[float]) -> str:
+    """One λ per width as cards and tables print it: ``0.005 for all`` or each, widest first."""
+    if len(set(lambdas)) == 1:
+        return f"{lambdas[0]:g} for all"
+    return ", ".join(f"{v:.5f}" for v in lambdas)
