@@ -1,6 +1,8 @@
 """RD of a slimcodec model (every width) against JPEG 4:2:0 / 4:4:4, WebP and AVIF.
 
-BD-rate (log rate, PCHIP) of the model's curve against JPEG 4:2:0 and WebP; an RD plot.
+BD-rate (log rate, PCHIP) of the model's curve against JPEG 4:2:0 and WebP; at each width, the
+PSNR gap to each classical codec at the same rate (which still says something where the curves
+share no PSNR range and BD-rate is n/a); an RD plot.
 bpp counts every byte of every file (the slimcodec container's 40-byte header included).
 
     python benchmarks/rd.py --images runs/data/val --crop 768x512 --model slimcae
@@ -25,7 +27,7 @@ from common import (
     write_section,
 )
 
-from slimcodec.utils.rd import bd_rate
+from slimcodec.utils.rd import bd_rate, psnr_at_rate
 
 
 def main() -> None:
@@ -43,11 +45,15 @@ def main() -> None:
     curve = [(p["bpp"], p["psnr"]) for p in points]
     classical = {name: classical_rd(images, name) for name in CLASSICAL}
 
-    rows = ["| width | bpp | PSNR (dB) | MS-SSIM | encode ms | decode ms |",
-            "|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| width | bpp | PSNR (dB) | MS-SSIM | encode ms | decode ms | "
+            + " | ".join(f"ΔPSNR vs {name}" for name in CLASSICAL) + " |",
+            "|---:|---:|---:|---:|---:|---:|" + "---:|" * len(CLASSICAL)]
     for p in points:
+        gaps = [psnr_at_rate(pts, p["bpp"]) for pts in classical.values()]
         rows.append(f"| {p['width']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
-                    f"{fmt(p['ms_ssim'], '.4f')} | {p['enc_ms']:.0f} | {p['dec_ms']:.0f} |")
+                    f"{fmt(p['ms_ssim'], '.4f')} | {p['enc_ms']:.0f} | {p['dec_ms']:.0f} | "
+                    + " | ".join(fmt(None if g is None else p["psnr"] - g, "+.2f")
+                                 for g in gaps) + " |")
     bd = {ref: bd_rate(classical[ref], curve) for ref in ("JPEG 4:2:0", "WebP")}
     classical_rows = ["| codec | quality | bpp | PSNR (dB) |", "|---|---:|---:|---:|"]
     for name, pts in classical.items():
@@ -77,6 +83,8 @@ def main() -> None:
 BD-rate of the model's curve (its widths as the RD points; negative is better):
 against JPEG 4:2:0 **{fmt(bd['JPEG 4:2:0'], '+.1f', '%')}**, against WebP
 **{fmt(bd['WebP'], '+.1f', '%')}** (n/a: the curves share no PSNR range).
+ΔPSNR: the model's PSNR minus the codec's at the same bpp (interpolated over log rate; n/a
+where the codec's qualities do not reach that rate); positive means the model is better.
 
 {chr(10).join(rows)}
 

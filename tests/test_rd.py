@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from slimcodec.utils.rd import bd_rate, bpp_span, rd_hull
+from slimcodec.utils.rd import bd_rate, bpp_span, psnr_at_rate, rd_hull
 
 CURVE = [(0.25, 28.0), (0.5, 31.0), (1.0, 34.0), (2.0, 37.0)]
 
@@ -29,3 +29,13 @@ def test_rd_hull_drops_dominated_and_inside_points():
     assert rd_hull(points) == [(0.25, 28.0), (1.0, 34.0), (2.0, 35.0)]
     assert rd_hull(CURVE) == CURVE  # collinear in log terms is not collinear in bpp: kept
     assert math.isclose(bpp_span(CURVE), 8.0)
+
+
+def test_psnr_at_rate_interpolates_in_log_rate_and_stays_inside_the_curve():
+    # CURVE gains 3 dB per doubling of the rate: halfway in log rate is halfway in PSNR
+    assert psnr_at_rate(CURVE, 0.5 * math.sqrt(2)) == pytest.approx(32.5, abs=1e-9)
+    assert psnr_at_rate(CURVE, 2.0) == pytest.approx(37.0)
+    assert psnr_at_rate(CURVE, 0.2) is None and psnr_at_rate(CURVE, 2.5) is None
+    assert psnr_at_rate([*CURVE, CURVE[0]], 0.25) == pytest.approx(28.0)  # repeats are fine
+    with pytest.raises(ValueError):
+        psnr_at_rate([(0.5, 30.0), (0.5, 31.0), (1.0, 33.0)], 0.7)  # one rate, two PSNRs

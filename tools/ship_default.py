@@ -51,7 +51,7 @@ def bd_verdict(rd: str, codec: str) -> str:
     bd = re.search(rf"against {codec}\s+\*\*([^*]+)\*\*", rd).group(1)
     if bd == "n/a":
         return (f"Its curve and {codec}'s share no PSNR range, so there is no BD-rate "
-                f"against {codec}; the table below shows where {codec} lies.")
+                f"against {codec}; the table's ΔPSNR columns give the gap at equal rate.")
     verb = "saves bits over" if bd.startswith("-") else "needs more bits than"
     return f"Its BD-rate against {codec} is {bd}: it {verb} {codec}."
 

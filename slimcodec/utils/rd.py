@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["bd_rate", "bpp_span", "rd_hull"]
+__all__ = ["bd_rate", "bpp_span", "psnr_at_rate", "rd_hull"]
 
 Point = tuple[float, float]  # (bpp, psnr)
 
@@ -40,6 +40,21 @@ def bd_rate(anchor: Sequence[Point], test: Sequence[Point]) -> float | None:
     a, t = _log_rate_curve(anchor), _log_rate_curve(test)
     diff = (t.integrate(lo, hi) - a.integrate(lo, hi)) / (hi - lo)
     return float((math.exp(diff) - 1) * 100)
+
+
+def psnr_at_rate(curve: Sequence[Point], bpp: float) -> float | None:
+    """PSNR of ``curve`` at rate ``bpp`` (PCHIP over log rate); ``None`` outside its rates.
+
+    The comparison that still means something when two curves share no PSNR range and
+    ``bd_rate`` has nothing to say: what the other codec gives at the same number of bits.
+    """
+    pts = sorted(set(curve))
+    rates = np.log([r for r, _ in pts])
+    if len(pts) < 2 or np.any(np.diff(rates) <= 0):
+        raise ValueError("a curve needs at least two points with distinct rates")
+    if not rates[0] <= math.log(bpp) <= rates[-1]:
+        return None
+    return float(PchipInterpolator(rates, [p for _, p in pts])(math.log(bpp)))
 
 
 def rd_hull(points: Sequence[Point]) -> list[Point]:
