@@ -88,6 +88,10 @@ done
 
 # 5. Benchmarks (on the held-out photos).
 python benchmarks/rd.py --images "$RUNS/data/val" --model "$RUNS/default/model.pt" --label slimcae
+if [ -d "$RUNS/data/unseen" ]; then  # photos neither training nor the λ-scheduler saw
+  python benchmarks/rd.py --images "$RUNS/data/unseen" --crop 512x480 --section rd_unseen \
+    --model "$RUNS/default/model.pt" --label "slimcae, unseen photos"
+fi
 python benchmarks/lambda_scheduling.py --images "$RUNS/data/val" \
   --scheduled "$RUNS/default/model.pt" --equal "$RUNS/equal-lambda/model.pt"
 singles=()

@@ -1,8 +1,10 @@
 """Assemble the training and validation folders for the shipped `slimcae` model.
 
 train: ../shared/data/photos (all but the held-out ones) plus photos bundled in installed
-packages (scikit-image, scikit-learn, matplotlib). val: the held-out shared photos.
-The demo's sample image (skimage's astronaut) is kept out of both.
+packages (scikit-image, scikit-learn, matplotlib). val: the held-out shared photos, which
+the λ-scheduler also uses for its decisions (never for gradients). unseen: photos that neither
+training nor the scheduler ever sees (skimage's astronaut, the demo's sample image, and the
+left view of its stereo motorcycle), for a check on images nothing was tuned on.
 
 Usage: python tools/prepare_training_data.py [--shared ../shared/data] [--out runs/data]
 """
@@ -43,14 +45,21 @@ def package_photos() -> dict[str, np.ndarray]:
     return photos
 
 
+def unseen_photos() -> dict[str, np.ndarray]:
+    """Natural photos in scikit-image that no training or validation folder includes."""
+    import skimage.data as sk
+
+    return {"skimage_astronaut": sk.astronaut(), "skimage_motorcycle": sk.stereo_motorcycle()[0]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--shared", default="../shared/data")
     ap.add_argument("--out", default="runs/data")
     args = ap.parse_args()
     out = Path(args.out)
-    train, val = out / "train", out / "val"
-    for d in (train, val):
+    train, val, unseen = out / "train", out / "val", out / "unseen"
+    for d in (train, val, unseen):
         shutil.rmtree(d, ignore_errors=True)
         d.mkdir(parents=True)
     shared = sorted((Path(args.shared) / "photos").glob("*.png"))
@@ -60,7 +69,13 @@ def main() -> None:
         shutil.copy(p, val / p.name)
     for name, img in package_photos().items():
         Image.fromarray(img).save(train / f"{name}.png")
-    print(f"train: {len(list(train.iterdir()))} images, val: {len(list(val.iterdir()))} images")
+    try:
+        for name, img in unseen_photos().items():
+            Image.fromarray(img).save(unseen / f"{name}.png")
+    except ImportError:
+        print("scikit-image not installed: no unseen photos")
+    counts = {d.name: len(list(d.iterdir())) for d in (train, val, unseen)}
+    print(", ".join(f"{k}: {v} images" for k, v in counts.items()))
 
 
 if __name__ == "__main__":
