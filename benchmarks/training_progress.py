@@ -15,7 +15,7 @@ from pathlib import Path
 
 from common import classical_rd, fmt, load_test_images, model_rd, parse_crop, write_section
 
-from slimcodec.training.run_logs import format_lambdas, schedule_seconds, training_seconds
+from slimcodec.training.run_logs import format_lambdas, round_compute
 from slimcodec.training.trainer import saved_config
 from slimcodec.utils.rd import bd_rate, bpp_span
 from slimcodec.zoo import model_meta
@@ -35,12 +35,10 @@ def main() -> None:
             "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     steps, seconds = 0, 0.0
     for runs in map(Path, args.rounds):
-        stage1, default = runs / "stage1", runs / "default"
-        meta1 = model_meta(stage1 / "model.pt")
-        cfg1 = saved_config(meta1["config"])
-        steps += meta1["steps"] + model_meta(default / "model.pt")["steps"]
-        seconds += training_seconds(stage1) + schedule_seconds(default)
-        points = model_rd(str(default / "model.pt"), images)
+        cfg1 = saved_config(model_meta(runs / "stage1" / "model.pt")["config"])
+        round_steps, round_seconds = round_compute(runs)
+        steps, seconds = steps + round_steps, seconds + round_seconds
+        points = model_rd(str(runs / "default" / "model.pt"), images)
         curve = [(p["bpp"], p["psnr"]) for p in points]
         wide, narrow = points[0], points[-1]
         rows.append(

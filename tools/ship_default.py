@@ -15,7 +15,7 @@ import platform
 import re
 from pathlib import Path
 
-from slimcodec.training.run_logs import format_lambdas, schedule_seconds, training_seconds
+from slimcodec.training.run_logs import format_lambdas, round_compute
 from slimcodec.training.trainer import saved_config
 from slimcodec.zoo import WEIGHTS_DIR, fingerprint, load_model_file, model_meta, save_model_file
 
@@ -104,11 +104,10 @@ def main() -> None:
     ]
     steps, seconds, commands = 0, 0.0, []
     for i, runs in enumerate(rounds, 1):
-        stage1, default = runs / "stage1", runs / "default"
-        meta1, meta2 = model_meta(stage1 / "model.pt"), model_meta(default / "model.pt")
+        meta1, meta2 = (model_meta(runs / stage / "model.pt") for stage in ("stage1", "default"))
         cfg, cfg2 = saved_config(meta1["config"]), saved_config(meta2["config"])
-        steps += meta1["steps"] + meta2["steps"]
-        seconds += training_seconds(stage1) + schedule_seconds(default)
+        round_steps, round_seconds = round_compute(runs)
+        steps, seconds = steps + round_steps, seconds + round_seconds
         start = f"from round {i - 1}'s λ-scheduled model" if cfg["init"] else "from scratch"
         lams = format_lambdas(cfg["lambdas"])
         if carried(runs):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from slimcodec.zoo import model_meta
 
-__all__ = ["format_lambdas", "schedule_seconds", "training_seconds"]
+__all__ = ["format_lambdas", "round_compute", "schedule_seconds", "training_seconds"]
 
 
 def training_seconds(run: str | Path) -> float:
@@ -45,6 +45,17 @@ def schedule_seconds(run: str | Path) -> float:
     if records[0]["event"] == "begin":
         return span
     return max(span, model_meta(run / "model.pt")["seconds_this_session"])
+
+
+def round_compute(runs: str | Path) -> tuple[int, float]:
+    """Steps and wall-clock seconds of one ``benchmarks/train_default.sh`` round.
+
+    ``runs`` is the round's RUNS folder. It counts what the shipped model had: stage 1's joint
+    training and stage 2's λ-scheduling, not the comparison models trained beside them.
+    """
+    stage1, default = Path(runs) / "stage1", Path(runs) / "default"
+    steps = model_meta(stage1 / "model.pt")["steps"] + model_meta(default / "model.pt")["steps"]
+    return steps, training_seconds(stage1) + schedule_seconds(default)
 
 
 def format_lambdas(lambdas: Sequence[float]) -> str:
