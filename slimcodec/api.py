@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
 
@@ -11,7 +12,7 @@ from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import UnknownModelError
 from slimcodec.utils.image import ImageLike
-from slimcodec.zoo import find_by_fingerprint
+from slimcodec.zoo import find_by_fingerprint, is_model_path
 
 __all__ = ["DEFAULT_MODEL", "codec_for", "compress", "decompress", "read_header", "writer_of"]
 
@@ -29,15 +30,28 @@ def codec_for(model: ModelLike) -> Codec:
     """A codec for a registered name (loaded once per process), a model file, or a codec."""
     if isinstance(model, Codec):
         return model
-    if os.path.exists(model):
+    if is_model_path(model):
         return Codec.load(model)
     return _registered_codec(str(model))
 
 
-def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL
-             ) -> bytes:
-    """Compress an image (path, PIL image or uint8 array) to container bytes."""
-    return codec_for(model).encode(image, width)
+def _limited(codec: Codec, max_pixels: int | None) -> Codec:
+    """``codec``, or a copy of it with another pixel limit (the cached one stays as it is)."""
+    if max_pixels is None or max_pixels == codec.max_pixels:
+        return codec
+    limited = copy.copy(codec)
+    limited.max_pixels = int(max_pixels)
+    return limited
+
+
+def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL,
+             *, lmbda: float | None = None, max_pixels: int | None = None) -> bytes:
+    """Compress an image (path, PIL image or uint8 array) to container bytes.
+
+    ``lmbda`` sets the rate of a variable-rate model; ``max_pixels`` overrides the codec's
+    limit (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`).
+    """
+    return _limited(codec_for(model), max_pixels).encode(image, width, lmbda)
 
 
 def read_header(data: bytes) -> Header:
@@ -57,9 +71,12 @@ def writer_of(data: bytes) -> str:
     return name
 
 
-def decompress(data: bytes, model: ModelLike | None = None) -> Image.Image:
+def decompress(data: bytes, model: ModelLike | None = None, *, max_pixels: int | None = None
+               ) -> Image.Image:
     """Decompress container bytes to a PIL image.
 
     Without ``model``, the registered pretrained model whose fingerprint the file carries.
+    A file declaring more than ``max_pixels`` pixels is refused before decoding.
     """
-    return codec_for(writer_of(data) if model is None else model).decode(data)
+    codec = codec_for(writer_of(data) if model is None else model)
+    return _limited(codec, max_pixels).decode(data)

@@ -213,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambdas", type=float, nargs="+", default=d["lambdas"],
                    help="one λ for all widths, or one per width (CompressAI convention)")
     t.add_argument("--gdn", default=d["gdn"], choices=["switch", "slim", "slim+"])
+    t.add_argument("--arch", default=d["arch"], choices=["slimcae", "slimcae-vr"],
+                   help="slimcae-vr: λ-modulated, a continuous rate inside every width")
+    t.add_argument("--lambda-ranges", type=float, nargs="+",
+                   help="slimcae-vr: LOW HIGH for all widths, or a pair per width "
+                        "(default: the architecture's)")
+    t.add_argument("--rate-anchors", type=int, default=d["rate_anchors"],
+                   help="slimcae-vr: entropy models per width, at log-spaced λ")
     t.add_argument("--init", help="start from this model file or pretrained model")
     t.add_argument("--steps", type=int, default=d["steps"])
     t.add_argument("--patch", type=int, default=d["patch"])

@@ -2,78 +2,210 @@
 
 :class:`Codec` binds a model (eval mode, CDF tables built, fingerprint known) to the
 container format and the image rules of :mod:`slimcodec.utils.image`: arbitrary sizes are
-replicate-padded to a multiple of 16 and cropped back after decoding.
+replicate-padded to a multiple of 16 and cropped back after decoding. The transforms run
+tile by tile (:mod:`slimcodec.tiling`), so the network's memory does not grow with the
+image, and the latent is coded by the bounds-checked coder of
+:mod:`slimcodec.bitstream.rans`. Images over ``max_pixels`` are refused before anything
+is allocated for them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
 
-from slimcodec.bitstream import MAX_IMAGE_SIDE, Bitstream, Header, RateKind, pack, unpack
-from slimcodec.errors import CorruptBitstreamError, ImageError, ModelMismatchError
-from slimcodec.models import SlimCAE
-from slimcodec.utils.image import ImageLike, crop, from_tensor, load_rgb, pad_to_multiple, to_tensor
+from slimcodec import tiling
+from slimcodec.bitstream import MAX_IMAGE_SIDE, Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.errors import (
+    CorruptBitstreamError,
+    ImageError,
+    ModelMismatchError,
+    RateError,
+    ResourceLimitError,
+)
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model
 
-__all__ = ["Codec"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock"]
+
+#: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
+#: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
+DEFAULT_MAX_PIXELS = 1 << 26
+
+_LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+T = TypeVar("T")
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """The lock that serialises every use of ``model``'s width and λ state.
+
+    One per model, not per codec: two codecs (or a codec and a user) sharing a model must
+    not switch its width under each other.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def _prepared_fingerprint(model: SlimCAE) -> bytes:
+    """The model's fingerprint once its CDF tables match its weights.
+
+    A model loaded from a file keeps the tables stored with it (its fingerprint was checked
+    on loading, and recomputing the tables elsewhere might round differently); any other
+    model, or one whose weights changed since it was loaded, gets fresh tables.
+    """
+    fp = fingerprint(model)
+    if getattr(model, "file_fingerprint", None) == fp:
+        return fp
+    model.update(force=True)
+    return fingerprint(model)
+
+
+def _out_of_memory(what: str, call: Callable[[], T]) -> T:
+    """Run ``call``; exhausted memory becomes a :class:`ResourceLimitError`."""
+    try:
+        return call()
+    except MemoryError:
+        raise ResourceLimitError(f"out of memory {what}") from None
+    except RuntimeError as exc:  # torch's allocator reports as RuntimeError
+        if "memory" in str(exc).lower() or "allocate" in str(exc).lower():
+            raise ResourceLimitError(f"out of memory {what}") from None
+        raise
 
 
 class Codec:
     """Compress images to slimcodec containers and back with one model.
 
     Args:
-        model: a :class:`~slimcodec.models.SlimCAE` (put in eval mode; its entropy models'
-            CDF tables are built if missing).
+        model: a :class:`~slimcodec.models.SlimCAE` or a variable-rate
+            :class:`~slimcodec.models.ModulatedSlimCAE` (put in eval mode; its CDF tables are
+            rebuilt unless it comes unchanged from a model file).
         name: how to call the model in messages (a registered name or a file path).
+        max_pixels: refuse to encode or decode larger images (:class:`ResourceLimitError`).
+        tile: tile size of the transforms, in latent positions (16 pixels each).
 
-    A codec is safe to share between threads: calls are serialised, since the model's
-    active width is per-model state.
+    A codec is safe to share between threads, and so is its model between codecs: calls are
+    serialised on a lock per model (:func:`model_lock`).
     """
 
-    def __init__(self, model: SlimCAE, name: str | None = None) -> None:
-        model.eval()
-        model.update()
+    def __init__(self, model: SlimCAE, name: str | None = None, *,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE) -> None:
+        if max_pixels < 1 or tile < 1:
+            raise ValueError("max_pixels and tile must be positive")
+        self._lock = model_lock(model)
+        with self._lock:
+            model.eval()
+            self.fingerprint = _prepared_fingerprint(model)
         self.model = model
         self.name = name or type(model).__name__
-        self.fingerprint = fingerprint(model)
-        self._lock = threading.Lock()
+        self.max_pixels = int(max_pixels)
+        self.tile = int(tile)
 
     @classmethod
-    def load(cls, name_or_path: str | os.PathLike) -> Codec:
+    def load(cls, name_or_path: str | os.PathLike, **kwargs: int) -> Codec:
         """A codec for a registered pretrained model or a model file."""
-        return cls(load_model(name_or_path), str(name_or_path))
+        return cls(load_model(name_or_path), str(name_or_path), **kwargs)
 
     @property
     def widths(self) -> tuple[int, ...]:
         return self.model.widths
 
-    def encode(self, image: ImageLike, width: int | None = None) -> bytes:
-        """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: widest)."""
-        rgb, grayscale = load_rgb(image)
-        return self.encode_rgb(rgb, width, grayscale)
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model takes a λ (a ``slimcae-vr``), written in every file."""
+        return isinstance(self.model, ModulatedSlimCAE)
 
-    def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False
-                   ) -> bytes:
+    def lambda_range(self, width: int) -> tuple[float, float]:
+        """The λ range a variable-rate model was trained for at ``width``."""
+        if not self.variable_rate:
+            raise RateError(f"{self.name} is single-rate: it has no λ")
+        return self.model.lambda_range(self._checked_width(width))
+
+    def default_lambda(self, width: int) -> float:
+        """The λ used when none is given: the geometric middle of the width's range."""
+        lo, hi = self.lambda_range(width)
+        return math.sqrt(lo * hi)
+
+    # -- encoding -------------------------------------------------------------------------
+
+    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None
+               ) -> bytes:
+        """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: widest)
+        and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`)."""
+        rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
+        return self.encode_rgb(rgb, width, grayscale, lmbda)
+
+    def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
+                   lmbda: float | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array."""
         height, img_width = rgb.shape[:2]
-        if not (0 < height <= MAX_IMAGE_SIDE and 0 < img_width <= MAX_IMAGE_SIDE):
+        self._check_size(height, img_width)
+        width = self._checked_width(width)
+        lmbda = self._checked_lambda(width, lmbda)
+        with self.operating_point(width, lmbda):
+            symbols = _out_of_memory(
+                f"encoding a {img_width}x{height} image",
+                lambda: tiling.analyze(self.model.analysis, rgb, self.model.downsampling,
+                                       self.model.quantize_latent, self.tile))
+            string = rans.encode(symbols, self.model.entropy_tables())
+        if lmbda is None:
+            header = Header(self.fingerprint, width, (height, img_width), grayscale)
+        else:
+            header = Header(self.fingerprint, width, (height, img_width), grayscale,
+                            RateKind.LAMBDA, lmbda)
+        return pack(Bitstream(header, (string,)))
+
+    @contextmanager
+    def operating_point(self, width: int, lmbda: float | None) -> Iterator[SlimCAE]:
+        """Hold the model's lock, in inference mode, at ``width`` (and ``lmbda``)."""
+        rate = (self.model.using_lambda(lmbda) if lmbda is not None else nullcontext())
+        with self._lock, torch.inference_mode(), self.model.using_width(width), rate:
+            yield self.model
+
+    def _check_size(self, height: int, width: int) -> None:
+        if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
             raise ImageError(
-                f"image is {height}x{img_width}; each side must be 1..{MAX_IMAGE_SIDE} pixels"
-            )
+                f"image is {width}x{height}; each side must be 1..{MAX_IMAGE_SIDE} pixels")
+        if height * width > self.max_pixels:
+            raise ResourceLimitError(
+                f"image is {width}x{height} = {height * width} pixels, over the limit of "
+                f"{self.max_pixels} (raise it with --max-pixels / max_pixels)")
+
+    def _checked_width(self, width: int | None) -> int:
         width = self.widths[0] if width is None else int(width)
         if width not in self.widths:
             raise ValueError(f"width {width} is not one of {list(self.widths)}")
-        x = pad_to_multiple(to_tensor(rgb), self.model.downsampling)
-        with self._lock, torch.inference_mode(), self.model.using_width(width):
-            out = self.model.compress(x)
-        strings = tuple(s[0] for s in out["strings"])  # batch of one
-        header = Header(self.fingerprint, width, (height, img_width), grayscale)
-        return pack(Bitstream(header, strings))
+        return width
+
+    def _checked_lambda(self, width: int, lmbda: float | None) -> float | None:
+        if not self.variable_rate:
+            if lmbda is not None:
+                raise RateError(f"{self.name} is single-rate: it takes no λ")
+            return None
+        if lmbda is None:
+            lmbda = self.default_lambda(width)
+        lo, hi = self.lambda_range(width)
+        value = float(np.float32(lmbda))
+        if not (float(np.float32(lo)) <= value <= float(np.float32(hi))):
+            raise RateError(f"λ {lmbda:g} is outside width {width}'s range "
+                            f"[{lo:g}, {hi:g}]")
+        return value
+
+    # -- decoding -------------------------------------------------------------------------
 
     def check(self, header: Header) -> None:
         """Raise unless this codec's model can decode a file with ``header``."""
@@ -86,10 +218,16 @@ class Codec:
             )
         if header.width not in self.widths:
             raise CorruptBitstreamError(f"corrupt slimcodec file: no width {header.width}")
-        if header.rate_kind != RateKind.NONE:
+        if self.variable_rate:
+            lo, hi = (float(np.float32(b)) for b in self.model.lambda_bounds)
+            if header.rate_kind != RateKind.LAMBDA or not lo <= header.rate <= hi:
+                raise CorruptBitstreamError(
+                    f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
+        elif header.rate_kind != RateKind.NONE:
             raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
         if header.domain != 0:
             raise ModelMismatchError(f"{self.name} has no domain adapter {header.domain}")
+        self._check_size(*header.image_size)
 
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
@@ -101,11 +239,19 @@ class Codec:
                 f"corrupt slimcodec file: {len(bitstream.strings)} strings, SlimCAE writes 1"
             )
         factor = self.model.downsampling
-        padded = [-(-side // factor) * factor for side in header.image_size]
-        shape = self.model.latent_shape(*padded)
-        with self._lock, torch.inference_mode(), self.model.using_width(header.width):
-            x_hat = self.model.decompress([[s] for s in bitstream.strings], shape)["x_hat"]
-        return from_tensor(crop(x_hat, header.image_size)), header
+        latent = tuple(-(-side // factor) for side in header.image_size)
+        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
+        h, w = header.image_size
+        with self.operating_point(header.width, lmbda):
+            tables = self.model.entropy_tables()
+            symbols = _out_of_memory(
+                f"decoding a {w}x{h} image",
+                lambda: rans.decode(bitstream.strings[0], tables, (tables.channels, *latent)))
+            rgb = _out_of_memory(
+                f"decoding a {w}x{h} image",
+                lambda: tiling.synthesize(self.model.synthesis, self.model.dequantize_latent,
+                                          symbols, header.image_size, factor, self.tile))
+        return rgb, header
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (mode ``L`` for grayscale sources, else ``RGB``)."""

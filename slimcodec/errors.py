@@ -11,6 +11,8 @@ __all__ = [
     "ModelFileError",
     "ModelMismatchError",
     "NotASlimcodecFileError",
+    "RateError",
+    "ResourceLimitError",
     "SlimcodecError",
     "TruncatedBitstreamError",
     "UnknownModelError",
@@ -56,3 +58,11 @@ class ImageError(SlimcodecError, ValueError):
 
 class ModelFileError(SlimcodecError):
     """A model file that cannot be loaded: not a slimcodec checkpoint, or damaged."""
+
+
+class ResourceLimitError(SlimcodecError):
+    """An image over the configured pixel limit, or memory exhausted while coding it."""
+
+
+class RateError(SlimcodecError, ValueError):
+    """A rate setting (λ, quality, target) the model cannot honour; names the valid range."""

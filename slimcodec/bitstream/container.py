@@ -186,6 +186,8 @@ def unpack(data: bytes) -> Bitstream:
             (rate,) = struct.unpack("<f", rate_raw)
         else:
             (rate,) = struct.unpack("<I", rate_raw)
+        if kind == RateKind.NONE and rate_raw != bytes(4):
+            raise ValueError("rate kind 0 (none) with non-zero rate bytes")
         header = Header(
             fingerprint=fingerprint,
             width=width,

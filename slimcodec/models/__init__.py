@@ -1,5 +1,6 @@
 """Codec models: compressai ``CompressionModel`` subclasses."""
 
+from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
 from .slimcae import DEFAULT_WIDTHS, SlimCAE
 
-__all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
+__all__ = ["DEFAULT_LAMBDA_RANGES", "DEFAULT_WIDTHS", "ModulatedSlimCAE", "SlimCAE"]

@@ -29,11 +29,15 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+import torch
 from compressai.entropy_models import EntropyBottleneck
 from compressai.models import CompressionModel
+from compressai.models.utils import update_registered_buffers
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from slimcodec.bitstream import rans
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable, make_gdn
 
 __all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
@@ -129,6 +133,16 @@ class SlimCAE(CompressionModel):
         """The entropy model of the active width."""
         return self.entropy_bottlenecks[self._width_index]
 
+    # -- transforms (subclasses that condition them override these) -----------------------
+
+    def analysis(self, x: Tensor) -> Tensor:
+        """:math:`y = g_a(x)` at the active width."""
+        return self.g_a(x)
+
+    def synthesis(self, y_hat: Tensor) -> Tensor:
+        """:math:`\\hat x = g_s(\\hat y)` at the active width (unclamped)."""
+        return self.g_s(y_hat)
+
     # -- CompressionModel API -------------------------------------------------------------
 
     def forward(self, x: Tensor) -> dict[str, Any]:
@@ -137,23 +151,59 @@ class SlimCAE(CompressionModel):
         Returns ``{"x_hat": ..., "likelihoods": {"y": ...}}`` as compressai models do; in
         eval mode :math:`\\hat y` is exactly what :meth:`compress` entropy-codes.
         """
-        y = self.g_a(x)
+        y = self.analysis(x)
         y_hat, y_likelihoods = self.entropy_bottleneck(y)
         if self.training and self.ste_decoder:
             medians = self.entropy_bottleneck._get_medians()
             y_hat = quantize_ste(y - medians) + medians
-        x_hat = self.g_s(y_hat)
+        x_hat = self.synthesis(y_hat)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
 
     def compress(self, x: Tensor) -> dict[str, Any]:
-        y = self.g_a(x)
-        strings = self.entropy_bottleneck.compress(y)
-        return {"strings": [strings], "shape": tuple(y.shape[-2:])}
+        """Entropy-code a batch: one string per image, in CompressAI's rANS format."""
+        symbols = self.quantize_latent(self.analysis(x))
+        tables = self.entropy_tables()
+        strings = [rans.encode(s.numpy(), tables) for s in symbols.cpu()]
+        return {"strings": [strings], "shape": tuple(symbols.shape[-2:])}
 
     def decompress(self, strings: list[list[bytes]], shape: Sequence[int]) -> dict[str, Tensor]:
-        y_hat = self.entropy_bottleneck.decompress(strings[0], tuple(shape))
-        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        """Inverse of :meth:`compress`; a corrupt string raises ``CorruptBitstreamError``."""
+        tables = self.entropy_tables()
+        latent = (tables.channels, *(int(s) for s in shape))
+        symbols = np.stack([rans.decode(s, tables, latent) for s in strings[0]])
+        x_hat = self.synthesis(self.dequantize_latent(torch.from_numpy(symbols))).clamp_(0, 1)
         return {"x_hat": x_hat}
+
+    # -- entropy coding: what the codec and the exporter use --------------------------------
+
+    def quantize_latent(self, y: Tensor) -> Tensor:
+        """:math:`\\lfloor y - \\mu \\rceil` as int32 symbols, at the active width's medians."""
+        return torch.round(y - self.entropy_bottleneck._get_medians()).int()
+
+    def dequantize_latent(self, symbols: Tensor) -> Tensor:
+        """:math:`\\hat y = s + \\mu`."""
+        return symbols.float() + self.entropy_bottleneck._get_medians()
+
+    def entropy_tables(self) -> rans.EntropyTables:
+        """The quantised CDFs of the active entropy model (built by :meth:`update`)."""
+        eb = self.entropy_bottleneck
+        if eb._quantized_cdf.numel() == 0:
+            raise RuntimeError("CDF tables not built: call model.update() first")
+        return rans.EntropyTables(eb._quantized_cdf.cpu().numpy(),
+                                  eb._cdf_length.cpu().numpy(), eb._offset.cpu().numpy())
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> Any:
+        """As :meth:`nn.Module.load_state_dict`, the CDF buffers resized to the saved ones.
+
+        compressai's own version also renames keys of its pre-1.2 files, and its prefix test
+        takes ``entropy_bottlenecks.1`` for the prefix of ``entropy_bottlenecks.10``: with ten
+        or more entropy models it fails, so the buffers are resized here instead.
+        """
+        for name, module in self.named_modules():
+            if isinstance(module, EntropyBottleneck) and f"{name}._quantized_cdf" in state_dict:
+                update_registered_buffers(module, name, ["_quantized_cdf", "_offset",
+                                                         "_cdf_length"], state_dict, "resize")
+        return nn.Module.load_state_dict(self, state_dict, strict=strict)
 
     def latent_shape(self, height: int, width: int) -> tuple[int, int]:
         """Latent size for an input of ``height x width`` (both multiples of 16)."""

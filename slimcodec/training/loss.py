@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from slimcodec.models import SlimCAE
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
 
 __all__ = ["MultiWidthRDLoss"]
 
@@ -43,6 +43,8 @@ class MultiWidthRDLoss(nn.Module):
         bpps, mses = [], []
         for width, lmbda in zip(self.model.widths, self.lambdas, strict=True):
             self.model.set_width(width)
+            if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy model
+                self.model.set_lambda(lmbda)              # follow this width's λ
             out = self.model(x)
             bpp = -torch.log(out["likelihoods"]["y"]).sum() / (math.log(2) * n * h * w)
             mse = F.mse_loss(out["x_hat"], x)

@@ -27,15 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+from compressai.entropy_models import EntropyBottleneck
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from slimcodec.errors import ImageError
-from slimcodec.models import SlimCAE
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.models.modulated import as_float32
 from slimcodec.utils.image import find_images, load_rgb, to_tensor
 from slimcodec.utils.io import atomic_write
-from slimcodec.zoo import create_model, load_model, save_model_file
+from slimcodec.zoo import load_model, save_model_file
+from slimcodec.zoo.checkpoint import build
 
 from .data import PatchSampler
 from .lambda_schedule import ScheduleState, schedule_lambdas
@@ -48,7 +52,8 @@ METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
-LEGACY_CONFIG = {"decoder_quantizer": "noise"}
+LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
+                 "rate_anchors": 8}
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -63,6 +68,13 @@ class TrainConfig:
     widths: list[int] = field(default_factory=lambda: [192, 144, 96, 72, 48])
     lambdas: list[float] = field(default_factory=lambda: [0.013])  # one λ: every width
     gdn: str = "slim+"
+    # "slimcae" (one λ per width) or "slimcae-vr" (λ-modulated: every step samples a λ per
+    # width, log-uniform in that width's range).
+    arch: str = "slimcae"
+    # slimcae-vr: LOW HIGH for every width, or one pair per width (widest first);
+    # None: the architecture's defaults.
+    lambda_ranges: list[float] | None = None
+    rate_anchors: int = 8  # slimcae-vr: entropy models per width
     init: str | None = None  # start from a model file or registered pretrained model
     steps: int = 10_000
     patch: int = 128
@@ -90,6 +102,14 @@ class TrainConfig:
             self.lambdas = self.lambdas * len(self.widths)
         if len(self.lambdas) != len(self.widths):
             raise ValueError("give one λ, or one per width")
+        if self.arch not in ("slimcae", "slimcae-vr"):
+            raise ValueError(f"unknown architecture {self.arch!r}")
+        if self.lambda_ranges is not None:
+            pairs = len(self.lambda_ranges) // 2
+            if len(self.lambda_ranges) % 2 or pairs not in (1, len(self.widths)):
+                raise ValueError("give one LOW HIGH λ range, or one pair per width")
+            if pairs == 1:
+                self.lambda_ranges = list(self.lambda_ranges) * len(self.widths)
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
         if self.decoder_quantizer not in ("ste", "noise"):
@@ -98,6 +118,97 @@ class TrainConfig:
             raise ValueError(f"unknown λ schedule {self.schedule!r}")
         if self.schedule == "lambda" and not self.val:
             raise ValueError("λ-scheduling measures RD slopes on validation images: give --val")
+
+
+def build_model(cfg: TrainConfig) -> SlimCAE:
+    """The untrained model ``cfg`` describes."""
+    kwargs: dict[str, Any] = {"widths": tuple(cfg.widths), "gdn": cfg.gdn}
+    if cfg.arch == "slimcae-vr":
+        kwargs["rate_anchors"] = cfg.rate_anchors
+        kwargs["latent_gain"] = True
+        if cfg.lambda_ranges is not None:
+            r = cfg.lambda_ranges
+            kwargs["lambda_ranges"] = [r[i : i + 2] for i in range(0, len(r), 2)]
+    return build(cfg.arch, kwargs)
+
+
+def init_from(model: SlimCAE, source: SlimCAE) -> None:
+    """Start ``model`` from ``source``'s weights.
+
+    A model of the same architecture is copied whole. A variable-rate model can also start
+    from a plain SlimCAE of the same widths and GDN: its transforms are copied, and its
+    modulations (which start as the identity) and entropy models are left new.
+    """
+    if list(source.widths) != list(model.widths):
+        raise ValueError(f"--init model has widths {source.widths}, not {model.widths}")
+    if source.gdn != model.gdn:
+        raise ValueError(f"--init model has GDN {source.gdn!r}, not {model.gdn!r} "
+                         f"(pass --gdn {source.gdn})")
+    if type(source) is type(model) and source.config == model.config:
+        model.load_state_dict(source.state_dict())
+        return
+    if isinstance(source, ModulatedSlimCAE) and isinstance(model, ModulatedSlimCAE):
+        _init_gained_from_modulated(model, source)
+        return
+    if not isinstance(model, ModulatedSlimCAE) or type(source) is not SlimCAE:
+        raise ValueError(f"cannot start a {type(model).__name__} from a "
+                         f"{type(source).__name__}")
+    transforms = {k: v for k, v in source.state_dict().items() if k.startswith(("g_a.", "g_s."))}
+    missing, unexpected = model.load_state_dict(transforms, strict=False)
+    if unexpected or any(k.startswith(("g_a.", "g_s.")) for k in missing):
+        raise ValueError(f"--init transforms do not fit: missing {missing}, extra {unexpected}")
+    # Every anchor of a width starts from that width's density: with the modulations at
+    # the identity, the latents are the source's, and a fresh density would cost several bpp.
+    k = model.rate_anchors
+    with torch.no_grad():
+        for i, src in enumerate(source.entropy_bottlenecks):
+            for dst in model.entropy_bottlenecks[i * k : (i + 1) * k]:
+                for p_src, p_dst in zip(src.parameters(), dst.parameters(), strict=True):
+                    p_dst.copy_(p_src)
+
+
+def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCAE) -> None:
+    """A variable-rate model with a latent gain, from one without.
+
+    Everything is copied; then each anchor's density is stretched by the gain at its λ, so
+    that it fits the gained latent as the source's density fit the ungained one.
+    """
+    same = ("lambda_ranges", "rate_anchors", "hidden")
+    if source.latent_gain is not None or model.latent_gain is None or any(
+            source.config[k] != model.config[k] for k in same):
+        raise ValueError("--init variable-rate model must match in λ ranges, anchors and "
+                         "hidden units, and have no latent gain when the new one has")
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("latent_gain.") for k in missing):
+        raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
+    with torch.no_grad():
+        for i, width in enumerate(model.widths):
+            model.set_width(width)
+            for j, anchor in enumerate(model.anchors()):
+                with model.using_lambda(anchor):
+                    gain = model.gain(torch.zeros(()))[0, :, 0, 0]
+                bottleneck = model.entropy_bottlenecks[i * model.rate_anchors + j]
+                stretch_density(bottleneck, gain)
+        model.set_width(model.widths[0])
+
+
+def stretch_density(bottleneck: EntropyBottleneck, gain: torch.Tensor) -> None:
+    r"""Make ``bottleneck`` the density of ``gain * y`` where it was that of ``y``.
+
+    compressai's cumulative is :math:`c(y) = f(\dots f(H_0 y + b_0) \dots)` with
+    :math:`H_0 = \mathrm{softplus}(\text{matrix}_0)` per channel; :math:`c(y/g)` divides
+    :math:`H_0` by :math:`g`, and the quantiles scale with it.
+    """
+    matrix = bottleneck.matrices[0]
+    h0 = F.softplus(matrix) / gain[:, None, None]
+    matrix.copy_(h0 + torch.log(-torch.expm1(-h0)))  # softplus⁻¹
+    bottleneck.quantiles.mul_(gain[:, None, None])
+
+
+def sample_lambdas(ranges: list[tuple[float, float]], generator: torch.Generator) -> list[float]:
+    """One λ per width, log-uniform in that width's range."""
+    u = torch.rand(len(ranges), generator=generator, dtype=torch.float64).tolist()
+    return [as_float32(lo * (hi / lo) ** ui) for (lo, hi), ui in zip(ranges, u, strict=True)]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -139,20 +250,22 @@ class Trainer:
         if self.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
 
+        if self.device.type == "cuda":  # TF32 convolutions and matmuls: ~2x, no visible loss
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        model = build_model(cfg)
         if cfg.init:
-            model = load_model(cfg.init)
-            if list(model.widths) != list(cfg.widths):
-                raise ValueError(f"--init model has widths {model.widths}, not {cfg.widths}")
-            if model.gdn != cfg.gdn:
-                raise ValueError(f"--init model has GDN {model.gdn!r}, not {cfg.gdn!r} "
-                                 f"(pass --gdn {model.gdn})")
-        else:
-            model = create_model("slimcae", widths=tuple(cfg.widths), gdn=cfg.gdn)
+            init_from(model, load_model(cfg.init))
+        self.variable_rate = isinstance(model, ModulatedSlimCAE)
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
         self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
-        self.net = (DistributedDataParallel(self.loss) if self.world > 1 else self.loss)
+        # A variable-rate step trains one entropy model per width (its λ's anchor): the
+        # others get no gradient in that step, which DDP must be told.
+        self.net = (DistributedDataParallel(self.loss, find_unused_parameters=self.variable_rate)
+                    if self.world > 1 else self.loss)
         main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
         aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
         self.main_params = main
@@ -198,7 +311,7 @@ class Trainer:
         path = self.out / CHECKPOINT
         state = torch.load(path, map_location=self.device, weights_only=True)
         saved = saved_config(state["config"])
-        for key in ("widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
+        for key in ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
             if saved[key] != getattr(self.cfg, key):
                 raise ValueError(f"cannot resume: {key} was {saved[key]}, "
                                  f"now {getattr(self.cfg, key)}")
@@ -230,6 +343,8 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # the entropy models' quantisation noise
         x = self.sampler.sample(cfg.batch, generator).to(self.device)
+        if self.variable_rate:
+            self.lambdas = sample_lambdas(self.model.lambda_ranges, generator)
         if self.finetune_from is None:
             lr = lr_at(cfg, self.step, cfg.steps)
         else:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from slimcodec.errors import ImageError
+from slimcodec.errors import ImageError, ResourceLimitError
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -101,11 +101,20 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
         raise ImageError(f"cannot convert an image of mode {mode!r} to RGB: {exc}") from None
 
 
-def load_rgb(image: ImageLike) -> tuple[np.ndarray, bool]:
+def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
+    w, h = size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ResourceLimitError(
+            f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} "
+            "(raise it with --max-pixels / max_pixels)")
+
+
+def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
     """Load a path, PIL image or uint8 array as an ``(H, W, 3)`` uint8 array.
 
     Returns the array and whether the source was grayscale. Raises :class:`ImageError` for
-    unreadable files and unsupported arrays.
+    unreadable files and unsupported arrays, and :class:`ResourceLimitError` for an image of
+    more than ``max_pixels`` pixels, checked on the file's header before it is decoded.
     """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
@@ -120,6 +129,7 @@ def load_rgb(image: ImageLike) -> tuple[np.ndarray, bool]:
         path = Path(image)
         try:
             with Image.open(path) as opened:
+                _check_pixels(opened.size, max_pixels)
                 opened.load()
                 rgb, gray = to_rgb(opened)
                 return np.array(rgb, dtype=np.uint8), gray
@@ -132,6 +142,7 @@ def load_rgb(image: ImageLike) -> tuple[np.ndarray, bool]:
             raise ImageError(f"{path}: not a readable image ({exc})") from None
     if not isinstance(image, Image.Image):
         raise ImageError(f"expected a path, PIL image or uint8 array, got {type(image).__name__}")
+    _check_pixels(image.size, max_pixels)
     rgb, gray = to_rgb(image)
     return np.array(rgb, dtype=np.uint8), gray
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from slimcodec.bitstream import FINGERPRINT_SIZE
 from slimcodec.errors import ModelFileError
-from slimcodec.models import SlimCAE
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 
 __all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "save_model_file"]
@@ -33,7 +33,7 @@ FILE_FORMAT = "slimcodec-model"
 FILE_VERSION = 1
 
 #: Architecture name -> class; a model file names its architecture by one of these keys.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE, "slimcae-vr": ModulatedSlimCAE}
 
 
 def arch_name(model: nn.Module) -> str:
@@ -96,8 +96,11 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelFileError(f"{path}: no such model file") from None
-    except Exception as exc:
-        raise ModelFileError(f"{path}: not a readable model file ({exc})") from None
+    except IsADirectoryError:
+        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+    except Exception:  # torch's own messages run to many lines of advice
+        raise ModelFileError(f"{path}: not a slimcodec model file (unreadable or damaged)"
+                             ) from None
     if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
         raise ModelFileError(f"{path}: not a slimcodec model file")
     if payload.get("version") != FILE_VERSION:
@@ -108,11 +111,14 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
 def load_model_file(path: str | os.PathLike) -> nn.Module:
     """Load a model file, verify its fingerprint and return the model in eval mode."""
     payload = read_model_file(path)
-    model = build(payload["arch"], payload["config"])
     try:
+        model = build(payload["arch"], payload["config"])
         model.load_state_dict(payload["state_dict"])
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{path}: weights do not fit the architecture ({exc})") from None
-    if fingerprint(model).hex() != payload["fingerprint"]:
+    fp = fingerprint(model)
+    if fp.hex() != payload["fingerprint"]:
         raise ModelFileError(f"{path}: damaged model file (fingerprint mismatch)")
+    # What the file held: a codec keeps these CDF tables while the weights stay the same.
+    model.file_fingerprint = fp
     return model.eval()

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from slimcodec.errors import UnknownModelError
-from slimcodec.models import DEFAULT_WIDTHS, SlimCAE
+from slimcodec.models import DEFAULT_WIDTHS, ModulatedSlimCAE, SlimCAE
 
 from .checkpoint import load_model_file, read_model_file
 
@@ -25,6 +25,7 @@ __all__ = [
     "WEIGHTS_DIR",
     "create_model",
     "find_by_fingerprint",
+    "is_model_path",
     "list_models",
     "load_model",
     "model_meta",
@@ -52,11 +53,14 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(weights: str | None = None) -> Callable[[Callable], Callable]:
-    """Register a factory under its function name, with an optional shipped weights file."""
+def register_model(weights: str | None = None, name: str | None = None
+                   ) -> Callable[[Callable], Callable]:
+    """Register a factory under ``name`` (default: its function name), with an optional
+    shipped weights file."""
 
     def decorator(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        name = factory.__name__
+        nonlocal name
+        name = name or factory.__name__
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = ModelEntry(name, factory, weights)
@@ -95,16 +99,33 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     return load_model_file(entry.weights_path)
 
 
+def is_model_path(name_or_path: str | os.PathLike) -> bool:
+    """Whether ``name_or_path`` names a model file rather than a registered model.
+
+    A registered name wins over a file of the same name in the working directory (a folder
+    called ``slimcae`` must not shadow the default model); to load such a file, write it as
+    a path (``./slimcae``). Anything with a directory separator or a file suffix, or that is
+    no registered name but exists, is a path.
+    """
+    if isinstance(name_or_path, os.PathLike):
+        return True
+    name = str(name_or_path)
+    if name in _REGISTRY:
+        return False
+    return os.sep in name or "/" in name or bool(Path(name).suffix) or os.path.exists(name)
+
+
 def load_model(name_or_path: str | os.PathLike) -> nn.Module:
-    """A model file path, or else a registered name with its pretrained weights."""
-    if os.path.exists(name_or_path):
+    """A model file, or a registered name with its pretrained weights (see
+    :func:`is_model_path`)."""
+    if is_model_path(name_or_path):
         return load_model_file(name_or_path)
     return create_model(str(name_or_path), pretrained=True)
 
 
 def model_meta(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` dict of a model file or registered model's weights ({} if none)."""
-    if os.path.exists(name_or_path):
+    if is_model_path(name_or_path):
         return read_model_file(name_or_path).get("meta", {})
     entry = _entry(str(name_or_path))
     return read_model_file(entry.weights_path).get("meta", {}) if entry.has_weights else {}
@@ -134,3 +155,10 @@ def find_by_fingerprint(fp: bytes) -> str | None:
 def slimcae(**kwargs: Any) -> SlimCAE:
     """SlimCAE at widths 192/144/96/72/48 with SlimGDN+ (the shipped default)."""
     return SlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", **kwargs})
+
+
+@register_model(name="slimcae-vr")
+def slimcae_vr(**kwargs: Any) -> ModulatedSlimCAE:
+    """SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width."""
+    return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                               **kwargs})

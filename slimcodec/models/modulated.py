@@ -1,0 +1,213 @@
+r"""SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width.
+
+Combines the slimmable autoencoder (:mod:`slimcodec.models.slimcae`) with the modulated
+autoencoder of Yang, Herranz, van de Weijer, Mozerov, "Variable Rate Deep Image Compression
+with Modulated Autoencoder" (IEEE SPL 2020). As in the MAE code, every GDN of the encoder
+sees its input scaled by :math:`m^a_k(\lambda)` and every inverse GDN of the decoder has
+its output scaled by :math:`m^s_k(\lambda)` (:class:`~slimcodec.layers.LambdaModulation`):
+
+.. code-block:: none
+
+    g_a: conv -> (x m1(λ)) -> GDN -> conv -> (x m2(λ)) -> GDN -> conv -> (x m3(λ)) -> GDN
+    g_s: IGDN -> (x d1(λ)) -> deconv -> IGDN -> (x d2(λ)) -> deconv -> IGDN -> (x d3(λ)) -> deconv
+
+The layers are SlimCAE's own (same names), so a trained SlimCAE initialises one of these.
+
+**Latent gain** (``latent_gain=True``, as shipped). The MAE modulations sit before GDNs,
+which normalise much of a scale away, and learn slowly: a first run of 6,500 GPU steps from
+``slimcae`` spanned only 2x in rate over a 100x λ range. A per-channel gain
+:math:`G(\lambda)` (:class:`~slimcodec.layers.LatentGain`) multiplies the latent before
+rounding and divides it after, a λ-dependent quantisation step, so the rate follows λ
+from the start:
+
+.. math::
+
+    \hat y = \lfloor g_a(x;\lambda)\, G(\lambda) - \mu \rceil + \mu, \qquad
+    \hat x = g_s(\hat y / G(\lambda); \lambda).
+
+**Entropy models.** A factorized prior is one fixed density per channel, but the latent's
+distribution moves with λ: at a low λ most channels collapse onto their median, at a high
+λ they spread over many bins. One density shared by all λ is a mixture that charges the
+low rates for the spread of the high ones. Each width therefore has ``rate_anchors``
+entropy models at log-spaced anchors :math:`a_0 < \dots < a_{K-1}` over the model's
+λ bounds, and a λ is coded with the model of its nearest anchor in :math:`\log\lambda`
+(an integer function of the container's f32 λ, so the decoder needs nothing else).
+``benchmarks/vr_entropy_models.py`` measures this choice against one shared model.
+
+Every width has its own trained λ range (``lambda_ranges``), where its RD points are
+useful; the λ-scheduler may narrow or move it. :meth:`set_lambda` sets λ as
+:meth:`set_width` sets the width: explicit per-model state, rounded to float32 so that the
+encoder runs with exactly the λ the container stores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor, nn
+
+from slimcodec.layers import LambdaModulation, LatentGain, Slimmable
+
+from .slimcae import DEFAULT_WIDTHS, SlimCAE
+
+__all__ = ["DEFAULT_LAMBDA_RANGES", "ModulatedSlimCAE"]
+
+#: Per-width λ ranges (CompressAI's convention, widest first): narrow widths are trained
+#: for the low rates where they are RD-efficient, the widest up to about 1-2 bpp.
+DEFAULT_LAMBDA_RANGES = ((0.002, 0.2), (0.0015, 0.1), (0.001, 0.05), (0.0007, 0.025),
+                         (0.0005, 0.012))
+
+
+def as_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32, as the container stores λ."""
+    return float(np.float32(value))
+
+
+class ModulatedSlimCAE(SlimCAE):
+    """SlimCAE whose rate follows a continuous λ inside every width.
+
+    Args:
+        widths, gdn: as :class:`~slimcodec.models.SlimCAE`.
+        lambda_ranges: one ``(low, high)`` λ range per width, widest first.
+        rate_anchors: entropy models per width, at log-spaced λ over the model's bounds
+            (the smallest low and the largest high of ``lambda_ranges``).
+        hidden: hidden units of each modulation network (MAE uses 50).
+        latent_gain: scale the latent by a learned λ-dependent gain (see above).
+    """
+
+    def __init__(
+        self,
+        widths: Sequence[int] = DEFAULT_WIDTHS,
+        gdn: str = "slim+",
+        lambda_ranges: Sequence[Sequence[float]] = DEFAULT_LAMBDA_RANGES,
+        rate_anchors: int = 8,
+        hidden: int = 50,
+        latent_gain: bool = False,
+    ) -> None:
+        super().__init__(widths, gdn)
+        ranges = [(float(lo), float(hi)) for lo, hi in lambda_ranges]
+        if len(ranges) != len(self.widths):
+            raise ValueError(f"need one λ range per width {self.widths}, got {len(ranges)}")
+        if any(not 0 < lo <= hi < math.inf for lo, hi in ranges):
+            raise ValueError(f"λ ranges must be 0 < low <= high, got {ranges}")
+        if rate_anchors < 1:
+            raise ValueError("rate_anchors must be at least 1")
+        self.lambda_ranges = ranges
+        self.rate_anchors = int(rate_anchors)
+        self.hidden = int(hidden)
+        # The bounds fix the modulation's input normalisation and the anchors for good:
+        # moving a width's range later (λ-scheduling) must not change either.
+        self.lambda_bounds = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        w, k = self.widths, self.rate_anchors
+        self.entropy_bottlenecks = nn.ModuleList(
+            EntropyBottleneck(c) for c in w for _ in range(k))
+        self.modulation_a = nn.ModuleList(LambdaModulation(w, hidden) for _ in range(3))
+        self.modulation_s = nn.ModuleList(LambdaModulation(w, hidden) for _ in range(3))
+        self.latent_gain = LatentGain(w) if latent_gain else None
+        self._slimmable: tuple[Slimmable, ...] = tuple(
+            m for m in self.modules() if isinstance(m, Slimmable))
+        self._lambda = as_float32(math.sqrt(ranges[0][0] * ranges[0][1]))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {**super().config, "lambda_ranges": [list(r) for r in self.lambda_ranges],
+                "rate_anchors": self.rate_anchors, "hidden": self.hidden,
+                "latent_gain": self.latent_gain is not None}
+
+    # -- λ ----------------------------------------------------------------------------------
+
+    @property
+    def lmbda(self) -> float:
+        """The active λ (a float32 value)."""
+        return self._lambda
+
+    def lambda_range(self, width: int | None = None) -> tuple[float, float]:
+        """The trained λ range of ``width`` (default: the active width)."""
+        index = self._width_index if width is None else self.widths.index(int(width))
+        return self.lambda_ranges[index]
+
+    def set_lambda(self, lmbda: float) -> None:
+        """Run at rate-distortion weight ``lmbda`` (within the model's λ bounds)."""
+        value = as_float32(lmbda)
+        lo, hi = self.lambda_bounds
+        # float32 rounding of the bounds themselves must stay inside.
+        if not as_float32(lo) <= value <= as_float32(hi):
+            raise ValueError(f"λ {lmbda:g} is outside this model's bounds [{lo:g}, {hi:g}]")
+        self._lambda = value
+
+    @contextmanager
+    def using_lambda(self, lmbda: float) -> Iterator[ModulatedSlimCAE]:
+        previous = self._lambda
+        self.set_lambda(lmbda)
+        try:
+            yield self
+        finally:
+            self._lambda = previous
+
+    def normalized_log_lambda(self, lmbda: float) -> float:
+        """:math:`t \\in [0, 1]`: λ's position between the bounds in log scale."""
+        lo, hi = self.lambda_bounds
+        return 0.0 if hi == lo else (math.log(lmbda) - math.log(lo)) / math.log(hi / lo)
+
+    def anchor_index(self, lmbda: float) -> int:
+        """Which of the width's entropy models codes at ``lmbda`` (nearest in log λ)."""
+        t = self.normalized_log_lambda(lmbda)
+        return min(max(round(t * (self.rate_anchors - 1)), 0), self.rate_anchors - 1)
+
+    def anchors(self) -> list[float]:
+        """The λ of each anchor, lowest first."""
+        lo, hi = self.lambda_bounds
+        k = self.rate_anchors
+        return [lo * (hi / lo) ** (j / (k - 1)) if k > 1 else math.sqrt(lo * hi)
+                for j in range(k)]
+
+    @property
+    def entropy_bottleneck(self) -> EntropyBottleneck:
+        return self.entropy_bottlenecks[
+            self._width_index * self.rate_anchors + self.anchor_index(self._lambda)]
+
+    # -- modulated transforms ---------------------------------------------------------------
+
+    def _condition(self, like: Tensor) -> Tensor:
+        return torch.full((1,), self.normalized_log_lambda(self._lambda),
+                          dtype=like.dtype, device=like.device)
+
+    def log_lambda_ratio(self, lmbda: float) -> float:
+        """:math:`\\ln\\lambda - \\ln\\lambda_{mid}`, the latent gain's input."""
+        lo, hi = self.lambda_bounds
+        return math.log(lmbda) - 0.5 * (math.log(lo) + math.log(hi))
+
+    def gain(self, like: Tensor) -> Tensor | None:
+        """The latent gain :math:`G(\\lambda)` at the active width and λ (None without)."""
+        if self.latent_gain is None:
+            return None
+        ratio = torch.full((), self.log_lambda_ratio(self._lambda), dtype=like.dtype,
+                           device=like.device)
+        return self.latent_gain(ratio)
+
+    def analysis(self, x: Tensor) -> Tensor:
+        t = self._condition(x)
+        conv1, gdn1, conv2, gdn2, conv3, gdn3 = self.g_a
+        m1, m2, m3 = self.modulation_a
+        x = gdn1(conv1(x) * m1(t))
+        x = gdn2(conv2(x) * m2(t))
+        y = gdn3(conv3(x) * m3(t))
+        gain = self.gain(y)
+        return y if gain is None else y * gain
+
+    def synthesis(self, y_hat: Tensor) -> Tensor:
+        t = self._condition(y_hat)
+        gain = self.gain(y_hat)
+        if gain is not None:
+            y_hat = y_hat / gain
+        igdn1, deconv1, igdn2, deconv2, igdn3, deconv3 = self.g_s
+        d1, d2, d3 = self.modulation_s
+        x = deconv1(igdn1(y_hat) * d1(t))
+        x = deconv2(igdn2(x) * d2(t))
+        return deconv3(igdn3(x) * d3(t))
