@@ -26,13 +26,16 @@ def _registered_codec(name: str) -> Codec:
     return Codec.load(name)
 
 
-def codec_for(model: ModelLike) -> Codec:
-    """A codec for a registered name (loaded once per process), a model file, or a codec."""
+def codec_for(model: ModelLike, max_pixels: int | None = None) -> Codec:
+    """A codec for a registered name (loaded once per process), a model file, or a codec;
+    with ``max_pixels``, one that refuses larger images."""
     if isinstance(model, Codec):
-        return model
-    if is_model_path(model):
-        return Codec.load(model)
-    return _registered_codec(str(model))
+        codec = model
+    elif is_model_path(model):
+        codec = Codec.load(model)
+    else:
+        codec = _registered_codec(str(model))
+    return _limited(codec, max_pixels)
 
 
 def _limited(codec: Codec, max_pixels: int | None) -> Codec:
@@ -51,7 +54,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     ``lmbda`` sets the rate of a variable-rate model; ``max_pixels`` overrides the codec's
     limit (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`).
     """
-    return _limited(codec_for(model), max_pixels).encode(image, width, lmbda)
+    return codec_for(model, max_pixels).encode(image, width, lmbda)
 
 
 def read_header(data: bytes) -> Header:
@@ -78,5 +81,4 @@ def decompress(data: bytes, model: ModelLike | None = None, *, max_pixels: int |
     Without ``model``, the registered pretrained model whose fingerprint the file carries.
     A file declaring more than ``max_pixels`` pixels is refused before decoding.
     """
-    codec = codec_for(writer_of(data) if model is None else model)
-    return _limited(codec, max_pixels).decode(data)
+    return codec_for(writer_of(data) if model is None else model, max_pixels).decode(data)

@@ -20,7 +20,8 @@ from typing import Any
 from PIL import Image
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
-from slimcodec.bitstream import unpack
+from slimcodec.bitstream import RateKind, unpack
+from slimcodec.codec import DEFAULT_MAX_PIXELS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.training import TrainConfig, train
@@ -53,13 +54,14 @@ def _write_json(path: str, obj: Any) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    codec = codec_for(args.model)
-    data = codec.encode(args.input, args.width)
+    codec = codec_for(args.model, args.max_pixels)
+    data = codec.encode(args.input, args.width, args.lmbda)
     atomic_write_bytes(args.output, data)
-    h, w = unpack(data).header.image_size
-    width = args.width or codec.widths[0]
+    header = unpack(data).header
+    h, w = header.image_size
+    rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
     print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-          f"{w}x{h}, width {width}")
+          f"{w}x{h}, width {header.width}{rate}")
     return 0
 
 
@@ -67,7 +69,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     data = _read(args.input)
     model = args.model or writer_of(data)
     fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
-    image = codec_for(model).decode(data)
+    image = codec_for(model, args.max_pixels).decode(data)
     atomic_write(args.output, lambda f: image.save(f, format=fmt))
     print(f"{args.output}: {image.width}x{image.height} {image.mode}")
     return 0
@@ -172,18 +174,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="slimcodec", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     model_help = f"registered model name or model file (default: {DEFAULT_MODEL})"
+    pixels_help = ("refuse images of more pixels (height x width) than this, before "
+                   "allocating anything (default: %(default)s)")
 
     c = sub.add_parser("compress", help="compress an image to a .slc file")
     c.add_argument("input")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
+    c.add_argument("--lmbda", type=float,
+                   help="variable-rate models: the rate-distortion weight λ, within the "
+                        "width's range (default: the middle of it)")
+    c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help="decompress a .slc file to an image")
     d.add_argument("input")
     d.add_argument("-o", "--output", required=True)
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
+    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="print a .slc file's header")
@@ -252,22 +261,39 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (lower --max-pixels, or free memory)"
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text
+
+
+def _is_allocator_error(exc: BaseException) -> bool:
+    """torch reports an exhausted allocator as a RuntimeError."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("memory" in text or "allocate" in text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (SlimcodecError, OSError, ValueError) as exc:
-        if os.environ.get("SLIMCODEC_DEBUG"):
-            raise
-        # ValueError covers bad option values (a width the model lacks); OSError a missing
-        # or unwritable path. Neither is a bug worth a traceback.
-        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else (
-            f"{exc.filename}: {exc.strerror}")
-        print(f"slimcodec: error: {msg}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("slimcodec: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if os.environ.get("SLIMCODEC_DEBUG"):
+            raise
+        # Bad input is never worth a traceback: typed errors, bad option values (ValueError),
+        # missing or unwritable paths (OSError), exhausted memory, and whatever a file being
+        # decoded provokes. Anything else is a bug, and its traceback the report.
+        known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
+        if not (known or _is_allocator_error(exc) or args.command in ("decompress", "info")):
+            raise
+        print(f"slimcodec: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

@@ -63,6 +63,10 @@ def test_palette_with_and_without_transparency():
     p.info["transparency"] = 0
     rgb, _ = to_rgb(p)
     assert rgb.mode == "RGB"
+    transparent = np.asarray(p) == 0  # pixels of palette entry 0 become white
+    assert transparent.any()
+    assert (np.asarray(rgb)[transparent] == 255).all()
+    assert not (np.asarray(rgb)[~transparent] == 255).all()
 
 
 def test_cmyk_and_exif_orientation():

@@ -125,6 +125,31 @@ def test_slim_gdn_plus_scale_and_bias_act_per_width():
     assert (beta > 0).all() and (gamma >= 0).all()
 
 
+def test_slim_gdn_plus_effective_parameters_are_scaled_and_shifted_per_width():
+    """β⁽ᵏ⁾ = s_β[k]·β[:c] + b_β[k] and γ⁽ᵏ⁾ = s_γ[k]·γ[:c,:c] + b_γ[k] at every width."""
+    torch.manual_seed(0)
+    plus = SlimGDNPlus(WIDTHS)
+    nonneg = plus.gamma_reparam
+    with torch.no_grad():  # distinct values everywhere, so that no term can hide
+        plus.beta.copy_(plus.beta_reparam.init(torch.rand(12) + 0.5))
+        plus.gamma.copy_(nonneg.init(torch.rand(12, 12) * 0.2))
+        for name in ("beta_scale", "beta_bias", "gamma_scale", "gamma_bias"):
+            getattr(plus, name).copy_(nonneg.init(torch.rand(3) + 0.1))
+    base_beta = plus.beta_reparam(plus.beta)
+    base_gamma = nonneg(plus.gamma)
+    for k, c in enumerate(WIDTHS):
+        plus.set_width_index(k)
+        beta, gamma = plus.effective_parameters()
+        s_b, b_b = nonneg(plus.beta_scale)[k], nonneg(plus.beta_bias)[k]
+        s_g, b_g = nonneg(plus.gamma_scale)[k], nonneg(plus.gamma_bias)[k]
+        torch.testing.assert_close(beta, s_b * base_beta[:c] + b_b)
+        torch.testing.assert_close(gamma, s_g * base_gamma[:c, :c] + b_g)
+        x = torch.randn(1, c, 3, 3)
+        expected = x / torch.sqrt(torch.einsum("ij,njhw->nihw", gamma, x * x)
+                                  + beta[None, :, None, None])
+        torch.testing.assert_close(plus(x), expected)
+
+
 def test_make_gdn_rejects_unknown_variant():
     with pytest.raises(ValueError, match="unknown GDN variant"):
         make_gdn("batchnorm", WIDTHS)

@@ -62,12 +62,23 @@ def test_training_smoke_loss_falls(images, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:skipping")
-def test_resume_matches_uninterrupted_run(images, tmp_path):
+def test_resume_matches_uninterrupted_run(images, tmp_path, monkeypatch):
     straight = train(TrainConfig(data=str(images), out=str(tmp_path / "a"), steps=20, **TINY))
     cfg = TrainConfig(data=str(images), out=str(tmp_path / "b"), steps=20, **TINY)
     interrupted = Trainer(cfg)
-    interrupted.run(13)  # "killed" at step 13: the last checkpoint is step 10's
-    assert interrupted.step == 13
+    step = Trainer.train_step
+
+    def killed_after_13(self):
+        if self.step == 13:
+            raise KeyboardInterrupt
+        return step(self)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_after_13)
+    with pytest.raises(KeyboardInterrupt):
+        interrupted.run(20)  # killed after step 13: the last checkpoint is step 10's
+    monkeypatch.undo()
+    log = (tmp_path / "b/metrics.jsonl").read_text().splitlines()
+    assert len(log) == 13 and torch.load(tmp_path / "b/checkpoint.pt")["step"] == 10
     resumed = train(cfg, resume=True)
     assert resumed.step == 20
     for (k, a), (_, b) in zip(straight.model.state_dict().items(),
@@ -76,6 +87,22 @@ def test_resume_matches_uninterrupted_run(images, tmp_path):
     steps = [json.loads(x)["step"] for x in (tmp_path / "b/metrics.jsonl").read_text().split("\n")
              if x]
     assert steps == list(range(1, 21))  # the lines past the checkpoint were replaced
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_aux_loss_is_the_entropy_models_own_and_moves_the_quantiles(images, tmp_path):
+    cfg = TrainConfig(data=str(images), out=str(tmp_path), steps=5, **TINY)
+    trainer = Trainer(cfg)
+    model = trainer.model
+    x = trainer.sampler.sample(2, torch.Generator().manual_seed(0))
+    by_hand = sum(eb.loss() for eb in model.entropy_bottlenecks)
+    torch.testing.assert_close(trainer.loss(x)["aux_loss"], by_hand.detach())
+    before = [eb.quantiles.detach().clone() for eb in model.entropy_bottlenecks]
+    trainer.run(5, checkpoint=False)
+    for eb, q in zip(model.entropy_bottlenecks, before, strict=True):
+        assert not torch.equal(eb.quantiles, q)  # the aux optimiser trained them
+        # ...towards the quantiles of the density: the aux loss fell.
+    assert sum(eb.loss() for eb in model.entropy_bottlenecks) < by_hand
 
 
 @pytest.mark.filterwarnings("ignore:skipping")

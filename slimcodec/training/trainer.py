@@ -464,9 +464,19 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
             with log_path.open("a") as f:
                 f.write(json.dumps({"step": trainer.step, "time": time.time(), **record}) + "\n")
 
+    def measure() -> list[tuple[float, float]]:
+        points = measure_rd(trainer.model, val)
+        if dist.is_initialized():
+            # Every rank must take rank 0's decisions: float noise between ranks could
+            # otherwise send them down different schedules (and DDP into a deadlock).
+            box = [points]
+            dist.broadcast_object_list(box, src=0)
+            points = box[0]
+        return points
+
     return schedule_lambdas(
         state,
-        measure=lambda: measure_rd(trainer.model, val),
+        measure=measure,
         finetune=finetune,
         accept=accept,
         rollback=lambda s: trainer.load_checkpoint(),

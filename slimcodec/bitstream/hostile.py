@@ -1,0 +1,122 @@
+"""Hostile containers, as a writer who can forge a CRC would make them: for fuzzing decoders.
+
+Every file made here has a valid CRC-32, so it gets past the container's checksum to the
+field checks and the entropy decoder behind them. Used by the quick fuzz test
+(``tests/test_fuzz.py``) and the long run (``benchmarks/fuzz.py``).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from collections.abc import Iterator
+
+__all__ = ["KINDS", "hostile_files"]
+
+_CRC = struct.Struct("<I")
+_HEIGHT, _WIDTH, _NSTRINGS, _LENGTHS = 23, 27, 31, 32
+
+
+def _seal(body: bytes | bytearray) -> bytes:
+    return bytes(body) + _CRC.pack(zlib.crc32(body))
+
+
+def _body(data: bytes) -> bytearray:
+    return bytearray(data[:-4])
+
+
+def _with_string(data: bytes, string: bytes) -> bytes:
+    """``data`` (a one-string container) with its string replaced and its length fixed."""
+    body = _body(data)
+    start = _LENGTHS + 4
+    del body[start:]
+    struct.pack_into("<I", body, _LENGTHS, len(string))
+    return _seal(body + string)
+
+
+def mutated(data: bytes, rng: random.Random) -> bytes:
+    """1-8 random byte edits (set, delete, insert) anywhere before the CRC."""
+    body = _body(data)
+    for _ in range(rng.randint(1, 8)):
+        pos = rng.randrange(len(body))
+        op = rng.random()
+        if op < 0.7:
+            body[pos] = rng.randrange(256)
+        elif op < 0.85:
+            del body[pos]
+        else:
+            body.insert(pos, rng.randrange(256))
+    return _seal(body)
+
+
+def random_payload(data: bytes, rng: random.Random) -> bytes:
+    """The header kept, the string replaced by random bytes of a random length."""
+    n = rng.choice([0, 1, 3, 4, 8, rng.randrange(512), rng.randrange(65536)])
+    return _with_string(data, rng.randbytes(n))
+
+
+def high_bytes(data: bytes, rng: random.Random) -> bytes:
+    """A string of 0xFF (or another high byte): endless bypass runs for a trusting decoder."""
+    n = rng.choice([4, 8, 64, 4096, rng.randrange(1, 65536)])
+    return _with_string(data, bytes([rng.choice([0xFF, 0xFE, 0xF0, 0x80])]) * n)
+
+
+def resized(data: bytes, rng: random.Random) -> bytes:
+    """The real string cut short, extended with junk, or spliced with itself."""
+    string = _body(data)[_LENGTHS + 4 :]
+    op = rng.random()
+    if op < 0.4:
+        string = string[: rng.randrange(len(string) + 1)]
+    elif op < 0.8:
+        string = string + rng.randbytes(rng.randrange(1, 64))
+    else:
+        cut = rng.randrange(len(string) + 1)
+        string = string[cut:] + string[:cut]
+    return _with_string(data, bytes(string))
+
+
+def forged_size(data: bytes, rng: random.Random) -> bytes:
+    """The declared image size changed: tiny, a little off, huge, or at the format's cap."""
+    body = _body(data)
+    h, w = struct.unpack_from("<II", body, _HEIGHT)
+    choices = [1, 2, 15, 17, h + 16, w * 2, 4096, 8191, 32768, 1 << 20, 0xFFFFFFFF]
+    struct.pack_into("<II", body, _HEIGHT, rng.choice(choices + [h]), rng.choice(choices + [w]))
+    return _seal(body)
+
+
+def forged_fields(data: bytes, rng: random.Random) -> bytes:
+    """Width, rate kind and rate, domain or string count set to other values."""
+    body = _body(data)
+    field = rng.choice(["width", "rate", "domain", "nstrings"])
+    if field == "width":
+        struct.pack_into("<H", body, 14, rng.choice([0, 1, 47, 49, 96, 191, 193, 0xFFFF]))
+    elif field == "rate":
+        body[16] = rng.choice([0, 1, 2, 3, 255])
+        body[17:21] = rng.choice([bytes(4), b"\x00\x00\x80\x7f", b"\xff\xff\xff\xff",
+                                  struct.pack("<f", rng.uniform(-1, 1)), rng.randbytes(4)])
+    elif field == "domain":
+        struct.pack_into("<H", body, 21, rng.choice([1, 2, 0xFFFF]))
+    else:
+        body[_NSTRINGS] = rng.choice([0, 2, 255])
+    return _seal(body)
+
+
+KINDS = {
+    "mutated": mutated,
+    "random payload": random_payload,
+    "high bytes": high_bytes,
+    "resized payload": resized,
+    "forged size": forged_size,
+    "forged fields": forged_fields,
+}
+
+
+def hostile_files(valid: list[bytes], count: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
+    """``count`` hostile files made from the one-string containers ``valid``, cycling
+    through :data:`KINDS`; yields ``(kind, data)``."""
+    rng = random.Random(seed)
+    kinds = list(KINDS.items())
+    for i in range(count):
+        name, make = kinds[i % len(kinds)]
+        yield name, make(rng.choice(valid), rng)
