@@ -111,6 +111,11 @@ def write_section(name: str, body: str) -> None:
     RESULTS.write_text(text)
 
 
+def table_head(columns: Sequence[str]) -> str:
+    """A markdown table's header and alignment rows (first column left, the rest right)."""
+    return ("| " + " | ".join(columns) + " |\n|---|" + "---:|" * (len(columns) - 1))
+
+
 def fmt(value: float | None, spec: str = ".1f", suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
 

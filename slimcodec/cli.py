@@ -24,8 +24,9 @@ from slimcodec.bitstream import RateKind, unpack
 from slimcodec.codec import DEFAULT_MAX_PIXELS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
+from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
 from slimcodec.training import TrainConfig, train
-from slimcodec.utils.image import find_images
+from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
 from slimcodec.zoo import find_by_fingerprint, list_models, model_meta
 
@@ -55,7 +56,21 @@ def _write_json(path: str, obj: Any) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = codec_for(args.model, args.max_pixels)
-    data = codec.encode(args.input, args.width, args.lmbda)
+    rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
+                    if getattr(args, o) is not None]
+    if len(rate_options) > 1:
+        raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
+    if args.target_bpp is not None or args.target_psnr is not None:
+        rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
+        data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
+                                        args.width, grayscale, max_passes=args.max_passes)
+        if args.verbose:
+            print(f"rate control: {search.describe()}", file=sys.stderr)
+    else:
+        lmbda = args.lmbda
+        if args.quality is not None:
+            lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
+        data = codec.encode(args.input, args.width, lmbda)
     atomic_write_bytes(args.output, data)
     header = unpack(data).header
     h, w = header.image_size
@@ -114,9 +129,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    codec = codec_for(args.model)
+    codec = codec_for(args.model, args.max_pixels)
     images = find_images(args.dir)
-    result = evaluate(codec, images, args.widths, progress=not args.quiet)
+    result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas)
     if args.json:
         _write_json(args.json, result)
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} images")
@@ -182,9 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
-    c.add_argument("--lmbda", type=float,
-                   help="variable-rate models: the rate-distortion weight λ, within the "
-                        "width's range (default: the middle of it)")
+    rate = c.add_argument_group("rate (variable-rate models; one of these)")
+    rate.add_argument("--lmbda", type=float,
+                      help="the rate-distortion weight λ, within the width's range "
+                           "(default: the middle of it)")
+    rate.add_argument("--quality", type=float,
+                      help="1-100, mapped monotonically onto the width's λ range in log scale")
+    rate.add_argument("--target-bpp", type=float,
+                      help="search λ (and, without --width, the cheapest width) for this rate")
+    rate.add_argument("--target-psnr", type=float,
+                      help="search λ (and, without --width, the cheapest width) for this PSNR")
+    rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
+                      help="encoder passes per width for a target search (default: %(default)s)")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="say what a target search chose and how many passes it took")
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 
@@ -204,6 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("dir")
     e.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     e.add_argument("--widths", type=int, nargs="+", help="widths to evaluate (default: all)")
+    e.add_argument("--lmbdas", type=float, nargs="+",
+                   help="variable-rate models: the λ to evaluate at each width where they lie "
+                        "in its range (default: 5 spread over each width's range)")
+    e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

@@ -133,7 +133,7 @@ class Codec:
         """The λ range a variable-rate model was trained for at ``width``."""
         if not self.variable_rate:
             raise RateError(f"{self.name} is single-rate: it has no λ")
-        return self.model.lambda_range(self._checked_width(width))
+        return self.model.lambda_range(self.resolve_width(width))
 
     def default_lambda(self, width: int) -> float:
         """The λ used when none is given: the geometric middle of the width's range."""
@@ -154,7 +154,7 @@ class Codec:
         """Compress an ``(H, W, 3)`` uint8 array."""
         height, img_width = rgb.shape[:2]
         self._check_size(height, img_width)
-        width = self._checked_width(width)
+        width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
         with self.operating_point(width, lmbda):
             symbols = _out_of_memory(
@@ -185,7 +185,8 @@ class Codec:
                 f"image is {width}x{height} = {height * width} pixels, over the limit of "
                 f"{self.max_pixels} (raise it with --max-pixels / max_pixels)")
 
-    def _checked_width(self, width: int | None) -> int:
+    def resolve_width(self, width: int | None) -> int:
+        """``width``, checked to be one of the model's, or the widest when None."""
         width = self.widths[0] if width is None else int(width)
         if width not in self.widths:
             raise ValueError(f"width {width} is not one of {list(self.widths)}")

@@ -20,10 +20,11 @@ from tqdm import tqdm
 
 from slimcodec.codec import Codec
 from slimcodec.errors import ImageError, SlimcodecError
+from slimcodec.rate_control import lambdas_for_eval
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import ms_ssim, psnr
 
-__all__ = ["evaluate", "format_table"]
+__all__ = ["evaluate", "format_table", "operating_points"]
 
 
 def _mean(values: Iterable[float | None]) -> float | None:
@@ -31,25 +32,48 @@ def _mean(values: Iterable[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def operating_points(codec: Codec, widths: Sequence[int] | None = None,
+                     lmbdas: Sequence[float] | None = None) -> list[tuple[int, float | None]]:
+    """``(width, λ)`` pairs to evaluate: each width, and for a variable-rate model each λ of
+    ``lmbdas`` (default: 5 spread over the width's range; a λ outside a width's range skips
+    that width)."""
+    widths = list(codec.widths if widths is None else widths)
+    for w in widths:
+        if w not in codec.widths:
+            raise SlimcodecError(f"width {w} is not one of {list(codec.widths)}")
+    if not codec.variable_rate:
+        if lmbdas:
+            raise SlimcodecError(f"{codec.name} is single-rate: --lmbdas does not apply")
+        return [(w, None) for w in widths]
+    points = []
+    for w in widths:
+        lo, hi = (float(np.float32(v)) for v in codec.lambda_range(w))
+        values = lambdas_for_eval(codec, w) if lmbdas is None else lmbdas
+        points += [(w, float(np.float32(v))) for v in values
+                   if lo <= float(np.float32(v)) <= hi]
+    if not points:
+        raise SlimcodecError("no λ of --lmbdas lies in any evaluated width's range")
+    return points
+
+
 def evaluate(
     codec: Codec,
     images: Sequence[ImageLike],
     widths: Sequence[int] | None = None,
     progress: bool = True,
+    lmbdas: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """Code every image (paths, PIL images or arrays) at every width; average the points.
+    """Code every image (paths, PIL images or arrays) at every operating point (width, and
+    λ for a variable-rate model: see :func:`operating_points`); average the points.
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
-    widths = list(codec.widths if widths is None else widths)
-    for w in widths:
-        if w not in codec.widths:
-            raise SlimcodecError(f"width {w} is not one of {list(codec.widths)}")
+    settings = operating_points(codec, widths, lmbdas)
     loaded: list[tuple[str, np.ndarray]] = []
     for i, image in enumerate(images):
         name = str(image) if isinstance(image, (str, os.PathLike)) else f"image {i}"
         try:
-            loaded.append((name, load_rgb(image)[0]))
+            loaded.append((name, load_rgb(image, max_pixels=codec.max_pixels)[0]))
         except ImageError as exc:
             warnings.warn(f"skipping {exc}", stacklevel=2)
     if not loaded:
@@ -57,21 +81,21 @@ def evaluate(
 
     # One untimed pass per width on a small crop: the first call pays one-off set-up costs.
     warm = loaded[0][1][:64, :64]
-    for w in widths:
-        codec.decode_rgb(codec.encode_rgb(warm, w))
+    for w, lmbda in settings:
+        codec.decode_rgb(codec.encode_rgb(warm, w, lmbda=lmbda))
 
-    per_width: dict[int, list[dict[str, Any]]] = {w: [] for w in widths}
-    bar = tqdm(total=len(loaded) * len(widths), desc="eval", unit="code",
+    per_point: dict[tuple[int, float | None], list[dict[str, Any]]] = {s: [] for s in settings}
+    bar = tqdm(total=len(loaded) * len(settings), desc="eval", unit="code",
                disable=not progress, file=sys.stderr)
     for path, rgb in loaded:
         pixels = rgb.shape[0] * rgb.shape[1]
-        for w in widths:
+        for w, lmbda in settings:
             t0 = time.perf_counter()
-            data = codec.encode_rgb(rgb, w)
+            data = codec.encode_rgb(rgb, w, lmbda=lmbda)
             t1 = time.perf_counter()
             out, _ = codec.decode_rgb(data)
             t2 = time.perf_counter()
-            per_width[w].append({
+            record = {
                 "image": path,
                 "width": w,
                 "size": list(rgb.shape[:2]),
@@ -81,34 +105,40 @@ def evaluate(
                 "ms_ssim": ms_ssim(rgb, out),
                 "enc_ms": 1000 * (t1 - t0),
                 "dec_ms": 1000 * (t2 - t1),
-            })
+            }
+            if lmbda is not None:
+                record["lmbda"] = lmbda
+            per_point[(w, lmbda)].append(record)
             bar.update()
     bar.close()
 
-    points = [
-        {
-            "width": w,
-            **{k: _mean(r[k] for r in per_width[w])
-               for k in ("bpp", "psnr", "ms_ssim", "enc_ms", "dec_ms")},
-        }
-        for w in widths
-    ]
+    points = []
+    for (w, lmbda), records in per_point.items():
+        point: dict[str, Any] = {"width": w}
+        if lmbda is not None:
+            point["lmbda"] = lmbda
+        point.update({k: _mean(r[k] for r in records)
+                      for k in ("bpp", "psnr", "ms_ssim", "enc_ms", "dec_ms")})
+        points.append(point)
     return {
         "model": codec.name,
         "fingerprint": codec.fingerprint.hex(),
         "images": len(loaded),
         "points": points,
-        "per_image": [r for w in widths for r in per_width[w]],
+        "per_image": [r for records in per_point.values() for r in records],
     }
 
 
 def format_table(result: dict[str, Any]) -> str:
     """The points of :func:`evaluate` as a fixed-width text table."""
-    lines = [f"{'width':>5} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}"]
+    rate = any("lmbda" in p for p in result["points"])
+    head = f"{'width':>5} " + (f"{'λ':>9} " if rate else "")
+    lines = [head + f"{'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8} {'enc ms':>8} {'dec ms':>8}"]
     for p in result["points"]:
         msssim = f"{p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else "n/a"
+        lam = f"{p['lmbda']:>9.5f} " if rate else ""
         lines.append(
-            f"{p['width']:>5} {p['bpp']:>7.4f} {p['psnr']:>8.2f} {msssim:>8} "
+            f"{p['width']:>5} {lam}{p['bpp']:>7.4f} {p['psnr']:>8.2f} {msssim:>8} "
             f"{p['enc_ms']:>8.1f} {p['dec_ms']:>8.1f}"
         )
     return "\n".join(lines)

@@ -14,3 +14,31 @@ def natural_like(h: int, w: int, seed: int = 0) -> np.ndarray:
     b = np.where((xx - w / 2) ** 2 + (yy - h / 2) ** 2 < (min(h, w) / 3) ** 2, 220, 40)
     img = np.stack([r, g, b], -1) + rng.normal(0, 6, (h, w, 3))
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
+
+
+def sliced_slimcae(widths=SMALL_WIDTHS):
+    """A small SlimCAE cut from the shipped one: its first channels, as a narrow width of a
+    slimmable model uses them. Trained weights (realistic latents) at test-sized cost."""
+    import torch
+
+    from slimcodec.models import SlimCAE
+    from slimcodec.zoo import create_model
+
+    big = create_model("slimcae", pretrained=True)
+    small = SlimCAE(widths, gdn=big.gdn)
+    state = {}
+    for key, target in small.state_dict().items():
+        if key.startswith("entropy_bottlenecks."):
+            source = big.state_dict()["entropy_bottlenecks.4." + key.split(".", 2)[2]]
+        else:
+            source = big.state_dict()[key]
+        if source.shape == target.shape:
+            state[key] = source.clone()
+        elif target.numel() == 0 or source.dim() != target.dim():
+            state[key] = target
+        else:
+            state[key] = source[tuple(slice(0, n) for n in target.shape)].clone()
+    small.load_state_dict(state)
+    small.update(force=True)
+    torch.manual_seed(0)
+    return small.eval()

@@ -81,7 +81,7 @@ def forged_size(data: bytes, rng: random.Random) -> bytes:
     body = _body(data)
     h, w = struct.unpack_from("<II", body, _HEIGHT)
     choices = [1, 2, 15, 17, h + 16, w * 2, 4096, 8191, 32768, 1 << 20, 0xFFFFFFFF]
-    struct.pack_into("<II", body, _HEIGHT, rng.choice(choices + [h]), rng.choice(choices + [w]))
+    struct.pack_into("<II", body, _HEIGHT, rng.choice([*choices, h]), rng.choice([*choices, w]))
     return _seal(body)
 
 

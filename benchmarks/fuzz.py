@@ -1,0 +1,155 @@
+"""Long fuzz run: hostile containers, all with valid CRCs, against the shipped decoder.
+
+Files are made by `slimcodec.bitstream.hostile` from small files the shipped `slimcae` wrote
+at every width: byte mutations, random and high-byte (0xFF) payloads, cut, extended and
+spliced strings, forged image sizes and forged header fields. A child process decodes them
+one by one through `Codec.decode_rgb` and reports each outcome; a child that dies (a crash)
+or goes silent for `--timeout` seconds on one file (a hang) is counted, replaced, and the run
+goes on with the next file. Peak memory is each child's `ru_maxrss`.
+
+    python benchmarks/fuzz.py [--files 10000] [--seed 0] [--timeout 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import write_section
+
+from slimcodec.api import codec_for
+from slimcodec.bitstream.hostile import KINDS, hostile_files
+from slimcodec.codec import DEFAULT_MAX_PIXELS
+
+CHILD = r"""
+import json, resource, sys, time, warnings
+warnings.filterwarnings("ignore")
+from pathlib import Path
+from slimcodec.api import codec_for
+from slimcodec.errors import SlimcodecError
+codec = codec_for("slimcae")
+for line in sys.stdin:
+    path = Path(line.strip())
+    t0 = time.perf_counter()
+    try:
+        codec.decode_rgb(path.read_bytes())
+        outcome = "decoded"
+    except SlimcodecError as exc:
+        outcome = type(exc).__name__
+        if "entropy-coded" in str(exc) or "bypass" in str(exc):
+            outcome += " (entropy decoder)"
+    except Exception as exc:  # anything untyped is a finding
+        outcome = "UNTYPED " + type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps([path.name, outcome, time.perf_counter() - t0, rss]), flush=True)
+"""
+
+
+class Child:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def decode(self, path: Path, timeout: float) -> list | str:
+        """The child's report for ``path``, or "crash" / "hang"."""
+        try:
+            self.proc.stdin.write(f"{path}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return "crash"
+        if not self.sel.select(timeout):
+            self.proc.kill()
+            return "hang"
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            return "crash"
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--files", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--timeout", type=float, default=60.0)
+    args = p.parse_args()
+    codec = codec_for("slimcae")
+    rng = np.random.default_rng(args.seed)
+    valid = []
+    for h, w in [(16, 16), (17, 33), (48, 64), (96, 80), (128, 128)]:
+        img = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        img = np.cumsum(img, axis=1, dtype=np.uint16).astype(np.uint8)  # some structure
+        valid += [codec.encode_rgb(img, width) for width in codec.widths]
+    counts: dict[str, collections.Counter] = {k: collections.Counter() for k in KINDS}
+    findings, peak_kib, slowest = [], 0, (0.0, "")
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        child = Child()
+        for i, (kind, data) in enumerate(hostile_files(valid, args.files, args.seed)):
+            path = Path(tmp) / f"{i:06d}.slc"
+            path.write_bytes(data)
+            report = child.decode(path, args.timeout)
+            if isinstance(report, str):  # crash or hang: keep the file, restart the child
+                counts[kind][report] += 1
+                findings.append((report, kind, data.hex()[:200]))
+                child.close()
+                child = Child()
+                continue
+            _, outcome, seconds, rss = report
+            counts[kind][outcome.split(":")[0]] += 1
+            if outcome.startswith("UNTYPED"):
+                findings.append((outcome, kind, data.hex()[:200]))
+            peak_kib = max(peak_kib, rss)
+            slowest = max(slowest, (seconds, kind))
+            path.unlink()
+            if (i + 1) % 1000 == 0:
+                print(f"{i + 1} files, {time.time() - t0:.0f} s", flush=True)
+        child.close()
+    total = collections.Counter()
+    for c in counts.values():
+        total.update(c)
+    outcomes = sorted(total)
+    rows = [f"| {kind} | {sum(c.values())} | " + " | ".join(str(c[o]) for o in outcomes) + " |"
+            for kind, c in counts.items()]
+    rows.append(f"| **all** | {sum(total.values())} | "
+                + " | ".join(str(total[o]) for o in outcomes) + " |")
+    crashes, hangs = total["crash"], total["hang"]
+    untyped = sum(v for k, v in total.items() if k.startswith("UNTYPED"))
+    body = f"""## Fuzzing the decoder: {args.files} hostile files with valid CRCs
+
+Made by `slimcodec.bitstream.hostile` (seed {args.seed}) from {len(valid)} small files the
+shipped `slimcae` wrote at every width, decoded by `Codec.decode_rgb` in a child process
+(`--max-pixels` at its default, {DEFAULT_MAX_PIXELS}). "(entropy decoder)": refused by the
+bounds-checked rANS decoder itself, past every container check.
+
+**{crashes} crashes, {hangs} hangs (no answer within {args.timeout:g} s), {untyped} untyped
+errors.** Peak RSS of a decoding process: {peak_kib / 1024:.0f} MiB. Slowest file:
+{slowest[0]:.2f} s ({slowest[1]}). Wall time {time.time() - t0:.0f} s.
+
+| kind | files | {" | ".join(outcomes)} |
+|---|---:|{"---:|" * len(outcomes)}
+{chr(10).join(rows)}
+"""
+    if findings:
+        body += "\nFindings (kind, first bytes):\n\n" + "\n".join(
+            f"- {f[0]} ({f[1]}): `{f[2]}`" for f in findings[:20])
+    write_section("fuzz", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

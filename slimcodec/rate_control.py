@@ -1,0 +1,176 @@
+r"""Rate control for variable-rate models: quality settings and bpp / PSNR targets.
+
+**Quality.** ``--quality Q`` (1-100, as JPEG and WebP users know it) maps onto the width's
+trained λ range linearly in log λ:
+
+.. math::
+
+    \log\lambda(Q) = \log\lambda_{lo} + \frac{Q - 1}{99}\,(\log\lambda_{hi} - \log\lambda_{lo}),
+
+so Q = 1 is the width's lowest rate and Q = 100 its highest; the map is monotone, and the
+rate with it (``tests/test_rate_control.py``).
+
+**Targets.** ``--target-bpp`` and ``--target-psnr`` search λ for the image at hand: bpp and
+PSNR both rise with λ, so the search brackets the target between the range's ends and
+narrows the bracket by interpolation in (log λ, log bpp) (regula falsi, with a bisection step
+whenever interpolation stalls). Every pass is one real encode (bpp counts the whole
+container); PSNR targets also decode. The search stops within ``tolerance`` of the target or
+after ``max_passes`` passes per width, and keeps the pass nearest the target.
+
+Unless a width is given, the search takes the cheapest width that can reach the target:
+widths are tried narrowest first, and a width whose range does not reach the target costs
+one pass to find out. A target no width reaches raises :class:`RateError` naming the range
+that can be reached on that image.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slimcodec.bitstream import unpack
+from slimcodec.codec import Codec
+from slimcodec.errors import RateError
+from slimcodec.utils.metrics import psnr
+
+__all__ = ["RateSearch", "encode_to_target", "lambdas_for_eval", "quality_to_lambda"]
+
+DEFAULT_TOLERANCE = 0.01  # relative, for bpp; PSNR targets use 0.02 dB
+DEFAULT_MAX_PASSES = 10
+
+
+def quality_to_lambda(codec: Codec, width: int, quality: float) -> float:
+    """λ for a quality setting 1-100 at ``width`` (see the module docstring)."""
+    if not 1 <= quality <= 100:
+        raise RateError(f"quality {quality:g} is outside 1..100")
+    lo, hi = codec.lambda_range(width)
+    return math.exp(math.log(lo) + (quality - 1) / 99 * math.log(hi / lo))
+
+
+@dataclass
+class RateSearch:
+    """What a target search did: the chosen setting, what it reached and what it cost."""
+
+    width: int
+    lmbda: float
+    bpp: float
+    psnr: float | None
+    passes: int
+    tried: list[tuple[int, float, float, float | None]] = field(default_factory=list)
+
+    def describe(self) -> str:
+        reached = f"{self.bpp:.4f} bpp" + (f", {self.psnr:.2f} dB" if self.psnr else "")
+        return (f"width {self.width}, λ {self.lmbda:.6g}: {reached} after {self.passes} "
+                f"encoder passes")
+
+
+def encode_to_target(
+    codec: Codec,
+    rgb: np.ndarray,
+    target_bpp: float | None = None,
+    target_psnr: float | None = None,
+    width: int | None = None,
+    grayscale: bool = False,
+    tolerance: float | None = None,
+    max_passes: int = DEFAULT_MAX_PASSES,
+) -> tuple[bytes, RateSearch]:
+    """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp`` or ``target_psnr``."""
+    if not codec.variable_rate:
+        raise RateError(f"{codec.name} is single-rate: targets need a variable-rate model")
+    if (target_bpp is None) == (target_psnr is None):
+        raise ValueError("give exactly one of target_bpp and target_psnr")
+    target = target_bpp if target_bpp is not None else target_psnr
+    if not target > 0 or not math.isfinite(target):
+        raise RateError(f"target {target} is not a positive number")
+    if max_passes < 2:
+        raise ValueError("max_passes must be at least 2 (the range's two ends)")
+    by_psnr = target_psnr is not None
+    tol = tolerance if tolerance is not None else (0.02 if by_psnr else DEFAULT_TOLERANCE)
+    pixels = rgb.shape[0] * rgb.shape[1]
+    tried: list[tuple[int, float, float, float | None]] = []
+
+    def measure(w: int, lmbda: float) -> tuple[bytes, float, float | None]:
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda)
+        bpp = 8 * len(data) / pixels
+        quality = psnr(rgb, codec.decode_rgb(data)[0]) if by_psnr else None
+        tried.append((w, unpack(data).header.rate, bpp, quality))
+        return data, bpp, quality
+
+    def value(bpp: float, quality: float | None) -> float:
+        return quality if by_psnr else bpp  # type: ignore[return-value]
+
+    widths = [codec.resolve_width(width)] if width is not None else sorted(codec.widths)
+    ends: list[float] = []  # every range end measured, for the message when none reaches
+    for w in widths:
+        found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends)
+        if found is not None:
+            data, lmbda, bpp, quality, passes = found
+            return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
+    unit = "dB" if by_psnr else "bpp"
+    where = f"width {widths[0]}" if width is not None else "the model"
+    raise RateError(f"target {target:g} {unit} is out of reach: {where} reaches "
+                    f"{min(ends):.4g}-{max(ends):.4g} {unit} on this image")
+
+
+def _search(
+    codec: Codec,
+    width: int,
+    target: float,
+    tol: float,
+    max_passes: int,
+    by_psnr: bool,
+    measure: Callable[[int, float], tuple[bytes, float, float | None]],
+    value: Callable[[float, float | None], float],
+    ends: list[float],
+) -> tuple[bytes, float, float, float | None, int] | None:
+    """Search λ at one width (Illinois regula falsi in log λ); None if out of its reach."""
+    lo, hi = codec.lambda_range(width)
+    goal = _axis(target, by_psnr)
+    slack = tol if by_psnr else math.log1p(tol)
+
+    def run(lmbda: float) -> tuple[tuple[bytes, float, float | None], float, float]:
+        result = measure(width, lmbda)
+        v = value(result[1], result[2])
+        if lmbda in (lo, hi):
+            ends.append(v)
+        return result, lmbda, _axis(v, by_psnr) - goal
+
+    top = run(hi)  # the top first: a width that cannot reach the target costs one pass
+    if top[2] < -slack:
+        return None
+    bottom = run(lo)
+    if bottom[2] > slack:
+        return None
+    passes, best = 2, min(top, bottom, key=lambda r: abs(r[2]))
+    (xa, fa), (xb, fb), side = (math.log(lo), bottom[2]), (math.log(hi), top[2]), 0
+    while abs(best[2]) > slack and passes < max_passes:
+        x = (xa * fb - xb * fa) / (fb - fa) if fb != fa else 0.5 * (xa + xb)
+        current = run(math.exp(x))
+        passes += 1
+        best = min(best, current, key=lambda r: abs(r[2]))
+        if current[2] < 0:
+            xa, fa = x, current[2]
+            fb = fb / 2 if side == -1 else fb  # Illinois: halve the end that stays
+            side = -1
+        else:
+            xb, fb = x, current[2]
+            fa = fa / 2 if side == 1 else fa
+            side = 1
+    (data, bpp, quality), lmbda, _ = best
+    return data, float(np.float32(lmbda)), bpp, quality, passes
+
+
+def _axis(v: float, by_psnr: bool) -> float:
+    """The search's axis: log bpp (rate is near-linear in log λ there), or PSNR in dB."""
+    return v if by_psnr else math.log(max(v, 1e-9))
+
+
+def lambdas_for_eval(codec: Codec, width: int, count: int = 5) -> Sequence[float]:
+    """``count`` λ spread log-evenly over the width's range (``slimcodec eval``'s default)."""
+    lo, hi = codec.lambda_range(width)
+    if count == 1:
+        return [math.sqrt(lo * hi)]
+    return [math.exp(math.log(lo) + i / (count - 1) * math.log(hi / lo)) for i in range(count)]

@@ -1,0 +1,160 @@
+"""Variable rate (issue 12): modulation, the container's λ, rate control."""
+
+import json
+import math
+from itertools import pairwise
+
+import numpy as np
+import pytest
+import torch
+from helpers import natural_like, sliced_slimcae
+from PIL import Image
+
+from slimcodec.bitstream import RateKind, unpack
+from slimcodec.cli import main
+from slimcodec.codec import Codec
+from slimcodec.errors import RateError
+from slimcodec.evaluate import evaluate
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.rate_control import encode_to_target, quality_to_lambda
+from slimcodec.training import TrainConfig, train
+from slimcodec.utils.metrics import psnr
+from slimcodec.zoo import save_model_file
+
+RANGE = (0.002, 0.2)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny slimcae-vr (widths 16 and 8 cut from the shipped slimcae), trained 40 steps."""
+    root = tmp_path_factory.mktemp("vr")
+    data = root / "data"
+    data.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_like(64, 64, seed=i)).save(data / f"{i}.png")
+    save_model_file(sliced_slimcae((16, 8)), root / "init.pt")
+    cfg = TrainConfig(data=str(data), out=str(root / "run"), arch="slimcae-vr",
+                      init=str(root / "init.pt"), widths=[16, 8], lambda_ranges=list(RANGE),
+                      rate_anchors=3, patch=32, batch=4, steps=40, lr=1e-3,
+                      checkpoint_every=1000)
+    trainer = train(cfg)
+    return root / "run" / "model.pt", trainer.model
+
+
+@pytest.fixture(scope="module")
+def codec(trained):
+    return Codec.load(trained[0])
+
+
+@pytest.fixture(scope="module")
+def image():
+    return natural_like(128, 160, seed=5)
+
+
+def test_rate_rises_with_lambda_at_every_width(codec, image):
+    for width in codec.widths:
+        lo, hi = codec.lambda_range(width)
+        grid = np.exp(np.linspace(math.log(lo), math.log(hi), 7))
+        rates = [len(codec.encode_rgb(image, width, lmbda=float(v))) for v in grid]
+        assert all(b >= a for a, b in pairwise(rates)), (width, rates)
+        assert rates[-1] > 2 * rates[0], (width, rates)
+
+
+def test_container_carries_lambda_and_needs_nothing_else(codec, image):
+    data = codec.encode_rgb(image, 8, lmbda=0.01)
+    header = unpack(data).header
+    assert header.rate_kind == RateKind.LAMBDA and header.rate == pytest.approx(0.01, rel=1e-6)
+    out, _ = codec.decode_rgb(data)
+    # The decoder used the file's λ: decoding it as another λ's file would differ.
+    with codec.operating_point(8, 0.01) as model:
+        x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        expected = model(x)["x_hat"].clamp(0, 1).mul(255).round()[0].permute(1, 2, 0).numpy()
+    assert np.abs(out.astype(float) - expected).max() <= 1
+
+
+def test_out_of_range_lambda_and_targets_give_the_range(codec, image, tmp_path, capsys):
+    with pytest.raises(RateError, match=r"range \[0.002, 0.2\]"):
+        codec.encode_rgb(image, 16, lmbda=0.5)
+    with pytest.raises(RateError, match=r"out of reach.*reaches"):
+        encode_to_target(codec, image, target_bpp=50.0)
+    path = tmp_path / "img.png"
+    Image.fromarray(image).save(path)
+    for option in (["--lmbda", "1e-6"], ["--target-bpp", "0.0001"], ["--quality", "101"]):
+        code = main(["compress", str(path), "-o", str(tmp_path / "x.slc"), "--model",
+                     str(codec.name), *option])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("slimcodec: error:"), err
+    single = Codec(SlimCAE((8,)))
+    with pytest.raises(RateError, match="single-rate"):
+        single.encode_rgb(image, lmbda=0.01)
+
+
+def test_target_bpp_search_is_bounded_and_lands(codec, image):
+    lo = len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) * 8 / image[..., 0].size
+    hi = len(codec.encode_rgb(image, 16, lmbda=RANGE[1])) * 8 / image[..., 0].size
+    for target in (lo * 1.3, math.sqrt(lo * hi), hi * 0.8):
+        data, search = encode_to_target(codec, image, target_bpp=target, width=16,
+                                        max_passes=8)
+        achieved = 8 * len(data) / image[..., 0].size
+        assert search.passes <= 8
+        assert abs(achieved - target) / target <= 0.03, (target, search.describe())
+        assert unpack(data).header.rate == pytest.approx(search.lmbda, rel=1e-6)
+
+
+def test_target_picks_the_cheapest_width_that_reaches_it(codec, image):
+    narrow_top = 8 * len(codec.encode_rgb(image, 8, lmbda=RANGE[1])) / image[..., 0].size
+    _, search = encode_to_target(codec, image, target_bpp=narrow_top * 0.7)
+    assert search.width == 8
+    top, _ = codec.decode_rgb(codec.encode_rgb(image, 8, lmbda=RANGE[1]))
+    target = psnr(image, top) - 0.3
+    _, search = encode_to_target(codec, image, target_psnr=target)
+    assert search.width == 8 and search.psnr == pytest.approx(target, abs=0.1)
+
+
+def test_quality_maps_monotonically_onto_the_range(codec):
+    lambdas = [quality_to_lambda(codec, 16, q) for q in (1, 25, 50, 75, 100)]
+    assert lambdas[0] == pytest.approx(RANGE[0]) and lambdas[-1] == pytest.approx(RANGE[1])
+    assert all(b > a for a, b in pairwise(lambdas))
+
+
+def test_eval_samples_lambdas_per_width(codec, image, tmp_path, capsys):
+    result = evaluate(codec, [image], progress=False)
+    assert len(result["points"]) == 2 * 5 and all("lmbda" in p for p in result["points"])
+    Image.fromarray(image).save(tmp_path / "a.png")
+    code = main(["eval", str(tmp_path), "--model", codec.name, "--lmbdas", "0.01", "0.05",
+                 "--json", str(tmp_path / "r.json"), "-q"])
+    capsys.readouterr()
+    points = json.loads((tmp_path / "r.json").read_text())["points"]
+    assert code == 0 and sorted(p["lmbda"] for p in points) == pytest.approx([0.01] * 2 +
+                                                                             [0.05] * 2)
+
+
+def test_modulation_at_init_is_the_unmodulated_model():
+    """Without a gain and with modulations as initialised, the model is the SlimCAE."""
+    torch.manual_seed(0)
+    plain = SlimCAE((16, 8)).eval()
+    modulated = ModulatedSlimCAE((16, 8), lambda_ranges=[RANGE, RANGE], rate_anchors=1).eval()
+    modulated.load_state_dict(plain.state_dict(), strict=False)
+    x = torch.rand(1, 3, 32, 48)
+    for width in (16, 8):
+        plain.set_width(width)
+        modulated.set_width(width)
+        for lmbda in RANGE:
+            modulated.set_lambda(lmbda)
+            assert torch.equal(modulated.analysis(x), plain.analysis(x))
+            y = plain.analysis(x)
+            assert torch.equal(modulated.synthesis(y), plain.synthesis(y))
+
+
+def test_gain_and_modulation_follow_lambda_and_width():
+    torch.manual_seed(0)
+    model = ModulatedSlimCAE((16, 8), lambda_ranges=[RANGE, RANGE], latent_gain=True).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with model.using_lambda(RANGE[0]):
+        small = model.analysis(x).abs().mean()
+    with model.using_lambda(RANGE[1]):
+        large = model.analysis(x).abs().mean()
+    assert large > 5 * small  # gain (λ ratio)^(1/2) = 10 at the initial slope of 1/2
+    assert model.anchor_index(RANGE[0]) == 0 and model.anchor_index(RANGE[1]) == 7
+    model.set_width(8)
+    assert model.analysis(x).shape[1] == 8
