@@ -151,7 +151,8 @@ class ModulatedSlimCAE(SlimCAE):
             self._lambda = previous
 
     def normalized_log_lambda(self, lmbda: float) -> float:
-        """:math:`t \\in [0, 1]`: λ's position between the bounds in log scale."""
+        """:math:`t \\in [0, 1]`: λ's position between the bounds in log scale (in float64,
+        for choosing the anchor; the modulations take :meth:`conditions`)."""
         lo, hi = self.lambda_bounds
         return 0.0 if hi == lo else (math.log(lmbda) - math.log(lo)) / math.log(hi / lo)
 
@@ -174,36 +175,41 @@ class ModulatedSlimCAE(SlimCAE):
 
     # -- modulated transforms ---------------------------------------------------------------
 
-    def _condition(self, like: Tensor) -> Tensor:
-        return torch.full((1,), self.normalized_log_lambda(self._lambda),
-                          dtype=like.dtype, device=like.device)
+    def lambda_tensor(self, like: Tensor) -> Tensor:
+        """The active λ as a one-element tensor (what an exported graph takes as input)."""
+        return torch.full((1,), self._lambda, dtype=like.dtype, device=like.device)
 
-    def log_lambda_ratio(self, lmbda: float) -> float:
-        """:math:`\\ln\\lambda - \\ln\\lambda_{mid}`, the latent gain's input."""
+    def conditions(self, lmbda: Tensor) -> tuple[Tensor, Tensor]:
+        """From a λ tensor: the modulations' input :math:`t` (λ's position between the
+        bounds in log scale) and the latent gain's :math:`\\ln\\lambda - \\ln\\lambda_{mid}`.
+
+        One computation in tensor ops, so that the eager model and an exported graph (which
+        takes λ as an input) compute the same values.
+        """
         lo, hi = self.lambda_bounds
-        return math.log(lmbda) - 0.5 * (math.log(lo) + math.log(hi))
+        log_lambda = torch.log(lmbda)
+        t = (log_lambda - math.log(lo)) / math.log(hi / lo)
+        return t, log_lambda - 0.5 * (math.log(lo) + math.log(hi))
 
-    def gain(self, like: Tensor) -> Tensor | None:
-        """The latent gain :math:`G(\\lambda)` at the active width and λ (None without)."""
-        if self.latent_gain is None:
-            return None
-        ratio = torch.full((), self.log_lambda_ratio(self._lambda), dtype=like.dtype,
-                           device=like.device)
-        return self.latent_gain(ratio)
+    def gain(self, log_ratio: Tensor) -> Tensor | None:
+        """The latent gain :math:`G(\\lambda)` at the active width (None without one)."""
+        return None if self.latent_gain is None else self.latent_gain(log_ratio.reshape(()))
 
-    def analysis(self, x: Tensor) -> Tensor:
-        t = self._condition(x)
+    def analysis(self, x: Tensor, lmbda: Tensor | None = None) -> Tensor:
+        """:math:`y = g_a(x; \\lambda)\\,G(\\lambda)` at the active width and λ (or ``lmbda``)."""
+        t, log_ratio = self.conditions(self.lambda_tensor(x) if lmbda is None else lmbda)
         conv1, gdn1, conv2, gdn2, conv3, gdn3 = self.g_a
         m1, m2, m3 = self.modulation_a
         x = gdn1(conv1(x) * m1(t))
         x = gdn2(conv2(x) * m2(t))
         y = gdn3(conv3(x) * m3(t))
-        gain = self.gain(y)
+        gain = self.gain(log_ratio)
         return y if gain is None else y * gain
 
-    def synthesis(self, y_hat: Tensor) -> Tensor:
-        t = self._condition(y_hat)
-        gain = self.gain(y_hat)
+    def synthesis(self, y_hat: Tensor, lmbda: Tensor | None = None) -> Tensor:
+        """:math:`g_s(\\hat y / G(\\lambda); \\lambda)` at the active width and λ."""
+        t, log_ratio = self.conditions(self.lambda_tensor(y_hat) if lmbda is None else lmbda)
+        gain = self.gain(log_ratio)
         if gain is not None:
             y_hat = y_hat / gain
         igdn1, deconv1, igdn2, deconv2, igdn3, deconv3 = self.g_s

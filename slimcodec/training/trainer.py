@@ -185,8 +185,8 @@ def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCA
         for i, width in enumerate(model.widths):
             model.set_width(width)
             for j, anchor in enumerate(model.anchors()):
-                with model.using_lambda(anchor):
-                    gain = model.gain(torch.zeros(()))[0, :, 0, 0]
+                _, log_ratio = model.conditions(torch.tensor([anchor]))
+                gain = model.gain(log_ratio)[0, :, 0, 0]
                 bottleneck = model.entropy_bottlenecks[i * model.rate_anchors + j]
                 stretch_density(bottleneck, gain)
         model.set_width(model.widths[0])
