@@ -54,7 +54,8 @@ def main() -> None:
     rows = []
     for width in codec.widths:
         with codec.operating_point(width, None) as model:
-            symbols = analyze(model.analysis, rgb, 16, model.quantize_latent)
+            symbols = analyze(lambda a: model.analysis(torch.from_numpy(a)).numpy(), rgb, 16,
+                              lambda a: model.quantize_latent(torch.from_numpy(a)).numpy())
             tables = model.entropy_tables()
         data = rans.encode(symbols, tables)
         n = symbols.size

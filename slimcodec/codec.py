@@ -75,6 +75,11 @@ def _prepared_fingerprint(model: SlimCAE) -> bytes:
     return fingerprint(model)
 
 
+def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    """A tensor function as the torch-free tiler calls it: numpy in, numpy out."""
+    return lambda a: fn(torch.from_numpy(a)).numpy()
+
+
 def _out_of_memory(what: str, call: Callable[[], T]) -> T:
     """Run ``call``; exhausted memory becomes a :class:`ResourceLimitError`."""
     try:
@@ -159,8 +164,9 @@ class Codec:
         with self.operating_point(width, lmbda):
             symbols = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
-                lambda: tiling.analyze(self.model.analysis, rgb, self.model.downsampling,
-                                       self.model.quantize_latent, self.tile))
+                lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
+                                       self.model.downsampling,
+                                       _numpy(self.model.quantize_latent), self.tile))
             string = rans.encode(symbols, self.model.entropy_tables())
         if lmbda is None:
             header = Header(self.fingerprint, width, (height, img_width), grayscale)
@@ -250,8 +256,9 @@ class Codec:
                 lambda: rans.decode(bitstream.strings[0], tables, (tables.channels, *latent)))
             rgb = _out_of_memory(
                 f"decoding a {w}x{h} image",
-                lambda: tiling.synthesize(self.model.synthesis, self.model.dequantize_latent,
-                                          symbols, header.image_size, factor, self.tile))
+                lambda: tiling.synthesize(_numpy(self.model.synthesis),
+                                          _numpy(self.model.dequantize_latent), symbols,
+                                          header.image_size, factor, self.tile))
         return rgb, header
 
     def decode(self, data: bytes) -> Image.Image:

@@ -21,13 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import numpy as np
-import torch
-from torch import Tensor
 
-__all__ = ["DEFAULT_HALO", "DEFAULT_TILE", "analyze", "spans", "synthesize"]
+__all__ = ["DEFAULT_HALO", "DEFAULT_TILE", "analyze", "spans", "synthesize", "to_pixels"]
 
 DEFAULT_TILE = 32  # latent positions: 512 pixels
 DEFAULT_HALO = 3
+
+#: ``(1, C, h, w)`` float32 -> ``(1, C', h', w')`` float32: a transform as the tiler calls it
+#: (the torch codec wraps its model's, the edge runtime an onnxruntime session).
+Transform = Callable[[np.ndarray], np.ndarray]
 
 
 def spans(length: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
@@ -38,34 +40,40 @@ def spans(length: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, in
         yield start, stop, max(start - halo, 0), min(stop + halo, length)
 
 
-def _padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
+def _padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Pixels ``rows x cols`` of the image replicate-padded on the bottom and right (as
-    :func:`slimcodec.utils.image.pad_to_multiple` pads it), as a ``(1, 3, h, w)`` tensor."""
+    :func:`slimcodec.utils.image.pad_to_multiple` pads it), as ``(1, 3, h, w)`` in [0, 1]."""
     h, w = rgb.shape[:2]
     r = np.minimum(np.arange(*rows), h - 1)
     c = np.minimum(np.arange(*cols), w - 1)
     region = rgb[r[:, None], c[None, :]]
-    return torch.from_numpy(region).permute(2, 0, 1)[None].float().div_(255)
+    return np.ascontiguousarray(region.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+
+
+def to_pixels(x: np.ndarray) -> np.ndarray:
+    """``(3, h, w)`` float in [0, 1] -> ``(h, w, 3)`` uint8, rounding half to even (as
+    torch's ``round`` does)."""
+    return np.rint(np.clip(x, 0, 1) * np.float32(255)).astype(np.uint8).transpose(1, 2, 0)
 
 
 def analyze(
-    transform: Callable[[Tensor], Tensor],
+    transform: Transform,
     rgb: np.ndarray,
     factor: int,
-    quantize: Callable[[Tensor], Tensor],
+    quantize: Callable[[np.ndarray], np.ndarray],
     tile: int = DEFAULT_TILE,
     halo: int = DEFAULT_HALO,
 ) -> np.ndarray:
     """Run ``transform`` (image -> latent, downsampling by ``factor``) over ``rgb``
-    ``(H, W, 3)`` uint8 tile by tile, ``quantize`` each latent tile to integers, and return
-    the ``(C, ceil(H/f), ceil(W/f))`` int32 latent."""
+    ``(H, W, 3)`` uint8 tile by tile, ``quantize`` each ``(C, h, w)`` latent tile to
+    integers, and return the ``(C, ceil(H/f), ceil(W/f))`` int32 latent."""
     lh, lw = -(-rgb.shape[0] // factor), -(-rgb.shape[1] // factor)
     out: np.ndarray | None = None
     for top, bottom, r0, r1 in spans(lh, tile, halo):
         for left, right, c0, c1 in spans(lw, tile, halo):
             x = _padded_region(rgb, (r0 * factor, r1 * factor), (c0 * factor, c1 * factor))
             y = transform(x)[0, :, top - r0 : bottom - r0, left - c0 : right - c0]
-            q = quantize(y).numpy()
+            q = quantize(y)
             if out is None:
                 out = np.empty((q.shape[0], lh, lw), dtype=np.int32)
             out[:, top:bottom, left:right] = q
@@ -74,8 +82,8 @@ def analyze(
 
 
 def synthesize(
-    transform: Callable[[Tensor], Tensor],
-    dequantize: Callable[[Tensor], Tensor],
+    transform: Transform,
+    dequantize: Callable[[np.ndarray], np.ndarray],
     symbols: np.ndarray,
     size: tuple[int, int],
     factor: int,
@@ -83,21 +91,20 @@ def synthesize(
     halo: int = DEFAULT_HALO,
 ) -> np.ndarray:
     """Run ``transform`` (latent -> image) over the ``(C, h, w)`` integer latent tile by
-    tile (``dequantize`` turns each tile back into floats) and return the ``size``
-    ``(H, W, 3)`` uint8 image, rounded to nearest."""
+    tile (``dequantize`` turns each ``(C, h, w)`` tile back into floats) and return the
+    ``size`` ``(H, W, 3)`` uint8 image."""
     height, width = size
     out = np.empty((height, width, 3), dtype=np.uint8)
     _, lh, lw = symbols.shape
     for top, bottom, r0, r1 in spans(lh, tile, halo):
         for left, right, c0, c1 in spans(lw, tile, halo):
-            y = dequantize(torch.from_numpy(symbols[None, :, r0:r1, c0:c1]))
-            x = transform(y)
             rows = (top * factor, min(bottom * factor, height))
             cols = (left * factor, min(right * factor, width))
             if rows[0] >= rows[1] or cols[0] >= cols[1]:
                 continue  # a tile wholly in the padding
+            y = dequantize(symbols[:, r0:r1, c0:c1])
+            x = transform(np.ascontiguousarray(y[None], dtype=np.float32))
             keep = x[0, :, rows[0] - r0 * factor : rows[1] - r0 * factor,
                      cols[0] - c0 * factor : cols[1] - c0 * factor]
-            pixels = keep.clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0)
-            out[rows[0] : rows[1], cols[0] : cols[1]] = pixels.numpy()
+            out[rows[0] : rows[1], cols[0] : cols[1]] = to_pixels(keep)
     return out
