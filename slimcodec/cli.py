@@ -28,7 +28,7 @@ from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
-from slimcodec.zoo import find_by_fingerprint, list_models, model_meta
+from slimcodec.zoo import find_by_fingerprint, list_models, load_model, model_meta
 
 EXIT_BAD_INPUT = 2
 
@@ -178,6 +178,24 @@ def _train_defaults() -> dict[str, Any]:
     return defaults  # data and out have none: they are required
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from export.onnx_export import export_bundle  # the deployment wing, loaded on demand
+
+    if args.int8 and not args.calibration:
+        raise SlimcodecError("--int8 needs --calibration DIR (images to calibrate on)")
+    model = load_model(args.model)
+    out = export_bundle(model, args.output, str(args.model), args.widths,
+                        args.calibration if args.int8 else None)
+    manifest = json.loads((out / "manifest.json").read_text())
+    print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
+          f"{' '.join(map(str, manifest['widths']))}"
+          + (", variable rate" if manifest["variable_rate"] else ""))
+    for w, cost in (manifest.get("int8") or {}).get("widths", {}).items():
+        print(f"  int8 width {w}: {cost['bpp_change']:+.2%} bpp, {cost['psnr_change']:+.2f} dB "
+              f"against float on {manifest['int8']['images']} calibration images")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in list_models():
         pretrained = name in list_models(pretrained=True)
@@ -285,6 +303,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-tries", type=int, default=d["max_tries"],
                    help="accepted λ steps per width pair")
     t.set_defaults(func=cmd_train)
+
+    x = sub.add_parser("export", help="write a deployment bundle: per-width ONNX graphs, "
+                                      "entropy tables, manifest")
+    x.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    x.add_argument("-o", "--output", required=True, help="bundle folder (replaced)")
+    x.add_argument("--widths", type=int, nargs="+", help="widths to export (default: all)")
+    x.add_argument("--int8", action="store_true",
+                   help="also statically quantised int8 graphs (needs --calibration)")
+    x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
+    x.set_defaults(func=cmd_export)
 
     ls = sub.add_parser("models", help="list registered models")
     ls.set_defaults(func=cmd_models)

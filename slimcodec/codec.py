@@ -37,7 +37,7 @@ from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
 
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
@@ -61,13 +61,14 @@ def model_lock(model: nn.Module) -> threading.RLock:
         return lock
 
 
-def _prepared_fingerprint(model: SlimCAE) -> bytes:
-    """The model's fingerprint once its CDF tables match its weights.
+def prepare_model(model: SlimCAE) -> bytes:
+    """Put ``model`` in eval mode with CDF tables that match its weights; its fingerprint.
 
     A model loaded from a file keeps the tables stored with it (its fingerprint was checked
     on loading, and recomputing the tables elsewhere might round differently); any other
     model, or one whose weights changed since it was loaded, gets fresh tables.
     """
+    model.eval()
     fp = fingerprint(model)
     if getattr(model, "file_fingerprint", None) == fp:
         return fp
@@ -113,8 +114,7 @@ class Codec:
             raise ValueError("max_pixels and tile must be positive")
         self._lock = model_lock(model)
         with self._lock:
-            model.eval()
-            self.fingerprint = _prepared_fingerprint(model)
+            self.fingerprint = prepare_model(model)
         self.model = model
         self.name = name or type(model).__name__
         self.max_pixels = int(max_pixels)

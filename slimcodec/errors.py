@@ -6,6 +6,7 @@ from __future__ import annotations
 
 __all__ = [
     "BitstreamError",
+    "BundleError",
     "CorruptBitstreamError",
     "ImageError",
     "ModelFileError",
@@ -66,3 +67,7 @@ class ResourceLimitError(SlimcodecError):
 
 class RateError(SlimcodecError, ValueError):
     """A rate setting (λ, quality, target) the model cannot honour; names the valid range."""
+
+
+class BundleError(SlimcodecError):
+    """A deployment bundle that is missing, damaged, or not the one a file needs."""

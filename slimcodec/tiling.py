@@ -42,7 +42,7 @@ def spans(length: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, in
 
 def _padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Pixels ``rows x cols`` of the image replicate-padded on the bottom and right (as
-    :func:`slimcodec.utils.image.pad_to_multiple` pads it), as ``(1, 3, h, w)`` in [0, 1]."""
+    :func:`slimcodec.utils.tensors.pad_to_multiple` pads it), as ``(1, 3, h, w)`` in [0, 1]."""
     h, w = rgb.shape[:2]
     r = np.minimum(np.arange(*rows), h - 1)
     c = np.minimum(np.arange(*cols), w - 1)

@@ -21,6 +21,7 @@ from slimcodec.errors import (
 )
 from slimcodec.tiling import analyze, synthesize
 from slimcodec.utils.metrics import psnr
+from slimcodec.utils.tensors import from_tensor, pad_to_multiple, to_tensor
 from slimcodec.zoo import fingerprint, load_model, load_model_file, save_model_file
 
 
@@ -49,7 +50,7 @@ def test_tiled_transforms_equal_whole_image_ones(small_model, size):
     rgb = natural_like(*size)
     model = small_model
     with torch.inference_mode():
-        x = slimcodec.utils.image.pad_to_multiple(slimcodec.utils.image.to_tensor(rgb), 16)
+        x = pad_to_multiple(to_tensor(rgb), 16)
         whole = fine(model.analysis(x)[0].numpy())
         tiled = analyze(np_fn(model.analysis), rgb, 16, fine, tile=3, halo=3)
         assert np.abs(tiled - whole).max() <= 2  # float rounding, 2e-4 of a quantisation step
@@ -57,7 +58,7 @@ def test_tiled_transforms_equal_whole_image_ones(small_model, size):
         decode = np_fn(model.synthesis), np_fn(model.dequantize_latent)
         image = synthesize(*decode, symbols, size, 16, 3, 3)
         x_hat = model.synthesis(model.dequantize_latent(torch.from_numpy(symbols[None])))
-        reference = slimcodec.utils.image.from_tensor(x_hat[..., : size[0], : size[1]])
+        reference = from_tensor(x_hat[..., : size[0], : size[1]])
     assert np.abs(image.astype(int) - reference.astype(int)).max() <= 1
     assert reference.std() > 5  # not a flat image
 

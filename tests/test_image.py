@@ -7,7 +7,8 @@ from helpers import natural_like
 from PIL import Image
 
 from slimcodec.errors import ImageError
-from slimcodec.utils.image import crop, load_rgb, pad_to_multiple, to_rgb, to_tensor
+from slimcodec.utils.image import load_rgb, to_rgb
+from slimcodec.utils.tensors import crop, pad_to_multiple, to_tensor
 
 
 def test_rgb_passthrough_and_arrays():

@@ -4,7 +4,7 @@ from helpers import SMALL_WIDTHS, natural_like
 
 from slimcodec.codec import Codec
 from slimcodec.models import SlimCAE
-from slimcodec.utils.image import pad_to_multiple, to_tensor
+from slimcodec.utils.tensors import pad_to_multiple, to_tensor
 
 
 def test_forward_shapes_for_every_gdn_variant(gdn_variant):

@@ -52,6 +52,7 @@ import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
+from slimcodec.bitstream.rate import anchor_index
 from slimcodec.layers import LambdaModulation, LatentGain, Slimmable
 
 from .slimcae import DEFAULT_WIDTHS, SlimCAE
@@ -150,16 +151,10 @@ class ModulatedSlimCAE(SlimCAE):
         finally:
             self._lambda = previous
 
-    def normalized_log_lambda(self, lmbda: float) -> float:
-        """:math:`t \\in [0, 1]`: λ's position between the bounds in log scale (in float64,
-        for choosing the anchor; the modulations take :meth:`conditions`)."""
-        lo, hi = self.lambda_bounds
-        return 0.0 if hi == lo else (math.log(lmbda) - math.log(lo)) / math.log(hi / lo)
-
     def anchor_index(self, lmbda: float) -> int:
-        """Which of the width's entropy models codes at ``lmbda`` (nearest in log λ)."""
-        t = self.normalized_log_lambda(lmbda)
-        return min(max(round(t * (self.rate_anchors - 1)), 0), self.rate_anchors - 1)
+        """Which of the width's entropy models codes at ``lmbda`` (nearest in log λ; the
+        rule is part of the format: :func:`slimcodec.bitstream.rate.anchor_index`)."""
+        return anchor_index(lmbda, self.lambda_bounds, self.rate_anchors)
 
     def anchors(self) -> list[float]:
         """The λ of each anchor, lowest first."""

@@ -36,8 +36,9 @@ from tqdm import tqdm
 from slimcodec.errors import ImageError
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.models.modulated import as_float32
-from slimcodec.utils.image import find_images, load_rgb, to_tensor
+from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write
+from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model, save_model_file
 from slimcodec.zoo.checkpoint import build
 

@@ -1,4 +1,5 @@
-"""Reading images of any PIL mode into 8-bit RGB, and the tensors the models take.
+"""Reading images of any PIL mode into 8-bit RGB (numpy and Pillow only: the edge runtime
+uses it too; the tensors the models take are in :mod:`slimcodec.utils.tensors`).
 
 The conversion rules (also in ``docs/bitstream.md``):
 
@@ -21,24 +22,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
-from torch import Tensor
 
 from slimcodec.errors import ImageError, ResourceLimitError
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "ImageLike",
-    "crop",
-    "find_images",
-    "from_tensor",
-    "load_rgb",
-    "pad_to_multiple",
-    "to_rgb",
-    "to_tensor",
-]
+__all__ = ["IMAGE_SUFFIXES", "ImageLike", "find_images", "load_rgb", "to_rgb"]
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
@@ -145,30 +133,3 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
     _check_pixels(image.size, max_pixels)
     rgb, gray = to_rgb(image)
     return np.array(rgb, dtype=np.uint8), gray
-
-
-def to_tensor(rgb: np.ndarray) -> Tensor:
-    """``(H, W, 3)`` uint8 -> ``(1, 3, H, W)`` float32 in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].float().div_(255)
-
-
-def from_tensor(x: Tensor) -> np.ndarray:
-    """``(1, 3, H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8, rounding to nearest."""
-    return x[0].clamp(0, 1).mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Replicate-pad the bottom and right edges to a multiple of ``multiple``.
-
-    Replicating the border (rather than zeros) keeps the padding cheap to code.
-    """
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
-
-
-def crop(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Undo :func:`pad_to_multiple`."""
-    return x[..., : size[0], : size[1]]

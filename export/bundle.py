@@ -1,0 +1,174 @@
+"""A deployment bundle: per-width ONNX graphs, entropy tables and a manifest that binds them.
+
+Layout of a bundle folder (written by :mod:`export.onnx_export`, read here without torch)::
+
+    manifest.json            format, version, model name, architecture, fingerprint, widths,
+                             rate settings, graph files with their SHA-256, int8 report
+    entropy.npz              per width (and anchor): quantised CDFs, lengths, offsets, medians
+    analysis-<w>.onnx        image (1, 3, H, W) [, lmbda (1,)] -> latent (1, w, H/16, W/16)
+    synthesis-<w>.onnx       latent [, lmbda] -> image (1, 3, H, W), unclamped
+    analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8
+    synthesis-<w>.int8.onnx
+
+The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
+model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,
+and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model's: a bundle
+writes and reads the very files ``slimcodec`` does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from slimcodec.bitstream import FINGERPRINT_SIZE, rans
+from slimcodec.bitstream.rate import anchor_index
+from slimcodec.errors import BundleError
+
+__all__ = ["FORMAT", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest", "table_key"]
+
+FORMAT = "slimcodec-bundle"
+VERSION = 1
+MANIFEST = "manifest.json"
+TABLES = "entropy.npz"
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def table_key(width: int, anchor: int, name: str) -> str:
+    return f"w{width}_a{anchor}_{name}"
+
+
+@dataclass
+class Bundle:
+    """A checked bundle. :meth:`load` raises :class:`BundleError` on anything amiss."""
+
+    root: Path
+    manifest: dict[str, Any]
+    _tables: dict[tuple[int, int], tuple[rans.EntropyTables, np.ndarray]] = field(
+        default_factory=dict, repr=False)
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> Bundle:
+        root = Path(root)
+        path = root / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise BundleError(f"{root}: not a bundle (no {MANIFEST})") from None
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise BundleError(f"{path}: not a slimcodec bundle manifest")
+        if manifest.get("version") != VERSION:
+            raise BundleError(f"{path}: unsupported bundle version {manifest.get('version')}")
+        bundle = cls(root, manifest)
+        try:
+            bundle._check()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"{path}: malformed manifest ({exc})") from None
+        return bundle
+
+    def _check(self) -> None:
+        m = self.manifest
+        if len(bytes.fromhex(m["fingerprint"])) != FINGERPRINT_SIZE:
+            raise ValueError("bad fingerprint")
+        if not m["widths"] or any(int(w) <= 0 for w in m["widths"]):
+            raise ValueError("bad widths")
+        for w in self.widths:
+            for kind in ("analysis", "synthesis"):
+                if kind not in m["graphs"][str(w)]:
+                    raise ValueError(f"no {kind} graph for width {w}")
+        if self.variable_rate:
+            lo, hi = self.lambda_bounds
+            if not 0 < lo <= hi or self.rate_anchors < 1:
+                raise ValueError("bad rate settings")
+            if len(m["variable_rate"]["lambda_ranges"]) != len(self.widths):
+                raise ValueError("one λ range per width expected")
+        if not (self.root / TABLES).is_file():
+            raise BundleError(f"{self.root}: bundle has no {TABLES}")
+
+    # -- what the manifest says -------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("model", self.root.name))
+
+    @property
+    def fingerprint(self) -> bytes:
+        return bytes.fromhex(self.manifest["fingerprint"])
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(int(w) for w in self.manifest["widths"])
+
+    @property
+    def downsampling(self) -> int:
+        return int(self.manifest["downsampling"])
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.manifest.get("variable_rate") is not None
+
+    @property
+    def lambda_bounds(self) -> tuple[float, float]:
+        lo, hi = self.manifest["variable_rate"]["lambda_bounds"]
+        return float(lo), float(hi)
+
+    @property
+    def rate_anchors(self) -> int:
+        return int(self.manifest["variable_rate"]["rate_anchors"]) if self.variable_rate else 1
+
+    def lambda_range(self, width: int) -> tuple[float, float]:
+        lo, hi = self.manifest["variable_rate"]["lambda_ranges"][self.widths.index(width)]
+        return float(lo), float(hi)
+
+    def anchor(self, lmbda: float | None) -> int:
+        if lmbda is None:
+            return 0
+        return anchor_index(lmbda, self.lambda_bounds, self.rate_anchors)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def graph(self, width: int, kind: str, int8: bool = False) -> Path:
+        """The checked path of a width's ``analysis`` / ``synthesis`` graph."""
+        entry = self.manifest["graphs"].get(str(width), {}).get(f"{kind}_int8" if int8 else kind)
+        if entry is None:
+            what = f"{kind} graph{' (int8)' if int8 else ''}"
+            raise BundleError(f"{self.root}: no {what} for width {width}")
+        path = self.root / entry["file"]
+        if not path.is_file():
+            raise BundleError(f"{path}: graph file missing from the bundle")
+        if file_digest(path) != entry["sha256"]:
+            raise BundleError(f"{path}: damaged graph (SHA-256 mismatch)")
+        return path
+
+    def tables(self, width: int, lmbda: float | None) -> tuple[rans.EntropyTables, np.ndarray]:
+        """The entropy tables and ``(C, 1, 1)`` float32 medians for ``width`` (and λ)."""
+        key = (width, self.anchor(lmbda))
+        if key not in self._tables:
+            try:
+                with np.load(self.root / TABLES) as npz:
+                    get = lambda name: npz[table_key(*key, name)]  # noqa: E731
+                    tables = rans.EntropyTables(get("cdfs"), get("lengths"), get("offsets"))
+                    medians = np.asarray(get("medians"), np.float32).reshape(-1, 1, 1)
+            except (KeyError, OSError, ValueError) as exc:
+                raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy "
+                                  f"tables for width {width} ({exc})") from None
+            if medians.shape[0] != tables.channels or tables.channels != width:
+                raise BundleError(f"{self.root / TABLES}: tables of width {width} have "
+                                  f"{tables.channels} channels")
+            self._tables[key] = tables, medians
+        return self._tables[key]

@@ -1,0 +1,89 @@
+"""``slimcodec-edge``: encode and decode with a bundle, without torch.
+
+    slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--lmbda L] [--threads N]
+    slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N]
+
+Bad input (a corrupt file or bundle, a file of another model, an unreadable image) ends with
+one line on stderr and exit status 2, as with ``slimcodec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from slimcodec.errors import SlimcodecError
+from slimcodec.utils.io import atomic_write, atomic_write_bytes
+
+from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
+
+EXIT_BAD_INPUT = 2
+
+
+def _codec(args: argparse.Namespace) -> EdgeCodec:
+    return EdgeCodec(args.bundle, threads=args.threads, int8=args.int8,
+                     max_pixels=args.max_pixels)
+
+
+def cmd_encode(args: argparse.Namespace) -> int:
+    data = _codec(args).encode(args.input, args.width, args.lmbda)
+    atomic_write_bytes(args.output, data)
+    print(f"{args.output}: {len(data)} bytes")
+    return 0
+
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    if Path(args.output).suffix.lower() not in ("", ".png"):
+        raise SlimcodecError(f"{args.output}: write decoded images as .png")
+    image = _codec(args).decode(Path(args.input).read_bytes())
+    atomic_write(args.output, lambda f: image.save(f, format="PNG"))
+    print(f"{args.output}: {image.width}x{image.height} {image.mode}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="slimcodec-edge", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name, func, what in (("encode", cmd_encode, "an image"), ("decode", cmd_decode,
+                                                                   "a .slc file")):
+        c = sub.add_parser(name, help=f"{name} {what}")
+        c.add_argument("bundle", help="bundle folder written by `slimcodec export`")
+        c.add_argument("input")
+        c.add_argument("-o", "--output", required=True)
+        c.add_argument("--threads", type=int, default=0,
+                       help="onnxruntime threads (default: all cores)")
+        c.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
+        c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+        if name == "encode":
+            c.add_argument("--width", type=int, help="network width (default: the widest)")
+            c.add_argument("--lmbda", type=float, help="variable-rate bundles: λ")
+        c.set_defaults(func=func)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("slimcodec-edge: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if os.environ.get("SLIMCODEC_DEBUG"):
+            raise
+        known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
+        if not known and args.command != "decode":
+            raise
+        if isinstance(exc, OSError) and exc.filename:
+            message = f"{exc.filename}: {exc.strerror}"
+        else:
+            message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"slimcodec-edge: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+""":class:`EdgeCodec`: a bundle's graphs in onnxruntime, the container and rANS in numpy.
+
+The same steps as :class:`slimcodec.codec.Codec`, with an onnxruntime session in place of
+the model: tiled analysis (:mod:`slimcodec.tiling`), ``round(y - median)``, rANS, the
+container; and back. Files written by either decode with the other; the entropy symbols
+decoded from a file are identical, and pixels differ at most by one level where the two
+runtimes' float arithmetic rounds differently (``benchmarks/edge_parity.py`` measures how
+often).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from slimcodec import tiling
+from slimcodec.bitstream import MAX_IMAGE_SIDE, Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.errors import (
+    BundleError,
+    CorruptBitstreamError,
+    ImageError,
+    ModelMismatchError,
+    RateError,
+    ResourceLimitError,
+)
+from slimcodec.utils.image import ImageLike, load_rgb
+
+from ..bundle import Bundle
+
+__all__ = ["DEFAULT_MAX_PIXELS", "EdgeCodec"]
+
+DEFAULT_MAX_PIXELS = 1 << 26  # as slimcodec.codec.DEFAULT_MAX_PIXELS (which imports torch)
+
+
+class EdgeCodec:
+    """Encode and decode slimcodec files with a bundle.
+
+    Args:
+        bundle: a bundle folder (or a loaded :class:`~export.bundle.Bundle`).
+        threads: onnxruntime intra-op threads (0: onnxruntime's default, all cores).
+        int8: use the bundle's int8 graphs (``slimcodec export --int8``).
+        max_pixels: refuse larger images before allocating anything for them.
+        tile: tile size of the transforms, in latent positions (16 pixels each).
+    """
+
+    def __init__(self, bundle: str | os.PathLike | Bundle, threads: int = 0, int8: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
+        self.int8 = int8
+        self.max_pixels = int(max_pixels)
+        self.tile = int(tile)
+        self.options = ort.SessionOptions()
+        self.options.intra_op_num_threads = int(threads)
+        self.options.inter_op_num_threads = 1
+        self.options.log_severity_level = 3
+        self._sessions: dict[tuple[int, str], ort.InferenceSession] = {}
+
+    @property
+    def name(self) -> str:
+        return self.bundle.name
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return self.bundle.widths
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self.bundle.fingerprint
+
+    def session(self, width: int, kind: str) -> ort.InferenceSession:
+        """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph."""
+        key = (width, kind)
+        if key not in self._sessions:
+            path = self.bundle.graph(width, kind, self.int8)
+            try:
+                self._sessions[key] = ort.InferenceSession(
+                    str(path), self.options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own exception types
+                raise BundleError(f"{path}: not a loadable graph ({exc})") from None
+        return self._sessions[key]
+
+    def _transform(self, width: int, kind: str, lmbda: float | None
+                   ) -> Callable[[np.ndarray], np.ndarray]:
+        session = self.session(width, kind)
+        first = session.get_inputs()[0].name
+        extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
+        return lambda x: session.run(None, {first: x, **extra})[0]
+
+    # -- checks -----------------------------------------------------------------------------
+
+    def resolve_width(self, width: int | None) -> int:
+        width = self.widths[0] if width is None else int(width)
+        if width not in self.widths:
+            raise ValueError(f"width {width} is not one of {list(self.widths)}")
+        return width
+
+    def _check_size(self, height: int, width: int) -> None:
+        if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
+            raise ImageError(
+                f"image is {width}x{height}; each side must be 1..{MAX_IMAGE_SIDE} pixels")
+        if height * width > self.max_pixels:
+            raise ResourceLimitError(
+                f"image is {width}x{height} = {height * width} pixels, over the limit of "
+                f"{self.max_pixels} (raise it with --max-pixels / max_pixels)")
+
+    def _lambda(self, width: int, lmbda: float | None) -> float | None:
+        if not self.bundle.variable_rate:
+            if lmbda is not None:
+                raise RateError(f"{self.name} is single-rate: it takes no λ")
+            return None
+        lo, hi = self.bundle.lambda_range(width)
+        value = float(np.float32(np.sqrt(lo * hi) if lmbda is None else lmbda))
+        if not float(np.float32(lo)) <= value <= float(np.float32(hi)):
+            raise RateError(f"λ {lmbda:g} is outside width {width}'s range [{lo:g}, {hi:g}]")
+        return value
+
+    # -- coding -----------------------------------------------------------------------------
+
+    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None
+               ) -> bytes:
+        """Compress an image (path, PIL image or uint8 array) to container bytes."""
+        rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
+        return self.encode_rgb(rgb, width, grayscale, lmbda)
+
+    def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
+                   lmbda: float | None = None) -> bytes:
+        height, img_width = rgb.shape[:2]
+        self._check_size(height, img_width)
+        width = self.resolve_width(width)
+        lmbda = self._lambda(width, lmbda)
+        tables, medians = self.bundle.tables(width, lmbda)
+        symbols = tiling.analyze(
+            self._transform(width, "analysis", lmbda), rgb, self.bundle.downsampling,
+            lambda y: np.rint(y - medians).astype(np.int32), self.tile)
+        string = rans.encode(symbols, tables)
+        kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
+        header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
+                        0.0 if lmbda is None else lmbda)
+        return pack(Bitstream(header, (string,)))
+
+    def check(self, header: Header) -> None:
+        """Raise unless this bundle can decode a file with ``header``."""
+        if header.fingerprint != self.fingerprint:
+            raise ModelMismatchError(
+                f"file was written by another model (fingerprint {header.fingerprint.hex()}), "
+                f"not by {self.name} (fingerprint {self.fingerprint.hex()})")
+        if header.width not in self.widths:
+            raise CorruptBitstreamError(f"corrupt slimcodec file: no width {header.width}")
+        if self.bundle.variable_rate:
+            lo, hi = (float(np.float32(b)) for b in self.bundle.lambda_bounds)
+            if header.rate_kind != RateKind.LAMBDA or not lo <= header.rate <= hi:
+                raise CorruptBitstreamError(
+                    f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
+        elif header.rate_kind != RateKind.NONE:
+            raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
+        if header.domain != 0:
+            raise ModelMismatchError(f"{self.name} has no domain adapter {header.domain}")
+        self._check_size(*header.image_size)
+
+    def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
+        """The file's entropy-decoded ``(C, h, w)`` integer latent, and its header."""
+        bitstream = unpack(data)
+        header = bitstream.header
+        self.check(header)
+        if len(bitstream.strings) != 1:
+            raise CorruptBitstreamError(
+                f"corrupt slimcodec file: {len(bitstream.strings)} strings, SlimCAE writes 1")
+        factor = self.bundle.downsampling
+        latent = tuple(-(-side // factor) for side in header.image_size)
+        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
+        tables, _ = self.bundle.tables(header.width, lmbda)
+        try:
+            symbols = rans.decode(bitstream.strings[0], tables, (tables.channels, *latent))
+        except MemoryError:
+            raise ResourceLimitError("out of memory decoding the latent") from None
+        return symbols, header
+
+    def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
+        """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
+        symbols, header = self.decode_symbols(data)
+        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
+        _, medians = self.bundle.tables(header.width, lmbda)
+        try:
+            rgb = tiling.synthesize(
+                self._transform(header.width, "synthesis", lmbda),
+                lambda s: s.astype(np.float32) + medians, symbols, header.image_size,
+                self.bundle.downsampling, self.tile)
+        except MemoryError:
+            raise ResourceLimitError("out of memory decoding the image") from None
+        return rgb, header
+
+    def decode(self, data: bytes) -> Image.Image:
+        """Decompress to a PIL image (``L`` for grayscale sources, else ``RGB``)."""
+        rgb, header = self.decode_rgb(data)
+        image = Image.fromarray(rgb, "RGB")
+        return image.convert("L") if header.grayscale else image
+

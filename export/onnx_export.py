@@ -1,0 +1,195 @@
+"""``slimcodec export``: a model's widths as ONNX graphs, with a manifest and entropy tables.
+
+Each width gets its own analysis and synthesis graph, with dynamic height and width (any
+multiple of 16); a variable-rate model's graphs take λ as a second input, shape ``(1,)``,
+through the same tensor computation the model runs eagerly
+(:meth:`~slimcodec.models.ModulatedSlimCAE.conditions`). Slicing the shared weights to the
+width is folded into each graph's initialisers, so a device loads only the width it runs.
+Every graph passes ``onnx.checker``. The layout is in :mod:`export.bundle`.
+
+``int8``: onnxruntime's static quantisation (:mod:`export.quantize`: QDQ, int8 weights,
+16-bit activations) calibrated on a folder of images, one graph pair per width, and the RD
+cost of each width's int8 graphs measured against its float ones on those images.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import Tensor, nn
+
+from slimcodec.codec import prepare_model
+from slimcodec.errors import SlimcodecError
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.utils.image import find_images, load_rgb
+from slimcodec.utils.io import atomic_write_bytes
+from slimcodec.zoo.checkpoint import arch_name
+
+from .bundle import FORMAT, MANIFEST, TABLES, VERSION, file_digest, table_key
+
+__all__ = ["export_bundle", "graph_modules"]
+
+OPSET = 17
+
+
+class _Analysis(nn.Module):
+    def __init__(self, model: SlimCAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: Tensor, lmbda: Tensor | None = None) -> Tensor:
+        if lmbda is None:
+            return self.model.analysis(image)
+        return self.model.analysis(image, lmbda)
+
+
+class _Synthesis(nn.Module):
+    def __init__(self, model: SlimCAE) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, latent: Tensor, lmbda: Tensor | None = None) -> Tensor:
+        if lmbda is None:
+            return self.model.synthesis(latent)
+        return self.model.synthesis(latent, lmbda)
+
+
+def graph_modules(model: SlimCAE) -> tuple[nn.Module, nn.Module]:
+    """The analysis and synthesis transforms as modules with the graphs' signatures."""
+    return _Analysis(model), _Synthesis(model)
+
+
+def _export(module: nn.Module, args: tuple[Tensor, ...], names: list[str], output: str,
+            path: Path) -> None:
+    axes = {names[0]: {2: "height", 3: "width"}, output: {2: "out_height", 3: "out_width"}}
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, args, str(path), dynamo=False, input_names=names,
+                          output_names=[output], dynamic_axes=axes, opset_version=OPSET,
+                          do_constant_folding=True)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def _entropy_arrays(model: SlimCAE, width: int) -> dict[str, np.ndarray]:
+    """The tables of every entropy model of ``width`` (one per anchor), by bundle key."""
+    arrays = {}
+    anchors = model.rate_anchors if isinstance(model, ModulatedSlimCAE) else 1
+    for a in range(anchors):
+        eb = model.entropy_bottlenecks[model.widths.index(width) * anchors + a]
+        arrays[table_key(width, a, "cdfs")] = eb._quantized_cdf.cpu().numpy()
+        arrays[table_key(width, a, "lengths")] = eb._cdf_length.cpu().numpy().ravel()
+        arrays[table_key(width, a, "offsets")] = eb._offset.cpu().numpy().ravel()
+        arrays[table_key(width, a, "medians")] = eb._get_medians().detach().numpy().ravel()
+    return arrays
+
+
+def export_bundle(
+    model: SlimCAE,
+    out: str | os.PathLike,
+    name: str,
+    widths: Sequence[int] | None = None,
+    calibration: str | os.PathLike | None = None,
+    calibration_images: int = 8,
+) -> Path:
+    """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
+    with ``calibration``, int8 graphs too. Returns ``out``."""
+    out = Path(out)
+    widths = list(model.widths if widths is None else widths)
+    for w in widths:
+        if w not in model.widths:
+            raise ValueError(f"width {w} is not one of {list(model.widths)}")
+    fp = prepare_model(model)  # CDF tables that match the weights, as the codec uses them
+    variable = isinstance(model, ModulatedSlimCAE)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        graphs: dict[str, dict[str, Any]] = {}
+        tables: dict[str, np.ndarray] = {}
+        for w in widths:
+            model.set_width(w)
+            args = (torch.full((1,), model.lmbda),) if variable else ()
+            names = ["lmbda"] if variable else []
+            analysis, synthesis = graph_modules(model)
+            image = torch.rand(1, 3, 64, 96)
+            with torch.no_grad():
+                latent = model.analysis(image)
+            files = {"analysis": f"analysis-{w}.onnx", "synthesis": f"synthesis-{w}.onnx"}
+            _export(analysis, (image, *args), ["image", *names], "latent",
+                    work / files["analysis"])
+            _export(synthesis, (latent, *args), ["latent", *names], "image",
+                    work / files["synthesis"])
+            graphs[str(w)] = {k: {"file": f} for k, f in files.items()}
+            tables.update(_entropy_arrays(model, w))
+        model.set_width(model.widths[0])
+        np.savez(work / TABLES, **tables)
+        manifest: dict[str, Any] = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": name,
+            "arch": arch_name(model),
+            "fingerprint": fp.hex(),
+            "widths": widths,
+            "downsampling": model.downsampling,
+            "opset": OPSET,
+            "variable_rate": {
+                "lambda_bounds": list(model.lambda_bounds),
+                "rate_anchors": model.rate_anchors,
+                "lambda_ranges": [list(model.lambda_range(w)) for w in widths],
+            } if variable else None,
+            "graphs": graphs,
+        }
+        _seal(work, manifest)
+        if calibration is not None:
+            from .quantize import quantize_bundle
+
+            manifest["int8"] = quantize_bundle(work, calibration, calibration_images)
+            _seal(work, manifest)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp made it private
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return out
+
+
+def _seal(root: Path, manifest: dict[str, Any]) -> None:
+    """Record every graph's SHA-256 and write the manifest."""
+    for entry in manifest["graphs"].values():
+        for graph in entry.values():
+            graph["sha256"] = file_digest(root / graph["file"])
+    atomic_write_bytes(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def calibration_tiles(folder: str | os.PathLike, images: int, size: int = 256
+                      ) -> Iterator[np.ndarray]:
+    """Centre crops (up to ``size`` pixels a side, multiples of 16) of the first ``images``
+    readable images in ``folder``, as ``(1, 3, h, w)`` float32."""
+    found = 0
+    for path in find_images(folder):
+        try:
+            rgb, _ = load_rgb(path)
+        except SlimcodecError:  # an unreadable calibration image is skipped
+            continue
+        h, w = (min(size, s) // 16 * 16 for s in rgb.shape[:2])
+        if not h or not w:
+            continue
+        top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+        crop = rgb[top : top + h, left : left + w]
+        yield np.ascontiguousarray(crop.transpose(2, 0, 1)[None], dtype=np.float32) / 255
+        found += 1
+        if found == images:
+            return

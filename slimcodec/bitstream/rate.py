@@ -1,0 +1,25 @@
+"""How a decoder derives its entropy model from a variable-rate file's λ: part of the format.
+
+A variable-rate model has ``K`` entropy models per width at log-spaced anchor λs over its
+bounds ``[lo, hi]``; a file's f32 λ selects the nearest anchor in log scale. Encoder and
+decoder, in PyTorch or in the edge runtime, call this one function, in float64, so that they
+always pick the same table.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["anchor_index", "normalized_log_lambda"]
+
+
+def normalized_log_lambda(lmbda: float, bounds: tuple[float, float]) -> float:
+    """λ's position in ``bounds`` in log scale: 0 at the low bound, 1 at the high."""
+    lo, hi = bounds
+    return 0.0 if hi == lo else (math.log(lmbda) - math.log(lo)) / math.log(hi / lo)
+
+
+def anchor_index(lmbda: float, bounds: tuple[float, float], anchors: int) -> int:
+    """The anchor nearest ``lmbda`` in log scale (ties to even, as Python's ``round``)."""
+    t = normalized_log_lambda(lmbda, bounds)
+    return min(max(round(t * (anchors - 1)), 0), anchors - 1)
