@@ -152,7 +152,7 @@ def export_bundle(
         if calibration is not None:
             from .quantize import quantize_bundle
 
-            manifest["int8"] = quantize_bundle(work, calibration, calibration_images)
+            manifest["int8"] = quantize_bundle(work, manifest, calibration, calibration_images)
             _seal(work, manifest)
         umask = os.umask(0)
         os.umask(umask)

@@ -14,6 +14,7 @@ mean bpp and PSNR of both per width.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -59,16 +60,17 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * np.log10(255**2 / max(mse, 1e-10))
 
 
-def quantize_bundle(root: Path, calibration: str | os.PathLike, images: int) -> dict[str, Any]:
-    """Add int8 graphs to the bundle in ``root`` (its manifest is rewritten by the caller);
-    returns the manifest's ``int8`` report."""
+def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.PathLike,
+                    images: int) -> dict[str, Any]:
+    """Add int8 graphs to the bundle in ``root``, recording them in ``manifest`` (which the
+    caller writes); returns the manifest's ``int8`` report."""
     from .edge.runtime import EdgeCodec
     from .onnx_export import calibration_tiles
 
     tiles = list(calibration_tiles(calibration, images))
     if not tiles:
         raise ValueError(f"{calibration}: no readable calibration images")
-    bundle = Bundle.load(root)
+    bundle = Bundle(root, manifest)
     float_codec = EdgeCodec(bundle)
     report: dict[str, Any] = {"images": len(tiles), "calibration": str(calibration),
                               "format": "QDQ: int8 weights per channel, 16-bit activations, "
@@ -94,12 +96,17 @@ def quantize_bundle(root: Path, calibration: str | os.PathLike, images: int) -> 
         for kind, feeds in (("analysis", feeds_a), ("synthesis", feeds_s)):
             source = root / entry[kind]["file"]
             target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
-            quantize_static(str(source), str(target), _Reader(feeds),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv", "ConvTranspose"],
-                            nodes_to_exclude=_gdn_nodes(source),
-                            calibrate_method=CalibrationMethod.MinMax)
+            # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
+            logging.disable(logging.WARNING)
+            try:
+                quantize_static(str(source), str(target), _Reader(feeds),
+                                quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
+                                op_types_to_quantize=["Conv", "ConvTranspose"],
+                                nodes_to_exclude=_gdn_nodes(source),
+                                calibrate_method=CalibrationMethod.MinMax)
+            finally:
+                logging.disable(logging.NOTSET)
             entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
     int8_codec = EdgeCodec(bundle, int8=True)
     for w in bundle.widths:

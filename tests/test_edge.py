@@ -1,0 +1,185 @@
+"""Deployment (issue 11): bundles, the torch-free edge runtime, parity with PyTorch."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from helpers import natural_like, sliced_slimcae
+from PIL import Image
+
+from export.bundle import Bundle
+from export.edge import EdgeCodec
+from export.edge.cli import main as edge_main
+from export.onnx_export import export_bundle
+from slimcodec.bitstream import rans, unpack
+from slimcodec.codec import Codec
+from slimcodec.errors import BundleError, ModelMismatchError
+from slimcodec.models import ModulatedSlimCAE
+from slimcodec.training.trainer import init_from
+from slimcodec.zoo import save_model_file
+
+KINDS = ["slimcae", "slimcae-vr"]
+
+
+def tiny(kind):
+    model = sliced_slimcae((16, 8))
+    if kind == "slimcae-vr":
+        vr = ModulatedSlimCAE((16, 8), lambda_ranges=[(0.002, 0.05), (0.001, 0.02)],
+                              rate_anchors=3, latent_gain=True)
+        init_from(vr, model)
+        with torch.no_grad():  # modulations that do something
+            for m in [*vr.modulation_a, *vr.modulation_s]:
+                m.out.weight.normal_(0, 0.05)
+        vr.update(force=True)
+        model = vr.eval()
+    return model
+
+
+@pytest.fixture(scope="module", params=KINDS)
+def exported(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(request.param)
+    model = tiny(request.param)
+    save_model_file(model, root / "model.pt")
+    export_bundle(model, root / "bundle", request.param)
+    return model, root
+
+
+def settings(codec):
+    """(width, λ) pairs to try: each width, at two λ for a variable-rate model."""
+    if not codec.variable_rate:
+        return [(w, None) for w in codec.widths]
+    return [(w, v) for w in codec.widths for v in codec.lambda_range(w)]
+
+
+def test_bundle_manifest_and_graph_parity(exported):
+    model, root = exported
+    bundle = Bundle.load(root / "bundle")
+    assert bundle.widths == (16, 8) and bundle.fingerprint == Codec(model).fingerprint
+    codec = Codec(model)
+    x = torch.rand(1, 3, 48, 80)
+    for width, lmbda in settings(codec):
+        extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
+        with codec.operating_point(width, lmbda) as m:
+            y = m.analysis(x)
+            x_hat = m.synthesis(y)
+        a = ort.InferenceSession(str(bundle.graph(width, "analysis")))
+        s = ort.InferenceSession(str(bundle.graph(width, "synthesis")))
+        np.testing.assert_allclose(a.run(None, {"image": x.numpy(), **extra})[0], y.numpy(),
+                                   atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(s.run(None, {"latent": y.numpy(), **extra})[0],
+                                   x_hat.numpy(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("size", [(37, 50), (64, 17)])
+def test_files_cross_between_runtimes(exported, size):
+    """Odd sizes, both directions: same symbols from a file, pixels within one level."""
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    rgb = natural_like(*size, seed=size[0])
+    for width, lmbda in settings(torch_codec):
+        for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
+            data = writer.encode_rgb(rgb, width, lmbda=lmbda)
+            ours, _ = reader.decode_rgb(data)
+            theirs, _ = writer.decode_rgb(data)
+            assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+        header = unpack(data).header
+        symbols, _ = edge.decode_symbols(data)
+        with torch_codec.operating_point(width, lmbda) as m:
+            expected = rans.decode(unpack(data).strings[0], m.entropy_tables(), symbols.shape)
+        assert np.array_equal(symbols, expected) and header.width == width
+        # The two analyses agree on the symbols but for rare rounding ties.
+        a = unpack(torch_codec.encode_rgb(rgb, width, lmbda=lmbda))
+        b = unpack(edge.encode_rgb(rgb, width, lmbda=lmbda))
+        with torch_codec.operating_point(width, lmbda) as m:
+            ta = rans.decode(a.strings[0], m.entropy_tables(), symbols.shape)
+            tb = rans.decode(b.strings[0], m.entropy_tables(), symbols.shape)
+        assert (ta != tb).mean() < 0.01
+
+
+def test_edge_runtime_never_imports_torch(exported, tmp_path):
+    _, root = exported
+    Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
+    script = f"""
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed on this device")
+sys.meta_path.insert(0, NoTorch())
+from export.edge.cli import main
+assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
+             "-o", {str(tmp_path / "x.slc")!r}]) == 0
+assert main(["decode", {str(root / "bundle")!r}, {str(tmp_path / "x.slc")!r},
+             "-o", {str(tmp_path / "out.png")!r}]) == 0
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+    assert Image.open(tmp_path / "out.png").size == (52, 40)
+
+
+def test_bad_bundles_give_one_line(exported, tmp_path, capsys):
+    model, root = exported
+    Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
+    slc = tmp_path / "x.slc"
+    slc.write_bytes(Codec(model).encode_rgb(natural_like(32, 32)))
+    bundle = root / "bundle"
+
+    def run(*argv):
+        code = edge_main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and err.startswith("slimcodec-edge: error:")
+        return err
+
+    assert "not a bundle" in run("decode", tmp_path, slc, "-o", tmp_path / "o.png")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for f in bundle.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    graph = broken / "synthesis-8.onnx"
+    graph.write_bytes(graph.read_bytes()[:1000])
+    assert "damaged graph" in run("decode", broken, _file_at_width(model, tmp_path, 8), "-o",
+                                  tmp_path / "o.png")
+    graph.unlink()
+    assert "missing" in run("decode", broken, _file_at_width(model, tmp_path, 8), "-o",
+                            tmp_path / "o.png")
+    manifest = json.loads((broken / "manifest.json").read_text())
+    (broken / "manifest.json").write_text("{not json")
+    assert "manifest" in run("encode", broken, tmp_path / "in.png", "-o", slc)
+    manifest["fingerprint"] = "00" * 8
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    assert "not by" in run("decode", broken, slc, "-o", tmp_path / "o.png")
+    with pytest.raises(ModelMismatchError):
+        EdgeCodec(broken).decode_rgb(slc.read_bytes())
+    with pytest.raises(BundleError):
+        Bundle.load(tmp_path / "nowhere")
+
+
+def _file_at_width(model, tmp_path, width):
+    path = tmp_path / f"w{width}.slc"
+    codec = Codec(model)
+    lmbda = codec.lambda_range(width)[0] if codec.variable_rate else None
+    path.write_bytes(codec.encode_rgb(natural_like(32, 32), width, lmbda=lmbda))
+    return path
+
+
+def test_int8_export_reports_its_rd_cost(tmp_path):
+    model = tiny("slimcae")
+    cal = tmp_path / "cal"
+    cal.mkdir()
+    for i in range(2):
+        Image.fromarray(natural_like(64, 80, seed=i)).save(cal / f"{i}.png")
+    export_bundle(model, tmp_path / "b", "tiny", calibration=cal, calibration_images=2)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert set(manifest["int8"]["widths"]) == {"16", "8"}
+    for cost in manifest["int8"]["widths"].values():
+        assert abs(cost["psnr_change"]) < 1.0 and abs(cost["bpp_change"]) < 0.2
+    codec = EdgeCodec(tmp_path / "b", int8=True)
+    out, _ = codec.decode_rgb(codec.encode_rgb(natural_like(32, 48), 8))
+    assert out.shape == (32, 48, 3)
