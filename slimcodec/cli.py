@@ -56,6 +56,21 @@ def _write_json(path: str, obj: Any) -> None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = codec_for(args.model, args.max_pixels)
+    limits = (args.max_latency_ms, args.max_macs, args.max_memory_mb)
+    if any(v is not None for v in limits):
+        if not args.profile:
+            raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
+        if args.width is not None:
+            raise SlimcodecError("give --width or a budget, not both")
+        choice = _select(args, targets=False)  # a target then searches λ at that width
+        args.width = choice.width
+        if (codec.variable_rate and choice.lmbda is not None and args.lmbda is None
+                and args.quality is None and args.target_bpp is None
+                and args.target_psnr is None):
+            lo, hi = codec.lambda_range(choice.width)
+            args.lmbda = min(max(choice.lmbda, lo), hi)
+        if args.verbose:
+            print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
     rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
                     if getattr(args, o) is not None]
     if len(rate_options) > 1:
@@ -196,6 +211,60 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from export.profile import plot_profile, profile_model
+
+    w, h = (int(v) for v in args.size.lower().split("x"))
+    result = profile_model(load_model(args.model), str(args.model), (h, w), args.widths,
+                           args.repeats, args.eval)
+    _write_json(args.json, result)
+    if args.plot:
+        plot_profile(result, args.plot)
+    print(f"{args.json}: {result['model']} at {w}x{h}; {result['convention']}")
+    print(f"{'width':>5} {'enc MMAC':>9} {'dec MMAC':>9} {'params':>9} {'enc ms':>7} "
+          f"{'dec ms':>7} {'dec MiB':>8}")
+    for e in result["widths"]:
+        enc, dec = e["encoder"], e["decoder"]
+        ort_ms = lambda p: p["latency_ms"]["onnxruntime"]["threads_1"]["median"]  # noqa: E731
+        print(f"{e['width']:>5} {enc['macs'] / 1e6:>9.0f} {dec['macs'] / 1e6:>9.0f} "
+              f"{dec['params']['total']:>9} {ort_ms(enc):>7.1f} {ort_ms(dec):>7.1f} "
+              f"{dec['peak_memory_bytes'] / 2**20:>8.1f}")
+    return 0
+
+
+def _select(args: argparse.Namespace, targets: bool = True) -> Any:
+    """The ``export.select.Choice`` for the budget in ``args`` (and its targets)."""
+    from export.select import load_profile, select_width
+
+    return select_width(load_profile(args.profile), args.max_latency_ms, args.max_macs,
+                        args.max_memory_mb, args.target_bpp if targets else None,
+                        args.target_psnr if targets else None, args.side,
+                        threads="threads_all" if args.all_threads else "threads_1")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    choice = _select(args)
+    rate = f", λ {choice.lmbda:.6g}" if choice.lmbda is not None else ""
+    expect = (f" (expected {choice.bpp:.4f} bpp, {choice.psnr:.2f} dB)"
+              if choice.bpp is not None and choice.psnr is not None else "")
+    print(f"width {choice.width}{rate}{expect}: {choice.reason}")
+    return 0
+
+
+def _add_budget(p: argparse.ArgumentParser, required_profile: bool) -> None:
+    g = p.add_argument_group("budget (width selection from a profile)")
+    g.add_argument("--profile", required=required_profile,
+                   help="profile JSON written by `slimcodec profile --json`")
+    g.add_argument("--max-latency-ms", "--budget-ms", type=float, dest="max_latency_ms",
+                   help="median latency limit (onnxruntime)")
+    g.add_argument("--max-macs", type=float, help="MAC limit")
+    g.add_argument("--max-memory-mb", type=float, help="peak activation memory limit (MiB)")
+    g.add_argument("--side", default="both", choices=["encoder", "decoder", "both"],
+                   help="which side must fit the limits (default: %(default)s)")
+    g.add_argument("--all-threads", action="store_true",
+                   help="use the all-thread latencies (default: one thread)")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     for name in list_models():
         pretrained = name in list_models(pretrained=True)
@@ -229,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="encoder passes per width for a target search (default: %(default)s)")
     c.add_argument("-v", "--verbose", action="store_true",
                    help="say what a target search chose and how many passes it took")
+    _add_budget(c, required_profile=False)
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 
@@ -313,6 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also statically quantised int8 graphs (needs --calibration)")
     x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
     x.set_defaults(func=cmd_export)
+
+    pr = sub.add_parser("profile", help="MACs, parameters, memory and latency per width")
+    pr.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    pr.add_argument("--size", default="768x512", help="WIDTHxHEIGHT, multiples of 16")
+    pr.add_argument("--widths", type=int, nargs="+", help="widths to profile (default: all)")
+    pr.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
+    pr.add_argument("--eval", help="`slimcodec eval --json` of the same model: RD points")
+    pr.add_argument("--json", required=True, help="write the profile here")
+    pr.add_argument("--plot", help="complexity-against-rate plot (PNG)")
+    pr.set_defaults(func=cmd_profile)
+
+    se = sub.add_parser("select", help="the width (and λ) that fits a budget")
+    _add_budget(se, required_profile=True)
+    se.add_argument("--target-bpp", type=float)
+    se.add_argument("--target-psnr", type=float)
+    se.set_defaults(func=cmd_select)
 
     ls = sub.add_parser("models", help="list registered models")
     ls.set_defaults(func=cmd_models)

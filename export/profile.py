@@ -1,0 +1,267 @@
+"""``slimcodec profile``: per width, what the encoder and the decoder cost.
+
+For each width, encoder (analysis transform) and decoder (synthesis transform) separately:
+
+* **MACs** from fvcore, one multiply-add = one MAC. fvcore counts convolutions and linear
+  layers; the handles below add what it skips, one MAC per output element of each
+  elementwise op: GDN's square, square root and normalising multiply, the modulation's
+  scaling and exponential, the latent gain. Entropy coding is not counted (no MACs).
+* **Parameters** the width uses, split into those shared with other widths (slices of the
+  shared kernels, GDN parameters, modulation networks) and those private to it (its entropy
+  model(s) and CDF tables, SlimGDN+'s per-width scalars, SwitchGDN's own GDNs); weight
+  bytes at float32, and the width's ONNX graph size.
+* **Peak memory**, measured: the peak resident set size (``VmHWM``) of a child process
+  running one inference in onnxruntime at the profile size, minus its peak after loading
+  the graph: activations and onnxruntime's arena, not the weights.
+* **Latency**, median and p90 over ``repeats`` runs after one warm-up, in onnxruntime and in
+  PyTorch (eager, inference mode), at 1 thread and at all threads.
+
+With ``eval_json`` (``slimcodec eval --json`` of the same model), each width carries its RD
+points, so rate, quality and cost stand in one table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from fvcore.nn import FlopCountAnalysis
+from torch import nn
+
+from slimcodec.codec import prepare_model
+from slimcodec.layers import LambdaModulation, LatentGain, SlimGDNPlus, Slimmable, SwitchGDN
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+
+from .bundle import Bundle
+from .onnx_export import export_bundle, graph_modules
+
+__all__ = ["CONVENTION", "profile_model"]
+
+CONVENTION = ("MACs: one multiply-add = 1 MAC (fvcore's count for convolutions and linear "
+              "layers); elementwise ops (GDN's square, sqrt and multiply, modulation, gain, "
+              "exp) count 1 MAC per output element. Entropy coding is not counted.")
+
+
+def _elementwise(inputs: list[Any], outputs: list[Any]) -> int:
+    """One MAC per output element."""
+    shape = outputs[0].type().sizes()
+    return int(np.prod(shape)) if shape else 1
+
+
+_HANDLES = {op: _elementwise for op in (
+    "aten::mul", "aten::mul_", "aten::div", "aten::div_", "aten::sqrt", "aten::rsqrt",
+    "aten::exp", "aten::log", "aten::add", "aten::add_", "aten::sub", "aten::relu",
+    "aten::clamp", "aten::max", "aten::maximum", "aten::pow")}
+
+
+def count_macs(module: nn.Module, args: tuple[torch.Tensor, ...]) -> int:
+    analysis = FlopCountAnalysis(module, args).set_op_handle(**_HANDLES)
+    analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(analysis.total())
+
+
+def _part_modules(model: SlimCAE, part: str) -> list[nn.Module]:
+    """The modules the encoder (``analysis``) or the decoder (``synthesis``) runs."""
+    transform = model.g_a if part == "encoder" else model.g_s
+    roots: list[nn.Module] = [transform]
+    if isinstance(model, ModulatedSlimCAE):
+        roots.append(model.modulation_a if part == "encoder" else model.modulation_s)
+        if model.latent_gain is not None:
+            roots.append(model.latent_gain)
+    return [m for root in roots for m in root.modules()]
+
+
+def count_parameters(model: SlimCAE, width: int, part: str) -> dict[str, int]:
+    """Parameters (and CDF table entries) the encoder or decoder uses at ``width``: shared
+    with other widths, or its own. Both sides hold the width's entropy model(s)."""
+    index = model.widths.index(width)
+    shared = private = 0
+    with model.using_width(width):
+        for m in _part_modules(model, part):
+            if isinstance(m, SwitchGDN):
+                private += sum(p.numel() for p in m.gdns[index].parameters())
+            elif isinstance(m, Slimmable) and hasattr(m, "weight"):  # convolutions
+                cin, cout = m.in_channels, m.out_channels
+                shared += cin * cout * m.weight[0, 0].numel()
+                shared += cout if m.bias is not None else 0
+            elif isinstance(m, SlimGDNPlus):
+                shared += width + width * width
+                private += 4
+            elif isinstance(m, Slimmable) and hasattr(m, "beta"):  # SlimGDN
+                shared += width + width * width
+            elif isinstance(m, LambdaModulation):
+                shared += m.hidden.weight.numel() + m.hidden.bias.numel()
+                shared += width * (m.out.weight.shape[1] + 1)
+            elif isinstance(m, LatentGain):
+                shared += width
+    anchors = model.rate_anchors if isinstance(model, ModulatedSlimCAE) else 1
+    for eb in model.entropy_bottlenecks[index * anchors : (index + 1) * anchors]:
+        private += sum(p.numel() for p in eb.parameters())
+        private += sum(b.numel() for b in eb.buffers())
+    return {"shared": shared, "private": private, "total": shared + private}
+
+
+def _timings(repeats: int, fn, *args) -> dict[str, float]:
+    """Median and p90 milliseconds of ``fn(*args)`` over ``repeats`` calls after a warm-up."""
+    fn(*args)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn(*args)
+        times.append(1000 * (time.perf_counter() - t0))
+    times.sort()
+    return {"median": statistics.median(times),
+            "p90": times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]}
+
+
+_MEMORY_CHILD = r"""
+import json, sys
+import numpy as np
+import onnxruntime as ort
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+path, feeds = sys.argv[1], np.load(sys.argv[2])
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+inputs = {k: feeds[k] for k in feeds.files}
+before = hwm()
+session.run(None, inputs)
+print(json.dumps({"peak_kib": hwm() - before}))
+"""
+
+
+def _peak_memory(graph: Path, feeds: dict[str, np.ndarray]) -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        np.savez(Path(tmp) / "feeds.npz", **feeds)
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_CHILD, str(graph),
+                               str(Path(tmp) / "feeds.npz")], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"memory probe failed: {proc.stderr[-500:]}")
+    return 1024 * json.loads(proc.stdout.strip().splitlines()[-1])["peak_kib"]
+
+
+def profile_model(
+    model: SlimCAE,
+    name: str,
+    size: tuple[int, int] = (512, 768),
+    widths: Sequence[int] | None = None,
+    repeats: int = 10,
+    eval_json: str | os.PathLike | None = None,
+    bundle: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The profile of every width of ``model`` at image ``size`` (height, width)."""
+    import onnxruntime as ort
+
+    h, w = size
+    if h % 16 or w % 16:
+        raise ValueError(f"profile size {w}x{h} must be a multiple of 16")
+    fp = prepare_model(model)
+    widths = list(model.widths if widths is None else widths)
+    points = _eval_points(eval_json, fp.hex()) if eval_json else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(bundle) if bundle else export_bundle(model, Path(tmp) / "bundle", name,
+                                                         widths)
+        loaded = Bundle.load(root)
+        if loaded.fingerprint != fp:
+            raise ValueError(f"{root} is a bundle of another model")
+        result: dict[str, Any] = {"model": name, "fingerprint": fp.hex(), "size": [h, w],
+                                  "convention": CONVENTION,
+                                  "memory": "peak RSS (VmHWM) of one onnxruntime inference "
+                                            "in a child process, 1 thread, above its peak "
+                                            "with the graph loaded",
+                                  "threads_all": os.cpu_count(), "widths": []}
+        image = torch.rand(1, 3, h, w)
+        for width in widths:
+            model.set_width(width)
+            variable = isinstance(model, ModulatedSlimCAE)
+            if variable:
+                lo, hi = model.lambda_range(width)
+                model.set_lambda(float(np.sqrt(lo * hi)))
+            lmbda = (torch.full((1,), model.lmbda),) if variable else ()
+            extra = {"lmbda": lmbda[0].numpy()} if variable else {}
+            analysis, synthesis = graph_modules(model)
+            with torch.inference_mode():
+                latent = model.analysis(image)
+            entry: dict[str, Any] = {"width": width}
+            for part, module, x, kind, feed in (
+                    ("encoder", analysis, image, "analysis", "image"),
+                    ("decoder", synthesis, latent, "synthesis", "latent")):
+                graph = loaded.graph(width, kind)
+                feeds = {feed: x.numpy(), **extra}
+                latency: dict[str, dict[str, Any]] = {"onnxruntime": {}, "torch": {}}
+                for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
+                    options = ort.SessionOptions()
+                    options.intra_op_num_threads = threads
+                    session = ort.InferenceSession(str(graph), options,
+                                                   providers=["CPUExecutionProvider"])
+                    latency["onnxruntime"][label] = _timings(repeats, session.run, None, feeds)
+                    previous = torch.get_num_threads()
+                    torch.set_num_threads(threads)
+                    with torch.inference_mode():
+                        latency["torch"][label] = _timings(repeats, module, x, *lmbda)
+                    torch.set_num_threads(previous)
+                with torch.inference_mode():
+                    macs = count_macs(module, (x, *lmbda))
+                params = count_parameters(model, width, part)
+                entry[part] = {
+                    "macs": macs,
+                    "params": params,
+                    "weight_bytes": 4 * params["total"],
+                    "graph_bytes": graph.stat().st_size,
+                    "peak_memory_bytes": _peak_memory(graph, feeds),
+                    "latency_ms": latency,
+                }
+            if width in points:
+                entry["points"] = points[width]
+            result["widths"].append(entry)
+        model.set_width(model.widths[0])
+    return result
+
+
+def _eval_points(path: str | os.PathLike, fp: str) -> dict[int, list[dict[str, Any]]]:
+    data = json.loads(Path(path).read_text())
+    if data.get("fingerprint") != fp:
+        raise ValueError(f"{path} evaluates another model (fingerprint {data.get('fingerprint')})")
+    points: dict[int, list[dict[str, Any]]] = {}
+    for p in data["points"]:
+        points.setdefault(int(p["width"]), []).append(
+            {k: p[k] for k in ("bpp", "psnr", "lmbda") if k in p})
+    return points
+
+
+def plot_profile(profile: dict[str, Any], path: str | os.PathLike) -> None:
+    """Complexity against rate: decoder MACs per pixel over bpp, a curve per width (its λ
+    range for a variable-rate model); MACs per width alone without RD points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h, w = profile["size"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for entry in profile["widths"]:
+        macs = entry["decoder"]["macs"] / (h * w)
+        pts = sorted(p["bpp"] for p in entry.get("points", []))
+        if pts:
+            ax.plot(pts, [macs] * len(pts), marker="o", label=f"width {entry['width']}")
+        else:
+            ax.scatter([entry["width"]], [macs], label=f"width {entry['width']}")
+    ax.set(xlabel="bits per pixel" if any("points" in e for e in profile["widths"])
+           else "width", ylabel="decoder MACs per pixel", yscale="log",
+           title=f"{profile['model']}: complexity against rate")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

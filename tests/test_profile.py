@@ -1,0 +1,109 @@
+"""Profiles and width selection (issue 11)."""
+
+import json
+
+import pytest
+import torch
+from helpers import natural_like
+from PIL import Image
+from test_edge import tiny
+
+from export.profile import count_macs, profile_model
+from export.select import select_width
+from slimcodec.cli import main
+from slimcodec.errors import SlimcodecError
+from slimcodec.zoo import save_model_file
+
+
+@pytest.fixture(scope="module", params=["slimcae", "slimcae-vr"])
+def profiled(request, tmp_path_factory):
+    model = tiny(request.param)
+    return model, profile_model(model, request.param, size=(64, 96), repeats=2)
+
+
+def test_profile_schema(profiled):
+    model, profile = profiled
+    assert profile["size"] == [64, 96] and "1 MAC" in profile["convention"]
+    json.dumps(profile)  # plain JSON
+    widths = [e["width"] for e in profile["widths"]]
+    assert widths == list(model.widths)
+    for entry in profile["widths"]:
+        for part in ("encoder", "decoder"):
+            p = entry[part]
+            assert p["macs"] > 0 and p["peak_memory_bytes"] > 0 and p["graph_bytes"] > 0
+            assert p["params"]["total"] == p["params"]["shared"] + p["params"]["private"]
+            assert p["weight_bytes"] == 4 * p["params"]["total"]
+            for runtime in ("onnxruntime", "torch"):
+                for threads in ("threads_1", "threads_all"):
+                    t = p["latency_ms"][runtime][threads]
+                    assert 0 < t["median"] <= t["p90"]
+    wide, narrow = profile["widths"]
+    assert narrow["decoder"]["macs"] < wide["decoder"]["macs"]
+    assert narrow["encoder"]["params"]["shared"] < wide["encoder"]["params"]["shared"]
+
+
+def test_macs_count_gdn_beyond_the_convolutions():
+    """fvcore counts the convolutions; the handles add GDN's elementwise work."""
+    model = tiny("slimcae")
+    c, h, w = 16, 64, 64
+    model.set_width(c)
+    n1, n2, n3 = (h // 4) * (w // 4), (h // 8) * (w // 8), (h // 16) * (w // 16)
+    convs = n1 * c * 3 * 81 + n2 * c * c * 25 + n3 * c * c * 25
+    gdn_1x1 = (n1 + n2 + n3) * c * c
+    gdn_elementwise = 3 * (n1 + n2 + n3) * c  # square, rsqrt, multiply
+    macs = count_macs(model.g_a, (torch.rand(1, 3, h, w),))
+    assert macs >= convs + gdn_1x1 + gdn_elementwise
+    assert macs < convs + gdn_1x1 + gdn_elementwise + 3 * 12 * c * c  # parameter reparam ops
+
+
+def synthetic_profile():
+    def part(ms, macs, mb):
+        return {"macs": macs, "peak_memory_bytes": mb * 2**20,
+                "latency_ms": {"onnxruntime": {"threads_1": {"median": ms, "p90": ms}}}}
+    return {"widths": [
+        {"width": 48, "encoder": part(5, 1e8, 10), "decoder": part(6, 1e8, 20),
+         "points": [{"bpp": 0.05, "psnr": 26.0, "lmbda": 0.001},
+                    {"bpp": 0.2, "psnr": 30.0, "lmbda": 0.01}]},
+        {"width": 96, "encoder": part(12, 4e8, 30), "decoder": part(14, 4e8, 50),
+         "points": [{"bpp": 0.08, "psnr": 27.0, "lmbda": 0.001},
+                    {"bpp": 0.5, "psnr": 33.0, "lmbda": 0.05}]},
+        {"width": 192, "encoder": part(40, 1.6e9, 90), "decoder": part(45, 1.6e9, 150),
+         "points": [{"bpp": 0.1, "psnr": 27.5, "lmbda": 0.002},
+                    {"bpp": 1.2, "psnr": 37.0, "lmbda": 0.2}]},
+    ]}
+
+
+def test_selection_respects_every_limit_and_target():
+    profile = synthetic_profile()
+    assert select_width(profile).width == 192
+    assert select_width(profile, max_latency_ms=20).width == 96
+    assert select_width(profile, max_latency_ms=20, side="encoder").width == 96
+    assert select_width(profile, max_macs=2e8).width == 48
+    assert select_width(profile, max_memory_mb=40).width == 48
+    assert select_width(profile, max_memory_mb=40, side="encoder").width == 96
+    assert select_width(profile, target_bpp=0.4).width == 192  # 32.8 dB against 32.3
+    choice = select_width(profile, target_bpp=0.4, max_latency_ms=20)
+    assert choice.width == 96 and 0.001 < choice.lmbda < 0.05 and choice.psnr > 32
+    choice = select_width(profile, target_psnr=28.0)
+    assert choice.width == 48  # reaches 28 dB at the lowest rate
+    with pytest.raises(SlimcodecError, match="narrowest, 48, needs 6 ms"):
+        select_width(profile, max_latency_ms=5.5)
+    with pytest.raises(SlimcodecError, match="reaches 40 dB"):
+        select_width(profile, target_psnr=40.0)
+
+
+def test_select_cli_and_compress_with_a_budget(profiled, tmp_path, capsys):
+    model, profile = profiled
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    save_model_file(model, tmp_path / "m.pt")
+    limit = profile["widths"][1]["decoder"]["macs"] * 1.01  # only the narrow width fits
+    assert main(["select", "--profile", str(tmp_path / "p.json"), "--max-macs", str(limit)]) == 0
+    assert capsys.readouterr().out.startswith("width 8")
+    Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.slc"),
+                 "--model", str(tmp_path / "m.pt"), "--profile", str(tmp_path / "p.json"),
+                 "--max-macs", str(limit)]) == 0
+    assert "width 8" in capsys.readouterr().out
+    code = main(["select", "--profile", str(tmp_path / "p.json"), "--max-macs", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "no width fits" in err
