@@ -48,13 +48,15 @@ def _limited(codec: Codec, max_pixels: int | None) -> Codec:
 
 
 def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL,
-             *, lmbda: float | None = None, max_pixels: int | None = None) -> bytes:
+             *, lmbda: float | None = None, refine: int = 0,
+             max_pixels: int | None = None) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
-    ``lmbda`` sets the rate of a variable-rate model; ``max_pixels`` overrides the codec's
-    limit (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`).
+    ``lmbda`` sets the rate of a variable-rate model; ``refine`` runs that many steps of
+    latent refinement (:mod:`slimcodec.refine`; the file decodes as any other);
+    ``max_pixels`` overrides the codec's limit (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`).
     """
-    return codec_for(model, max_pixels).encode(image, width, lmbda)
+    return codec_for(model, max_pixels).encode(image, width, lmbda, refine)
 
 
 def read_header(data: bytes) -> Header:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import RateKind, unpack
@@ -25,6 +26,7 @@ from slimcodec.codec import DEFAULT_MAX_PIXELS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
+from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
@@ -85,7 +87,21 @@ def cmd_compress(args: argparse.Namespace) -> int:
         lmbda = args.lmbda
         if args.quality is not None:
             lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
-        data = codec.encode(args.input, args.width, lmbda)
+        steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
+        if steps:
+            rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
+            tiles = math.prod(-(-side // (16 * codec.tile)) for side in rgb.shape[:2])
+            report: dict[str, Any] = {}
+            with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
+                      disable=not sys.stderr.isatty() and not args.verbose) as bar:
+                data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report,
+                                        bar.update)
+            if args.verbose:
+                print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f}"
+                      f" plain, {report['loss_refined']:.4f} refined), predicted PSNR "
+                      f"{report['psnr_predicted']:.2f} dB", file=sys.stderr)
+        else:
+            data = codec.encode(args.input, args.width, lmbda)
     atomic_write_bytes(args.output, data)
     header = unpack(data).header
     h, w = header.image_size
@@ -146,7 +162,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     codec = codec_for(args.model, args.max_pixels)
     images = find_images(args.dir)
-    result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas)
+    result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
+                      refine=args.refine)
     if args.json:
         _write_json(args.json, result)
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} images")
@@ -296,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="search λ (and, without --width, the cheapest width) for this PSNR")
     rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
                       help="encoder passes per width for a target search (default: %(default)s)")
+    c.add_argument("--refine", type=int, nargs="?", const=DEFAULT_REFINE_STEPS,
+                   help="refine the latent for this image with STEPS gradient steps "
+                        f"(alone: {DEFAULT_REFINE_STEPS}); the decoder is unchanged")
+    c.add_argument("--effort", type=int, default=0, choices=range(len(EFFORT_STEPS)),
+                   help="encoder effort 0-6 as `cwebp -m`: refinement steps "
+                        f"{', '.join(map(str, EFFORT_STEPS))} (default: %(default)s)")
     c.add_argument("-v", "--verbose", action="store_true",
                    help="say what a target search chose and how many passes it took")
     _add_budget(c, required_profile=False)
@@ -322,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="variable-rate models: the λ to evaluate at each width where they lie "
                         "in its range (default: 5 spread over each width's range)")
     e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    e.add_argument("--refine", type=int, default=0,
+                   help="refine each latent with this many steps (default: none)")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

@@ -15,9 +15,9 @@ import math
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from slimcodec.errors import (
 )
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model
+from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model, model_meta
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
 
@@ -109,7 +109,8 @@ class Codec:
     """
 
     def __init__(self, model: SlimCAE, name: str | None = None, *,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE) -> None:
+                 max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
+                 rd_lambdas: Sequence[float] | None = None) -> None:
         if max_pixels < 1 or tile < 1:
             raise ValueError("max_pixels and tile must be positive")
         self._lock = model_lock(model)
@@ -119,11 +120,16 @@ class Codec:
         self.name = name or type(model).__name__
         self.max_pixels = int(max_pixels)
         self.tile = int(tile)
+        # A single-rate model's training λ per width: what weighs rate against distortion
+        # when a latent is refined (a variable-rate model uses the file's λ).
+        self.rd_lambdas = list(rd_lambdas) if rd_lambdas is not None else None
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike, **kwargs: int) -> Codec:
-        """A codec for a registered pretrained model or a model file."""
-        return cls(load_model(name_or_path), str(name_or_path), **kwargs)
+        """A codec for a registered pretrained model or a model file (with the training λ
+        its metadata records, for refinement)."""
+        lambdas = model_meta(name_or_path).get("lambdas")
+        return cls(load_model(name_or_path), str(name_or_path), rd_lambdas=lambdas, **kwargs)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -147,33 +153,77 @@ class Codec:
 
     # -- encoding -------------------------------------------------------------------------
 
-    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None
-               ) -> bytes:
+    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
+               refine: int = 0, report: dict[str, Any] | None = None) -> bytes:
         """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: widest)
-        and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`)."""
+        and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`); see
+        :meth:`encode_rgb` for ``refine`` and ``report``."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
-        return self.encode_rgb(rgb, width, grayscale, lmbda)
+        return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report)
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
-                   lmbda: float | None = None) -> bytes:
-        """Compress an ``(H, W, 3)`` uint8 array."""
+                   lmbda: float | None = None, refine: int = 0,
+                   report: dict[str, Any] | None = None,
+                   progress: Callable[[int], None] | None = None) -> bytes:
+        """Compress an ``(H, W, 3)`` uint8 array.
+
+        ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
+        is then the better of the plain and the refined coding, by the RD loss of its bytes
+        and decoded pixels. ``report`` (a dict) receives what refinement did: both losses,
+        the choice, and the PSNR the decoder will reproduce.
+        """
         height, img_width = rgb.shape[:2]
         self._check_size(height, img_width)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
+        if refine < 0:
+            raise ValueError("refine must be >= 0 steps")
         with self.operating_point(width, lmbda):
             symbols = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
                                        self.model.downsampling,
                                        _numpy(self.model.quantize_latent), self.tile))
-            string = rans.encode(symbols, self.model.entropy_tables())
+            tables = self.model.entropy_tables()
+            string = rans.encode(symbols, tables)
+            if refine:
+                string = self._refined(rgb, symbols, string, tables, width, lmbda, refine,
+                                       report if report is not None else {}, progress)
         if lmbda is None:
             header = Header(self.fingerprint, width, (height, img_width), grayscale)
         else:
             header = Header(self.fingerprint, width, (height, img_width), grayscale,
                             RateKind.LAMBDA, lmbda)
         return pack(Bitstream(header, (string,)))
+
+    def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
+                 tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,
+                 report: dict[str, Any], progress: Callable[[int], None] | None) -> bytes:
+        """The better string of the plain and the refined latent (caller holds the lock)."""
+        from slimcodec.refine import refine_latent
+
+        weight = lmbda if lmbda is not None else (
+            self.rd_lambdas[self.widths.index(width)] if self.rd_lambdas else None)
+        if weight is None:
+            raise RateError(f"refining needs {self.name}'s training λ per width "
+                            "(Codec(..., rd_lambdas=...)); its model file records none")
+        refined = refine_latent(self.model, rgb, weight, steps, tile=self.tile,
+                                progress=progress).symbols
+        candidates = []
+        for label, s in (("plain", symbols), ("refined", refined)):
+            data = string if label == "plain" else rans.encode(s, tables)
+            decoded = tiling.synthesize(_numpy(self.model.synthesis),
+                                        _numpy(self.model.dequantize_latent), s,
+                                        rgb.shape[:2], self.model.downsampling, self.tile)
+            mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
+            loss = weight * 255**2 * mse + 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+            candidates.append((loss, label, data, 10 * math.log10(1 / max(mse, 1e-12))))
+        loss, label, data, psnr = min(candidates)
+        report.update({"steps": steps, "lmbda": weight, "chosen": label,
+                       "loss_plain": candidates[0][0], "loss_refined": candidates[1][0],
+                       "psnr_predicted": psnr,
+                       "bytes_plain": len(candidates[0][2]), "bytes": len(data)})
+        return data
 
     @contextmanager
     def operating_point(self, width: int, lmbda: float | None) -> Iterator[SlimCAE]:

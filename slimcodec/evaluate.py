@@ -62,6 +62,7 @@ def evaluate(
     widths: Sequence[int] | None = None,
     progress: bool = True,
     lmbdas: Sequence[float] | None = None,
+    refine: int = 0,
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
@@ -91,7 +92,7 @@ def evaluate(
         pixels = rgb.shape[0] * rgb.shape[1]
         for w, lmbda in settings:
             t0 = time.perf_counter()
-            data = codec.encode_rgb(rgb, w, lmbda=lmbda)
+            data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine)
             t1 = time.perf_counter()
             out, _ = codec.decode_rgb(data)
             t2 = time.perf_counter()
@@ -124,6 +125,7 @@ def evaluate(
         "model": codec.name,
         "fingerprint": codec.fingerprint.hex(),
         "images": len(loaded),
+        "refine": refine,
         "points": points,
         "per_image": [r for records in per_point.values() for r in records],
     }

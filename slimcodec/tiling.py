@@ -22,7 +22,15 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["DEFAULT_HALO", "DEFAULT_TILE", "analyze", "spans", "synthesize", "to_pixels"]
+__all__ = [
+    "DEFAULT_HALO",
+    "DEFAULT_TILE",
+    "analyze",
+    "padded_region",
+    "spans",
+    "synthesize",
+    "to_pixels",
+]
 
 DEFAULT_TILE = 32  # latent positions: 512 pixels
 DEFAULT_HALO = 3
@@ -40,7 +48,7 @@ def spans(length: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, in
         yield start, stop, max(start - halo, 0), min(stop + halo, length)
 
 
-def _padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+def padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
     """Pixels ``rows x cols`` of the image replicate-padded on the bottom and right (as
     :func:`slimcodec.utils.tensors.pad_to_multiple` pads it), as ``(1, 3, h, w)`` in [0, 1]."""
     h, w = rgb.shape[:2]
@@ -65,17 +73,17 @@ def analyze(
     halo: int = DEFAULT_HALO,
 ) -> np.ndarray:
     """Run ``transform`` (image -> latent, downsampling by ``factor``) over ``rgb``
-    ``(H, W, 3)`` uint8 tile by tile, ``quantize`` each ``(C, h, w)`` latent tile to
-    integers, and return the ``(C, ceil(H/f), ceil(W/f))`` int32 latent."""
+    ``(H, W, 3)`` uint8 tile by tile, ``quantize`` each ``(C, h, w)`` latent tile (to int32
+    symbols, or leave it float) and return the ``(C, ceil(H/f), ceil(W/f))`` latent."""
     lh, lw = -(-rgb.shape[0] // factor), -(-rgb.shape[1] // factor)
     out: np.ndarray | None = None
     for top, bottom, r0, r1 in spans(lh, tile, halo):
         for left, right, c0, c1 in spans(lw, tile, halo):
-            x = _padded_region(rgb, (r0 * factor, r1 * factor), (c0 * factor, c1 * factor))
+            x = padded_region(rgb, (r0 * factor, r1 * factor), (c0 * factor, c1 * factor))
             y = transform(x)[0, :, top - r0 : bottom - r0, left - c0 : right - c0]
             q = quantize(y)
             if out is None:
-                out = np.empty((q.shape[0], lh, lw), dtype=np.int32)
+                out = np.empty((q.shape[0], lh, lw), dtype=q.dtype)
             out[:, top:bottom, left:right] = q
     assert out is not None
     return out
