@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
-# Trains the single-width models behind benchmarks/vr_penalty.py: at one width (96), from
-# scratch, with the same steps, patch, batch and learning rate,
+# Trains the single-width models behind benchmarks/variable_rate.py's continuous-λ penalty
+# and entropy-model sections: at one width (96), all from the same start (width 96 cut out
+# of the shipped slimcae by tools/single_width.py), with the same steps, patch, batch and
+# learning rate:
 #   - fixed-λ SlimCAE models at 4 λ (the reference curve),
 #   - a continuous-λ slimcae-vr with one entropy model per anchor (ANCHORS, as shipped),
 #   - a continuous-λ slimcae-vr with one entropy model shared by all λ (--rate-anchors 1).
-# The continuous-λ penalty is the BD-rate of a slimcae-vr curve against the fixed-λ curve;
-# the two slimcae-vr runs decide how the entropy model follows λ.
 #
 #   DATA=../shared/data/train_photos bash tools/with-venv.sh bash benchmarks/train_vr_penalty.sh
 #
-# Knobs (environment): DATA RUNS STEPS PATCH BATCH LR SEED ANCHORS WIDTH LOW HIGH PARALLEL
-# PARALLEL=1 starts all six runs at once (on a GPU), else one after the other.
+# Knobs (environment): DATA RUNS STEPS PATCH BATCH LR SEED ANCHORS WIDTH LOW HIGH FIXED
+# PARALLEL (1: start the six runs at once, on a GPU; else one after the other).
 set -euo pipefail
 DATA=${DATA:-../shared/data/train_photos}
 RUNS=${RUNS:-runs-vr-penalty}
-STEPS=${STEPS:-3000}
-PATCH=${PATCH:-128}
+STEPS=${STEPS:-600}
+PATCH=${PATCH:-64}
 BATCH=${BATCH:-8}
-LR=${LR:-3e-4}
+LR=${LR:-2e-4}
 SEED=${SEED:-0}
 ANCHORS=${ANCHORS:-8}
 WIDTH=${WIDTH:-96}
@@ -27,8 +27,11 @@ FIXED=${FIXED:-0.0015 0.005 0.015 0.045}
 PARALLEL=${PARALLEL:-0}
 PY=${PYTHON:-python}
 
-common=(--data "$DATA" --widths "$WIDTH" --steps "$STEPS" --patch "$PATCH" --batch "$BATCH"
-        --lr "$LR" --seed "$SEED" --checkpoint-every 500 --resume)
+mkdir -p "$RUNS"
+[ -f "$RUNS/init.pt" ] || "$PY" tools/single_width.py slimcae "$WIDTH" -o "$RUNS/init.pt"
+common=(--data "$DATA" --widths "$WIDTH" --init "$RUNS/init.pt" --steps "$STEPS"
+        --patch "$PATCH" --batch "$BATCH" --lr "$LR" --seed "$SEED" --checkpoint-every 200
+        --resume)
 run() {  # run NAME ARGS...: one training run, in the background when PARALLEL=1
   local name=$1; shift
   if [ "$PARALLEL" = 1 ]; then
@@ -37,7 +40,6 @@ run() {  # run NAME ARGS...: one training run, in the background when PARALLEL=1
     "$PY" -m slimcodec train "${common[@]}" --out "$RUNS/$name" "$@"
   fi
 }
-mkdir -p "$RUNS"
 for lmbda in $FIXED; do
   run "fixed-$lmbda" --lambdas "$lmbda"
 done

@@ -159,13 +159,16 @@ def init_from(model: SlimCAE, source: SlimCAE) -> None:
     if unexpected or any(k.startswith(("g_a.", "g_s.")) for k in missing):
         raise ValueError(f"--init transforms do not fit: missing {missing}, extra {unexpected}")
     # Every anchor of a width starts from that width's density: with the modulations at
-    # the identity, the latents are the source's, and a fresh density would cost several bpp.
+    # the identity, the latents are the source's (times the latent gain at the anchor's λ,
+    # which the density is stretched by), and a fresh density would cost several bpp.
     k = model.rate_anchors
     with torch.no_grad():
         for i, src in enumerate(source.entropy_bottlenecks):
             for dst in model.entropy_bottlenecks[i * k : (i + 1) * k]:
                 for p_src, p_dst in zip(src.parameters(), dst.parameters(), strict=True):
                     p_dst.copy_(p_src)
+    if model.latent_gain is not None:
+        _stretch_anchor_densities(model)
 
 
 def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCAE) -> None:
@@ -182,14 +185,18 @@ def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCA
     missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
     if unexpected or any(not k.startswith("latent_gain.") for k in missing):
         raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
+    _stretch_anchor_densities(model)
+
+
+def _stretch_anchor_densities(model: ModulatedSlimCAE) -> None:
+    """Stretch each anchor's density by the latent gain at the anchor's λ."""
     with torch.no_grad():
         for i, width in enumerate(model.widths):
             model.set_width(width)
             for j, anchor in enumerate(model.anchors()):
                 _, log_ratio = model.conditions(torch.tensor([anchor]))
                 gain = model.gain(log_ratio)[0, :, 0, 0]
-                bottleneck = model.entropy_bottlenecks[i * model.rate_anchors + j]
-                stretch_density(bottleneck, gain)
+                stretch_density(model.entropy_bottlenecks[i * model.rate_anchors + j], gain)
         model.set_width(model.widths[0])
 
 
