@@ -1,0 +1,252 @@
+"""Variable rate (issue 12): the rate x complexity plane of `slimcae-vr`, rate control, and the
+continuous-λ penalty and entropy-model choice.
+
+Sections written to RESULTS.md:
+
+* `vr_rd`: every width over its λ range (real files) on the test photos; the envelope
+  against JPEG 4:2:0, WebP and AVIF (BD-rate, ΔPSNR at equal rate) and against `slimcae` at
+  its own points; plots of bpp against PSNR per width and against decoder MACs.
+* `rate_control`: `--target-bpp` over the folder: median and worst relative error, passes.
+* `vr_penalty` (with `--penalty-runs`, from benchmarks/train_vr_penalty.sh): the single-width
+  continuous-λ models against fixed-λ models of the same width and steps (BD-rate), with one
+  entropy model per anchor and with one shared by all λ.
+
+    python benchmarks/variable_rate.py --images ../shared/data/photos --crop 768x512 \\
+        [--model slimcae-vr] [--penalty-runs runs-vr-penalty] [--targets 0.1 0.2 0.4 0.8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+import torch
+from common import (
+    FIGURES,
+    classical_rd,
+    fmt,
+    load_test_images,
+    parse_crop,
+    table_head,
+    write_section,
+)
+
+from export.profile import count_macs
+from slimcodec.api import codec_for
+from slimcodec.errors import RateError
+from slimcodec.evaluate import evaluate
+from slimcodec.rate_control import encode_to_target
+from slimcodec.utils.rd import bd_rate, bpp_span, psnr_at_rate, rd_hull
+
+
+def rd_section(model: str, images, crop, reference: str) -> None:
+    codec = codec_for(model)
+    result = evaluate(codec, [rgb for _, rgb in images], progress=False)
+    points = result["points"]
+    envelope = rd_hull([(p["bpp"], p["psnr"]) for p in points])
+    classical = {name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")}
+    ref = evaluate(codec_for(reference), [rgb for _, rgb in images], progress=False)["points"]
+    ref_curve = [(p["bpp"], p["psnr"]) for p in ref]
+    h, w = images[0][1].shape[:2]
+    macs = {}
+    for width in codec.widths:
+        with codec.operating_point(width, codec.default_lambda(width)) as m:
+            x = torch.rand(1, 3, -(-h // 16) * 16, -(-w // 16) * 16)
+            y = m.analysis(x)
+            macs[width] = count_macs(_Synthesis(m), (y,)) / (h * w)
+    rows = []
+    for p in points:
+        gaps = [psnr_at_rate(classical[name], p["bpp"]) for name in classical]
+        rows.append(f"| {p['width']} | {p['lmbda']:.5f} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
+                    + " | ".join(fmt(None if g is None else p["psnr"] - g, "+.2f")
+                                 for g in gaps) + " |")
+    vs_ref = []
+    for b, q in ref_curve:
+        at = psnr_at_rate(envelope, b)
+        vs_ref.append(fmt(None if at is None else at - q, "+.2f"))
+    narrow_low = min((p for p in points if p["width"] == min(codec.widths)),
+                     key=lambda p: p["lmbda"])
+    wide_high = max((p for p in points if p["width"] == max(codec.widths)),
+                    key=lambda p: p["lmbda"])
+    bd = {name: bd_rate(curve, envelope) for name, curve in classical.items()}
+    _plots(codec, points, classical, ref_curve, macs, reference)
+    body = f"""## Variable rate: `{model}` over the rate x complexity plane
+
+{len(images)} images ({', '.join(n for n, _ in images)}), centre crop {crop[0]}x{crop[1]}
+(`{model}` never saw them; `{reference}` was trained on 9 of them). Each width at 5 λ spread
+over its range in log scale; bpp from the real files. ΔPSNR: the model's PSNR minus the
+codec's at the same bpp (n/a where the codec's qualities do not reach it).
+
+| width | λ | bpp | PSNR (dB) | ΔPSNR vs JPEG 4:2:0 | ΔPSNR vs WebP | ΔPSNR vs AVIF |
+|---:|---:|---:|---:|---:|---:|---:|
+{chr(10).join(rows)}
+
+- Range: narrowest width, lowest λ: **{narrow_low['bpp']:.3f} bpp** (target <= 0.12);
+  widest, highest λ: **{wide_high['bpp']:.3f} bpp, {wide_high['psnr']:.2f} dB** (target >= 1.0
+  bpp); span of the envelope {bpp_span(envelope):.1f}x.
+- Envelope (all widths, all λ) BD-rate: against JPEG 4:2:0 **{fmt(bd['JPEG 4:2:0'], '+.1f', '%')}**,
+  against WebP **{fmt(bd['WebP'], '+.1f', '%')}**, against AVIF **{fmt(bd['AVIF'], '+.1f', '%')}**
+  (n/a: the curves share no PSNR range).
+- Against `{reference}` at its own points ({', '.join(f'{b:.3f}' for b, _ in ref_curve)} bpp):
+  the envelope's PSNR minus `{reference}`'s: {', '.join(vs_ref)} dB.
+- Decoder MACs per pixel (fvcore, with GDN and modulation; see `slimcodec profile`):
+  {', '.join(f'{wd}: {m:,.0f}' for wd, m in macs.items())}.
+
+![RD per width](figures/vr_rd.png) ![complexity against rate](figures/vr_complexity.png)"""
+    write_section("vr_rd", body)
+    print(body)
+
+
+class _Synthesis(torch.nn.Module):
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, y):
+        return self.model.synthesis(y)
+
+
+def _plots(codec, points, classical, ref_curve, macs, reference) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    FIGURES.mkdir(exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for width in codec.widths:
+        pts = sorted((p["bpp"], p["psnr"]) for p in points if p["width"] == width)
+        ax.plot(*zip(*pts, strict=True), marker="o", label=f"width {width}")
+    for name, curve in classical.items():
+        ax.plot(*zip(*sorted(curve), strict=True), ls="--", label=name)
+    ax.plot(*zip(*sorted(ref_curve), strict=True), marker="s", ls=":", label=reference)
+    ax.set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", xscale="log",
+           title="slimcae-vr: every width over its λ range")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "vr_rd.png", dpi=120)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for width in codec.widths:
+        bpps = sorted(p["bpp"] for p in points if p["width"] == width)
+        ax.plot(bpps, [macs[width]] * len(bpps), marker="o", label=f"width {width}")
+    ax.set(xlabel="bits per pixel", ylabel="decoder MACs per pixel", xscale="log",
+           yscale="log", title="slimcae-vr: the rate x complexity plane")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(FIGURES / "vr_complexity.png", dpi=120)
+    plt.close(fig)
+
+
+def rate_control_section(model: str, images, targets: list[float], max_passes: int) -> None:
+    codec = codec_for(model)
+    rows, errors, passes, misses = [], [], [], 0
+    for target in targets:
+        errs, used = [], []
+        for _, rgb in images:
+            try:
+                data, search = encode_to_target(codec, rgb, target_bpp=target,
+                                                max_passes=max_passes)
+            except RateError:  # out of reach on this image: counted apart
+                misses += 1
+                continue
+            achieved = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+            errs.append(abs(achieved - target) / target)
+            used.append(search.passes)
+        errors += errs
+        passes += used
+        median = statistics.median(errs) * 100 if errs else None
+        worst = max(errs) * 100 if errs else None
+        rows.append(f"| {target:g} | {len(errs)} | {fmt(median, '.2f', '%')} | "
+                    f"{fmt(worst, '.2f', '%')} | "
+                    f"{fmt(statistics.mean(used) if used else None, '.1f')} | "
+                    f"{max(used) if used else 'n/a'} |")
+    body = f"""## Rate control: `--target-bpp` on `{model}`
+
+Each image of the `vr_rd` section coded at each target by `encode_to_target` (cheapest width
+that reaches the target, then λ by regula falsi in log rate; at most {max_passes} encoder passes
+per width tried). Error: |achieved − target| / target, bpp from the real file.
+
+{table_head(["target bpp", "images", "median error", "worst error", "mean passes", "max passes"])}
+{chr(10).join(rows)}
+
+Over all targets: median error **{statistics.median(errors) * 100:.2f}%** (target <= 3%), worst
+{max(errors) * 100:.2f}%, passes {statistics.mean(passes):.1f} on average, {max(passes)} at most;
+{misses} image-target pairs out of reach (the search says so and names the reachable range)."""
+    write_section("rate_control", body)
+    print(body)
+
+
+def penalty_section(runs: Path, images) -> None:
+    fixed = sorted(runs.glob("fixed-*/model.pt"), key=lambda p: float(p.parent.name[6:]))
+    lambdas = [float(p.parent.name[6:]) for p in fixed]
+    fixed_curve = []
+    for path in fixed:
+        pt = evaluate(codec_for(path), [rgb for _, rgb in images], progress=False)["points"][0]
+        fixed_curve.append((pt["bpp"], pt["psnr"]))
+    rows, curves = [], {}
+    for path in sorted(runs.glob("vr-anchors-*/model.pt")):
+        codec = codec_for(path)
+        pts = evaluate(codec, [rgb for _, rgb in images], progress=False,
+                       lmbdas=lambdas)["points"]
+        curve = [(p["bpp"], p["psnr"]) for p in pts]
+        curves[path.parent.name] = curve
+        bd = bd_rate(fixed_curve, curve)
+        gaps = [psnr_at_rate(curve, b) for b, _ in fixed_curve]
+        rows.append(f"| {path.parent.name} | {fmt(bd, '+.1f', '%')} | "
+                    + ", ".join(fmt(None if g is None else g - q, "+.2f")
+                                for g, (_, q) in zip(gaps, fixed_curve, strict=True))
+                    + " | " + ", ".join(f"{b:.3f}/{q:.2f}" for b, q in curve) + " |")
+    steps = _steps(fixed[0].parent) if fixed else "?"
+    body = f"""## Continuous λ against fixed λ, and how the entropy model follows λ
+
+Single-width (96) models, all started from width 96 of the shipped `slimcae`
+(`tools/single_width.py`) and trained alike ({steps} steps each,
+`benchmarks/train_vr_penalty.sh`): four fixed-λ models at λ = {', '.join(map(str, lambdas))},
+and two continuous-λ models over 0.001-0.05, one with an entropy model per anchor (8, as
+`slimcae-vr` ships) and one with a single entropy model for all λ. The continuous models are
+evaluated at the fixed models' λ, on the `vr_rd` images. Penalty: BD-rate against the fixed
+curve (target <= +3%); ΔPSNR at each fixed model's rate.
+
+Fixed-λ curve (bpp/PSNR): {', '.join(f'{b:.3f}/{q:.2f}' for b, q in fixed_curve)}.
+
+| continuous model | BD-rate vs fixed | ΔPSNR at the fixed rates (dB) | its points (bpp/PSNR) |
+|---|---:|---|---|
+{chr(10).join(rows)}"""
+    write_section("vr_penalty", body)
+    print(body)
+
+
+def _steps(run: Path) -> str:
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    return str(json.loads(lines[-1])["step"]) if lines else "?"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", default="../shared/data/photos")
+    p.add_argument("--crop", default="768x512")
+    p.add_argument("--model", default="slimcae-vr")
+    p.add_argument("--reference", default="slimcae")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
+    p.add_argument("--max-passes", type=int, default=10)
+    p.add_argument("--penalty-runs", help="runs folder of benchmarks/train_vr_penalty.sh")
+    p.add_argument("--only", choices=["rd", "rate", "penalty"], nargs="+",
+                   default=["rd", "rate", "penalty"])
+    args = p.parse_args()
+    crop = parse_crop(args.crop)
+    images = load_test_images(args.images, crop)
+    if "rd" in args.only:
+        rd_section(args.model, images, crop, args.reference)
+    if "rate" in args.only:
+        rate_control_section(args.model, images, args.targets, args.max_passes)
+    if "penalty" in args.only and args.penalty_runs:
+        penalty_section(Path(args.penalty_runs), images)
+
+
+if __name__ == "__main__":
+    main()
