@@ -228,7 +228,8 @@ def _steps(run: Path) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--images", default="../shared/data/photos")
+    p.add_argument("--images", default="../shared/data/photos",
+                   help="test photos (default: the shared photos, from the repository root)")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--model", default="slimcae-vr")
     p.add_argument("--reference", default="slimcae")
