@@ -66,6 +66,34 @@ def main() -> None:
     shutil.copy(args.sources, WEIGHTS_DIR / f"{NAME}.SOURCES.md")
     ranges = ", ".join(f"{w}: {lo:g}–{hi:g}" for w, (lo, hi) in
                        zip(model.widths, model.lambda_ranges, strict=True))
+    fields = [
+        ("architecture", f"`slimcae-vr`: {len(model.widths)} widths, {model.rate_anchors} "
+                         f"entropy models per width at log-spaced λ over "
+                         f"{model.lambda_bounds[0]:g}–{model.lambda_bounds[1]:g}, latent gain, "
+                         f"modulation MLPs of {model.hidden} hidden units"),
+        ("λ range per width", ranges),
+        ("data", f"`../shared/data/train_photos`: 185 real photographs from 13 Debian/PyPI "
+                 f"packages (licences below and in [{NAME}.SOURCES.md]({NAME}.SOURCES.md)); "
+                 "random crops, flips"),
+        ("stage 1 (GPU)", f"{gpu_steps} steps on one NVIDIA H100 ({gpu_seconds / 60:.0f} min "
+                          "of training), from the shipped `slimcae`'s transforms (modulations "
+                          "at the identity, no latent gain), patch 256², batch 8, Adam 3e-4 "
+                          "with cosine decay (5,000 steps, then extended to 6,500), aux Adam "
+                          "1e-3; training images carried as JPEG q92 4:4:4"),
+        ("stage 2 (CPU)", "the latent gain added (`slimcodec train --init` stretches each "
+                          "anchor's density by the gain at its λ), then "
+                          f"{cpu_steps - 250} steps on 2 CPU cores ({cpu_seconds / 3600:.1f} h "
+                          "of training, the machine shared with other work), patch 96², "
+                          f"batch 8, Adam 2e-4 with cosine decay to step {cpu_steps}; the run "
+                          "restarted once at step 250 with a shorter schedule"),
+        ("commands", "GPU: `STEPS=5000 bash benchmarks/train_vr.sh`, then `STEPS=6500`, "
+                     "`DATA=` the JPEG copy, other knobs at their defaults (patch 256, batch "
+                     "8, lr 3e-4); CPU: `INIT=runs-vr/gpu-stage.pt RUNS=runs-vr/cpu STEPS=3000 "
+                     "PATCH=96 BATCH=8 LR=2e-4 DATA=../shared/data/train_photos bash "
+                     "tools/with-venv.sh bash benchmarks/train_vr.sh`"),
+        ("parameters", f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32"),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in fields)
     card = f"""# Model card: `{NAME}`
 
 SlimCAE-VR: the slimmable autoencoder of Yang et al. (CVPR 2021) with the λ-modulation of
@@ -78,13 +106,7 @@ widths 192, 144, 96, 72, 48 (SlimGDN+). Fingerprint `{fp.hex()}`.
 
 | field | value |
 |---|---|
-| architecture | `slimcae-vr`: {len(model.widths)} widths, {model.rate_anchors} entropy models per width at log-spaced λ over {model.lambda_bounds[0]:g}–{model.lambda_bounds[1]:g}, latent gain, modulation MLPs of {model.hidden} hidden units |
-| λ range per width | {ranges} |
-| data | `../shared/data/train_photos`: 185 real photographs from 13 Debian/PyPI packages (licences below and in [{NAME}.SOURCES.md]({NAME}.SOURCES.md)); random crops, flips |
-| stage 1 (GPU) | {gpu_steps} steps on one NVIDIA H100 ({gpu_seconds / 60:.0f} min of training), from the shipped `slimcae`'s transforms (modulations at the identity, no latent gain), patch 256², batch 8, Adam 3e-4 with cosine decay (5,000 steps, then extended to 6,500), aux Adam 1e-3; training images carried as JPEG q92 4:4:4 |
-| stage 2 (CPU) | the latent gain added (`slimcodec train --init` stretches each anchor's density by the gain at its λ), then {cpu_steps - 250} steps on 2 CPU cores ({cpu_seconds / 3600:.1f} h of training, the machine shared with other work), patch 96², batch 8, Adam 2e-4 with cosine decay to step {cpu_steps}; the run restarted once at step 250 with a shorter schedule |
-| commands | GPU: `STEPS=5000 ... bash benchmarks/train_vr.sh`, then `STEPS=6500`, with `DATA=` the JPEG copy, `PATCH=256 BATCH=8 LR=3e-4` (the defaults); CPU: `INIT=runs-vr/gpu-stage.pt RUNS=runs-vr/cpu STEPS=3000 PATCH=96 BATCH=8 LR=2e-4 DATA=../shared/data/train_photos bash tools/with-venv.sh bash benchmarks/train_vr.sh` |
-| parameters | {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M, float32 |
+{table}
 
 ## Rate-distortion (from `benchmarks/RESULTS.md`)
 
