@@ -24,7 +24,6 @@ from export.onnx_export import export_bundle
 from slimcodec.api import codec_for
 from slimcodec.bitstream import rans, unpack
 
-
 COLUMNS = ["model", "width", "pixel values differing", "max difference",
            "encoder symbols differing"]
 
