@@ -372,6 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the architecture's)")
     t.add_argument("--rate-anchors", type=int, default=d["rate_anchors"],
                    help="slimcae-vr: entropy models per width, at log-spaced λ")
+    t.add_argument("--lambda-bounds", type=float, nargs=2,
+                   help="slimcae-vr: LOW HIGH, the λ any width may ever use, room for "
+                        "λ-scheduling to move ranges (default: the ranges' envelope)")
     t.add_argument("--init", help="start from this model file or pretrained model")
     t.add_argument("--steps", type=int, default=d["steps"])
     t.add_argument("--patch", type=int, default=d["patch"])

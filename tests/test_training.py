@@ -274,6 +274,42 @@ def test_lambda_schedule_through_the_trainer(images, tmp_path, monkeypatch):
     assert model.widths == (16, 8)
 
 
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_lambda_schedule_moves_the_ranges_of_a_variable_rate_model(images, tmp_path,
+                                                                    monkeypatch):
+    """For slimcae-vr, a try moves the narrower widths' λ ranges (their centres by the
+    factor, their log-widths kept) and the exported model carries the moved ranges."""
+    val = tmp_path / "val"
+    val.mkdir()
+    Image.fromarray(natural_like(32, 48, seed=7)).save(val / "v.png")
+    monkeypatch.setattr("slimcodec.training.trainer.measure_rd",
+                        lambda model, val: _points(model))
+    ranges = [0.004, 0.04, 0.002, 0.02]
+    cfg = TrainConfig(data=str(images), out=str(tmp_path / "run"), steps=2, schedule="lambda",
+                      val=str(val), finetune_steps=1, max_tries=2, arch="slimcae-vr",
+                      lambda_ranges=ranges, rate_anchors=2, lambda_bounds=[0.0005, 0.04],
+                      **{**TINY, "lambdas": [0.01]})
+    trainer = train(cfg)
+    model = load_model_file(tmp_path / "run/model.pt")
+    (lo0, hi0), (lo1, hi1) = model.lambda_ranges
+    assert (lo0, hi0) == pytest.approx((0.004, 0.04))  # the widest never moves
+    assert hi1 / lo1 == pytest.approx(10.0)  # log-width kept
+    log = [json.loads(x) for x in (tmp_path / "run/lambda_schedule.jsonl").read_text().split("\n")
+           if x]
+    accepted = [r for r in log if r["event"] == "try" and r["decision"] == "accepted"]
+    assert math.sqrt(lo1 * hi1) == pytest.approx(math.sqrt(0.002 * 0.02) * 0.8 ** len(accepted))
+    assert trainer.lambdas[1] == pytest.approx(math.sqrt(lo1 * hi1))
+
+
+def _points(model):
+    """RD points whose slope falls as the narrow width's range moves down, then rises."""
+    lo, hi = model.lambda_range(model.widths[1])
+    centre = math.sqrt(lo * hi)
+    drop = math.log(math.sqrt(0.002 * 0.02) / centre) / math.log(1 / 0.8)  # tries so far
+    slope = [4.0, 3.0, 2.5, 2.8, 3.5][min(round(drop), 4)]
+    return [(1.0, 30.0), (0.5, 30.0 - 0.5 * slope)]
+
+
 def test_rd_slope():
     assert rd_slope([(1.0, 35.0), (0.5, 32.0)], 0) == pytest.approx(6.0)
     assert rd_slope([(1.0, 35.0), (1.0, 32.0)], 0) == math.inf

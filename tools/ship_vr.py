@@ -18,7 +18,8 @@ import re
 import shutil
 from pathlib import Path
 
-from slimcodec.zoo import WEIGHTS_DIR, load_model_file, model_meta, save_model_file
+from slimcodec.zoo import WEIGHTS_DIR, model_meta, save_model_file
+from slimcodec.zoo.checkpoint import build, read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "slimcae-vr"
@@ -55,7 +56,12 @@ def main() -> None:
     if target.exists():
         raise SystemExit(f"{target} exists: ship a retrain under a new name")
     run = Path(args.run)
-    model = load_model_file(run / "model.pt")
+    # Rebuilt from the file's config and weights with today's code: a config key added
+    # while the run trained (its default is the old behaviour) changes the fingerprint.
+    payload = read_model_file(run / "model.pt")
+    model = build(payload["arch"], payload["config"])
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
     meta = model_meta(run / "model.pt")
     gpu_steps, gpu_seconds = steps_and_seconds(Path(args.gpu_metrics))
     cpu_steps, cpu_seconds = steps_and_seconds(run / "metrics.jsonl")

@@ -76,8 +76,10 @@ class ModulatedSlimCAE(SlimCAE):
     Args:
         widths, gdn: as :class:`~slimcodec.models.SlimCAE`.
         lambda_ranges: one ``(low, high)`` λ range per width, widest first.
-        rate_anchors: entropy models per width, at log-spaced λ over the model's bounds
-            (the smallest low and the largest high of ``lambda_ranges``).
+        rate_anchors: entropy models per width, at log-spaced λ over the model's bounds.
+        lambda_bounds: the λ any width may ever use (default: from the smallest low to the
+            largest high of ``lambda_ranges``); they fix the modulations' input scale and the
+            anchors, so λ-scheduling can move a range only within them.
         hidden: hidden units of each modulation network (MAE uses 50).
         latent_gain: scale the latent by a learned λ-dependent gain (see above).
     """
@@ -90,6 +92,7 @@ class ModulatedSlimCAE(SlimCAE):
         rate_anchors: int = 8,
         hidden: int = 50,
         latent_gain: bool = False,
+        lambda_bounds: Sequence[float] | None = None,
     ) -> None:
         super().__init__(widths, gdn)
         ranges = [(float(lo), float(hi)) for lo, hi in lambda_ranges]
@@ -104,7 +107,11 @@ class ModulatedSlimCAE(SlimCAE):
         self.hidden = int(hidden)
         # The bounds fix the modulation's input normalisation and the anchors for good:
         # moving a width's range later (λ-scheduling) must not change either.
-        self.lambda_bounds = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        envelope = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
+        lo, hi = (float(b) for b in (lambda_bounds or envelope))
+        if not (0 < lo <= envelope[0] and envelope[1] <= hi < math.inf):
+            raise ValueError(f"λ bounds {lambda_bounds} must contain every width's range")
+        self.lambda_bounds = (lo, hi)
         w, k = self.widths, self.rate_anchors
         self.entropy_bottlenecks = nn.ModuleList(
             EntropyBottleneck(c) for c in w for _ in range(k))
@@ -119,7 +126,8 @@ class ModulatedSlimCAE(SlimCAE):
     def config(self) -> dict[str, Any]:
         return {**super().config, "lambda_ranges": [list(r) for r in self.lambda_ranges],
                 "rate_anchors": self.rate_anchors, "hidden": self.hidden,
-                "latent_gain": self.latent_gain is not None}
+                "latent_gain": self.latent_gain is not None,
+                "lambda_bounds": list(self.lambda_bounds)}
 
     # -- λ ----------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
-                 "rate_anchors": 8}
+                 "rate_anchors": 8, "lambda_bounds": None}
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -76,6 +76,9 @@ class TrainConfig:
     # None: the architecture's defaults.
     lambda_ranges: list[float] | None = None
     rate_anchors: int = 8  # slimcae-vr: entropy models per width
+    # slimcae-vr: LOW HIGH, the λ any width may ever use (room for λ-scheduling to move the
+    # ranges); None: from the lowest range's low to the highest range's high.
+    lambda_bounds: list[float] | None = None
     init: str | None = None  # start from a model file or registered pretrained model
     steps: int = 10_000
     patch: int = 128
@@ -127,6 +130,8 @@ def build_model(cfg: TrainConfig) -> SlimCAE:
     if cfg.arch == "slimcae-vr":
         kwargs["rate_anchors"] = cfg.rate_anchors
         kwargs["latent_gain"] = True
+        if cfg.lambda_bounds is not None:
+            kwargs["lambda_bounds"] = list(cfg.lambda_bounds)
         if cfg.lambda_ranges is not None:
             r = cfg.lambda_ranges
             kwargs["lambda_ranges"] = [r[i : i + 2] for i in range(0, len(r), 2)]
@@ -213,6 +218,19 @@ def stretch_density(bottleneck: EntropyBottleneck, gain: torch.Tensor) -> None:
     bottleneck.quantiles.mul_(gain[:, None, None])
 
 
+def centred_range(centre: float, lo: float, hi: float, bounds: tuple[float, float]
+                  ) -> tuple[float, float]:
+    """The range of log-width ``hi / lo`` centred (geometrically) on ``centre``, shifted or,
+    at worst, shrunk to stay within the model's ``bounds``."""
+    half = math.sqrt(hi / lo)
+    new_lo, new_hi = centre / half, centre * half
+    if new_lo < bounds[0]:
+        new_lo, new_hi = bounds[0], min(bounds[1], bounds[0] * half * half)
+    if new_hi > bounds[1]:
+        new_lo, new_hi = max(bounds[0], bounds[1] / (half * half)), bounds[1]
+    return new_lo, new_hi
+
+
 def sample_lambdas(ranges: list[tuple[float, float]], generator: torch.Generator) -> list[float]:
     """One λ per width, log-uniform in that width's range."""
     u = torch.rand(len(ranges), generator=generator, dtype=torch.float64).tolist()
@@ -291,11 +309,20 @@ class Trainer:
 
     @property
     def lambdas(self) -> list[float]:
+        """One λ per width, what λ-scheduling moves: a single-rate model's training λ, or
+        the (geometric) centre of each width's λ range for a variable-rate model."""
+        if self.variable_rate:
+            return [math.sqrt(lo * hi) for lo, hi in self.model.lambda_ranges]
         return self.loss.lambdas
 
     @lambdas.setter
     def lambdas(self, values: list[float]) -> None:
-        self.loss.lambdas = [float(v) for v in values]
+        if self.variable_rate:  # move each range to its new centre, keeping its log-width
+            self.model.lambda_ranges = [
+                centred_range(float(v), lo, hi, self.model.lambda_bounds)
+                for v, (lo, hi) in zip(values, self.model.lambda_ranges, strict=True)]
+        else:
+            self.loss.lambdas = [float(v) for v in values]
 
     # -- checkpoints ----------------------------------------------------------------------
 
@@ -303,6 +330,7 @@ class Trainer:
         return {
             "step": self.step,
             "lambdas": self.lambdas,
+            "lambda_ranges": self.model.lambda_ranges if self.variable_rate else None,
             "config": dataclasses.asdict(self.cfg),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -329,7 +357,10 @@ class Trainer:
         # The cosine horizon is always this run's --steps: resuming with a larger --steps
         # extends the run instead of finishing it at the floor learning rate.
         self.step = state["step"]
-        self.lambdas = state["lambdas"]
+        if self.variable_rate and state.get("lambda_ranges"):
+            self.model.lambda_ranges = [(float(lo), float(hi)) for lo, hi in state["lambda_ranges"]]
+        else:
+            self.lambdas = state["lambdas"]
         if self.is_main:
             self._truncate_metrics(self.step)
         return state
@@ -352,7 +383,7 @@ class Trainer:
         torch.manual_seed(seed)  # the entropy models' quantisation noise
         x = self.sampler.sample(cfg.batch, generator).to(self.device)
         if self.variable_rate:
-            self.lambdas = sample_lambdas(self.model.lambda_ranges, generator)
+            self.loss.lambdas = sample_lambdas(self.model.lambda_ranges, generator)
         if self.finetune_from is None:
             lr = lr_at(cfg, self.step, cfg.steps)
         else:
@@ -384,7 +415,7 @@ class Trainer:
         try:
             while self.step < until:
                 metrics = self.train_step()
-                metrics["lambdas"] = self.lambdas
+                metrics["lambdas"] = self.loss.lambdas  # as trained (sampled, when variable)
                 metrics["seconds"] = round(time.perf_counter() - t0, 3)
                 if log:
                     log.write(json.dumps(metrics) + "\n")
@@ -416,13 +447,18 @@ class Trainer:
 @torch.no_grad()
 def measure_rd(model: SlimCAE, images: list[torch.Tensor]) -> list[tuple[float, float]]:
     """(bpp, PSNR) per width, widest first, averaged over ``images`` (each (1, 3, H, W),
-    sides multiples of 16). bpp is estimated from the likelihoods, which the entropy coder
-    matches to within its small overhead; PSNR is on the unrounded reconstruction."""
+    sides multiples of 16), a variable-rate width at the centre of its λ range. bpp is
+    estimated from the likelihoods, which the entropy coder matches to within its small
+    overhead; PSNR is on the unrounded reconstruction."""
     was_training, width = model.training, model.width
     model.eval()
     points = []
+    variable = isinstance(model, ModulatedSlimCAE)
     for w in model.widths:
         model.set_width(w)
+        if variable:  # a variable-rate width is measured at the centre of its range
+            lo, hi = model.lambda_range(w)
+            model.set_lambda(math.sqrt(lo * hi))
         bpps, psnrs = [], []
         for x in images:
             out = model(x)
