@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import RateKind, unpack
-from slimcodec.codec import DEFAULT_MAX_PIXELS
+from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
@@ -56,28 +56,53 @@ def _write_json(path: str, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def _apply_budget(args: argparse.Namespace, codec: Codec) -> None:
+    """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
+    variable-rate model without another rate option, --lmbda) from the profile."""
+    if all(v is None for v in (args.max_latency_ms, args.max_macs, args.max_memory_mb)):
+        return
+    if not args.profile:
+        raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
+    if args.width is not None:
+        raise SlimcodecError("give --width or a budget, not both")
+    choice = _select(args, targets=False)  # a target then searches λ at that width
+    args.width = choice.width
+    other_rate = (args.lmbda, args.quality, args.target_bpp, args.target_psnr)
+    if codec.variable_rate and choice.lmbda is not None and all(v is None for v in other_rate):
+        lo, hi = codec.lambda_range(choice.width)
+        args.lmbda = min(max(choice.lmbda, lo), hi)
+    if args.verbose:
+        print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
+
+
+def _encode_refined(args: argparse.Namespace, codec: Codec, lmbda: float | None,
+                    steps: int) -> bytes:
+    """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
+    rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
+    tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
+                      for side in rgb.shape[:2])
+    report: dict[str, Any] = {}
+    with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
+              disable=not sys.stderr.isatty() and not args.verbose) as bar:
+        data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update)
+    if args.verbose:
+        print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f} plain, "
+              f"{report['loss_refined']:.4f} refined), predicted PSNR "
+              f"{report['psnr_predicted']:.2f} dB", file=sys.stderr)
+    return data
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     codec = codec_for(args.model, args.max_pixels)
-    limits = (args.max_latency_ms, args.max_macs, args.max_memory_mb)
-    if any(v is not None for v in limits):
-        if not args.profile:
-            raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
-        if args.width is not None:
-            raise SlimcodecError("give --width or a budget, not both")
-        choice = _select(args, targets=False)  # a target then searches λ at that width
-        args.width = choice.width
-        if (codec.variable_rate and choice.lmbda is not None and args.lmbda is None
-                and args.quality is None and args.target_bpp is None
-                and args.target_psnr is None):
-            lo, hi = codec.lambda_range(choice.width)
-            args.lmbda = min(max(choice.lmbda, lo), hi)
-        if args.verbose:
-            print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
+    _apply_budget(args, codec)
     rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
                     if getattr(args, o) is not None]
     if len(rate_options) > 1:
         raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
+    steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
     if args.target_bpp is not None or args.target_psnr is not None:
+        if steps:
+            raise SlimcodecError("--refine and --effort do not combine with a target (yet)")
         rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
         data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
                                         args.width, grayscale, max_passes=args.max_passes)
@@ -87,19 +112,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         lmbda = args.lmbda
         if args.quality is not None:
             lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
-        steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
         if steps:
-            rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
-            tiles = math.prod(-(-side // (16 * codec.tile)) for side in rgb.shape[:2])
-            report: dict[str, Any] = {}
-            with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
-                      disable=not sys.stderr.isatty() and not args.verbose) as bar:
-                data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report,
-                                        bar.update)
-            if args.verbose:
-                print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f}"
-                      f" plain, {report['loss_refined']:.4f} refined), predicted PSNR "
-                      f"{report['psnr_predicted']:.2f} dB", file=sys.stderr)
+            data = _encode_refined(args, codec, lmbda, steps)
         else:
             data = codec.encode(args.input, args.width, lmbda)
     atomic_write_bytes(args.output, data)

@@ -27,7 +27,6 @@ the container and the entropy coder are untouched.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -96,8 +95,8 @@ def refine_latent(
     """The refined integer latent of ``rgb`` at the model's active width (and λ).
 
     ``lmbda`` weighs distortion against rate in the loss (the width's training λ for a
-    single-rate model, the file's λ for a variable-rate one). ``progress(n)`` is called
-    after every ``n`` steps. The model's parameters are not changed.
+    single-rate model, the file's λ for a variable-rate one). ``progress(1)`` is called
+    after every step of every tile. The model's parameters are not changed.
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
@@ -181,12 +180,3 @@ def _optimise(model: SlimCAE, x: Tensor, y0: Tensor, context: Tensor, core: tupl
             progress(1)
     return best_y, best, plain
 
-
-def rd_lambda_for(model: SlimCAE, trained: list[float] | None, width: int) -> float:
-    """The λ that weighs a refinement at ``width``: the file's for a variable-rate model,
-    the width's training λ for a single-rate one (``math.nan`` when unknown)."""
-    if hasattr(model, "lmbda"):
-        return float(model.lmbda)
-    if trained and len(trained) == len(model.widths):
-        return float(trained[model.widths.index(width)])
-    return math.nan
