@@ -1,0 +1,1 @@
+"""Content domains other than photos, for domain adaptation (generators and loaders)."""
