@@ -7,6 +7,7 @@ unreadable image, an unknown model) ends with one line on stderr and exit status
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -30,7 +31,13 @@ from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effor
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
-from slimcodec.zoo import find_by_fingerprint, list_models, load_model, model_meta
+from slimcodec.zoo import (
+    find_by_fingerprint,
+    list_models,
+    load_model,
+    model_meta,
+    save_model_file,
+)
 
 EXIT_BAD_INPUT = 2
 
@@ -76,7 +83,7 @@ def _apply_budget(args: argparse.Namespace, codec: Codec) -> None:
 
 
 def _encode_refined(args: argparse.Namespace, codec: Codec, lmbda: float | None,
-                    steps: int) -> bytes:
+                    steps: int, domain: str | None) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
     rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
     tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
@@ -84,16 +91,40 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, lmbda: float | None,
     report: dict[str, Any] = {}
     with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
               disable=not sys.stderr.isatty() and not args.verbose) as bar:
-        data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update)
-    if args.verbose:
+        data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update,
+                                domain)
+    if args.verbose and "chosen" in report:
         print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f} plain, "
               f"{report['loss_refined']:.4f} refined), predicted PSNR "
               f"{report['psnr_predicted']:.2f} dB", file=sys.stderr)
     return data
 
 
+def _with_adapters(codec: Codec, files: list[str] | None) -> Codec:
+    """A copy of ``codec`` with the adapter files loaded (the cached codec stays as it is)."""
+    if not files:
+        return codec
+    from slimcodec.adaptation import load_adapter
+
+    adapted = copy.copy(codec)
+    adapted.adapters = dict(codec.adapters)
+    for path in files:
+        adapted.add_adapter(load_adapter(path, codec.model))
+    return adapted
+
+
+def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
+    """The domain to encode with: --domain, else the one adapter's, else the gate."""
+    if args.domain:
+        return args.domain
+    if len(codec.adapters) == 1:
+        return next(iter(codec.adapters.values())).domain
+    return "auto" if codec.adapters else None
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
-    codec = codec_for(args.model, args.max_pixels)
+    codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
+    domain = _domain(args, codec)
     _apply_budget(args, codec)
     rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
                     if getattr(args, o) is not None]
@@ -101,8 +132,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
     if args.target_bpp is not None or args.target_psnr is not None:
-        if steps:
-            raise SlimcodecError("--refine and --effort do not combine with a target (yet)")
+        if steps or domain:
+            raise SlimcodecError("a target does not combine with --refine, --effort or an "
+                                 "adapter (yet)")
         rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
         data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
                                         args.width, grayscale, max_passes=args.max_passes)
@@ -113,9 +145,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if args.quality is not None:
             lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
         if steps:
-            data = _encode_refined(args, codec, lmbda, steps)
+            data = _encode_refined(args, codec, lmbda, steps, domain)
         else:
-            data = codec.encode(args.input, args.width, lmbda)
+            data = codec.encode(args.input, args.width, lmbda, domain=domain)
     atomic_write_bytes(args.output, data)
     header = unpack(data).header
     h, w = header.image_size
@@ -129,7 +161,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     data = _read(args.input)
     model = args.model or writer_of(data)
     fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
-    image = codec_for(model, args.max_pixels).decode(data)
+    image = _with_adapters(codec_for(model, args.max_pixels), args.adapter).decode(data)
     atomic_write(args.output, lambda f: image.save(f, format=fmt))
     print(f"{args.output}: {image.width}x{image.height} {image.mode}")
     return 0
@@ -174,10 +206,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    codec = codec_for(args.model, args.max_pixels)
+    codec = _with_adapters(codec_for(args.model, args.max_pixels),
+                           [args.adapter] if args.adapter else None)
     images = find_images(args.dir)
+    domain = next(iter(codec.adapters.values())).domain if codec.adapters else None
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
-                      refine=args.refine)
+                      refine=args.refine, domain=domain)
     if args.json:
         _write_json(args.json, result)
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} images")
@@ -222,6 +256,34 @@ def _train_defaults() -> dict[str, Any]:
         elif f.default_factory is not MISSING:
             defaults[f.name] = f.default_factory()
     return defaults  # data and out have none: they are required
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from slimcodec.adaptation import DEFAULT_STEPS, adapt, save_adapter
+
+    model = load_model(args.model)
+    lambdas = model_meta(args.model).get("lambdas")
+    result = adapt(model, args.data, args.method, args.domain, lambdas,
+                   args.steps or DEFAULT_STEPS, args.images, args.subset, args.lr,
+                   seed=args.seed)
+    meta = {"domain": args.domain, "method": args.method, "steps": result.steps,
+            "images": result.images, "seconds": round(result.seconds, 1),
+            "source": str(args.model), "lambdas": lambdas}
+    if result.adapter is not None:
+        fp = save_adapter(result.adapter, args.output, meta)
+        size = Path(args.output).stat().st_size
+        print(f"{args.output}: {args.method} adapter for domain {args.domain!r} (id "
+              f"{result.adapter.domain_id}), {result.adapter.parameter_count} parameters, "
+              f"{size} bytes, fingerprint {fp}; {result.steps} steps on {result.images} images "
+              f"in {result.seconds:.0f} s")
+    else:
+        fp = save_model_file(result.model, args.output,
+                             meta={**meta, "summary": f"{args.model} adapted to "
+                                                      f"{args.domain} ({args.method})"})
+        print(f"{args.output}: {args.method} model for domain {args.domain!r}, fingerprint "
+              f"{fp.hex()}; {result.steps} steps on {result.images} images in "
+              f"{result.seconds:.0f} s")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -336,6 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-v", "--verbose", action="store_true",
                    help="say what a target search chose and how many passes it took")
     _add_budget(c, required_profile=False)
+    c.add_argument("--adapter", action="append",
+                   help="domain adapter file (repeatable; with several, the gate picks)")
+    c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate)")
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 
@@ -344,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True)
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
     d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    d.add_argument("--adapter", action="append",
+                   help="domain adapter file (repeatable): the file's domain picks one")
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="print a .slc file's header")
@@ -361,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     e.add_argument("--refine", type=int, default=0,
                    help="refine each latent with this many steps (default: none)")
+    e.add_argument("--adapter", help="measure the model adapted by this adapter file")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
@@ -415,6 +483,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-tries", type=int, default=d["max_tries"],
                    help="accepted λ steps per width pair")
     t.set_defaults(func=cmd_train)
+
+    a = sub.add_parser("adapt", help="adapt a model to a content domain from a few images")
+    a.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    a.add_argument("--data", required=True, help="folder of the domain's images")
+    a.add_argument("--domain", required=True, help="the domain's name (its id is derived)")
+    a.add_argument("--method", required=True,
+                   choices=["finetune", "selective", "extend", "adapters", "bias"])
+    a.add_argument("--subset", default="decoder", choices=["decoder", "entropy"],
+                   help="selective: what to fine-tune (default: %(default)s)")
+    a.add_argument("--steps", type=int, help="training steps (default: 400)")
+    a.add_argument("--images", type=int, help="use the first K images of --data")
+    a.add_argument("--lr", type=float, default=1e-4)
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("-o", "--output", required=True,
+                   help="adapter file (extend, adapters, bias) or model file (the others)")
+    a.set_defaults(func=cmd_adapt)
 
     x = sub.add_parser("export", help="write a deployment bundle: per-width ONNX graphs, "
                                       "entropy tables, manifest")

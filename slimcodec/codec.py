@@ -110,7 +110,8 @@ class Codec:
 
     def __init__(self, model: SlimCAE, name: str | None = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
-                 rd_lambdas: Sequence[float] | None = None) -> None:
+                 rd_lambdas: Sequence[float] | None = None,
+                 adapters: Sequence[Any] = ()) -> None:
         if max_pixels < 1 or tile < 1:
             raise ValueError("max_pixels and tile must be positive")
         self._lock = model_lock(model)
@@ -123,6 +124,29 @@ class Codec:
         # A single-rate model's training λ per width: what weighs rate against distortion
         # when a latent is refined (a variable-rate model uses the file's λ).
         self.rd_lambdas = list(rd_lambdas) if rd_lambdas is not None else None
+        # Domain adapters (slimcodec.adaptation) by container domain id.
+        self.adapters: dict[int, Any] = {}
+        for adapter in adapters:
+            self.add_adapter(adapter)
+
+    def add_adapter(self, adapter: Any) -> None:
+        """Make a domain adapter available: files of its domain decode, and encode with
+        ``domain=`` its name."""
+        if adapter.source_fingerprint != self.fingerprint:
+            adapter.check_source(self.model)  # raises ModelMismatchError, naming both
+        other = self.adapters.get(adapter.domain_id)
+        if other is not None and other.domain != adapter.domain:
+            raise ModelMismatchError(f"domains {other.domain!r} and {adapter.domain!r} share "
+                                     f"the domain id {adapter.domain_id}; rename one")
+        self.adapters[adapter.domain_id] = adapter
+
+    def adapter_for(self, domain: str) -> Any:
+        for adapter in self.adapters.values():
+            if adapter.domain == domain:
+                return adapter
+        known = ", ".join(repr(a.domain) for a in self.adapters.values()) or "none"
+        raise ModelMismatchError(f"no adapter for domain {domain!r} is loaded (loaded: "
+                                 f"{known}); pass its file with --adapter")
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike, **kwargs: int) -> Codec:
@@ -154,23 +178,29 @@ class Codec:
     # -- encoding -------------------------------------------------------------------------
 
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
-               refine: int = 0, report: dict[str, Any] | None = None) -> bytes:
+               refine: int = 0, report: dict[str, Any] | None = None,
+               domain: str | None = None) -> bytes:
         """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: widest)
         and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`); see
-        :meth:`encode_rgb` for ``refine`` and ``report``."""
+        :meth:`encode_rgb` for ``refine``, ``report`` and ``domain``."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
-        return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report)
+        return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report, domain=domain)
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, refine: int = 0,
                    report: dict[str, Any] | None = None,
-                   progress: Callable[[int], None] | None = None) -> bytes:
+                   progress: Callable[[int], None] | None = None,
+                   domain: str | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
         ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
         is then the better of the plain and the refined coding, by the RD loss of its bytes
         and decoded pixels. ``report`` (a dict) receives what refinement did: both losses,
         the choice, and the PSNR the decoder will reproduce.
+
+        ``domain``: code with that loaded domain adapter (the file's domain field says so);
+        ``"auto"``: the gate, which codes with every loaded adapter and none and keeps the
+        file of the lowest RD loss. ``None``: the source codec.
         """
         height, img_width = rgb.shape[:2]
         self._check_size(height, img_width)
@@ -178,7 +208,10 @@ class Codec:
         lmbda = self._checked_lambda(width, lmbda)
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
-        with self.operating_point(width, lmbda):
+        if domain == "auto":
+            return self._gate(rgb, width, grayscale, lmbda, refine, report)
+        adapter = self.adapter_for(domain) if domain is not None else None
+        with self.operating_point(width, lmbda, adapter):
             symbols = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
@@ -189,12 +222,42 @@ class Codec:
             if refine:
                 string = self._refined(rgb, symbols, string, tables, width, lmbda, refine,
                                        report if report is not None else {}, progress)
-        if lmbda is None:
-            header = Header(self.fingerprint, width, (height, img_width), grayscale)
-        else:
-            header = Header(self.fingerprint, width, (height, img_width), grayscale,
-                            RateKind.LAMBDA, lmbda)
+        kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
+        header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
+                        0.0 if lmbda is None else lmbda,
+                        adapter.domain_id if adapter is not None else 0)
         return pack(Bitstream(header, (string,)))
+
+    def rd_weight(self, width: int, lmbda: float | None) -> float:
+        """The λ that weighs rate against distortion at ``width``: the file's for a
+        variable-rate model, the width's training λ for a single-rate one."""
+        if lmbda is not None:
+            return lmbda
+        if not self.rd_lambdas:
+            raise RateError(f"{self.name}'s training λ per width is unknown (its model file "
+                            "records none): pass Codec(..., rd_lambdas=...)")
+        return float(self.rd_lambdas[self.widths.index(width)])
+
+    def rd_loss(self, rgb: np.ndarray, data: bytes) -> float:
+        """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels)."""
+        decoded, header = self.decode_rgb(data)
+        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
+        mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
+        return (self.rd_weight(header.width, lmbda) * 255**2 * mse
+                + 8 * len(data) / (rgb.shape[0] * rgb.shape[1]))
+
+    def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
+              refine: int, report: dict[str, Any] | None) -> bytes:
+        """Code with the source and every loaded adapter; keep the lowest RD loss."""
+        candidates = []
+        for domain in [None, *(a.domain for a in self.adapters.values())]:
+            data = self.encode_rgb(rgb, width, grayscale, lmbda, refine, domain=domain)
+            candidates.append((self.rd_loss(rgb, data), domain or "", data))
+        _, domain, data = min(candidates)
+        if report is not None:
+            report["gate"] = {d or "source": c for c, d, _ in candidates}
+            report["domain"] = domain or None
+        return data
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
                  tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,
@@ -202,11 +265,7 @@ class Codec:
         """The better string of the plain and the refined latent (caller holds the lock)."""
         from slimcodec.refine import refine_latent
 
-        weight = lmbda if lmbda is not None else (
-            self.rd_lambdas[self.widths.index(width)] if self.rd_lambdas else None)
-        if weight is None:
-            raise RateError(f"refining needs {self.name}'s training λ per width "
-                            "(Codec(..., rd_lambdas=...)); its model file records none")
+        weight = self.rd_weight(width, lmbda)
         refined = refine_latent(self.model, rgb, weight, steps, tile=self.tile,
                                 progress=progress).symbols
         candidates = []
@@ -226,10 +285,13 @@ class Codec:
         return data
 
     @contextmanager
-    def operating_point(self, width: int, lmbda: float | None) -> Iterator[SlimCAE]:
-        """Hold the model's lock, in inference mode, at ``width`` (and ``lmbda``)."""
+    def operating_point(self, width: int, lmbda: float | None, adapter: Any = None
+                        ) -> Iterator[SlimCAE]:
+        """Hold the model's lock, in inference mode, at ``width`` (and ``lmbda``, and with
+        a domain ``adapter``)."""
         rate = (self.model.using_lambda(lmbda) if lmbda is not None else nullcontext())
-        with self._lock, torch.inference_mode(), self.model.using_width(width), rate:
+        with (self._lock, torch.inference_mode(), self.model.using_width(width), rate,
+              self.model.using_adapter(adapter)):
             yield self.model
 
     def _check_size(self, height: int, width: int) -> None:
@@ -282,8 +344,11 @@ class Codec:
                     f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
         elif header.rate_kind != RateKind.NONE:
             raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
-        if header.domain != 0:
-            raise ModelMismatchError(f"{self.name} has no domain adapter {header.domain}")
+        if header.domain != 0 and header.domain not in self.adapters:
+            raise ModelMismatchError(
+                f"file was coded with the domain adapter of id {header.domain}, which is not "
+                f"loaded (loaded: {', '.join(map(str, sorted(self.adapters))) or 'none'}); "
+                "pass its adapter file with --adapter")
         self._check_size(*header.image_size)
 
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
@@ -299,7 +364,8 @@ class Codec:
         latent = tuple(-(-side // factor) for side in header.image_size)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         h, w = header.image_size
-        with self.operating_point(header.width, lmbda):
+        adapter = self.adapters.get(header.domain) if header.domain else None
+        with self.operating_point(header.width, lmbda, adapter):
             tables = self.model.entropy_tables()
             symbols = _out_of_memory(
                 f"decoding a {w}x{h} image",

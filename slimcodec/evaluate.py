@@ -63,6 +63,7 @@ def evaluate(
     progress: bool = True,
     lmbdas: Sequence[float] | None = None,
     refine: int = 0,
+    domain: str | None = None,
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
@@ -92,7 +93,7 @@ def evaluate(
         pixels = rgb.shape[0] * rgb.shape[1]
         for w, lmbda in settings:
             t0 = time.perf_counter()
-            data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine)
+            data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain)
             t1 = time.perf_counter()
             out, _ = codec.decode_rgb(data)
             t2 = time.perf_counter()
@@ -126,6 +127,7 @@ def evaluate(
         "fingerprint": codec.fingerprint.hex(),
         "images": len(loaded),
         "refine": refine,
+        "domain": domain,
         "points": points,
         "per_image": [r for records in per_point.values() for r in records],
     }

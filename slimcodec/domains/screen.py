@@ -102,7 +102,8 @@ def _prose(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Random)
 def _chart(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Random) -> None:
     w, h = size
     draw.rectangle([0, 0, w, h], fill=(255, 255, 255))
-    left, top, right, bottom = 60, 40, w - 30, h - 50
+    left, top = min(60, w // 5), min(40, h // 6)
+    right, bottom = w - min(30, w // 10), h - min(50, h // 6)
     font = _font(12)
     draw.text((left, 12), " ".join(_word(rng) for _ in range(3)).title(), font=_font(18),
               fill=(30, 30, 30))
@@ -122,7 +123,7 @@ def _chart(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Random)
             bar = step / (series + 1)
             for i, v in enumerate(vals):
                 x = left + i * step + s * bar + bar / 2
-                draw.rectangle([x, bottom - v * (bottom - top), x + bar - 2, bottom],
+                draw.rectangle([x, bottom - v * (bottom - top), x + max(bar - 2, 1), bottom],
                                fill=colors[s])
         else:
             pts = [(left + (i + 0.5) * step, bottom - v * (bottom - top))

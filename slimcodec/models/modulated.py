@@ -171,8 +171,7 @@ class ModulatedSlimCAE(SlimCAE):
         return [lo * (hi / lo) ** (j / (k - 1)) if k > 1 else math.sqrt(lo * hi)
                 for j in range(k)]
 
-    @property
-    def entropy_bottleneck(self) -> EntropyBottleneck:
+    def _source_bottleneck(self) -> EntropyBottleneck:
         return self.entropy_bottlenecks[
             self._width_index * self.rate_anchors + self.anchor_index(self._lambda)]
 
@@ -203,9 +202,9 @@ class ModulatedSlimCAE(SlimCAE):
         t, log_ratio = self.conditions(self.lambda_tensor(x) if lmbda is None else lmbda)
         conv1, gdn1, conv2, gdn2, conv3, gdn3 = self.g_a
         m1, m2, m3 = self.modulation_a
-        x = gdn1(conv1(x) * m1(t))
-        x = gdn2(conv2(x) * m2(t))
-        y = gdn3(conv3(x) * m3(t))
+        x = self._stage("encoder", 0, gdn1(conv1(x) * m1(t)))
+        x = self._stage("encoder", 1, gdn2(conv2(x) * m2(t)))
+        y = self._stage("encoder", 2, gdn3(conv3(x) * m3(t)))
         gain = self.gain(log_ratio)
         return y if gain is None else y * gain
 
@@ -217,6 +216,13 @@ class ModulatedSlimCAE(SlimCAE):
             y_hat = y_hat / gain
         igdn1, deconv1, igdn2, deconv2, igdn3, deconv3 = self.g_s
         d1, d2, d3 = self.modulation_s
-        x = deconv1(igdn1(y_hat) * d1(t))
-        x = deconv2(igdn2(x) * d2(t))
-        return deconv3(igdn3(x) * d3(t))
+        x = self._stage("decoder", 0, deconv1(igdn1(y_hat) * d1(t)))
+        x = self._stage("decoder", 1, deconv2(igdn2(x) * d2(t)))
+        return self._stage("decoder", 2, deconv3(igdn3(x) * d3(t)))
+
+    def _stage(self, side: str, stage: int, x: Tensor) -> Tensor:
+        """The active domain adapter's work after a stage (none without an adapter)."""
+        if self._adapter is None:
+            return x
+        hook = self._adapter.encoder_stage if side == "encoder" else self._adapter.decoder_stage
+        return hook(stage, x)

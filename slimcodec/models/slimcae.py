@@ -93,6 +93,7 @@ class SlimCAE(CompressionModel):
             m for m in self.modules() if isinstance(m, Slimmable)
         )
         self._width_index = 0
+        self._adapter = None
 
     # -- width switching ------------------------------------------------------------------
 
@@ -116,6 +117,8 @@ class SlimCAE(CompressionModel):
             ) from None
         for layer in self._slimmable:
             layer.set_width_index(index)
+        if self._adapter is not None:
+            self._adapter.set_width_index(index)
         self._width_index = index
 
     @contextmanager
@@ -130,18 +133,60 @@ class SlimCAE(CompressionModel):
 
     @property
     def entropy_bottleneck(self) -> EntropyBottleneck:
-        """The entropy model of the active width."""
+        """The entropy model of the active width (a domain adapter's own, if it has one)."""
+        own = self._adapter.entropy_bottleneck(self) if self._adapter else None
+        return own if own is not None else self._source_bottleneck()
+
+    def _source_bottleneck(self) -> EntropyBottleneck:
         return self.entropy_bottlenecks[self._width_index]
+
+    # -- domain adapters ------------------------------------------------------------------
+
+    @property
+    def adapter(self) -> Any:
+        """The active domain adapter (:mod:`slimcodec.adaptation`), or None: the source codec."""
+        return self._adapter
+
+    def set_adapter(self, adapter: Any) -> None:
+        """Run with ``adapter``'s extra parameters (None: the source codec alone).
+
+        Like the width, this is explicit per-model state. The adapter is held by reference,
+        not registered as a submodule: the model's parameters, state dict and fingerprint
+        stay the source's.
+        """
+        if adapter is not None:  # its source was checked when it was made or loaded
+            adapter.set_width_index(self._width_index)
+        object.__setattr__(self, "_adapter", adapter)
+
+    @contextmanager
+    def using_adapter(self, adapter: Any) -> Iterator[SlimCAE]:
+        previous = self._adapter
+        self.set_adapter(adapter)
+        try:
+            yield self
+        finally:
+            object.__setattr__(self, "_adapter", previous)
 
     # -- transforms (subclasses that condition them override these) -----------------------
 
     def analysis(self, x: Tensor) -> Tensor:
-        """:math:`y = g_a(x)` at the active width."""
-        return self.g_a(x)
+        """:math:`y = g_a(x)` at the active width (with the active adapter's stages)."""
+        if self._adapter is None:
+            return self.g_a(x)
+        for stage in range(3):
+            x = self.g_a[2 * stage + 1](self.g_a[2 * stage](x))
+            x = self._adapter.encoder_stage(stage, x)
+        return x
 
     def synthesis(self, y_hat: Tensor) -> Tensor:
         """:math:`\\hat x = g_s(\\hat y)` at the active width (unclamped)."""
-        return self.g_s(y_hat)
+        if self._adapter is None:
+            return self.g_s(y_hat)
+        x = y_hat
+        for stage in range(3):
+            x = self.g_s[2 * stage + 1](self.g_s[2 * stage](x))
+            x = self._adapter.decoder_stage(stage, x)
+        return x
 
     # -- CompressionModel API -------------------------------------------------------------
 

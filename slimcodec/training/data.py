@@ -24,14 +24,16 @@ class PatchSampler:
     """Decoded images held in memory (uint8), cut into random ``patch x patch`` crops.
 
     Unreadable files are skipped with a warning. Images smaller than the patch are
-    replicate-padded up to it.
+    replicate-padded up to it. ``limit``: the first N readable images (sorted by path) only.
     """
 
-    def __init__(self, root: str | os.PathLike, patch: int) -> None:
+    def __init__(self, root: str | os.PathLike, patch: int, limit: int | None = None) -> None:
         self.patch = patch
         self.paths: list[str] = []
         self.images: list[np.ndarray] = []
         for path in find_images(root):
+            if limit is not None and len(self.images) >= limit:
+                break
             try:
                 rgb, _ = load_rgb(path)
             except ImageError as exc:

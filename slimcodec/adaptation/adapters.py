@@ -1,0 +1,189 @@
+r"""Domain adapters: a few parameters that adapt a frozen codec to a content domain.
+
+The source model is never changed: an adapter is a separate module that the model consults
+at fixed points when it is active (:meth:`~slimcodec.models.SlimCAE.set_adapter`), after
+each encoder stage (conv + GDN), after each decoder stage (inverse GDN + transposed conv)
+and for the entropy model. Files written without an adapter (domain 0) decode bit for bit as
+before, whatever adapters are loaded, and an adapter file holds only its own parameters and
+the fingerprint of its source model.
+
+Methods (``slimcodec adapt --method``):
+
+* ``bias`` -- decoder bias-only updates, as in L²C (Zou et al.): a learned offset to the bias
+  of each decoder stage, :math:`x \mapsto x + \Delta b`; the smallest adapter.
+* ``adapters`` -- decoder adapters (Presta et al., "Domain adaptation for learned image
+  compression with supervised adapters", DCC 2024): a residual 1x1 convolution after each
+  hidden decoder stage, :math:`x \mapsto x + A x`, zero-initialised. With several adapters
+  loaded, the encoder's gate picks, per image, the one (or none) with the lowest RD loss,
+  and the container's domain field signals the choice: the decoder needs no guess.
+* ``extend`` -- codec adaptation without forgetting (DANICE, Katakol et al., CLIC 2021): the
+  source stays frozen and embedded, and the domain adds residual 1x1 convolutions after
+  every encoder and decoder stage and its own entropy models (initialised from the
+  source's), trained together.
+
+Every adapter is slimmable like the model: its convolutions are sliced to the active width
+(:class:`~slimcodec.layers.SlimConv2d`), so one adapter serves every width.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import os
+import zlib
+from typing import Any
+
+import torch
+from compressai.entropy_models import EntropyBottleneck
+from torch import Tensor, nn
+
+from slimcodec.errors import ModelFileError, ModelMismatchError
+from slimcodec.layers import SlimConv2d, Slimmable
+from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.utils.io import atomic_write
+from slimcodec.zoo import fingerprint
+
+__all__ = ["ADAPTER_METHODS", "DomainAdapter", "domain_id", "load_adapter", "save_adapter"]
+
+ADAPTER_METHODS = ("bias", "adapters", "extend")
+FILE_FORMAT = "slimcodec-adapter"
+FILE_VERSION = 1
+
+
+def domain_id(name: str) -> int:
+    """The container's domain id for a domain name: 1..65535, from its CRC-32."""
+    if not name:
+        raise ValueError("a domain needs a name")
+    return zlib.crc32(name.encode()) % 65535 + 1
+
+
+def _residual(widths: tuple[int, ...]) -> SlimConv2d:
+    conv = SlimConv2d(widths, widths, 1)
+    nn.init.zeros_(conv.weight)  # starts as the identity: the source codec exactly
+    nn.init.zeros_(conv.bias)
+    return conv
+
+
+class DomainAdapter(nn.Module):
+    """The extra parameters of one domain for one source model (see the module docstring)."""
+
+    def __init__(self, source: SlimCAE, method: str, domain: str) -> None:
+        super().__init__()
+        if method not in ADAPTER_METHODS:
+            raise ValueError(f"unknown adapter method {method!r}; expected {ADAPTER_METHODS}")
+        self.method = method
+        self.domain = domain
+        self.domain_id = domain_id(domain)
+        self.source_fingerprint = fingerprint(source)
+        self.widths = tuple(source.widths)
+        w = self.widths
+        self.decoder_bias = nn.ParameterList()
+        self.decoder = nn.ModuleList()
+        self.encoder = nn.ModuleList()
+        self.bottlenecks = nn.ModuleList()
+        if method == "bias":
+            for channels in (max(w), max(w), 3):
+                self.decoder_bias.append(nn.Parameter(torch.zeros(channels)))
+        if method in ("adapters", "extend"):
+            self.decoder.extend(_residual(w) for _ in range(2))
+        if method == "extend":
+            self.encoder.extend(_residual(w) for _ in range(3))
+            # The domain's own entropy models, starting as copies of the source's.
+            self.bottlenecks.extend(copy.deepcopy(eb) for eb in source.entropy_bottlenecks)
+        self._slimmable = tuple(m for m in self.modules() if isinstance(m, Slimmable))
+        self._width_index = 0
+
+    # -- what the model calls -------------------------------------------------------------
+
+    def set_width_index(self, index: int) -> None:
+        for layer in self._slimmable:
+            layer.set_width_index(index)
+        self._width_index = index
+
+    def check_source(self, model: SlimCAE) -> None:
+        fp = fingerprint(model)
+        if fp != self.source_fingerprint:
+            raise ModelMismatchError(
+                f"adapter for domain {self.domain!r} was made for the model with fingerprint "
+                f"{self.source_fingerprint.hex()}, not this one ({fp.hex()})")
+
+    def encoder_stage(self, stage: int, x: Tensor) -> Tensor:
+        return x + self.encoder[stage](x) if self.encoder else x
+
+    def decoder_stage(self, stage: int, x: Tensor) -> Tensor:
+        if self.decoder_bias:
+            return x + self.decoder_bias[stage][: x.shape[1]].view(1, -1, 1, 1)
+        if self.decoder and stage < len(self.decoder):
+            return x + self.decoder[stage](x)
+        return x
+
+    def entropy_bottleneck(self, model: SlimCAE) -> EntropyBottleneck | None:
+        if not self.bottlenecks:
+            return None
+        index = model._width_index
+        if isinstance(model, ModulatedSlimCAE):
+            index = index * model.rate_anchors + model.anchor_index(model.lmbda)
+        return self.bottlenecks[index]
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def _digest(adapter: DomainAdapter, state: dict[str, Tensor]) -> str:
+    h = hashlib.sha256()
+    h.update(f"{adapter.method}|{adapter.domain}|{adapter.source_fingerprint.hex()}".encode())
+    for key in sorted(state):
+        t = state[key].detach().cpu().contiguous()
+        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def save_adapter(adapter: DomainAdapter, path: str | os.PathLike,
+                 meta: dict[str, Any] | None = None) -> str:
+    """Write an adapter file atomically (entropy tables built first); its fingerprint."""
+    for eb in adapter.bottlenecks:
+        eb.update(force=True)
+    state = {k: v.detach().cpu() for k, v in adapter.state_dict().items()}
+    fp = _digest(adapter, state)
+    payload = {"format": FILE_FORMAT, "version": FILE_VERSION, "method": adapter.method,
+               "domain": adapter.domain, "domain_id": adapter.domain_id,
+               "source_fingerprint": adapter.source_fingerprint.hex(), "state_dict": state,
+               "fingerprint": fp, "meta": meta or {}}
+    atomic_write(path, lambda f: torch.save(payload, f))
+    return fp
+
+
+def load_adapter(path: str | os.PathLike, model: SlimCAE) -> DomainAdapter:
+    """Load an adapter file for ``model``; typed errors for a damaged or foreign file."""
+    try:
+        with open(path, "rb") as f:
+            payload = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such adapter file") from None
+    except Exception:  # torch's own messages run to many lines
+        raise ModelFileError(f"{path}: not a slimcodec adapter file (unreadable)") from None
+    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
+        raise ModelFileError(f"{path}: not a slimcodec adapter file")
+    if payload.get("version") != FILE_VERSION:
+        raise ModelFileError(f"{path}: unsupported adapter file version "
+                             f"{payload.get('version')}")
+    fp = fingerprint(model).hex()
+    if payload["source_fingerprint"] != fp:
+        raise ModelMismatchError(
+            f"{path}: adapter for domain {payload['domain']!r} was made for the model with "
+            f"fingerprint {payload['source_fingerprint']}, not {fp}")
+    adapter = DomainAdapter(model, payload["method"], payload["domain"])
+    state = payload["state_dict"]
+    for i, eb in enumerate(adapter.bottlenecks):  # CDF tables come sized from the file
+        for name in ("_quantized_cdf", "_offset", "_cdf_length"):
+            getattr(eb, name).resize_(state[f"bottlenecks.{i}.{name}"].shape)
+    try:
+        adapter.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise ModelFileError(f"{path}: adapter weights do not fit ({exc})") from None
+    if _digest(adapter, adapter.state_dict()) != payload["fingerprint"]:
+        raise ModelFileError(f"{path}: damaged adapter file (fingerprint mismatch)")
+    return adapter.eval()

@@ -1,0 +1,147 @@
+"""Domain adaptation without forgetting (issue 13), on tiny models of every kind."""
+
+import numpy as np
+import pytest
+import torch
+from helpers import natural_like
+from PIL import Image
+from test_edge import tiny
+
+from slimcodec.adaptation import METHODS, adapt, domain_id, load_adapter, save_adapter
+from slimcodec.bitstream import unpack
+from slimcodec.cli import main
+from slimcodec.codec import Codec
+from slimcodec.domains.screen import write_screens
+from slimcodec.errors import ModelFileError, ModelMismatchError
+from slimcodec.zoo import fingerprint, save_model_file
+
+KINDS = ["slimcae", "slimcae-vr"]
+LAMBDAS = [0.01, 0.004]
+
+
+@pytest.fixture(scope="module")
+def screens(tmp_path_factory):
+    root = tmp_path_factory.mktemp("screens")
+    write_screens(root, 3, size=(64, 96))
+    return root
+
+
+def run_adapt(model, screens, method, steps=3, domain="screen", **kwargs):
+    lambdas = None if hasattr(model, "lmbda") else LAMBDAS
+    return adapt(model, screens, method, domain, lambdas, steps=steps, patch=32, batch=2,
+                 progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_at_every_width_keeps_the_source(kind, method, screens):
+    model = tiny(kind)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fp = fingerprint(model)
+    result = run_adapt(model, screens, method)
+    for k, v in model.state_dict().items():  # the source, bit for bit
+        assert torch.equal(v, before[k]), k
+    assert fingerprint(model) == fp
+    codec = Codec(model, rd_lambdas=LAMBDAS)
+    image = natural_like(32, 48)
+    if result.adapter is not None:
+        codec.add_adapter(result.adapter)
+        assert result.adapter.parameter_count > 0
+        moved = any(p.abs().sum() > 0 for n, p in result.adapter.named_parameters()
+                    if not n.startswith("bottlenecks"))
+        assert moved  # the adapter trained (it starts at zero)
+        for width in codec.widths:
+            data = codec.encode_rgb(image, width, domain="screen")
+            assert unpack(data).header.domain == domain_id("screen")
+            assert codec.decode_rgb(data)[0].shape == (32, 48, 3)
+    else:
+        assert fingerprint(result.model) != fp  # a new model
+        adapted = Codec(result.model, rd_lambdas=LAMBDAS)
+        for width in adapted.widths:
+            assert adapted.decode_rgb(adapted.encode_rgb(image, width))[0].shape == (32, 48, 3)
+
+
+def test_selective_decoder_leaves_the_encoder(screens):
+    model = tiny("slimcae")
+    result = run_adapt(model, screens, "selective", subset="decoder")
+    for (k, a), (_, b) in zip(model.state_dict().items(), result.model.state_dict().items(),
+                              strict=True):
+        if k.startswith("g_a."):
+            assert torch.equal(a, b), k
+    assert any(not torch.equal(a, b) for (k, a), (_, b) in
+               zip(model.state_dict().items(), result.model.state_dict().items(), strict=True)
+               if k.startswith("g_s."))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_old_files_decode_identically_with_adapters_loaded(kind, screens, tmp_path):
+    model = tiny(kind)
+    codec = Codec(model, rd_lambdas=LAMBDAS)
+    image = natural_like(40, 40)
+    old = {w: codec.encode_rgb(image, w) for w in codec.widths}
+    decoded = {w: codec.decode_rgb(data)[0] for w, data in old.items()}
+    paths = []
+    for method in ("extend", "adapters", "bias"):
+        result = run_adapt(model, screens, method, domain=f"screen-{method}")
+        paths.append(tmp_path / f"{method}.adapter")
+        save_adapter(result.adapter, paths[-1])
+    loaded = Codec(model, rd_lambdas=LAMBDAS,
+                   adapters=[load_adapter(p, model) for p in paths])
+    assert len(loaded.adapters) == 3
+    for w, data in old.items():
+        assert np.array_equal(loaded.decode_rgb(data)[0], decoded[w])
+        assert loaded.encode_rgb(image, w) == data  # no domain: the source codec
+
+
+def test_adapter_files_round_trip_and_refuse_what_they_must(screens, tmp_path):
+    model = tiny("slimcae")
+    result = run_adapt(model, screens, "extend")
+    path = tmp_path / "screen.adapter"
+    save_adapter(result.adapter, path)
+    loaded = load_adapter(path, model)
+    for (k, a), (_, b) in zip(result.adapter.state_dict().items(),
+                              loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    image = natural_like(32, 32)
+    one, two = Codec(model, adapters=[result.adapter]), Codec(model, adapters=[loaded])
+    assert one.encode_rgb(image, 16, domain="screen") == two.encode_rgb(image, 16,
+                                                                        domain="screen")
+    other = tiny("slimcae")
+    with torch.no_grad():
+        other.g_a[0].bias.add_(1.0)
+    with pytest.raises(ModelMismatchError, match="made for the model"):
+        load_adapter(path, other)
+    damaged = tmp_path / "damaged.adapter"
+    damaged.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ModelFileError):
+        load_adapter(damaged, model)
+
+
+def test_domain_ids_gate_and_errors(screens, tmp_path, capsys):
+    model = tiny("slimcae")
+    save_model_file(model, tmp_path / "m.pt", meta={"lambdas": LAMBDAS})
+    result = run_adapt(model, screens, "adapters", steps=5)
+    save_adapter(result.adapter, tmp_path / "a.adapter")
+    assert 1 <= domain_id("screen") <= 65535 and domain_id("screen") != domain_id("art")
+    Image.fromarray(natural_like(32, 48)).save(tmp_path / "in.png")
+    slc = tmp_path / "x.slc"
+    base = ["--model", str(tmp_path / "m.pt")]
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(slc), *base, "--adapter",
+                 str(tmp_path / "a.adapter")]) == 0
+    assert unpack(slc.read_bytes()).header.domain == domain_id("screen")
+    capsys.readouterr()
+    code = main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not loaded" in err
+    assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, "--adapter",
+                 str(tmp_path / "a.adapter")]) == 0
+    code = main(["compress", str(tmp_path / "in.png"), "-o", str(slc), *base, "--adapter",
+                 str(tmp_path / "a.adapter"), "--domain", "art"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no adapter for domain 'art'" in err
+    report = {}
+    codec = Codec(model, rd_lambdas=LAMBDAS, adapters=[result.adapter])
+    data = codec.encode_rgb(natural_like(32, 48), 16, domain="auto", report=report)
+    assert set(report["gate"]) == {"source", "screen"}
+    chosen = min(report["gate"], key=report["gate"].get)
+    assert unpack(data).header.domain == (0 if chosen == "source" else domain_id("screen"))
