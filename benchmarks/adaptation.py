@@ -1,0 +1,132 @@
+"""Domain adaptation (issue 13): every method, on screen content and illustrations.
+
+For each target domain and each number of adaptation images, every method adapts the
+source model (`slimcodec adapt`'s code, the same steps for all), and the adapted codec is
+measured on held-out images of the domain (never used for adapting) and on the source's
+photos:
+
+* target gain: BD-rate of the adapted curve (its widths as RD points) against the
+  unadapted one on the held-out domain images, and ΔPSNR at equal rate per width;
+* forgetting: BD-rate change on the photos when coding them as the adapted codec would
+  (the new model for `finetune`/`selective`; for adapter methods, photos are coded without
+  the adapter, domain 0, which is the source codec bit for bit);
+* size: the adapter file (or the new model file) in bytes and as a share of the model's;
+* wall time of the adaptation.
+
+Screens come from `slimcodec.domains.screen` (train: seeds 0.., test: seeds 1000..);
+illustrations from `../shared/data/art` (the first half adapts, the second half tests).
+
+    python benchmarks/adaptation.py [--model slimcae] [--counts 10 25 0] [--steps 400]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+from common import fmt, load_test_images, table_head, write_section
+from PIL import Image
+
+from slimcodec.adaptation import METHODS, adapt, save_adapter
+from slimcodec.codec import Codec
+from slimcodec.domains.screen import render_screen
+from slimcodec.evaluate import evaluate
+from slimcodec.utils.rd import bd_rate, psnr_at_rate
+from slimcodec.zoo import load_model, model_meta, save_model_file
+
+
+def curve(codec: Codec, images, domain: str | None = None) -> list[tuple[float, float]]:
+    points = evaluate(codec, images, progress=False, domain=domain)["points"]
+    return [(p["bpp"], p["psnr"]) for p in points]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="slimcae")
+    p.add_argument("--counts", type=int, nargs="+", default=[10, 25, 0],
+                   help="adaptation images (0: all)")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
+    p.add_argument("--test", type=int, default=6, help="held-out images per domain")
+    p.add_argument("--art", default="../shared/data/art")
+    p.add_argument("--photos", default="../shared/data/photos")
+    p.add_argument("--crop", default="384x256", help="WxH of every test image")
+    args = p.parse_args()
+    w, h = (int(v) for v in args.crop.split("x"))
+    source = load_model(args.model)
+    lambdas = model_meta(args.model).get("lambdas")
+    base = Codec(source, args.model, rd_lambdas=lambdas)
+    photos = [rgb for _, rgb in load_test_images(args.photos, (w, h))[: args.test]]
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / "screen").mkdir()
+        for i in range(args.screens):
+            Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
+        screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
+        art = load_test_images(args.art, (w, h))
+        half = len(art) // 2
+        (root / "art").mkdir()
+        for name, rgb in art[:half]:
+            Image.fromarray(rgb).save(root / "art" / name)
+        domains = {"screen": (root / "screen", screen_test),
+                   "art": (root / "art", [rgb for _, rgb in art[half:]])}
+        photo_curve = curve(base, photos)
+        model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
+        rows = []
+        for name, (folder, test) in domains.items():
+            plain = curve(base, test)
+            available = len(list(folder.iterdir()))
+            for count in args.counts:
+                n = available if count == 0 else count
+                if n > available:
+                    continue
+                for method in METHODS:
+                    t0 = time.time()
+                    result = adapt(source, folder, method, name, lambdas, steps=args.steps,
+                                   images=n, progress=False)
+                    seconds = time.time() - t0
+                    path = root / f"{name}-{method}-{n}.bin"
+                    if result.adapter is not None:
+                        save_adapter(result.adapter, path)
+                        codec = Codec(source, args.model, rd_lambdas=lambdas,
+                                      adapters=[result.adapter])
+                        target = curve(codec, test, name)
+                        forgetting = bd_rate(photo_curve, curve(codec, photos))
+                    else:
+                        save_model_file(result.model, path)
+                        codec = Codec(result.model, rd_lambdas=lambdas)
+                        target = curve(codec, test)
+                        forgetting = bd_rate(photo_curve, curve(codec, photos))
+                    gain = bd_rate(plain, target)
+                    per_width = []
+                    for b, q in plain:
+                        at = psnr_at_rate(target, b)
+                        per_width.append(fmt(None if at is None else at - q, "+.2f"))
+                    size = path.stat().st_size
+                    rows.append(f"| {name} | {n} | {method} | {fmt(gain, '+.1f', '%')} | "
+                                f"{', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
+                                f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
+                    print(rows[-1], flush=True)
+    body = f"""## Domain adaptation: every method on screens and illustrations (`{args.model}`)
+
+Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
+batch 8, Adam 1e-4 with cosine decay, the widths' training λ) on the first N images of the
+domain, on 2 CPU cores. Test images, centre crops {w}x{h}: {args.test} screens never
+adapted on (seeds 1000+), and the second half of `../shared/data/art`; source domain:
+{len(photos)} of the shared photos. Target BD-rate: adapted against unadapted on the
+domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
+rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
+methods code photos without the adapter, so it is 0 by construction, and the test suite
+checks the bits).
+
+{table_head(["domain", "images", "method", "target BD-rate", "target ΔPSNR per width (dB)",
+             "forgetting (photos)", "size, bytes (share of the model)", "seconds"])}
+{chr(10).join(rows)}"""
+    write_section("adaptation", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
