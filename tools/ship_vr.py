@@ -18,7 +18,13 @@ import re
 import shutil
 from pathlib import Path
 
-from slimcodec.zoo import WEIGHTS_DIR, model_meta, save_model_file
+from slimcodec.zoo import (
+    WEIGHTS_DIR,
+    fingerprint,
+    load_model_file,
+    model_meta,
+    save_model_file,
+)
 from slimcodec.zoo.checkpoint import build, read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,25 +57,32 @@ def main() -> None:
     p.add_argument("--gpu-metrics", required=True, help="metrics.jsonl of the GPU stage")
     p.add_argument("--sources", required=True, help="SOURCES.md of the training images")
     p.add_argument("--note", default="", help="a paragraph for the card's head")
+    p.add_argument("--card-only", action="store_true",
+                   help="rewrite the card of the weights already shipped (fresh benchmarks)")
     args = p.parse_args()
     target = WEIGHTS_DIR / f"{NAME}.pt"
-    if target.exists():
-        raise SystemExit(f"{target} exists: ship a retrain under a new name")
     run = Path(args.run)
-    # Rebuilt from the file's config and weights with today's code: a config key added
-    # while the run trained (its default is the old behaviour) changes the fingerprint.
-    payload = read_model_file(run / "model.pt")
-    model = build(payload["arch"], payload["config"])
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
-    meta = model_meta(run / "model.pt")
     gpu_steps, gpu_seconds = steps_and_seconds(Path(args.gpu_metrics))
     cpu_steps, cpu_seconds = steps_and_seconds(run / "metrics.jsonl")
-    meta.update({"summary": f"SlimCAE-VR: {gpu_steps} GPU steps (H100, {gpu_seconds / 60:.0f} "
-                            f"min) + {cpu_steps - 250} CPU steps (2 cores) on 185 photos",
-                 "gpu_steps": gpu_steps, "cpu_steps": cpu_steps})
-    fp = save_model_file(model, target, meta=meta)
-    shutil.copy(args.sources, WEIGHTS_DIR / f"{NAME}.SOURCES.md")
+    if args.card_only:
+        model = load_model_file(target)
+        fp = fingerprint(model)
+    else:
+        if target.exists():
+            raise SystemExit(f"{target} exists: ship a retrain under a new name")
+        # Rebuilt from the file's config and weights with today's code: a config key added
+        # while the run trained (its default is the old behaviour) changes the fingerprint.
+        payload = read_model_file(run / "model.pt")
+        model = build(payload["arch"], payload["config"])
+        model.load_state_dict(payload["state_dict"])
+        model.eval()
+        meta = model_meta(run / "model.pt")
+        meta.update({"summary": f"SlimCAE-VR: {gpu_steps} GPU steps (H100, "
+                                f"{gpu_seconds / 60:.0f} min) + {cpu_steps - 250} CPU steps "
+                                "(2 cores) on 185 photos",
+                     "gpu_steps": gpu_steps, "cpu_steps": cpu_steps})
+        fp = save_model_file(model, target, meta=meta)
+        shutil.copy(args.sources, WEIGHTS_DIR / f"{NAME}.SOURCES.md")
     ranges = ", ".join(f"{w}: {lo:g}–{hi:g}" for w, (lo, hi) in
                        zip(model.widths, model.lambda_ranges, strict=True))
     fields = [
