@@ -259,7 +259,7 @@ class Trainer:
     and calling :meth:`run` with a growing target step.
     """
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, resuming: bool = False) -> None:
         self.cfg = cfg
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
         self.rank = int(os.environ.get("RANK", "0"))
@@ -282,7 +282,9 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         model = build_model(cfg)
-        if cfg.init:
+        # A resumed run takes every weight from its checkpoint: the --init source is not
+        # read again (it may have changed or gone since the run started).
+        if cfg.init and not resuming:
             init_from(model, load_model(cfg.init))
         self.variable_rate = isinstance(model, ModulatedSlimCAE)
         self.model: SlimCAE = model.to(self.device).train()
@@ -532,9 +534,10 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
 
 def train(cfg: TrainConfig, resume: bool = False) -> Trainer:
     """Train ``cfg.steps`` steps, then λ-schedule if asked; ``resume`` continues a run."""
-    trainer = Trainer(cfg)
+    resuming = resume and (Path(cfg.out) / CHECKPOINT).exists()
+    trainer = Trainer(cfg, resuming=resuming)
     resumed = None
-    if resume and (trainer.out / CHECKPOINT).exists():
+    if resuming:
         resumed = trainer.load_checkpoint()
     elif trainer.is_main:  # a fresh start: logs of an earlier attempt would mislead
         trainer._truncate_metrics(0)
