@@ -157,7 +157,7 @@ def slimcae(**kwargs: Any) -> SlimCAE:
     return SlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", **kwargs})
 
 
-@register_model(name="slimcae-vr")
+@register_model(name="slimcae-vr", weights="slimcae-vr.pt")
 def slimcae_vr(**kwargs: Any) -> ModulatedSlimCAE:
     """SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width."""
     return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
