@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import zlib
 from pathlib import Path
 
 import torch
@@ -43,11 +44,22 @@ from slimcodec.utils.rd import bd_rate, bpp_span, psnr_at_rate, rd_hull
 
 def rd_section(model: str, images, crop, reference: str) -> None:
     codec = codec_for(model)
-    result = evaluate(codec, [rgb for _, rgb in images], progress=False)
-    points = result["points"]
+    # The measurements take half an hour on 2 cores: kept, so that the tables and plots can
+    # be redrawn without measuring again (the key names the models' weights and the images).
+    key = f"{codec.fingerprint.hex()}-{codec_for(reference).fingerprint.hex()}-" + "-".join(
+        f"{n}:{rgb.shape[1]}x{rgb.shape[0]}" for n, rgb in images)
+    cache = Path("/tmp/slimcodec-bench") / f"vr_rd-{zlib.crc32(key.encode()):08x}.json"
+    if cache.exists():
+        points, classical, ref = json.loads(cache.read_text())
+    else:
+        points = evaluate(codec, [rgb for _, rgb in images], progress=False)["points"]
+        classical = {name: classical_rd(images, name)
+                     for name in ("JPEG 4:2:0", "WebP", "AVIF")}
+        ref = evaluate(codec_for(reference), [rgb for _, rgb in images],
+                       progress=False)["points"]
+        cache.parent.mkdir(exist_ok=True)
+        cache.write_text(json.dumps([points, classical, ref]))
     envelope = rd_hull([(p["bpp"], p["psnr"]) for p in points])
-    classical = {name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")}
-    ref = evaluate(codec_for(reference), [rgb for _, rgb in images], progress=False)["points"]
     ref_curve = [(p["bpp"], p["psnr"]) for p in ref]
     h, w = images[0][1].shape[:2]
     macs = {}

@@ -20,7 +20,12 @@ Point = tuple[float, float]  # (bpp, psnr)
 
 
 def _log_rate_curve(points: Sequence[Point]) -> PchipInterpolator:
-    pts = sorted((p, math.log(r)) for r, p in points)
+    # Settings that land on one PSNR (a codec's neighbouring qualities can give the same
+    # file): keep the cheapest, the one a user would pick.
+    cheapest: dict[float, float] = {}
+    for r, p in points:
+        cheapest[p] = min(r, cheapest.get(p, r))
+    pts = sorted((p, math.log(r)) for p, r in cheapest.items())
     psnr = np.array([p for p, _ in pts])
     if len(pts) < 2 or np.any(np.diff(psnr) <= 0):
         raise ValueError("a BD curve needs at least two points with distinct PSNR")
