@@ -118,6 +118,23 @@ def test_resume_with_more_steps_extends_the_learning_rate_schedule(images, tmp_p
 
 
 @pytest.mark.filterwarnings("ignore:skipping")
+def test_resume_does_not_read_the_init_source_again(images, tmp_path):
+    """Every weight of a resumed run comes from its checkpoint: the --init file may be gone."""
+    train(TrainConfig(data=str(images), out=str(tmp_path / "src"), steps=2, **TINY))
+    source = tmp_path / "src" / "model.pt"
+    cfg = dict(data=str(images), out=str(tmp_path / "run"), init=str(source), **TINY)
+    first = train(TrainConfig(steps=10, **cfg))
+    at_ten = {k: v.detach().clone() for k, v in first.model.named_parameters()}
+    source.unlink()
+    resumed = Trainer(TrainConfig(steps=20, **cfg), resuming=True)
+    resumed.load_checkpoint()
+    for k, v in resumed.model.named_parameters():
+        assert torch.equal(v.detach().cpu(), at_ten[k].cpu()), k
+    with pytest.raises(Exception, match="no such model file"):
+        Trainer(TrainConfig(steps=20, **cfg))  # a fresh start still needs it
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
 def test_fresh_start_replaces_stale_logs(images, tmp_path):
     """A run without a checkpoint (killed before its first) starts its logs afresh."""
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "stale": true}\n' * 3)
