@@ -145,3 +145,16 @@ def test_domain_ids_gate_and_errors(screens, tmp_path, capsys):
     assert set(report["gate"]) == {"source", "screen"}
     chosen = min(report["gate"], key=report["gate"].get)
     assert unpack(data).header.domain == (0 if chosen == "source" else domain_id("screen"))
+
+
+def test_an_adapter_restored_after_a_block_follows_the_width_set_inside_it(screens):
+    model = tiny("slimcae")
+    outer = run_adapt(model, screens, "adapters", steps=1).adapter
+    inner = run_adapt(model, screens, "bias", steps=1, domain="art").adapter
+    model.set_width(model.widths[0])
+    model.set_adapter(outer)
+    with model.using_adapter(inner):
+        model.set_width(model.widths[-1])
+    assert model.adapter is outer
+    assert outer._width_index == len(model.widths) - 1
+    model.set_adapter(None)

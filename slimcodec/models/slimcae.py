@@ -164,8 +164,8 @@ class SlimCAE(CompressionModel):
         self.set_adapter(adapter)
         try:
             yield self
-        finally:
-            object.__setattr__(self, "_adapter", previous)
+        finally:  # through set_adapter: the width may have changed inside the block
+            self.set_adapter(previous)
 
     # -- transforms (subclasses that condition them override these) -----------------------
 
