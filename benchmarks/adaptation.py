@@ -16,7 +16,8 @@ photos:
 Screens come from `slimcodec.domains.screen` (train: seeds 0.., test: seeds 1000..);
 illustrations from `../shared/data/art` (the first half adapts, the second half tests).
 
-    python benchmarks/adaptation.py [--model slimcae] [--counts 10 25 0] [--steps 400]
+    python benchmarks/adaptation.py [--model slimcae] [--counts 10 25 0] [--steps 400] \\
+        [--lr LR (default: each method's own)]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from common import fmt, load_test_images, table_head, write_section
 from PIL import Image
 
-from slimcodec.adaptation import METHODS, adapt, save_adapter
+from slimcodec.adaptation import DEFAULT_LR, METHODS, adapt, save_adapter
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
@@ -48,6 +49,7 @@ def main() -> None:
     p.add_argument("--counts", type=int, nargs="+", default=[10, 25, 0],
                    help="adaptation images (0: all)")
     p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--lr", type=float, help="one Adam step size for every method")
     p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
     p.add_argument("--test", type=int, default=6, help="held-out images per domain")
     p.add_argument("--art", default="../shared/data/art")
@@ -85,7 +87,7 @@ def main() -> None:
                 for method in METHODS:
                     t0 = time.time()
                     result = adapt(source, folder, method, name, lambdas, steps=args.steps,
-                                   images=n, progress=False)
+                                   images=n, lr=args.lr, progress=False)
                     seconds = time.time() - t0
                     path = root / f"{name}-{method}-{n}.bin"
                     if result.adapter is not None:
@@ -109,10 +111,12 @@ def main() -> None:
                                 f"{', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
                                 f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
                     print(rows[-1], flush=True)
+    rates = (f"{args.lr:g}" if args.lr else
+             ", ".join(f"{lr:g} for {m}" for m, lr in DEFAULT_LR.items()))
     body = f"""## Domain adaptation: every method on screens and illustrations (`{args.model}`)
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
-batch 8, Adam 1e-4 with cosine decay, the widths' training λ) on the first N images of the
+batch 8, Adam with cosine decay from {rates}, the widths' training λ) on the first N images of the
 domain, on 2 CPU cores. Test images, centre crops {w}x{h}: {args.test} screens never
 adapted on (seeds 1000+), and the second half of `../shared/data/art`; source domain:
 {len(photos)} of the shared photos. Target BD-rate: adapted against unadapted on the

@@ -6,18 +6,23 @@ change instead of a BD-rate) is measured with plain encoding and with 25, 50, 10
 500 refinement steps, on the same images, with real files. Encode time is given as a ratio
 to plain encoding measured in the same run; decoding is the plain decoder's throughout.
 
+The default relaxation (stochastic Gumbel annealing) is compared with straight-through
+rounding at the default number of steps (``--ste-steps``, 0 to skip).
+
     python benchmarks/refine.py --images ../shared/data/photos --crop 256x256 --count 2 \\
-        [--model slimcae-vr] [--steps 25 50 100 200 500] [--lambdas 3]
+        [--model slimcae-vr] [--steps 25 50 100 200 500] [--lambdas 3] [--ste-steps 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import time
 
 import numpy as np
 from common import FIGURES, fmt, load_test_images, parse_crop, table_head, write_section
 
+import slimcodec.refine
 from slimcodec.api import codec_for
 from slimcodec.rate_control import lambdas_for_eval
 from slimcodec.utils.metrics import psnr
@@ -33,17 +38,29 @@ def main() -> None:
     p.add_argument("--model", default="slimcae-vr")
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50, 100, 200, 500])
     p.add_argument("--lambdas", type=int, default=3, help="λ per width (variable rate)")
+    p.add_argument("--ste-steps", type=int, default=slimcodec.refine.DEFAULT_REFINE_STEPS,
+                   help="also measure straight-through rounding at this many steps (0: no)")
     args = p.parse_args()
     crop = parse_crop(args.crop)
     images = load_test_images(args.images, crop)[: args.count]
     codec = codec_for(args.model)
-    settings = [0, *args.steps]
-    results = {}  # (width, λ, steps) -> (bpp, psnr, encode seconds)
+    # (steps, relaxation); plain encoding is (0, "sga")
+    settings = [(0, "sga"), *((s, "sga") for s in args.steps)]
+    if args.ste_steps:
+        settings.append((args.ste_steps, "ste"))
+    columns = [*args.steps, *([f"{args.ste_steps}-ste"] if args.ste_steps else [])]
+    results = {}  # (width, λ, column) -> (bpp, psnr, encode seconds)
+    sga = slimcodec.refine.refine_latent
     for width in codec.widths:
         lambdas = (lambdas_for_eval(codec, width, args.lambdas) if codec.variable_rate
                    else [None])
         for lmbda in lambdas:
-            for steps in settings:
+            for steps, relaxation in settings:
+                # The codec looks refine_latent up when it refines: the ablation swaps it.
+                slimcodec.refine.refine_latent = (
+                    sga if relaxation == "sga"
+                    else functools.partial(sga, relaxation=relaxation))
+                column = steps if relaxation == "sga" else f"{steps}-{relaxation}"
                 bpp = quality = seconds = 0.0
                 for _, rgb in images:
                     t0 = time.perf_counter()
@@ -53,8 +70,9 @@ def main() -> None:
                     bpp += 8 * len(data) / rgb[..., 0].size
                     quality += psnr(rgb, out)
                 n = len(images)
-                results[(width, lmbda, steps)] = (bpp / n, quality / n, seconds / n)
-                print(width, lmbda, steps, results[(width, lmbda, steps)], flush=True)
+                results[(width, lmbda, column)] = (bpp / n, quality / n, seconds / n)
+                print(width, lmbda, column, results[(width, lmbda, column)], flush=True)
+    slimcodec.refine.refine_latent = sga
     rows, gains = [], {s: [] for s in args.steps}
     widths = sorted({w for w, _, _ in results}, reverse=True)
     for width in widths:
@@ -62,7 +80,7 @@ def main() -> None:
         plain = [results[(width, lam, 0)][:2] for lam in keys]
         base_time = sum(results[(width, lam, 0)][2] for lam in keys)
         cells = [str(width)]
-        for steps in args.steps:
+        for steps in columns:
             refined = [results[(width, lam, steps)][:2] for lam in keys]
             ratio = sum(results[(width, lam, steps)][2] for lam in keys) / base_time
             if len(keys) > 1:
@@ -72,7 +90,8 @@ def main() -> None:
                 gain = np.mean(dpsnr) if dpsnr else None
                 cells.append(f"{fmt(bd, '+.1f', '%')} / {fmt(gain, '+.2f')} dB / "
                              f"{ratio:.0f}x")
-                gains[steps].append(bd)
+                if steps in gains:
+                    gains[steps].append(bd)
             else:
                 (b0, q0), (b1, q1) = plain[0], refined[0]
                 cells.append(f"{(b1 / b0 - 1) * 100:+.1f}% bpp, {q1 - q0:+.2f} dB / {ratio:.0f}x")
@@ -84,11 +103,14 @@ def main() -> None:
 {len(images)} images ({', '.join(n for n, _ in images)}), centre crop {w}x{h}; each width at
 {args.lambdas if codec.variable_rate else 1} λ over its range. Per steps setting: BD-rate of the
 refined curve against the plain one (negative is better) / mean ΔPSNR at the plain points'
-rates / encode time as a multiple of plain encoding's (same run). Files are ordinary: the
-plain decoder decodes them, at unchanged speed, to the PSNR the encoder predicted
-(`tests/test_refine.py`).
+rates / encode time as a multiple of plain encoding's (same run). Refinement relaxes
+rounding by stochastic Gumbel annealing (`slimcodec.refine`); the last column, for
+comparison, uses straight-through rounding into the decoder and noise for the rate. Files
+are ordinary: the plain decoder decodes them, at unchanged speed, to the PSNR the encoder
+predicted (`tests/test_refine.py`).
 
-{table_head(["width", *[f"{s} steps" for s in args.steps]])}
+{table_head(["width", *[f"{s} steps" for s in args.steps],
+             *([f"{args.ste_steps} steps, straight-through"] if args.ste_steps else [])])}
 {chr(10).join(rows)}
 
 ![gain against steps](figures/refine.png)"""

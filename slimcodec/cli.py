@@ -494,7 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="selective: what to fine-tune (default: %(default)s)")
     a.add_argument("--steps", type=int, help="training steps (default: 400)")
     a.add_argument("--images", type=int, help="use the first K images of --data")
-    a.add_argument("--lr", type=float, default=1e-4)
+    a.add_argument("--lr", type=float,
+                   help="Adam step size (default: 1e-4 for finetune and selective, 3e-3 for "
+                        "the adapter methods)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("-o", "--output", required=True,
                    help="adapter file (extend, adapters, bias) or model file (the others)")

@@ -33,11 +33,17 @@ from slimcodec.training.trainer import sample_lambdas, step_seed
 
 from .adapters import ADAPTER_METHODS, DomainAdapter
 
-__all__ = ["DEFAULT_STEPS", "METHODS", "AdaptResult", "adapt"]
+__all__ = ["DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "adapt"]
 
 METHODS = ("finetune", "selective", *ADAPTER_METHODS)
 #: Finishes in well under 15 minutes on 2 cores for the shipped models (patch 64, batch 8).
 DEFAULT_STEPS = 400
+#: Adam's step size per method. Trained weights (``finetune``, ``selective``) take small
+#: steps; an adapter's new parameters start at zero (or as copies of the source's entropy
+#: models) and, in a few hundred steps, gain far more with larger ones (``python
+#: benchmarks/adaptation.py --lr 1e-4`` runs every method at one step size to compare).
+DEFAULT_LR = {"finetune": 1e-4, "selective": 1e-4, "bias": 3e-3, "adapters": 3e-3,
+              "extend": 3e-3}
 
 
 @dataclass
@@ -78,7 +84,7 @@ def adapt(
     steps: int = DEFAULT_STEPS,
     images: int | None = None,
     subset: str = "decoder",
-    lr: float = 1e-4,
+    lr: float | None = None,
     patch: int = 64,
     batch: int = 8,
     seed: int = 0,
@@ -87,11 +93,13 @@ def adapt(
     """Adapt ``source`` to the images in ``data`` (see the module docstring).
 
     ``lambdas``: one training λ per width (single-rate models; a variable-rate model samples
-    its ranges). ``source`` itself is never modified: ``finetune`` and ``selective`` train a
-    copy.
+    its ranges). ``lr``: Adam's step size, cosine-decayed to 1% (default: the method's in
+    :data:`DEFAULT_LR`). ``source`` itself is never modified: ``finetune`` and ``selective``
+    train a copy.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    lr = DEFAULT_LR[method] if lr is None else lr
     variable = isinstance(source, ModulatedSlimCAE)
     if not variable and (lambdas is None or len(lambdas) != len(source.widths)):
         raise ValueError(f"give one training λ per width {list(source.widths)} "
