@@ -111,15 +111,24 @@ def main() -> None:
                                 f"{', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
                                 f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
                     print(rows[-1], flush=True)
+                    # Written after every row: an interrupted run keeps what it measured.
+                    write_section("adaptation", _body(args, rows, len(photos)))
+    body = _body(args, rows, len(photos))
+    write_section("adaptation", body)
+    print(body)
+
+
+def _body(args: argparse.Namespace, rows: list[str], photos: int) -> str:
+    w, h = (int(v) for v in args.crop.split("x"))
     rates = (f"{args.lr:g}" if args.lr else
              ", ".join(f"{lr:g} for {m}" for m, lr in DEFAULT_LR.items()))
-    body = f"""## Domain adaptation: every method on screens and illustrations (`{args.model}`)
+    return f"""## Domain adaptation: every method on screens and illustrations (`{args.model}`)
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
-batch 8, Adam with cosine decay from {rates}, the widths' training λ) on the first N images of the
-domain, on 2 CPU cores. Test images, centre crops {w}x{h}: {args.test} screens never
-adapted on (seeds 1000+), and the second half of `../shared/data/art`; source domain:
-{len(photos)} of the shared photos. Target BD-rate: adapted against unadapted on the
+batch 8, Adam with cosine decay from {rates}; the widths' training λ) on the first N
+images of the domain, on 2 CPU cores. Test images, centre crops {w}x{h}: {args.test} screens
+never adapted on (seeds 1000+), and the second half of `../shared/data/art`; source domain:
+{photos} of the shared photos. Target BD-rate: adapted against unadapted on the
 domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
 rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
 methods code photos without the adapter, so it is 0 by construction, and the test suite
@@ -128,9 +137,6 @@ checks the bits).
 {table_head(["domain", "images", "method", "target BD-rate", "target ΔPSNR per width (dB)",
              "forgetting (photos)", "size, bytes (share of the model)", "seconds"])}
 {chr(10).join(rows)}"""
-    write_section("adaptation", body)
-    print(body)
-
 
 if __name__ == "__main__":
     main()

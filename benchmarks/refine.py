@@ -51,6 +51,8 @@ def main() -> None:
     columns = [*args.steps, *([f"{args.ste_steps}-ste"] if args.ste_steps else [])]
     results = {}  # (width, λ, column) -> (bpp, psnr, encode seconds)
     sga = slimcodec.refine.refine_latent
+    for width in codec.widths:  # warm-up: the first encodes at a width run slower
+        codec.encode_rgb(images[0][1], width, refine=2)
     for width in codec.widths:
         lambdas = (lambdas_for_eval(codec, width, args.lambdas) if codec.variable_rate
                    else [None])
