@@ -125,6 +125,7 @@ def _plot(gains: dict[int, list], model: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     steps = sorted(gains)
     values = [[g for g in gains[s] if g is not None] for s in steps]
@@ -135,6 +136,8 @@ def _plot(gains: dict[int, list], model: str) -> None:
     ax.plot(steps, [np.mean(v) if v else np.nan for v in values], marker="o")
     ax.set(xlabel="refinement steps", ylabel="BD-rate vs plain (%), mean over widths",
            xscale="log", title=f"{model}: latent refinement")
+    ax.set_xticks(steps, [str(s) for s in steps])
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(FIGURES / "refine.png", dpi=120)
