@@ -16,7 +16,7 @@ photos:
 Screens come from `slimcodec.domains.screen` (train: seeds 0.., test: seeds 1000..);
 illustrations from `../shared/data/art` (the first half adapts, the second half tests).
 
-    python benchmarks/adaptation.py [--model slimcae] [--counts 10 25 0] [--steps 400] \\
+    python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)]
 """
 
@@ -46,8 +46,8 @@ def curve(codec: Codec, images, domain: str | None = None) -> list[tuple[float, 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="slimcae")
-    p.add_argument("--counts", type=int, nargs="+", default=[10, 25, 0],
-                   help="adaptation images (0: all)")
+    p.add_argument("--counts", type=int, nargs="+", default=[0, 10, 25],
+                   help="adaptation images (0: all), run in this order")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, help="one Adam step size for every method")
     p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
@@ -76,11 +76,14 @@ def main() -> None:
                    "art": (root / "art", [rgb for _, rgb in art[half:]])}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
+        plains = {name: curve(base, test) for name, (_, test) in domains.items()}
         rows = []
-        for name, (folder, test) in domains.items():
-            plain = curve(base, test)
-            available = len(list(folder.iterdir()))
-            for count in args.counts:
+        # Counts outermost, in the order given: the first count's rows of every domain
+        # are written first (an interrupted run keeps them).
+        for count in args.counts:
+            for name, (folder, test) in domains.items():
+                plain = plains[name]
+                available = len(list(folder.iterdir()))
                 n = available if count == 0 else count
                 if n > available:
                     continue

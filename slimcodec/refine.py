@@ -27,7 +27,7 @@ steps, and each tile keeps the best latent seen, the plain encoder's included. T
 (:meth:`slimcodec.codec.Codec.encode_rgb`) then codes both the plain and the refined latent
 and keeps the file whose loss, from its real bytes and its decoded 8-bit pixels, is lower:
 a refined file is never worse than the plain one. ``benchmarks/refine.py`` measures both
-relaxations (SGA saved several times more BD-rate than straight-through at equal steps).
+relaxations: at 100 steps, SGA saved 9-21% BD-rate per width, straight-through 0.5-11%.
 
 Large images are refined tile by tile (:mod:`slimcodec.tiling`'s tiles): each tile's latent
 is optimised against the pixels its synthesis window covers, its neighbours' latents held at

@@ -1,10 +1,11 @@
 """Domain adaptation without forgetting (issue 13): adapters and ``slimcodec adapt``."""
 
 from .adapters import ADAPTER_METHODS, DomainAdapter, domain_id, load_adapter, save_adapter
-from .train import DEFAULT_STEPS, METHODS, AdaptResult, adapt
+from .train import DEFAULT_LR, DEFAULT_STEPS, METHODS, AdaptResult, adapt
 
 __all__ = [
     "ADAPTER_METHODS",
+    "DEFAULT_LR",
     "DEFAULT_STEPS",
     "METHODS",
     "AdaptResult",
