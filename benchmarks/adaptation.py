@@ -50,6 +50,8 @@ def main() -> None:
                    help="adaptation images (0: all), run in this order")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--lr", type=float, help="one Adam step size for every method")
+    p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                   help="a subset writes its own section (adaptation-METHOD...)")
     p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
     p.add_argument("--test", type=int, default=6, help="held-out images per domain")
     p.add_argument("--art", default="../shared/data/art")
@@ -87,7 +89,7 @@ def main() -> None:
                 n = available if count == 0 else count
                 if n > available:
                     continue
-                for method in METHODS:
+                for method in args.methods:
                     t0 = time.time()
                     result = adapt(source, folder, method, name, lambdas, steps=args.steps,
                                    images=n, lr=args.lr, progress=False)
@@ -115,17 +117,31 @@ def main() -> None:
                                 f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
                     print(rows[-1], flush=True)
                     # Written after every row: an interrupted run keeps what it measured.
-                    write_section("adaptation", _body(args, rows, len(photos)))
+                    write_section(_section(args), _body(args, rows, len(photos), partial=True))
     body = _body(args, rows, len(photos))
-    write_section("adaptation", body)
+    write_section(_section(args), body)
     print(body)
 
 
-def _body(args: argparse.Namespace, rows: list[str], photos: int) -> str:
+PARTIAL = ("\n\n*Partial: the rows a run had measured when it was last written; a run that "
+           "stopped early never reached the counts and methods missing here.*")
+
+
+def _section(args: argparse.Namespace) -> str:
+    """The section's name: every method's default run, or a subset's (or step size's)."""
+    if list(args.methods) == list(METHODS) and args.lr is None:
+        return "adaptation"
+    return "-".join(["adaptation", *args.methods, *([f"lr{args.lr:g}"] if args.lr else [])])
+
+
+def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool = False
+          ) -> str:
     w, h = (int(v) for v in args.crop.split("x"))
     rates = (f"{args.lr:g}" if args.lr else
              ", ".join(f"{lr:g} for {m}" for m, lr in DEFAULT_LR.items()))
-    return f"""## Domain adaptation: every method on screens and illustrations (`{args.model}`)
+    which = ("every method" if list(args.methods) == list(METHODS)
+             else ", ".join(f"`{m}`" for m in args.methods))
+    return f"""## Domain adaptation: {which} on screens and illustrations (`{args.model}`)
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
 batch 8, Adam with cosine decay from {rates}; the widths' training λ) on the first N
@@ -139,7 +155,7 @@ checks the bits).
 
 {table_head(["domain", "images", "method", "target BD-rate", "target ΔPSNR per width (dB)",
              "forgetting (photos)", "size, bytes (share of the model)", "seconds"])}
-{chr(10).join(rows)}"""
+{chr(10).join(rows)}{PARTIAL if partial else ""}"""
 
 if __name__ == "__main__":
     main()
