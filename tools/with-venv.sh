@@ -37,7 +37,10 @@ fi
 
 # Two clones sharing one environment re-point it in turn; tests are unaffected either way,
 # since `python -m pytest` puts the clone's own root first on sys.path.
-if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ]; then
+# A clone made again at the same path lacks the compiled coder the install builds in place:
+# reinstall then too.
+if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ] ||
+   ! compgen -G "$repo/slimcodec/bitstream/_rans*.so" >/dev/null; then
   pip install --no-deps --no-build-isolation -e "$repo"
   echo "$repo" > "$venv/.project"
 fi
