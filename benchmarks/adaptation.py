@@ -76,6 +76,7 @@ def main() -> None:
             Image.fromarray(rgb).save(root / "art" / name)
         domains = {"screen": (root / "screen", screen_test),
                    "art": (root / "art", [rgb for _, rgb in art[half:]])}
+        available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
         plains = {name: curve(base, test) for name, (_, test) in domains.items()}
@@ -85,9 +86,8 @@ def main() -> None:
         for count in args.counts:
             for name, (folder, test) in domains.items():
                 plain = plains[name]
-                available = len(list(folder.iterdir()))
-                n = available if count == 0 else count
-                if n > available:
+                n = available[name] if count == 0 else count
+                if n > available[name]:
                     continue
                 for method in args.methods:
                     t0 = time.time()
