@@ -61,6 +61,27 @@ def test_every_method_at_every_width_keeps_the_source(kind, method, screens):
             assert adapted.decode_rgb(adapted.encode_rgb(image, width))[0].shape == (32, 48, 3)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_extend_trains_its_entropy_models_in_training_mode(kind, screens, monkeypatch):
+    """The adapter is not a submodule of the model: adapt() must switch it to training
+    mode itself. Eval-mode entropy models round without a gradient, so the encoder
+    adapters never saw the rate they spend (a bug that doubled the rate on illustrations)."""
+    from slimcodec.adaptation.adapters import DomainAdapter
+
+    modes = []
+    original = DomainAdapter.entropy_bottleneck
+
+    def recording(self, model):
+        eb = original(self, model)
+        modes.append((model.training, eb.training))
+        return eb
+
+    monkeypatch.setattr(DomainAdapter, "entropy_bottleneck", recording)
+    result = run_adapt(tiny(kind), screens, "extend", steps=2)
+    assert modes and all(m == (True, True) for m in modes)
+    assert not any(eb.training for eb in result.adapter.bottlenecks)  # handed back in eval
+
+
 def test_selective_decoder_leaves_the_encoder(screens):
     model = tiny("slimcae")
     result = run_adapt(model, screens, "selective", subset="decoder")
