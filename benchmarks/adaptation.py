@@ -14,7 +14,8 @@ photos:
 * wall time of the adaptation.
 
 Screens come from `slimcodec.domains.screen` (train: seeds 0.., test: seeds 1000..);
-illustrations from `../shared/data/art` (the first half adapts, the second half tests).
+illustrations from `../shared/data/art` (the first half adapts, whole; the second half
+tests).
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)]
@@ -69,13 +70,15 @@ def main() -> None:
         for i in range(args.screens):
             Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
         screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
-        art = load_test_images(args.art, (w, h))
+        # The first half of the illustrations adapts, whole (a user adapts on the images
+        # they have, not on crops of them); the second half tests, as centre crops.
+        art = load_test_images(args.art, None)
         half = len(art) // 2
         (root / "art").mkdir()
         for name, rgb in art[:half]:
             Image.fromarray(rgb).save(root / "art" / name)
-        domains = {"screen": (root / "screen", screen_test),
-                   "art": (root / "art", [rgb for _, rgb in art[half:]])}
+        art_test = [rgb for _, rgb in load_test_images(args.art, (w, h))[half:]]
+        domains = {"screen": (root / "screen", screen_test), "art": (root / "art", art_test)}
         available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
@@ -145,8 +148,9 @@ def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool 
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
 batch 8, Adam with cosine decay from {rates}; the widths' training λ) on the first N
-images of the domain, on 2 CPU cores. Test images, centre crops {w}x{h}: {args.test} screens
-never adapted on (seeds 1000+), and the second half of `../shared/data/art`; source domain:
+images of the domain (screens rendered at {w}x{h}; illustrations whole, 1280x720), on 2 CPU
+cores. Test images, centre crops {w}x{h}: {args.test} screens never adapted on (seeds
+1000+), and the second half of `../shared/data/art`; source domain:
 {photos} of the shared photos. Target BD-rate: adapted against unadapted on the
 domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
 rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
