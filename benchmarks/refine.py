@@ -16,15 +16,14 @@ rounding at the default number of steps (``--ste-steps``, 0 to skip).
 from __future__ import annotations
 
 import argparse
-import functools
 import time
 
 import numpy as np
 from common import FIGURES, fmt, load_test_images, parse_crop, table_head, write_section
 
-import slimcodec.refine
 from slimcodec.api import codec_for
 from slimcodec.rate_control import lambdas_for_eval
+from slimcodec.refine import DEFAULT_REFINE_STEPS
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.rd import bd_rate, psnr_at_rate
 
@@ -38,7 +37,7 @@ def main() -> None:
     p.add_argument("--model", default="slimcae-vr")
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50, 100, 200, 500])
     p.add_argument("--lambdas", type=int, default=3, help="λ per width (variable rate)")
-    p.add_argument("--ste-steps", type=int, default=slimcodec.refine.DEFAULT_REFINE_STEPS,
+    p.add_argument("--ste-steps", type=int, default=DEFAULT_REFINE_STEPS,
                    help="also measure straight-through rounding at this many steps (0: no)")
     args = p.parse_args()
     crop = parse_crop(args.crop)
@@ -50,7 +49,6 @@ def main() -> None:
         settings.append((args.ste_steps, "ste"))
     columns = [*args.steps, *([f"{args.ste_steps}-ste"] if args.ste_steps else [])]
     results = {}  # (width, λ, column) -> (bpp, psnr, encode seconds)
-    sga = slimcodec.refine.refine_latent
     for width in codec.widths:  # warm-up: the first encodes at a width run slower
         codec.encode_rgb(images[0][1], width, refine=2)
     for width in codec.widths:
@@ -58,10 +56,7 @@ def main() -> None:
                    else [None])
         for lmbda in lambdas:
             for steps, relaxation in settings:
-                # The codec looks refine_latent up when it refines: the ablation swaps it.
-                slimcodec.refine.refine_latent = (
-                    sga if relaxation == "sga"
-                    else functools.partial(sga, relaxation=relaxation))
+                codec.refine_relaxation = relaxation
                 column = steps if relaxation == "sga" else f"{steps}-{relaxation}"
                 bpp = quality = seconds = 0.0
                 for _, rgb in images:
@@ -74,7 +69,6 @@ def main() -> None:
                 n = len(images)
                 results[(width, lmbda, column)] = (bpp / n, quality / n, seconds / n)
                 print(width, lmbda, column, results[(width, lmbda, column)], flush=True)
-    slimcodec.refine.refine_latent = sga
     rows, gains = [], {s: [] for s in args.steps}
     widths = sorted({w for w, _, _ in results}, reverse=True)
     for width in widths:

@@ -103,6 +103,8 @@ class Codec:
         name: how to call the model in messages (a registered name or a file path).
         max_pixels: refuse to encode or decode larger images (:class:`ResourceLimitError`).
         tile: tile size of the transforms, in latent positions (16 pixels each).
+        refine_relaxation: how ``encode_rgb(refine=N)`` relaxes rounding, one of
+            :data:`slimcodec.refine.RELAXATIONS` (the default, ``"sga"``, is the better).
 
     A codec is safe to share between threads, and so is its model between codecs: calls are
     serialised on a lock per model (:func:`model_lock`).
@@ -111,7 +113,7 @@ class Codec:
     def __init__(self, model: SlimCAE, name: str | None = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
                  rd_lambdas: Sequence[float] | None = None,
-                 adapters: Sequence[Any] = ()) -> None:
+                 adapters: Sequence[Any] = (), refine_relaxation: str = "sga") -> None:
         if max_pixels < 1 or tile < 1:
             raise ValueError("max_pixels and tile must be positive")
         self._lock = model_lock(model)
@@ -124,6 +126,9 @@ class Codec:
         # A single-rate model's training λ per width: what weighs rate against distortion
         # when a latent is refined (a variable-rate model uses the file's λ).
         self.rd_lambdas = list(rd_lambdas) if rd_lambdas is not None else None
+        # How refinement relaxes rounding (slimcodec.refine.RELAXATIONS); "ste" is there
+        # for comparison (benchmarks/refine.py), the default is the better one.
+        self.refine_relaxation = refine_relaxation
         # Domain adapters (slimcodec.adaptation) by container domain id.
         self.adapters: dict[int, Any] = {}
         for adapter in adapters:
@@ -267,7 +272,7 @@ class Codec:
 
         weight = self.rd_weight(width, lmbda)
         refined = refine_latent(self.model, rgb, weight, steps, tile=self.tile,
-                                progress=progress).symbols
+                                relaxation=self.refine_relaxation, progress=progress).symbols
         candidates = []
         for label, s in (("plain", symbols), ("refined", refined)):
             data = string if label == "plain" else rans.encode(s, tables)

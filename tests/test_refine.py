@@ -59,6 +59,17 @@ def test_refined_file_decodes_with_the_plain_decoder_as_predicted(codec, image, 
     assert codec.encode_rgb(image, 48, refine=20) == data  # seeded: the same file again
 
 
+def test_the_codec_passes_its_relaxation_to_refinement(codec, image):
+    report_sga, report_ste = {}, {}
+    codec.encode_rgb(image, 48, refine=20, report=report_sga)
+    ste = Codec(codec.model, rd_lambdas=codec.rd_lambdas, refine_relaxation="ste")
+    ste.encode_rgb(image, 48, refine=20, report=report_ste)
+    assert report_ste["loss_refined"] != report_sga["loss_refined"]  # another relaxation ran
+    wrong = Codec(codec.model, rd_lambdas=codec.rd_lambdas, refine_relaxation="nearest")
+    with pytest.raises(ValueError, match="relaxation"):
+        wrong.encode_rgb(image, 48, refine=2)
+
+
 def test_step_bound_is_respected(codec, image):
     calls = []
     big = natural_like(80, 70)  # with tile=2: 3x3 tiles of the 5x5 latent
