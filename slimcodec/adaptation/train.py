@@ -40,9 +40,8 @@ METHODS = ("finetune", "selective", *ADAPTER_METHODS)
 DEFAULT_STEPS = 400
 #: Adam's step size per method. Trained weights (``finetune``, ``selective``) take small
 #: steps; an adapter's new parameters start at zero (or as copies of the source's entropy
-#: models) and, in a few hundred steps, gain far more on screens with larger ones. Not a
-#: cure-all: ``extend`` from 5 illustrations regresses at 3e-3 and at 1e-3 alike (see the
-#: adaptation sections of benchmarks/RESULTS.md; ``--lr`` there compares step sizes).
+#: models) and, in a few hundred steps, gain far more on screens with larger ones (the
+#: adaptation section of benchmarks/RESULTS.md; its ``--lr`` compares step sizes).
 DEFAULT_LR = {"finetune": 1e-4, "selective": 1e-4, "bias": 3e-3, "adapters": 3e-3,
               "extend": 3e-3}
 
