@@ -120,12 +120,7 @@ def adapt(
     aux_optimizer = torch.optim.Adam(quantiles, lr=1e-3) if quantiles else None
     loss = MultiWidthRDLoss(model, lambdas if lambdas is not None else [1.0] * len(model.widths))
     was_training, ste = model.training, model.ste_decoder
-    model.train()
-    if adapter is not None:
-        # Not a submodule of the model, so model.train() does not reach it; its entropy
-        # models, copied from an eval-mode source, would otherwise round without a
-        # gradient, and the encoder adapters would learn to spend bits the loss never sees.
-        adapter.train()
+    model.train()  # the adapter follows the model's mode once it is set on it, below
     model.ste_decoder = True
     t0 = time.time()
     bar = tqdm(total=steps, desc=f"adapt ({method})", unit="step", file=sys.stderr,

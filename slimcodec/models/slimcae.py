@@ -152,11 +152,23 @@ class SlimCAE(CompressionModel):
 
         Like the width, this is explicit per-model state. The adapter is held by reference,
         not registered as a submodule: the model's parameters, state dict and fingerprint
-        stay the source's.
+        stay the source's. It runs in the model's mode (training or eval), as a submodule
+        would.
         """
         if adapter is not None:  # its source was checked when it was made or loaded
             adapter.set_width_index(self._width_index)
+            adapter.train(self.training)
         object.__setattr__(self, "_adapter", adapter)
+
+    def train(self, mode: bool = True) -> SlimCAE:
+        """As :meth:`torch.nn.Module.train`, and the active adapter with it: not being a
+        submodule, it would otherwise keep its own mode, and an adapter's entropy models in
+        eval mode round without a gradient while the rest of the model trains."""
+        super().train(mode)
+        adapter = getattr(self, "_adapter", None)  # train() may run before __init__ sets it
+        if adapter is not None:
+            adapter.train(mode)
+        return self
 
     @contextmanager
     def using_adapter(self, adapter: Any) -> Iterator[SlimCAE]:
