@@ -179,3 +179,43 @@ def test_an_adapter_restored_after_a_block_follows_the_width_set_inside_it(scree
     assert model.adapter is outer
     assert outer._width_index == len(model.widths) - 1
     model.set_adapter(None)
+
+
+def test_version_1_adapter_files_without_an_output_filter_still_load(screens, tmp_path):
+    """Adapter files written before the output filter existed keep working: the files
+    compressed with them must still decode."""
+    from slimcodec.adaptation.adapters import DomainAdapter
+
+    model = tiny("slimcae")
+    old = DomainAdapter(model, "adapters", "screen", output_filter=False)
+    with torch.no_grad():
+        for p in old.parameters():
+            p.normal_(0, 0.01)
+    path = tmp_path / "v1.adapter"
+    save_adapter(old, path)
+    payload = torch.load(path, weights_only=True)
+    payload["version"] = 1
+    del payload["output_filter"]  # a version-1 file does not have the field
+    torch.save(payload, path)
+    loaded = load_adapter(path, model)
+    assert loaded.output is None
+    image = natural_like(32, 32)
+    data = Codec(model, adapters=[old]).encode_rgb(image, 16, domain="screen")
+    assert np.array_equal(Codec(model, adapters=[loaded]).decode_rgb(data)[0],
+                          Codec(model, adapters=[old]).decode_rgb(data)[0])
+    payload["version"] = 3
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="version 3"):
+        load_adapter(path, model)
+
+
+def test_the_output_filter_starts_as_the_identity_and_trains(screens):
+    model = tiny("slimcae")
+    result = run_adapt(model, screens, "adapters", steps=3)
+    output = result.adapter.output
+    assert output is not None and output.project.weight.abs().sum() > 0  # it trained
+    from slimcodec.adaptation.adapters import OutputFilter
+
+    fresh = OutputFilter()
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(fresh(x), x)
