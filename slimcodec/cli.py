@@ -265,7 +265,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     lambdas = model_meta(args.model).get("lambdas")
     result = adapt(model, args.data, args.method, args.domain, lambdas,
                    args.steps or DEFAULT_STEPS, args.images, args.subset, args.lr,
-                   seed=args.seed)
+                   seed=args.seed, output_filter=not args.no_output_filter)
     meta = {"domain": args.domain, "method": args.method, "steps": result.steps,
             "images": result.images, "seconds": round(result.seconds, 1),
             "source": str(args.model), "lambdas": lambdas}
@@ -497,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--lr", type=float,
                    help="Adam step size (default: 1e-4 for finetune and selective, 3e-3 for "
                         "the adapter methods)")
+    a.add_argument("--no-output-filter", action="store_true",
+                   help="adapters, extend: leave out the filter on the decoded image (1,728 "
+                        "multiply-adds per pixel)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("-o", "--output", required=True,
                    help="adapter file (extend, adapters, bias) or model file (the others)")

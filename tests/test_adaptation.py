@@ -13,7 +13,7 @@ from slimcodec.cli import main
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import write_screens
 from slimcodec.errors import ModelFileError, ModelMismatchError
-from slimcodec.zoo import fingerprint, save_model_file
+from slimcodec.zoo import fingerprint, load_model_file, save_model_file
 
 KINDS = ["slimcae", "slimcae-vr"]
 LAMBDAS = [0.01, 0.004]
@@ -198,7 +198,7 @@ def test_version_1_adapter_files_without_an_output_filter_still_load(screens, tm
     del payload["output_filter"]  # a version-1 file does not have the field
     torch.save(payload, path)
     loaded = load_adapter(path, model)
-    assert loaded.output is None
+    assert loaded.output_filter is None
     image = natural_like(32, 32)
     data = Codec(model, adapters=[old]).encode_rgb(image, 16, domain="screen")
     assert np.array_equal(Codec(model, adapters=[loaded]).decode_rgb(data)[0],
@@ -212,10 +212,27 @@ def test_version_1_adapter_files_without_an_output_filter_still_load(screens, tm
 def test_the_output_filter_starts_as_the_identity_and_trains(screens):
     model = tiny("slimcae")
     result = run_adapt(model, screens, "adapters", steps=3)
-    output = result.adapter.output
+    output = result.adapter.output_filter
     assert output is not None and output.project.weight.abs().sum() > 0  # it trained
+    without = run_adapt(model, screens, "adapters", steps=1, output_filter=False)
+    assert without.adapter.output_filter is None
     from slimcodec.adaptation.adapters import OutputFilter
 
     fresh = OutputFilter()
     x = torch.rand(1, 3, 8, 8)
     assert torch.equal(fresh(x), x)
+
+
+def test_the_adapt_command_writes_adapter_and_model_files(screens, tmp_path, capsys):
+    model = tiny("slimcae")
+    save_model_file(model, tmp_path / "m.pt", meta={"lambdas": LAMBDAS})
+    common = ["--model", str(tmp_path / "m.pt"), "--data", str(screens), "--domain", "screen",
+              "--steps", "2"]
+    out = tmp_path / "small.adapter"
+    assert main(["adapt", *common, "--method", "adapters", "--no-output-filter",
+                 "-o", str(out)]) == 0
+    adapter = load_adapter(out, model)
+    assert adapter.method == "adapters" and adapter.output_filter is None
+    assert "adapters adapter for domain 'screen'" in capsys.readouterr().out
+    assert main(["adapt", *common, "--method", "selective", "-o", str(tmp_path / "s.pt")]) == 0
+    assert fingerprint(load_model_file(tmp_path / "s.pt")) != fingerprint(model)

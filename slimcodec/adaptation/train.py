@@ -89,13 +89,16 @@ def adapt(
     batch: int = 8,
     seed: int = 0,
     progress: bool = True,
+    output_filter: bool = True,
 ) -> AdaptResult:
     """Adapt ``source`` to the images in ``data`` (see the module docstring).
 
     ``lambdas``: one training λ per width (single-rate models; a variable-rate model samples
     its ranges). ``lr``: Adam's step size, cosine-decayed to 1% (default: the method's in
-    :data:`DEFAULT_LR`). ``source`` itself is never modified: ``finetune`` and ``selective``
-    train a copy.
+    :data:`DEFAULT_LR`). ``output_filter``: give ``adapters`` and ``extend`` an
+    :class:`~slimcodec.adaptation.adapters.OutputFilter` (off: smaller and cheaper to
+    decode). ``source`` itself is never modified: ``finetune`` and ``selective`` train a
+    copy.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -105,7 +108,8 @@ def adapt(
         raise ValueError(f"give one training λ per width {list(source.widths)} "
                          "(the model file's metadata records them)")
     sampler = PatchSampler(data, patch, limit=images)
-    adapter = DomainAdapter(source, method, domain) if method in ADAPTER_METHODS else None
+    adapter = (DomainAdapter(source, method, domain, output_filter)
+               if method in ADAPTER_METHODS else None)
     model = source if adapter is not None else copy.deepcopy(source)
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
