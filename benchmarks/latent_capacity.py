@@ -1,0 +1,96 @@
+"""Where a model's quality saturates: the transform's ceiling and the latent channels in use.
+
+For each width at the low and high end of its λ range (a single-rate model: its one λ per
+width), on the test photos: the estimated rate and the PSNR of the coded latent (rounded),
+the PSNR with the latent *not* quantised at all (what the transforms alone can reach, an
+upper bound on the quality that more rate can buy), and how many latent channels carry
+information (estimated rate of at least 0.01 bit per latent position; the others sit on
+their median whatever the image). A model whose unquantised PSNR is barely above its coded
+PSNR at the top of its range is limited by its transforms, not by its rate.
+
+    python benchmarks/latent_capacity.py --images ../shared/data/photos --crop 768x512 \\
+        [--models slimcae-vr slimcae]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+from common import fmt, load_test_images, parse_crop, table_head, write_section
+
+from slimcodec.utils.tensors import to_tensor
+from slimcodec.zoo import load_model
+
+LIVE_BITS = 0.01  # bits per latent position below which a channel counts as collapsed
+
+
+@torch.no_grad()
+def measure(model, images: list) -> dict[str, float]:
+    """Mean over images of bpp, coded PSNR, unquantised PSNR; channels live in any image."""
+    bpp = coded = ceiling = 0.0
+    live = None
+    for rgb in images:
+        x = to_tensor(rgb)
+        out = model(x)
+        bits = -torch.log2(out["likelihoods"]["y"]).sum(dim=(0, 2, 3))
+        positions = out["likelihoods"]["y"][0, 0].numel()
+        used = bits / positions >= LIVE_BITS
+        live = used if live is None else live | used
+        bpp += float(bits.sum()) / (x.shape[2] * x.shape[3])
+        coded += _psnr(out["x_hat"], x)
+        ceiling += _psnr(model.synthesis(model.analysis(x)), x)
+    n = len(images)
+    return {"bpp": bpp / n, "psnr": coded / n, "ceiling": ceiling / n,
+            "live": int(live.sum()), "channels": int(live.numel())}
+
+
+def _psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:
+    mse = torch.mean((x_hat.clamp(0, 1) - x) ** 2)
+    return float(-10 * torch.log10(mse))
+
+
+def rows_for(name: str, images: list) -> list[str]:
+    model = load_model(name).eval()
+    rows = []
+    for width in model.widths:
+        model.set_width(width)
+        if hasattr(model, "lambda_range"):
+            settings = [(f"{lmbda:g}", lmbda) for lmbda in model.lambda_range(width)]
+        else:
+            settings = [("trained", None)]
+        for label, lmbda in settings:
+            if lmbda is not None:
+                model.set_lambda(lmbda)
+            m = measure(model, images)
+            rows.append(f"| `{name}` | {width} | {label} | {m['bpp']:.3f} | {m['psnr']:.2f} | "
+                        f"{m['ceiling']:.2f} | {fmt(m['ceiling'] - m['psnr'], '+.2f')} | "
+                        f"{m['live']} / {m['channels']} |")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--images", default="../shared/data/photos")
+    p.add_argument("--crop", default="768x512")
+    p.add_argument("--models", nargs="+", default=["slimcae-vr", "slimcae"])
+    args = p.parse_args()
+    images = [rgb for _, rgb in load_test_images(args.images, parse_crop(args.crop))]
+    rows = [row for name in args.models for row in rows_for(name, images)]
+    body = f"""## Latent capacity: the transforms' ceiling and the channels in use
+
+{len(images)} test photos, centre crops {args.crop}. bpp: estimated from the entropy model's
+likelihoods (the real files are within about 1%); PSNR coded: the latent rounded, as in a
+file; PSNR unquantised: the latent passed to the decoder as it leaves the encoder, the
+transforms' own ceiling; live channels: latent channels with an estimated rate of at least
+{LIVE_BITS} bit per position in at least one image.
+
+{table_head(["model", "width", "λ", "bpp", "PSNR coded (dB)", "PSNR unquantised (dB)",
+             "headroom (dB)", "live channels"])}
+{chr(10).join(rows)}"""
+    write_section("latent_capacity", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
