@@ -1,7 +1,8 @@
 """Variable rate (issue 12): the rate x complexity plane of `slimcae-vr`, rate control, and the
 continuous-λ penalty and entropy-model choice.
 
-Sections written to RESULTS.md:
+Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, named
+``vr_rd-MODEL`` and so on, as do its figures):
 
 * `vr_rd`: every width over its λ range (real files) on the test photos; the envelope
   against JPEG 4:2:0, WebP and AVIF (BD-rate, ΔPSNR at equal rate) and against `slimcae` at
@@ -41,24 +42,40 @@ from slimcodec.evaluate import evaluate
 from slimcodec.rate_control import encode_to_target
 from slimcodec.utils.rd import bd_rate, bpp_span, psnr_at_rate, rd_hull
 
+CACHE = Path("/tmp/slimcodec-bench")
+
+
+def _cached(key: str, compute):
+    """``compute()``, kept in /tmp under a hash of ``key``."""
+    path = CACHE / f"vr_rd-{zlib.crc32(key.encode()):08x}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    CACHE.mkdir(exist_ok=True)
+    path.write_text(json.dumps(value))
+    return value
+
+
+def section_name(base: str, model: str) -> str:
+    """The section (and figure) name of ``model``'s results: ``base`` for the first shipped
+    variable-rate model, ``base-MODEL`` for any other, so that results never overwrite."""
+    return base if model == "slimcae-vr" else f"{base}-{model}"
+
 
 def rd_section(model: str, images, crop, reference: str) -> None:
     codec = codec_for(model)
     # The measurements take half an hour on 2 cores: kept, so that the tables and plots can
-    # be redrawn without measuring again (the key names the models' weights and the images).
-    key = f"{codec.fingerprint.hex()}-{codec_for(reference).fingerprint.hex()}-" + "-".join(
-        f"{n}:{rgb.shape[1]}x{rgb.shape[0]}" for n, rgb in images)
-    cache = Path("/tmp/slimcodec-bench") / f"vr_rd-{zlib.crc32(key.encode()):08x}.json"
-    if cache.exists():
-        points, classical, ref = json.loads(cache.read_text())
-    else:
-        points = evaluate(codec, [rgb for _, rgb in images], progress=False)["points"]
-        classical = {name: classical_rd(images, name)
-                     for name in ("JPEG 4:2:0", "WebP", "AVIF")}
-        ref = evaluate(codec_for(reference), [rgb for _, rgb in images],
-                       progress=False)["points"]
-        cache.parent.mkdir(exist_ok=True)
-        cache.write_text(json.dumps([points, classical, ref]))
+    # be redrawn without measuring again, and a second model reuses the classical codecs'
+    # and the reference's (each key names the weights or codec and the images).
+    sizes = "-".join(f"{n}:{rgb.shape[1]}x{rgb.shape[0]}" for n, rgb in images)
+    rgbs = [rgb for _, rgb in images]
+    points = _cached(f"{codec.fingerprint.hex()}-{sizes}",
+                     lambda: evaluate(codec, rgbs, progress=False)["points"])
+    classical = _cached(f"classical-{sizes}", lambda: {
+        name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")})
+    classical = {name: [tuple(p) for p in curve] for name, curve in classical.items()}  # JSON
+    ref = _cached(f"{codec_for(reference).fingerprint.hex()}-{sizes}",
+                  lambda: evaluate(codec_for(reference), rgbs, progress=False)["points"])
     envelope = rd_hull([(p["bpp"], p["psnr"]) for p in points])
     ref_curve = [(p["bpp"], p["psnr"]) for p in ref]
     h, w = images[0][1].shape[:2]
@@ -83,7 +100,8 @@ def rd_section(model: str, images, crop, reference: str) -> None:
     wide_high = max((p for p in points if p["width"] == max(codec.widths)),
                     key=lambda p: p["lmbda"])
     bd = {name: bd_rate(curve, envelope) for name, curve in classical.items()}
-    _plots(codec, points, classical, ref_curve, macs, reference)
+    rd_name, plane_name = section_name("vr_rd", model), section_name("vr_complexity", model)
+    _plots(model, codec, points, classical, ref_curve, macs, reference, rd_name, plane_name)
     body = f"""## Variable rate: `{model}` over the rate x complexity plane
 
 {len(images)} images ({', '.join(n for n, _ in images)}), centre crop {crop[0]}x{crop[1]}
@@ -106,8 +124,8 @@ codec's at the same bpp (n/a where the codec's qualities do not reach it).
 - Decoder MACs per pixel (fvcore, with GDN and modulation; see `slimcodec profile`):
   {', '.join(f'{wd}: {m:,.0f}' for wd, m in macs.items())}.
 
-![RD per width](figures/vr_rd.png) ![complexity against rate](figures/vr_complexity.png)"""
-    write_section("vr_rd", body)
+![RD per width](figures/{rd_name}.png) ![complexity against rate](figures/{plane_name}.png)"""
+    write_section(rd_name, body)
     print(body)
 
 
@@ -120,7 +138,8 @@ class _Synthesis(torch.nn.Module):
         return self.model.synthesis(y)
 
 
-def _plots(codec, points, classical, ref_curve, macs, reference) -> None:
+def _plots(model, codec, points, classical, ref_curve, macs, reference, rd_name,
+           plane_name) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,22 +154,22 @@ def _plots(codec, points, classical, ref_curve, macs, reference) -> None:
         ax.plot(*zip(*sorted(curve), strict=True), ls="--", label=name)
     ax.plot(*zip(*sorted(ref_curve), strict=True), marker="s", ls=":", label=reference)
     ax.set(xlabel="bits per pixel", ylabel="PSNR (dB, RGB)", xscale="log",
-           title="slimcae-vr: every width over its λ range")
+           title=f"{model}: every width over its λ range")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "vr_rd.png", dpi=120)
+    fig.savefig(FIGURES / f"{rd_name}.png", dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 5))
     for width in codec.widths:
         bpps = sorted(p["bpp"] for p in points if p["width"] == width)
         ax.plot(bpps, [macs[width]] * len(bpps), marker="o", label=f"width {width}")
     ax.set(xlabel="bits per pixel", ylabel="decoder MACs per pixel", xscale="log",
-           yscale="log", title="slimcae-vr: the rate x complexity plane")
+           yscale="log", title=f"{model}: the rate x complexity plane")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(FIGURES / "vr_complexity.png", dpi=120)
+    fig.savefig(FIGURES / f"{plane_name}.png", dpi=120)
     plt.close(fig)
 
 
@@ -179,9 +198,10 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                     f"{max(used) if used else 'n/a'} |")
     body = f"""## Rate control: `--target-bpp` on `{model}`
 
-Each image of the `vr_rd` section coded at each target by `encode_to_target` (cheapest width
-that reaches the target, then λ by regula falsi in log rate; at most {max_passes} encoder passes
-per width tried). Error: |achieved − target| / target, bpp from the real file.
+Each image of the `{section_name("vr_rd", model)}` section coded at each target by
+`encode_to_target` (cheapest width that reaches the target, then λ by regula falsi in log
+rate; at most {max_passes} encoder passes per width tried). Error: |achieved − target| /
+target, bpp from the real file.
 
 {table_head(["target bpp", "images", "median error", "worst error", "mean passes", "max passes"])}
 {chr(10).join(rows)}
@@ -189,7 +209,7 @@ per width tried). Error: |achieved − target| / target, bpp from the real file.
 Over all targets: median error **{statistics.median(errors) * 100:.2f}%** (target <= 3%), worst
 {max(errors) * 100:.2f}%, passes {statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
-    write_section("rate_control", body)
+    write_section(section_name("rate_control", model), body)
     print(body)
 
 

@@ -32,7 +32,11 @@ low rates for the spread of the high ones. Each width therefore has ``rate_ancho
 entropy models at log-spaced anchors :math:`a_0 < \dots < a_{K-1}` over the model's
 λ bounds, and a λ is coded with the model of its nearest anchor in :math:`\log\lambda`
 (an integer function of the container's f32 λ, so the decoder needs nothing else).
-``benchmarks/vr_entropy_models.py`` measures this choice against one shared model.
+The `vr_penalty` section of ``benchmarks/variable_rate.py`` measures this choice against
+one shared model (``rate_anchors=1``), and the argument does not survive longer training:
+each anchor's density sees only the λ draws near it and lags behind the shared one. A short
+run of that benchmark chose the 8 anchors `slimcae-vr` ships; a longer one favours a single
+model, which ``slimcodec train`` now uses by default.
 
 Every width has its own trained λ range (``lambda_ranges``), where its RD points are
 useful; the λ-scheduler may narrow or move it. :meth:`set_lambda` sets λ as

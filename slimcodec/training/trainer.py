@@ -75,7 +75,10 @@ class TrainConfig:
     # slimcae-vr: LOW HIGH for every width, or one pair per width (widest first);
     # None: the architecture's defaults.
     lambda_ranges: list[float] | None = None
-    rate_anchors: int = 8  # slimcae-vr: entropy models per width
+    # slimcae-vr: entropy models per width. One, as measured in the `vr_penalty` section of
+    # benchmarks/variable_rate.py: with anchors, each density sees 1/K of the λ draws and
+    # lags behind (`slimcae-vr` itself ships 8, chosen by a shorter run of that benchmark).
+    rate_anchors: int = 1
     # slimcae-vr: LOW HIGH, the λ any width may ever use (room for λ-scheduling to move the
     # ranges); None: from the lowest range's low to the highest range's high.
     lambda_bounds: list[float] | None = None
