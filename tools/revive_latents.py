@@ -4,8 +4,9 @@ Low-rate training collapses latent channels: the encoder's last conv row goes to
 entropy model's density for that channel becomes a spike at its median, and from then on
 no gradient brings the channel back (its rate gradient pushes it to zero, its distortion
 gradient is zero because the decoder ignores it). ``benchmarks/latent_capacity.py`` finds
-this in ``slimcae-vr``: 47 of 192 latent channels carry signal at the widest width, which caps
-its quality at about 33 dB whatever λ is. This tool gives dead channels a fresh start:
+this in ``slimcae-vr``: fewer than 50 of its 192 latent channels carry signal at the widest
+width, which caps its quality at about 33 dB whatever λ is. This tool gives dead channels a
+fresh start:
 
 * the encoder's last conv (``g_a[4]``) rows and the decoder's first deconv (``g_s[1]``)
   input rows get random weights with a fraction (``--scale``, ``--decoder-scale``) of the
@@ -20,9 +21,9 @@ its quality at about 33 dB whatever λ is. This tool gives dead channels a fresh
 Channels below ``--keep`` are left alone, so the narrow widths that only use those compute
 exactly what they did (the shared weights they read are untouched). The result is an
 initialisation for ``slimcodec train --init``, not a usable codec: the revived channels cost
-rate before the decoder learns to use them. A first trial on 2 CPU cores (1,100 steps of
-``slimcae-vr``'s stage-2 settings) had not yet won back the source's rate-distortion; this
-is meant for a long (GPU) run.
+rate before the decoder learns to use them. A first trial on 2 CPU cores (1,100 steps at 96²
+patches, batch 8, lr 3e-4) had not yet won back the source's rate-distortion; this is meant
+for a long (GPU) run.
 
     python tools/revive_latents.py MODEL --data DIR -o OUT.pt [--keep 72] [--scale 0.5]
 """
