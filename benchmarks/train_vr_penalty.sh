@@ -14,7 +14,7 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data/train_photos}
 RUNS=${RUNS:-runs-vr-penalty}
-STEPS=${STEPS:-2000}
+STEPS=${STEPS:-4000}
 PATCH=${PATCH:-64}
 BATCH=${BATCH:-8}
 LR=${LR:-2e-4}
