@@ -74,8 +74,9 @@ def rd_section(model: str, images, crop, reference: str) -> None:
     classical = _cached(f"classical-{sizes}", lambda: {
         name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")})
     classical = {name: [tuple(p) for p in curve] for name, curve in classical.items()}  # JSON
-    ref = _cached(f"{codec_for(reference).fingerprint.hex()}-{sizes}",
-                  lambda: evaluate(codec_for(reference), rgbs, progress=False)["points"])
+    ref_codec = codec_for(reference)
+    ref = _cached(f"{ref_codec.fingerprint.hex()}-{sizes}",
+                  lambda: evaluate(ref_codec, rgbs, progress=False)["points"])
     envelope = rd_hull([(p["bpp"], p["psnr"]) for p in points])
     ref_curve = [(p["bpp"], p["psnr"]) for p in ref]
     h, w = images[0][1].shape[:2]

@@ -33,27 +33,26 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 from slimcodec.layers import SlimGDN
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.utils.image import find_images, load_rgb
+from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model, save_model_file
 
 
 def centre_crops(folder: Path, count: int = 16, size: int = 128) -> torch.Tensor:
     """Deterministic probe batch: centre crops of the first ``count`` images."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
     crops = []
-    for path in files[:count]:
-        im = np.asarray(Image.open(path).convert("RGB"))
-        h, w = im.shape[:2]
-        crop = im[(h - size) // 2 : (h + size) // 2, (w - size) // 2 : (w + size) // 2]
-        crops.append(torch.from_numpy(crop.copy()).permute(2, 0, 1).float() / 255)
+    for path in find_images(folder)[:count]:
+        rgb, _ = load_rgb(path)
+        h, w = rgb.shape[:2]
+        crops.append(to_tensor(rgb[(h - size) // 2 : (h + size) // 2,
+                                   (w - size) // 2 : (w + size) // 2]))
     if not crops:
         raise SystemExit(f"no images in {folder}")
-    return torch.stack(crops)
+    return torch.cat(crops)
 
 
 @torch.no_grad()
