@@ -21,6 +21,12 @@ Unless a width is given, the search takes the cheapest width that can reach the 
 widths are tried narrowest first, and a width whose range does not reach the target costs
 one pass to find out. A target no width reaches raises :class:`RateError` naming the range
 that can be reached on that image.
+
+**With refinement or an adapter.** ``refine`` and ``domain`` are passed to every pass
+(:meth:`~slimcodec.codec.Codec.encode_rgb`), so the search measures the very file it
+returns: refinement lowers the rate at a given λ, and searching plain λ first would miss
+the target by that much. Each pass then costs the refinement's steps, and the gate
+(``domain="auto"``) codes every pass once per loaded adapter.
 """
 
 from __future__ import annotations
@@ -76,8 +82,14 @@ def encode_to_target(
     grayscale: bool = False,
     tolerance: float | None = None,
     max_passes: int = DEFAULT_MAX_PASSES,
+    refine: int = 0,
+    domain: str | None = None,
 ) -> tuple[bytes, RateSearch]:
-    """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp`` or ``target_psnr``."""
+    """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp`` or ``target_psnr``.
+
+    ``refine`` (latent refinement steps) and ``domain`` (an adapter's, or ``"auto"``) apply
+    to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
+    """
     if not codec.variable_rate:
         raise RateError(f"{codec.name} is single-rate: targets need a variable-rate model")
     if (target_bpp is None) == (target_psnr is None):
@@ -93,7 +105,7 @@ def encode_to_target(
     tried: list[tuple[int, float, float, float | None]] = []
 
     def measure(w: int, lmbda: float) -> tuple[bytes, float, float | None]:
-        data = codec.encode_rgb(rgb, w, grayscale, lmbda)
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda, refine, domain=domain)
         bpp = 8 * len(data) / pixels
         quality = psnr(rgb, codec.decode_rgb(data)[0]) if by_psnr else None
         tried.append((w, unpack(data).header.rate, bpp, quality))

@@ -101,6 +101,26 @@ def test_target_bpp_search_is_bounded_and_lands(codec, image):
         assert unpack(data).header.rate == pytest.approx(search.lmbda, rel=1e-6)
 
 
+def test_target_search_measures_the_refined_adapted_file(codec, image, tmp_path, capsys):
+    """With --refine (and an adapter), every pass codes as the returned file is coded."""
+    from slimcodec.adaptation import DomainAdapter, domain_id
+
+    lo = len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) * 8 / image[..., 0].size
+    hi = len(codec.encode_rgb(image, 16, lmbda=RANGE[1])) * 8 / image[..., 0].size
+    adapted = Codec(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
+    target = math.sqrt(lo * hi)
+    data, search = encode_to_target(adapted, image, target_bpp=target, width=16,
+                                    max_passes=8, refine=5, domain="d")
+    assert abs(8 * len(data) / image[..., 0].size - target) / target <= 0.03, search.describe()
+    assert data == adapted.encode_rgb(image, 16, lmbda=search.lmbda, refine=5, domain="d")
+    assert unpack(data).header.domain == domain_id("d")
+    path = tmp_path / "img.png"
+    Image.fromarray(image).save(path)
+    code = main(["compress", str(path), "-o", str(tmp_path / "x.slc"), "--model",
+                 str(codec.name), "--target-bpp", f"{target:.4f}", "--refine", "5", "-v"])
+    assert code == 0 and "encoder passes" in capsys.readouterr().err
+
+
 def test_target_picks_the_cheapest_width_that_reaches_it(codec, image):
     narrow_top = 8 * len(codec.encode_rgb(image, 8, lmbda=RANGE[1])) / image[..., 0].size
     _, search = encode_to_target(codec, image, target_bpp=narrow_top * 0.7)
