@@ -9,11 +9,16 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
     synthesis-<w>.onnx       latent [, lmbda] -> image (1, 3, H, W), unclamped
     analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8
     synthesis-<w>.int8.onnx
+    analysis-<w>-d<id>.onnx  a domain adapter's graphs (``slimcodec export --adapter``): the
+    synthesis-<w>-d<id>.onnx source's with the adapter's stages, float only; its entropy
+                             tables, when it has its own (``extend``), under ``d<id>_`` keys
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
 model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,
 and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model's: a bundle
-writes and reads the very files ``slimcodec`` does.
+writes and reads the very files ``slimcodec`` does. A file's domain id (0: no adapter)
+selects the graphs and tables it decodes with; the manifest's optional ``domains`` maps each
+id to its name, adapter method and fingerprint, and graphs (bundles without it are as before).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import numpy as np
 
 from slimcodec.bitstream import FINGERPRINT_SIZE, rans
 from slimcodec.bitstream.rate import anchor_index
-from slimcodec.errors import BundleError
+from slimcodec.errors import BundleError, ModelMismatchError
 
 __all__ = ["FORMAT", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest", "table_key"]
 
@@ -47,8 +52,10 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def table_key(width: int, anchor: int, name: str) -> str:
-    return f"w{width}_a{anchor}_{name}"
+def table_key(width: int, anchor: int, name: str, domain: int = 0) -> str:
+    """The key of one entropy table in ``entropy.npz`` (a domain's own tables prefixed)."""
+    key = f"w{width}_a{anchor}_{name}"
+    return f"d{domain}_{key}" if domain else key
 
 
 @dataclass
@@ -57,7 +64,7 @@ class Bundle:
 
     root: Path
     manifest: dict[str, Any]
-    _tables: dict[tuple[int, int], tuple[rans.EntropyTables, np.ndarray]] = field(
+    _tables: dict[tuple[int, int, int], tuple[rans.EntropyTables, np.ndarray]] = field(
         default_factory=dict, repr=False)
 
     @classmethod
@@ -97,6 +104,13 @@ class Bundle:
                 raise ValueError("bad rate settings")
             if len(m["variable_rate"]["lambda_ranges"]) != len(self.widths):
                 raise ValueError("one λ range per width expected")
+        for domain, entry in self.domains.items():
+            if not 0 < domain < 1 << 16 or not entry["name"]:
+                raise ValueError(f"bad domain {domain}")
+            for w in self.widths:
+                for kind in ("analysis", "synthesis"):
+                    if kind not in entry["graphs"][str(w)]:
+                        raise ValueError(f"no {kind} graph for width {w}, domain {domain}")
         if not (self.root / TABLES).is_file():
             raise BundleError(f"{self.root}: bundle has no {TABLES}")
 
@@ -135,6 +149,20 @@ class Bundle:
         lo, hi = self.manifest["variable_rate"]["lambda_ranges"][self.widths.index(width)]
         return float(lo), float(hi)
 
+    @property
+    def domains(self) -> dict[int, dict[str, Any]]:
+        """The domain adapters built in, by the id files carry: name, method, graphs."""
+        return {int(k): v for k, v in (self.manifest.get("domains") or {}).items()}
+
+    def domain_id(self, name: str) -> int:
+        """The id of the built-in domain adapter called ``name``."""
+        for domain, entry in self.domains.items():
+            if entry["name"] == name:
+                return domain
+        known = ", ".join(repr(e["name"]) for e in self.domains.values()) or "none"
+        raise ModelMismatchError(f"{self.name} has no adapter for domain {name!r} "
+                                 f"(built in: {known})")
+
     def anchor(self, lmbda: float | None) -> int:
         if lmbda is None:
             return 0
@@ -142,12 +170,15 @@ class Bundle:
 
     # -- files --------------------------------------------------------------------------------
 
-    def graph(self, width: int, kind: str, int8: bool = False) -> Path:
-        """The checked path of a width's ``analysis`` / ``synthesis`` graph."""
-        entry = self.manifest["graphs"].get(str(width), {}).get(f"{kind}_int8" if int8 else kind)
+    def graph(self, width: int, kind: str, int8: bool = False, domain: int = 0) -> Path:
+        """The checked path of a width's ``analysis`` / ``synthesis`` graph (of a domain's
+        adapter, for ``domain`` > 0)."""
+        graphs = self.manifest["graphs"] if not domain else self._domain(domain)["graphs"]
+        entry = graphs.get(str(width), {}).get(f"{kind}_int8" if int8 else kind)
         if entry is None:
             what = f"{kind} graph{' (int8)' if int8 else ''}"
-            raise BundleError(f"{self.root}: no {what} for width {width}")
+            where = f", domain {domain}" if domain else ""
+            raise BundleError(f"{self.root}: no {what} for width {width}{where}")
         path = self.root / entry["file"]
         if not path.is_file():
             raise BundleError(f"{path}: graph file missing from the bundle")
@@ -155,13 +186,24 @@ class Bundle:
             raise BundleError(f"{path}: damaged graph (SHA-256 mismatch)")
         return path
 
-    def tables(self, width: int, lmbda: float | None) -> tuple[rans.EntropyTables, np.ndarray]:
-        """The entropy tables and ``(C, 1, 1)`` float32 medians for ``width`` (and λ)."""
-        key = (width, self.anchor(lmbda))
+    def _domain(self, domain: int) -> dict[str, Any]:
+        entry = self.domains.get(domain)
+        if entry is None:
+            raise ModelMismatchError(f"{self.name} has no adapter for domain id {domain} "
+                                     "(export the bundle with that domain's --adapter)")
+        return entry
+
+    def tables(self, width: int, lmbda: float | None, domain: int = 0
+               ) -> tuple[rans.EntropyTables, np.ndarray]:
+        """The entropy tables and ``(C, 1, 1)`` float32 medians for ``width`` (and λ, and
+        domain: its own tables if its adapter has them, else the source's)."""
+        if domain and not self._domain(domain).get("own_tables"):
+            domain = 0
+        key = (width, self.anchor(lmbda), domain)
         if key not in self._tables:
             try:
                 with np.load(self.root / TABLES) as npz:
-                    get = lambda name: npz[table_key(*key, name)]  # noqa: E731
+                    get = lambda name: npz[table_key(*key[:2], name, key[2])]  # noqa: E731
                     tables = rans.EntropyTables(get("cdfs"), get("lengths"), get("offsets"))
                     medians = np.asarray(get("medians"), np.float32).reshape(-1, 1, 1)
             except (KeyError, OSError, ValueError) as exc:

@@ -14,6 +14,7 @@ cost of each width's int8 graphs measured against its float ones on those images
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -80,17 +81,62 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], names: list[str], outpu
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def _entropy_arrays(model: SlimCAE, width: int) -> dict[str, np.ndarray]:
-    """The tables of every entropy model of ``width`` (one per anchor), by bundle key."""
+def _entropy_arrays(model: SlimCAE, width: int, bottlenecks: Sequence[nn.Module] | None = None,
+                    domain: int = 0) -> dict[str, np.ndarray]:
+    """The tables of every entropy model of ``width`` (one per anchor), by bundle key:
+    the model's, or a domain adapter's own ``bottlenecks`` (laid out as the model's)."""
     arrays = {}
     anchors = model.rate_anchors if isinstance(model, ModulatedSlimCAE) else 1
+    bottlenecks = model.entropy_bottlenecks if bottlenecks is None else bottlenecks
     for a in range(anchors):
-        eb = model.entropy_bottlenecks[model.widths.index(width) * anchors + a]
-        arrays[table_key(width, a, "cdfs")] = eb._quantized_cdf.cpu().numpy()
-        arrays[table_key(width, a, "lengths")] = eb._cdf_length.cpu().numpy().ravel()
-        arrays[table_key(width, a, "offsets")] = eb._offset.cpu().numpy().ravel()
-        arrays[table_key(width, a, "medians")] = eb._get_medians().detach().numpy().ravel()
+        eb = bottlenecks[model.widths.index(width) * anchors + a]
+        key = lambda name: table_key(width, a, name, domain)  # noqa: E731, B023
+        arrays[key("cdfs")] = eb._quantized_cdf.cpu().numpy()
+        arrays[key("lengths")] = eb._cdf_length.cpu().numpy().ravel()
+        arrays[key("offsets")] = eb._offset.cpu().numpy().ravel()
+        arrays[key("medians")] = eb._get_medians().detach().numpy().ravel()
     return arrays
+
+
+def _export_width(model: SlimCAE, width: int, root: Path, suffix: str = ""
+                  ) -> dict[str, dict[str, str]]:
+    """Export the active configuration's graphs of ``width``; their manifest entries."""
+    variable = isinstance(model, ModulatedSlimCAE)
+    model.set_width(width)
+    args = (torch.full((1,), model.lmbda),) if variable else ()
+    names = ["lmbda"] if variable else []
+    analysis, synthesis = graph_modules(model)
+    image = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        latent = model.analysis(image)
+    files = {"analysis": f"analysis-{width}{suffix}.onnx",
+             "synthesis": f"synthesis-{width}{suffix}.onnx"}
+    _export(analysis, (image, *args), ["image", *names], "latent", root / files["analysis"])
+    _export(synthesis, (latent, *args), ["latent", *names], "image", root / files["synthesis"])
+    return {k: {"file": f} for k, f in files.items()}
+
+
+def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[int],
+                    root: Path, tables: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Graphs (and own entropy tables) of each domain adapter; the manifest's ``domains``."""
+    domains: dict[str, Any] = {}
+    for adapter in adapters:
+        adapter.check_source(model)  # ModelMismatchError for another model's adapter
+        if str(adapter.domain_id) in domains:
+            raise ValueError(f"two adapters for domain id {adapter.domain_id}")
+        own = bool(len(adapter.bottlenecks))
+        graphs = {}
+        # A frozen copy: the tracer folds the adapter (not a submodule) into constants.
+        frozen = copy.deepcopy(adapter).requires_grad_(False).eval()
+        with model.using_adapter(frozen):
+            for w in widths:
+                graphs[str(w)] = _export_width(model, w, root, f"-d{adapter.domain_id}")
+                if own:
+                    tables.update(_entropy_arrays(model, w, frozen.bottlenecks,
+                                                  adapter.domain_id))
+        domains[str(adapter.domain_id)] = {"name": adapter.domain, "method": adapter.method,
+                                           "own_tables": own, "graphs": graphs}
+    return domains
 
 
 def export_bundle(
@@ -100,9 +146,13 @@ def export_bundle(
     widths: Sequence[int] | None = None,
     calibration: str | os.PathLike | None = None,
     calibration_images: int = 8,
+    adapters: Sequence[Any] = (),
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
-    with ``calibration``, int8 graphs too. Returns ``out``."""
+    with ``calibration``, int8 graphs too (of the source codec only). ``adapters``: loaded
+    domain adapters of this model (:func:`slimcodec.adaptation.load_adapter`), each built
+    in with float graphs of its own, so the bundle codes and decodes that domain's files.
+    Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -116,20 +166,9 @@ def export_bundle(
         graphs: dict[str, dict[str, Any]] = {}
         tables: dict[str, np.ndarray] = {}
         for w in widths:
-            model.set_width(w)
-            args = (torch.full((1,), model.lmbda),) if variable else ()
-            names = ["lmbda"] if variable else []
-            analysis, synthesis = graph_modules(model)
-            image = torch.rand(1, 3, 64, 96)
-            with torch.no_grad():
-                latent = model.analysis(image)
-            files = {"analysis": f"analysis-{w}.onnx", "synthesis": f"synthesis-{w}.onnx"}
-            _export(analysis, (image, *args), ["image", *names], "latent",
-                    work / files["analysis"])
-            _export(synthesis, (latent, *args), ["latent", *names], "image",
-                    work / files["synthesis"])
-            graphs[str(w)] = {k: {"file": f} for k, f in files.items()}
+            graphs[str(w)] = _export_width(model, w, work)
             tables.update(_entropy_arrays(model, w))
+        domains = _export_domains(model, adapters, widths, work, tables)
         model.set_width(model.widths[0])
         np.savez(work / TABLES, **tables)
         manifest: dict[str, Any] = {
@@ -148,6 +187,8 @@ def export_bundle(
             } if variable else None,
             "graphs": graphs,
         }
+        if domains:
+            manifest["domains"] = domains
         _seal(work, manifest)
         if calibration is not None:
             from .quantize import quantize_bundle
@@ -168,9 +209,11 @@ def export_bundle(
 
 def _seal(root: Path, manifest: dict[str, Any]) -> None:
     """Record every graph's SHA-256 and write the manifest."""
-    for entry in manifest["graphs"].values():
-        for graph in entry.values():
-            graph["sha256"] = file_digest(root / graph["file"])
+    domain_graphs = [d["graphs"] for d in manifest.get("domains", {}).values()]
+    for graphs in (manifest["graphs"], *domain_graphs):
+        for entry in graphs.values():
+            for graph in entry.values():
+                graph["sha256"] = file_digest(root / graph["file"])
     atomic_write_bytes(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 

@@ -132,12 +132,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
         raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
     if args.target_bpp is not None or args.target_psnr is not None:
-        if steps or domain:
-            raise SlimcodecError("a target does not combine with --refine, --effort or an "
-                                 "adapter (yet)")
         rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
         data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
-                                        args.width, grayscale, max_passes=args.max_passes)
+                                        args.width, grayscale, max_passes=args.max_passes,
+                                        refine=steps, domain=domain)
         if args.verbose:
             print(f"rate control: {search.describe()}", file=sys.stderr)
     else:
@@ -292,12 +290,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8 and not args.calibration:
         raise SlimcodecError("--int8 needs --calibration DIR (images to calibrate on)")
     model = load_model(args.model)
+    adapters = []
+    if args.adapter:
+        from slimcodec.adaptation import load_adapter
+
+        adapters = [load_adapter(path, model) for path in args.adapter]
     out = export_bundle(model, args.output, str(args.model), args.widths,
-                        args.calibration if args.int8 else None)
+                        args.calibration if args.int8 else None, adapters=adapters)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"
-          + (", variable rate" if manifest["variable_rate"] else ""))
+          + (", variable rate" if manifest["variable_rate"] else "")
+          + "".join(f", domain {d['name']!r}" for d in manifest.get("domains", {}).values()))
     for w, cost in (manifest.get("int8") or {}).get("widths", {}).items():
         print(f"  int8 width {w}: {cost['bpp_change']:+.2%} bpp, {cost['psnr_change']:+.2f} dB "
               f"against float on {manifest['int8']['images']} calibration images")
@@ -513,6 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--int8", action="store_true",
                    help="also statically quantised int8 graphs (needs --calibration)")
     x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
+    x.add_argument("--adapter", action="append",
+                   help="domain adapter file to build in (repeatable): float graphs per width "
+                        "that code and decode that domain's files")
     x.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("profile", help="MACs, parameters, memory and latency per width")

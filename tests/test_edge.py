@@ -183,3 +183,63 @@ def test_int8_export_reports_its_rd_cost(tmp_path):
     codec = EdgeCodec(tmp_path / "b", int8=True)
     out, _ = codec.decode_rgb(codec.encode_rgb(natural_like(32, 48), 8))
     assert out.shape == (32, 48, 3)
+
+
+@pytest.mark.parametrize("method", ["extend", "adapters"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_domain_adapters_built_into_a_bundle(kind, method, tmp_path):
+    """Files coded with an adapter cross between runtimes; domain-0 files are unchanged."""
+    from slimcodec.adaptation import DomainAdapter
+
+    model = tiny(kind)
+    adapter = DomainAdapter(model, method, "screen")
+    with torch.no_grad():  # an adapter that changes the codec, in its transforms and tables
+        for name, p in adapter.named_parameters():
+            if not name.endswith("quantiles"):
+                p.add_(torch.randn_like(p) * 0.05)
+    for eb in adapter.bottlenecks:
+        eb.update(force=True)
+    adapter.eval()
+    export_bundle(model, tmp_path / "b", kind, adapters=[adapter])
+    export_bundle(model, tmp_path / "plain", kind)
+    torch_codec, edge = Codec(model, adapters=[adapter]), EdgeCodec(tmp_path / "b")
+    assert Bundle.load(tmp_path / "b").domains[adapter.domain_id]["name"] == "screen"
+    rgb = natural_like(40, 56, seed=3)
+    for width, lmbda in settings(torch_codec):
+        for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
+            data = writer.encode_rgb(rgb, width, lmbda=lmbda, domain="screen")
+            assert unpack(data).header.domain == adapter.domain_id
+            ours, _ = reader.decode_rgb(data)
+            theirs, _ = writer.decode_rgb(data)
+            assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+        plain = torch_codec.encode_rgb(rgb, width, lmbda=lmbda)
+        assert not np.array_equal(torch_codec.decode_rgb(data)[0], torch_codec.decode_rgb(plain)[0])
+        assert np.array_equal(edge.decode_rgb(plain)[0],
+                              EdgeCodec(tmp_path / "plain").decode_rgb(plain)[0])
+    with pytest.raises(ModelMismatchError, match="does not hold"):
+        EdgeCodec(tmp_path / "plain").decode_rgb(data)
+    with pytest.raises(ModelMismatchError, match="no adapter for domain 'art'"):
+        edge.encode_rgb(rgb, domain="art")
+    with pytest.raises(ModelMismatchError, match="made for the model"):
+        export_bundle(tiny("slimcae" if kind != "slimcae" else "slimcae-vr"), tmp_path / "x",
+                      kind, adapters=[adapter])
+
+
+def test_export_cli_builds_adapters_in(exported, tmp_path, capsys):
+    from slimcodec.adaptation import DomainAdapter, domain_id, save_adapter
+    from slimcodec.cli import main as cli_main
+
+    model, root = exported
+    save_adapter(DomainAdapter(model, "bias", "faces"), tmp_path / "faces.adapter")
+    assert cli_main(["export", "--model", str(root / "model.pt"), "-o", str(tmp_path / "b"),
+                     "--widths", "8", "--adapter", str(tmp_path / "faces.adapter")]) == 0
+    assert "domain 'faces'" in capsys.readouterr().out
+    Image.fromarray(natural_like(32, 48)).save(tmp_path / "in.png")
+    assert edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+                      str(tmp_path / "x.slc"), "--width", "8", "--domain", "faces"]) == 0
+    assert unpack((tmp_path / "x.slc").read_bytes()).header.domain == domain_id("faces")
+    assert edge_main(["decode", str(tmp_path / "b"), str(tmp_path / "x.slc"), "-o",
+                      str(tmp_path / "out.png")]) == 0
+    assert edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+                      str(tmp_path / "y.slc"), "--width", "8", "--domain", "art"]) == 2
+    assert "no adapter for domain 'art'" in capsys.readouterr().err

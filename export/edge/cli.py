@@ -1,6 +1,7 @@
 """``slimcodec-edge``: encode and decode with a bundle, without torch.
 
-    slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--lmbda L] [--threads N]
+    slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--lmbda L] [--domain NAME]
+        [--threads N]
     slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N]
 
 Bad input (a corrupt file or bundle, a file of another model, an unreadable image) ends with
@@ -29,7 +30,7 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    data = _codec(args).encode(args.input, args.width, args.lmbda)
+    data = _codec(args).encode(args.input, args.width, args.lmbda, args.domain)
     atomic_write_bytes(args.output, data)
     print(f"{args.output}: {len(data)} bytes")
     return 0
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "encode":
             c.add_argument("--width", type=int, help="network width (default: the widest)")
             c.add_argument("--lmbda", type=float, help="variable-rate bundles: λ")
+            c.add_argument("--domain", help="code with this built-in domain adapter "
+                                            "(slimcodec export --adapter)")
         c.set_defaults(func=func)
     return p
 

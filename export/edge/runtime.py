@@ -5,7 +5,9 @@ the model: tiled analysis (:mod:`slimcodec.tiling`), ``round(y - median)``, rANS
 container; and back. Files written by either decode with the other; the entropy symbols
 decoded from a file are identical, and pixels differ at most by one level where the two
 runtimes' float arithmetic rounds differently (``benchmarks/edge_parity.py`` measures how
-often).
+often). A bundle exported with domain adapters (``slimcodec export --adapter``) codes with
+them too: ``encode(..., domain=NAME)`` writes the domain's id, and a file's id picks the
+graphs and entropy tables it decodes with.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class EdgeCodec:
         self.options.intra_op_num_threads = int(threads)
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
-        self._sessions: dict[tuple[int, str], ort.InferenceSession] = {}
+        self._sessions: dict[tuple[int, str, int], ort.InferenceSession] = {}
 
     @property
     def name(self) -> str:
@@ -71,11 +73,12 @@ class EdgeCodec:
     def fingerprint(self) -> bytes:
         return self.bundle.fingerprint
 
-    def session(self, width: int, kind: str) -> ort.InferenceSession:
-        """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph."""
-        key = (width, kind)
+    def session(self, width: int, kind: str, domain: int = 0) -> ort.InferenceSession:
+        """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph (of a
+        domain's adapter for ``domain`` > 0)."""
+        key = (width, kind, domain)
         if key not in self._sessions:
-            path = self.bundle.graph(width, kind, self.int8)
+            path = self.bundle.graph(width, kind, self.int8, domain)
             try:
                 self._sessions[key] = ort.InferenceSession(
                     str(path), self.options, providers=["CPUExecutionProvider"])
@@ -83,9 +86,9 @@ class EdgeCodec:
                 raise BundleError(f"{path}: not a loadable graph ({exc})") from None
         return self._sessions[key]
 
-    def _transform(self, width: int, kind: str, lmbda: float | None
+    def _transform(self, width: int, kind: str, lmbda: float | None, domain: int = 0
                    ) -> Callable[[np.ndarray], np.ndarray]:
-        session = self.session(width, kind)
+        session = self.session(width, kind, domain)
         first = session.get_inputs()[0].name
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
         return lambda x: session.run(None, {first: x, **extra})[0]
@@ -120,26 +123,29 @@ class EdgeCodec:
 
     # -- coding -----------------------------------------------------------------------------
 
-    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None
-               ) -> bytes:
-        """Compress an image (path, PIL image or uint8 array) to container bytes."""
+    def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
+               domain: str | None = None) -> bytes:
+        """Compress an image (path, PIL image or uint8 array) to container bytes; with
+        ``domain``, through that built-in domain adapter."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
-        return self.encode_rgb(rgb, width, grayscale, lmbda)
+        return self.encode_rgb(rgb, width, grayscale, lmbda, domain)
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
-                   lmbda: float | None = None) -> bytes:
+                   lmbda: float | None = None, domain: str | None = None) -> bytes:
         height, img_width = rgb.shape[:2]
         self._check_size(height, img_width)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
-        tables, medians = self.bundle.tables(width, lmbda)
+        domain_id = self.bundle.domain_id(domain) if domain is not None else 0
+        tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(
-            self._transform(width, "analysis", lmbda), rgb, self.bundle.downsampling,
+            self._transform(width, "analysis", lmbda, domain_id), rgb,
+            self.bundle.downsampling,
             lambda y: np.rint(y - medians).astype(np.int32), self.tile)
         string = rans.encode(symbols, tables)
         kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
-                        0.0 if lmbda is None else lmbda)
+                        0.0 if lmbda is None else lmbda, domain_id)
         return pack(Bitstream(header, (string,)))
 
     def check(self, header: Header) -> None:
@@ -157,8 +163,11 @@ class EdgeCodec:
                     f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
         elif header.rate_kind != RateKind.NONE:
             raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
-        if header.domain != 0:
-            raise ModelMismatchError(f"{self.name} has no domain adapter {header.domain}")
+        if header.domain != 0 and header.domain not in self.bundle.domains:
+            known = ", ".join(f"{d} ({e['name']})" for d, e in self.bundle.domains.items())
+            raise ModelMismatchError(
+                f"file was coded with the adapter of domain id {header.domain}, which "
+                f"{self.name}'s bundle does not hold (built in: {known or 'none'})")
         self._check_size(*header.image_size)
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
@@ -172,7 +181,7 @@ class EdgeCodec:
         factor = self.bundle.downsampling
         latent = tuple(-(-side // factor) for side in header.image_size)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        tables, _ = self.bundle.tables(header.width, lmbda)
+        tables, _ = self.bundle.tables(header.width, lmbda, header.domain)
         try:
             symbols = rans.decode(bitstream.strings[0], tables, (tables.channels, *latent))
         except MemoryError:
@@ -183,10 +192,10 @@ class EdgeCodec:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
         symbols, header = self.decode_symbols(data)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        _, medians = self.bundle.tables(header.width, lmbda)
+        _, medians = self.bundle.tables(header.width, lmbda, header.domain)
         try:
             rgb = tiling.synthesize(
-                self._transform(header.width, "synthesis", lmbda),
+                self._transform(header.width, "synthesis", lmbda, header.domain),
                 lambda s: s.astype(np.float32) + medians, symbols, header.image_size,
                 self.bundle.downsampling, self.tile)
         except MemoryError:
