@@ -18,7 +18,7 @@ model); the runtime quantises it, ``round(y - median)``, exactly as the model's 
 and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model's: a bundle
 writes and reads the very files ``slimcodec`` does. A file's domain id (0: no adapter)
 selects the graphs and tables it decodes with; the manifest's optional ``domains`` maps each
-id to its name, adapter method and fingerprint, and graphs (bundles without it are as before).
+id to its name, adapter method and graphs (bundles without it read as before).
 """
 
 from __future__ import annotations
