@@ -18,7 +18,11 @@ illustrations from `../shared/data/art` (the first half adapts, whole; the secon
 tests).
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
-        [--lr LR (default: each method's own)]
+        [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
+        [--no-output-filter] [--seen]
+
+A run off the defaults (a subset of methods or domains, another step size, step count or
+patch, no output filter, --seen) writes its own section, named after what it changed.
 """
 
 from __future__ import annotations
@@ -53,6 +57,13 @@ def main() -> None:
     p.add_argument("--lr", type=float, help="one Adam step size for every method")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                    help="a subset writes its own section (adaptation-METHOD...)")
+    p.add_argument("--domains", nargs="+", choices=("screen", "art"),
+                   default=["screen", "art"])
+    p.add_argument("--patch", type=int, default=64, help="training crop side")
+    p.add_argument("--no-output-filter", dest="output_filter", action="store_false",
+                   help="adapters and extend without their output filter (the ablation)")
+    p.add_argument("--seen", action="store_true",
+                   help="also BD-rate on (centre crops of) images the adaptation saw")
     p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
     p.add_argument("--test", type=int, default=6, help="held-out images per domain")
     p.add_argument("--art", default="../shared/data/art")
@@ -79,6 +90,11 @@ def main() -> None:
             Image.fromarray(rgb).save(root / "art" / name)
         art_test = [rgb for _, rgb in load_test_images(args.art, (w, h))[half:]]
         domains = {"screen": (root / "screen", screen_test), "art": (root / "art", art_test)}
+        domains = {name: domains[name] for name in args.domains}
+        # --seen: the same measure on images the adaptation saw (centre crops of the first
+        # ones), to tell a capacity limit from a generalisation gap.
+        seen = {"screen": [render_screen(i, (h, w)) for i in range(args.test)],
+                "art": [rgb for _, rgb in load_test_images(args.art, (w, h))[:half]]}
         available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
@@ -92,10 +108,13 @@ def main() -> None:
                 n = available[name] if count == 0 else count
                 if n > available[name]:
                     continue
+                seen_images = seen[name][: min(n, args.test)]
+                plain_seen = curve(base, seen_images) if args.seen else []
                 for method in args.methods:
                     t0 = time.time()
                     result = adapt(source, folder, method, name, lambdas, steps=args.steps,
-                                   images=n, lr=args.lr, progress=False)
+                                   images=n, lr=args.lr, patch=args.patch,
+                                   output_filter=args.output_filter, progress=False)
                     seconds = time.time() - t0
                     path = root / f"{name}-{method}-{n}.bin"
                     if result.adapter is not None:
@@ -104,18 +123,23 @@ def main() -> None:
                                       adapters=[result.adapter])
                         target = curve(codec, test, name)
                         forgetting = bd_rate(photo_curve, curve(codec, photos))
+                        seen_curve = curve(codec, seen_images, name) if args.seen else []
                     else:
                         save_model_file(result.model, path)
                         codec = Codec(result.model, rd_lambdas=lambdas)
                         target = curve(codec, test)
                         forgetting = bd_rate(photo_curve, curve(codec, photos))
+                        seen_curve = curve(codec, seen_images) if args.seen else []
                     gain = bd_rate(plain, target)
+                    seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
+                                 if args.seen else "")
                     per_width = []
                     for b, q in plain:
                         at = psnr_at_rate(target, b)
                         per_width.append(fmt(None if at is None else at - q, "+.2f"))
                     size = path.stat().st_size
-                    rows.append(f"| {name} | {n} | {method} | {fmt(gain, '+.1f', '%')} | "
+                    rows.append(f"| {name} | {n} | {method} | {fmt(gain, '+.1f', '%')} |"
+                                f"{seen_cell} "
                                 f"{', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
                                 f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
                     print(rows[-1], flush=True)
@@ -130,11 +154,30 @@ PARTIAL = ("\n\n*Partial: the rows a run had measured when it was last written; 
            "stopped early never reached the counts and methods missing here.*")
 
 
+def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The training settings a run changed from the defaults: (section slug, words)."""
+    changes = []
+    if args.lr:
+        changes.append((f"lr{args.lr:g}", f"step size {args.lr:g}"))
+    if args.steps != 400:
+        changes.append((f"steps{args.steps}", f"{args.steps} steps"))
+    if args.patch != 64:
+        changes.append((f"patch{args.patch}", f"patch {args.patch}"))
+    if not args.output_filter:
+        changes.append(("nofilter", "no output filter"))
+    if args.seen:
+        changes.append(("seen", "also on the images adapted on"))
+    return changes
+
+
 def _section(args: argparse.Namespace) -> str:
-    """The section's name: every method's default run, or a subset's (or step size's)."""
-    if list(args.methods) == list(METHODS) and args.lr is None:
-        return "adaptation"
-    return "-".join(["adaptation", *args.methods, *([f"lr{args.lr:g}"] if args.lr else [])])
+    """The section's name: "adaptation" for the default run, else what the run changed."""
+    parts = ["adaptation"]
+    if list(args.methods) != list(METHODS):
+        parts += args.methods
+    if list(args.domains) != ["screen", "art"]:
+        parts += args.domains
+    return "-".join(parts + [slug for slug, _ in _settings(args)])
 
 
 def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool = False
@@ -144,10 +187,17 @@ def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool 
              ", ".join(f"{lr:g} for {m}" for m, lr in DEFAULT_LR.items()))
     which = ("every method" if list(args.methods) == list(METHODS)
              else ", ".join(f"`{m}`" for m in args.methods))
-    return f"""## Domain adaptation: {which} on screens and illustrations (`{args.model}`)
+    filt = "" if args.output_filter else "; no output filter"
+    seen_note = ("" if not args.seen else f"\nBD-rate on adapted images: the same measure on "
+                 f"centre crops {w}x{h} of the first {args.test} images the adaptation "
+                 "used (all of them, when fewer). A large gap between the two columns says that "
+                 "generalising from few images, not the adapter's capacity, limits the gain.")
+    where = " and ".join({"screen": "screens", "art": "illustrations"}[d] for d in args.domains)
+    changed = "".join(f", {words}" for _, words in _settings(args))
+    return f"""## Domain adaptation: {which} on {where} (`{args.model}`{changed})
 
-Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch 64,
-batch 8, Adam with cosine decay from {rates}; the widths' training λ) on the first N
+Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch {args.patch},
+batch 8, Adam with cosine decay from {rates}; the widths' training λ{filt}) on the first N
 images of the domain (screens rendered at {w}x{h}; illustrations whole, 1280x720), on 2 CPU
 cores. Test images, centre crops {w}x{h}: {args.test} screens never adapted on (seeds
 1000+), and the second half of `../shared/data/art`; source domain:
@@ -155,9 +205,11 @@ cores. Test images, centre crops {w}x{h}: {args.test} screens never adapted on (
 domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
 rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
 methods code photos without the adapter, so it is 0 by construction, and the test suite
-checks the bits).
+checks the bits).{seen_note}
 
-{table_head(["domain", "images", "method", "target BD-rate", "target ΔPSNR per width (dB)",
+{table_head(["domain", "images", "method", "target BD-rate",
+             *(["BD-rate on adapted images"] if args.seen else []),
+             "target ΔPSNR per width (dB)",
              "forgetting (photos)", "size, bytes (share of the model)", "seconds"])}
 {chr(10).join(rows)}{PARTIAL if partial else ""}"""
 
