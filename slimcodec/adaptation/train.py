@@ -108,8 +108,13 @@ def adapt(
         raise ValueError(f"give one training λ per width {list(source.widths)} "
                          "(the model file's metadata records them)")
     sampler = PatchSampler(data, patch, limit=images)
-    adapter = (DomainAdapter(source, method, domain, output_filter)
-               if method in ADAPTER_METHODS else None)
+    adapter = None
+    if method in ADAPTER_METHODS:
+        # The output filter's first convolution starts random: seed it, so that the same
+        # call gives the same adapter whatever ran before it in the process.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            adapter = DomainAdapter(source, method, domain, output_filter)
     model = source if adapter is not None else copy.deepcopy(source)
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
