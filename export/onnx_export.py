@@ -90,11 +90,11 @@ def _entropy_arrays(model: SlimCAE, width: int, bottlenecks: Sequence[nn.Module]
     bottlenecks = model.entropy_bottlenecks if bottlenecks is None else bottlenecks
     for a in range(anchors):
         eb = bottlenecks[model.widths.index(width) * anchors + a]
-        key = lambda name: table_key(width, a, name, domain)  # noqa: E731, B023
-        arrays[key("cdfs")] = eb._quantized_cdf.cpu().numpy()
-        arrays[key("lengths")] = eb._cdf_length.cpu().numpy().ravel()
-        arrays[key("offsets")] = eb._offset.cpu().numpy().ravel()
-        arrays[key("medians")] = eb._get_medians().detach().numpy().ravel()
+        values = {"cdfs": eb._quantized_cdf.cpu().numpy(),
+                  "lengths": eb._cdf_length.cpu().numpy().ravel(),
+                  "offsets": eb._offset.cpu().numpy().ravel(),
+                  "medians": eb._get_medians().detach().numpy().ravel()}
+        arrays.update({table_key(width, a, k, domain): v for k, v in values.items()})
     return arrays
 
 
