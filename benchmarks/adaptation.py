@@ -88,13 +88,14 @@ def main() -> None:
         (root / "art").mkdir()
         for name, rgb in art[:half]:
             Image.fromarray(rgb).save(root / "art" / name)
-        art_test = [rgb for _, rgb in load_test_images(args.art, (w, h))[half:]]
-        domains = {"screen": (root / "screen", screen_test), "art": (root / "art", art_test)}
+        art_crops = [rgb for _, rgb in load_test_images(args.art, (w, h))]
+        domains = {"screen": (root / "screen", screen_test),
+                   "art": (root / "art", art_crops[half:])}
         domains = {name: domains[name] for name in args.domains}
         # --seen: the same measure on images the adaptation saw (centre crops of the first
         # ones), to tell a capacity limit from a generalisation gap.
         seen = {"screen": [render_screen(i, (h, w)) for i in range(args.test)],
-                "art": [rgb for _, rgb in load_test_images(args.art, (w, h))[:half]]}
+                "art": art_crops[:half]}
         available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
@@ -117,19 +118,18 @@ def main() -> None:
                                    output_filter=args.output_filter, progress=False)
                     seconds = time.time() - t0
                     path = root / f"{name}-{method}-{n}.bin"
-                    if result.adapter is not None:
+                    if result.adapter is not None:  # the domain codes through the adapter
                         save_adapter(result.adapter, path)
                         codec = Codec(source, args.model, rd_lambdas=lambdas,
                                       adapters=[result.adapter])
-                        target = curve(codec, test, name)
-                        forgetting = bd_rate(photo_curve, curve(codec, photos))
-                        seen_curve = curve(codec, seen_images, name) if args.seen else []
+                        domain = name
                     else:
                         save_model_file(result.model, path)
                         codec = Codec(result.model, rd_lambdas=lambdas)
-                        target = curve(codec, test)
-                        forgetting = bd_rate(photo_curve, curve(codec, photos))
-                        seen_curve = curve(codec, seen_images) if args.seen else []
+                        domain = None
+                    target = curve(codec, test, domain)
+                    forgetting = bd_rate(photo_curve, curve(codec, photos))
+                    seen_curve = curve(codec, seen_images, domain) if args.seen else []
                     gain = bd_rate(plain, target)
                     seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
                                  if args.seen else "")

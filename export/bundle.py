@@ -94,23 +94,22 @@ class Bundle:
             raise ValueError("bad fingerprint")
         if not m["widths"] or any(int(w) <= 0 for w in m["widths"]):
             raise ValueError("bad widths")
-        for w in self.widths:
-            for kind in ("analysis", "synthesis"):
-                if kind not in m["graphs"][str(w)]:
-                    raise ValueError(f"no {kind} graph for width {w}")
+        graph_sets = [("", m["graphs"])]
+        for domain, entry in self.domains.items():
+            if not 0 < domain < 1 << 16 or not entry["name"]:
+                raise ValueError(f"bad domain {domain}")
+            graph_sets.append((f", domain {domain}", entry["graphs"]))
+        for where, graphs in graph_sets:
+            for w in self.widths:
+                for kind in ("analysis", "synthesis"):
+                    if kind not in graphs[str(w)]:
+                        raise ValueError(f"no {kind} graph for width {w}{where}")
         if self.variable_rate:
             lo, hi = self.lambda_bounds
             if not 0 < lo <= hi or self.rate_anchors < 1:
                 raise ValueError("bad rate settings")
             if len(m["variable_rate"]["lambda_ranges"]) != len(self.widths):
                 raise ValueError("one λ range per width expected")
-        for domain, entry in self.domains.items():
-            if not 0 < domain < 1 << 16 or not entry["name"]:
-                raise ValueError(f"bad domain {domain}")
-            for w in self.widths:
-                for kind in ("analysis", "synthesis"):
-                    if kind not in entry["graphs"][str(w)]:
-                        raise ValueError(f"no {kind} graph for width {w}, domain {domain}")
         if not (self.root / TABLES).is_file():
             raise BundleError(f"{self.root}: bundle has no {TABLES}")
 
