@@ -25,10 +25,10 @@ from PIL import Image
 from torch import nn
 
 from slimcodec import tiling
-from slimcodec.bitstream import MAX_IMAGE_SIDE, Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream.checks import check_header, check_image_size
 from slimcodec.errors import (
     CorruptBitstreamError,
-    ImageError,
     ModelMismatchError,
     RateError,
     ResourceLimitError,
@@ -208,7 +208,7 @@ class Codec:
         file of the lowest RD loss. ``None``: the source codec.
         """
         height, img_width = rgb.shape[:2]
-        self._check_size(height, img_width)
+        check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
         if refine < 0:
@@ -299,15 +299,6 @@ class Codec:
               self.model.using_adapter(adapter)):
             yield self.model
 
-    def _check_size(self, height: int, width: int) -> None:
-        if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
-            raise ImageError(
-                f"image is {width}x{height}; each side must be 1..{MAX_IMAGE_SIDE} pixels")
-        if height * width > self.max_pixels:
-            raise ResourceLimitError(
-                f"image is {width}x{height} = {height * width} pixels, over the limit of "
-                f"{self.max_pixels} (raise it with --max-pixels / max_pixels)")
-
     def resolve_width(self, width: int | None) -> int:
         """``width``, checked to be one of the model's, or the widest when None."""
         width = self.widths[0] if width is None else int(width)
@@ -333,28 +324,15 @@ class Codec:
 
     def check(self, header: Header) -> None:
         """Raise unless this codec's model can decode a file with ``header``."""
+        writer = "another model"
         if header.fingerprint != self.fingerprint:
-            writer = find_by_fingerprint(header.fingerprint)
-            writer = f"registered model {writer!r}" if writer else "an unregistered model"
-            raise ModelMismatchError(
-                f"file was written by {writer} (fingerprint {header.fingerprint.hex()}), "
-                f"not by {self.name} (fingerprint {self.fingerprint.hex()})"
-            )
-        if header.width not in self.widths:
-            raise CorruptBitstreamError(f"corrupt slimcodec file: no width {header.width}")
-        if self.variable_rate:
-            lo, hi = (float(np.float32(b)) for b in self.model.lambda_bounds)
-            if header.rate_kind != RateKind.LAMBDA or not lo <= header.rate <= hi:
-                raise CorruptBitstreamError(
-                    f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
-        elif header.rate_kind != RateKind.NONE:
-            raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
-        if header.domain != 0 and header.domain not in self.adapters:
-            raise ModelMismatchError(
-                f"file was coded with the domain adapter of id {header.domain}, which is not "
-                f"loaded (loaded: {', '.join(map(str, sorted(self.adapters))) or 'none'}); "
-                "pass its adapter file with --adapter")
-        self._check_size(*header.image_size)
+            known = find_by_fingerprint(header.fingerprint)
+            writer = f"registered model {known!r}" if known else "an unregistered model"
+        check_header(header, name=self.name, fingerprint=self.fingerprint, widths=self.widths,
+                     lambda_bounds=self.model.lambda_bounds if self.variable_rate else None,
+                     domains={i: a.domain for i, a in self.adapters.items()},
+                     max_pixels=self.max_pixels, writer=writer,
+                     missing_domain="; pass its adapter file with --adapter")
 
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""

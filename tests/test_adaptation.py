@@ -153,7 +153,7 @@ def test_domain_ids_gate_and_errors(screens, tmp_path, capsys):
     capsys.readouterr()
     code = main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base])
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "not loaded" in err
+    assert code == 2 and err.count("\n") == 1 and "does not hold" in err and "--adapter" in err
     assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, "--adapter",
                  str(tmp_path / "a.adapter")]) == 0
     code = main(["compress", str(tmp_path / "in.png"), "-o", str(slc), *base, "--adapter",

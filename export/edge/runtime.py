@@ -20,12 +20,11 @@ import onnxruntime as ort
 from PIL import Image
 
 from slimcodec import tiling
-from slimcodec.bitstream import MAX_IMAGE_SIDE, Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream.checks import check_header, check_image_size
 from slimcodec.errors import (
     BundleError,
     CorruptBitstreamError,
-    ImageError,
-    ModelMismatchError,
     RateError,
     ResourceLimitError,
 )
@@ -101,15 +100,6 @@ class EdgeCodec:
             raise ValueError(f"width {width} is not one of {list(self.widths)}")
         return width
 
-    def _check_size(self, height: int, width: int) -> None:
-        if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
-            raise ImageError(
-                f"image is {width}x{height}; each side must be 1..{MAX_IMAGE_SIDE} pixels")
-        if height * width > self.max_pixels:
-            raise ResourceLimitError(
-                f"image is {width}x{height} = {height * width} pixels, over the limit of "
-                f"{self.max_pixels} (raise it with --max-pixels / max_pixels)")
-
     def _lambda(self, width: int, lmbda: float | None) -> float | None:
         if not self.bundle.variable_rate:
             if lmbda is not None:
@@ -133,7 +123,7 @@ class EdgeCodec:
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None) -> bytes:
         height, img_width = rgb.shape[:2]
-        self._check_size(height, img_width)
+        check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
@@ -150,25 +140,12 @@ class EdgeCodec:
 
     def check(self, header: Header) -> None:
         """Raise unless this bundle can decode a file with ``header``."""
-        if header.fingerprint != self.fingerprint:
-            raise ModelMismatchError(
-                f"file was written by another model (fingerprint {header.fingerprint.hex()}), "
-                f"not by {self.name} (fingerprint {self.fingerprint.hex()})")
-        if header.width not in self.widths:
-            raise CorruptBitstreamError(f"corrupt slimcodec file: no width {header.width}")
-        if self.bundle.variable_rate:
-            lo, hi = (float(np.float32(b)) for b in self.bundle.lambda_bounds)
-            if header.rate_kind != RateKind.LAMBDA or not lo <= header.rate <= hi:
-                raise CorruptBitstreamError(
-                    f"corrupt slimcodec file: {self.name} needs a λ in [{lo:g}, {hi:g}]")
-        elif header.rate_kind != RateKind.NONE:
-            raise ModelMismatchError(f"{self.name} is single-rate; file has a rate setting")
-        if header.domain != 0 and header.domain not in self.bundle.domains:
-            known = ", ".join(f"{d} ({e['name']})" for d, e in self.bundle.domains.items())
-            raise ModelMismatchError(
-                f"file was coded with the adapter of domain id {header.domain}, which "
-                f"{self.name}'s bundle does not hold (built in: {known or 'none'})")
-        self._check_size(*header.image_size)
+        check_header(header, name=self.name, fingerprint=self.fingerprint, widths=self.widths,
+                     lambda_bounds=(self.bundle.lambda_bounds if self.bundle.variable_rate
+                                    else None),
+                     domains={d: e["name"] for d, e in self.bundle.domains.items()},
+                     max_pixels=self.max_pixels,
+                     missing_domain=" (re-export the bundle with its adapter)")
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
         """The file's entropy-decoded ``(C, h, w)`` integer latent, and its header."""
