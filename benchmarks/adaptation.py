@@ -15,14 +15,21 @@ photos:
 
 Screens come from `slimcodec.domains.screen` (train: seeds 0.., test: seeds 1000..);
 illustrations from `../shared/data/art` (the first half adapts, whole; the second half
-tests).
+tests). With ``--folds K`` the illustrations are measured by K-fold cross-validation
+instead: fold i adapts on every image but every K-th from the i-th and tests on those, so
+each image is coded by an adapter that never saw it and all images but a fold's adapt
+(``--folds 10`` on 10 images: leave one out, 9 adapt). The folds' test points are pooled
+into one curve per method. ``--halves`` adapts on every illustration's left half and tests
+on its right half: the styles seen, the pixels not. ``--gate`` codes each test image as
+the encoder's gate does (adapter or source codec, the lower RD loss).
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
-        [--no-output-filter] [--seen]
+        [--no-output-filter] [--seen] [--folds K | --halves] [--gate]
 
 A run off the defaults (a subset of methods or domains, another step size, step count or
-patch, no output filter, --seen) writes its own section, named after what it changed.
+patch, no output filter, --seen, --folds, --halves, --gate) writes its own section, named after
+what it changed.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fmt, load_test_images, table_head, write_section
+from common import centre_crop, fmt, load_test_images, table_head, write_section
 from PIL import Image
 
 from slimcodec.adaptation import DEFAULT_LR, METHODS, adapt, save_adapter
@@ -44,8 +51,31 @@ from slimcodec.zoo import load_model, model_meta, save_model_file
 
 
 def curve(codec: Codec, images, domain: str | None = None) -> list[tuple[float, float]]:
-    points = evaluate(codec, images, progress=False, domain=domain)["points"]
-    return [(p["bpp"], p["psnr"]) for p in points]
+    return pooled([evaluate(codec, images, progress=False, domain=domain)])
+
+
+def pooled(results: list[dict]) -> list[tuple[float, float]]:
+    """One RD point per operating point: the mean over every image of every result (the
+    folds of a cross-validation test disjoint images of one size)."""
+    records: dict[int, list[dict]] = {}
+    for result in results:
+        for r in result["per_image"]:
+            records.setdefault(r["width"], []).append(r)
+    return [(sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
+            for rs in records.values()]
+
+
+def adapted_codec(source, model: str, lambdas, result, path: Path, name: str,
+                  gate: bool = False) -> tuple[Codec, str | None]:
+    """Write the adaptation's file to ``path``; the codec that codes the domain with it
+    and the domain to code under (None: a new model, no adapter; "auto" with ``gate``: the
+    encoder's gate picks the adapter or the source codec per image)."""
+    if result.adapter is not None:  # the domain codes through the adapter
+        save_adapter(result.adapter, path)
+        codec = Codec(source, model, rd_lambdas=lambdas, adapters=[result.adapter])
+        return codec, "auto" if gate else name
+    save_model_file(result.model, path)
+    return Codec(result.model, rd_lambdas=lambdas), None
 
 
 def main() -> None:
@@ -64,12 +94,25 @@ def main() -> None:
                    help="adapters and extend without their output filter (the ablation)")
     p.add_argument("--seen", action="store_true",
                    help="also BD-rate on (centre crops of) images the adaptation saw")
+    p.add_argument("--folds", type=int,
+                   help="illustrations only, by K-fold cross-validation (see above)")
+    p.add_argument("--halves", action="store_true",
+                   help="illustrations only: adapt on every image's left half, test on its "
+                        "right half (the same styles, pixels never seen)")
+    p.add_argument("--gate", action="store_true",
+                   help="adapter methods code each test image through the encoder's gate "
+                        "(adapter or source codec, the lower RD loss) instead of always "
+                        "through the adapter")
     p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
     p.add_argument("--test", type=int, default=6, help="held-out images per domain")
     p.add_argument("--art", default="../shared/data/art")
     p.add_argument("--photos", default="../shared/data/photos")
     p.add_argument("--crop", default="384x256", help="WxH of every test image")
     args = p.parse_args()
+    if args.folds and (args.seen or args.halves):
+        p.error("--folds measures whole held-out images; drop --seen and --halves")
+    if args.folds or args.halves:
+        args.domains = ["art"]
     w, h = (int(v) for v in args.crop.split("x"))
     source = load_model(args.model)
     lambdas = model_meta(args.model).get("lambdas")
@@ -86,29 +129,42 @@ def main() -> None:
         art = load_test_images(args.art, None)
         half = len(art) // 2
         (root / "art").mkdir()
-        for name, rgb in art[:half]:
-            Image.fromarray(rgb).save(root / "art" / name)
+        for name, rgb in art if args.halves else art[:half]:
+            Image.fromarray(rgb[:, : rgb.shape[1] // 2] if args.halves else rgb).save(
+                root / "art" / name)
         art_crops = [rgb for _, rgb in load_test_images(args.art, (w, h))]
-        domains = {"screen": (root / "screen", screen_test),
-                   "art": (root / "art", art_crops[half:])}
+        art_test, art_seen = art_crops[half:], art_crops[:half]
+        if args.halves:  # the same styles, pixels never seen: right halves test
+            art_test = [centre_crop(rgb[:, rgb.shape[1] // 2 :], (w, h)) for _, rgb in art]
+            art_seen = [centre_crop(rgb[:, : rgb.shape[1] // 2], (w, h)) for _, rgb in art]
+        domains = {"screen": (root / "screen", screen_test), "art": (root / "art", art_test)}
         domains = {name: domains[name] for name in args.domains}
         # --seen: the same measure on images the adaptation saw (centre crops of the first
         # ones), to tell a capacity limit from a generalisation gap.
         seen = {"screen": [render_screen(i, (h, w)) for i in range(args.test)],
-                "art": art_crops[:half]}
+                "art": art_seen}
         available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
+        if args.folds:
+            rows = cross_validate(args, root, source, base, lambdas, art, art_crops,
+                                  photos, photo_curve, model_bytes)
+            body = _body(args, rows, len(photos))
+            write_section(_section(args), body)
+            print(body)
+            return
         plains = {name: curve(base, test) for name, (_, test) in domains.items()}
         rows = []
         # Counts outermost, in the order given: the first count's rows of every domain
         # are written first (an interrupted run keeps them).
+        done = set()
         for count in args.counts:
             for name, (folder, test) in domains.items():
                 plain = plains[name]
                 n = available[name] if count == 0 else count
-                if n > available[name]:
+                if n > available[name] or (name, n) in done:  # 0 ("all") may equal a count
                     continue
+                done.add((name, n))
                 seen_images = seen[name][: min(n, args.test)]
                 plain_seen = curve(base, seen_images) if args.seen else []
                 for method in args.methods:
@@ -118,36 +174,73 @@ def main() -> None:
                                    output_filter=args.output_filter, progress=False)
                     seconds = time.time() - t0
                     path = root / f"{name}-{method}-{n}.bin"
-                    if result.adapter is not None:  # the domain codes through the adapter
-                        save_adapter(result.adapter, path)
-                        codec = Codec(source, args.model, rd_lambdas=lambdas,
-                                      adapters=[result.adapter])
-                        domain = name
-                    else:
-                        save_model_file(result.model, path)
-                        codec = Codec(result.model, rd_lambdas=lambdas)
-                        domain = None
+                    codec, domain = adapted_codec(source, args.model, lambdas, result, path,
+                                                  name, args.gate)
                     target = curve(codec, test, domain)
                     forgetting = bd_rate(photo_curve, curve(codec, photos))
                     seen_curve = curve(codec, seen_images, domain) if args.seen else []
-                    gain = bd_rate(plain, target)
                     seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
                                  if args.seen else "")
-                    per_width = []
-                    for b, q in plain:
-                        at = psnr_at_rate(target, b)
-                        per_width.append(fmt(None if at is None else at - q, "+.2f"))
-                    size = path.stat().st_size
-                    rows.append(f"| {name} | {n} | {method} | {fmt(gain, '+.1f', '%')} |"
-                                f"{seen_cell} "
-                                f"{', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
-                                f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
+                    rows.append(_row(name, str(n), method, plain, target, seen_cell,
+                                     forgetting, path.stat().st_size, model_bytes, seconds))
                     print(rows[-1], flush=True)
                     # Written after every row: an interrupted run keeps what it measured.
                     write_section(_section(args), _body(args, rows, len(photos), partial=True))
     body = _body(args, rows, len(photos))
     write_section(_section(args), body)
     print(body)
+
+
+def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crops, photos,
+                   photo_curve, model_bytes: int) -> list[str]:
+    """--folds: each method adapts once per fold and codes that fold's held-out crops;
+    the folds' points pool into the method's curve. Forgetting and seconds: fold means."""
+    k = args.folds
+    if not 2 <= k <= len(art):
+        raise SystemExit(f"--folds must be between 2 and the {len(art)} illustrations")
+    folds = [list(range(i, len(art), k)) for i in range(k)]
+    for i, held in enumerate(folds):
+        folder = root / f"art-fold{i}"
+        folder.mkdir()
+        for j, (name, rgb) in enumerate(art):
+            if j not in held:
+                Image.fromarray(rgb).save(folder / name)
+    plain = curve(base, art_crops)
+    adapt_count = "/".join(sorted({str(len(art) - len(held)) for held in folds}))
+    rows = []
+    for method in args.methods:
+        results, forgetting, seconds = [], [], 0.0
+        for i, held in enumerate(folds):
+            t0 = time.time()
+            result = adapt(source, root / f"art-fold{i}", method, "art", lambdas,
+                           steps=args.steps, lr=args.lr, patch=args.patch,
+                           output_filter=args.output_filter, progress=False)
+            seconds += time.time() - t0
+            path = root / f"art-{method}-fold{i}.bin"
+            codec, domain = adapted_codec(source, args.model, lambdas, result, path, "art",
+                                          args.gate)
+            results.append(evaluate(codec, [art_crops[j] for j in held], progress=False,
+                                    domain=domain))
+            forgetting.append(bd_rate(photo_curve, curve(codec, photos)))
+            print(f"{method} fold {i + 1}/{k}: {seconds:.0f} s", flush=True)
+        known = [f for f in forgetting if f is not None]
+        rows.append(_row("art", f"{adapt_count} ({k} folds)", method, plain, pooled(results),
+                         "", sum(known) / len(known) if known else None,
+                         path.stat().st_size, model_bytes, seconds / k))
+        print(rows[-1], flush=True)
+        write_section(_section(args), _body(args, rows, len(photos), partial=True))
+    return rows
+
+
+def _row(name: str, images: str, method: str, plain, target, seen_cell: str,
+         forgetting: float | None, size: int, model_bytes: int, seconds: float) -> str:
+    per_width = []
+    for b, q in plain:
+        at = psnr_at_rate(target, b)
+        per_width.append(fmt(None if at is None else at - q, "+.2f"))
+    return (f"| {name} | {images} | {method} | {fmt(bd_rate(plain, target), '+.1f', '%')} |"
+            f"{seen_cell} {', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
+            f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
 
 
 PARTIAL = ("\n\n*Partial: the rows a run had measured when it was last written; a run that "
@@ -167,6 +260,12 @@ def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
         changes.append(("nofilter", "no output filter"))
     if args.seen:
         changes.append(("seen", "also on the images adapted on"))
+    if args.folds:
+        changes.append((f"folds{args.folds}", f"{args.folds}-fold cross-validation"))
+    if args.halves:
+        changes.append(("halves", "left halves adapt, right halves test"))
+    if args.gate:
+        changes.append(("gate", "gated per image"))
     return changes
 
 
@@ -189,23 +288,43 @@ def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool 
              else ", ".join(f"`{m}`" for m in args.methods))
     filt = "" if args.output_filter else "; no output filter"
     seen_note = ("" if not args.seen else f"\nBD-rate on adapted images: the same measure on "
-                 f"centre crops {w}x{h} of the first {args.test} images the adaptation "
+                 f"centre crops {w}x{h} of the first {args.test} "
+                 f"{'left halves' if args.halves else 'images'} the adaptation "
                  "used (all of them, when fewer). A large gap between the two columns says that "
                  "generalising from few images, not the adapter's capacity, limits the gain.")
+    gate_note = ("" if not args.gate else "\nGated: the adapter methods code each test "
+                 "image twice, through the adapter and through the source codec, and keep the "
+                 "file of the lower RD loss (the encoder's gate, `slimcodec compress --adapter A "
+                 "--domain auto`; the file's domain id tells the decoder which).")
     where = " and ".join({"screen": "screens", "art": "illustrations"}[d] for d in args.domains)
     changed = "".join(f", {words}" for _, words in _settings(args))
+    if args.folds:
+        data = (f"""in each of {args.folds} folds on every image of `../shared/data/art` but the
+fold's own (whole, 1280x720; fold i holds out images i, i+{args.folds}, ... in name order), on
+2 CPU cores. Test images, centre crops {w}x{h}: every image of `../shared/data/art`,
+each coded with the adapter of the fold that held it out, the folds' points pooled into one
+curve (seconds and forgetting: per fold, the folds' mean)""")
+    elif args.halves:
+        data = (f"""on the left half
+(640x720) of every image of `../shared/data/art`, on 2 CPU cores. Test images: centre crops
+{w}x{h} of their right halves, pixels the adaptation never saw, in styles it did""")
+    else:
+        adapt_on = {"screen": f"screens rendered at {w}x{h}",
+                    "art": "illustrations whole, 1280x720"}
+        tests = {"screen": f"{args.test} screens never adapted on (seeds 1000+)",
+                 "art": "the second half of `../shared/data/art`"}
+        data = (f"""on the first N
+images of the domain ({'; '.join(adapt_on[d] for d in args.domains)}), on 2 CPU
+cores. Test images, centre crops {w}x{h}: {', and '.join(tests[d] for d in args.domains)}""")
     return f"""## Domain adaptation: {which} on {where} (`{args.model}`{changed})
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch {args.patch},
-batch 8, Adam with cosine decay from {rates}; the widths' training λ{filt}) on the first N
-images of the domain (screens rendered at {w}x{h}; illustrations whole, 1280x720), on 2 CPU
-cores. Test images, centre crops {w}x{h}: {args.test} screens never adapted on (seeds
-1000+), and the second half of `../shared/data/art`; source domain:
+batch 8, Adam with cosine decay from {rates}; the widths' training λ{filt}) {data}; source domain:
 {photos} of the shared photos. Target BD-rate: adapted against unadapted on the
 domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
 rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
 methods code photos without the adapter, so it is 0 by construction, and the test suite
-checks the bits).{seen_note}
+checks the bits).{gate_note}{seen_note}
 
 {table_head(["domain", "images", "method", "target BD-rate",
              *(["BD-rate on adapted images"] if args.seen else []),

@@ -38,6 +38,13 @@ CLASSICAL = {
 }
 
 
+def centre_crop(rgb: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """The centre ``crop`` = (width, height) of an image at least that large."""
+    w, h = crop
+    top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
+    return np.ascontiguousarray(rgb[top : top + h, left : left + w])
+
+
 def load_test_images(root: str, crop: tuple[int, int] | None) -> list[tuple[str, np.ndarray]]:
     """Images under ``root``, centre-cropped to ``crop`` = (width, height) when given."""
     out = []
@@ -48,8 +55,7 @@ def load_test_images(root: str, crop: tuple[int, int] | None) -> list[tuple[str,
             if rgb.shape[0] < h or rgb.shape[1] < w:
                 print(f"skipping {path.name}: smaller than {w}x{h}", file=sys.stderr)
                 continue
-            top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-            rgb = rgb[top : top + h, left : left + w]
+            rgb = centre_crop(rgb, crop)
         out.append((path.name, np.ascontiguousarray(rgb)))
     if not out:
         raise SystemExit(f"no usable test images in {root}")
