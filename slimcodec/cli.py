@@ -29,6 +29,7 @@ from slimcodec.evaluate import evaluate, format_table
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
+from slimcodec.utils.console import warnings_as_lines
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
 from slimcodec.zoo import (
@@ -561,7 +562,8 @@ def _is_allocator_error(exc: BaseException) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings_as_lines("slimcodec"):
+            return args.func(args)
     except KeyboardInterrupt:
         print("slimcodec: interrupted", file=sys.stderr)
         return 130

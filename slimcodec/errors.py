@@ -9,6 +9,7 @@ __all__ = [
     "BundleError",
     "CorruptBitstreamError",
     "ImageError",
+    "LossyConversionWarning",
     "ModelFileError",
     "ModelMismatchError",
     "NotASlimcodecFileError",
@@ -55,6 +56,11 @@ class UnknownModelError(SlimcodecError, LookupError):
 
 class ImageError(SlimcodecError, ValueError):
     """An input image that cannot be read or converted."""
+
+
+class LossyConversionWarning(UserWarning):
+    """An input image carries what the codec cannot code (transparency, more than 8 bits,
+    further frames): it is converted, and the warning says what was lost."""
 
 
 class ModelFileError(SlimcodecError):

@@ -40,6 +40,15 @@ def test_compress_decompress_round_trip_every_width(tmp_path, photo, capsys, wid
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), decoded)
 
 
+def test_lossy_input_warns_in_one_line(tmp_path, capsys):
+    rgba = np.dstack([natural_like(20, 24), np.full((20, 24), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "half.png")
+    code, _, err = run(capsys, "compress", tmp_path / "half.png", "-o", tmp_path / "h.slc",
+                       "--width", 48)
+    assert code == 0 and err.count("\n") == 1
+    assert err.startswith("slimcodec: warning: ") and "half.png: transparency" in err
+
+
 def test_info(tmp_path, photo, capsys):
     slc = tmp_path / "p.slc"
     run(capsys, "compress", photo, "-o", slc, "--width", 72)
@@ -59,10 +68,9 @@ def test_eval_writes_json(tmp_path, capsys):
         Image.fromarray(natural_like(*size, seed=i)).save(images / f"{i}.png")
     (images / "broken.png").write_bytes(b"junk")
     out_json = tmp_path / "rd.json"
-    with pytest.warns(UserWarning, match="skipping"):
-        code, _, err = run(capsys, "eval", tmp_path / "imgs", "--widths", 96, 48,
-                             "--json", out_json)
-    assert code == 0
+    code, _, err = run(capsys, "eval", tmp_path / "imgs", "--widths", 96, 48,
+                       "--json", out_json)
+    assert code == 0 and err.startswith("slimcodec: warning: skipping") and "broken.png" in err
     result = json.loads(out_json.read_text())
     assert result["model"] == "slimcae" and result["images"] == 2
     assert [p["width"] for p in result["points"]] == [96, 48]

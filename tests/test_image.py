@@ -1,4 +1,5 @@
 import io
+import warnings
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from helpers import natural_like
 from PIL import Image
 
-from slimcodec.errors import ImageError
+from slimcodec.errors import ImageError, LossyConversionWarning
 from slimcodec.utils.image import load_rgb, to_rgb
 from slimcodec.utils.tensors import crop, pad_to_multiple, to_tensor
 
@@ -41,7 +42,8 @@ def test_sixteen_bit_is_scaled_to_eight():
 
 def test_float_mode_is_clipped():
     f = Image.fromarray(np.array([[-5.0, 12.4, 300.0]], dtype=np.float32), "F")
-    rgb, gray = to_rgb(f)
+    with pytest.warns(LossyConversionWarning, match="float samples rounded and clipped"):
+        rgb, gray = to_rgb(f)
     assert gray and np.asarray(rgb)[0, :, 0].tolist() == [0, 12, 255]
 
 
@@ -49,11 +51,13 @@ def test_alpha_is_composited_over_white():
     rgba = np.zeros((2, 2, 4), np.uint8)
     rgba[0, 0] = (255, 0, 0, 255)  # opaque red stays red
     rgba[1, 1] = (0, 0, 0, 0)  # fully transparent becomes white
-    rgb, gray = load_rgb(rgba)
+    with pytest.warns(LossyConversionWarning, match="transparency"):
+        rgb, gray = load_rgb(rgba)
     assert not gray
     assert rgb[0, 0].tolist() == [255, 0, 0] and rgb[1, 1].tolist() == [255, 255, 255]
     la = Image.fromarray(np.array([[[0, 0], [100, 255]]], np.uint8), "LA")
-    rgb, gray = to_rgb(la)
+    with pytest.warns(LossyConversionWarning, match="transparency"):
+        rgb, gray = to_rgb(la)
     assert gray and np.asarray(rgb)[0].tolist() == [[255] * 3, [100] * 3]
 
 
@@ -62,12 +66,35 @@ def test_palette_with_and_without_transparency():
     rgb, gray = to_rgb(p)
     assert rgb.mode == "RGB" and not gray
     p.info["transparency"] = 0
-    rgb, _ = to_rgb(p)
+    with pytest.warns(LossyConversionWarning, match="transparency"):
+        rgb, _ = to_rgb(p)
     assert rgb.mode == "RGB"
     transparent = np.asarray(p) == 0  # pixels of palette entry 0 become white
     assert transparent.any()
     assert (np.asarray(rgb)[transparent] == 255).all()
     assert not (np.asarray(rgb)[~transparent] == 255).all()
+
+
+def test_lossy_conversions_warn_and_lossless_ones_do_not(tmp_path):
+    opaque = np.dstack([natural_like(6, 5), np.full((6, 5), 255, np.uint8)])
+    eight_in_sixteen = (natural_like(6, 5)[..., 0].astype(np.uint16) * 257)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LossyConversionWarning)
+        load_rgb(opaque)  # alpha everywhere 255: nothing lost
+        load_rgb(Image.fromarray(eight_in_sixteen))  # 8-bit values stored as v * 257
+        load_rgb(Image.fromarray(np.array([[0.0, 12.0, 255.0]], np.float32), "F"))
+    with pytest.warns(LossyConversionWarning, match="16-bit samples rounded to 8 bits"):
+        load_rgb(Image.fromarray(np.full((6, 5), 1000, np.uint16)))
+    frames = [Image.fromarray(natural_like(8, 8, seed=i)) for i in range(3)]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.warns(LossyConversionWarning, match=r"anim\.gif: only the first of its 3 frames"):
+        rgb, _ = load_rgb(path)
+    assert rgb.shape == (8, 8, 3)
+    rgba = tmp_path / "clear.png"
+    Image.fromarray(np.zeros((4, 4, 4), np.uint8), "RGBA").save(rgba)
+    with pytest.warns(LossyConversionWarning, match=r"clear\.png: transparency"):
+        load_rgb(rgba)
 
 
 def test_cmyk_and_exif_orientation():

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
+from slimcodec.utils.console import warnings_as_lines
 from slimcodec.utils.io import atomic_write, atomic_write_bytes
 
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings_as_lines("slimcodec-edge"):
+            return args.func(args)
     except KeyboardInterrupt:
         print("slimcodec-edge: interrupted", file=sys.stderr)
         return 130

@@ -13,18 +13,23 @@ The conversion rules (also in ``docs/bitstream.md``):
   the codec has no alpha channel; the alpha channel itself is not coded.
 * ``P`` (palette): expanded to RGB (or grayscale when the palette is gray).
 * Multi-frame files (GIF, TIFF): the first frame.
+
+Whenever a conversion loses something the file holds (transparency that is not fully
+opaque, 16-bit or float samples that 8 bits do not represent exactly, frames after the
+first), a :class:`~slimcodec.errors.LossyConversionWarning` says what.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from slimcodec.errors import ImageError, ResourceLimitError
+from slimcodec.errors import ImageError, LossyConversionWarning, ResourceLimitError
 
 __all__ = ["IMAGE_SUFFIXES", "ImageLike", "find_images", "load_rgb", "to_rgb"]
 
@@ -48,8 +53,15 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def _flatten_alpha(img: Image.Image) -> Image.Image:
+def _lossy(source: str | None, what: str) -> None:
+    warnings.warn(f"{source}: {what}" if source else what, LossyConversionWarning,
+                  stacklevel=3)
+
+
+def _flatten_alpha(img: Image.Image, source: str | None) -> Image.Image:
     rgba = img.convert("RGBA")
+    if rgba.getchannel("A").getextrema()[0] < 255:
+        _lossy(source, "transparency composited over white: the codec codes no alpha channel")
     background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
     return Image.alpha_composite(background, rgba).convert("RGB")
 
@@ -59,8 +71,9 @@ def _is_gray(rgb: Image.Image) -> bool:
     return bool((a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
 
 
-def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
-    """Convert a PIL image by the rules above. Returns ``(rgb_image, was_grayscale)``."""
+def to_rgb(img: Image.Image, source: str | None = None) -> tuple[Image.Image, bool]:
+    """Convert a PIL image by the rules above. Returns ``(rgb_image, was_grayscale)``.
+    ``source`` (a file name) starts the message of any :class:`LossyConversionWarning`."""
     with contextlib.suppress(Exception):  # a broken EXIF block must not stop the conversion
         img = ImageOps.exif_transpose(img)
     mode = img.mode
@@ -71,19 +84,25 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, bool]:
             return img.convert("L").convert("RGB"), True
         if mode in _SIXTEEN_BIT:
             a = np.asarray(img, dtype=np.float64)
+            if (a % 257).any():  # 8-bit data stored as 16 bits is v * 257 exactly
+                _lossy(source, "16-bit samples rounded to 8 bits: the codec codes 8 bits "
+                       "per sample")
             a = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
             return Image.fromarray(a, "L").convert("RGB"), True
         if mode == "F":
-            a = np.clip(np.rint(np.asarray(img, dtype=np.float64)), 0, 255).astype(np.uint8)
-            return Image.fromarray(a, "L").convert("RGB"), True
+            a = np.asarray(img, dtype=np.float64)
+            b = np.clip(np.rint(a), 0, 255)
+            if (b != a).any():
+                _lossy(source, "float samples rounded and clipped to 0..255")
+            return Image.fromarray(b.astype(np.uint8), "L").convert("RGB"), True
         if mode == "LA" or mode == "La":
-            return _flatten_alpha(img.convert("LA").convert("RGBA")), True
+            return _flatten_alpha(img.convert("LA").convert("RGBA"), source), True
         if mode == "P":
             has_alpha = "transparency" in img.info or img.palette.mode == "RGBA"
-            rgb = _flatten_alpha(img) if has_alpha else img.convert("RGB")
+            rgb = _flatten_alpha(img, source) if has_alpha else img.convert("RGB")
             return rgb, _is_gray(rgb)
         if "A" in mode or mode == "RGBa" or mode == "PA":
-            return _flatten_alpha(img), False
+            return _flatten_alpha(img, source), False
         return img.convert("RGB"), False
     except (ValueError, OSError) as exc:
         raise ImageError(f"cannot convert an image of mode {mode!r} to RGB: {exc}") from None
@@ -118,8 +137,11 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
         try:
             with Image.open(path) as opened:
                 _check_pixels(opened.size, max_pixels)
+                frames = getattr(opened, "n_frames", 1)
+                if frames > 1:
+                    _lossy(str(path), f"only the first of its {frames} frames is coded")
                 opened.load()
-                rgb, gray = to_rgb(opened)
+                rgb, gray = to_rgb(opened, str(path))
                 return np.array(rgb, dtype=np.uint8), gray
         except FileNotFoundError:
             raise ImageError(f"{path}: no such file") from None
