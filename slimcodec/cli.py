@@ -30,8 +30,8 @@ from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.console import warnings_as_lines
-from slimcodec.utils.image import find_images, load_rgb
-from slimcodec.utils.io import atomic_write, atomic_write_bytes
+from slimcodec.utils.image import find_images, image_argument, load_rgb
+from slimcodec.utils.io import STDIO, atomic_write_bytes, check_not_input, read_input, write_output
 from slimcodec.zoo import (
     find_by_fingerprint,
     list_models,
@@ -41,11 +41,6 @@ from slimcodec.zoo import (
 )
 
 EXIT_BAD_INPUT = 2
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _json_safe(obj: Any) -> Any:
@@ -83,10 +78,10 @@ def _apply_budget(args: argparse.Namespace, codec: Codec) -> None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
 
 
-def _encode_refined(args: argparse.Namespace, codec: Codec, lmbda: float | None,
+def _encode_refined(args: argparse.Namespace, codec: Codec, source: Any, lmbda: float | None,
                     steps: int, domain: str | None) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
-    rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
+    rgb, grayscale = load_rgb(source, max_pixels=codec.max_pixels)
     tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
                       for side in rgb.shape[:2])
     report: dict[str, Any] = {}
@@ -123,7 +118,13 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
     return "auto" if codec.adapters else None
 
 
+def _report(output: str, line: str) -> None:
+    """The one-line summary; on stderr when the data itself goes to stdout."""
+    print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
+    check_not_input(args.output, args.input)
     codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
     domain = _domain(args, codec)
     _apply_budget(args, codec)
@@ -132,8 +133,9 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if len(rate_options) > 1:
         raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
+    source = image_argument(args.input)
     if args.target_bpp is not None or args.target_psnr is not None:
-        rgb, grayscale = load_rgb(args.input, max_pixels=codec.max_pixels)
+        rgb, grayscale = load_rgb(source, max_pixels=codec.max_pixels)
         data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
                                         args.width, grayscale, max_passes=args.max_passes,
                                         refine=steps, domain=domain)
@@ -144,25 +146,26 @@ def cmd_compress(args: argparse.Namespace) -> int:
         if args.quality is not None:
             lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
         if steps:
-            data = _encode_refined(args, codec, lmbda, steps, domain)
+            data = _encode_refined(args, codec, source, lmbda, steps, domain)
         else:
-            data = codec.encode(args.input, args.width, lmbda, domain=domain)
-    atomic_write_bytes(args.output, data)
+            data = codec.encode(source, args.width, lmbda, domain=domain)
+    write_output(args.output, lambda f: f.write(data))
     header = unpack(data).header
     h, w = header.image_size
     rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
-    print(f"{args.output}: {len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-          f"{w}x{h}, width {header.width}{rate}")
+    _report(args.output, f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
+                         f"{w}x{h}, width {header.width}{rate}")
     return 0
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    data = _read(args.input)
-    model = args.model or writer_of(data)
+    check_not_input(args.output, args.input)
     fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
+    data = read_input(args.input)
+    model = args.model or writer_of(data)
     image = _with_adapters(codec_for(model, args.max_pixels), args.adapter).decode(data)
-    atomic_write(args.output, lambda f: image.save(f, format=fmt))
-    print(f"{args.output}: {image.width}x{image.height} {image.mode}")
+    write_output(args.output, lambda f: image.save(f, format=fmt))
+    _report(args.output, f"{image.width}x{image.height} {image.mode}")
     return 0
 
 
@@ -179,7 +182,7 @@ def _format_for(path: str) -> str:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    data = _read(args.input)
+    data = read_input(args.input)
     bitstream = unpack(data)
     h = bitstream.header
     info = {
@@ -378,8 +381,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "allocating anything (default: %(default)s)")
 
     c = sub.add_parser("compress", help="compress an image to a .slc file")
-    c.add_argument("input")
-    c.add_argument("-o", "--output", required=True)
+    c.add_argument("input", help="image file ('-': standard input)")
+    c.add_argument("-o", "--output", required=True, help=".slc file ('-': standard output)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
     rate = c.add_argument_group("rate (variable-rate models; one of these)")
@@ -410,8 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help="decompress a .slc file to an image")
-    d.add_argument("input")
-    d.add_argument("-o", "--output", required=True)
+    d.add_argument("input", help=".slc file ('-': standard input)")
+    d.add_argument("-o", "--output", required=True,
+                   help="image file, its format from the extension ('-': PNG on standard "
+                        "output)")
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
     d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     d.add_argument("--adapter", action="append",
@@ -419,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_decompress)
 
     i = sub.add_parser("info", help="print a .slc file's header")
-    i.add_argument("input")
+    i.add_argument("input", help=".slc file ('-': standard input)")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_info)
 

@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ import torch
 from helpers import natural_like
 from PIL import Image
 
+from slimcodec.bitstream import MAGIC, unpack
 from slimcodec.cli import main
 from slimcodec.models import SlimCAE
 from slimcodec.zoo import save_model_file
@@ -47,6 +49,36 @@ def test_lossy_input_warns_in_one_line(tmp_path, capsys):
                        "--width", 48)
     assert code == 0 and err.count("\n") == 1
     assert err.startswith("slimcodec: warning: ") and "half.png: transparency" in err
+
+
+def _stdin(monkeypatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def test_dash_is_standard_input_and_output(tmp_path, photo, monkeypatch, capsysbinary):
+    _stdin(monkeypatch, photo.read_bytes())
+    assert main(["compress", "-", "-o", "-", "--width", "48"]) == 0
+    data, err = capsysbinary.readouterr()
+    assert data.startswith(MAGIC) and unpack(data).header.width == 48
+    assert err.startswith(b"-: ")  # the summary goes to stderr, stdout holds the file only
+    _stdin(monkeypatch, data)
+    assert main(["decompress", "-", "-o", "-"]) == 0
+    png, _ = capsysbinary.readouterr()
+    assert Image.open(io.BytesIO(png)).size == (50, 37)
+    _stdin(monkeypatch, b"not an image")
+    assert main(["compress", "-", "-o", str(tmp_path / "x.slc")]) == 2
+    assert b"standard input: not an image" in capsysbinary.readouterr().err
+
+
+def test_output_onto_the_input_is_refused(tmp_path, photo, capsys):
+    before = photo.read_bytes()
+    code, _, err = run(capsys, "compress", photo, "-o", photo.parent / "." / photo.name)
+    assert code == 2 and "is the input file" in err and photo.read_bytes() == before
+    slc = tmp_path / "p.slc"
+    run(capsys, "compress", photo, "-o", slc, "--width", 48)
+    written = slc.read_bytes()
+    code, _, err = run(capsys, "decompress", slc, "-o", slc)
+    assert code == 2 and "is the input file" in err and slc.read_bytes() == written
 
 
 def test_info(tmp_path, photo, capsys):

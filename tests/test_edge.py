@@ -1,5 +1,6 @@
 """Deployment (issue 11): bundles, the torch-free edge runtime, parity with PyTorch."""
 
+import io
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from export.bundle import Bundle
 from export.edge import EdgeCodec
 from export.edge.cli import main as edge_main
 from export.onnx_export import export_bundle
-from slimcodec.bitstream import rans, unpack
+from slimcodec.bitstream import MAGIC, rans, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import BundleError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
@@ -124,6 +125,19 @@ print("ok")
     assert Image.open(tmp_path / "out.png").size == (52, 40)
 
 
+def test_dash_is_standard_input_and_output(exported, tmp_path, monkeypatch, capsysbinary):
+    _, root = exported
+    buf = io.BytesIO()
+    Image.fromarray(natural_like(24, 40)).save(buf, "PNG")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(buf.getvalue())))
+    assert edge_main(["encode", str(root / "bundle"), "-", "-o", "-"]) == 0
+    data, err = capsysbinary.readouterr()
+    assert data.startswith(MAGIC) and err.startswith(b"-: ")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert edge_main(["decode", str(root / "bundle"), "-", "-o", "-"]) == 0
+    assert Image.open(io.BytesIO(capsysbinary.readouterr().out)).size == (40, 24)
+
+
 def test_bad_bundles_give_one_line(exported, tmp_path, capsys):
     model, root = exported
     Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
@@ -138,6 +152,7 @@ def test_bad_bundles_give_one_line(exported, tmp_path, capsys):
         return err
 
     assert "not a bundle" in run("decode", tmp_path, slc, "-o", tmp_path / "o.png")
+    assert "is the input file" in run("decode", bundle, slc, "-o", slc)
     broken = tmp_path / "broken"
     broken.mkdir()
     for f in bundle.iterdir():

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
 from slimcodec.utils.console import warnings_as_lines
-from slimcodec.utils.io import atomic_write, atomic_write_bytes
+from slimcodec.utils.image import image_argument
+from slimcodec.utils.io import STDIO, check_not_input, read_input, write_output
 
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
 
@@ -30,19 +31,27 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
                      max_pixels=args.max_pixels)
 
 
+def _report(output: str, line: str) -> None:
+    """The one-line summary; on stderr when the data itself goes to stdout."""
+    print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
+
+
 def cmd_encode(args: argparse.Namespace) -> int:
-    data = _codec(args).encode(args.input, args.width, args.lmbda, args.domain)
-    atomic_write_bytes(args.output, data)
-    print(f"{args.output}: {len(data)} bytes")
+    check_not_input(args.output, args.input)
+    codec = _codec(args)
+    data = codec.encode(image_argument(args.input), args.width, args.lmbda, args.domain)
+    write_output(args.output, lambda f: f.write(data))
+    _report(args.output, f"{len(data)} bytes")
     return 0
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
+    check_not_input(args.output, args.input)
     if Path(args.output).suffix.lower() not in ("", ".png"):
         raise SlimcodecError(f"{args.output}: write decoded images as .png")
-    image = _codec(args).decode(Path(args.input).read_bytes())
-    atomic_write(args.output, lambda f: image.save(f, format="PNG"))
-    print(f"{args.output}: {image.width}x{image.height} {image.mode}")
+    image = _codec(args).decode(read_input(args.input))
+    write_output(args.output, lambda f: image.save(f, format="PNG"))
+    _report(args.output, f"{image.width}x{image.height} {image.mode}")
     return 0
 
 
@@ -53,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "a .slc file")):
         c = sub.add_parser(name, help=f"{name} {what}")
         c.add_argument("bundle", help="bundle folder written by `slimcodec export`")
-        c.add_argument("input")
-        c.add_argument("-o", "--output", required=True)
+        c.add_argument("input", help="'-': standard input")
+        c.add_argument("-o", "--output", required=True, help="'-': standard output")
         c.add_argument("--threads", type=int, default=0,
                        help="onnxruntime threads (default: all cores)")
         c.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")

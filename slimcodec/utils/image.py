@@ -22,6 +22,7 @@ first), a :class:`~slimcodec.errors.LossyConversionWarning` says what.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import warnings
 from pathlib import Path
@@ -30,8 +31,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from slimcodec.errors import ImageError, LossyConversionWarning, ResourceLimitError
+from slimcodec.utils.io import STDIO, read_input
 
-__all__ = ["IMAGE_SUFFIXES", "ImageLike", "find_images", "load_rgb", "to_rgb"]
+__all__ = ["IMAGE_SUFFIXES", "ImageLike", "find_images", "image_argument", "load_rgb", "to_rgb"]
 
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 
@@ -51,6 +53,19 @@ def find_images(root: str | os.PathLike) -> list[Path]:
     if not root.is_dir():
         raise ImageError(f"{root}: no such file or directory")
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_argument(path: str) -> ImageLike:
+    """A command-line image argument: ``path``, or for ``-`` the image file on standard
+    input (opened lazily, so that :func:`load_rgb` checks its size before decoding it)."""
+    if path != STDIO:
+        return path
+    try:
+        return Image.open(io.BytesIO(read_input(STDIO)))
+    except UnidentifiedImageError:
+        raise ImageError("standard input: not an image in a format Pillow reads") from None
+    except (Image.DecompressionBombError, OSError, ValueError) as exc:
+        raise ImageError(f"standard input: not a readable image ({exc})") from None
 
 
 def _lossy(source: str | None, what: str) -> None:

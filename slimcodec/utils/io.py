@@ -1,14 +1,19 @@
-"""Atomic file writes: a crash or a full disk never leaves a half-written file behind."""
+"""Atomic file writes: a crash or a full disk never leaves a half-written file behind. And
+the command-line tools' paths, where ``-`` stands for standard input or output."""
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_write", "atomic_write_bytes"]
+__all__ = ["STDIO", "atomic_write", "atomic_write_bytes", "check_not_input", "read_input",
+           "write_output"]
+
+STDIO = "-"
 
 
 def _about(exc: OSError, path: Path) -> OSError:
@@ -45,3 +50,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     atomic_write(path, lambda f: f.write(data))
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """The bytes of ``path``, or of standard input for ``-``."""
+    if str(path) == STDIO:
+        return sys.stdin.buffer.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_output(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    """:func:`atomic_write`, or ``write`` to standard output for ``-``."""
+    if str(path) == STDIO:
+        write(sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(path, write)
+
+
+def check_not_input(output: str | os.PathLike, source: str | os.PathLike) -> None:
+    """Raise ``ValueError`` when ``output`` names the file ``source`` is read from: writing
+    there would destroy the input."""
+    if STDIO in (str(output), str(source)) or not (os.path.exists(output)
+                                                  and os.path.exists(source)):
+        return
+    if os.path.samefile(output, source):
+        raise ValueError(f"{output} is the input file; writing it would destroy the input "
+                         "(choose another -o)")
