@@ -266,7 +266,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     lambdas = model_meta(args.model).get("lambdas")
     result = adapt(model, args.data, args.method, args.domain, lambdas,
-                   args.steps or DEFAULT_STEPS, args.images, args.subset, args.lr,
+                   DEFAULT_STEPS if args.steps is None else args.steps, args.images,
+                   args.subset, args.lr,
                    seed=args.seed, output_filter=not args.no_output_filter)
     meta = {"domain": args.domain, "method": args.method, "steps": result.steps,
             "images": result.images, "seconds": round(result.seconds, 1),

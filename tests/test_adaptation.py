@@ -160,6 +160,12 @@ def test_domain_ids_gate_and_errors(screens, tmp_path, capsys):
                  str(tmp_path / "a.adapter"), "--domain", "art"])
     err = capsys.readouterr().err
     assert code == 2 and "no adapter for domain 'art'" in err
+    for option, value in (("--steps", "0"), ("--images", "0"), ("--lr", "-1")):
+        code = main(["adapt", *base, "--data", str(screens), "--domain", "x", "--method",
+                     "bias", "-o", str(tmp_path / "z.adapter"), option, value])
+        err = capsys.readouterr().err
+        assert code == 2 and f"{option[2:]} must be positive" in err
+        assert not (tmp_path / "z.adapter").exists()
     report = {}
     codec = Codec(model, rd_lambdas=LAMBDAS, adapters=[result.adapter])
     data = codec.encode_rgb(natural_like(32, 48), 16, domain="auto", report=report)

@@ -102,6 +102,9 @@ def adapt(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    for name, value in (("steps", steps), ("images", images), ("lr", lr)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, not {value}")
     lr = DEFAULT_LR[method] if lr is None else lr
     variable = isinstance(source, ModulatedSlimCAE)
     if not variable and (lambdas is None or len(lambdas) != len(source.widths)):
