@@ -172,7 +172,9 @@ class Codec:
     def lambda_range(self, width: int) -> tuple[float, float]:
         """The λ range a variable-rate model was trained for at ``width``."""
         if not self.variable_rate:
-            raise RateError(f"{self.name} is single-rate: it has no λ")
+            raise RateError(f"{self.name} is single-rate: it has no λ to set (λ, quality and "
+                            "rate targets need a variable-rate model such as slimcae-vr; "
+                            "pick a rate by --width)")
         return self.model.lambda_range(self.resolve_width(width))
 
     def default_lambda(self, width: int) -> float:
