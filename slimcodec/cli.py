@@ -30,7 +30,7 @@ from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.console import warnings_as_lines
-from slimcodec.utils.image import find_images, image_argument, load_rgb
+from slimcodec.utils.image import ImageLike, find_images, image_argument, load_rgb
 from slimcodec.utils.io import STDIO, atomic_write_bytes, check_not_input, read_input, write_output
 from slimcodec.zoo import (
     find_by_fingerprint,
@@ -78,7 +78,8 @@ def _apply_budget(args: argparse.Namespace, codec: Codec) -> None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
 
 
-def _encode_refined(args: argparse.Namespace, codec: Codec, source: Any, lmbda: float | None,
+def _encode_refined(args: argparse.Namespace, codec: Codec, source: ImageLike,
+                    lmbda: float | None,
                     steps: int, domain: str | None) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
     rgb, grayscale = load_rgb(source, max_pixels=codec.max_pixels)
