@@ -22,6 +22,7 @@ points, so rate, quality and cost stand in one table.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import statistics
@@ -159,8 +160,12 @@ def profile_model(
     repeats: int = 10,
     eval_json: str | os.PathLike | None = None,
     bundle: str | os.PathLike | None = None,
+    adapter: Any = None,
 ) -> dict[str, Any]:
-    """The profile of every width of ``model`` at image ``size`` (height, width)."""
+    """The profile of every width of ``model`` at image ``size`` (height, width); with a
+    domain ``adapter`` (:func:`slimcodec.adaptation.load_adapter`), of the adapted codec, as
+    a device coding that domain runs it (its MACs, graphs, memory and latency; parameters
+    stay the source's per width, and the adapter's own are reported once)."""
     import onnxruntime as ort
 
     h, w = size
@@ -170,18 +175,27 @@ def profile_model(
     widths = list(model.widths if widths is None else widths)
     points = _eval_points(eval_json, fp.hex()) if eval_json else {}
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(bundle) if bundle else export_bundle(model, Path(tmp) / "bundle", name,
-                                                         widths)
+        root = Path(bundle) if bundle else export_bundle(
+            model, Path(tmp) / "bundle", name, widths, adapters=[adapter] if adapter else ())
         loaded = Bundle.load(root)
         if loaded.fingerprint != fp:
             raise ValueError(f"{root} is a bundle of another model")
+        domain = adapter.domain_id if adapter is not None else 0
+        # A frozen copy: the tracer folds the adapter (not a submodule) into constants.
+        active = (copy.deepcopy(adapter).requires_grad_(False).eval() if adapter is not None
+                  else None)
         result: dict[str, Any] = {"model": name, "fingerprint": fp.hex(), "size": [h, w],
                                   "convention": CONVENTION,
                                   "memory": "peak RSS (VmHWM) of one onnxruntime inference "
                                             "in a child process, 1 thread, above its peak "
                                             "with the graph loaded",
                                   "threads_all": os.cpu_count(), "widths": []}
+        if adapter is not None:
+            result["adapter"] = {"domain": adapter.domain, "domain_id": domain,
+                                 "method": adapter.method,
+                                 "parameters": adapter.parameter_count}
         image = torch.rand(1, 3, h, w)
+        model.set_adapter(active)
         for width in widths:
             model.set_width(width)
             variable = isinstance(model, ModulatedSlimCAE)
@@ -197,7 +211,7 @@ def profile_model(
             for part, module, x, kind, feed in (
                     ("encoder", analysis, image, "analysis", "image"),
                     ("decoder", synthesis, latent, "synthesis", "latent")):
-                graph = loaded.graph(width, kind)
+                graph = loaded.graph(width, kind, domain=domain)
                 feeds = {feed: x.numpy(), **extra}
                 latency: dict[str, dict[str, Any]] = {"onnxruntime": {}, "torch": {}}
                 for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
@@ -226,6 +240,7 @@ def profile_model(
                 entry["points"] = points[width]
             result["widths"].append(entry)
         model.set_width(model.widths[0])
+        model.set_adapter(None)
     return result
 
 

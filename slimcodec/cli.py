@@ -318,12 +318,19 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from export.profile import plot_profile, profile_model
 
     w, h = (int(v) for v in args.size.lower().split("x"))
-    result = profile_model(load_model(args.model), str(args.model), (h, w), args.widths,
-                           args.repeats, args.eval)
+    model = load_model(args.model)
+    adapter = None
+    if args.adapter:
+        from slimcodec.adaptation import load_adapter
+
+        adapter = load_adapter(args.adapter, model)
+    result = profile_model(model, str(args.model), (h, w), args.widths, args.repeats,
+                           args.eval, adapter=adapter)
     _write_json(args.json, result)
     if args.plot:
         plot_profile(result, args.plot)
-    print(f"{args.json}: {result['model']} at {w}x{h}; {result['convention']}")
+    domain = f", with domain {adapter.domain!r} ({adapter.method})" if adapter else ""
+    print(f"{args.json}: {result['model']} at {w}x{h}{domain}; {result['convention']}")
     print(f"{'width':>5} {'enc MMAC':>9} {'dec MMAC':>9} {'params':>9} {'enc ms':>7} "
           f"{'dec ms':>7} {'dec MiB':>8}")
     for e in result["widths"]:
@@ -536,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--widths", type=int, nargs="+", help="widths to profile (default: all)")
     pr.add_argument("--repeats", type=int, default=10, help="timed runs per measurement")
     pr.add_argument("--eval", help="`slimcodec eval --json` of the same model: RD points")
+    pr.add_argument("--adapter", help="profile the codec adapted by this domain adapter file "
+                                      "(what `select` must budget for when coding that domain)")
     pr.add_argument("--json", required=True, help="write the profile here")
     pr.add_argument("--plot", help="complexity-against-rate plot (PNG)")
     pr.set_defaults(func=cmd_profile)

@@ -107,3 +107,24 @@ def test_select_cli_and_compress_with_a_budget(profiled, tmp_path, capsys):
     code = main(["select", "--profile", str(tmp_path / "p.json"), "--max-macs", "1"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "no width fits" in err
+
+
+def test_profile_of_an_adapted_codec_counts_the_adapter(profiled, tmp_path, capsys):
+    from slimcodec.adaptation import DomainAdapter, save_adapter
+
+    model, plain = profiled
+    save_adapter(DomainAdapter(model, "extend", "screen"), tmp_path / "s.adapter")
+    save_model_file(model, tmp_path / "m.pt")
+    assert main(["profile", "--model", str(tmp_path / "m.pt"), "--size", "96x64",
+                 "--repeats", "1", "--adapter", str(tmp_path / "s.adapter"),
+                 "--json", str(tmp_path / "p.json")]) == 0
+    assert "with domain 'screen' (extend)" in capsys.readouterr().out
+    adapted = json.loads((tmp_path / "p.json").read_text())
+    assert adapted["adapter"]["method"] == "extend" and adapted["adapter"]["parameters"] > 0
+    for ours, theirs in zip(adapted["widths"], plain["widths"], strict=True):
+        for part in ("encoder", "decoder"):  # extend adapts both sides
+            assert ours[part]["macs"] > theirs[part]["macs"]
+            assert ours[part]["params"] == theirs[part]["params"]
+    profile_model(model, "m", size=(64, 96), repeats=1,
+                  adapter=DomainAdapter(model, "bias", "art"))
+    assert model.adapter is None  # profiling leaves the model as it found it
