@@ -110,6 +110,8 @@ class Bundle:
                 raise ValueError("bad rate settings")
             if len(m["variable_rate"]["lambda_ranges"]) != len(self.widths):
                 raise ValueError("one λ range per width expected")
+        if any(not float(v) > 0 for v in (m.get("rd_lambdas") or {}).values()):
+            raise ValueError("bad training λ")
         if not (self.root / TABLES).is_file():
             raise BundleError(f"{self.root}: bundle has no {TABLES}")
 
@@ -147,6 +149,17 @@ class Bundle:
     def lambda_range(self, width: int) -> tuple[float, float]:
         lo, hi = self.manifest["variable_rate"]["lambda_ranges"][self.widths.index(width)]
         return float(lo), float(hi)
+
+    def rd_weight(self, width: int, lmbda: float | None) -> float:
+        """The λ that weighs rate against distortion at ``width``: the file's for a
+        variable-rate bundle, the width's training λ (``rd_lambdas``) for a single-rate one."""
+        if lmbda is not None:
+            return lmbda
+        weights = self.manifest.get("rd_lambdas") or {}
+        if str(width) not in weights:
+            raise BundleError(f"{self.root}: bundle records no training λ for width {width}, "
+                              "which the gate needs (re-export it with this slimcodec)")
+        return float(weights[str(width)])
 
     @property
     def domains(self) -> dict[int, dict[str, Any]]:

@@ -147,17 +147,22 @@ def export_bundle(
     calibration: str | os.PathLike | None = None,
     calibration_images: int = 8,
     adapters: Sequence[Any] = (),
+    rd_lambdas: Sequence[float] | None = None,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source codec only). ``adapters``: loaded
     domain adapters of this model (:func:`slimcodec.adaptation.load_adapter`), each built
     in with float graphs of its own, so the bundle codes and decodes that domain's files.
+    ``rd_lambdas``: a single-rate model's training λ, one per model width (its file's
+    metadata), recorded so that the edge runtime's gate can weigh rate against distortion.
     Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
         if w not in model.widths:
             raise ValueError(f"width {w} is not one of {list(model.widths)}")
+    if rd_lambdas is not None and len(rd_lambdas) != len(model.widths):
+        raise ValueError(f"give one training λ per width {list(model.widths)}")
     fp = prepare_model(model)  # CDF tables that match the weights, as the codec uses them
     variable = isinstance(model, ModulatedSlimCAE)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,6 +194,9 @@ def export_bundle(
         }
         if domains:
             manifest["domains"] = domains
+        if rd_lambdas is not None and not variable:
+            manifest["rd_lambdas"] = {str(w): float(rd_lambdas[model.widths.index(w)])
+                                      for w in widths}
         _seal(work, manifest)
         if calibration is not None:
             from .quantize import quantize_bundle

@@ -302,7 +302,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         adapters = [load_adapter(path, model) for path in args.adapter]
     out = export_bundle(model, args.output, str(args.model), args.widths,
-                        args.calibration if args.int8 else None, adapters=adapters)
+                        args.calibration if args.int8 else None, adapters=adapters,
+                        rd_lambdas=model_meta(args.model).get("lambdas"))
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"

@@ -27,6 +27,7 @@ from torch import nn
 from slimcodec import tiling
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
 from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     CorruptBitstreamError,
     ModelMismatchError,
@@ -249,9 +250,7 @@ class Codec:
         """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels)."""
         decoded, header = self.decode_rgb(data)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
-        return (self.rd_weight(header.width, lmbda) * 255**2 * mse
-                + 8 * len(data) / (rgb.shape[0] * rgb.shape[1]))
+        return rd_loss(rgb, decoded, len(data), self.rd_weight(header.width, lmbda))
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
               refine: int, report: dict[str, Any] | None) -> bytes:
@@ -282,9 +281,9 @@ class Codec:
                                         _numpy(self.model.dequantize_latent), s,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
-            loss = weight * 255**2 * mse + 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-            candidates.append((loss, label, data, 10 * math.log10(1 / max(mse, 1e-12))))
-        loss, label, data, psnr = min(candidates)
+            candidates.append((rd_loss(rgb, decoded, len(data), weight), label, data,
+                               10 * math.log10(1 / max(mse, 1e-12))))
+        _, label, data, psnr = min(candidates)
         report.update({"steps": steps, "lmbda": weight, "chosen": label,
                        "loss_plain": candidates[0][0], "loss_refined": candidates[1][0],
                        "psnr_predicted": psnr,

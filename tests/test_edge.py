@@ -258,3 +258,48 @@ def test_export_cli_builds_adapters_in(exported, tmp_path, capsys):
     assert edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
                       str(tmp_path / "y.slc"), "--width", "8", "--domain", "art"]) == 2
     assert "no adapter for domain 'art'" in capsys.readouterr().err
+    # The gate: a variable-rate file's λ weighs it; this single-rate model's file recorded no
+    # training λ, so neither did its bundle, and the gate says so.
+    code = edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+                      str(tmp_path / "z.slc"), "--width", "8", "--domain", "auto"])
+    err = capsys.readouterr().err
+    if isinstance(model, ModulatedSlimCAE):
+        assert code == 0 and unpack((tmp_path / "z.slc").read_bytes()).header.width == 8
+    else:
+        assert code == 2 and err.count("\n") == 1 and "records no training λ" in err
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
+    from slimcodec.adaptation import DomainAdapter
+    from slimcodec.bitstream.rate import rd_loss
+
+    model = tiny(kind)
+    rgb = natural_like(32, 48)
+    screen, art = DomainAdapter(model, "adapters", "screen"), DomainAdapter(model, "bias", "art")
+    with torch.no_grad():
+        for p in screen.parameters():  # an adapter that changes the decoded image
+            p.add_(torch.randn_like(p) * 0.05)
+        # and one that corrects the untrained decoder's colour cast: better at no extra bits
+        codec = Codec(model)
+        width = codec.widths[0]
+        lmbda = codec.lambda_range(width)[0] if codec.variable_rate else None
+        decoded, _ = codec.decode_rgb(codec.encode_rgb(rgb, width, lmbda=lmbda))
+        cast = (rgb.astype(np.float64) - decoded).mean(axis=(0, 1)) / 255
+        art.decoder_bias[2].copy_(torch.as_tensor(cast, dtype=torch.float32))
+    lambdas = [0.01, 0.003] if kind == "slimcae" else None
+    export_bundle(model, tmp_path / "b", kind, adapters=[screen, art], rd_lambdas=lambdas)
+    edge = EdgeCodec(tmp_path / "b")
+    data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto")
+    weight = edge.bundle.rd_weight(width, lmbda)
+    losses = {}
+    for adapter in (None, screen, art):
+        f = edge.encode_rgb(rgb, width, lmbda=lmbda, domain=adapter and adapter.domain)
+        losses[adapter.domain_id if adapter else 0] = rd_loss(rgb, edge.decode_rgb(f)[0],
+                                                              len(f), weight)
+    assert len(set(losses.values())) == 3 and losses[art.domain_id] < losses[0]
+    assert unpack(data).header.domain == min(losses, key=losses.get)
+    if kind == "slimcae":  # a bundle exported without the training λ cannot weigh the gate
+        export_bundle(model, tmp_path / "old", kind, adapters=[art])
+        with pytest.raises(BundleError, match="records no training λ"):
+            EdgeCodec(tmp_path / "old").encode_rgb(rgb, domain="auto")

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--width", type=int, help="network width (default: the widest)")
             c.add_argument("--lmbda", type=float, help="variable-rate bundles: λ")
             c.add_argument("--domain", help="code with this built-in domain adapter "
-                                            "(slimcodec export --adapter)")
+                                            "(slimcodec export --adapter); 'auto': the gate "
+                                            "picks it, or none, by RD loss")
         c.set_defaults(func=func)
     return p
 

@@ -22,6 +22,7 @@ from PIL import Image
 from slimcodec import tiling
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
 from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     BundleError,
     CorruptBitstreamError,
@@ -122,10 +123,19 @@ class EdgeCodec:
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None) -> bytes:
+        """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
+        name; ``"auto"``, the gate: code with the source and every built-in adapter and
+        keep the file of the lowest RD loss (as :meth:`slimcodec.codec.Codec.encode_rgb`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
+        if domain == "auto":
+            weight = self.bundle.rd_weight(width, lmbda)
+            files = [self.encode_rgb(rgb, width, grayscale, lmbda, name)
+                     for name in (None, *(e["name"] for e in self.bundle.domains.values()))]
+            return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
+                                                       len(data), weight))
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(

@@ -4,13 +4,25 @@ A variable-rate model has ``K`` entropy models per width at log-spaced anchor λ
 bounds ``[lo, hi]``; a file's f32 λ selects the nearest anchor in log scale. Encoder and
 decoder, in PyTorch or in the edge runtime, call this one function, in float64, so that they
 always pick the same table.
+
+What λ weighs is also fixed here, for every encoder that chooses between files by it (the
+gate between domain adapters, latent refinement): :func:`rd_loss`, CompressAI's convention.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["anchor_index", "normalized_log_lambda"]
+import numpy as np
+
+__all__ = ["anchor_index", "normalized_log_lambda", "rd_loss"]
+
+
+def rd_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float) -> float:
+    """λ·255²·MSE + bpp of a file of ``nbytes`` that decodes ``original`` (H, W, 3 uint8)
+    to ``decoded``: the loss the codecs are trained on, measured on real bytes and pixels."""
+    mse = float(np.mean((decoded.astype(np.float64) - original) ** 2)) / 255**2
+    return lmbda * 255**2 * mse + 8 * nbytes / (original.shape[0] * original.shape[1])
 
 
 def normalized_log_lambda(lmbda: float, bounds: tuple[float, float]) -> float:
