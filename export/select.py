@@ -12,23 +12,28 @@ runtime and thread setting), MACs, peak memory. Among the widths that fit:
 * with neither: the widest, the best quality the budget allows (its middle λ).
 
 Nothing fitting is a :class:`~slimcodec.errors.SlimcodecError` that names the narrowest
-width's cost against the limit it breaks.
+width's cost against the limit it breaks. The command-line tools that take a budget
+(`slimcodec compress`, `slimcodec select`, `slimcodec-edge encode`) share its options and
+its use here: :func:`add_budget_arguments`, :func:`select_for`.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from slimcodec.errors import SlimcodecError
+from slimcodec.errors import ModelMismatchError, SlimcodecError
 
-__all__ = ["Choice", "load_profile", "select_width"]
+__all__ = ["Choice", "add_budget_arguments", "check_profile", "has_budget", "load_profile",
+           "select_for", "select_width"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,53 @@ def load_profile(path: str | os.PathLike) -> dict[str, Any]:
         raise SlimcodecError(f"{path}: not a slimcodec profile (slimcodec profile --json)"
                              ) from None
     return profile
+
+
+def check_profile(profile: dict[str, Any], fingerprint: bytes, domain_id: int = 0) -> None:
+    """Raise ``ModelMismatchError`` unless ``profile`` measured the model of ``fingerprint``;
+    warn when it measured another domain than the one coded (an adapter changes the costs)."""
+    if profile.get("fingerprint") != fingerprint.hex():
+        raise ModelMismatchError(
+            f"the profile measured {profile.get('model', 'another model')} (fingerprint "
+            f"{profile.get('fingerprint')}), not this model ({fingerprint.hex()})")
+    measured = (profile.get("adapter") or {}).get("domain_id", 0)
+    if measured != domain_id:
+        what = (f"domain id {measured}'s adapter" if measured else "the source codec")
+        coded = f"domain id {domain_id}'s adapter" if domain_id else "the source codec"
+        warnings.warn(f"the profile measured {what}, but the image is coded with {coded}: "
+                      "its costs differ (slimcodec profile --adapter)", stacklevel=2)
+
+
+def add_budget_arguments(p: argparse.ArgumentParser, required_profile: bool) -> None:
+    """The budget options, the same for every command that takes one."""
+    g = p.add_argument_group("budget (width selection from a profile)")
+    g.add_argument("--profile", required=required_profile,
+                   help="profile JSON written by `slimcodec profile --json`")
+    g.add_argument("--max-latency-ms", "--budget-ms", type=float, dest="max_latency_ms",
+                   help="median latency limit (onnxruntime)")
+    g.add_argument("--max-macs", type=float, help="MAC limit")
+    g.add_argument("--max-memory-mb", type=float, help="peak activation memory limit (MiB)")
+    g.add_argument("--side", default="both", choices=["encoder", "decoder", "both"],
+                   help="which side must fit the limits (default: %(default)s)")
+    g.add_argument("--all-threads", action="store_true",
+                   help="use the all-thread latencies (default: one thread)")
+
+
+def has_budget(args: argparse.Namespace) -> bool:
+    return any(v is not None for v in (args.max_latency_ms, args.max_macs, args.max_memory_mb))
+
+
+def select_for(args: argparse.Namespace, target_bpp: float | None = None,
+               target_psnr: float | None = None, fingerprint: bytes | None = None,
+               domain_id: int = 0) -> Choice:
+    """:func:`select_width` for the options of :func:`add_budget_arguments`; with
+    ``fingerprint``, the profile is first checked to be of that model (and domain)."""
+    profile = load_profile(args.profile)
+    if fingerprint is not None:
+        check_profile(profile, fingerprint, domain_id)
+    return select_width(profile, args.max_latency_ms, args.max_macs, args.max_memory_mb,
+                        target_bpp, target_psnr, args.side,
+                        threads="threads_all" if args.all_threads else "threads_1")
 
 
 def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: str) -> float:

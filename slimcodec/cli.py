@@ -59,16 +59,21 @@ def _write_json(path: str, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _apply_budget(args: argparse.Namespace, codec: Codec) -> None:
+def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None) -> None:
     """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
-    variable-rate model without another rate option, --lmbda) from the profile."""
-    if all(v is None for v in (args.max_latency_ms, args.max_macs, args.max_memory_mb)):
+    variable-rate model without another rate option, --lmbda) from the profile, which must
+    be this model's."""
+    from export.select import has_budget, select_for
+
+    if not has_budget(args):
         return
     if not args.profile:
         raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
     if args.width is not None:
         raise SlimcodecError("give --width or a budget, not both")
-    choice = _select(args, targets=False)  # a target then searches λ at that width
+    domain_id = codec.adapter_for(domain).domain_id if domain not in (None, "auto") else 0
+    # A target then searches λ at the chosen width.
+    choice = select_for(args, fingerprint=codec.fingerprint, domain_id=domain_id)
     args.width = choice.width
     other_rate = (args.lmbda, args.quality, args.target_bpp, args.target_psnr)
     if codec.variable_rate and choice.lmbda is not None and all(v is None for v in other_rate):
@@ -128,7 +133,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
     domain = _domain(args, codec)
-    _apply_budget(args, codec)
+    _apply_budget(args, codec, domain)
     rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
                     if getattr(args, o) is not None]
     if len(rate_options) > 1:
@@ -343,37 +348,15 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def _select(args: argparse.Namespace, targets: bool = True) -> Any:
-    """The ``export.select.Choice`` for the budget in ``args`` (and its targets)."""
-    from export.select import load_profile, select_width
-
-    return select_width(load_profile(args.profile), args.max_latency_ms, args.max_macs,
-                        args.max_memory_mb, args.target_bpp if targets else None,
-                        args.target_psnr if targets else None, args.side,
-                        threads="threads_all" if args.all_threads else "threads_1")
-
-
 def cmd_select(args: argparse.Namespace) -> int:
-    choice = _select(args)
+    from export.select import select_for
+
+    choice = select_for(args, args.target_bpp, args.target_psnr)
     rate = f", λ {choice.lmbda:.6g}" if choice.lmbda is not None else ""
     expect = (f" (expected {choice.bpp:.4f} bpp, {choice.psnr:.2f} dB)"
               if choice.bpp is not None and choice.psnr is not None else "")
     print(f"width {choice.width}{rate}{expect}: {choice.reason}")
     return 0
-
-
-def _add_budget(p: argparse.ArgumentParser, required_profile: bool) -> None:
-    g = p.add_argument_group("budget (width selection from a profile)")
-    g.add_argument("--profile", required=required_profile,
-                   help="profile JSON written by `slimcodec profile --json`")
-    g.add_argument("--max-latency-ms", "--budget-ms", type=float, dest="max_latency_ms",
-                   help="median latency limit (onnxruntime)")
-    g.add_argument("--max-macs", type=float, help="MAC limit")
-    g.add_argument("--max-memory-mb", type=float, help="peak activation memory limit (MiB)")
-    g.add_argument("--side", default="both", choices=["encoder", "decoder", "both"],
-                   help="which side must fit the limits (default: %(default)s)")
-    g.add_argument("--all-threads", action="store_true",
-                   help="use the all-thread latencies (default: one thread)")
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -384,6 +367,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from export.select import add_budget_arguments  # numpy only: cheap to load
+
     p = argparse.ArgumentParser(prog="slimcodec", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     model_help = f"registered model name or model file (default: {DEFAULT_MODEL})"
@@ -415,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(map(str, EFFORT_STEPS))} (default: %(default)s)")
     c.add_argument("-v", "--verbose", action="store_true",
                    help="say what a target search chose and how many passes it took")
-    _add_budget(c, required_profile=False)
+    add_budget_arguments(c, required_profile=False)
     c.add_argument("--adapter", action="append",
                    help="domain adapter file (repeatable; with several, the gate picks)")
     c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate)")
@@ -551,7 +536,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_profile)
 
     se = sub.add_parser("select", help="the width (and λ) that fits a budget")
-    _add_budget(se, required_profile=True)
+    add_budget_arguments(se, required_profile=True)
     se.add_argument("--target-bpp", type=float)
     se.add_argument("--target-psnr", type=float)
     se.set_defaults(func=cmd_select)

@@ -128,3 +128,42 @@ def test_profile_of_an_adapted_codec_counts_the_adapter(profiled, tmp_path, caps
     profile_model(model, "m", size=(64, 96), repeats=1,
                   adapter=DomainAdapter(model, "bias", "art"))
     assert model.adapter is None  # profiling leaves the model as it found it
+
+
+def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
+        profiled, tmp_path, capsys):
+    from export.edge.cli import main as edge_main
+    from export.onnx_export import export_bundle
+    from slimcodec.adaptation import DomainAdapter, save_adapter
+    from slimcodec.bitstream import unpack
+
+    model, profile = profiled
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    adapter = DomainAdapter(model, "bias", "art")
+    export_bundle(model, tmp_path / "b", "tiny", adapters=[adapter])
+    Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
+    limit = profile["widths"][1]["decoder"]["macs"] * 1.01  # only the narrow width fits
+    budget = ["--profile", str(tmp_path / "p.json"), "--max-macs", str(limit)]
+    encode = ["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+              str(tmp_path / "x.slc")]
+    assert edge_main([*encode, *budget]) == 0
+    assert unpack((tmp_path / "x.slc").read_bytes()).header.width == 8
+    assert "budget: width 8" in capsys.readouterr().err
+    # The source's profile for a file coded with an adapter: coded, with a warning.
+    assert edge_main([*encode, *budget, "--domain", "art"]) == 0
+    assert "profile measured the source codec" in capsys.readouterr().err
+    # Another model's profile is refused, in one line, by both tools.
+    other = dict(profile, fingerprint="00" * 8, model="other")
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    wrong = ["--profile", str(tmp_path / "o.json"), "--max-macs", str(limit)]
+    assert edge_main([*encode, *wrong]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the profile measured other" in err
+    save_model_file(model, tmp_path / "m.pt")
+    save_adapter(adapter, tmp_path / "a.adapter")
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "y.slc"), "--model",
+                 str(tmp_path / "m.pt"), *wrong]) == 2
+    assert "the profile measured other" in capsys.readouterr().err
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "y.slc"), "--model",
+                 str(tmp_path / "m.pt"), *budget, "--adapter", str(tmp_path / "a.adapter")]) == 0
+    assert "slimcodec: warning: the profile measured the source codec" in capsys.readouterr().err
