@@ -10,8 +10,9 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
     analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8
     synthesis-<w>.int8.onnx
     analysis-<w>-d<id>.onnx  a domain adapter's graphs (``slimcodec export --adapter``): the
-    synthesis-<w>-d<id>.onnx source's with the adapter's stages, float only; its entropy
-                             tables, when it has its own (``extend``), under ``d<id>_`` keys
+    synthesis-<w>-d<id>.onnx source's with the adapter's stages (and ``.int8.onnx`` ones,
+                             with --int8); its entropy tables, when it has its own
+                             (``extend``), under ``d<id>_`` keys
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
 model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,

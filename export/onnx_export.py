@@ -150,7 +150,7 @@ def export_bundle(
     rd_lambdas: Sequence[float] | None = None,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
-    with ``calibration``, int8 graphs too (of the source codec only). ``adapters``: loaded
+    with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
     domain adapters of this model (:func:`slimcodec.adaptation.load_adapter`), each built
     in with float graphs of its own, so the bundle codes and decodes that domain's files.
     ``rd_lambdas``: a single-rate model's training λ, one per model width (its file's

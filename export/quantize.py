@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +47,16 @@ class _Reader(CalibrationDataReader):
         return next(self.feeds, None)
 
 
+#: The GDNs' scopes in traced node names: ``/g_a/g_a.1/...`` when the transform runs as one
+#: Sequential, ``/g_a.1/...`` when a domain adapter runs its layers one by one.
+_GDN_SCOPE = re.compile(r"^/(g_a/)?g_a\.[135]/|^/(g_s/)?g_s\.[024]/")
+
+
 def _gdn_nodes(path: Path) -> list[str]:
     """The GDNs' own nodes (their 1x1 convolution among them): left in float."""
     import onnx
 
-    gdn = ("/g_a/g_a.1/", "/g_a/g_a.3/", "/g_a/g_a.5/", "/g_s/g_s.0/", "/g_s/g_s.2/",
-           "/g_s/g_s.4/")
-    return [n.name for n in onnx.load(str(path)).graph.node if n.name.startswith(gdn)]
+    return [n.name for n in onnx.load(str(path)).graph.node if _GDN_SCOPE.match(n.name)]
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -62,8 +66,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.PathLike,
                     images: int) -> dict[str, Any]:
-    """Add int8 graphs to the bundle in ``root``, recording them in ``manifest`` (which the
-    caller writes); returns the manifest's ``int8`` report."""
+    """Add int8 graphs to the bundle in ``root`` (the source's, and every built-in domain
+    adapter's), recording them in ``manifest`` (which the caller writes); returns the
+    manifest's ``int8`` report: per width, and per domain under ``domains``."""
     from .edge.runtime import EdgeCodec
     from .onnx_export import calibration_tiles
 
@@ -76,53 +81,76 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
                               "format": "QDQ: int8 weights per channel, 16-bit activations, "
                                         "GDNs in float",
                               "widths": {}}
-    for w in bundle.widths:
-        if bundle.variable_rate:
-            lo, hi = bundle.lambda_range(w)
-            lambdas: list[float | None] = [lo, float(np.sqrt(lo * hi)), hi]
-        else:
-            lambdas = [None]
-        feeds_a, feeds_s = [], []
-        for lmbda in lambdas:
-            extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
-            _, medians = bundle.tables(w, lmbda)
-            analysis = float_codec.session(w, "analysis")
-            for x in tiles:
-                y = analysis.run(None, {"image": x, **extra})[0]
-                y_hat = (np.rint(y - medians) + medians).astype(np.float32)
-                feeds_a.append({"image": x, **extra})
-                feeds_s.append({"latent": y_hat, **extra})
-        entry = bundle.manifest["graphs"][str(w)]
-        for kind, feeds in (("analysis", feeds_a), ("synthesis", feeds_s)):
-            source = root / entry[kind]["file"]
-            target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
-            # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
-            logging.disable(logging.WARNING)
-            try:
-                quantize_static(str(source), str(target), _Reader(feeds),
-                                quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
-                                op_types_to_quantize=["Conv", "ConvTranspose"],
-                                nodes_to_exclude=_gdn_nodes(source),
-                                calibrate_method=CalibrationMethod.MinMax)
-            finally:
-                logging.disable(logging.NOTSET)
-            entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+    # The source's graphs, then each built-in domain's, calibrated on what they code in use.
+    graph_sets = [(0, manifest["graphs"]),
+                  *((d, e["graphs"]) for d, e in bundle.domains.items())]
+    for domain, graphs in graph_sets:
+        for w in bundle.widths:
+            _quantize_width(root, bundle, float_codec, graphs[str(w)], w, domain, tiles)
     int8_codec = EdgeCodec(bundle, int8=True)
-    for w in bundle.widths:
-        lmbda = None
-        if bundle.variable_rate:
-            lo, hi = bundle.lambda_range(w)
-            lmbda = float(np.sqrt(lo * hi))
-        sums = np.zeros(4)
-        for x in tiles:
-            rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
-            for i, codec in enumerate((float_codec, int8_codec)):
-                data = codec.encode_rgb(rgb, w, lmbda=lmbda)
-                sums[2 * i] += 8 * len(data) / rgb[..., 0].size
-                sums[2 * i + 1] += _psnr(rgb, codec.decode_rgb(data)[0])
-        bpp_f, psnr_f, bpp_q, psnr_q = sums / len(tiles)
-        report["widths"][str(w)] = {"lmbda": lmbda, "bpp_float": bpp_f, "psnr_float": psnr_f,
-                                    "bpp_int8": bpp_q, "psnr_int8": psnr_q,
-                                    "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f}
+    for domain, _ in graph_sets:
+        costs = {str(w): _rd_cost(float_codec, int8_codec, bundle, w, domain, tiles)
+                 for w in bundle.widths}
+        if domain:
+            report.setdefault("domains", {})[str(domain)] = {"widths": costs}
+        else:
+            report["widths"] = costs
     return report
+
+
+def _lambdas(bundle: Bundle, width: int) -> list[float | None]:
+    """The λ to calibrate at: three across a variable-rate width's range, else none."""
+    if not bundle.variable_rate:
+        return [None]
+    lo, hi = bundle.lambda_range(width)
+    return [lo, float(np.sqrt(lo * hi)), hi]
+
+
+def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[str, Any],
+                    width: int, domain: int, tiles: list[np.ndarray]) -> None:
+    """int8 analysis and synthesis graphs of one width (of one domain), into ``entry``."""
+    feeds_a, feeds_s = [], []
+    for lmbda in _lambdas(bundle, width):
+        extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
+        _, medians = bundle.tables(width, lmbda, domain)
+        analysis = float_codec.session(width, "analysis", domain)
+        for x in tiles:
+            y = analysis.run(None, {"image": x, **extra})[0]
+            y_hat = (np.rint(y - medians) + medians).astype(np.float32)
+            feeds_a.append({"image": x, **extra})
+            feeds_s.append({"latent": y_hat, **extra})
+    for kind, feeds in (("analysis", feeds_a), ("synthesis", feeds_s)):
+        source = root / entry[kind]["file"]
+        target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
+        # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
+        logging.disable(logging.WARNING)
+        try:
+            quantize_static(str(source), str(target), _Reader(feeds),
+                            quant_format=QuantFormat.QDQ, per_channel=True,
+                            activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=["Conv", "ConvTranspose"],
+                            nodes_to_exclude=_gdn_nodes(source),
+                            calibrate_method=CalibrationMethod.MinMax)
+        finally:
+            logging.disable(logging.NOTSET)
+        entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+
+
+def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
+             tiles: list[np.ndarray]) -> dict[str, Any]:
+    """Mean bpp and PSNR of the calibration tiles coded with float and with int8 graphs."""
+    lmbda = None
+    if bundle.variable_rate:
+        lo, hi = bundle.lambda_range(width)
+        lmbda = float(np.sqrt(lo * hi))
+    name = bundle.domains[domain]["name"] if domain else None
+    sums = np.zeros(4)
+    for x in tiles:
+        rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
+        for i, codec in enumerate((float_codec, int8_codec)):
+            data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain=name)
+            sums[2 * i] += 8 * len(data) / rgb[..., 0].size
+            sums[2 * i + 1] += _psnr(rgb, codec.decode_rgb(data)[0])
+    bpp_f, psnr_f, bpp_q, psnr_q = sums / len(tiles)
+    return {"lmbda": lmbda, "bpp_float": bpp_f, "psnr_float": psnr_f, "bpp_int8": bpp_q,
+            "psnr_int8": psnr_q, "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f}

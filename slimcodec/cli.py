@@ -314,9 +314,15 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{' '.join(map(str, manifest['widths']))}"
           + (", variable rate" if manifest["variable_rate"] else "")
           + "".join(f", domain {d['name']!r}" for d in manifest.get("domains", {}).values()))
-    for w, cost in (manifest.get("int8") or {}).get("widths", {}).items():
-        print(f"  int8 width {w}: {cost['bpp_change']:+.2%} bpp, {cost['psnr_change']:+.2f} dB "
-              f"against float on {manifest['int8']['images']} calibration images")
+    int8 = manifest.get("int8") or {}
+    reports = [("", int8.get("widths", {}))] + [
+        (f" domain {manifest['domains'][d]['name']!r}", entry["widths"])
+        for d, entry in int8.get("domains", {}).items()]
+    for where, widths in reports:
+        for w, cost in widths.items():
+            print(f"  int8{where} width {w}: {cost['bpp_change']:+.2%} bpp, "
+                  f"{cost['psnr_change']:+.2f} dB against float on {int8['images']} "
+                  "calibration images")
     return 0
 
 

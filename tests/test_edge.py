@@ -200,6 +200,44 @@ def test_int8_export_reports_its_rd_cost(tmp_path):
     assert out.shape == (32, 48, 3)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
+    from slimcodec.adaptation import DomainAdapter
+
+    model = tiny(kind)
+    adapter = DomainAdapter(model, "extend", "screen")
+    with torch.no_grad():
+        for name, p in adapter.named_parameters():
+            if not name.endswith("quantiles"):
+                p.add_(torch.randn_like(p) * 0.05)
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
+    export_bundle(model, tmp_path / "b", "tiny", calibration=tmp_path / "cal.png",
+                  calibration_images=1, adapters=[adapter])
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    costs = manifest["int8"]["domains"][str(adapter.domain_id)]["widths"]
+    assert set(costs) == {"16", "8"}  # (an untrained model's PSNR says nothing about int8)
+    assert all(np.isfinite([c["bpp_change"], c["psnr_change"]]).all() for c in costs.values())
+    rgb = natural_like(64, 80)  # the calibration image
+    floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
+    data = ints.encode_rgb(rgb, 8, domain="screen")
+    assert unpack(data).header.domain == adapter.domain_id
+    quantised, _ = ints.decode_rgb(data)
+    reference, _ = floats.decode_rgb(data)
+    assert not np.array_equal(quantised, reference)  # the domain's int8 graphs, not float
+    # Every int8 graph, the source's and the domain's, quantises convolutions but leaves the
+    # GDNs in float (a domain graph's layers are traced under other scope names).
+    import onnx
+
+    from export.quantize import _GDN_SCOPE
+
+    for graph in (tmp_path / "b").glob("*.int8.onnx"):
+        nodes = onnx.load(str(graph)).graph.node
+        dequantised = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+        quantised = [n.name for n in nodes if n.op_type in ("Conv", "ConvTranspose")
+                     and any(i in dequantised for i in n.input)]
+        assert quantised and not [q for q in quantised if _GDN_SCOPE.match(q)], graph.name
+
+
 @pytest.mark.parametrize("method", ["extend", "adapters"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_domain_adapters_built_into_a_bundle(kind, method, tmp_path):
