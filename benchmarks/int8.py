@@ -1,0 +1,106 @@
+"""int8 bundles (`slimcodec export --int8`) against float ones, on images they were not
+calibrated on: rate, PSNR, decode time and graph size per width.
+
+The export calibrates on the first `--calibration-images` of `--calibration` and reports the
+RD cost on those same tiles; this measures it on other photos, coded whole by the edge
+runtime with the float graphs and with the int8 graphs of one bundle (a variable-rate model
+at the middle of each width's λ range). Decode times: onnxruntime on one thread, the two
+kinds' runs interleaved, as a ratio.
+
+    python benchmarks/int8.py [--models slimcae slimcae-vr] [--images ../shared/data/photos]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from common import load_test_images, parse_crop, table_head, write_section
+
+from export.edge import EdgeCodec
+from export.onnx_export import export_bundle
+from slimcodec.utils.metrics import psnr
+from slimcodec.zoo import load_model
+
+
+def decode_ratio(float_codec: EdgeCodec, int8_codec: EdgeCodec, data: bytes, repeats: int
+                 ) -> float:
+    """Median int8 decode time over the float one, the runs interleaved."""
+    times: dict[int, list[float]] = {0: [], 1: []}
+    for codec in (float_codec, int8_codec):
+        codec.decode_rgb(data)  # warm-up
+    for _ in range(repeats):
+        for i, codec in enumerate((float_codec, int8_codec)):
+            t0 = time.perf_counter()
+            codec.decode_rgb(data)
+            times[i].append(time.perf_counter() - t0)
+    return statistics.median(times[1]) / statistics.median(times[0])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["slimcae", "slimcae-vr"])
+    p.add_argument("--calibration", default="../shared/data/train_photos")
+    p.add_argument("--calibration-images", type=int, default=8)
+    p.add_argument("--images", default="../shared/data/photos")
+    p.add_argument("--count", type=int, default=6, help="test images")
+    p.add_argument("--crop", default="768x512")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    images = load_test_images(args.images, parse_crop(args.crop))[: args.count]
+    rows = []
+    for name in args.models:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = export_bundle(load_model(name), Path(tmp) / "bundle", name,
+                                 calibration=args.calibration,
+                                 calibration_images=args.calibration_images)
+            floats = EdgeCodec(root, threads=1)
+            ints = EdgeCodec(root, threads=1, int8=True)
+            for width in floats.widths:
+                lmbda = None
+                if floats.bundle.variable_rate:
+                    lo, hi = floats.bundle.lambda_range(width)
+                    lmbda = float(np.sqrt(lo * hi))
+                sums = np.zeros(4)
+                for _, rgb in images:
+                    for i, codec in enumerate((floats, ints)):
+                        data = codec.encode_rgb(rgb, width, lmbda=lmbda)
+                        sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+                        sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
+                bpp_f, psnr_f, bpp_q, psnr_q = sums / len(images)
+                ratio = decode_ratio(floats, ints, floats.encode_rgb(images[0][1], width,
+                                                                     lmbda=lmbda),
+                                     args.repeats)
+                sizes = [sum((root / floats.bundle.manifest["graphs"][str(width)][k]["file"])
+                             .stat().st_size for k in kinds)
+                         for kinds in (("analysis", "synthesis"),
+                                       ("analysis_int8", "synthesis_int8"))]
+                rows.append(f"| `{name}` | {width} | {bpp_f:.4f} | {psnr_f:.2f} | {bpp_q:.4f} | "
+                            f"{psnr_q:.2f} | {100 * (bpp_q / bpp_f - 1):+.2f}% | "
+                            f"{psnr_q - psnr_f:+.2f} | ×{ratio:.2f} | "
+                            f"{sizes[1] / sizes[0]:.0%} |")
+                print(rows[-1], flush=True)
+    names = ", ".join(n for n, _ in images)
+    body = f"""## int8 bundles against float, on images they were not calibrated on
+
+Calibration: the first {args.calibration_images} images of `{args.calibration}` (the
+export's default). Test: {len(images)} images of `{args.images}` ({names}), centre crop
+{args.crop}, coded whole by the edge runtime (`slimcodec-edge`), with the float and with
+the int8 graphs of the same bundle; a variable-rate model at the middle of each width's λ
+range. Decode time: onnxruntime, one thread, median of {args.repeats} runs of each kind,
+interleaved, int8 over float. Graph size: int8 encoder and decoder graphs over the float
+ones.
+
+{table_head(["model", "width", "float bpp", "float PSNR (dB)", "int8 bpp", "int8 PSNR (dB)",
+             "Δ bpp", "Δ PSNR (dB)", "decode time", "graph size"])}
+{chr(10).join(rows)}"""
+    write_section("int8", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
