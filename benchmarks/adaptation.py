@@ -55,12 +55,13 @@ def curve(codec: Codec, images, domain: str | None = None) -> list[tuple[float, 
 
 
 def pooled(results: list[dict]) -> list[tuple[float, float]]:
-    """One RD point per operating point: the mean over every image of every result (the
-    folds of a cross-validation test disjoint images of one size)."""
-    records: dict[int, list[dict]] = {}
+    """One RD point per operating point (width, and λ for a variable-rate model): the mean
+    over every image of every result (the folds of a cross-validation test disjoint images
+    of one size)."""
+    records: dict[tuple[int, float | None], list[dict]] = {}
     for result in results:
         for r in result["per_image"]:
-            records.setdefault(r["width"], []).append(r)
+            records.setdefault((r["width"], r.get("lmbda")), []).append(r)
     return [(sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
             for rs in records.values()]
 
