@@ -27,9 +27,10 @@ the encoder's gate does (adapter or source codec, the lower RD loss).
         [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
         [--no-output-filter] [--seen] [--folds K | --halves] [--gate]
 
-A run off the defaults (a subset of methods or domains, another step size, step count or
-patch, no output filter, --seen, --folds, --halves, --gate) writes its own section, named after
-what it changed.
+A run off the defaults (another model, a subset of methods or domains, another step size,
+step count or patch, no output filter, --seen, --folds, --halves, --gate) writes its own
+section, named after what it changed. A variable-rate model is measured by its RD envelope
+(every width at 5 λ).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from slimcodec.adaptation import DEFAULT_LR, METHODS, adapt, save_adapter
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
-from slimcodec.utils.rd import bd_rate, psnr_at_rate
+from slimcodec.models import ModulatedSlimCAE
+from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 from slimcodec.zoo import load_model, model_meta, save_model_file
 
 
@@ -62,8 +64,12 @@ def pooled(results: list[dict]) -> list[tuple[float, float]]:
     for result in results:
         for r in result["per_image"]:
             records.setdefault((r["width"], r.get("lmbda")), []).append(r)
-    return [(sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
-            for rs in records.values()]
+    points = [(sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
+              for rs in records.values()]
+    # A variable-rate model's points are a cloud (5 widths x 5 λ): its curve is the RD
+    # envelope, the points a user would pick. A single-rate model's widths are its curve.
+    variable = any(lmbda is not None for _, lmbda in records)
+    return rd_hull(points) if variable else points
 
 
 def adapted_codec(source, model: str, lambdas, result, path: Path, name: str,
@@ -116,6 +122,7 @@ def main() -> None:
         args.domains = ["art"]
     w, h = (int(v) for v in args.crop.split("x"))
     source = load_model(args.model)
+    args.variable = isinstance(source, ModulatedSlimCAE)
     lambdas = model_meta(args.model).get("lambdas")
     base = Codec(source, args.model, rd_lambdas=lambdas)
     photos = [rgb for _, rgb in load_test_images(args.photos, (w, h))[: args.test]]
@@ -272,7 +279,7 @@ def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
 
 def _section(args: argparse.Namespace) -> str:
     """The section's name: "adaptation" for the default run, else what the run changed."""
-    parts = ["adaptation"]
+    parts = ["adaptation"] if args.model == "slimcae" else ["adaptation", args.model]
     if list(args.methods) != list(METHODS):
         parts += args.methods
     if list(args.domains) != ["screen", "art"]:
@@ -298,6 +305,11 @@ def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool 
                  "file of the lower RD loss (the encoder's gate, `slimcodec compress --adapter A "
                  "--domain auto`; the file's domain id tells the decoder which).")
     where = " and ".join({"screen": "screens", "art": "illustrations"}[d] for d in args.domains)
+    order = ("points, widest first" if not args.variable else "envelope's points (the RD "
+             "hull of every width at 5 λ; the BD-rates compare envelopes too), lowest rate "
+             "first")
+    lam = ("the widths' training λ" if not args.variable
+           else "a λ drawn in each width's range at every step")
     changed = "".join(f", {words}" for _, words in _settings(args))
     if args.folds:
         data = (f"""in each of {args.folds} folds on every image of `../shared/data/art` but the
@@ -320,16 +332,17 @@ cores. Test images, centre crops {w}x{h}: {', and '.join(tests[d] for d in args.
     return f"""## Domain adaptation: {which} on {where} (`{args.model}`{changed})
 
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch {args.patch},
-batch 8, Adam with cosine decay from {rates}; the widths' training λ{filt}) {data}; source domain:
+batch 8, Adam with cosine decay from {rates}; {lam}{filt}) {data}; source domain:
 {photos} of the shared photos. Target BD-rate: adapted against unadapted on the
-domain's test images (negative: the adaptation saves bits); ΔPSNR at the unadapted points'
-rates, widest first; forgetting: BD-rate on the photos, adapted against unadapted (adapter
+domain's test images (negative: the adaptation saves bits); ΔPSNR at the rates of the
+unadapted {order}; forgetting: BD-rate on the photos, adapted against unadapted (adapter
 methods code photos without the adapter, so it is 0 by construction, and the test suite
 checks the bits).{gate_note}{seen_note}
 
 {table_head(["domain", "images", "method", "target BD-rate",
              *(["BD-rate on adapted images"] if args.seen else []),
-             "target ΔPSNR per width (dB)",
+             "target ΔPSNR per envelope point (dB)" if args.variable
+             else "target ΔPSNR per width (dB)",
              "forgetting (photos)", "size, bytes (share of the model)", "seconds"])}
 {chr(10).join(rows)}{PARTIAL if partial else ""}"""
 
