@@ -24,6 +24,7 @@ import json
 import math
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ import numpy as np
 
 from slimcodec.errors import ModelMismatchError, SlimcodecError
 
-__all__ = ["Choice", "add_budget_arguments", "check_profile", "has_budget", "load_profile",
-           "select_for", "select_width"]
+__all__ = ["Choice", "add_budget_arguments", "apply_budget", "check_profile", "has_budget",
+           "load_profile", "select_for", "select_width"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,27 @@ def select_for(args: argparse.Namespace, target_bpp: float | None = None,
     return select_width(profile, args.max_latency_ms, args.max_macs, args.max_memory_mb,
                         target_bpp, target_psnr, args.side,
                         threads="threads_all" if args.all_threads else "threads_1")
+
+
+def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 0,
+                 lambda_range: Callable[[int], tuple[float, float]] | None = None,
+                 rate_given: bool = False) -> Choice | None:
+    """A coder's budget: with one in ``args``, select from its profile (checked to be of
+    ``fingerprint``'s model) and set ``args.width``; for a variable-rate model
+    (``lambda_range``) with no rate option given, ``args.lmbda`` too, within the width's
+    range. None without a budget."""
+    if not has_budget(args):
+        return None
+    if not args.profile:
+        raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
+    if args.width is not None:
+        raise SlimcodecError("give --width or a budget, not both")
+    choice = select_for(args, fingerprint=fingerprint, domain_id=domain_id)
+    args.width = choice.width
+    if lambda_range is not None and not rate_given and choice.lmbda is not None:
+        lo, hi = lambda_range(choice.width)
+        args.lmbda = min(max(choice.lmbda, lo), hi)
+    return choice
 
 
 def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: str) -> float:

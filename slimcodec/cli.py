@@ -62,24 +62,15 @@ def _write_json(path: str, obj: Any) -> None:
 def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None) -> None:
     """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
     variable-rate model without another rate option, --lmbda) from the profile, which must
-    be this model's."""
-    from export.select import has_budget, select_for
+    be this model's; a target then searches λ at that width."""
+    from export.select import apply_budget
 
-    if not has_budget(args):
-        return
-    if not args.profile:
-        raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
-    if args.width is not None:
-        raise SlimcodecError("give --width or a budget, not both")
     domain_id = codec.adapter_for(domain).domain_id if domain not in (None, "auto") else 0
-    # A target then searches λ at the chosen width.
-    choice = select_for(args, fingerprint=codec.fingerprint, domain_id=domain_id)
-    args.width = choice.width
-    other_rate = (args.lmbda, args.quality, args.target_bpp, args.target_psnr)
-    if codec.variable_rate and choice.lmbda is not None and all(v is None for v in other_rate):
-        lo, hi = codec.lambda_range(choice.width)
-        args.lmbda = min(max(choice.lmbda, lo), hi)
-    if args.verbose:
+    rate_given = any(v is not None for v in (args.lmbda, args.quality, args.target_bpp,
+                                             args.target_psnr))
+    choice = apply_budget(args, codec.fingerprint, domain_id,
+                          codec.lambda_range if codec.variable_rate else None, rate_given)
+    if args.verbose and choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
 
 

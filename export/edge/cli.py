@@ -21,7 +21,7 @@ from slimcodec.utils.console import warnings_as_lines
 from slimcodec.utils.image import image_argument
 from slimcodec.utils.io import STDIO, check_not_input, read_input, write_output
 
-from ..select import add_budget_arguments, has_budget, select_for
+from ..select import add_budget_arguments, apply_budget
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
 
 EXIT_BAD_INPUT = 2
@@ -37,29 +37,17 @@ def _report(output: str, line: str) -> None:
     print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
 
 
-def _apply_budget(args: argparse.Namespace, codec: EdgeCodec) -> None:
-    """With a budget, set the width (and a variable-rate bundle's λ, unless --lmbda) from
-    the profile, which must be of this bundle's model: the device picks its width."""
-    if not has_budget(args):
-        return
-    if not args.profile:
-        raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
-    if args.width is not None:
-        raise SlimcodecError("give --width or a budget, not both")
-    domain_id = (codec.bundle.domain_id(args.domain) if args.domain not in (None, "auto")
-                 else 0)
-    choice = select_for(args, fingerprint=codec.fingerprint, domain_id=domain_id)
-    args.width = choice.width
-    if codec.bundle.variable_rate and args.lmbda is None and choice.lmbda is not None:
-        lo, hi = codec.bundle.lambda_range(choice.width)
-        args.lmbda = min(max(choice.lmbda, lo), hi)
-    print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
-
-
 def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _codec(args)
-    _apply_budget(args, codec)
+    domain_id = (codec.bundle.domain_id(args.domain) if args.domain not in (None, "auto")
+                 else 0)
+    variable = codec.bundle.variable_rate
+    choice = apply_budget(args, codec.fingerprint, domain_id,
+                          codec.bundle.lambda_range if variable else None,
+                          rate_given=args.lmbda is not None)
+    if choice is not None:
+        print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
     data = codec.encode(image_argument(args.input), args.width, args.lmbda, args.domain)
     write_output(args.output, lambda f: f.write(data))
     _report(args.output, f"{len(data)} bytes")
