@@ -48,7 +48,8 @@ class _Reader(CalibrationDataReader):
 
 
 #: The GDNs' scopes in traced node names: ``/g_a/g_a.1/...`` when the transform runs as one
-#: Sequential, ``/g_a.1/...`` when a domain adapter runs its layers one by one.
+#: Sequential, ``/g_a.1/...`` when its layers run one by one (a variable-rate model's
+#: modulations, or a domain adapter's stages, sit between them).
 _GDN_SCOPE = re.compile(r"^/(g_a/)?g_a\.[135]/|^/(g_s/)?g_s\.[024]/")
 
 
