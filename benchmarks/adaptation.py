@@ -129,9 +129,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "screen").mkdir()
-        for i in range(args.screens):
-            Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
-        screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
+        screen_test, screen_seen = [], []
+        if "screen" in args.domains:  # rendering takes a while: only when measured
+            for i in range(args.screens):
+                Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
+            screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
+            screen_seen = [render_screen(i, (h, w)) for i in range(args.test)]
         # The first half of the illustrations adapts, whole (a user adapts on the images
         # they have, not on crops of them); the second half tests, as centre crops.
         art = load_test_images(args.art, None)
@@ -140,7 +143,7 @@ def main() -> None:
         for name, rgb in art if args.halves else art[:half]:
             Image.fromarray(rgb[:, : rgb.shape[1] // 2] if args.halves else rgb).save(
                 root / "art" / name)
-        art_crops = [rgb for _, rgb in load_test_images(args.art, (w, h))]
+        art_crops = [centre_crop(rgb, (w, h)) for _, rgb in art]
         art_test, art_seen = art_crops[half:], art_crops[:half]
         if args.halves:  # the same styles, pixels never seen: right halves test
             art_test = [centre_crop(rgb[:, rgb.shape[1] // 2 :], (w, h)) for _, rgb in art]
@@ -149,54 +152,58 @@ def main() -> None:
         domains = {name: domains[name] for name in args.domains}
         # --seen: the same measure on images the adaptation saw (centre crops of the first
         # ones), to tell a capacity limit from a generalisation gap.
-        seen = {"screen": [render_screen(i, (h, w)) for i in range(args.test)],
-                "art": art_seen}
-        available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
+        seen = {"screen": screen_seen, "art": art_seen}
         photo_curve = curve(base, photos)
         model_bytes = sum(t.numel() * t.element_size() for t in source.state_dict().values())
         if args.folds:
             rows = cross_validate(args, root, source, base, lambdas, art, art_crops,
                                   photos, photo_curve, model_bytes)
-            body = _body(args, rows, len(photos))
-            write_section(_section(args), body)
-            print(body)
-            return
-        plains = {name: curve(base, test) for name, (_, test) in domains.items()}
-        rows = []
-        # Counts outermost, in the order given: the first count's rows of every domain
-        # are written first (an interrupted run keeps them).
-        done = set()
-        for count in args.counts:
-            for name, (folder, test) in domains.items():
-                plain = plains[name]
-                n = available[name] if count == 0 else count
-                if n > available[name] or (name, n) in done:  # 0 ("all") may equal a count
-                    continue
-                done.add((name, n))
-                seen_images = seen[name][: min(n, args.test)]
-                plain_seen = curve(base, seen_images) if args.seen else []
-                for method in args.methods:
-                    t0 = time.time()
-                    result = adapt(source, folder, method, name, lambdas, steps=args.steps,
-                                   images=n, lr=args.lr, patch=args.patch,
-                                   output_filter=args.output_filter, progress=False)
-                    seconds = time.time() - t0
-                    path = root / f"{name}-{method}-{n}.bin"
-                    codec, domain = adapted_codec(source, args.model, lambdas, result, path,
-                                                  name, args.gate)
-                    target = curve(codec, test, domain)
-                    forgetting = bd_rate(photo_curve, curve(codec, photos))
-                    seen_curve = curve(codec, seen_images, domain) if args.seen else []
-                    seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
-                                 if args.seen else "")
-                    rows.append(_row(name, str(n), method, plain, target, seen_cell,
-                                     forgetting, path.stat().st_size, model_bytes, seconds))
-                    print(rows[-1], flush=True)
-                    # Written after every row: an interrupted run keeps what it measured.
-                    write_section(_section(args), _body(args, rows, len(photos), partial=True))
+        else:
+            rows = measure_counts(args, root, source, base, lambdas, domains, seen, photos,
+                                  photo_curve, model_bytes)
     body = _body(args, rows, len(photos))
     write_section(_section(args), body)
     print(body)
+
+
+def measure_counts(args, root: Path, source, base: Codec, lambdas, domains, seen, photos,
+                   photo_curve, model_bytes: int) -> list[str]:
+    """Every method on every domain, for each count of adaptation images in turn."""
+    plains = {name: curve(base, test) for name, (_, test) in domains.items()}
+    available = {name: len(list(folder.iterdir())) for name, (folder, _) in domains.items()}
+    rows = []
+    # Counts outermost, in the order given: the first count's rows of every domain
+    # are written first (an interrupted run keeps them).
+    done = set()
+    for count in args.counts:
+        for name, (folder, test) in domains.items():
+            plain = plains[name]
+            n = available[name] if count == 0 else count
+            if n > available[name] or (name, n) in done:  # 0 ("all") may equal a count
+                continue
+            done.add((name, n))
+            seen_images = seen[name][: min(n, args.test)]
+            plain_seen = curve(base, seen_images) if args.seen else []
+            for method in args.methods:
+                t0 = time.time()
+                result = adapt(source, folder, method, name, lambdas, steps=args.steps,
+                               images=n, lr=args.lr, patch=args.patch,
+                               output_filter=args.output_filter, progress=False)
+                seconds = time.time() - t0
+                path = root / f"{name}-{method}-{n}.bin"
+                codec, domain = adapted_codec(source, args.model, lambdas, result, path,
+                                              name, args.gate)
+                target = curve(codec, test, domain)
+                forgetting = bd_rate(photo_curve, curve(codec, photos))
+                seen_curve = curve(codec, seen_images, domain) if args.seen else []
+                seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
+                             if args.seen else "")
+                rows.append(_row(name, str(n), method, plain, target, seen_cell,
+                                 forgetting, path.stat().st_size, model_bytes, seconds))
+                print(rows[-1], flush=True)
+                # Written after every row: an interrupted run keeps what it measured.
+                write_section(_section(args), _body(args, rows, len(photos), partial=True))
+    return rows
 
 
 def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crops, photos,

@@ -28,7 +28,7 @@ import torch
 from common import table_head, write_section
 
 from export.bundle import Bundle
-from export.onnx_export import export_bundle, graph_modules
+from export.onnx_export import export_bundle, graph_modules, traceable_adapter
 from export.profile import count_macs
 from slimcodec.adaptation import DomainAdapter
 from slimcodec.models import ModulatedSlimCAE
@@ -65,10 +65,9 @@ def main() -> None:
     w, h = (int(v) for v in args.size.split("x"))
     torch.manual_seed(0)
     model = load_model(args.model).eval()
-    # Not submodules of the traced transforms, adapters' tensors enter traces as constants,
-    # which must not ask for gradients.
-    adapters = {label(m, f): DomainAdapter(model, m, label(m, f), output_filter=f)
-                .requires_grad_(False) for m, f in KINDS}
+    adapters = {label(m, f): traceable_adapter(DomainAdapter(model, m, label(m, f),
+                                                             output_filter=f))
+                for m, f in KINDS}
     image = torch.rand(1, 3, h, w)
     pixels = h * w
     options = ort.SessionOptions()

@@ -38,7 +38,7 @@ from slimcodec.zoo.checkpoint import arch_name
 
 from .bundle import FORMAT, MANIFEST, TABLES, VERSION, file_digest, table_key
 
-__all__ = ["export_bundle", "graph_modules"]
+__all__ = ["export_bundle", "graph_modules", "traceable_adapter"]
 
 OPSET = 17
 
@@ -116,6 +116,13 @@ def _export_width(model: SlimCAE, width: int, root: Path, suffix: str = ""
     return {k: {"file": f} for k, f in files.items()}
 
 
+def traceable_adapter(adapter: Any) -> Any:
+    """A frozen copy of a domain adapter to trace the model with: not a submodule of the
+    traced transforms, its tensors enter the trace as constants, which must not ask for
+    gradients."""
+    return copy.deepcopy(adapter).requires_grad_(False).eval()
+
+
 def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[int],
                     root: Path, tables: dict[str, np.ndarray]) -> dict[str, Any]:
     """Graphs (and own entropy tables) of each domain adapter; the manifest's ``domains``."""
@@ -126,8 +133,7 @@ def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[in
             raise ValueError(f"two adapters for domain id {adapter.domain_id}")
         own = bool(len(adapter.bottlenecks))
         graphs = {}
-        # A frozen copy: the tracer folds the adapter (not a submodule) into constants.
-        frozen = copy.deepcopy(adapter).requires_grad_(False).eval()
+        frozen = traceable_adapter(adapter)
         with model.using_adapter(frozen):
             for w in widths:
                 graphs[str(w)] = _export_width(model, w, root, f"-d{adapter.domain_id}")

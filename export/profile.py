@@ -22,7 +22,6 @@ points, so rate, quality and cost stand in one table.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import statistics
@@ -44,7 +43,7 @@ from slimcodec.layers import LambdaModulation, LatentGain, SlimGDNPlus, Slimmabl
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 
 from .bundle import Bundle
-from .onnx_export import export_bundle, graph_modules
+from .onnx_export import export_bundle, graph_modules, traceable_adapter
 
 __all__ = ["CONVENTION", "profile_model"]
 
@@ -181,9 +180,7 @@ def profile_model(
         if loaded.fingerprint != fp:
             raise ValueError(f"{root} is a bundle of another model")
         domain = adapter.domain_id if adapter is not None else 0
-        # A frozen copy: the tracer folds the adapter (not a submodule) into constants.
-        active = (copy.deepcopy(adapter).requires_grad_(False).eval() if adapter is not None
-                  else None)
+        active = traceable_adapter(adapter) if adapter is not None else None
         result: dict[str, Any] = {"model": name, "fingerprint": fp.hex(), "size": [h, w],
                                   "convention": CONVENTION,
                                   "memory": "peak RSS (VmHWM) of one onnxruntime inference "
@@ -195,52 +192,51 @@ def profile_model(
                                  "method": adapter.method,
                                  "parameters": adapter.parameter_count}
         image = torch.rand(1, 3, h, w)
-        model.set_adapter(active)
-        for width in widths:
-            model.set_width(width)
-            variable = isinstance(model, ModulatedSlimCAE)
-            if variable:
-                lo, hi = model.lambda_range(width)
-                model.set_lambda(float(np.sqrt(lo * hi)))
-            lmbda = (torch.full((1,), model.lmbda),) if variable else ()
-            extra = {"lmbda": lmbda[0].numpy()} if variable else {}
-            analysis, synthesis = graph_modules(model)
-            with torch.inference_mode():
-                latent = model.analysis(image)
-            entry: dict[str, Any] = {"width": width}
-            for part, module, x, kind, feed in (
-                    ("encoder", analysis, image, "analysis", "image"),
-                    ("decoder", synthesis, latent, "synthesis", "latent")):
-                graph = loaded.graph(width, kind, domain=domain)
-                feeds = {feed: x.numpy(), **extra}
-                latency: dict[str, dict[str, Any]] = {"onnxruntime": {}, "torch": {}}
-                for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
-                    options = ort.SessionOptions()
-                    options.intra_op_num_threads = threads
-                    session = ort.InferenceSession(str(graph), options,
-                                                   providers=["CPUExecutionProvider"])
-                    latency["onnxruntime"][label] = _timings(repeats, session.run, None, feeds)
-                    previous = torch.get_num_threads()
-                    torch.set_num_threads(threads)
-                    with torch.inference_mode():
-                        latency["torch"][label] = _timings(repeats, module, x, *lmbda)
-                    torch.set_num_threads(previous)
+        with model.using_adapter(active):
+            for width in widths:
+                model.set_width(width)
+                variable = isinstance(model, ModulatedSlimCAE)
+                if variable:
+                    lo, hi = model.lambda_range(width)
+                    model.set_lambda(float(np.sqrt(lo * hi)))
+                lmbda = (torch.full((1,), model.lmbda),) if variable else ()
+                extra = {"lmbda": lmbda[0].numpy()} if variable else {}
+                analysis, synthesis = graph_modules(model)
                 with torch.inference_mode():
-                    macs = count_macs(module, (x, *lmbda))
-                params = count_parameters(model, width, part)
-                entry[part] = {
-                    "macs": macs,
-                    "params": params,
-                    "weight_bytes": 4 * params["total"],
-                    "graph_bytes": graph.stat().st_size,
-                    "peak_memory_bytes": _peak_memory(graph, feeds),
-                    "latency_ms": latency,
-                }
-            if width in points:
-                entry["points"] = points[width]
-            result["widths"].append(entry)
-        model.set_width(model.widths[0])
-        model.set_adapter(None)
+                    latent = model.analysis(image)
+                entry: dict[str, Any] = {"width": width}
+                for part, module, x, kind, feed in (
+                        ("encoder", analysis, image, "analysis", "image"),
+                        ("decoder", synthesis, latent, "synthesis", "latent")):
+                    graph = loaded.graph(width, kind, domain=domain)
+                    feeds = {feed: x.numpy(), **extra}
+                    latency: dict[str, dict[str, Any]] = {"onnxruntime": {}, "torch": {}}
+                    for label, threads in (("threads_1", 1), ("threads_all", os.cpu_count() or 1)):
+                        options = ort.SessionOptions()
+                        options.intra_op_num_threads = threads
+                        session = ort.InferenceSession(str(graph), options,
+                                                       providers=["CPUExecutionProvider"])
+                        latency["onnxruntime"][label] = _timings(repeats, session.run, None, feeds)
+                        previous = torch.get_num_threads()
+                        torch.set_num_threads(threads)
+                        with torch.inference_mode():
+                            latency["torch"][label] = _timings(repeats, module, x, *lmbda)
+                        torch.set_num_threads(previous)
+                    with torch.inference_mode():
+                        macs = count_macs(module, (x, *lmbda))
+                    params = count_parameters(model, width, part)
+                    entry[part] = {
+                        "macs": macs,
+                        "params": params,
+                        "weight_bytes": 4 * params["total"],
+                        "graph_bytes": graph.stat().st_size,
+                        "peak_memory_bytes": _peak_memory(graph, feeds),
+                        "latency_ms": latency,
+                    }
+                if width in points:
+                    entry["points"] = points[width]
+                result["widths"].append(entry)
+            model.set_width(model.widths[0])
     return result
 
 
