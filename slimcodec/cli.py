@@ -29,9 +29,9 @@ from slimcodec.evaluate import evaluate, format_table
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
-from slimcodec.utils.console import warnings_as_lines
+from slimcodec.utils.console import summary, warnings_as_lines
 from slimcodec.utils.image import ImageLike, find_images, image_argument, load_rgb
-from slimcodec.utils.io import STDIO, atomic_write_bytes, check_not_input, read_input, write_output
+from slimcodec.utils.io import atomic_write_bytes, check_not_input, read_input, write_output
 from slimcodec.zoo import (
     find_by_fingerprint,
     list_models,
@@ -115,11 +115,6 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
     return "auto" if codec.adapters else None
 
 
-def _report(output: str, line: str) -> None:
-    """The one-line summary; on stderr when the data itself goes to stdout."""
-    print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
-
-
 def cmd_compress(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
@@ -150,7 +145,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     header = unpack(data).header
     h, w = header.image_size
     rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
-    _report(args.output, f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
+    summary(args.output, f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
                          f"{w}x{h}, width {header.width}{rate}")
     return 0
 
@@ -162,7 +157,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     model = args.model or writer_of(data)
     image = _with_adapters(codec_for(model, args.max_pixels), args.adapter).decode(data)
     write_output(args.output, lambda f: image.save(f, format=fmt))
-    _report(args.output, f"{image.width}x{image.height} {image.mode}")
+    summary(args.output, f"{image.width}x{image.height} {image.mode}")
     return 0
 
 

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
-from slimcodec.utils.console import warnings_as_lines
+from slimcodec.utils.console import summary, warnings_as_lines
 from slimcodec.utils.image import image_argument
-from slimcodec.utils.io import STDIO, check_not_input, read_input, write_output
+from slimcodec.utils.io import check_not_input, read_input, write_output
 
 from ..select import add_budget_arguments, apply_budget
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
@@ -30,11 +30,6 @@ EXIT_BAD_INPUT = 2
 def _codec(args: argparse.Namespace) -> EdgeCodec:
     return EdgeCodec(args.bundle, threads=args.threads, int8=args.int8,
                      max_pixels=args.max_pixels)
-
-
-def _report(output: str, line: str) -> None:
-    """The one-line summary; on stderr when the data itself goes to stdout."""
-    print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -50,7 +45,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
     data = codec.encode(image_argument(args.input), args.width, args.lmbda, args.domain)
     write_output(args.output, lambda f: f.write(data))
-    _report(args.output, f"{len(data)} bytes")
+    summary(args.output, f"{len(data)} bytes")
     return 0
 
 
@@ -60,7 +55,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         raise SlimcodecError(f"{args.output}: write decoded images as .png")
     image = _codec(args).decode(read_input(args.input))
     write_output(args.output, lambda f: image.save(f, format="PNG"))
-    _report(args.output, f"{image.width}x{image.height} {image.mode}")
+    summary(args.output, f"{image.width}x{image.height} {image.mode}")
     return 0
 
 

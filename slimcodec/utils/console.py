@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["warnings_as_lines"]
+from slimcodec.utils.io import STDIO
+
+__all__ = ["summary", "warnings_as_lines"]
 
 #: The folder holding the ``slimcodec`` and ``export`` packages: warnings raised from code
 #: below it are the tools' own.
@@ -22,6 +24,12 @@ def _is_own(filename: str) -> bool:
         return Path(filename).resolve().relative_to(_ROOT).parts[0] in _OWN
     except (ValueError, IndexError):
         return False
+
+
+def summary(output: str, line: str) -> None:
+    """A command's one-line summary of what it wrote to ``output``: on stdout, or on stderr
+    when the data itself goes to stdout (``-``)."""
+    print(f"{output}: {line}", file=sys.stderr if output == STDIO else sys.stdout)
 
 
 @contextmanager
