@@ -10,15 +10,22 @@ PSNR at the top of its range is limited by its transforms, not by its rate.
 
     python benchmarks/latent_capacity.py --images ../shared/data/photos --crop 768x512 \\
         [--models slimcae-vr slimcae]
+
+``--probe RUN_DIR`` measures a training run while it trains, from its last checkpoint: the
+widest and narrowest width at both ends of their λ range, on 6 crops of 256², on one
+thread (a few seconds, so that the run loses little; docs/gpu_training.md says why that
+matters), printed, not written to RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from common import fmt, load_test_images, parse_crop, table_head, write_section
 
+from slimcodec.training.trainer import CHECKPOINT, TrainConfig, build_model, saved_config
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.tensors import from_tensor, to_tensor
 from slimcodec.zoo import load_model
@@ -46,10 +53,19 @@ def measure(model, images: list) -> dict[str, float]:
             "live": int(live.sum()), "channels": int(live.numel())}
 
 
-def rows_for(name: str, images: list) -> list[str]:
-    model = load_model(name).eval()
+def checkpoint_model(run: Path):
+    """The model of a training run's last checkpoint, and its step."""
+    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
+    model = build_model(TrainConfig(**saved_config(state["config"])))
+    model.load_state_dict(state["model"])
+    model.update(force=True)
+    return model.eval(), state["step"]
+
+
+def rows_for(name: str, images: list, model=None, widths=None) -> list[str]:
+    model = model if model is not None else load_model(name).eval()
     rows = []
-    for width in model.widths:
+    for width in widths or model.widths:
         model.set_width(width)
         if hasattr(model, "lambda_range"):
             settings = [(f"{lmbda:g}", lmbda) for lmbda in model.lambda_range(width)]
@@ -70,7 +86,17 @@ def main() -> None:
     p.add_argument("--images", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--models", nargs="+", default=["slimcae-vr", "slimcae"])
+    p.add_argument("--probe", type=Path, metavar="RUN_DIR",
+                   help="a training run's last checkpoint, briefly (see above)")
     args = p.parse_args()
+    if args.probe:
+        torch.set_num_threads(1)
+        images = [rgb for _, rgb in load_test_images(args.images, (256, 256))][:6]
+        model, step = checkpoint_model(args.probe)
+        print(f"step {step}")
+        print("\n".join(rows_for(str(args.probe), images, model,
+                                 [max(model.widths), min(model.widths)])))
+        return
     images = [rgb for _, rgb in load_test_images(args.images, parse_crop(args.crop))]
     rows = [row for name in args.models for row in rows_for(name, images)]
     body = f"""## Latent capacity: the transforms' ceiling and the channels in use

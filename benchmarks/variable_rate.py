@@ -62,7 +62,25 @@ def section_name(base: str, model: str) -> str:
     return base if model == "slimcae-vr" else f"{base}-{model}"
 
 
-def rd_section(model: str, images, crop, reference: str) -> None:
+def previous_line(model: str, previous: str, envelope, sizes: str, rgbs) -> str:
+    """How ``model``'s envelope compares with an earlier variable-rate model's."""
+    if previous == model:
+        return ""
+    old = codec_for(previous)
+    points = _cached(f"{old.fingerprint.hex()}-{sizes}",
+                     lambda: evaluate(old, rgbs, progress=False)["points"])
+    old_env = rd_hull([(p["bpp"], p["psnr"]) for p in points])
+    rates = [0.1, 0.15, 0.25, 0.4, 0.6, 1.0]
+    gaps = []
+    for b in rates:
+        new, was = psnr_at_rate(envelope, b), psnr_at_rate(old_env, b)
+        gaps.append(f"{b:g}: " + fmt(None if new is None or was is None else new - was, "+.2f"))
+    bd = fmt(bd_rate(old_env, envelope), "+.1f", "%")
+    return (f"\n- Against `{previous}`'s envelope: BD-rate **{bd}** where they overlap; "
+            f"ΔPSNR at equal rate (bpp: dB) {', '.join(gaps)}.")
+
+
+def rd_section(model: str, images, crop, reference: str, previous: str) -> None:
     codec = codec_for(model)
     # The measurements take half an hour on 2 cores: kept, so that the tables and plots can
     # be redrawn without measuring again, and a second model reuses the classical codecs'
@@ -102,6 +120,7 @@ def rd_section(model: str, images, crop, reference: str) -> None:
                     key=lambda p: p["lmbda"])
     bd = {name: bd_rate(curve, envelope) for name, curve in classical.items()}
     rd_name, plane_name = section_name("vr_rd", model), section_name("vr_complexity", model)
+    against_previous = previous_line(model, previous, envelope, sizes, rgbs)
     _plots(model, codec, points, classical, ref_curve, macs, reference, rd_name, plane_name)
     body = f"""## Variable rate: `{model}` over the rate x complexity plane
 
@@ -123,7 +142,7 @@ codec's at the same bpp (n/a where the codec's qualities do not reach it).
 - Against `{reference}` at its own points ({', '.join(f'{b:.3f}' for b, _ in ref_curve)} bpp):
   the envelope's PSNR minus `{reference}`'s: {', '.join(vs_ref)} dB.
 - Decoder MACs per pixel (fvcore, with GDN and modulation; see `slimcodec profile`):
-  {', '.join(f'{wd}: {m:,.0f}' for wd, m in macs.items())}.
+  {', '.join(f'{wd}: {m:,.0f}' for wd, m in macs.items())}.{against_previous}
 
 ![RD per width](figures/{rd_name}.png) ![complexity against rate](figures/{plane_name}.png)"""
     write_section(rd_name, body)
@@ -266,6 +285,8 @@ def main() -> None:
     p.add_argument("--crop", default="768x512")
     p.add_argument("--model", default="slimcae-vr")
     p.add_argument("--reference", default="slimcae")
+    p.add_argument("--previous", default="slimcae-vr",
+                   help="an earlier variable-rate model whose envelope the model's is set against")
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
     p.add_argument("--max-passes", type=int, default=10)
     p.add_argument("--penalty-runs", help="runs folder of benchmarks/train_vr_penalty.sh")
@@ -275,7 +296,7 @@ def main() -> None:
     crop = parse_crop(args.crop)
     images = load_test_images(args.images, crop)
     if "rd" in args.only:
-        rd_section(args.model, images, crop, args.reference)
+        rd_section(args.model, images, crop, args.reference, args.previous)
     if "rate" in args.only:
         rate_control_section(args.model, images, args.targets, args.max_passes)
     if "penalty" in args.only and args.penalty_runs:

@@ -162,3 +162,10 @@ def slimcae_vr(**kwargs: Any) -> ModulatedSlimCAE:
     """SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width."""
     return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
                                **kwargs})
+
+
+@register_model(name="slimcae-vr2", weights="slimcae-vr2.pt")
+def slimcae_vr2(**kwargs: Any) -> ModulatedSlimCAE:
+    """SlimCAE-VR retrained from revived latent channels, one entropy model per width."""
+    return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                               "rate_anchors": 1, **kwargs})
