@@ -6,14 +6,16 @@ Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, na
 
 * `vr_rd`: every width over its λ range (real files) on the test photos; the envelope
   against JPEG 4:2:0, WebP and AVIF (BD-rate, ΔPSNR at equal rate) and against `slimcae` at
-  its own points; plots of bpp against PSNR per width and against decoder MACs.
+  its own points and, for a model other than `slimcae-vr`, against `slimcae-vr`'s envelope
+  (`--previous`); plots of bpp against PSNR per width and against decoder MACs.
 * `rate_control`: `--target-bpp` over the folder: median and worst relative error, passes.
 * `vr_penalty` (with `--penalty-runs`, from benchmarks/train_vr_penalty.sh): the single-width
   continuous-λ models against fixed-λ models of the same width and steps (BD-rate), with one
   entropy model per anchor and with one shared by all λ.
 
     python benchmarks/variable_rate.py --images ../shared/data/photos --crop 768x512 \\
-        [--model slimcae-vr] [--penalty-runs runs-vr-penalty] [--targets 0.1 0.2 0.4 0.8]
+        [--model slimcae-vr] [--previous slimcae-vr] [--penalty-runs runs-vr-penalty] \\
+        [--targets 0.1 0.2 0.4 0.8]
 """
 
 from __future__ import annotations

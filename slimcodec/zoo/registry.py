@@ -166,6 +166,8 @@ def slimcae_vr(**kwargs: Any) -> ModulatedSlimCAE:
 
 @register_model(name="slimcae-vr2", weights="slimcae-vr2.pt")
 def slimcae_vr2(**kwargs: Any) -> ModulatedSlimCAE:
-    """SlimCAE-VR retrained from revived latent channels, one entropy model per width."""
+    """SlimCAE-VR retrained from revived latent channels, one entropy model per width, and
+    higher λ at the wide widths (the ranges it was trained with)."""
+    ranges = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
     return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
-                               "rate_anchors": 1, **kwargs})
+                               "rate_anchors": 1, "lambda_ranges": ranges, **kwargs})
