@@ -58,6 +58,8 @@ def checkpoint_model(run: Path):
     state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(TrainConfig(**saved_config(state["config"])))
     model.load_state_dict(state["model"])
+    if state.get("lambda_ranges"):  # a λ-scheduled run's ranges, as the trainer resumes them
+        model.lambda_ranges = [(float(lo), float(hi)) for lo, hi in state["lambda_ranges"]]
     model.update(force=True)
     return model.eval(), state["step"]
 

@@ -64,13 +64,17 @@ def section_name(base: str, model: str) -> str:
     return base if model == "slimcae-vr" else f"{base}-{model}"
 
 
+def _points(codec, sizes: str, rgbs) -> list[dict]:
+    """``codec``'s RD points on the images (``sizes`` names them), measured once and kept."""
+    return _cached(f"{codec.fingerprint.hex()}-{sizes}",
+                   lambda: evaluate(codec, rgbs, progress=False)["points"])
+
+
 def previous_line(model: str, previous: str, envelope, sizes: str, rgbs) -> str:
     """How ``model``'s envelope compares with an earlier variable-rate model's."""
     if previous == model:
         return ""
-    old = codec_for(previous)
-    points = _cached(f"{old.fingerprint.hex()}-{sizes}",
-                     lambda: evaluate(old, rgbs, progress=False)["points"])
+    points = _points(codec_for(previous), sizes, rgbs)
     old_env = rd_hull([(p["bpp"], p["psnr"]) for p in points])
     rates = [0.1, 0.15, 0.25, 0.4, 0.6, 1.0]
     gaps = []
@@ -89,14 +93,12 @@ def rd_section(model: str, images, crop, reference: str, previous: str) -> None:
     # and the reference's (each key names the weights or codec and the images).
     sizes = "-".join(f"{n}:{rgb.shape[1]}x{rgb.shape[0]}" for n, rgb in images)
     rgbs = [rgb for _, rgb in images]
-    points = _cached(f"{codec.fingerprint.hex()}-{sizes}",
-                     lambda: evaluate(codec, rgbs, progress=False)["points"])
+    points = _points(codec, sizes, rgbs)
     classical = _cached(f"classical-{sizes}", lambda: {
         name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")})
     classical = {name: [tuple(p) for p in curve] for name, curve in classical.items()}  # JSON
     ref_codec = codec_for(reference)
-    ref = _cached(f"{ref_codec.fingerprint.hex()}-{sizes}",
-                  lambda: evaluate(ref_codec, rgbs, progress=False)["points"])
+    ref = _points(ref_codec, sizes, rgbs)
     envelope = rd_hull([(p["bpp"], p["psnr"]) for p in points])
     ref_curve = [(p["bpp"], p["psnr"]) for p in ref]
     h, w = images[0][1].shape[:2]

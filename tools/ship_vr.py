@@ -21,12 +21,15 @@ import argparse
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 from slimcodec.zoo import WEIGHTS_DIR, fingerprint, load_model_file, model_meta, save_model_file
 from slimcodec.zoo.checkpoint import build, read_model_file
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from variable_rate import section_name  # noqa: E402  (how the benchmark names its sections)
 
 # The training record of `slimcae-vr`, shipped before records were kept in the weights file.
 LEGACY_STAGES = {"slimcae-vr": [
@@ -46,11 +49,6 @@ LEGACY_STAGES = {"slimcae-vr": [
                  "LR=2e-4 DATA=../shared/data/train_photos bash tools/with-venv.sh bash "
                  "benchmarks/train_vr.sh`"],
 ]}
-
-
-def section_name(base: str, name: str) -> str:
-    """As benchmarks/variable_rate.py names a model's sections."""
-    return base if name == "slimcae-vr" else f"{base}-{name}"
 
 
 def section(name: str) -> str:
