@@ -25,12 +25,12 @@ the encoder's gate does (adapter or source codec, the lower RD loss).
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
-        [--no-output-filter] [--seen] [--folds K | --halves] [--gate]
+        [--no-output-filter] [--entropy-models] [--seen] [--folds K | --halves] [--gate]
 
 A run off the defaults (another model, a subset of methods or domains, another step size,
-step count or patch, no output filter, --seen, --folds, --halves, --gate) writes its own
-section, named after what it changed. A variable-rate model is measured by its RD envelope
-(every width at 5 λ).
+step count or patch, no output filter, --entropy-models, --seen, --folds, --halves, --gate)
+writes its own section, named after what it changed. A variable-rate model is measured by
+its RD envelope (every width at 5 λ).
 """
 
 from __future__ import annotations
@@ -99,6 +99,8 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=64, help="training crop side")
     p.add_argument("--no-output-filter", dest="output_filter", action="store_false",
                    help="adapters and extend without their output filter (the ablation)")
+    p.add_argument("--entropy-models", action="store_true", default=None,
+                   help="adapters and bias also train the domain's own entropy models")
     p.add_argument("--seen", action="store_true",
                    help="also BD-rate on (centre crops of) images the adaptation saw")
     p.add_argument("--folds", type=int,
@@ -188,7 +190,8 @@ def measure_counts(args, root: Path, source, base: Codec, lambdas, domains, seen
                 t0 = time.time()
                 result = adapt(source, folder, method, name, lambdas, steps=args.steps,
                                images=n, lr=args.lr, patch=args.patch,
-                               output_filter=args.output_filter, progress=False)
+                               output_filter=args.output_filter,
+                               entropy_models=args.entropy_models, progress=False)
                 seconds = time.time() - t0
                 path = root / f"{name}-{method}-{n}.bin"
                 codec, domain = adapted_codec(source, args.model, lambdas, result, path,
@@ -229,7 +232,8 @@ def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crop
             t0 = time.time()
             result = adapt(source, root / f"art-fold{i}", method, "art", lambdas,
                            steps=args.steps, lr=args.lr, patch=args.patch,
-                           output_filter=args.output_filter, progress=False)
+                           output_filter=args.output_filter,
+                           entropy_models=args.entropy_models, progress=False)
             seconds += time.time() - t0
             path = root / f"art-{method}-fold{i}.bin"
             codec, domain = adapted_codec(source, args.model, lambdas, result, path, "art",
@@ -273,6 +277,8 @@ def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
         changes.append((f"patch{args.patch}", f"patch {args.patch}"))
     if not args.output_filter:
         changes.append(("nofilter", "no output filter"))
+    if args.entropy_models:
+        changes.append(("entropy", "adapters with the domain's own entropy models"))
     if args.seen:
         changes.append(("seen", "also on the images adapted on"))
     if args.folds:

@@ -94,6 +94,8 @@ def main() -> None:
     if args.probe:
         torch.set_num_threads(1)
         images = [rgb for _, rgb in load_test_images(args.images, (256, 256))][:6]
+        if not (args.probe / CHECKPOINT).is_file():
+            p.error(f"{args.probe}: no {CHECKPOINT} (not a training run's folder)")
         model, step = checkpoint_model(args.probe)
         print(f"step {step}")
         print("\n".join(rows_for(str(args.probe), images, model,

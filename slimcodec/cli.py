@@ -260,7 +260,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     result = adapt(model, args.data, args.method, args.domain, lambdas,
                    DEFAULT_STEPS if args.steps is None else args.steps, args.images,
                    args.subset, args.lr,
-                   seed=args.seed, output_filter=not args.no_output_filter)
+                   seed=args.seed, output_filter=not args.no_output_filter,
+                   entropy_models=args.entropy_models)
     meta = {"domain": args.domain, "method": args.method, "steps": result.steps,
             "images": result.images, "seconds": round(result.seconds, 1),
             "source": str(args.model), "lambdas": lambdas}
@@ -497,6 +498,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--no-output-filter", action="store_true",
                    help="adapters, extend: leave out the filter on the decoded image (1,728 "
                         "multiply-adds per pixel)")
+    a.add_argument("--entropy-models", action=argparse.BooleanOptionalAction,
+                   help="train the domain's own entropy models, which lower its rate (the "
+                        "file grows by their tables; default: on for extend only)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("-o", "--output", required=True,
                    help="adapter file (extend, adapters, bias) or model file (the others)")

@@ -209,10 +209,52 @@ def test_version_1_adapter_files_without_an_output_filter_still_load(screens, tm
     data = Codec(model, adapters=[old]).encode_rgb(image, 16, domain="screen")
     assert np.array_equal(Codec(model, adapters=[loaded]).decode_rgb(data)[0],
                           Codec(model, adapters=[old]).decode_rgb(data)[0])
-    payload["version"] = 3
+    payload["version"] = 4
     torch.save(payload, path)
-    with pytest.raises(ModelFileError, match="version 3"):
+    with pytest.raises(ModelFileError, match="version 4"):
         load_adapter(path, model)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_adapters_with_their_own_entropy_models(kind, screens, tmp_path):
+    """``entropy_models=True`` gives a decoder-adapter domain its own entropy models: they
+    train, travel in the file (and a version-2 file, which has no such field, loads without
+    them), code the domain's files, and leave the source and its files alone."""
+    model = tiny(kind)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    result = run_adapt(model, screens, "adapters", entropy_models=True)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    own = result.adapter.bottlenecks
+    assert len(own) == len(model.entropy_bottlenecks)
+    assert any(not torch.equal(a, b) for eb, src in zip(own, model.entropy_bottlenecks,
+                                                        strict=True)
+               for (n, a), b in zip(eb.named_parameters(), src.parameters(), strict=True)
+               if not n.endswith("quantiles"))  # they trained
+    path = tmp_path / "screen.adapter"
+    save_adapter(result.adapter, path)
+    loaded = load_adapter(path, model)
+    assert len(loaded.bottlenecks) == len(own)
+    image = natural_like(32, 48)
+    codec = Codec(model, rd_lambdas=LAMBDAS)
+    plain = codec.encode_rgb(image, codec.widths[0])
+    one, two = (Codec(model, rd_lambdas=LAMBDAS, adapters=[a]) for a in (result.adapter,
+                                                                         loaded))
+    for width in codec.widths:
+        data = one.encode_rgb(image, width, domain="screen")
+        assert data == two.encode_rgb(image, width, domain="screen")
+        assert np.array_equal(one.decode_rgb(data)[0], two.decode_rgb(data)[0])
+    assert np.array_equal(two.decode_rgb(plain)[0], codec.decode_rgb(plain)[0])
+    assert not run_adapt(model, screens, "adapters", steps=1).adapter.bottlenecks  # default
+    payload = torch.load(path, weights_only=True)
+    del payload["entropy_models"]  # a version-2 "adapters" file
+    payload["version"] = 2
+    state = payload["state_dict"]
+    payload["state_dict"] = {k: v for k, v in state.items() if not k.startswith("bottlenecks")}
+    from slimcodec.adaptation.adapters import _digest
+
+    payload["fingerprint"] = _digest(result.adapter, payload["state_dict"])
+    torch.save(payload, path)
+    assert not load_adapter(path, model).bottlenecks
 
 
 def test_the_output_filter_starts_as_the_identity_and_trains(screens):
@@ -236,9 +278,10 @@ def test_the_adapt_command_writes_adapter_and_model_files(screens, tmp_path, cap
               "--steps", "2"]
     out = tmp_path / "small.adapter"
     assert main(["adapt", *common, "--method", "adapters", "--no-output-filter",
-                 "-o", str(out)]) == 0
+                 "--entropy-models", "-o", str(out)]) == 0
     adapter = load_adapter(out, model)
     assert adapter.method == "adapters" and adapter.output_filter is None
+    assert len(adapter.bottlenecks) == len(model.entropy_bottlenecks)
     assert "adapters adapter for domain 'screen'" in capsys.readouterr().out
     assert main(["adapt", *common, "--method", "selective", "-o", str(tmp_path / "s.pt")]) == 0
     assert fingerprint(load_model_file(tmp_path / "s.pt")) != fingerprint(model)

@@ -16,7 +16,10 @@ Methods (``slimcodec adapt --method``):
   hidden decoder stage, :math:`x \mapsto x + A x`, and an :class:`OutputFilter` on the
   decoded image, all zero-initialised. With several adapters loaded, the encoder's gate
   picks, per image, the one (or none) with the lowest RD loss, and the container's domain
-  field signals the choice: the decoder needs no guess.
+  field signals the choice: the decoder needs no guess. With ``entropy_models=True`` the
+  domain also gets its own entropy models (as ``extend`` does): the decoder adapters can
+  only lower distortion, their entropy models also lower the rate of a domain whose latent
+  statistics differ from photos', at the price of the entropy tables in the file.
 * ``extend`` -- codec adaptation without forgetting (DANICE, Katakol et al., CLIC 2021): the
   source stays frozen and embedded, and the domain adds residual 1x1 convolutions after
   every encoder and decoder stage, an :class:`OutputFilter`, and its own entropy models
@@ -49,9 +52,10 @@ __all__ = ["ADAPTER_METHODS", "DomainAdapter", "domain_id", "load_adapter", "sav
 
 ADAPTER_METHODS = ("bias", "adapters", "extend")
 FILE_FORMAT = "slimcodec-adapter"
-#: Version 2 added the output filter; version 1 files (without one) still load.
-FILE_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+#: Version 2 added the output filter, version 3 entropy models for any method (before, only
+#: ``extend`` had them); older files still load.
+FILE_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 
 
 def domain_id(name: str) -> int:
@@ -92,13 +96,19 @@ class OutputFilter(nn.Module):
 
 
 class DomainAdapter(nn.Module):
-    """The extra parameters of one domain for one source model (see the module docstring)."""
+    """The extra parameters of one domain for one source model (see the module docstring).
+
+    ``entropy_models``: the domain's own entropy models, initialised as copies of the
+    source's (default: ``extend`` only).
+    """
 
     def __init__(self, source: SlimCAE, method: str, domain: str,
-                 output_filter: bool = True) -> None:
+                 output_filter: bool = True, entropy_models: bool | None = None) -> None:
         super().__init__()
         if method not in ADAPTER_METHODS:
             raise ValueError(f"unknown adapter method {method!r}; expected {ADAPTER_METHODS}")
+        if entropy_models is None:
+            entropy_models = method == "extend"
         self.method = method
         self.domain = domain
         self.domain_id = domain_id(domain)
@@ -118,6 +128,7 @@ class DomainAdapter(nn.Module):
         self.output_filter = OutputFilter() if output_filter and method != "bias" else None
         if method == "extend":
             self.encoder.extend(_residual(w) for _ in range(3))
+        if entropy_models:
             # The domain's own entropy models, starting as copies of the source's.
             self.bottlenecks.extend(copy.deepcopy(eb) for eb in source.entropy_bottlenecks)
         self._slimmable = tuple(m for m in self.modules() if isinstance(m, Slimmable))
@@ -182,6 +193,7 @@ def save_adapter(adapter: DomainAdapter, path: str | os.PathLike,
     payload = {"format": FILE_FORMAT, "version": FILE_VERSION, "method": adapter.method,
                "domain": adapter.domain, "domain_id": adapter.domain_id,
                "output_filter": adapter.output_filter is not None,
+               "entropy_models": bool(adapter.bottlenecks),
                "source_fingerprint": adapter.source_fingerprint.hex(), "state_dict": state,
                "fingerprint": fp, "meta": meta or {}}
     atomic_write(path, lambda f: torch.save(payload, f))
@@ -208,7 +220,8 @@ def load_adapter(path: str | os.PathLike, model: SlimCAE) -> DomainAdapter:
             f"{path}: adapter for domain {payload['domain']!r} was made for the model with "
             f"fingerprint {payload['source_fingerprint']}, not {fp}")
     adapter = DomainAdapter(model, payload["method"], payload["domain"],
-                            output_filter=bool(payload.get("output_filter", False)))
+                            output_filter=bool(payload.get("output_filter", False)),
+                            entropy_models=payload.get("entropy_models"))
     state = payload["state_dict"]
     for i, eb in enumerate(adapter.bottlenecks):  # CDF tables come sized from the file
         for name in ("_quantized_cdf", "_offset", "_cdf_length"):

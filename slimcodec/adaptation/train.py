@@ -90,6 +90,7 @@ def adapt(
     seed: int = 0,
     progress: bool = True,
     output_filter: bool = True,
+    entropy_models: bool | None = None,
 ) -> AdaptResult:
     """Adapt ``source`` to the images in ``data`` (see the module docstring).
 
@@ -97,8 +98,9 @@ def adapt(
     its ranges). ``lr``: Adam's step size, cosine-decayed to 1% (default: the method's in
     :data:`DEFAULT_LR`). ``output_filter``: give ``adapters`` and ``extend`` an
     :class:`~slimcodec.adaptation.adapters.OutputFilter` (off: smaller and cheaper to
-    decode). ``source`` itself is never modified: ``finetune`` and ``selective`` train a
-    copy.
+    decode). ``entropy_models``: give the adapter the domain's own entropy models (default:
+    ``extend`` only; ``adapters`` with them also saves rate). ``source`` itself is never
+    modified: ``finetune`` and ``selective`` train a copy.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
@@ -117,7 +119,7 @@ def adapt(
         # call gives the same adapter whatever ran before it in the process.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            adapter = DomainAdapter(source, method, domain, output_filter)
+            adapter = DomainAdapter(source, method, domain, output_filter, entropy_models)
     model = source if adapter is not None else copy.deepcopy(source)
     frozen = {p: p.requires_grad for p in model.parameters()}
     for p in model.parameters():
