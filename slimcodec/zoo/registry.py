@@ -171,3 +171,9 @@ def slimcae_vr2(**kwargs: Any) -> ModulatedSlimCAE:
     ranges = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
     return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
                                "rate_anchors": 1, "lambda_ranges": ranges, **kwargs})
+
+
+@register_model(name="slimcae-vr3", weights="slimcae-vr3.pt")
+def slimcae_vr3(**kwargs: Any) -> ModulatedSlimCAE:
+    """`slimcae-vr2`'s run continued to 40,000 steps: the same model and λ ranges."""
+    return slimcae_vr2(**kwargs)
