@@ -43,7 +43,7 @@ from pathlib import Path
 from common import centre_crop, fmt, load_test_images, table_head, write_section
 from PIL import Image
 
-from slimcodec.adaptation import DEFAULT_LR, METHODS, adapt, save_adapter
+from slimcodec.adaptation import ADAPTER_METHODS, DEFAULT_LR, METHODS, adapt, save_adapter
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
@@ -191,7 +191,7 @@ def measure_counts(args, root: Path, source, base: Codec, lambdas, domains, seen
                 result = adapt(source, folder, method, name, lambdas, steps=args.steps,
                                images=n, lr=args.lr, patch=args.patch,
                                output_filter=args.output_filter,
-                               entropy_models=args.entropy_models, progress=False)
+                               entropy_models=_entropy_models(args, method), progress=False)
                 seconds = time.time() - t0
                 path = root / f"{name}-{method}-{n}.bin"
                 codec, domain = adapted_codec(source, args.model, lambdas, result, path,
@@ -233,7 +233,7 @@ def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crop
             result = adapt(source, root / f"art-fold{i}", method, "art", lambdas,
                            steps=args.steps, lr=args.lr, patch=args.patch,
                            output_filter=args.output_filter,
-                           entropy_models=args.entropy_models, progress=False)
+                           entropy_models=_entropy_models(args, method), progress=False)
             seconds += time.time() - t0
             path = root / f"art-{method}-fold{i}.bin"
             codec, domain = adapted_codec(source, args.model, lambdas, result, path, "art",
@@ -249,6 +249,11 @@ def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crop
         print(rows[-1], flush=True)
         write_section(_section(args), _body(args, rows, len(photos), partial=True))
     return rows
+
+
+def _entropy_models(args: argparse.Namespace, method: str) -> bool | None:
+    """--entropy-models for the adapter methods; the others write a new model."""
+    return args.entropy_models if method in ADAPTER_METHODS else None
 
 
 def _row(name: str, images: str, method: str, plain, target, seen_cell: str,

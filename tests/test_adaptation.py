@@ -245,6 +245,8 @@ def test_adapters_with_their_own_entropy_models(kind, screens, tmp_path):
         assert np.array_equal(one.decode_rgb(data)[0], two.decode_rgb(data)[0])
     assert np.array_equal(two.decode_rgb(plain)[0], codec.decode_rgb(plain)[0])
     assert not run_adapt(model, screens, "adapters", steps=1).adapter.bottlenecks  # default
+    with pytest.raises(ValueError, match="adapter methods"):
+        run_adapt(model, screens, "finetune", entropy_models=True)
     payload = torch.load(path, weights_only=True)
     del payload["entropy_models"]  # a version-2 "adapters" file
     payload["version"] = 2

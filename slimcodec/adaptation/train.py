@@ -107,6 +107,10 @@ def adapt(
     for name, value in (("steps", steps), ("images", images), ("lr", lr)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive, not {value}")
+    if entropy_models and method not in ADAPTER_METHODS:
+        raise ValueError(f"entropy_models is for the adapter methods {ADAPTER_METHODS}; "
+                         f"{method!r} writes a new model ('selective' with subset 'entropy' "
+                         "fine-tunes the model's own entropy models)")
     lr = DEFAULT_LR[method] if lr is None else lr
     variable = isinstance(source, ModulatedSlimCAE)
     if not variable and (lambdas is None or len(lambdas) != len(source.widths)):
