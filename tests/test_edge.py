@@ -238,14 +238,17 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
         assert quantised and not [q for q in quantised if _GDN_SCOPE.match(q)], graph.name
 
 
-@pytest.mark.parametrize("method", ["extend", "adapters"])
+@pytest.mark.parametrize("method, entropy_models",
+                         [("extend", None), ("adapters", None), ("adapters", True)])
 @pytest.mark.parametrize("kind", KINDS)
-def test_domain_adapters_built_into_a_bundle(kind, method, tmp_path):
-    """Files coded with an adapter cross between runtimes; domain-0 files are unchanged."""
+def test_domain_adapters_built_into_a_bundle(kind, method, entropy_models, tmp_path):
+    """Files coded with an adapter cross between runtimes; domain-0 files are unchanged.
+    A domain with its own entropy models (``extend``, ``adapters --entropy-models``) codes
+    with its own tables."""
     from slimcodec.adaptation import DomainAdapter
 
     model = tiny(kind)
-    adapter = DomainAdapter(model, method, "screen")
+    adapter = DomainAdapter(model, method, "screen", entropy_models=entropy_models)
     with torch.no_grad():  # an adapter that changes the codec, in its transforms and tables
         for name, p in adapter.named_parameters():
             if not name.endswith("quantiles"):
@@ -256,7 +259,9 @@ def test_domain_adapters_built_into_a_bundle(kind, method, tmp_path):
     export_bundle(model, tmp_path / "b", kind, adapters=[adapter])
     export_bundle(model, tmp_path / "plain", kind)
     torch_codec, edge = Codec(model, adapters=[adapter]), EdgeCodec(tmp_path / "b")
-    assert Bundle.load(tmp_path / "b").domains[adapter.domain_id]["name"] == "screen"
+    domain = Bundle.load(tmp_path / "b").domains[adapter.domain_id]
+    assert domain["name"] == "screen"
+    assert domain["own_tables"] == bool(adapter.bottlenecks)
     rgb = natural_like(40, 56, seed=3)
     for width, lmbda in settings(torch_codec):
         for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
