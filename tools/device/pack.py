@@ -6,7 +6,8 @@ the `device` tool carries (see docs/gpu_training.md).
 * ``.device/data/``: the training photos as JPEG 4:4:4, shorter side at most ``--side``.
 
 The working tree that travels (tracked files, plus these) must stay under 64 MiB; the
-tracked weights already take most of it, so the script shrinks the photos' quality until
+tracked weights already take most of it (with four models shipped, more than all of it: the
+script then says which to set aside), so the script shrinks the photos' quality until
 everything fits, and says what it chose.
 
     bash tools/with-venv.sh python tools/device/pack.py [--data ../shared/data/train_photos]
@@ -28,6 +29,7 @@ from slimcodec.utils.image import find_images, load_rgb
 
 LIMIT = 64 * 2**20
 MARGIN = 4 * 2**20  # for files the run itself adds, and the count's own slack
+MIN_DATA = 8 * 2**20  # below this, the photos would be too few pixels to train on
 WHEEL = "compressai==1.2.8"
 
 
@@ -54,6 +56,14 @@ def main() -> None:
     args = p.parse_args()
     repo = Path(__file__).resolve().parents[2]
     wheels, data = repo / ".whl", repo / ".device" / "data"
+    tracked = tracked_bytes(repo)
+    if LIMIT - MARGIN - tracked < MIN_DATA:
+        raise SystemExit(
+            f"the checkout alone is {tracked / 2**20:.1f} MiB of the {LIMIT / 2**20:.0f} MiB "
+            "that travel: move the shipped weights the run does not need out of it (mkdir -p "
+            "../weights-aside && mv slimcodec/zoo/weights/slimcae-vr*.pt ../weights-aside/), "
+            "run this again, and move them back after the last device call "
+            "(docs/gpu_training.md, section 1)")
     if not list(wheels.glob("compressai-1.2.8-cp312-*.whl")):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                         "--python-version", "3.12", "--implementation", "cp", "--platform",
@@ -69,7 +79,7 @@ def main() -> None:
             img = img.resize((round(img.width * scale), round(img.height * scale)),
                              Image.Resampling.LANCZOS)
         images.append((path.stem, np.asarray(img)))
-    budget = LIMIT - MARGIN - tracked_bytes(repo)
+    budget = LIMIT - MARGIN - tracked
     for quality in (95, 92, 90, 85, 80):
         blobs = encode_all([rgb for _, rgb in images], quality)
         if sum(map(len, blobs)) <= budget:
