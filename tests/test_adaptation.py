@@ -240,6 +240,8 @@ def test_adapters_with_their_own_entropy_models(kind, screens, tmp_path):
     one, two = (Codec(model, rd_lambdas=LAMBDAS, adapters=[a]) for a in (result.adapter,
                                                                          loaded))
     for width in codec.widths:
+        with model.using_adapter(loaded), model.using_width(width):
+            assert any(model.entropy_bottleneck is eb for eb in loaded.bottlenecks)
         data = one.encode_rgb(image, width, domain="screen")
         assert data == two.encode_rgb(image, width, domain="screen")
         assert np.array_equal(one.decode_rgb(data)[0], two.decode_rgb(data)[0])
