@@ -25,10 +25,10 @@ the encoder's gate does (adapter or source codec, the lower RD loss).
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
-        [--no-output-filter] [--entropy-models] [--seen] [--folds K | --halves] [--gate]
+        [--no-output-filter] [--[no-]entropy-models] [--seen] [--folds K | --halves] [--gate]
 
 A run off the defaults (another model, a subset of methods or domains, another step size,
-step count or patch, no output filter, --entropy-models, --seen, --folds, --halves, --gate)
+step count or patch, no output filter, --[no-]entropy-models, --seen, --folds, --halves, --gate)
 writes its own section, named after what it changed. A variable-rate model is measured by
 its RD envelope (every width at 5 λ).
 """
@@ -99,8 +99,9 @@ def main() -> None:
     p.add_argument("--patch", type=int, default=64, help="training crop side")
     p.add_argument("--no-output-filter", dest="output_filter", action="store_false",
                    help="adapters and extend without their output filter (the ablation)")
-    p.add_argument("--entropy-models", action="store_true", default=None,
-                   help="adapters and bias also train the domain's own entropy models")
+    p.add_argument("--entropy-models", action=argparse.BooleanOptionalAction,
+                   help="adapter methods with (or, --no-entropy-models, without) the domain's "
+                        "own entropy models (default: extend only)")
     p.add_argument("--seen", action="store_true",
                    help="also BD-rate on (centre crops of) images the adaptation saw")
     p.add_argument("--folds", type=int,
@@ -282,8 +283,10 @@ def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
         changes.append((f"patch{args.patch}", f"patch {args.patch}"))
     if not args.output_filter:
         changes.append(("nofilter", "no output filter"))
-    if args.entropy_models:
-        changes.append(("entropy", "adapters with the domain's own entropy models"))
+    if args.entropy_models is not None:
+        changes.append(("entropy" if args.entropy_models else "noentropy",
+                        f"adapters {'with' if args.entropy_models else 'without'} the domain's "
+                        "own entropy models"))
     if args.seen:
         changes.append(("seen", "also on the images adapted on"))
     if args.folds:
