@@ -63,7 +63,7 @@ def main() -> None:
             "that travel: move the shipped weights the run does not need out of it (mkdir -p "
             "../weights-aside && mv slimcodec/zoo/weights/slimcae-vr*.pt ../weights-aside/), "
             "run this again, and move them back after the last device call "
-            "(docs/gpu_training.md, section 1)")
+            "(docs/gpu_training.md, step 1)")
     if not list(wheels.glob("compressai-1.2.8-cp312-*.whl")):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                         "--python-version", "3.12", "--implementation", "cp", "--platform",
