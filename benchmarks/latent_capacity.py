@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from common import fmt, load_test_images, parse_crop, table_head, write_section
 
-from slimcodec.training.trainer import CHECKPOINT, TrainConfig, build_model, saved_config
+from slimcodec.training.trainer import CHECKPOINT, checkpoint_model
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.tensors import from_tensor, to_tensor
 from slimcodec.zoo import load_model
@@ -51,17 +51,6 @@ def measure(model, images: list) -> dict[str, float]:
     n = len(images)
     return {"bpp": bpp / n, "psnr": coded / n, "ceiling": ceiling / n,
             "live": int(live.sum()), "channels": int(live.numel())}
-
-
-def checkpoint_model(run: Path):
-    """The model of a training run's last checkpoint, and its step."""
-    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=True)
-    model = build_model(TrainConfig(**saved_config(state["config"])))
-    model.load_state_dict(state["model"])
-    if state.get("lambda_ranges"):  # a λ-scheduled run's ranges, as the trainer resumes them
-        model.lambda_ranges = [(float(lo), float(hi)) for lo, hi in state["lambda_ranges"]]
-    model.update(force=True)
-    return model.eval(), state["step"]
 
 
 def rows_for(name: str, images: list, model=None, widths=None) -> list[str]:

@@ -15,7 +15,7 @@ from slimcodec.errors import ImageError
 from slimcodec.models import SlimCAE
 from slimcodec.training import PatchSampler, TrainConfig, Trainer, train
 from slimcodec.training.lambda_schedule import ScheduleState, rd_slope, schedule_lambdas
-from slimcodec.training.trainer import lr_at
+from slimcodec.training.trainer import checkpoint_model, lr_at
 from slimcodec.zoo import load_model_file, model_meta
 
 TINY = {"widths": [16, 8], "lambdas": [0.01], "patch": 32, "batch": 4, "lr": 1e-3,
@@ -128,8 +128,12 @@ def test_resume_does_not_read_the_init_source_again(images, tmp_path):
     source.unlink()
     resumed = Trainer(TrainConfig(steps=20, **cfg), resuming=True)
     resumed.load_checkpoint()
-    for k, v in resumed.model.named_parameters():
+    probed, step = checkpoint_model(tmp_path / "run")  # what a probe of the run reads
+    assert step == 10
+    for (k, v), (_, p) in zip(resumed.model.named_parameters(), probed.named_parameters(),
+                              strict=True):
         assert torch.equal(v.detach().cpu(), at_ten[k].cpu()), k
+        assert torch.equal(p.detach(), at_ten[k].cpu()), k
     with pytest.raises(Exception, match="no such model file"):
         Trainer(TrainConfig(steps=20, **cfg))  # a fresh start still needs it
 

@@ -127,6 +127,24 @@ class TrainConfig:
             raise ValueError("λ-scheduling measures RD slopes on validation images: give --val")
 
 
+def checkpoint_lambda_ranges(state: dict[str, Any]) -> list[tuple[float, float]] | None:
+    """A λ-scheduled variable-rate run's current ranges, as its checkpoint keeps them."""
+    ranges = state.get("lambda_ranges")
+    return [(float(lo), float(hi)) for lo, hi in ranges] if ranges else None
+
+
+def checkpoint_model(run: str | os.PathLike) -> tuple[SlimCAE, int]:
+    """The model of a run's last checkpoint, as a resumed run would have it, and its step
+    (read only: for looking at a run while it trains)."""
+    state = torch.load(Path(run) / CHECKPOINT, map_location="cpu", weights_only=True)
+    model = build_model(TrainConfig(**saved_config(state["config"])))
+    model.load_state_dict(state["model"])
+    if (ranges := checkpoint_lambda_ranges(state)) is not None:
+        model.lambda_ranges = ranges
+    model.update(force=True)
+    return model.eval(), state["step"]
+
+
 def build_model(cfg: TrainConfig) -> SlimCAE:
     """The untrained model ``cfg`` describes."""
     kwargs: dict[str, Any] = {"widths": tuple(cfg.widths), "gdn": cfg.gdn}
@@ -362,8 +380,9 @@ class Trainer:
         # The cosine horizon is always this run's --steps: resuming with a larger --steps
         # extends the run instead of finishing it at the floor learning rate.
         self.step = state["step"]
-        if self.variable_rate and state.get("lambda_ranges"):
-            self.model.lambda_ranges = [(float(lo), float(hi)) for lo, hi in state["lambda_ranges"]]
+        ranges = checkpoint_lambda_ranges(state)
+        if self.variable_rate and ranges is not None:
+            self.model.lambda_ranges = ranges
         else:
             self.lambdas = state["lambdas"]
         if self.is_main:

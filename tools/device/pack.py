@@ -89,7 +89,7 @@ def main() -> None:
                          f"quality {quality}: lower --side")
     for (stem, _), blob in zip(images, blobs, strict=True):
         (data / f"{stem}.jpg").write_bytes(blob)
-    total = tracked_bytes(repo) + sum(f.stat().st_size for folder in (wheels, data)
+    total = tracked + sum(f.stat().st_size for folder in (wheels, data)
                                       for f in folder.iterdir())
     print(f"{len(images)} photos, shorter side <= {args.side}, JPEG q{quality} 4:4:4: "
           f"{sum(map(len, blobs)) / 2**20:.1f} MiB; the travelling tree is "
