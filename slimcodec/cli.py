@@ -22,7 +22,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
-from slimcodec.bitstream import RateKind, unpack
+from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
@@ -65,7 +65,8 @@ def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None) ->
     be this model's; a target then searches λ at that width."""
     from export.select import apply_budget
 
-    domain_id = codec.adapter_for(domain).domain_id if domain not in (None, "auto") else 0
+    gates = (None, "auto", "mix")  # a gate's choice is per image: budget the source codec
+    domain_id = codec.adapter_for(domain).domain_id if domain not in gates else 0
     rate_given = any(v is not None for v in (args.lmbda, args.quality, args.target_bpp,
                                              args.target_psnr))
     choice = apply_budget(args, codec.fingerprint, domain_id,
@@ -146,8 +147,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     h, w = header.image_size
     rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
     summary(args.output, f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-                         f"{w}x{h}, width {header.width}{rate}")
+                         f"{w}x{h}, width {header.width}{rate}{_domain_words(codec, header)}")
     return 0
+
+
+def _domain_words(codec: Codec, header: Header) -> str:
+    """What a file's domain fields say, by domain name: the gate's choice, for the user."""
+    name = {d: a.domain for d, a in codec.adapters.items()}
+    if header.mixture:
+        return ", adapters mixed: " + " + ".join(
+            f"{w:g} {name[d]}" for d, w in header.mixture if w)
+    return f", domain {name[header.domain]!r}" if header.domain else ""
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -188,6 +198,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "rate_kind": h.rate_kind.name.lower(),
         "rate": h.rate,
         "domain": h.domain,
+        "mixture": {str(d): w for d, w in h.mixture},
         "string_bytes": [len(s) for s in bitstream.strings],
         "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
     }
@@ -396,7 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_budget_arguments(c, required_profile=False)
     c.add_argument("--adapter", action="append",
                    help="domain adapter file (repeatable; with several, the gate picks)")
-    c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate)")
+    c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate "
+                   "picks one adapter or none per image; 'mix': the gate weighs the decoder "
+                   "adapters per image, the weights in the file)")
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 

@@ -11,12 +11,14 @@ is allocated for them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -25,7 +27,15 @@ from PIL import Image
 from torch import nn
 
 from slimcodec import tiling
-from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream import (
+    MIXTURE_UNIT,
+    Bitstream,
+    Header,
+    RateKind,
+    pack,
+    rans,
+    unpack,
+)
 from slimcodec.bitstream.checks import check_header, check_image_size
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
@@ -43,6 +53,9 @@ __all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
 DEFAULT_MAX_PIXELS = 1 << 26
+
+#: Most decoder adapters ``encode_rgb(domain="mix")`` weighs: 70 weightings for 4.
+MIX_SEARCH_LIMIT = 4
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -198,7 +211,8 @@ class Codec:
                    lmbda: float | None = None, refine: int = 0,
                    report: dict[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None,
-                   domain: str | None = None) -> bytes:
+                   domain: str | None = None,
+                   mixture: Mapping[str, float] | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
         ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
@@ -208,7 +222,13 @@ class Codec:
 
         ``domain``: code with that loaded domain adapter (the file's domain field says so);
         ``"auto"``: the gate, which codes with every loaded adapter and none and keeps the
-        file of the lowest RD loss. ``None``: the source codec.
+        file of the lowest RD loss; ``"mix"``: the gate that weighs the decoder adapters
+        (:meth:`_mix`). ``None``: the source codec.
+
+        ``mixture``: decoder weights per loaded domain (``bias`` or ``adapters`` adapters,
+        multiples of 1/64 in [0, 255/64]), mixed by
+        :class:`~slimcodec.adaptation.AdapterMixture`; ``domain`` then names the domain whose
+        entropy models code the latent (None: the source's). The file carries the weights.
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
@@ -216,10 +236,17 @@ class Codec:
         lmbda = self._checked_lambda(width, lmbda)
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
+        if mixture is not None and domain in ("auto", "mix"):
+            raise ValueError("mixture= fixes the weights: domain names the domain whose "
+                             "entropy models code the latent, or is None")
         if domain == "auto":
             return self._gate(rgb, width, grayscale, lmbda, refine, report)
+        if domain == "mix":
+            return self._mix(rgb, width, grayscale, lmbda, refine, report)
         adapter = self.adapter_for(domain) if domain is not None else None
-        with self.operating_point(width, lmbda, adapter):
+        members = self._mixture_members(mixture, adapter) if mixture is not None else ()
+        coder = self._mixture(members, adapter) if mixture is not None else adapter
+        with self.operating_point(width, lmbda, coder):
             symbols = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
@@ -233,8 +260,29 @@ class Codec:
         kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
                         0.0 if lmbda is None else lmbda,
-                        adapter.domain_id if adapter is not None else 0)
+                        adapter.domain_id if adapter is not None else 0, members)
         return pack(Bitstream(header, (string,)))
+
+    def _mixture_members(self, weights: Mapping[str, float], entropy_domain: Any
+                         ) -> tuple[tuple[int, float], ...]:
+        """A mixture's ``(domain id, weight)`` pairs, as the container holds them."""
+        members = {}
+        for name, weight in weights.items():
+            units = float(weight) * MIXTURE_UNIT
+            if not (units.is_integer() and 0 <= units < 256):
+                raise ValueError(f"mixture weight {weight} of domain {name!r} is not a "
+                                 f"multiple of 1/{MIXTURE_UNIT} in [0, {255 / MIXTURE_UNIT}]")
+            members[self.adapter_for(name).domain_id] = float(weight)
+        if entropy_domain is not None:  # listed even at weight 0: the decoder needs it
+            members.setdefault(entropy_domain.domain_id, 0.0)
+        if not members:
+            raise ValueError("an empty mixture")
+        return tuple(sorted(members.items()))
+
+    def _mixture(self, members: Sequence[tuple[int, float]], entropy_domain: Any) -> Any:
+        from slimcodec.adaptation.adapters import AdapterMixture
+
+        return AdapterMixture([(self.adapters[d], w) for d, w in members], entropy_domain)
 
     def rd_weight(self, width: int, lmbda: float | None) -> float:
         """The λ that weighs rate against distortion at ``width``: the file's for a
@@ -263,6 +311,52 @@ class Codec:
         if report is not None:
             report["gate"] = {d or "source": c for c, d, _ in candidates}
             report["domain"] = domain or None
+        return data
+
+    def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
+             refine: int, report: dict[str, Any] | None) -> bytes:
+        """The gate that weighs the decoder adapters (Presta et al., DCC 2024), by search.
+
+        Every weighting of the loaded ``bias`` and ``adapters`` domains on a grid of
+        quarters (weights summing to at most 1, so the grid holds the source codec and each
+        adapter alone), with each choice of entropy models (the source's, or a member's
+        own), is decoded, and the file of the lowest RD loss is kept. Presta et al. learn
+        a gate that predicts the weights from the latent; searching them is exact per image
+        and costs the encoder one decode per candidate, never the decoder, which reads the
+        weights from the file. The latent is coded once per choice of entropy models.
+        """
+        from slimcodec.adaptation.adapters import MIXABLE_METHODS
+
+        mixable = [a for a in self.adapters.values() if a.method in MIXABLE_METHODS]
+        if not mixable:
+            raise ModelMismatchError("--domain mix weighs decoder adapters (methods "
+                                     f"{', '.join(MIXABLE_METHODS)}); none is loaded")
+        if len(mixable) > MIX_SEARCH_LIMIT:  # the grid grows as C(n + 4, 4)
+            raise ValueError(f"--domain mix weighs at most {MIX_SEARCH_LIMIT} adapters "
+                             f"({len(mixable)} are loaded)")
+        grid = [w for w in itertools.product(*[(0, 1, 2, 3, 4)] * len(mixable))
+                if sum(w) <= 4]
+        candidates = []
+        for coder in [None, *(a for a in mixable if len(a.bottlenecks))]:
+            plain = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
+                                    domain=coder.domain if coder else None)
+            bitstream = unpack(plain)
+            for quarters in grid:
+                weights = {a.domain: q / 4 for a, q in zip(mixable, quarters, strict=True)
+                           if q}
+                alone = {coder.domain: 1.0} if coder else {}
+                if weights == alone:  # the plain file already is this candidate
+                    data = plain
+                else:
+                    header = replace(bitstream.header,
+                                     mixture=self._mixture_members(weights, coder))
+                    data = pack(Bitstream(header, bitstream.strings))
+                candidates.append((self.rd_loss(rgb, data), len(candidates), data,
+                                   coder.domain if coder else None, weights))
+        loss, _, data, coder, weights = min(candidates)
+        if report is not None:
+            report.update({"mixture": weights, "domain": coder, "loss": loss,
+                           "candidates": len(candidates)})
         return data
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
@@ -349,6 +443,11 @@ class Codec:
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         h, w = header.image_size
         adapter = self.adapters.get(header.domain) if header.domain else None
+        if header.mixture:
+            try:
+                adapter = self._mixture(header.mixture, adapter)
+            except ValueError as exc:  # a writer that mixed what cannot be mixed
+                raise CorruptBitstreamError(f"corrupt slimcodec file: {exc}") from None
         with self.operating_point(header.width, lmbda, adapter):
             tables = self.model.entropy_tables()
             symbols = _out_of_memory(

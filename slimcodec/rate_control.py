@@ -26,7 +26,8 @@ that can be reached on that image.
 (:meth:`~slimcodec.codec.Codec.encode_rgb`), so the search measures the very file it
 returns: refinement lowers the rate at a given λ, and searching plain λ first would miss
 the target by that much. Each pass then costs the refinement's steps, and the gate
-(``domain="auto"``) codes every pass once per loaded adapter.
+(``domain="auto"``) codes every pass once per loaded adapter (``"mix"``: decodes it once per
+weighting it tries).
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """Domain adaptation without forgetting (issue 13), on tiny models of every kind."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -300,3 +302,89 @@ def test_adapt_is_reproducible_whatever_ran_before(screens):
     assert all(torch.equal(first[k], second[k]) for k in first)
     other = run_adapt(model, screens, "adapters", steps=2, seed=1).adapter.state_dict()
     assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_gate_weighs_decoder_adapters(kind, screens):
+    """``domain="mix"``: decoder adapters mixed with weights the file carries (Presta et
+    al.'s gate). The weights act as the docstring says, the search keeps a file at least as
+    good as the source and each adapter alone, and decoders refuse what they cannot mix."""
+    from dataclasses import replace
+
+    from slimcodec.adaptation import AdapterMixture
+    from slimcodec.bitstream import Bitstream, pack
+    from slimcodec.bitstream.checks import check_header
+
+    model = tiny(kind)
+    screen = run_adapt(model, screens, "adapters", entropy_models=True).adapter
+    art = run_adapt(model, screens, "bias", domain="art").adapter
+    extend = run_adapt(model, screens, "extend", steps=1, domain="faces").adapter
+    codec = Codec(model, rd_lambdas=LAMBDAS, adapters=[screen, art, extend])
+    image, width = natural_like(32, 48), codec.widths[-1]
+    x = torch.randn(1, width, 4, 4)
+    with model.using_width(width), torch.no_grad():
+        mixed = AdapterMixture([(art, 0.25)]).decoder_stage(0, x)
+        assert torch.allclose(mixed, x + 0.25 * art.decoder_bias[0][:width].view(1, -1, 1, 1))
+    with pytest.raises(ValueError, match="cannot be mixed"):
+        AdapterMixture([(extend, 0.5)])
+
+    alone = codec.encode_rgb(image, width, domain="screen")
+    full = codec.encode_rgb(image, width, domain="screen", mixture={"screen": 1.0})
+    assert unpack(full).header.mixture == ((domain_id("screen"), 1.0),)
+    assert unpack(full).strings == unpack(alone).strings
+    assert np.array_equal(codec.decode_rgb(full)[0], codec.decode_rgb(alone)[0])
+    half = codec.encode_rgb(image, width, mixture={"screen": 0.5, "art": 0.25})
+    header = unpack(half).header
+    assert header.domain == 0 and dict(header.mixture) == {domain_id("screen"): 0.5,
+                                                          domain_id("art"): 0.25}
+    decoded = codec.decode_rgb(half)[0]
+    source = pack(Bitstream(replace(header, mixture=()), unpack(half).strings))
+    for other in (source, alone):  # the weights reach the decoder
+        assert not np.array_equal(decoded, codec.decode_rgb(other)[0])
+    art_on_screen_models = codec.encode_rgb(image, width, domain="screen",
+                                            mixture={"art": 0.5})
+    assert dict(unpack(art_on_screen_models).header.mixture) == {domain_id("screen"): 0.0,
+                                                                domain_id("art"): 0.5}
+    assert unpack(art_on_screen_models).strings == unpack(alone).strings  # screen's models
+    with pytest.raises(ValueError, match="multiple of 1/64"):
+        codec.encode_rgb(image, width, mixture={"screen": 0.3})
+
+    report = {}
+    best = codec.encode_rgb(image, width, domain="mix", report=report)
+    assert report["candidates"] == 2 * 15  # source's or screen's entropy models x the grid
+    assert set(report["mixture"]) <= {"screen", "art"}
+    for domain in (None, "screen", "art"):
+        assert codec.rd_loss(image, best) <= codec.rd_loss(
+            image, codec.encode_rgb(image, width, domain=domain)) + 1e-12
+    assert codec.rd_loss(image, best) == pytest.approx(report["loss"])
+
+    lacking = Codec(model, rd_lambdas=LAMBDAS, adapters=[screen])
+    with pytest.raises(ModelMismatchError, match="does not hold"):
+        lacking.decode_rgb(half)
+    with pytest.raises(ModelMismatchError, match="decodes files of one domain"):
+        check_header(header, name="edge", fingerprint=header.fingerprint, widths=[width],
+                     lambda_bounds=(1e-9, 1e9) if header.rate_kind else None,
+                     domains={a.domain_id: a.domain for a in (screen, art)},
+                     max_pixels=1 << 20, mixtures=False)
+    with pytest.raises(ModelMismatchError, match="none is loaded"):
+        Codec(model, rd_lambdas=LAMBDAS, adapters=[extend]).encode_rgb(image, width,
+                                                                       domain="mix")
+
+
+def test_compress_domain_mix_on_the_command_line(screens, tmp_path, capsys):
+    model = tiny("slimcae")
+    save_model_file(model, tmp_path / "m.pt", meta={"lambdas": LAMBDAS})
+    files = []
+    for method, domain in (("adapters", "screen"), ("bias", "art")):
+        files += ["--adapter", str(tmp_path / f"{domain}.adapter")]
+        save_adapter(run_adapt(model, screens, method, domain=domain).adapter, files[-1])
+    Image.fromarray(natural_like(32, 48)).save(tmp_path / "in.png")
+    slc, base = tmp_path / "x.slc", ["--model", str(tmp_path / "m.pt")]
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(slc), *base, *files,
+                 "--domain", "mix"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(slc), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info["mixture"]) <= {str(domain_id("screen")), str(domain_id("art"))}
+    assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, *files]) == 0
+    assert Image.open(tmp_path / "o.png").size == (48, 32)

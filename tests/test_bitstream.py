@@ -39,6 +39,7 @@ def sample(**overrides) -> Bitstream:
         {"rate_kind": RateKind.INDEX, "rate": 7.0, "domain": 3},
         {"image_size": (1, 1)},
         {"image_size": (32768, 32768), "width": 65535},
+        {"domain": 9, "mixture": ((9, 0.0), (40000, 0.75), (7, 255 / 64))},
     ],
 )
 def test_round_trip(header_fields):
@@ -57,10 +58,32 @@ def test_layout_is_as_documented():
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
 
 
+def test_the_mixture_block_follows_the_fixed_header():
+    """Flag bit 1, then a count and (domain id u16, weight in 64ths u8) per member; a file
+    without a mixture is byte for byte what it was before mixtures existed."""
+    plain = pack(Bitstream(Header(FP, 96, (600, 800), domain=5), (b"abc",)))
+    mixed = pack(Bitstream(Header(FP, 96, (600, 800), domain=5,
+                                  mixture=((5, 0.5), (300, 1.25))), (b"abc",)))
+    assert plain[5] == 0 and mixed[5] == 0x02
+    assert len(mixed) == len(plain) + 1 + 2 * 3
+    assert mixed[32] == 2 and struct.unpack_from("<HBHB", mixed, 33) == (5, 32, 300, 80)
+    assert mixed[:5] == plain[:5] and mixed[6:32] == plain[6:32]
+    assert mixed[39:-4] == plain[32:-4]  # the lengths and the strings
+    for n in range(len(mixed)):
+        with pytest.raises(BitstreamError):
+            unpack(mixed[:n])
+
+
 def test_header_rejects_out_of_range_fields():
     for bad in ({"width": 0}, {"image_size": (0, 5)}, {"image_size": (5, 32769)},
                 {"fingerprint": b"short"}, {"rate_kind": RateKind.LAMBDA, "rate": -1.0},
-                {"rate_kind": RateKind.INDEX, "rate": 1.5}):
+                {"rate_kind": RateKind.INDEX, "rate": 1.5},
+                {"mixture": ((3, 0.3),)},  # not a multiple of 1/64
+                {"mixture": ((3, 4.0),)},  # over 255/64
+                {"mixture": ((0, 0.5),)},  # domain 0 is the source, never a member
+                {"mixture": ((3, 0.5), (3, 0.25))},
+                {"domain": 4, "mixture": ((3, 0.5),)},  # codes with a non-member
+                {"mixture": tuple((d, 0.5) for d in range(1, 10))}):  # more than 8
         with pytest.raises(ValueError):
             sample(**bad)
 
@@ -114,6 +137,13 @@ def test_invalid_fields_behind_a_valid_crc():
     for mutate in cases:
         with pytest.raises(CorruptBitstreamError):
             unpack(forge(mutate))
+    # A mixture flag on a file without the block: its lengths are misread, and do not add up.
+    with pytest.raises(TruncatedBitstreamError):
+        unpack(forge(lambda b: b.__setitem__(5, 0x02)))
+    empty = pack(sample(domain=3, mixture=((3, 1.0),)))[:-4]  # then a count of 0
+    empty = empty[:32] + b"\x00" + empty[36:]
+    with pytest.raises(CorruptBitstreamError, match="empty mixture"):
+        unpack(empty + struct.pack("<I", zlib.crc32(empty)))
 
 
 def test_fuzzed_containers_raise_only_typed_errors():

@@ -342,6 +342,14 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
                                                               len(f), weight)
     assert len(set(losses.values())) == 3 and losses[art.domain_id] < losses[0]
     assert unpack(data).header.domain == min(losses, key=losses.get)
+    # The weighing gate's files are slimcodec's alone: each domain's graphs have its adapter
+    # built in, so the edge runtime has nothing to weigh them with, and says so.
+    mixed = Codec(model, rd_lambdas=lambdas, adapters=[screen, art]).encode_rgb(
+        rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.5})
+    with pytest.raises(ModelMismatchError, match="decodes files of one domain"):
+        edge.decode_rgb(mixed)
+    with pytest.raises(ModelMismatchError, match="domain mix needs slimcodec"):
+        edge.encode_rgb(rgb, width, lmbda=lmbda, domain="mix")
     if kind == "slimcae":  # a bundle exported without the training λ cannot weigh the gate
         export_bundle(model, tmp_path / "old", kind, adapters=[art])
         with pytest.raises(BundleError, match="records no training λ"):

@@ -26,6 +26,7 @@ from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     BundleError,
     CorruptBitstreamError,
+    ModelMismatchError,
     RateError,
     ResourceLimitError,
 )
@@ -136,6 +137,9 @@ class EdgeCodec:
                      for name in (None, *(e["name"] for e in self.bundle.domains.values()))]
             return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
                                                        len(data), weight))
+        if domain == "mix":  # each domain's graphs have its adapter built in: none to weigh
+            raise ModelMismatchError("the edge runtime codes with one domain's graphs; "
+                                     "--domain mix needs slimcodec (or use 'auto')")
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(
@@ -155,7 +159,8 @@ class EdgeCodec:
                                     else None),
                      domains={d: e["name"] for d, e in self.bundle.domains.items()},
                      max_pixels=self.max_pixels,
-                     missing_domain=" (re-export the bundle with its adapter)")
+                     missing_domain=" (re-export the bundle with its adapter)",
+                     mixtures=False)
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
         """The file's entropy-decoded ``(C, h, w)`` integer latent, and its header."""

@@ -1,6 +1,14 @@
 """Domain adaptation without forgetting (issue 13): adapters and ``slimcodec adapt``."""
 
-from .adapters import ADAPTER_METHODS, DomainAdapter, domain_id, load_adapter, save_adapter
+from .adapters import (
+    ADAPTER_METHODS,
+    MIXABLE_METHODS,
+    AdapterMixture,
+    DomainAdapter,
+    domain_id,
+    load_adapter,
+    save_adapter,
+)
 from .train import DEFAULT_LR, DEFAULT_STEPS, METHODS, AdaptResult, adapt
 
 __all__ = [
@@ -8,7 +16,9 @@ __all__ = [
     "DEFAULT_LR",
     "DEFAULT_STEPS",
     "METHODS",
+    "MIXABLE_METHODS",
     "AdaptResult",
+    "AdapterMixture",
     "DomainAdapter",
     "adapt",
     "domain_id",

@@ -16,7 +16,9 @@ Methods (``slimcodec adapt --method``):
   hidden decoder stage, :math:`x \mapsto x + A x`, and an :class:`OutputFilter` on the
   decoded image, all zero-initialised. With several adapters loaded, the encoder's gate
   picks, per image, the one (or none) with the lowest RD loss, and the container's domain
-  field signals the choice: the decoder needs no guess. With ``entropy_models=True`` the
+  field signals the choice: the decoder needs no guess. The gate that weighs them
+  (:class:`AdapterMixture`, ``--domain mix``) mixes ``adapters`` and ``bias`` domains per
+  image with weights the container carries. With ``entropy_models=True`` the
   domain also gets its own entropy models (as ``extend`` does): the decoder adapters can
   only lower distortion, their entropy models also lower the rate of a domain whose latent
   statistics differ from photos', at the price of the entropy tables in the file.
@@ -48,7 +50,8 @@ from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 from slimcodec.zoo import fingerprint
 
-__all__ = ["ADAPTER_METHODS", "DomainAdapter", "domain_id", "load_adapter", "save_adapter"]
+__all__ = ["ADAPTER_METHODS", "MIXABLE_METHODS", "AdapterMixture", "DomainAdapter",
+           "domain_id", "load_adapter", "save_adapter"]
 
 ADAPTER_METHODS = ("bias", "adapters", "extend")
 FILE_FORMAT = "slimcodec-adapter"
@@ -171,6 +174,58 @@ class DomainAdapter(nn.Module):
     @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+#: The methods whose adapters only change the decoder, so several can be mixed on one latent.
+MIXABLE_METHODS = ("bias", "adapters")
+
+
+class AdapterMixture:
+    r"""Decoder adapters mixed with weights: the gate of Presta et al. (DCC 2024).
+
+    Each decoder stage adds the members' corrections, weighted:
+    :math:`x \mapsto x + \sum_k w_k\,(A_k(x) - x)`, where :math:`A_k` is member
+    :math:`k`'s stage (for an ``adapters`` member :math:`A_k(x) - x` is its residual
+    convolution or output filter, for a ``bias`` member its bias offset). Weights
+    :math:`w = (1)` give that adapter, :math:`w = 0` the source decoder; between them the
+    mixture suits an image between domains, or a domain the adapter generalises to only in
+    part. Only decoder-side methods (:data:`MIXABLE_METHODS`) mix: the latent is the
+    source encoder's, coded with the entropy models of ``entropy_domain`` (one of the
+    members, or None for the source's). The container carries the weights, so the decoder
+    applies exactly the encoder's (``slimcodec compress --domain mix``).
+    """
+
+    def __init__(self, members: list[tuple[DomainAdapter, float]],
+                 entropy_domain: DomainAdapter | None = None) -> None:
+        for adapter, _ in members:
+            if adapter.method not in MIXABLE_METHODS:
+                raise ValueError(f"domain {adapter.domain!r} ({adapter.method}) changes the "
+                                 f"encoder and cannot be mixed; mixable: {MIXABLE_METHODS}")
+        if entropy_domain is not None and all(a is not entropy_domain for a, _ in members):
+            raise ValueError(f"domain {entropy_domain.domain!r} is not in the mixture")
+        self.members = members
+        self.entropy_domain = entropy_domain
+
+    def set_width_index(self, index: int) -> None:
+        for adapter, _ in self.members:
+            adapter.set_width_index(index)
+
+    def train(self, mode: bool = True) -> AdapterMixture:
+        for adapter, _ in self.members:
+            adapter.train(mode)
+        return self
+
+    def encoder_stage(self, stage: int, x: Tensor) -> Tensor:
+        return x  # members change only the decoder
+
+    def decoder_stage(self, stage: int, x: Tensor) -> Tensor:
+        out = x
+        for adapter, weight in self.members:
+            out = out + weight * (adapter.decoder_stage(stage, x) - x)
+        return out
+
+    def entropy_bottleneck(self, model: SlimCAE) -> EntropyBottleneck | None:
+        return self.entropy_domain.entropy_bottleneck(model) if self.entropy_domain else None
 
 
 def _digest(adapter: DomainAdapter, state: dict[str, Tensor]) -> str:

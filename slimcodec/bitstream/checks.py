@@ -36,13 +36,14 @@ def check_image_size(height: int, width: int, max_pixels: int) -> None:
 def check_header(header: Header, *, name: str, fingerprint: bytes, widths: Sequence[int],
                  lambda_bounds: tuple[float, float] | None, domains: Mapping[int, str],
                  max_pixels: int, writer: str = "another model",
-                 missing_domain: str = "") -> None:
+                 missing_domain: str = "", mixtures: bool = True) -> None:
     """Raise unless the model ``name`` can decode a file with ``header``.
 
     ``lambda_bounds``: the model's λ range, None for a single-rate model. ``domains``: the
     domain ids the decoder holds adapters for, with their names. ``writer`` names the model
     whose fingerprint the file carries, for the mismatch message; ``missing_domain`` ends
-    the message for a domain the decoder lacks (what to do about it).
+    the message for a domain the decoder lacks (what to do about it). ``mixtures``: whether
+    the decoder can apply a mixture of domain adapters.
     """
     if header.fingerprint != fingerprint:
         raise ModelMismatchError(
@@ -58,9 +59,15 @@ def check_header(header: Header, *, name: str, fingerprint: bytes, widths: Seque
                 f"corrupt slimcodec file: {name} needs a λ in [{lo:g}, {hi:g}]")
     elif header.rate_kind != RateKind.NONE:
         raise ModelMismatchError(f"{name} is single-rate; file has a rate setting")
-    if header.domain != 0 and header.domain not in domains:
-        held = ", ".join(f"{d} ({n})" for d, n in sorted(domains.items()))
+    if header.mixture and not mixtures:
+        ids = ", ".join(str(d) for d, _ in header.mixture)
         raise ModelMismatchError(
-            f"file was coded with the adapter of domain id {header.domain}, which {name} "
-            f"does not hold (it holds: {held or 'none'}){missing_domain}")
+            f"file mixes the adapters of domain ids {ids} (slimcodec compress --domain mix); "
+            f"{name} decodes files of one domain")
+    for domain in {header.domain, *(d for d, _ in header.mixture)} - {0}:
+        if domain not in domains:
+            held = ", ".join(f"{d} ({n})" for d, n in sorted(domains.items()))
+            raise ModelMismatchError(
+                f"file was coded with the adapter of domain id {domain}, which {name} "
+                f"does not hold (it holds: {held or 'none'}){missing_domain}")
     check_image_size(*header.image_size, max_pixels)

@@ -25,6 +25,8 @@ __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
     "MAX_IMAGE_SIDE",
+    "MAX_MIXTURE",
+    "MIXTURE_UNIT",
     "Bitstream",
     "Header",
     "RateKind",
@@ -44,7 +46,15 @@ _FIXED = struct.Struct("<4sBB8sHB4sHIIB")
 _LENGTH = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 _FLAG_GRAYSCALE = 0x01
-_KNOWN_FLAGS = _FLAG_GRAYSCALE
+_FLAG_MIXTURE = 0x02
+_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE
+# The optional mixture block (flag bit 1), right after the fixed header: a count, then per
+# member its domain id and its weight in 1/64ths (exact in binary floating point, so every
+# decoder applies the same weights).
+_MIXTURE_COUNT = struct.Struct("<B")
+_MIXTURE_MEMBER = struct.Struct("<HB")
+MIXTURE_UNIT = 64
+MAX_MIXTURE = 8
 
 
 class RateKind(enum.IntEnum):
@@ -66,7 +76,12 @@ class Header:
         image_size: ``(height, width)`` of the original image, in pixels.
         grayscale: the source was single-channel; decoders return a one-channel image.
         rate_kind, rate: the rate setting for variable-rate models (see :class:`RateKind`).
-        domain: 0 for the source codec, else the id of the domain adapter used.
+        domain: 0 for the source codec, else the id of the domain adapter used (with a
+            mixture: the one whose entropy models coded the latent, 0 for the source's).
+        mixture: decoder adapters mixed by the encoder's gate, ``(domain id, weight)``
+            pairs, each weight a multiple of 1/:data:`MIXTURE_UNIT` in [0, 255/64], the
+            coding domain among them (at weight 0 if it does not decode); empty for a file
+            of one domain.
     """
 
     fingerprint: bytes
@@ -76,6 +91,7 @@ class Header:
     rate_kind: RateKind = RateKind.NONE
     rate: float = 0.0
     domain: int = 0
+    mixture: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.fingerprint) != FINGERPRINT_SIZE:
@@ -93,6 +109,17 @@ class Header:
             float(self.rate).is_integer() and 0 <= self.rate < 1 << 32
         ):
             raise ValueError(f"rate index {self.rate} is not a u32")
+        if len(self.mixture) > MAX_MIXTURE:
+            raise ValueError(f"a mixture of {len(self.mixture)} domains (at most {MAX_MIXTURE})")
+        ids = [d for d, _ in self.mixture]
+        if len(set(ids)) != len(ids):
+            raise ValueError("a domain appears twice in the mixture")
+        for d, weight in self.mixture:
+            units = weight * MIXTURE_UNIT
+            if not (0 < d < 1 << 16 and float(units).is_integer() and 0 <= units < 256):
+                raise ValueError(f"mixture member ({d}, {weight}) out of range")
+        if self.mixture and self.domain not in (0, *ids):
+            raise ValueError(f"domain {self.domain} is not one of the mixture's")
 
 
 @dataclass(frozen=True)
@@ -120,7 +147,7 @@ def pack(bitstream: Bitstream) -> bytes:
         _FIXED.pack(
             MAGIC,
             FORMAT_VERSION,
-            _FLAG_GRAYSCALE if h.grayscale else 0,
+            (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0),
             h.fingerprint,
             h.width,
             int(h.rate_kind),
@@ -131,6 +158,10 @@ def pack(bitstream: Bitstream) -> bytes:
             len(strings),
         )
     )
+    if h.mixture:
+        out += _MIXTURE_COUNT.pack(len(h.mixture))
+        for d, weight in h.mixture:
+            out += _MIXTURE_MEMBER.pack(d, int(weight * MIXTURE_UNIT))
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -157,13 +188,21 @@ def unpack(data: bytes) -> Bitstream:
     (_, _, flags, fingerprint, width, rate_kind, rate_raw, domain, height, img_width, n) = (
         _FIXED.unpack_from(data)
     )
-    lengths_end = _FIXED.size + n * _LENGTH.size
+    # The mixture block's length is read before the CRC is checked, so it is bounded first.
+    lengths_start, members = _FIXED.size, 0
+    if flags & _FLAG_MIXTURE:
+        if len(data) < _FIXED.size + _MIXTURE_COUNT.size:
+            raise TruncatedBitstreamError("truncated slimcodec file: mixture block cut")
+        (members,) = _MIXTURE_COUNT.unpack_from(data, _FIXED.size)
+        lengths_start += _MIXTURE_COUNT.size + members * _MIXTURE_MEMBER.size
+    lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
             f"truncated slimcodec file: {len(data)} bytes, header alone needs "
             f"{lengths_end + _CRC.size}"
         )
-    lengths = [_LENGTH.unpack_from(data, _FIXED.size + i * _LENGTH.size)[0] for i in range(n)]
+    lengths = [_LENGTH.unpack_from(data, lengths_start + i * _LENGTH.size)[0]
+               for i in range(n)]
     expected = lengths_end + sum(lengths) + _CRC.size
     if len(data) < expected:
         raise TruncatedBitstreamError(
@@ -188,6 +227,13 @@ def unpack(data: bytes) -> Bitstream:
             (rate,) = struct.unpack("<I", rate_raw)
         if kind == RateKind.NONE and rate_raw != bytes(4):
             raise ValueError("rate kind 0 (none) with non-zero rate bytes")
+        mixture = []
+        for i in range(members):
+            d, units = _MIXTURE_MEMBER.unpack_from(
+                data, _FIXED.size + _MIXTURE_COUNT.size + i * _MIXTURE_MEMBER.size)
+            mixture.append((d, units / MIXTURE_UNIT))
+        if flags & _FLAG_MIXTURE and not mixture:
+            raise ValueError("an empty mixture")
         header = Header(
             fingerprint=fingerprint,
             width=width,
@@ -196,6 +242,7 @@ def unpack(data: bytes) -> Bitstream:
             rate_kind=kind,
             rate=float(rate),
             domain=domain,
+            mixture=tuple(mixture),
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")
