@@ -1,6 +1,7 @@
 """Domain adaptation without forgetting (issue 13), on tiny models of every kind."""
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -388,3 +389,29 @@ def test_compress_domain_mix_on_the_command_line(screens, tmp_path, capsys):
     assert set(info["mixture"]) <= {str(domain_id("screen")), str(domain_id("art"))}
     assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, *files]) == 0
     assert Image.open(tmp_path / "o.png").size == (48, 32)
+
+
+def test_forged_mixtures_end_in_typed_errors(screens):
+    """Hostile mixture blocks (valid CRCs) against a codec that holds adapters of every
+    method: an extend domain mixed, members repeated or unknown, weights up to 255/64."""
+    from slimcodec.bitstream.hostile import forged_mixture
+    from slimcodec.errors import SlimcodecError
+
+    model = tiny("slimcae")
+    adapters = [run_adapt(model, screens, method, steps=1, domain=method).adapter
+                for method in ("adapters", "bias", "extend")]
+    codec = Codec(model, rd_lambdas=LAMBDAS, adapters=adapters)
+    image = natural_like(16, 32)
+    valid = [codec.encode_rgb(image, 16, domain=a.domain) for a in adapters]
+    rng = random.Random(5)
+    outcomes = {}
+    for i in range(600):
+        try:
+            codec.decode_rgb(forged_mixture(valid[i % 3], rng))
+            outcome = "decoded"
+        except SlimcodecError as exc:
+            outcome = type(exc).__name__
+            if "cannot be mixed" in str(exc):
+                outcome = "extend refused"
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    assert outcomes.get("decoded", 0) > 20 and outcomes.get("extend refused", 0) > 10, outcomes

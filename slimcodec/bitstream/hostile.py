@@ -102,6 +102,22 @@ def forged_fields(data: bytes, rng: random.Random) -> bytes:
     return _seal(body)
 
 
+def forged_mixture(data: bytes, rng: random.Random) -> bytes:
+    """A mixture block set in (flag bit 1): members of the file's own domain, the source's
+    0 or strangers, repeated, of any weight, too many, none, or not as many as counted."""
+    body = _body(data)
+    (domain,) = struct.unpack_from("<H", body, 21)
+    count = rng.choice([0, 1, 1, 1, 2, 2, 3, 8, 9, 255])
+    members = max(0, count + rng.choice([0, 0, 0, 0, 0, -1, 1]))
+    block = bytes([count]) + b"".join(
+        struct.pack("<HB", rng.choice([domain, domain, 0, 1, 0xFFFF]),
+                    rng.choice([0, 1, 32, 64, 255, rng.randrange(256)]))
+        for _ in range(members))
+    body[5] |= 0x02
+    body[_LENGTHS:_LENGTHS] = block
+    return _seal(body)
+
+
 KINDS = {
     "mutated": mutated,
     "random payload": random_payload,
@@ -109,6 +125,7 @@ KINDS = {
     "resized payload": resized,
     "forged size": forged_size,
     "forged fields": forged_fields,
+    "forged mixture": forged_mixture,
 }
 
 
