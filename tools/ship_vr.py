@@ -12,7 +12,7 @@ decoding), registered in slimcodec/zoo/registry.py.
     python tools/ship_vr.py --name slimcae-vr2 --run ../runs-vr2/vr \\
         --sources ../shared/data/train_photos/SOURCES.md \\
         --stage "start=..." --stage "training=..." --stage "commands=..." --note "..."
-    python tools/ship_vr.py --name slimcae-vr2 --card-only --sources ... --note "..."
+    python tools/ship_vr.py --name slimcae-vr2 --card-only --sources ... [--note "..."]
 """
 
 from __future__ import annotations
@@ -162,7 +162,8 @@ def main() -> None:
                    help="SOURCES.md of the training images")
     p.add_argument("--stage", action="append", default=[], metavar="LABEL=TEXT",
                    help="a row of the card's training record (repeatable, in order)")
-    p.add_argument("--note", default="", help="a paragraph for the card's head")
+    p.add_argument("--note", help="a paragraph for the card's head (--card-only keeps the "
+                                  "card's own when none is given)")
     p.add_argument("--card-only", action="store_true",
                    help="rewrite the card of weights already shipped (fresh benchmarks)")
     args = p.parse_args()
@@ -170,7 +171,21 @@ def main() -> None:
         if args.run is None or not args.stage:
             p.error("shipping needs --run and at least one --stage")
         ship(args.name, args.run, args.sources, [s.split("=", 1) for s in args.stage])
-    write_card(args.name, args.sources, args.note)
+    note = args.note
+    if note is None:
+        note = existing_note(args.name) if args.card_only else ""
+    write_card(args.name, args.sources, note)
+
+
+def existing_note(name: str) -> str:
+    """The head paragraph of a shipped card (often edited by hand since): between the
+    fingerprint sentence and the training table."""
+    card = WEIGHTS_DIR / f"{name}.md"
+    if not card.exists():
+        return ""
+    m = re.search(r"Fingerprint `[0-9a-f]+`\.\n\n(.*?)\n\n\| field \| value \|",
+                  card.read_text(), re.S)
+    return m.group(1) if m else ""
 
 
 if __name__ == "__main__":
