@@ -211,10 +211,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    codec = _with_adapters(codec_for(args.model, args.max_pixels),
-                           [args.adapter] if args.adapter else None)
+    codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
     images = find_images(args.dir)
-    domain = next(iter(codec.adapters.values())).domain if codec.adapters else None
+    domain = _domain(args, codec)
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
                       refine=args.refine, domain=domain)
     if args.json:
@@ -439,7 +438,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     e.add_argument("--refine", type=int, default=0,
                    help="refine each latent with this many steps (default: none)")
-    e.add_argument("--adapter", help="measure the model adapted by this adapter file")
+    e.add_argument("--adapter", action="append",
+                   help="measure the model adapted by this adapter file (repeatable: the "
+                        "gate codes each image, as compress does)")
+    e.add_argument("--domain", help="with --adapter: code every image with this domain, or "
+                                    "through the gate ('auto', 'mix')")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

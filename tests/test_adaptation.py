@@ -372,7 +372,7 @@ def test_the_gate_weighs_decoder_adapters(kind, screens):
                                                                        domain="mix")
 
 
-def test_compress_domain_mix_on_the_command_line(screens, tmp_path, capsys):
+def test_compress_and_eval_domain_mix_on_the_command_line(screens, tmp_path, capsys):
     model = tiny("slimcae")
     save_model_file(model, tmp_path / "m.pt", meta={"lambdas": LAMBDAS})
     files = []
@@ -389,6 +389,13 @@ def test_compress_domain_mix_on_the_command_line(screens, tmp_path, capsys):
     assert set(info["mixture"]) <= {str(domain_id("screen")), str(domain_id("art"))}
     assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, *files]) == 0
     assert Image.open(tmp_path / "o.png").size == (48, 32)
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(natural_like(32, 48)).save(tmp_path / "imgs" / "a.png")
+    for domain, expected in ((["--domain", "mix"], "mix"), ([], "auto"),
+                             (["--domain", "art"], "art")):
+        assert main(["eval", str(tmp_path / "imgs"), *base, *files, *domain, "-q", "--json",
+                     str(tmp_path / "r.json")]) == 0
+        assert json.loads((tmp_path / "r.json").read_text())["domain"] == expected
 
 
 def test_forged_mixtures_end_in_typed_errors(screens):
