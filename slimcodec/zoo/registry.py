@@ -177,3 +177,9 @@ def slimcae_vr2(**kwargs: Any) -> ModulatedSlimCAE:
 def slimcae_vr3(**kwargs: Any) -> ModulatedSlimCAE:
     """`slimcae-vr2`'s run continued to 40,000 steps: the same model and λ ranges."""
     return slimcae_vr2(**kwargs)
+
+
+@register_model(name="slimcae-vr4", weights="slimcae-vr4.pt")
+def slimcae_vr4(**kwargs: Any) -> ModulatedSlimCAE:
+    """`slimcae-vr3`'s run continued to 60,000 steps: the same model and λ ranges."""
+    return slimcae_vr2(**kwargs)
