@@ -85,6 +85,15 @@ def adapted_codec(source, model: str, lambdas, result, path: Path, name: str,
     return Codec(result.model, rd_lambdas=lambdas), None
 
 
+def add_data_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the domains' images come from, and the test crops (shared with gate_mixture.py)."""
+    p.add_argument("--screens", type=int, default=40, help="screens rendered to adapt on")
+    p.add_argument("--test", type=int, default=6, help="held-out images per domain")
+    p.add_argument("--art", default="../shared/data/art")
+    p.add_argument("--photos", default="../shared/data/photos")
+    p.add_argument("--crop", default="384x256", help="WxH of every test image")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="slimcae")
@@ -113,11 +122,7 @@ def main() -> None:
                    help="adapter methods code each test image through the encoder's gate "
                         "(adapter or source codec, the lower RD loss) instead of always "
                         "through the adapter")
-    p.add_argument("--screens", type=int, default=40, help="screens generated to adapt on")
-    p.add_argument("--test", type=int, default=6, help="held-out images per domain")
-    p.add_argument("--art", default="../shared/data/art")
-    p.add_argument("--photos", default="../shared/data/photos")
-    p.add_argument("--crop", default="384x256", help="WxH of every test image")
+    add_data_arguments(p)
     args = p.parse_args()
     if args.folds and (args.seen or args.halves):
         p.error("--folds measures whole held-out images; drop --seen and --halves")

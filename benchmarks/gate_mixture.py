@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from adaptation import pooled
+from adaptation import add_data_arguments, pooled
 from common import centre_crop, fmt, load_test_images, table_head, write_section
 from PIL import Image
 
@@ -57,11 +57,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--entropy-models", action=argparse.BooleanOptionalAction, default=False,
                    help="the adapters with their domains' own entropy models")
-    p.add_argument("--screens", type=int, default=40, help="screens rendered to adapt on")
-    p.add_argument("--test", type=int, default=6, help="test images per set")
-    p.add_argument("--art", default="../shared/data/art")
-    p.add_argument("--photos", default="../shared/data/photos")
-    p.add_argument("--crop", default="384x256", help="WxH of every test image")
+    add_data_arguments(p)
     args = p.parse_args()
     w, h = (int(v) for v in args.crop.split("x"))
     source = load_model(args.model)
