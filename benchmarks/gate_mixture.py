@@ -1,6 +1,6 @@
 """The gate over several domain adapters (issue 13): one adapter per image, or a mixture.
 
-Two `adapters` domains are adapted as `benchmarks/adaptation.py` adapts them (screens on 40
+Two `adapters` domains are adapted as `benchmarks/adaptation.py` adapts them (screens on
 rendered screens, illustrations on the first half of `../shared/data/art`), and both are
 loaded. Each test image is then coded four ways:
 
@@ -121,7 +121,8 @@ def _body(args: argparse.Namespace, rows: list[str], variable: bool) -> str:
     return f"""## Domain adaptation: {title}
 
 Two `adapters` domains{own}, adapted for {args.steps} steps as in the `adaptation` section
-(screens: 40 rendered; illustrations: the first half of `../shared/data/art`), both loaded.
+(screens: {args.screens} rendered; illustrations: the first half of `../shared/data/art`), both
+loaded.
 Each test set (centre crops {args.crop}; {args.test} images per set but illustrations, the
 second half of the art) is coded by the source codec, through the adapter of its own
 domain (`named`; pages: screen; photos: the source codec), by the gate that picks one
