@@ -344,13 +344,7 @@ class Codec:
             for quarters in grid:
                 weights = {a.domain: q / 4 for a, q in zip(mixable, quarters, strict=True)
                            if q}
-                alone = {coder.domain: 1.0} if coder else {}
-                if weights == alone:  # the plain file already is this candidate
-                    data = plain
-                else:
-                    header = replace(bitstream.header,
-                                     mixture=self._mixture_members(weights, coder))
-                    data = pack(Bitstream(header, bitstream.strings))
+                data = pack(self._weighed(bitstream, weights, coder))
                 candidates.append((self.rd_loss(rgb, data), len(candidates), data,
                                    coder.domain if coder else None, weights))
         loss, _, data, coder, weights = min(candidates)
@@ -358,6 +352,23 @@ class Codec:
             report.update({"mixture": weights, "domain": coder, "loss": loss,
                            "candidates": len(candidates)})
         return data
+
+    def _weighed(self, bitstream: Bitstream, weights: dict[str, float], coder: Any
+                 ) -> Bitstream:
+        """``bitstream`` (coded with ``coder``'s entropy models) decoded with ``weights``,
+        in its shortest form: a mixture block only where no single domain decodes alike."""
+        if not weights and coder is None:
+            return bitstream
+        if len(weights) == 1 and next(iter(weights.values())) == 1.0:
+            alone = self.adapter_for(next(iter(weights)))
+            # One adapter at weight 1 is that domain's plain file when its entropy models
+            # code the latent: its own, or the source's for an adapter that has none.
+            if coder is alone or (coder is None and not len(alone.bottlenecks)):
+                return Bitstream(replace(bitstream.header, domain=alone.domain_id),
+                                 bitstream.strings)
+        return Bitstream(replace(bitstream.header,
+                                 mixture=self._mixture_members(weights, coder)),
+                         bitstream.strings)
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
                  tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,

@@ -350,6 +350,14 @@ def test_the_gate_weighs_decoder_adapters(kind, screens):
     with pytest.raises(ValueError, match="multiple of 1/64"):
         codec.encode_rgb(image, width, mixture={"screen": 0.3})
 
+    # The search writes each candidate in its shortest form: one adapter at weight 1, coded
+    # with its entropy models (the source's, for one that has none), is its plain file.
+    source_coded = unpack(codec.encode_rgb(image, width))
+    as_art = codec._weighed(source_coded, {"art": 1.0}, None)
+    assert pack(as_art) == codec.encode_rgb(image, width, domain="art")
+    assert codec._weighed(source_coded, {"screen": 1.0}, None).header.mixture  # own models
+    assert codec._weighed(source_coded, {}, None) == source_coded
+
     report = {}
     best = codec.encode_rgb(image, width, domain="mix", report=report)
     assert report["candidates"] == 2 * 15  # source's or screen's entropy models x the grid
