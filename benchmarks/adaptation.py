@@ -45,7 +45,7 @@ from PIL import Image
 
 from slimcodec.adaptation import ADAPTER_METHODS, DEFAULT_LR, METHODS, adapt, save_adapter
 from slimcodec.codec import Codec
-from slimcodec.domains.screen import render_screen
+from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
@@ -139,8 +139,7 @@ def main() -> None:
         (root / "screen").mkdir()
         screen_test, screen_seen = [], []
         if "screen" in args.domains:  # rendering takes a while: only when measured
-            for i in range(args.screens):
-                Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
+            write_screens(root / "screen", args.screens, size=(h, w))
             screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
             screen_seen = [render_screen(i, (h, w)) for i in range(args.test)]
         # The first half of the illustrations adapts, whole (a user adapts on the images
@@ -262,14 +261,19 @@ def _entropy_models(args: argparse.Namespace, method: str) -> bool | None:
     return args.entropy_models if method in ADAPTER_METHODS else None
 
 
-def _row(name: str, images: str, method: str, plain, target, seen_cell: str,
-         forgetting: float | None, size: int, model_bytes: int, seconds: float) -> str:
-    per_width = []
+def delta_psnr_cells(plain, target) -> str:
+    """ΔPSNR of ``target`` at each of ``plain``'s points' rates, as a table cell."""
+    cells = []
     for b, q in plain:
         at = psnr_at_rate(target, b)
-        per_width.append(fmt(None if at is None else at - q, "+.2f"))
+        cells.append(fmt(None if at is None else at - q, "+.2f"))
+    return ", ".join(cells)
+
+
+def _row(name: str, images: str, method: str, plain, target, seen_cell: str,
+         forgetting: float | None, size: int, model_bytes: int, seconds: float) -> str:
     return (f"| {name} | {images} | {method} | {fmt(bd_rate(plain, target), '+.1f', '%')} |"
-            f"{seen_cell} {', '.join(per_width)} | {fmt(forgetting, '+.2f', '%')} | "
+            f"{seen_cell} {delta_psnr_cells(plain, target)} | {fmt(forgetting, '+.2f', '%')} | "
             f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
 
 

@@ -26,16 +26,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from adaptation import add_data_arguments, pooled
+from adaptation import add_data_arguments, delta_psnr_cells, pooled
 from common import centre_crop, fmt, load_test_images, table_head, write_section
 from PIL import Image
 
 from slimcodec.adaptation import adapt
 from slimcodec.codec import Codec
-from slimcodec.domains.screen import render_screen
+from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE
-from slimcodec.utils.rd import bd_rate, psnr_at_rate
+from slimcodec.utils.rd import bd_rate
 from slimcodec.zoo import load_model, model_meta
 
 CODERS = ("source", "named", "auto", "mix")
@@ -77,10 +77,8 @@ def main() -> None:
     adapters = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        (root / "screen").mkdir()
+        write_screens(root / "screen", args.screens, size=(h, w))
         (root / "art").mkdir()
-        for i in range(args.screens):
-            Image.fromarray(render_screen(i, (h, w))).save(root / "screen" / f"{i:04d}.png")
         for name, rgb in art[:half]:
             Image.fromarray(rgb).save(root / "art" / name)
         for domain in ("screen", "art"):
@@ -98,14 +96,10 @@ def main() -> None:
             result = evaluate(codec, images, progress=False, domain=domain)
             target = pooled([result])
             plain = plain or target  # the source's, coded first
-            per_width = []
-            for b, q in plain:
-                at = psnr_at_rate(target, b)
-                per_width.append(fmt(None if at is None else at - q, "+.2f"))
             enc = np.mean([r["enc_ms"] for r in result["per_image"]])
             dec = np.mean([r["dec_ms"] for r in result["per_image"]])
             rows.append(f"| {set_name} | {coder} | {fmt(bd_rate(plain, target), '+.1f', '%')} "
-                        f"| {', '.join(per_width)} | {enc:.0f} | {dec:.0f} |")
+                        f"| {delta_psnr_cells(plain, target)} | {enc:.0f} | {dec:.0f} |")
             print(rows[-1], flush=True)
     body = _body(args, rows, isinstance(source, ModulatedSlimCAE))
     slug = "gate_mixture" + ("" if args.model == "slimcae" else f"-{args.model}")
