@@ -21,14 +21,18 @@ each image is coded by an adapter that never saw it and all images but a fold's 
 (``--folds 10`` on 10 images: leave one out, 9 adapt). The folds' test points are pooled
 into one curve per method. ``--halves`` adapts on every illustration's left half and tests
 on its right half: the styles seen, the pixels not. ``--gate`` codes each test image as
-the encoder's gate does (adapter or source codec, the lower RD loss).
+the encoder's gate does (adapter or source codec, the lower RD loss). ``--generated N``
+adds N illustrations from `slimcodec.domains.illustration` to the art the adaptation sees
+(``--generated-only``: those alone); the test images stay the real held-out ones.
 
     python benchmarks/adaptation.py [--model slimcae] [--counts 0 10 25] [--steps 400] \\
         [--lr LR (default: each method's own)] [--domains screen art] [--patch 64] \\
-        [--no-output-filter] [--[no-]entropy-models] [--seen] [--folds K | --halves] [--gate]
+        [--no-output-filter] [--[no-]entropy-models] [--seen] [--folds K | --halves] [--gate] \\
+        [--generated N [--generated-only]]
 
 A run off the defaults (another model, a subset of methods or domains, another step size,
-step count or patch, no output filter, --[no-]entropy-models, --seen, --folds, --halves, --gate)
+step count or patch, no output filter, --[no-]entropy-models, --seen, --folds, --halves, --gate,
+--generated)
 writes its own section, named after what it changed. A variable-rate model is measured by
 its RD envelope (every width at 5 λ).
 """
@@ -45,6 +49,7 @@ from PIL import Image
 
 from slimcodec.adaptation import ADAPTER_METHODS, DEFAULT_LR, METHODS, adapt, save_adapter
 from slimcodec.codec import Codec
+from slimcodec.domains.illustration import write_illustrations
 from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE
@@ -122,8 +127,14 @@ def main() -> None:
                    help="adapter methods code each test image through the encoder's gate "
                         "(adapter or source codec, the lower RD loss) instead of always "
                         "through the adapter")
+    p.add_argument("--generated", type=int, default=0,
+                   help="generated illustrations added to the art the adaptation sees")
+    p.add_argument("--generated-only", action="store_true",
+                   help="adapt on the generated illustrations alone (with --generated N)")
     add_data_arguments(p)
     args = p.parse_args()
+    if args.generated_only and not args.generated:
+        p.error("--generated-only needs --generated N")
     if args.folds and (args.seen or args.halves):
         p.error("--folds measures whole held-out images; drop --seen and --halves")
     if args.folds or args.halves:
@@ -147,9 +158,10 @@ def main() -> None:
         art = load_test_images(args.art, None)
         half = len(art) // 2
         (root / "art").mkdir()
-        for name, rgb in art if args.halves else art[:half]:
+        for name, rgb in [] if args.generated_only else art if args.halves else art[:half]:
             Image.fromarray(rgb[:, : rgb.shape[1] // 2] if args.halves else rgb).save(
                 root / "art" / name)
+        write_illustrations(root / "art", args.generated, size=(512, 768))
         art_crops = [centre_crop(rgb, (w, h)) for _, rgb in art]
         art_test, art_seen = art_crops[half:], art_crops[:half]
         if args.halves:  # the same styles, pixels never seen: right halves test
@@ -304,6 +316,10 @@ def _settings(args: argparse.Namespace) -> list[tuple[str, str]]:
         changes.append(("halves", "left halves adapt, right halves test"))
     if args.gate:
         changes.append(("gate", "gated per image"))
+    if args.generated:
+        changes.append((f"generated{args.generated}{'only' if args.generated_only else ''}",
+                        f"{'only ' if args.generated_only else ''}{args.generated} generated "
+                        "illustrations"))
     return changes
 
 
@@ -352,8 +368,12 @@ curve (seconds and forgetting: per fold, the folds' mean)""")
 (640x720) of every image of `../shared/data/art`, on 2 CPU cores. Test images: centre crops
 {w}x{h} of their right halves, pixels the adaptation never saw, in styles it did""")
     else:
-        adapt_on = {"screen": f"screens rendered at {w}x{h}",
-                    "art": "illustrations whole, 1280x720"}
+        art_on = ("" if args.generated_only else "illustrations whole, 1280x720"
+                  + (" and " if args.generated else ""))
+        if args.generated:
+            art_on += (f"{args.generated} generated illustrations, 768x512 "
+                       "(`slimcodec.domains.illustration`, seeds 0..)")
+        adapt_on = {"screen": f"screens rendered at {w}x{h}", "art": art_on}
         tests = {"screen": f"{args.test} screens never adapted on (seeds 1000+)",
                  "art": "the second half of `../shared/data/art`"}
         data = (f"""on the first N

@@ -292,6 +292,29 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from slimcodec.domains import GENERATORS
+
+    if args.count < 1:
+        raise ValueError(f"--count must be at least 1, got {args.count}")
+    w, h = _size(args.size)
+    paths = GENERATORS[args.domain](args.output, args.count, seed=args.seed, size=(h, w))
+    print(f"{args.output}: {len(paths)} {args.domain} images, {w}x{h}, seeds "
+          f"{args.seed}-{args.seed + len(paths) - 1}")
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WIDTHxHEIGHT`` as two positive integers, or a ValueError that names the option."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 768x512") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"size {text!r}: width and height must be positive")
+    return w, h
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from export.onnx_export import export_bundle  # the deployment wing, loaded on demand
 
@@ -326,7 +349,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_profile(args: argparse.Namespace) -> int:
     from export.profile import plot_profile, profile_model
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = _size(args.size)
     model = load_model(args.model)
     adapter = None
     if args.adapter:
@@ -521,6 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", required=True,
                    help="adapter file (extend, adapters, bias) or model file (the others)")
     a.set_defaults(func=cmd_adapt)
+
+    g = sub.add_parser("generate", help="write generated images of a content domain (screen "
+                                        "content, illustrations) to adapt on")
+    g.add_argument("domain", choices=["screen", "illustration"])
+    g.add_argument("-o", "--output", required=True, help="folder (created; files overwritten)")
+    g.add_argument("--count", type=int, default=40, help="images (default: %(default)s)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="first seed; image i is drawn from seed + i alone")
+    g.add_argument("--size", default="768x512", help="WIDTHxHEIGHT (default: %(default)s)")
+    g.set_defaults(func=cmd_generate)
 
     x = sub.add_parser("export", help="write a deployment bundle: per-width ONNX graphs, "
                                       "entropy tables, manifest")

@@ -1,8 +1,11 @@
-"""The screen-content generator (issue 13's domain data)."""
+"""The domain generators (issue 13's domain data): screen content and illustrations."""
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from slimcodec.cli import main
+from slimcodec.domains import illustration
 from slimcodec.domains.screen import KINDS, render_screen, write_screens
 
 
@@ -24,3 +27,46 @@ def test_every_kind_is_screen_like(kind):
     assert flat > 0.6
     with pytest.raises(ValueError, match="unknown screen kind"):
         render_screen(0, kind="photo")
+
+
+def test_illustrations_are_deterministic_and_varied(tmp_path):
+    a = illustration.render_illustration(5, (96, 144))
+    assert a.shape == (96, 144, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, illustration.render_illustration(5, (96, 144)))
+    assert not np.array_equal(illustration.render_illustration(9, (96, 144)), a)  # same kind
+    paths = illustration.write_illustrations(tmp_path, 3, seed=40, size=(48, 64))
+    assert [p.name for p in paths] == [f"illustration-{i:05d}.png" for i in range(40, 43)]
+
+
+@pytest.mark.parametrize("kind", illustration.KINDS)
+def test_every_illustration_kind_is_smooth_with_edges(kind):
+    """Vector-style art: mostly smooth (small steps between neighbours, unlike noise), yet
+    with edges (some large steps, unlike a plain gradient), and not one flat colour."""
+    steps = [np.abs(np.diff(illustration.render_illustration(seed, (128, 192), kind)
+                            .astype(int), axis=1)).max(-1) for seed in range(3)]
+    steps = np.concatenate([s.ravel() for s in steps])
+    assert (steps <= 4).mean() > 0.5  # noise: 0; small hexagons: 0.55
+    assert (steps >= 24).mean() > 0.0005
+    assert steps.std() > 1
+    with pytest.raises(ValueError, match="unknown illustration kind"):
+        illustration.render_illustration(0, kind="photo")
+
+
+@pytest.mark.parametrize("domain,prefix", [("screen", "screen"), ("illustration", "illustration")])
+def test_generate_writes_a_folder_to_adapt_on(tmp_path, capsys, domain, prefix):
+    out = tmp_path / "data"
+    assert main(["generate", domain, "-o", str(out), "--count", "2", "--seed", "3",
+                 "--size", "80x48"]) == 0
+    assert "2 " + domain in capsys.readouterr().out
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [f"{prefix}-00003.png", f"{prefix}-00004.png"]
+    assert Image.open(out / names[0]).size == (80, 48)
+
+
+@pytest.mark.parametrize("argv,words", [(["--size", "80by48"], "expected WIDTHxHEIGHT"),
+                                        (["--size", "0x48"], "must be positive"),
+                                        (["--count", "0"], "at least 1")])
+def test_generate_refuses_bad_options_in_one_line(tmp_path, capsys, argv, words):
+    assert main(["generate", "screen", "-o", str(tmp_path / "d"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
