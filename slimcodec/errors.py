@@ -70,6 +70,15 @@ class ModelFileError(SlimcodecError):
 class ResourceLimitError(SlimcodecError):
     """An image over the configured pixel limit, or memory exhausted while coding it."""
 
+    @staticmethod
+    def check_pixels(width: int, height: int, max_pixels: int | None) -> None:
+        """Raise for a ``width x height`` image over ``max_pixels`` (None: no limit). One
+        place for the check, so that an image file and a bitstream are refused alike."""
+        if max_pixels is not None and width * height > max_pixels:
+            raise ResourceLimitError(
+                f"image is {width}x{height} = {width * height} pixels, over the limit of "
+                f"{max_pixels} (raise it with --max-pixels / max_pixels)")
+
 
 class RateError(SlimcodecError, ValueError):
     """A rate setting (λ, quality, target) the model cannot honour; names the valid range."""

@@ -27,10 +27,7 @@ def check_image_size(height: int, width: int, max_pixels: int) -> None:
     if not (0 < height <= MAX_IMAGE_SIDE and 0 < width <= MAX_IMAGE_SIDE):
         raise ImageError(
             f"image is {width}x{height}; each side must be 1..{MAX_IMAGE_SIDE} pixels")
-    if height * width > max_pixels:
-        raise ResourceLimitError(
-            f"image is {width}x{height} = {height * width} pixels, over the limit of "
-            f"{max_pixels} (raise it with --max-pixels / max_pixels)")
+    ResourceLimitError.check_pixels(width, height, max_pixels)
 
 
 def check_header(header: Header, *, name: str, fingerprint: bytes, widths: Sequence[int],

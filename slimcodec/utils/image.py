@@ -123,14 +123,6 @@ def to_rgb(img: Image.Image, source: str | None = None) -> tuple[Image.Image, bo
         raise ImageError(f"cannot convert an image of mode {mode!r} to RGB: {exc}") from None
 
 
-def _check_pixels(size: tuple[int, int], max_pixels: int | None) -> None:
-    w, h = size
-    if max_pixels is not None and w * h > max_pixels:
-        raise ResourceLimitError(
-            f"image is {w}x{h} = {w * h} pixels, over the limit of {max_pixels} "
-            "(raise it with --max-pixels / max_pixels)")
-
-
 def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarray, bool]:
     """Load a path, PIL image or uint8 array as an ``(H, W, 3)`` uint8 array.
 
@@ -151,7 +143,7 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
         path = Path(image)
         try:
             with Image.open(path) as opened:
-                _check_pixels(opened.size, max_pixels)
+                ResourceLimitError.check_pixels(*opened.size, max_pixels)
                 frames = getattr(opened, "n_frames", 1)
                 if frames > 1:
                     _lossy(str(path), f"only the first of its {frames} frames is coded")
@@ -167,6 +159,6 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
             raise ImageError(f"{path}: not a readable image ({exc})") from None
     if not isinstance(image, Image.Image):
         raise ImageError(f"expected a path, PIL image or uint8 array, got {type(image).__name__}")
-    _check_pixels(image.size, max_pixels)
+    ResourceLimitError.check_pixels(*image.size, max_pixels)
     rgb, gray = to_rgb(image)
     return np.array(rgb, dtype=np.uint8), gray
