@@ -24,6 +24,7 @@ from tqdm import tqdm
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
+from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
@@ -41,6 +42,7 @@ from slimcodec.zoo import (
 )
 
 EXIT_BAD_INPUT = 2
+GENERATE_MAX_PIXELS = 1 << 22  # per generated image (`slimcodec generate --size`)
 
 
 def _json_safe(obj: Any) -> Any:
@@ -293,11 +295,12 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from slimcodec.domains import GENERATORS
-
     if args.count < 1:
         raise ValueError(f"--count must be at least 1, got {args.count}")
     w, h = _size(args.size)
+    if w * h > GENERATE_MAX_PIXELS:  # drawn at twice the size, in float: memory grows fast
+        raise ValueError(f"--size {args.size}: at most {GENERATE_MAX_PIXELS} pixels per image "
+                         "(e.g. 2560x1600)")
     paths = GENERATORS[args.domain](args.output, args.count, seed=args.seed, size=(h, w))
     print(f"{args.output}: {len(paths)} {args.domain} images, {w}x{h}, seeds "
           f"{args.seed}-{args.seed + len(paths) - 1}")
@@ -547,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("generate", help="write generated images of a content domain (screen "
                                         "content, illustrations) to adapt on")
-    g.add_argument("domain", choices=["screen", "illustration"])
+    g.add_argument("domain", choices=sorted(GENERATORS))
     g.add_argument("-o", "--output", required=True, help="folder (created; files overwritten)")
     g.add_argument("--count", type=int, default=40, help="images (default: %(default)s)")
     g.add_argument("--seed", type=int, default=0,

@@ -65,7 +65,8 @@ def test_generate_writes_a_folder_to_adapt_on(tmp_path, capsys, domain, prefix):
 
 @pytest.mark.parametrize("argv,words", [(["--size", "80by48"], "expected WIDTHxHEIGHT"),
                                         (["--size", "0x48"], "must be positive"),
-                                        (["--count", "0"], "at least 1")])
+                                        (["--count", "0"], "at least 1"),
+                                        (["--size", "4000x4000"], "at most 4194304 pixels")])
 def test_generate_refuses_bad_options_in_one_line(tmp_path, capsys, argv, words):
     assert main(["generate", "screen", "-o", str(tmp_path / "d"), *argv]) == 2
     err = capsys.readouterr().err
