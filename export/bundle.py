@@ -13,13 +13,18 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
     synthesis-<w>-d<id>.onnx source's with the adapter's stages (and ``.int8.onnx`` ones,
                              with --int8); its entropy tables, when it has its own
                              (``extend``), under ``d<id>_`` keys
+    synthesis-<w>-mix.onnx   latent, weights (K,) [, lmbda] -> image: the source's synthesis
+                             with the K decoder-side adapters (``bias``, ``adapters``) mixed,
+                             each stage x + sum_k weights[k] (A_k(x) - x); it decodes the
+                             weighing gate's files (``slimcodec compress --domain mix``)
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
 model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,
 and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model's: a bundle
 writes and reads the very files ``slimcodec`` does. A file's domain id (0: no adapter)
 selects the graphs and tables it decodes with; the manifest's optional ``domains`` maps each
-id to its name, adapter method and graphs (bundles without it read as before).
+id to its name, adapter method and graphs (bundles without it read as before), and the
+optional ``mixture`` lists the ids the mixing graphs take weights for, in input order.
 """
 
 from __future__ import annotations
@@ -105,6 +110,14 @@ class Bundle:
                 for kind in ("analysis", "synthesis"):
                     if kind not in graphs[str(w)]:
                         raise ValueError(f"no {kind} graph for width {w}{where}")
+        if "mixture" in m:
+            members = self.mixture_domains
+            if not members or len(set(members)) != len(members) or any(
+                    d not in self.domains for d in members):
+                raise ValueError(f"bad mixture domains {members}")
+            for w in self.widths:
+                if "synthesis" not in m["mixture"]["graphs"][str(w)]:
+                    raise ValueError(f"no mixing synthesis graph for width {w}")
         if self.variable_rate:
             lo, hi = self.lambda_bounds
             if not 0 < lo <= hi or self.rate_anchors < 1:
@@ -176,6 +189,12 @@ class Bundle:
         raise ModelMismatchError(f"{self.name} has no adapter for domain {name!r} "
                                  f"(built in: {known})")
 
+    @property
+    def mixture_domains(self) -> tuple[int, ...]:
+        """The ids of the adapters the mixing graphs weigh, in the order of their ``weights``
+        input (empty: the bundle cannot decode mixed files)."""
+        return tuple(int(d) for d in (self.manifest.get("mixture") or {}).get("domains", ()))
+
     def anchor(self, lmbda: float | None) -> int:
         if lmbda is None:
             return 0
@@ -192,6 +211,19 @@ class Bundle:
             what = f"{kind} graph{' (int8)' if int8 else ''}"
             where = f", domain {domain}" if domain else ""
             raise BundleError(f"{self.root}: no {what} for width {width}{where}")
+        return self._checked(entry)
+
+    def mixture_graph(self, width: int) -> Path:
+        """The checked path of a width's mixing synthesis graph (float: there is no int8)."""
+        entry = (self.manifest.get("mixture") or {}).get("graphs", {}).get(str(width), {})
+        if "synthesis" not in entry:
+            raise ModelMismatchError(f"{self.name}'s bundle has no graphs that mix domain "
+                                     "adapters (export it with its bias or adapters --adapter "
+                                     "files)")
+        return self._checked(entry["synthesis"])
+
+    def _checked(self, entry: dict[str, Any]) -> Path:
+        """A graph entry's path, once its file is there and its SHA-256 matches."""
         path = self.root / entry["file"]
         if not path.is_file():
             raise BundleError(f"{path}: graph file missing from the bundle")

@@ -65,6 +65,25 @@ class _Synthesis(nn.Module):
         return self.model.synthesis(latent, lmbda)
 
 
+class _MixedSynthesis(nn.Module):
+    """The synthesis with decoder adapters mixed by weights that are a graph input, one per
+    adapter, as :class:`~slimcodec.adaptation.AdapterMixture` mixes them in slimcodec."""
+
+    def __init__(self, model: SlimCAE, adapters: Sequence[Any]) -> None:
+        super().__init__()
+        self.model = model
+        self.adapters = list(adapters)  # frozen copies, not submodules: traced as constants
+
+    def forward(self, latent: Tensor, weights: Tensor, lmbda: Tensor | None = None) -> Tensor:
+        from slimcodec.adaptation import AdapterMixture
+
+        mixture = AdapterMixture([(a, weights[k]) for k, a in enumerate(self.adapters)])
+        with self.model.using_adapter(mixture):
+            if lmbda is None:
+                return self.model.synthesis(latent)
+            return self.model.synthesis(latent, lmbda)
+
+
 def graph_modules(model: SlimCAE) -> tuple[nn.Module, nn.Module]:
     """The analysis and synthesis transforms as modules with the graphs' signatures."""
     return _Analysis(model), _Synthesis(model)
@@ -145,6 +164,32 @@ def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[in
     return domains
 
 
+def _export_mixture(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[int],
+                    root: Path) -> dict[str, Any] | None:
+    """One synthesis graph per width that mixes the decoder-side adapters (``bias``,
+    ``adapters``) with weights given at run time: what decodes ``--domain mix`` files. The
+    manifest's ``mixture``: the member ids, in the order of the ``weights`` input, and the
+    graphs. None when no adapter can be mixed."""
+    from slimcodec.adaptation import MIXABLE_METHODS
+
+    mixable = [a for a in adapters if a.method in MIXABLE_METHODS]
+    if not mixable:
+        return None
+    module = _MixedSynthesis(model, [traceable_adapter(a) for a in mixable])
+    variable = isinstance(model, ModulatedSlimCAE)
+    graphs = {}
+    for w in widths:
+        model.set_width(w)
+        args = (torch.full((1,), model.lmbda),) if variable else ()
+        with torch.no_grad():
+            latent = model.analysis(torch.rand(1, 3, 64, 96))
+        file = f"synthesis-{w}-mix.onnx"
+        _export(module, (latent, torch.full((len(mixable),), 0.5), *args),
+                ["latent", "weights", *(["lmbda"] if variable else [])], "image", root / file)
+        graphs[str(w)] = {"synthesis": {"file": file}}
+    return {"domains": [a.domain_id for a in mixable], "graphs": graphs}
+
+
 def export_bundle(
     model: SlimCAE,
     out: str | os.PathLike,
@@ -158,7 +203,9 @@ def export_bundle(
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
     domain adapters of this model (:func:`slimcodec.adaptation.load_adapter`), each built
-    in with float graphs of its own, so the bundle codes and decodes that domain's files.
+    in with float graphs of its own, so the bundle codes and decodes that domain's files;
+    the decoder-side ones (``bias``, ``adapters``) also in one mixing synthesis graph per
+    width, which decodes the weighing gate's files (``--domain mix``).
     ``rd_lambdas``: a single-rate model's training λ, one per model width (its file's
     metadata), recorded so that the edge runtime's gate can weigh rate against distortion.
     Returns ``out``."""
@@ -180,6 +227,7 @@ def export_bundle(
             graphs[str(w)] = _export_width(model, w, work)
             tables.update(_entropy_arrays(model, w))
         domains = _export_domains(model, adapters, widths, work, tables)
+        mixture = _export_mixture(model, adapters, widths, work)
         model.set_width(model.widths[0])
         np.savez(work / TABLES, **tables)
         manifest: dict[str, Any] = {
@@ -200,6 +248,8 @@ def export_bundle(
         }
         if domains:
             manifest["domains"] = domains
+        if mixture:
+            manifest["mixture"] = mixture
         if rd_lambdas is not None and not variable:
             manifest["rd_lambdas"] = {str(w): float(rd_lambdas[model.widths.index(w)])
                                       for w in widths}
@@ -224,6 +274,8 @@ def export_bundle(
 def _seal(root: Path, manifest: dict[str, Any]) -> None:
     """Record every graph's SHA-256 and write the manifest."""
     domain_graphs = [d["graphs"] for d in manifest.get("domains", {}).values()]
+    if "mixture" in manifest:
+        domain_graphs.append(manifest["mixture"]["graphs"])
     for graphs in (manifest["graphs"], *domain_graphs):
         for entry in graphs.values():
             for graph in entry.values():

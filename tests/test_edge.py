@@ -4,6 +4,7 @@ import io
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
@@ -16,9 +17,9 @@ from export.bundle import Bundle
 from export.edge import EdgeCodec
 from export.edge.cli import main as edge_main
 from export.onnx_export import export_bundle
-from slimcodec.bitstream import MAGIC, rans, unpack
+from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import BundleError, ModelMismatchError
+from slimcodec.errors import BundleError, CorruptBitstreamError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
 from slimcodec.training.trainer import init_from
 from slimcodec.zoo import save_model_file
@@ -342,14 +343,31 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
                                                               len(f), weight)
     assert len(set(losses.values())) == 3 and losses[art.domain_id] < losses[0]
     assert unpack(data).header.domain == min(losses, key=losses.get)
-    # The weighing gate's files are slimcodec's alone: each domain's graphs have its adapter
-    # built in, so the edge runtime has nothing to weigh them with, and says so.
-    mixed = Codec(model, rd_lambdas=lambdas, adapters=[screen, art]).encode_rgb(
-        rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.5})
-    with pytest.raises(ModelMismatchError, match="decodes files of one domain"):
-        edge.decode_rgb(mixed)
-    with pytest.raises(ModelMismatchError, match="domain mix needs slimcodec"):
+    # The weighing gate's files decode through the bundle's mixing graph, the file's weights
+    # its input: as slimcodec decodes them, to one level. Searching weights is slimcodec's.
+    codec = Codec(model, rd_lambdas=lambdas, adapters=[screen, art])
+    mixed = codec.encode_rgb(rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.25})
+    theirs, ours = codec.decode_rgb(mixed)[0], edge.decode_rgb(mixed)[0]
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    alone = codec.decode_rgb(codec.encode_rgb(rgb, width, lmbda=lmbda, domain="screen"))[0]
+    assert np.abs(theirs.astype(int) - alone).max() > 1  # the weights took effect
+    assert edge.bundle.mixture_domains == (screen.domain_id, art.domain_id)
+    with pytest.raises(ModelMismatchError, match="does not search"):
         edge.encode_rgb(rgb, width, lmbda=lmbda, domain="mix")
+    export_bundle(model, tmp_path / "one", kind, adapters=[screen], rd_lambdas=lambdas)
+    with pytest.raises(ModelMismatchError, match="does not hold"):  # art's adapter is missing
+        EdgeCodec(tmp_path / "one").decode_rgb(mixed)
+    # An encoder-side adapter is built in but never mixed: a file that mixes it is forged.
+    photo = DomainAdapter(model, "extend", "photo")
+    export_bundle(model, tmp_path / "ext", kind, adapters=[photo, art], rd_lambdas=lambdas)
+    bitstream = unpack(mixed)
+    forged = pack(Bitstream(replace(bitstream.header, mixture=(
+        (photo.domain_id, 0.5), (art.domain_id, 0.25))), bitstream.strings))
+    with pytest.raises(CorruptBitstreamError, match="changes the encoder"):
+        EdgeCodec(tmp_path / "ext").decode_rgb(forged)
+    export_bundle(model, tmp_path / "ext-only", kind, adapters=[photo], rd_lambdas=lambdas)
+    with pytest.raises(ModelMismatchError, match="decodes files of one domain"):
+        EdgeCodec(tmp_path / "ext-only").decode_rgb(mixed)
     if kind == "slimcae":  # a bundle exported without the training λ cannot weigh the gate
         export_bundle(model, tmp_path / "old", kind, adapters=[art])
         with pytest.raises(BundleError, match="records no training λ"):

@@ -7,7 +7,9 @@ decoded from a file are identical, and pixels differ at most by one level where 
 runtimes' float arithmetic rounds differently (``benchmarks/edge_parity.py`` measures how
 often). A bundle exported with domain adapters (``slimcodec export --adapter``) codes with
 them too: ``encode(..., domain=NAME)`` writes the domain's id, and a file's id picks the
-graphs and entropy tables it decodes with.
+graphs and entropy tables it decodes with. A file of the weighing gate (``slimcodec compress
+--domain mix``) decodes through the bundle's mixing graph, with the file's weights as its
+input; the runtime decodes such files but does not search weights itself.
 """
 
 from __future__ import annotations
@@ -76,10 +78,11 @@ class EdgeCodec:
 
     def session(self, width: int, kind: str, domain: int = 0) -> ort.InferenceSession:
         """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph (of a
-        domain's adapter for ``domain`` > 0)."""
+        domain's adapter for ``domain`` > 0), or of its ``mix`` graph (float always)."""
         key = (width, kind, domain)
         if key not in self._sessions:
-            path = self.bundle.graph(width, kind, self.int8, domain)
+            path = (self.bundle.mixture_graph(width) if kind == "mix"
+                    else self.bundle.graph(width, kind, self.int8, domain))
             try:
                 self._sessions[key] = ort.InferenceSession(
                     str(path), self.options, providers=["CPUExecutionProvider"])
@@ -87,12 +90,27 @@ class EdgeCodec:
                 raise BundleError(f"{path}: not a loadable graph ({exc})") from None
         return self._sessions[key]
 
-    def _transform(self, width: int, kind: str, lmbda: float | None, domain: int = 0
-                   ) -> Callable[[np.ndarray], np.ndarray]:
+    def _transform(self, width: int, kind: str, lmbda: float | None, domain: int = 0,
+                   weights: np.ndarray | None = None) -> Callable[[np.ndarray], np.ndarray]:
         session = self.session(width, kind, domain)
         first = session.get_inputs()[0].name
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
+        if weights is not None:
+            extra["weights"] = weights
         return lambda x: session.run(None, {first: x, **extra})[0]
+
+    def _mixture_weights(self, header: Header) -> np.ndarray:
+        """The mixing graph's ``weights`` input for a mixed file: each member's weight at its
+        place in the bundle's mixture, 0 for the rest."""
+        members = self.bundle.mixture_domains
+        weights = np.zeros(len(members), np.float32)
+        for domain, weight in header.mixture:
+            if domain not in members:  # built in, but not decoder-side: no valid file mixes it
+                raise CorruptBitstreamError(
+                    f"corrupt slimcodec file: it mixes domain id {domain}, whose adapter "
+                    f"({self.bundle.domains[domain]['method']}) changes the encoder")
+            weights[members.index(domain)] = weight
+        return weights
 
     # -- checks -----------------------------------------------------------------------------
 
@@ -137,9 +155,10 @@ class EdgeCodec:
                      for name in (None, *(e["name"] for e in self.bundle.domains.values()))]
             return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
                                                        len(data), weight))
-        if domain == "mix":  # each domain's graphs have its adapter built in: none to weigh
-            raise ModelMismatchError("the edge runtime codes with one domain's graphs; "
-                                     "--domain mix needs slimcodec (or use 'auto')")
+        if domain == "mix":  # decoding a mixture is one graph; searching weights is not
+            raise ModelMismatchError("the edge runtime decodes mixed files but does not search "
+                                     "their weights: --domain mix needs slimcodec (or use "
+                                     "'auto')")
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(
@@ -160,7 +179,7 @@ class EdgeCodec:
                      domains={d: e["name"] for d, e in self.bundle.domains.items()},
                      max_pixels=self.max_pixels,
                      missing_domain=" (re-export the bundle with its adapter)",
-                     mixtures=False)
+                     mixtures=bool(self.bundle.mixture_domains))
 
     def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
         """The file's entropy-decoded ``(C, h, w)`` integer latent, and its header."""
@@ -185,9 +204,14 @@ class EdgeCodec:
         symbols, header = self.decode_symbols(data)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         _, medians = self.bundle.tables(header.width, lmbda, header.domain)
+        if header.mixture:  # the domain field names the entropy models; the weights, the graph
+            synthesis = self._transform(header.width, "mix", lmbda,
+                                        weights=self._mixture_weights(header))
+        else:
+            synthesis = self._transform(header.width, "synthesis", lmbda, header.domain)
         try:
             rgb = tiling.synthesize(
-                self._transform(header.width, "synthesis", lmbda, header.domain),
+                synthesis,
                 lambda s: s.astype(np.float32) + medians, symbols, header.image_size,
                 self.bundle.downsampling, self.tile)
         except MemoryError:
