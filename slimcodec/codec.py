@@ -11,14 +11,12 @@ is allocated for them.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -37,6 +35,7 @@ from slimcodec.bitstream import (
     unpack,
 )
 from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     CorruptBitstreamError,
@@ -53,9 +52,6 @@ __all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
 DEFAULT_MAX_PIXELS = 1 << 26
-
-#: Most decoder adapters ``encode_rgb(domain="mix")`` weighs: 70 weightings for 4.
-MIX_SEARCH_LIMIT = 4
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
@@ -331,44 +327,25 @@ class Codec:
         if not mixable:
             raise ModelMismatchError("--domain mix weighs decoder adapters (methods "
                                      f"{', '.join(MIXABLE_METHODS)}); none is loaded")
-        if len(mixable) > MIX_SEARCH_LIMIT:  # the grid grows as C(n + 4, 4)
-            raise ValueError(f"--domain mix weighs at most {MIX_SEARCH_LIMIT} adapters "
-                             f"({len(mixable)} are loaded)")
-        grid = [w for w in itertools.product(*[(0, 1, 2, 3, 4)] * len(mixable))
-                if sum(w) <= 4]
+        grid = weight_grid(len(mixable))
+        own = {a.domain_id for a in mixable if len(a.bottlenecks)}
         candidates = []
-        for coder in [None, *(a for a in mixable if len(a.bottlenecks))]:
-            plain = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
-                                    domain=coder.domain if coder else None)
-            bitstream = unpack(plain)
-            for quarters in grid:
-                weights = {a.domain: q / 4 for a, q in zip(mixable, quarters, strict=True)
-                           if q}
-                data = pack(self._weighed(bitstream, weights, coder))
+        for coder in [None, *(a for a in mixable if a.domain_id in own)]:
+            plain = unpack(self.encode_rgb(rgb, width, grayscale, lmbda, refine,
+                                           domain=coder.domain if coder else None))
+            for weights in grid:
+                header = weighed_header(
+                    plain.header, {a.domain_id: w for a, w in zip(mixable, weights, strict=True)},
+                    coder.domain_id if coder else 0, own)
+                data = pack(Bitstream(header, plain.strings))
+                chosen = {a.domain: w for a, w in zip(mixable, weights, strict=True) if w}
                 candidates.append((self.rd_loss(rgb, data), len(candidates), data,
-                                   coder.domain if coder else None, weights))
+                                   coder.domain if coder else None, chosen))
         loss, _, data, coder, weights = min(candidates)
         if report is not None:
             report.update({"mixture": weights, "domain": coder, "loss": loss,
                            "candidates": len(candidates)})
         return data
-
-    def _weighed(self, bitstream: Bitstream, weights: dict[str, float], coder: Any
-                 ) -> Bitstream:
-        """``bitstream`` (coded with ``coder``'s entropy models) decoded with ``weights``,
-        in its shortest form: a mixture block only where no single domain decodes alike."""
-        if not weights and coder is None:
-            return bitstream
-        if len(weights) == 1 and next(iter(weights.values())) == 1.0:
-            alone = self.adapter_for(next(iter(weights)))
-            # One adapter at weight 1 is that domain's plain file when its entropy models
-            # code the latent: its own, or the source's for an adapter that has none.
-            if coder is alone or (coder is None and not len(alone.bottlenecks)):
-                return Bitstream(replace(bitstream.header, domain=alone.domain_id),
-                                 bitstream.strings)
-        return Bitstream(replace(bitstream.header,
-                                 mixture=self._mixture_members(weights, coder)),
-                         bitstream.strings)
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
                  tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,

@@ -315,6 +315,7 @@ def test_the_gate_weighs_decoder_adapters(kind, screens):
     from slimcodec.adaptation import AdapterMixture
     from slimcodec.bitstream import Bitstream, pack
     from slimcodec.bitstream.checks import check_header
+    from slimcodec.bitstream.mixture import weighed_header
 
     model = tiny(kind)
     screen = run_adapt(model, screens, "adapters", entropy_models=True).adapter
@@ -353,10 +354,19 @@ def test_the_gate_weighs_decoder_adapters(kind, screens):
     # The search writes each candidate in its shortest form: one adapter at weight 1, coded
     # with its entropy models (the source's, for one that has none), is its plain file.
     source_coded = unpack(codec.encode_rgb(image, width))
-    as_art = codec._weighed(source_coded, {"art": 1.0}, None)
-    assert pack(as_art) == codec.encode_rgb(image, width, domain="art")
-    assert codec._weighed(source_coded, {"screen": 1.0}, None).header.mixture  # own models
-    assert codec._weighed(source_coded, {}, None) == source_coded
+    own = {domain_id("screen")}  # the screen adapter has its own entropy models
+
+    def weighed(weights: dict[str, float], coder: int = 0) -> bytes:
+        ids = {domain_id(name): w for name, w in weights.items()}
+        return pack(Bitstream(weighed_header(source_coded.header, ids, coder, own),
+                              source_coded.strings))
+
+    assert weighed({"art": 1.0}) == codec.encode_rgb(image, width, domain="art")
+    assert unpack(weighed({"screen": 1.0})).header.mixture  # own models: must say whose
+    assert weighed({}) == pack(source_coded)
+    assert weighed({"art": 0.0, "screen": 0.0}) == pack(source_coded)
+    assert dict(unpack(weighed({"art": 0.5}, domain_id("screen"))).header.mixture) == {
+        domain_id("screen"): 0.0, domain_id("art"): 0.5}
 
     report = {}
     best = codec.encode_rgb(image, width, domain="mix", report=report)
@@ -378,6 +388,19 @@ def test_the_gate_weighs_decoder_adapters(kind, screens):
     with pytest.raises(ModelMismatchError, match="none is loaded"):
         Codec(model, rd_lambdas=LAMBDAS, adapters=[extend]).encode_rgb(image, width,
                                                                        domain="mix")
+
+
+def test_the_weight_grid_holds_the_source_and_each_adapter_alone():
+    from slimcodec.bitstream.mixture import MIX_SEARCH_LIMIT, weight_grid
+
+    for n, size in ((1, 5), (2, 15), (4, 70)):  # C(n + 4, 4)
+        grid = weight_grid(n)
+        assert len(grid) == len(set(grid)) == size and all(sum(w) <= 1 for w in grid)
+        assert (0.0,) * n in grid
+        assert all(tuple(float(i == k) for i in range(n)) in grid for k in range(n))
+    for n in (0, MIX_SEARCH_LIMIT + 1):
+        with pytest.raises(ValueError, match="weighs 1 to 4 adapters"):
+            weight_grid(n)
 
 
 def test_compress_and_eval_domain_mix_on_the_command_line(screens, tmp_path, capsys):

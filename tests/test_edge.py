@@ -344,7 +344,7 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
     assert len(set(losses.values())) == 3 and losses[art.domain_id] < losses[0]
     assert unpack(data).header.domain == min(losses, key=losses.get)
     # The weighing gate's files decode through the bundle's mixing graph, the file's weights
-    # its input: as slimcodec decodes them, to one level. Searching weights is slimcodec's.
+    # its input: as slimcodec decodes them, to one level.
     codec = Codec(model, rd_lambdas=lambdas, adapters=[screen, art])
     mixed = codec.encode_rgb(rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.25})
     theirs, ours = codec.decode_rgb(mixed)[0], edge.decode_rgb(mixed)[0]
@@ -352,8 +352,12 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
     alone = codec.decode_rgb(codec.encode_rgb(rgb, width, lmbda=lmbda, domain="screen"))[0]
     assert np.abs(theirs.astype(int) - alone).max() > 1  # the weights took effect
     assert edge.bundle.mixture_domains == (screen.domain_id, art.domain_id)
-    with pytest.raises(ModelMismatchError, match="does not search"):
-        edge.encode_rgb(rgb, width, lmbda=lmbda, domain="mix")
+    # And the edge runtime searches the weights as slimcodec does: its file is at least as
+    # good as the source's and each adapter's alone (all on its grid), and slimcodec reads it.
+    searched = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="mix")
+    decoded = edge.decode_rgb(searched)[0]
+    assert rd_loss(rgb, decoded, len(searched), weight) <= min(losses.values())
+    assert np.abs(codec.decode_rgb(searched)[0].astype(int) - decoded).max() <= 1
     export_bundle(model, tmp_path / "one", kind, adapters=[screen], rd_lambdas=lambdas)
     with pytest.raises(ModelMismatchError, match="does not hold"):  # art's adapter is missing
         EdgeCodec(tmp_path / "one").decode_rgb(mixed)
@@ -368,6 +372,8 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
     export_bundle(model, tmp_path / "ext-only", kind, adapters=[photo], rd_lambdas=lambdas)
     with pytest.raises(ModelMismatchError, match="decodes files of one domain"):
         EdgeCodec(tmp_path / "ext-only").decode_rgb(mixed)
+    with pytest.raises(ModelMismatchError, match="no decoder adapters to weigh"):
+        EdgeCodec(tmp_path / "ext-only").encode_rgb(rgb, width, lmbda=lmbda, domain="mix")
     if kind == "slimcae":  # a bundle exported without the training λ cannot weigh the gate
         export_bundle(model, tmp_path / "old", kind, adapters=[art])
         with pytest.raises(BundleError, match="records no training λ"):

@@ -35,8 +35,8 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _codec(args)
-    domain_id = (codec.bundle.domain_id(args.domain) if args.domain not in (None, "auto")
-                 else 0)
+    domain_id = (codec.bundle.domain_id(args.domain)
+                 if args.domain not in (None, "auto", "mix") else 0)
     variable = codec.bundle.variable_rate
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--lmbda", type=float, help="variable-rate bundles: λ")
             c.add_argument("--domain", help="code with this built-in domain adapter "
                                             "(slimcodec export --adapter); 'auto': the gate "
-                                            "picks it, or none, by RD loss")
+                                            "picks it, or none, by RD loss; 'mix': the gate "
+                                            "weighs the decoder adapters")
             add_budget_arguments(c, required_profile=False)
         c.set_defaults(func=func)
     return p

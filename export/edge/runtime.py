@@ -9,7 +9,7 @@ often). A bundle exported with domain adapters (``slimcodec export --adapter``) 
 them too: ``encode(..., domain=NAME)`` writes the domain's id, and a file's id picks the
 graphs and entropy tables it decodes with. A file of the weighing gate (``slimcodec compress
 --domain mix``) decodes through the bundle's mixing graph, with the file's weights as its
-input; the runtime decodes such files but does not search weights itself.
+input, and ``encode(..., domain="mix")`` searches the weights as slimcodec does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from PIL import Image
 from slimcodec import tiling
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
 from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     BundleError,
@@ -144,7 +145,8 @@ class EdgeCodec:
                    lmbda: float | None = None, domain: str | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; ``"auto"``, the gate: code with the source and every built-in adapter and
-        keep the file of the lowest RD loss (as :meth:`slimcodec.codec.Codec.encode_rgb`)."""
+        keep the file of the lowest RD loss (as :meth:`slimcodec.codec.Codec.encode_rgb`);
+        ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
@@ -155,10 +157,8 @@ class EdgeCodec:
                      for name in (None, *(e["name"] for e in self.bundle.domains.values()))]
             return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
                                                        len(data), weight))
-        if domain == "mix":  # decoding a mixture is one graph; searching weights is not
-            raise ModelMismatchError("the edge runtime decodes mixed files but does not search "
-                                     "their weights: --domain mix needs slimcodec (or use "
-                                     "'auto')")
+        if domain == "mix":
+            return self._mix(rgb, width, grayscale, lmbda)
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(
@@ -170,6 +170,30 @@ class EdgeCodec:
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
                         0.0 if lmbda is None else lmbda, domain_id)
         return pack(Bitstream(header, (string,)))
+
+    def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
+             ) -> bytes:
+        """The gate that weighs the built-in decoder adapters, as slimcodec's ``--domain
+        mix``: every weighting on the grid (:mod:`slimcodec.bitstream.mixture`), with each
+        choice of entropy models, decoded through the mixing graph; the lowest RD loss."""
+        members = self.bundle.mixture_domains
+        if not members:
+            raise ModelMismatchError(f"{self.name}'s bundle has no decoder adapters to weigh "
+                                     "(export it with bias or adapters --adapter files)")
+        grid = weight_grid(len(members))
+        own = {d for d in members if self.bundle.domains[d].get("own_tables")}
+        weight = self.bundle.rd_weight(width, lmbda)
+        candidates = []
+        for coder in (0, *(d for d in members if d in own)):
+            name = self.bundle.domains[coder]["name"] if coder else None
+            plain = unpack(self.encode_rgb(rgb, width, grayscale, lmbda, name))
+            for weights in grid:
+                header = weighed_header(plain.header, dict(zip(members, weights, strict=True)),
+                                        coder, own)
+                data = pack(Bitstream(header, plain.strings))
+                loss = rd_loss(rgb, self.decode_rgb(data)[0], len(data), weight)
+                candidates.append((loss, len(candidates), data))
+        return min(candidates)[2]
 
     def check(self, header: Header) -> None:
         """Raise unless this bundle can decode a file with ``header``."""
