@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from slimcodec.domains.folder import write_rendered
+
 __all__ = ["KINDS", "render_illustration", "write_illustrations"]
 
 KINDS = ("lowpoly", "hexagons", "layers", "bokeh")
@@ -227,11 +229,4 @@ def render_illustration(seed: int, size: tuple[int, int] = (512, 768),
 def write_illustrations(out: str | os.PathLike, count: int, seed: int = 0,
                         size: tuple[int, int] = (512, 768)) -> list[Path]:
     """Write ``count`` illustrations as PNG files ``illustration-<seed>.png`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(seed, seed + count):
-        path = out / f"illustration-{i:05d}.png"
-        Image.fromarray(render_illustration(i, size)).save(path)
-        paths.append(path)
-    return paths
+    return write_rendered(out, "illustration", count, seed, lambda i: render_illustration(i, size))

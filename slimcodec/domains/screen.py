@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from slimcodec.domains.folder import write_rendered
+
 __all__ = ["KINDS", "render_screen", "write_screens"]
 
 KINDS = ("code", "prose", "chart", "ui")
@@ -203,11 +205,4 @@ def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | Non
 def write_screens(out: str | os.PathLike, count: int, seed: int = 0,
                   size: tuple[int, int] = (512, 768)) -> list[Path]:
     """Write ``count`` screens as PNG files ``screen-<seed>.png`` into ``out``."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(seed, seed + count):
-        path = out / f"screen-{i:05d}.png"
-        Image.fromarray(render_screen(i, size)).save(path)
-        paths.append(path)
-    return paths
+    return write_rendered(out, "screen", count, seed, lambda i: render_screen(i, size))
