@@ -378,3 +378,49 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
         export_bundle(model, tmp_path / "old", kind, adapters=[art])
         with pytest.raises(BundleError, match="records no training λ"):
             EdgeCodec(tmp_path / "old").encode_rgb(rgb, domain="auto")
+
+
+EDGE_CHILD = r"""
+import json, sys, pathlib, warnings
+warnings.filterwarnings("ignore")
+from export.edge import EdgeCodec
+from slimcodec.errors import SlimcodecError
+codec = EdgeCodec(sys.argv[1], threads=1, max_pixels=1 << 20)
+counts = {}
+for path in sorted(pathlib.Path(sys.argv[2]).glob("*.slc")):
+    try:
+        codec.decode_rgb(path.read_bytes())
+        outcome = "decoded"
+    except SlimcodecError as exc:
+        outcome = type(exc).__name__
+    counts[outcome] = counts.get(outcome, 0) + 1
+print(json.dumps(counts))
+"""
+
+
+def test_hostile_files_end_in_typed_errors_on_the_edge(tmp_path):
+    """The edge runtime's decoder, adapters and mixing graph built in, on hostile files of
+    every kind (a forged mixture among them): a typed error or an image, never a crash (a
+    child process, so that a crash fails this test instead of the run)."""
+    from slimcodec.adaptation import DomainAdapter
+    from slimcodec.bitstream.hostile import KINDS as HOSTILE
+    from slimcodec.bitstream.hostile import hostile_files
+
+    model = tiny("slimcae")
+    art, photo = DomainAdapter(model, "bias", "art"), DomainAdapter(model, "extend", "photo")
+    export_bundle(model, tmp_path / "b", "slimcae", adapters=[art, photo])
+    codec = Codec(model, adapters=[art, photo])
+    valid = [codec.encode_rgb(natural_like(h, w, seed=h), width, **how)
+             for h, w in [(16, 16), (33, 47)] for width in (16, 8)
+             for how in ({}, {"domain": "art"}, {"domain": "photo"},
+                         {"mixture": {"art": 0.5}})]
+    files = tmp_path / "files"
+    files.mkdir()
+    count = 40 * len(HOSTILE)
+    for i, (_, data) in enumerate(hostile_files(valid, count, seed=2)):
+        (files / f"{i:05d}.slc").write_bytes(data)
+    child = subprocess.run([sys.executable, "-c", EDGE_CHILD, str(tmp_path / "b"), str(files)],
+                           capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, child.stderr[-2000:]
+    counts = json.loads(child.stdout.strip().splitlines()[-1])
+    assert sum(counts.values()) == count and counts.get("decoded", 0) < count // 2, counts
