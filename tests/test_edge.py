@@ -304,13 +304,16 @@ def test_export_cli_builds_adapters_in(exported, tmp_path, capsys):
     assert "no adapter for domain 'art'" in capsys.readouterr().err
     # The gate: a variable-rate file's λ weighs it; this single-rate model's file recorded no
     # training λ, so neither did its bundle, and the gate says so.
-    code = edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
-                      str(tmp_path / "z.slc"), "--width", "8", "--domain", "auto"])
-    err = capsys.readouterr().err
-    if isinstance(model, ModulatedSlimCAE):
-        assert code == 0 and unpack((tmp_path / "z.slc").read_bytes()).header.width == 8
-    else:
-        assert code == 2 and err.count("\n") == 1 and "records no training λ" in err
+    for gate in ("auto", "mix"):  # the gate that picks, and the one that weighs
+        code = edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+                          str(tmp_path / "z.slc"), "--width", "8", "--domain", gate])
+        err = capsys.readouterr().err
+        if isinstance(model, ModulatedSlimCAE):
+            assert code == 0 and unpack((tmp_path / "z.slc").read_bytes()).header.width == 8
+            assert edge_main(["decode", str(tmp_path / "b"), str(tmp_path / "z.slc"), "-o",
+                              str(tmp_path / "z.png")]) == 0
+        else:
+            assert code == 2 and err.count("\n") == 1 and "records no training λ" in err
 
 
 @pytest.mark.parametrize("kind", KINDS)
