@@ -42,3 +42,37 @@ def sliced_slimcae(widths=SMALL_WIDTHS):
     small.update(force=True)
     torch.manual_seed(0)
     return small.eval()
+
+
+_DECODE_CHILD = r"""
+import json, sys, pathlib, warnings
+warnings.filterwarnings("ignore")
+from slimcodec.errors import SlimcodecError
+{setup}
+counts = {{}}
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.slc")):
+    try:
+        codec.decode_rgb(path.read_bytes())
+        outcome = "decoded"
+    except SlimcodecError as exc:
+        outcome = type(exc).__name__
+        if "entropy-coded" in str(exc) or "bypass" in str(exc):
+            outcome = "refused by the entropy decoder"
+    counts[outcome] = counts.get(outcome, 0) + 1
+print(json.dumps(counts))
+"""
+
+
+def decode_outcomes(setup: str, files, timeout: float = 600) -> dict:
+    """Decode every ``*.slc`` in ``files`` in a child process, with the ``codec`` that the
+    Python code ``setup`` binds, so that a crash fails the calling test instead of the run.
+    Returns how many files ended each way: ``decoded``, a typed error's class name, or
+    ``refused by the entropy decoder``."""
+    import json
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", _DECODE_CHILD.format(setup=setup),
+                            str(files)], capture_output=True, text=True, timeout=timeout)
+    assert child.returncode == 0, child.stderr[-2000:]  # a signal (crash) is negative
+    return json.loads(child.stdout.strip().splitlines()[-1])
