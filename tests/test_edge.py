@@ -126,6 +126,30 @@ print("ok")
     assert Image.open(tmp_path / "out.png").size == (52, 40)
 
 
+def test_exporting_adapters_never_imports_training(tmp_path):
+    """export/ reads bundles and the bitstream, never slimcodec.training: building adapters
+    and their mixing graph into a bundle loads the adapters alone."""
+    script = f"""
+import sys
+from export.onnx_export import export_bundle
+from slimcodec.adaptation import DomainAdapter
+from slimcodec.models import SlimCAE
+model = SlimCAE((16, 8)).eval()
+model.update(force=True)  # the tables the export builds, before adapters take its fingerprint
+export_bundle(model, {str(tmp_path / "b")!r}, "tiny",
+              adapters=[DomainAdapter(model, "bias", "art"), DomainAdapter(model, "extend", "x")])
+loaded = [m for m in sys.modules if m.startswith("slimcodec.training")]
+assert not loaded, loaded
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+    from slimcodec.adaptation import domain_id
+
+    assert Bundle.load(tmp_path / "b").mixture_domains == (domain_id("art"),)
+
+
 def test_dash_is_standard_input_and_output(exported, tmp_path, monkeypatch, capsysbinary):
     _, root = exported
     buf = io.BytesIO()

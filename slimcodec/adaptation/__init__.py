@@ -1,4 +1,11 @@
-"""Domain adaptation without forgetting (issue 13): adapters and ``slimcodec adapt``."""
+"""Domain adaptation without forgetting (issue 13): adapters and ``slimcodec adapt``.
+
+The adapters (:mod:`.adapters`) are what a codec, a bundle export or a decoder needs; the
+adaptation loop (:mod:`.train`) needs :mod:`slimcodec.training` too, so its names are
+imported on first use: loading or mixing adapters never imports the training side.
+"""
+
+from typing import Any
 
 from .adapters import (
     ADAPTER_METHODS,
@@ -9,7 +16,8 @@ from .adapters import (
     load_adapter,
     save_adapter,
 )
-from .train import DEFAULT_LR, DEFAULT_STEPS, METHODS, AdaptResult, adapt
+
+_TRAINING_NAMES = ("DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "adapt")
 
 __all__ = [
     "ADAPTER_METHODS",
@@ -25,3 +33,11 @@ __all__ = [
     "load_adapter",
     "save_adapter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRAINING_NAMES:
+        from . import train
+
+        return getattr(train, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
