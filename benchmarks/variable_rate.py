@@ -221,10 +221,10 @@ def refined_section(model: str, images, crop, steps: int) -> None:
                  for name, pts in (("plain", plain), (f"refined, {steps} steps", refined))}
     classical = _classical(images)
     rates = [0.1, 0.15, 0.25, 0.4, 0.6, 1.0]
+    webp = [psnr_at_rate(classical["WebP"], b) for b in rates]
     rows = []
     for name, env in envelopes.items():
         at = [psnr_at_rate(env, b) for b in rates]
-        webp = [psnr_at_rate(classical["WebP"], b) for b in rates]
         bpps = [b for b, _ in env]
         rows.append(f"| {name} | {min(bpps):.3f}-{max(bpps):.3f} | "
                     f"{max(q for _, q in env):.2f} | "
