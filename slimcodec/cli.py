@@ -32,7 +32,13 @@ from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effor
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.console import summary, warnings_as_lines
 from slimcodec.utils.image import ImageLike, find_images, image_argument, load_rgb
-from slimcodec.utils.io import atomic_write_bytes, check_not_input, read_input, write_output
+from slimcodec.utils.io import (
+    atomic_write_bytes,
+    check_not_input,
+    check_writable,
+    read_input,
+    write_output,
+)
 from slimcodec.zoo import (
     find_by_fingerprint,
     list_models,
@@ -267,6 +273,7 @@ def _train_defaults() -> dict[str, Any]:
 def cmd_adapt(args: argparse.Namespace) -> int:
     from slimcodec.adaptation import DEFAULT_STEPS, adapt, save_adapter
 
+    check_writable(args.output)  # now, not after minutes of adaptation
     model = load_model(args.model)
     lambdas = model_meta(args.model).get("lambdas")
     result = adapt(model, args.data, args.method, args.domain, lambdas,

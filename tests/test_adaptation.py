@@ -1,6 +1,7 @@
 """Domain adaptation without forgetting (issue 13), on tiny models of every kind."""
 
 import json
+import os
 import random
 
 import numpy as np
@@ -175,6 +176,31 @@ def test_domain_ids_gate_and_errors(screens, tmp_path, capsys):
     assert set(report["gate"]) == {"source", "screen"}
     chosen = min(report["gate"], key=report["gate"].get)
     assert unpack(data).header.domain == (0 if chosen == "source" else domain_id("screen"))
+
+
+def test_adapt_refuses_an_unwritable_output_before_it_trains(screens, tmp_path, capsys,
+                                                             monkeypatch):
+    """A missing or read-only output folder is reported at once, not after the minutes of
+    adaptation whose result it would lose."""
+    import slimcodec.adaptation
+
+    def trains(*args, **kwargs):
+        raise AssertionError("adaptation ran although its output cannot be written")
+
+    monkeypatch.setattr(slimcodec.adaptation, "adapt", trains)
+    save_model_file(tiny("slimcae"), tmp_path / "m.pt", meta={"lambdas": LAMBDAS})
+    readonly = tmp_path / "readonly"
+    readonly.mkdir()
+    readonly.chmod(0o555)
+    outputs = [tmp_path / "missing" / "a.adapter"]
+    if not os.access(readonly, os.W_OK):  # root writes anywhere
+        outputs.append(readonly / "a.adapter")
+    for out in outputs:
+        code = main(["adapt", "--model", str(tmp_path / "m.pt"), "--data", str(screens),
+                     "--domain", "x", "--method", "bias", "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and str(out) in err and err.count("\n") == 1
+    readonly.chmod(0o755)
 
 
 def test_an_adapter_restored_after_a_block_follows_the_width_set_inside_it(screens):

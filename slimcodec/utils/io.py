@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["STDIO", "atomic_write", "atomic_write_bytes", "check_not_input", "read_input",
-           "write_output"]
+__all__ = ["STDIO", "atomic_write", "atomic_write_bytes", "check_not_input", "check_writable",
+           "read_input", "write_output"]
 
 STDIO = "-"
 
@@ -46,6 +46,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise the ``OSError`` that writing ``path`` would (its folder missing, read-only,
+    full of inodes) now, before long work whose result would then be lost: the same test
+    :func:`atomic_write` starts with, a temporary file beside ``path``."""
+    if str(path) == STDIO:
+        return
+    path = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    except OSError as exc:
+        raise _about(exc, path) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
