@@ -5,8 +5,9 @@ source model (`slimcodec adapt`'s code, the same steps for all), and the adapted
 measured on held-out images of the domain (never used for adapting) and on the source's
 photos:
 
-* target gain: BD-rate of the adapted curve (its widths as RD points) against the
-  unadapted one on the held-out domain images, and ΔPSNR at equal rate per width;
+* target gain: BD-rate of the adapted curve (its widths as RD points; a variable-rate
+  model's RD envelope, and each width's own curve over its λ) against the unadapted one on
+  the held-out domain images, and ΔPSNR at equal rate per point;
 * forgetting: BD-rate change on the photos when coding them as the adapted codec would
   (the new model for `finetune`/`selective`; for adapter methods, photos are coded without
   the adapter, domain 0, which is the source codec bit for bit);
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import centre_crop, fmt, load_test_images, table_head, write_section
@@ -57,11 +59,22 @@ from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 from slimcodec.zoo import load_model, model_meta, save_model_file
 
 
-def curve(codec: Codec, images, domain: str | None = None) -> list[tuple[float, float]]:
+@dataclass
+class Curve:
+    """A codec's RD points on a set of images. ``points``: its curve, a single-rate model's
+    widths or a variable-rate model's RD envelope. ``by_width``: for a variable-rate model,
+    each width's own curve over its λ, widest first (empty for a single-rate model, whose
+    widths are one point each)."""
+
+    points: list[tuple[float, float]]
+    by_width: dict[int, list[tuple[float, float]]]
+
+
+def curve(codec: Codec, images, domain: str | None = None) -> Curve:
     return pooled([evaluate(codec, images, progress=False, domain=domain)])
 
 
-def pooled(results: list[dict]) -> list[tuple[float, float]]:
+def pooled(results: list[dict]) -> Curve:
     """One RD point per operating point (width, and λ for a variable-rate model): the mean
     over every image of every result (the folds of a cross-validation test disjoint images
     of one size)."""
@@ -69,12 +82,16 @@ def pooled(results: list[dict]) -> list[tuple[float, float]]:
     for result in results:
         for r in result["per_image"]:
             records.setdefault((r["width"], r.get("lmbda")), []).append(r)
-    points = [(sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
-              for rs in records.values()]
+    points = {key: (sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
+              for key, rs in records.items()}
     # A variable-rate model's points are a cloud (5 widths x 5 λ): its curve is the RD
     # envelope, the points a user would pick. A single-rate model's widths are its curve.
-    variable = any(lmbda is not None for _, lmbda in records)
-    return rd_hull(points) if variable else points
+    if all(lmbda is None for _, lmbda in records):
+        return Curve(list(points.values()), {})
+    by_width: dict[int, list[tuple[float, float]]] = {}
+    for (width, _), point in sorted(points.items(), key=lambda kv: (-kv[0][0], kv[1][0])):
+        by_width.setdefault(width, []).append(point)
+    return Curve(rd_hull(list(points.values())), by_width)
 
 
 def adapted_codec(source, model: str, lambdas, result, path: Path, name: str,
@@ -202,7 +219,7 @@ def measure_counts(args, root: Path, source, base: Codec, lambdas, domains, seen
                 continue
             done.add((name, n))
             seen_images = seen[name][: min(n, args.test)]
-            plain_seen = curve(base, seen_images) if args.seen else []
+            plain_seen = curve(base, seen_images).points if args.seen else []
             for method in args.methods:
                 t0 = time.time()
                 result = adapt(source, folder, method, name, lambdas, steps=args.steps,
@@ -214,8 +231,8 @@ def measure_counts(args, root: Path, source, base: Codec, lambdas, domains, seen
                 codec, domain = adapted_codec(source, args.model, lambdas, result, path,
                                               name, args.gate)
                 target = curve(codec, test, domain)
-                forgetting = bd_rate(photo_curve, curve(codec, photos))
-                seen_curve = curve(codec, seen_images, domain) if args.seen else []
+                forgetting = bd_rate(photo_curve.points, curve(codec, photos).points)
+                seen_curve = curve(codec, seen_images, domain).points if args.seen else []
                 seen_cell = (f" {fmt(bd_rate(plain_seen, seen_curve), '+.1f', '%')} |"
                              if args.seen else "")
                 rows.append(_row(name, str(n), method, plain, target, seen_cell,
@@ -257,7 +274,7 @@ def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crop
                                           args.gate)
             results.append(evaluate(codec, [art_crops[j] for j in held], progress=False,
                                     domain=domain))
-            forgetting.append(bd_rate(photo_curve, curve(codec, photos)))
+            forgetting.append(bd_rate(photo_curve.points, curve(codec, photos).points))
             print(f"{method} fold {i + 1}/{k}: {seconds:.0f} s", flush=True)
         known = [f for f in forgetting if f is not None]
         rows.append(_row("art", f"{adapt_count} ({k} folds)", method, plain, pooled(results),
@@ -282,10 +299,20 @@ def delta_psnr_cells(plain, target) -> str:
     return ", ".join(cells)
 
 
-def _row(name: str, images: str, method: str, plain, target, seen_cell: str,
+def width_bd_cells(plain: Curve, target: Curve) -> str:
+    """A variable-rate model's BD-rate per width (each width's curve over its λ), widest
+    first, as a table cell."""
+    return ", ".join(fmt(bd_rate(points, target.by_width[width]), "+.1f", "%")
+                     for width, points in plain.by_width.items())
+
+
+def _row(name: str, images: str, method: str, plain: Curve, target: Curve, seen_cell: str,
          forgetting: float | None, size: int, model_bytes: int, seconds: float) -> str:
-    return (f"| {name} | {images} | {method} | {fmt(bd_rate(plain, target), '+.1f', '%')} |"
-            f"{seen_cell} {delta_psnr_cells(plain, target)} | {fmt(forgetting, '+.2f', '%')} | "
+    widths = f" {width_bd_cells(plain, target)} |" if plain.by_width else ""
+    return (f"| {name} | {images} | {method} | "
+            f"{fmt(bd_rate(plain.points, target.points), '+.1f', '%')} |{widths}"
+            f"{seen_cell} {delta_psnr_cells(plain.points, target.points)} | "
+            f"{fmt(forgetting, '+.2f', '%')} | "
             f"{size:,} ({size / model_bytes:.1%}) | {seconds:.0f} |")
 
 
@@ -357,6 +384,8 @@ def _body(args: argparse.Namespace, rows: list[str], photos: int, partial: bool 
     lam = ("the widths' training λ" if not args.variable
            else "a λ drawn in each width's range at every step")
     changed = "".join(f", {words}" for _, words in _settings(args))
+    per_width = ("" if not args.variable else "; per width: each width's own curve over its "
+                 "5 λ against the unadapted one's, widest first")
     if args.folds:
         data = (f"""in each of {args.folds} folds on every image of `../shared/data/art` but the
 fold's own (whole, 1280x720; fold i holds out images i, i+{args.folds}, ... in name order), on
@@ -384,12 +413,13 @@ cores. Test images, centre crops {w}x{h}: {', and '.join(tests[d] for d in args.
 Each method adapted `{args.model}` for {args.steps} steps (every width jointly, patch {args.patch},
 batch 8, Adam with cosine decay from {rates}; {lam}{filt}) {data}; source domain:
 {photos} of the shared photos. Target BD-rate: adapted against unadapted on the
-domain's test images (negative: the adaptation saves bits); ΔPSNR at the rates of the
+domain's test images (negative: the adaptation saves bits){per_width}; ΔPSNR at the rates of the
 unadapted {order}; forgetting: BD-rate on the photos, adapted against unadapted (adapter
 methods code photos without the adapter, so it is 0 by construction, and the test suite
 checks the bits).{gate_note}{seen_note}
 
 {table_head(["domain", "images", "method", "target BD-rate",
+             *(["target BD-rate per width"] if args.variable else []),
              *(["BD-rate on adapted images"] if args.seen else []),
              "target ΔPSNR per envelope point (dB)" if args.variable
              else "target ΔPSNR per width (dB)",

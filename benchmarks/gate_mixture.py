@@ -94,7 +94,7 @@ def main() -> None:
         for coder in CODERS:
             domain = {"source": None, "named": own}.get(coder, coder)
             result = evaluate(codec, images, progress=False, domain=domain)
-            target = pooled([result])
+            target = pooled([result]).points
             plain = plain or target  # the source's, coded first
             enc = np.mean([r["enc_ms"] for r in result["per_image"]])
             dec = np.mean([r["dec_ms"] for r in result["per_image"]])
