@@ -10,12 +10,17 @@ loaded. Each test image is then coded four ways:
 * `auto`: the encoder's gate picks one adapter or none per image, by RD loss
   (`--domain auto`);
 * `mix`: the gate weighs the decoder adapters per image (`--domain mix`: every weighting on
-  a grid of quarters, the weights in the file; Presta et al., DCC 2024).
+  a grid of quarters, the weights in the file; Presta et al., DCC 2024);
+* `learned`: the learned gate predicts the weights (`slimcodec gate`, then `--domain gate`),
+  trained as a classifier of the domains on crops of the images the adapters adapted on and
+  of `--source-photos` (the first 20; not the test photos), as Presta et al. train theirs;
+  the encoder keeps its file where its RD loss is below the source codec's.
 
 Test sets: held-out screens, held-out illustrations, photos (the source domain), and pages:
 held-out screens with a photo set into a third of their area, content between the domains.
 
-    python benchmarks/gate_mixture.py [--model slimcae] [--steps 400] [--[no-]entropy-models]
+    python benchmarks/gate_mixture.py [--model slimcae] [--steps 400] [--[no-]entropy-models] \\
+        [--source-photos ../shared/data/train_photos]
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from adaptation import add_data_arguments, delta_psnr_cells, pooled
 from common import centre_crop, fmt, load_test_images, table_head, write_section
 from PIL import Image
 
-from slimcodec.adaptation import adapt
+from slimcodec.adaptation import adapt, train_gate
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
@@ -38,7 +43,7 @@ from slimcodec.models import ModulatedSlimCAE
 from slimcodec.utils.rd import bd_rate
 from slimcodec.zoo import load_model, model_meta
 
-CODERS = ("source", "named", "auto", "mix")
+CODERS = ("source", "named", "auto", "mix", "learned")
 
 
 def page(screen: np.ndarray, photo: np.ndarray) -> np.ndarray:
@@ -57,6 +62,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--entropy-models", action=argparse.BooleanOptionalAction, default=False,
                    help="the adapters with their domains' own entropy models")
+    p.add_argument("--source-photos", default="../shared/data/train_photos",
+                   help="photos the learned gate learns the source domain from")
     add_data_arguments(p)
     args = p.parse_args()
     w, h = (int(v) for v in args.crop.split("x"))
@@ -87,12 +94,17 @@ def main() -> None:
                                   steps=args.steps, entropy_models=args.entropy_models,
                                   progress=False).adapter)
             print(f"{domain}: adapted in {time.time() - t0:.0f} s", flush=True)
+        gate = train_gate(source, adapters, {d: root / d for d in ("screen", "art")},
+                          args.source_photos, images=20)
+        print(f"gate: {gate.accuracy:.1%} of {gate.crops} training crops to their own "
+              f"domain, trained in {gate.seconds:.0f} s", flush=True)
     codec = Codec(source, args.model, rd_lambdas=lambdas, adapters=adapters)
+    codec.gate = gate.gate
     rows = []
     for set_name, (images, own) in sets.items():
         plain = None
         for coder in CODERS:
-            domain = {"source": None, "named": own}.get(coder, coder)
+            domain = {"source": None, "named": own, "learned": "gate"}.get(coder, coder)
             result = evaluate(codec, images, progress=False, domain=domain)
             target = pooled([result]).points
             plain = plain or target  # the source's, coded first
@@ -121,7 +133,10 @@ Each test set (centre crops {args.crop}; {args.test} images per set but illustra
 second half of the art) is coded by the source codec, through the adapter of its own
 domain (`named`; pages: screen; photos: the source codec), by the gate that picks one
 adapter or none per image (`auto`), and by the gate that weighs the decoder adapters per
-image on a grid of quarters, the weights in the file (`mix`). Pages: held-out screens with a
+image on a grid of quarters, the weights in the file (`mix`), and by the learned gate that
+predicts the weights (`learned`; trained on 32 crops of 256x256 from each of the adaptation
+folders and the first 20 of `--source-photos`, at every width; its file kept where its RD
+loss is below the source codec's). Pages: held-out screens with a
 photo in the right half of their middle two thirds of height. BD-rate and ΔPSNR (at the
 source's rates, {order}) against the source codec; encode and decode time per image
 (milliseconds, mean over every operating point; compare them within one run).

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import Header, RateKind, unpack
-from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
+from slimcodec.codec import DEFAULT_MAX_PIXELS, GATES, Codec
 from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
@@ -73,8 +73,8 @@ def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None) ->
     be this model's; a target then searches λ at that width."""
     from export.select import apply_budget
 
-    gates = (None, "auto", "mix")  # a gate's choice is per image: budget the source codec
-    domain_id = codec.adapter_for(domain).domain_id if domain not in gates else 0
+    # A gate's choice is per image: budget the source codec.
+    domain_id = codec.adapter_for(domain).domain_id if domain not in (None, *GATES) else 0
     rate_given = any(v is not None for v in (args.lmbda, args.quality, args.target_bpp,
                                              args.target_psnr))
     choice = apply_budget(args, codec.fingerprint, domain_id,
@@ -115,10 +115,24 @@ def _with_adapters(codec: Codec, files: list[str] | None) -> Codec:
     return adapted
 
 
+def _with_gate(codec: Codec, path: str | None) -> Codec:
+    """``codec`` with the learned gate of ``path`` (for its loaded adapters), if given."""
+    if path is None:
+        return codec
+    from slimcodec.adaptation import load_gate
+
+    gated = copy.copy(codec)
+    gated.gate = load_gate(path, codec.model, codec.adapters)
+    return gated
+
+
 def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
-    """The domain to encode with: --domain, else the one adapter's, else the gate."""
+    """The domain to encode with: --domain, else the learned gate's weights (--gate), else
+    the one adapter's, else the gate that picks one."""
     if args.domain:
         return args.domain
+    if codec.gate is not None:
+        return "gate"
     if len(codec.adapters) == 1:
         return next(iter(codec.adapters.values())).domain
     return "auto" if codec.adapters else None
@@ -126,7 +140,8 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
-    codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
+    codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
+                       args.gate)
     domain = _domain(args, codec)
     _apply_budget(args, codec, domain)
     rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
@@ -219,7 +234,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    codec = _with_adapters(codec_for(args.model, args.max_pixels), args.adapter)
+    codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
+                       args.gate)
     images = find_images(args.dir)
     domain = _domain(args, codec)
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
@@ -298,6 +314,28 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         print(f"{args.output}: {args.method} model for domain {args.domain!r}, fingerprint "
               f"{fp.hex()}; {result.steps} steps on {result.images} images in "
               f"{result.seconds:.0f} s")
+    return 0
+
+
+def cmd_gate(args: argparse.Namespace) -> int:
+    from slimcodec.adaptation import load_adapter, save_gate, train_gate
+
+    data = {}
+    for item in args.data:
+        name, sep, folder = item.partition("=")
+        if not sep or not name or not folder:
+            raise ValueError(f"--data takes DOMAIN=FOLDER, not {item!r}")
+        data[name] = folder
+    check_writable(args.output)
+    model = load_model(args.model)
+    adapters = [load_adapter(path, model) for path in args.adapter]
+    result = train_gate(model, adapters, data, args.source_data, crops=args.crops,
+                        images=args.images, seed=args.seed)
+    fp = save_gate(result.gate, args.output, {"source": str(args.model), "crops": result.crops,
+                                              "accuracy": result.accuracy})
+    print(f"{args.output}: gate over {', '.join(repr(a.domain) for a in adapters)} and the "
+          f"source, fingerprint {fp}; {result.accuracy:.1%} of {result.crops} training crops "
+          f"(every width) given to their own domain, in {result.seconds:.0f} s")
     return 0
 
 
@@ -441,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="domain adapter file (repeatable; with several, the gate picks)")
     c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate "
                    "picks one adapter or none per image; 'mix': the gate weighs the decoder "
-                   "adapters per image, the weights in the file)")
+                   "adapters per image, the weights in the file; 'gate': the learned gate "
+                   "predicts the weights)")
+    c.add_argument("--gate", help="learned gate file (`slimcodec gate`) over the --adapter "
+                                  "files: it predicts their weights per image")
     c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     c.set_defaults(func=cmd_compress)
 
@@ -475,7 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measure the model adapted by this adapter file (repeatable: the "
                         "gate codes each image, as compress does)")
     e.add_argument("--domain", help="with --adapter: code every image with this domain, or "
-                                    "through the gate ('auto', 'mix')")
+                                    "through the gate ('auto', 'mix', 'gate')")
+    e.add_argument("--gate", help="learned gate file over the --adapter files (as compress)")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)
@@ -554,6 +596,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-o", "--output", required=True,
                    help="adapter file (extend, adapters, bias) or model file (the others)")
     a.set_defaults(func=cmd_adapt)
+
+    gt = sub.add_parser("gate", help="train a gate that predicts, per image, the weights of "
+                                     "decoder adapters (Presta et al.)")
+    gt.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
+    gt.add_argument("--adapter", action="append", required=True,
+                    help="an adapters or bias adapter file to weigh (repeatable)")
+    gt.add_argument("--data", action="append", required=True, metavar="DOMAIN=FOLDER",
+                    help="images of an adapter's domain (one per --adapter)")
+    gt.add_argument("--source-data", required=True,
+                    help="images of the source model's own domain (photos)")
+    gt.add_argument("--crops", type=int, default=32,
+                    help="random 256x256 crops per folder (default: %(default)s)")
+    gt.add_argument("--images", type=int,
+                    help="use the first K images of each folder (default: all)")
+    gt.add_argument("--seed", type=int, default=0)
+    gt.add_argument("-o", "--output", required=True, help="gate file")
+    gt.set_defaults(func=cmd_gate)
 
     g = sub.add_parser("generate", help="write generated images of a content domain (screen "
                                         "content, illustrations) to adapt on")

@@ -47,7 +47,7 @@ from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model, model_meta
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
+__all__ = ["DEFAULT_MAX_PIXELS", "GATES", "Codec", "model_lock", "prepare_model"]
 
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
@@ -55,6 +55,10 @@ DEFAULT_MAX_PIXELS = 1 << 26
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
+#: The ``domain=`` values by which the encoder chooses per image how to use the loaded
+#: adapters: pick one or none (``auto``), weigh them by search (``mix``) or by the learned
+#: gate (``gate``).
+GATES = ("auto", "mix", "gate")
 T = TypeVar("T")
 
 
@@ -143,6 +147,9 @@ class Codec:
         self.adapters: dict[int, Any] = {}
         for adapter in adapters:
             self.add_adapter(adapter)
+        # A learned gate over the decoder adapters (slimcodec.adaptation.DomainGate), for
+        # ``domain="gate"``; decoding never needs it.
+        self.gate: Any = None
 
     def add_adapter(self, adapter: Any) -> None:
         """Make a domain adapter available: files of its domain decode, and encode with
@@ -219,7 +226,8 @@ class Codec:
         ``domain``: code with that loaded domain adapter (the file's domain field says so);
         ``"auto"``: the gate, which codes with every loaded adapter and none and keeps the
         file of the lowest RD loss; ``"mix"``: the gate that weighs the decoder adapters
-        (:meth:`_mix`). ``None``: the source codec.
+        (:meth:`_mix`); ``"gate"``: the weights the learned gate :attr:`gate` predicts
+        (:meth:`_gated`). ``None``: the source codec.
 
         ``mixture``: decoder weights per loaded domain (``bias`` or ``adapters`` adapters,
         multiples of 1/64 in [0, 255/64]), mixed by
@@ -232,13 +240,15 @@ class Codec:
         lmbda = self._checked_lambda(width, lmbda)
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
-        if mixture is not None and domain in ("auto", "mix"):
+        if mixture is not None and domain in GATES:
             raise ValueError("mixture= fixes the weights: domain names the domain whose "
                              "entropy models code the latent, or is None")
         if domain == "auto":
             return self._gate(rgb, width, grayscale, lmbda, refine, report)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda, refine, report)
+        if domain == "gate":
+            return self._gated(rgb, width, grayscale, lmbda, refine, report)
         adapter = self.adapter_for(domain) if domain is not None else None
         members = self._mixture_members(mixture, adapter) if mixture is not None else ()
         coder = self._mixture(members, adapter) if mixture is not None else adapter
@@ -346,6 +356,35 @@ class Codec:
             report.update({"mixture": weights, "domain": coder, "loss": loss,
                            "candidates": len(candidates)})
         return data
+
+    def _gated(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
+               refine: int, report: dict[str, Any] | None) -> bytes:
+        """Code with the source encoder and its entropy models, decoded with the adapter
+        weights the learned gate predicts from the latent (Presta et al., DCC 2024;
+        :mod:`slimcodec.adaptation.gate`), in the file's shortest form; or, where that
+        file's RD loss is higher than the source codec's, as the source codec's file. The
+        gate is a classifier of domains, blind to rate and distortion: on an image unlike
+        any it was trained on it can give an adapter weight that costs quality, and the one
+        comparison (the same latent and strings, two headers) keeps that from making a file
+        worse than the source codec's."""
+        if self.gate is None:
+            raise ModelMismatchError("--domain gate needs a gate file (--gate)")
+        self.gate.check_adapters(self.adapters)
+        with self.operating_point(width, lmbda):  # the latent before rounding
+            latent = tiling.analyze(_numpy(self.model.analysis), rgb, self.model.downsampling,
+                                    lambda y: y, self.tile)
+        weights = self.gate.weights(torch.from_numpy(latent), width, lmbda)
+        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
+        plain = unpack(source)
+        own = {d for d, a in self.adapters.items() if len(a.bottlenecks)}
+        data = pack(Bitstream(weighed_header(plain.header, weights, 0, own), plain.strings))
+        losses = (self.rd_loss(rgb, data), self.rd_loss(rgb, source)) if data != source else ()
+        kept = source if losses and losses[1] <= losses[0] else data
+        if report is not None:
+            report.update({"mixture": {self.adapters[d].domain: w
+                                       for d, w in weights.items() if w},
+                           "kept": "gate" if kept is data else "source"})
+        return kept
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
                  tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,

@@ -1,4 +1,4 @@
-"""Domain adaptation without forgetting (issue 13): adapters and ``slimcodec adapt``.
+"""Domain adaptation without forgetting (issue 13): adapters, their gate, ``slimcodec adapt``.
 
 The adapters (:mod:`.adapters`) are what a codec, a bundle export or a decoder needs; the
 adaptation loop (:mod:`.train`) needs :mod:`slimcodec.training` too, so its names are
@@ -12,12 +12,15 @@ from .adapters import (
     MIXABLE_METHODS,
     AdapterMixture,
     DomainAdapter,
+    adapter_fingerprint,
     domain_id,
     load_adapter,
     save_adapter,
 )
+from .gate import DomainGate, load_gate, save_gate
 
-_TRAINING_NAMES = ("DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "adapt")
+_TRAINING_NAMES = ("DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "GateResult",
+                   "adapt", "train_gate")
 
 __all__ = [
     "ADAPTER_METHODS",
@@ -28,10 +31,16 @@ __all__ = [
     "AdaptResult",
     "AdapterMixture",
     "DomainAdapter",
+    "DomainGate",
+    "GateResult",
     "adapt",
+    "adapter_fingerprint",
     "domain_id",
     "load_adapter",
+    "load_gate",
     "save_adapter",
+    "save_gate",
+    "train_gate",
 ]
 
 

@@ -18,7 +18,8 @@ Methods (``slimcodec adapt --method``):
   picks, per image, the one (or none) with the lowest RD loss, and the container's domain
   field signals the choice: the decoder needs no guess. The gate that weighs them
   (:class:`AdapterMixture`, ``--domain mix``) mixes ``adapters`` and ``bias`` domains per
-  image with weights the container carries. With ``entropy_models=True`` the
+  image with weights the container carries, found by search or predicted by a learned gate
+  (:mod:`.gate`, ``--domain gate``). With ``entropy_models=True`` the
   domain also gets its own entropy models (as ``extend`` does): the decoder adapters can
   only lower distortion, their entropy models also lower the rate of a domain whose latent
   statistics differ from photos', at the price of the entropy tables in the file.
@@ -35,7 +36,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import os
 import zlib
 from typing import Any
@@ -49,9 +49,10 @@ from slimcodec.layers import SlimConv2d, Slimmable
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 from slimcodec.zoo import fingerprint
+from slimcodec.zoo.checkpoint import hash_state, read_payload
 
 __all__ = ["ADAPTER_METHODS", "MIXABLE_METHODS", "AdapterMixture", "DomainAdapter",
-           "domain_id", "load_adapter", "save_adapter"]
+           "adapter_fingerprint", "domain_id", "load_adapter", "save_adapter"]
 
 ADAPTER_METHODS = ("bias", "adapters", "extend")
 FILE_FORMAT = "slimcodec-adapter"
@@ -231,11 +232,15 @@ class AdapterMixture:
 def _digest(adapter: DomainAdapter, state: dict[str, Tensor]) -> str:
     h = hashlib.sha256()
     h.update(f"{adapter.method}|{adapter.domain}|{adapter.source_fingerprint.hex()}".encode())
-    for key in sorted(state):
-        t = state[key].detach().cpu().contiguous()
-        h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    hash_state(h, state)
     return h.hexdigest()[:16]
+
+
+def adapter_fingerprint(adapter: DomainAdapter) -> str:
+    """The fingerprint :func:`save_adapter` writes for ``adapter`` (its entropy tables as
+    they are now: a trained adapter's are built when :func:`~slimcodec.adaptation.adapt`
+    returns it, a loaded one's come from its file)."""
+    return _digest(adapter, adapter.state_dict())
 
 
 def save_adapter(adapter: DomainAdapter, path: str | os.PathLike,
@@ -257,18 +262,7 @@ def save_adapter(adapter: DomainAdapter, path: str | os.PathLike,
 
 def load_adapter(path: str | os.PathLike, model: SlimCAE) -> DomainAdapter:
     """Load an adapter file for ``model``; typed errors for a damaged or foreign file."""
-    try:
-        with open(path, "rb") as f:
-            payload = torch.load(io.BytesIO(f.read()), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such adapter file") from None
-    except Exception:  # torch's own messages run to many lines
-        raise ModelFileError(f"{path}: not a slimcodec adapter file (unreadable)") from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{path}: not a slimcodec adapter file")
-    if payload.get("version") not in READABLE_VERSIONS:
-        raise ModelFileError(f"{path}: unsupported adapter file version "
-                             f"{payload.get('version')}")
+    payload = read_payload(path, FILE_FORMAT, READABLE_VERSIONS, "adapter")
     fp = fingerprint(model).hex()
     if payload["source_fingerprint"] != fp:
         raise ModelMismatchError(
@@ -285,6 +279,6 @@ def load_adapter(path: str | os.PathLike, model: SlimCAE) -> DomainAdapter:
         adapter.load_state_dict(state)
     except (RuntimeError, KeyError) as exc:
         raise ModelFileError(f"{path}: adapter weights do not fit ({exc})") from None
-    if _digest(adapter, adapter.state_dict()) != payload["fingerprint"]:
+    if adapter_fingerprint(adapter) != payload["fingerprint"]:
         raise ModelFileError(f"{path}: damaged adapter file (fingerprint mismatch)")
     return adapter.eval()

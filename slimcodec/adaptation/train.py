@@ -19,7 +19,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -32,8 +33,10 @@ from slimcodec.training.loss import MultiWidthRDLoss
 from slimcodec.training.trainer import sample_lambdas, step_seed
 
 from .adapters import ADAPTER_METHODS, DomainAdapter
+from .gate import DomainGate
 
-__all__ = ["DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "adapt"]
+__all__ = ["DEFAULT_LR", "DEFAULT_STEPS", "METHODS", "AdaptResult", "GateResult", "adapt",
+           "train_gate"]
 
 METHODS = ("finetune", "selective", *ADAPTER_METHODS)
 #: Finishes in well under 15 minutes on 2 cores for the shipped models (patch 64, batch 8).
@@ -187,3 +190,82 @@ def _objective(out: dict[str, torch.Tensor], adapter: DomainAdapter | None) -> t
     if adapter is None or not adapter.bottlenecks:
         return out["loss"]
     return out["loss"] + sum(eb.loss() for eb in adapter.bottlenecks)
+
+
+@dataclass
+class GateResult:
+    """A trained :class:`~slimcodec.adaptation.gate.DomainGate` and how well it separates
+    the domains it was trained on (the share of training crops it gives the highest
+    probability to their own domain, over every width)."""
+
+    gate: DomainGate
+    accuracy: float
+    crops: int
+    seconds: float
+
+
+def train_gate(
+    source: SlimCAE,
+    adapters: Sequence[DomainAdapter],
+    data: Mapping[str, str | os.PathLike],
+    source_data: str | os.PathLike,
+    crops: int = 32,
+    crop: int = 256,
+    images: int | None = None,
+    steps: int = 500,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> GateResult:
+    """Train a gate over ``adapters`` as Presta et al. train theirs: a classifier of domains.
+
+    ``data``: each adapter's domain name -> a folder of its images; ``source_data``: images
+    of the source's own domain (photos), the gate's class 0. ``crops`` random ``crop`` x
+    ``crop`` crops of each folder (of its first ``images`` images, when given) are encoded
+    by the source at every width (a
+    variable-rate model at a λ drawn in the width's range for each crop) and labelled with
+    their domain; the gate's network then fits them by cross-entropy (Adam, full batch,
+    ``steps`` steps). ``source`` is not modified.
+    """
+    missing = [a.domain for a in adapters if a.domain not in data]
+    if missing:
+        raise ValueError(f"no images for domain {missing[0]!r}: give a folder per adapter")
+    for name, value in (("crops", crops), ("steps", steps), ("images", images)):
+        if value is not None and value <= 0:
+            raise ValueError(f"{name} must be positive, not {value}")
+    t0 = time.time()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        gate = DomainGate(source, adapters)
+    variable = isinstance(source, ModulatedSlimCAE)
+    generator = torch.Generator().manual_seed(seed)
+    folders = [source_data, *(data[a.domain] for a in adapters)]
+    features, labels = [], []
+    was_training = source.training
+    source.eval()
+    try:
+        with torch.inference_mode(), source.using_adapter(None):
+            for label, folder in enumerate(folders):
+                x = PatchSampler(folder, crop, limit=images).sample(crops, generator)
+                for index, width in enumerate(source.widths):
+                    with source.using_width(width):
+                        for i in range(crops):
+                            lmbda = None
+                            if variable:
+                                lmbda = sample_lambdas([source.lambda_ranges[index]],
+                                                       generator)[0]
+                            with source.using_lambda(lmbda) if variable else nullcontext():
+                                latent = source.analysis(x[i : i + 1])
+                            features.append(gate.features(latent, width, lmbda))
+                            labels.append(label)
+    finally:
+        source.train(was_training)
+    inputs, targets = torch.cat(features), torch.tensor(labels)
+    optimizer = torch.optim.Adam(gate.parameters(), lr=lr)
+    for _ in range(steps):
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(gate(inputs), targets).backward()
+        optimizer.step()
+    gate.eval()
+    with torch.no_grad():
+        accuracy = float((gate(inputs).argmax(1) == targets).float().mean())
+    return GateResult(gate, accuracy, len(inputs), time.time() - t0)

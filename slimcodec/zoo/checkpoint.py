@@ -51,13 +51,18 @@ def build(arch: str, config: dict[str, Any]) -> nn.Module:
     return cls(**config)
 
 
-def _digest(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> bytes:
-    h = hashlib.sha256()
-    h.update(json.dumps({"arch": arch, "config": config}, sort_keys=True).encode())
+def hash_state(h: Any, state_dict: dict[str, torch.Tensor]) -> None:
+    """Feed every tensor of ``state_dict`` (name, dtype, shape and bytes) to hash ``h``."""
     for key in sorted(state_dict):
         t = state_dict[key].detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def _digest(arch: str, config: dict[str, Any], state_dict: dict[str, torch.Tensor]) -> bytes:
+    h = hashlib.sha256()
+    h.update(json.dumps({"arch": arch, "config": config}, sort_keys=True).encode())
+    hash_state(h, state_dict)
     return h.digest()[:FINGERPRINT_SIZE]
 
 
@@ -89,23 +94,32 @@ def save_model_file(
     return fp
 
 
-def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw payload of a model file, checked for format (not yet for integrity)."""
+def read_payload(path: str | os.PathLike, file_format: str, versions: tuple[int, ...],
+                 what: str) -> dict[str, Any]:
+    """The dict a ``torch.save`` file of ``file_format`` holds, checked for its format and
+    version (not yet for integrity); a one-line :class:`ModelFileError` naming ``what`` (a
+    "model", an "adapter"...) for anything else."""
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise ModelFileError(f"{path}: no such model file") from None
+        raise ModelFileError(f"{path}: no such {what} file") from None
     except IsADirectoryError:
-        raise ModelFileError(f"{path}: is a directory, not a model file") from None
+        raise ModelFileError(f"{path}: is a directory, not a {what} file") from None
     except Exception:  # torch's own messages run to many lines of advice
-        raise ModelFileError(f"{path}: not a slimcodec model file (unreadable or damaged)"
+        raise ModelFileError(f"{path}: not a slimcodec {what} file (unreadable or damaged)"
                              ) from None
-    if not isinstance(payload, dict) or payload.get("format") != FILE_FORMAT:
-        raise ModelFileError(f"{path}: not a slimcodec model file")
-    if payload.get("version") != FILE_VERSION:
-        raise ModelFileError(f"{path}: unsupported model file version {payload.get('version')}")
+    if not isinstance(payload, dict) or payload.get("format") != file_format:
+        raise ModelFileError(f"{path}: not a slimcodec {what} file")
+    if payload.get("version") not in versions:
+        raise ModelFileError(f"{path}: unsupported {what} file version "
+                             f"{payload.get('version')}")
     return payload
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw payload of a model file, checked for format (not yet for integrity)."""
+    return read_payload(path, FILE_FORMAT, (FILE_VERSION,), "model")
 
 
 def load_model_file(path: str | os.PathLike) -> nn.Module:
