@@ -371,8 +371,10 @@ class Codec:
             raise ModelMismatchError("--domain gate needs a gate file (--gate)")
         self.gate.check_adapters(self.adapters)
         with self.operating_point(width, lmbda):  # the latent before rounding
-            latent = tiling.analyze(_numpy(self.model.analysis), rgb, self.model.downsampling,
-                                    lambda y: y, self.tile)
+            latent = _out_of_memory(
+                f"encoding a {rgb.shape[1]}x{rgb.shape[0]} image",
+                lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
+                                       self.model.downsampling, lambda y: y, self.tile))
         weights = self.gate.weights(torch.from_numpy(latent), width, lmbda)
         source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
         plain = unpack(source)

@@ -221,10 +221,9 @@ def train_gate(
     ``data``: each adapter's domain name -> a folder of its images; ``source_data``: images
     of the source's own domain (photos), the gate's class 0. ``crops`` random ``crop`` x
     ``crop`` crops of each folder (of its first ``images`` images, when given) are encoded
-    by the source at every width (a
-    variable-rate model at a λ drawn in the width's range for each crop) and labelled with
-    their domain; the gate's network then fits them by cross-entropy (Adam, full batch,
-    ``steps`` steps). ``source`` is not modified.
+    by the source at every width (a variable-rate model at a λ drawn in the width's range
+    for each crop) and labelled with their domain; the gate's network then fits them by
+    cross-entropy (Adam, full batch, ``steps`` steps). ``source`` is not modified.
     """
     missing = [a.domain for a in adapters if a.domain not in data]
     if missing:
