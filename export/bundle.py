@@ -17,6 +17,8 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
                              with the K decoder-side adapters (``bias``, ``adapters``) mixed,
                              each stage x + sum_k weights[k] (A_k(x) - x); it decodes the
                              weighing gate's files (``slimcodec compress --domain mix``)
+    gate.npz                 a learned gate's arrays (``slimcodec export --gate``): w1, b1,
+                             w2, b2 of :class:`slimcodec.gating.GateArrays`
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
 model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,
@@ -24,7 +26,10 @@ and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model'
 writes and reads the very files ``slimcodec`` does. A file's domain id (0: no adapter)
 selects the graphs and tables it decodes with; the manifest's optional ``domains`` maps each
 id to its name, adapter method and graphs (bundles without it read as before), and the
-optional ``mixture`` lists the ids the mixing graphs take weights for, in input order.
+optional ``mixture`` lists the ids the mixing graphs take weights for, in input order, and
+the optional ``gate`` names the learned gate's file, its domains (in output order after the
+source), the latent channels and model widths its features use, and a variable-rate
+model's λ bounds.
 """
 
 from __future__ import annotations
@@ -41,13 +46,16 @@ import numpy as np
 from slimcodec.bitstream import FINGERPRINT_SIZE, rans
 from slimcodec.bitstream.rate import anchor_index
 from slimcodec.errors import BundleError, ModelMismatchError
+from slimcodec.gating import GateArrays
 
-__all__ = ["FORMAT", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest", "table_key"]
+__all__ = ["FORMAT", "GATE", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest",
+           "table_key"]
 
 FORMAT = "slimcodec-bundle"
 VERSION = 1
 MANIFEST = "manifest.json"
 TABLES = "entropy.npz"
+GATE = "gate.npz"
 
 
 def file_digest(path: str | os.PathLike) -> str:
@@ -118,6 +126,13 @@ class Bundle:
             for w in self.widths:
                 if "synthesis" not in m["mixture"]["graphs"][str(w)]:
                     raise ValueError(f"no mixing synthesis graph for width {w}")
+        if "gate" in m:
+            gate = m["gate"]
+            if not gate["domains"] or any(d not in self.mixture_domains
+                                          for d in gate["domains"]):
+                raise ValueError(f"bad gate domains {gate['domains']}")
+            if any(w not in gate["widths"] for w in self.widths) or gate["channels"] < 1:
+                raise ValueError("bad gate widths or channels")
         if self.variable_rate:
             lo, hi = self.lambda_bounds
             if not 0 < lo <= hi or self.rate_anchors < 1:
@@ -222,13 +237,35 @@ class Bundle:
                                      "files)")
         return self._checked(entry["synthesis"])
 
-    def _checked(self, entry: dict[str, Any]) -> Path:
-        """A graph entry's path, once its file is there and its SHA-256 matches."""
+    def gate(self) -> GateArrays:
+        """The learned gate's arrays (checked against the manifest's SHA-256)."""
+        entry = self.manifest.get("gate")
+        if entry is None:
+            raise ModelMismatchError(f"{self.name}'s bundle has no learned gate (export it "
+                                     "with --gate and the gate's --adapter files)")
+        path = self._checked(entry, "gate")
+        try:
+            with np.load(path) as npz:
+                w1, b1, w2, b2 = (np.asarray(npz[k], np.float32) for k in ("w1", "b1", "w2", "b2"))
+        except (KeyError, OSError, ValueError) as exc:
+            raise BundleError(f"{path}: damaged gate arrays ({exc})") from None
+        features = 2 * entry["channels"] + len(entry["widths"]) + 1
+        if (w1.shape != (b1.shape[0], features) or w2.shape != (len(entry["domains"]) + 1,
+                                                                b1.shape[0])
+                or b2.shape != (w2.shape[0],)):
+            raise BundleError(f"{path}: gate arrays do not fit the manifest")
+        bounds = entry["lambda_bounds"]
+        return GateArrays(w1, b1, w2, b2, tuple(int(d) for d in entry["domains"]),
+                          int(entry["channels"]), tuple(int(w) for w in entry["widths"]),
+                          (float(bounds[0]), float(bounds[1])) if bounds else None)
+
+    def _checked(self, entry: dict[str, Any], what: str = "graph") -> Path:
+        """A file entry's path, once its file is there and its SHA-256 matches."""
         path = self.root / entry["file"]
         if not path.is_file():
-            raise BundleError(f"{path}: graph file missing from the bundle")
+            raise BundleError(f"{path}: {what} file missing from the bundle")
         if file_digest(path) != entry["sha256"]:
-            raise BundleError(f"{path}: damaged graph (SHA-256 mismatch)")
+            raise BundleError(f"{path}: damaged {what} (SHA-256 mismatch)")
         return path
 
     def _domain(self, domain: int) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write_bytes
 from slimcodec.zoo.checkpoint import arch_name
 
-from .bundle import FORMAT, MANIFEST, TABLES, VERSION, file_digest, table_key
+from .bundle import FORMAT, GATE, MANIFEST, TABLES, VERSION, file_digest, table_key
 
 __all__ = ["export_bundle", "graph_modules", "traceable_adapter"]
 
@@ -199,6 +199,7 @@ def export_bundle(
     calibration_images: int = 8,
     adapters: Sequence[Any] = (),
     rd_lambdas: Sequence[float] | None = None,
+    gate: Any = None,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
@@ -208,7 +209,9 @@ def export_bundle(
     width, which decodes the weighing gate's files (``--domain mix``).
     ``rd_lambdas``: a single-rate model's training λ, one per model width (its file's
     metadata), recorded so that the edge runtime's gate can weigh rate against distortion.
-    Returns ``out``."""
+    ``gate``: a learned gate over some of ``adapters``
+    (:func:`slimcodec.adaptation.load_gate`), written as ``gate.npz`` for the edge runtime's
+    ``domain="gate"``. Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -216,6 +219,8 @@ def export_bundle(
             raise ValueError(f"width {w} is not one of {list(model.widths)}")
     if rd_lambdas is not None and len(rd_lambdas) != len(model.widths):
         raise ValueError(f"give one training λ per width {list(model.widths)}")
+    if gate is not None:  # its adapters must be built in: ModelMismatchError if one is not
+        gate.check_adapters({a.domain_id: a for a in adapters})
     fp = prepare_model(model)  # CDF tables that match the weights, as the codec uses them
     variable = isinstance(model, ModulatedSlimCAE)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -250,6 +255,8 @@ def export_bundle(
             manifest["domains"] = domains
         if mixture:
             manifest["mixture"] = mixture
+        if gate is not None:
+            manifest["gate"] = _export_gate(gate, work)
         if rd_lambdas is not None and not variable:
             manifest["rd_lambdas"] = {str(w): float(rd_lambdas[model.widths.index(w)])
                                       for w in widths}
@@ -271,8 +278,18 @@ def export_bundle(
     return out
 
 
+def _export_gate(gate: Any, root: Path) -> dict[str, Any]:
+    """The learned gate's arrays in ``gate.npz``; the manifest's ``gate``."""
+    arrays = gate.arrays()
+    np.savez(root / GATE, w1=arrays.w1, b1=arrays.b1, w2=arrays.w2, b2=arrays.b2)
+    return {"file": GATE, "domains": list(arrays.domain_ids), "channels": arrays.channels,
+            "widths": list(arrays.widths),
+            "lambda_bounds": list(arrays.lambda_bounds) if arrays.lambda_bounds else None}
+
+
 def _seal(root: Path, manifest: dict[str, Any]) -> None:
-    """Record every graph's SHA-256 and write the manifest."""
+    """Record the SHA-256 of every graph (and of the gate's arrays) and write the
+    manifest."""
     domain_graphs = [d["graphs"] for d in manifest.get("domains", {}).values()]
     if "mixture" in manifest:
         domain_graphs.append(manifest["mixture"]["graphs"])
@@ -280,6 +297,8 @@ def _seal(root: Path, manifest: dict[str, Any]) -> None:
         for entry in graphs.values():
             for graph in entry.values():
                 graph["sha256"] = file_digest(root / graph["file"])
+    if "gate" in manifest:
+        manifest["gate"]["sha256"] = file_digest(root / manifest["gate"]["file"])
     atomic_write_bytes(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 

@@ -23,10 +23,11 @@ from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import Header, RateKind, unpack
-from slimcodec.codec import DEFAULT_MAX_PIXELS, GATES, Codec
+from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
 from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
+from slimcodec.gating import GATES
 from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
@@ -374,9 +375,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         from slimcodec.adaptation import load_adapter
 
         adapters = [load_adapter(path, model) for path in args.adapter]
+    gate = None
+    if args.gate:
+        from slimcodec.adaptation import load_gate
+
+        gate = load_gate(args.gate, model, {a.domain_id: a for a in adapters})
     out = export_bundle(model, args.output, str(args.model), args.widths,
                         args.calibration if args.int8 else None, adapters=adapters,
-                        rd_lambdas=model_meta(args.model).get("lambdas"))
+                        rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"
@@ -635,6 +641,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--adapter", action="append",
                    help="domain adapter file to build in (repeatable): float graphs per width "
                         "that code and decode that domain's files")
+    x.add_argument("--gate", help="learned gate file over --adapter files, for the edge "
+                                  "runtime's --domain gate")
     x.set_defaults(func=cmd_export)
 
     pr = sub.add_parser("profile", help="MACs, parameters, memory and latency per width")

@@ -43,11 +43,12 @@ from slimcodec.errors import (
     RateError,
     ResourceLimitError,
 )
+from slimcodec.gating import GATES, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model, model_meta
 
-__all__ = ["DEFAULT_MAX_PIXELS", "GATES", "Codec", "model_lock", "prepare_model"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
 
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
@@ -55,10 +56,6 @@ DEFAULT_MAX_PIXELS = 1 << 26
 
 _LOCKS: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
 _LOCKS_GUARD = threading.Lock()
-#: The ``domain=`` values by which the encoder chooses per image how to use the loaded
-#: adapters: pick one or none (``auto``), weigh them by search (``mix``) or by the learned
-#: gate (``gate``).
-GATES = ("auto", "mix", "gate")
 T = TypeVar("T")
 
 
@@ -361,12 +358,8 @@ class Codec:
                refine: int, report: dict[str, Any] | None) -> bytes:
         """Code with the source encoder and its entropy models, decoded with the adapter
         weights the learned gate predicts from the latent (Presta et al., DCC 2024;
-        :mod:`slimcodec.adaptation.gate`), in the file's shortest form; or, where that
-        file's RD loss is higher than the source codec's, as the source codec's file. The
-        gate is a classifier of domains, blind to rate and distortion: on an image unlike
-        any it was trained on it can give an adapter weight that costs quality, and the one
-        comparison (the same latent and strings, two headers) keeps that from making a file
-        worse than the source codec's."""
+        :mod:`slimcodec.adaptation.gate`), where that beats the source codec's file by RD
+        loss (:func:`slimcodec.gating.keep_gated`)."""
         if self.gate is None:
             raise ModelMismatchError("--domain gate needs a gate file (--gate)")
         self.gate.check_adapters(self.adapters)
@@ -375,18 +368,15 @@ class Codec:
                 f"encoding a {rgb.shape[1]}x{rgb.shape[0]} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
                                        self.model.downsampling, lambda y: y, self.tile))
-        weights = self.gate.weights(torch.from_numpy(latent), width, lmbda)
-        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
-        plain = unpack(source)
+        weights = self.gate.arrays().predict(latent, width, lmbda)
         own = {d for d, a in self.adapters.items() if len(a.bottlenecks)}
-        data = pack(Bitstream(weighed_header(plain.header, weights, 0, own), plain.strings))
-        losses = (self.rd_loss(rgb, data), self.rd_loss(rgb, source)) if data != source else ()
-        kept = source if losses and losses[1] <= losses[0] else data
+        data, gated = keep_gated(self.encode_rgb(rgb, width, grayscale, lmbda, refine),
+                                 weights, own, lambda d: self.rd_loss(rgb, d))
         if report is not None:
             report.update({"mixture": {self.adapters[d].domain: w
                                        for d, w in weights.items() if w},
-                           "kept": "gate" if kept is data else "source"})
-        return kept
+                           "kept": "gate" if gated else "source"})
+        return data
 
     def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
                  tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,

@@ -1,5 +1,8 @@
 """The learned gate over decoder adapters (Presta et al.), on tiny models of every kind."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,12 +11,21 @@ from PIL import Image
 from test_adaptation import KINDS, LAMBDAS, run_adapt
 from test_edge import tiny
 
-from slimcodec.adaptation import adapter_fingerprint, load_gate, save_gate, train_gate
+from export.bundle import Bundle
+from export.edge import EdgeCodec
+from export.onnx_export import export_bundle
+from slimcodec.adaptation import (
+    adapter_fingerprint,
+    domain_id,
+    load_gate,
+    save_gate,
+    train_gate,
+)
 from slimcodec.bitstream import unpack
 from slimcodec.cli import main
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen, write_screens
-from slimcodec.errors import ModelFileError, ModelMismatchError
+from slimcodec.errors import BundleError, ModelFileError, ModelMismatchError
 from slimcodec.zoo import save_model_file
 
 
@@ -144,6 +156,9 @@ def test_gate_command_line(folders, tmp_path, capsys):
                  "--gate", str(gate)]) == 0
     assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, "--adapter",
                  str(adapter)]) == 0
+    assert main(["export", *base, "-o", str(tmp_path / "bundle"), "--adapter", str(adapter),
+                 "--gate", str(gate)]) == 0
+    assert Bundle.load(tmp_path / "bundle").gate().domain_ids == (domain_id("screen"),)
     capsys.readouterr()
     for args, words in (
         (["compress", str(image), "-o", str(slc), *base, "--gate", str(gate)], "not loaded"),
@@ -154,3 +169,65 @@ def test_gate_command_line(folders, tmp_path, capsys):
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1, err
     assert unpack(slc.read_bytes()).header.width == 16
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_edge_runtime_runs_the_same_gate_without_torch(kind, folders, tmp_path):
+    """`slimcodec export --gate` builds the gate into a bundle; the edge runtime predicts
+    the weights slimcodec's encoder does (the same arithmetic, slimcodec.gating), and its
+    files decode in either runtime."""
+    model, adapters, result = gated(kind, folders)
+    lambdas = LAMBDAS if kind == "slimcae" else None
+    export_bundle(model, tmp_path / "b", kind, adapters=adapters, rd_lambdas=lambdas,
+                  gate=result.gate)
+    edge = EdgeCodec(tmp_path / "b")
+    ours, theirs = edge.bundle.gate(), result.gate.arrays()
+    assert all(np.array_equal(getattr(ours, k), getattr(theirs, k))
+               for k in ("w1", "b1", "w2", "b2"))
+    assert ours.domain_ids == theirs.domain_ids and ours.widths == theirs.widths
+    codec = Codec(model, rd_lambdas=lambdas, adapters=adapters)
+    codec.gate = result.gate
+    screen = render_screen(502, (64, 96))
+    compared = 0
+    for width in codec.widths:
+        lmbda = codec.lambda_range(width)[0] if codec.variable_rate else None
+        report = {}
+        codec.encode_rgb(screen, width, lmbda=lmbda, domain="gate", report=report)
+        data = edge.encode_rgb(screen, width, lmbda=lmbda, domain="gate")
+        header = unpack(data).header
+        if report["kept"] == "gate" and (header.domain or header.mixture):
+            # Both kept the gate's weights: the same, but where the runtimes' latents,
+            # which differ in float rounding only, fall either side of a 64th.
+            weights = dict(header.mixture) or {header.domain: 1.0}
+            assert all(abs(weights.get(a.domain_id, 0.0) - report["mixture"].get(a.domain, 0.0))
+                       <= 1 / 64 for a in adapters)
+            compared += 1
+        assert codec.decode_rgb(data)[0].shape == (64, 96, 3)
+    assert compared
+    Image.fromarray(screen).save(tmp_path / "in.png")
+    script = f"""
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed on this device")
+sys.meta_path.insert(0, NoTorch())
+from export.edge.cli import main
+assert main(["encode", {str(tmp_path / "b")!r}, {str(tmp_path / "in.png")!r},
+             "-o", {str(tmp_path / "x.slc")!r}, "--domain", "gate"]) == 0
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-3000:]
+    # A bundle without a gate, a gate whose adapters are not built in, a damaged gate.
+    export_bundle(model, tmp_path / "plain", kind, adapters=adapters, rd_lambdas=lambdas)
+    with pytest.raises(ModelMismatchError, match="no learned gate"):
+        EdgeCodec(tmp_path / "plain").encode_rgb(screen, domain="gate")
+    with pytest.raises(ModelMismatchError, match="not loaded"):
+        export_bundle(model, tmp_path / "half", kind, adapters=adapters[:1], gate=result.gate)
+    gate_file = tmp_path / "b" / "gate.npz"
+    gate_file.write_bytes(gate_file.read_bytes()[:-8] + b"damaged!")
+    with pytest.raises(BundleError, match="damaged gate"):
+        Bundle.load(tmp_path / "b").gate()

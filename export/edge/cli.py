@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
+from slimcodec.gating import GATES
 from slimcodec.utils.console import summary, warnings_as_lines
 from slimcodec.utils.image import image_argument
 from slimcodec.utils.io import check_not_input, read_input, write_output
@@ -36,7 +37,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _codec(args)
     domain_id = (codec.bundle.domain_id(args.domain)
-                 if args.domain not in (None, "auto", "mix") else 0)
+                 if args.domain not in (None, *GATES) else 0)
     variable = codec.bundle.variable_rate
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
@@ -78,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
             c.add_argument("--domain", help="code with this built-in domain adapter "
                                             "(slimcodec export --adapter); 'auto': the gate "
                                             "picks it, or none, by RD loss; 'mix': the gate "
-                                            "weighs the decoder adapters")
+                                            "weighs the decoder adapters; 'gate': the learned "
+                                            "gate (slimcodec export --gate) weighs them")
             add_budget_arguments(c, required_profile=False)
         c.set_defaults(func=func)
     return p

@@ -9,7 +9,9 @@ often). A bundle exported with domain adapters (``slimcodec export --adapter``) 
 them too: ``encode(..., domain=NAME)`` writes the domain's id, and a file's id picks the
 graphs and entropy tables it decodes with. A file of the weighing gate (``slimcodec compress
 --domain mix``) decodes through the bundle's mixing graph, with the file's weights as its
-input, and ``encode(..., domain="mix")`` searches the weights as slimcodec does.
+input, and ``encode(..., domain="mix")`` searches the weights as slimcodec does;
+``encode(..., domain="gate")`` has the bundle's learned gate predict them
+(:mod:`slimcodec.gating`, the arithmetic slimcodec's encoder runs).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from slimcodec.errors import (
     RateError,
     ResourceLimitError,
 )
+from slimcodec.gating import keep_gated
 from slimcodec.utils.image import ImageLike, load_rgb
 
 from ..bundle import Bundle
@@ -146,7 +149,8 @@ class EdgeCodec:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; ``"auto"``, the gate: code with the source and every built-in adapter and
         keep the file of the lowest RD loss (as :meth:`slimcodec.codec.Codec.encode_rgb`);
-        ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`)."""
+        ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
+        learned gate (:meth:`_gated`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
@@ -159,6 +163,8 @@ class EdgeCodec:
                                                        len(data), weight))
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
+        if domain == "gate":
+            return self._gated(rgb, width, grayscale, lmbda)
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         tables, medians = self.bundle.tables(width, lmbda, domain_id)
         symbols = tiling.analyze(
@@ -194,6 +200,22 @@ class EdgeCodec:
                 loss = rd_loss(rgb, self.decode_rgb(data)[0], len(data), weight)
                 candidates.append((loss, len(candidates), data))
         return min(candidates)[2]
+
+    def _gated(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
+               ) -> bytes:
+        """As slimcodec's ``--domain gate``: the bundle's learned gate predicts the decoder
+        adapters' weights from the source's latent, kept where they beat the source codec's
+        file by RD loss (:func:`slimcodec.gating.keep_gated`)."""
+        gate = self.bundle.gate()
+        latent = tiling.analyze(self._transform(width, "analysis", lmbda), rgb,
+                                self.bundle.downsampling, lambda y: y, self.tile)
+        weights = gate.predict(latent, width, lmbda)
+        own = {d for d in self.bundle.mixture_domains if self.bundle.domains[d].get("own_tables")}
+        rd_weight = self.bundle.rd_weight(width, lmbda)
+        data, _ = keep_gated(
+            self.encode_rgb(rgb, width, grayscale, lmbda), weights, own,
+            lambda d: rd_loss(rgb, self.decode_rgb(d)[0], len(d), rd_weight))
+        return data
 
     def check(self, header: Header) -> None:
         """Raise unless this bundle can decode a file with ``header``."""

@@ -15,27 +15,25 @@ encoder keeps the gate's file only where its RD loss is below the source codec's
 classifier can be wrong on content unlike its training images, and the source's file must
 remain the floor). The search finds the best weights per image; the gate predicts them.
 
-Features, from the source encoder's latent :math:`y` before rounding, at the coding width
-(and λ): for each of the first ``min(widths)`` channels, which every width has,
-:math:`\log(1 + \mathrm{mean}|y|)` and the share of :math:`|y| > 1/2` (the symbols that
-round away from zero: at low rates most do not, and the unrounded latent still tells
-domains apart); the width, one-hot; for a variable-rate model, where :math:`\log\lambda`
-lies in the model's λ bounds. The latent is coded with the source's entropy models.
+Features, from the source encoder's latent before rounding at the coding width (and λ), and
+the network's arithmetic at inference are in :mod:`slimcodec.gating`, which the edge runtime
+shares. The latent is coded with the source's entropy models.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from slimcodec.bitstream import MAX_MIXTURE, MIXTURE_UNIT
+from slimcodec.bitstream import MAX_MIXTURE
 from slimcodec.errors import ModelFileError, ModelMismatchError
+from slimcodec.gating import GateArrays
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 from slimcodec.zoo import fingerprint
@@ -82,31 +80,27 @@ class DomainGate(nn.Module):
 
     def features(self, latent: Tensor, width: int, lmbda: float | None) -> Tensor:
         """``(B, F)`` features of a ``(B, C, h, w)`` latent (the analysis transform's output,
-        before rounding) at ``width`` (and λ)."""
-        y = latent[:, : self.channels].float().abs()
-        batch = y.shape[0]
-        magnitude = torch.log1p(y.mean((2, 3)))
-        nonzero = (y > 0.5).float().mean((2, 3))
-        onehot = torch.zeros(batch, len(self.widths))
-        onehot[:, self.widths.index(width)] = 1.0
-        position = torch.zeros(batch, 1)
-        if self.lambda_bounds is not None and lmbda is not None:
-            lo, hi = (math.log(b) for b in self.lambda_bounds)
-            position += (math.log(lmbda) - lo) / (hi - lo)
-        return torch.cat([magnitude, nonzero, onehot, position], 1)
+        before rounding) at ``width`` (and λ), computed as the encoders compute them
+        (:mod:`slimcodec.gating`)."""
+        arrays = self.arrays()
+        return torch.from_numpy(np.stack([arrays.features(y, width, lmbda)
+                                          for y in latent.detach().cpu().numpy()]))
 
     def forward(self, features: Tensor) -> Tensor:
         """Logits: the source's first, then each adapter's."""
         return self.net(features)
 
-    @torch.no_grad()
+    def arrays(self) -> GateArrays:
+        """The gate as the encoders run it (:class:`slimcodec.gating.GateArrays`)."""
+        (w1, b1), (w2, b2) = ((m.weight.detach().numpy().copy(), m.bias.detach().numpy().copy())
+                              for m in (self.net[0], self.net[2]))
+        return GateArrays(w1, b1, w2, b2, tuple(self.domain_ids), self.channels, self.widths,
+                          self.lambda_bounds)
+
     def weights(self, latent: Tensor, width: int, lmbda: float | None) -> dict[int, float]:
         """Domain id -> the weight of its adapter for one ``(C, h, w)`` latent, rounded to
         the container's 1/64."""
-        logits = self(self.features(latent[None], width, lmbda))
-        p = torch.softmax(logits, 1)[0, 1:]
-        return {d: round(float(w) * MIXTURE_UNIT) / MIXTURE_UNIT
-                for d, w in zip(self.domain_ids, p, strict=True)}
+        return self.arrays().predict(latent.detach().cpu().numpy(), width, lmbda)
 
     def check_adapters(self, adapters: Mapping[int, DomainAdapter]) -> None:
         """Raise :class:`ModelMismatchError` unless ``adapters`` (domain id -> adapter)
