@@ -10,6 +10,9 @@ crops of the first ``images`` images of the domain folder:
   the entropy models only (``"entropy"``); returns a new model.
 * ``bias``, ``adapters``, ``extend`` -- the source is frozen (its parameters untouched, bit
   for bit); only a :class:`~slimcodec.adaptation.adapters.DomainAdapter` trains.
+
+``slimcodec gate``: :func:`train_gate` fits a learned gate over trained decoder adapters
+(:class:`~slimcodec.adaptation.gate.DomainGate`), the source frozen too.
 """
 
 from __future__ import annotations
