@@ -1,5 +1,6 @@
 """The learned gate over decoder adapters (Presta et al.), on tiny models of every kind."""
 
+import json
 import subprocess
 import sys
 
@@ -156,6 +157,9 @@ def test_gate_command_line(folders, tmp_path, capsys):
                  "--gate", str(gate)]) == 0
     assert main(["decompress", str(slc), "-o", str(tmp_path / "o.png"), *base, "--adapter",
                  str(adapter)]) == 0
+    assert main(["eval", str(folders / "screen"), *base, "--adapter", str(adapter), "--gate",
+                 str(gate), "-q", "--json", str(tmp_path / "rd.json")]) == 0
+    assert json.loads((tmp_path / "rd.json").read_text())["domain"] == "gate"
     assert main(["export", *base, "-o", str(tmp_path / "bundle"), "--adapter", str(adapter),
                  "--gate", str(gate)]) == 0
     assert Bundle.load(tmp_path / "bundle").gate().domain_ids == (domain_id("screen"),)
