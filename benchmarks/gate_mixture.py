@@ -14,7 +14,8 @@ loaded. Each test image is then coded four ways:
 * `learned`: the learned gate predicts the weights (`slimcodec gate`, then `--domain gate`),
   trained as a classifier of the domains on crops of the images the adapters adapted on and
   of `--source-photos` (the first 20; not the test photos), as Presta et al. train theirs;
-  the encoder keeps its file where its RD loss is below the source codec's.
+  the latent coded with the entropy models of the adapter it weighs most, where that one
+  has its own; the encoder keeps its file where its RD loss is below the source codec's.
 
 Test sets: held-out screens, held-out illustrations, photos (the source domain), and pages:
 held-out screens with a photo set into a third of their area, content between the domains.
@@ -135,8 +136,9 @@ domain (`named`; pages: screen; photos: the source codec), by the gate that pick
 adapter or none per image (`auto`), and by the gate that weighs the decoder adapters per
 image on a grid of quarters, the weights in the file (`mix`), and by the learned gate that
 predicts the weights (`learned`; trained on 32 crops of 256x256 from each of the adaptation
-folders and the first 20 of `--source-photos`, at every width; its file kept where its RD
-loss is below the source codec's). Pages: held-out screens with a
+folders and the first 20 of `--source-photos`, at every width; the latent coded with the
+entropy models of the adapter it weighs most, where that one has its own; its file kept
+where its RD loss is below the source codec's). Pages: held-out screens with a
 photo in the right half of their middle two thirds of height. BD-rate and ΔPSNR (at the
 source's rates, {order}) against the source codec; encode and decode time per image
 (milliseconds, mean over every operating point; compare them within one run).

@@ -43,7 +43,7 @@ from slimcodec.errors import (
     RateError,
     ResourceLimitError,
 )
-from slimcodec.gating import GATES, keep_gated
+from slimcodec.gating import GATES, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model, model_meta
@@ -356,10 +356,12 @@ class Codec:
 
     def _gated(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
                refine: int, report: dict[str, Any] | None) -> bytes:
-        """Code with the source encoder and its entropy models, decoded with the adapter
+        """Code with the source encoder, decoded with the adapter
         weights the learned gate predicts from the latent (Presta et al., DCC 2024;
-        :mod:`slimcodec.adaptation.gate`), where that beats the source codec's file by RD
-        loss (:func:`slimcodec.gating.keep_gated`)."""
+        :mod:`slimcodec.adaptation.gate`), the latent coded with the entropy models of the
+        adapter weighed most where it has its own (:func:`slimcodec.gating.entropy_domain`),
+        where that beats the source codec's file by RD loss
+        (:func:`slimcodec.gating.keep_gated`)."""
         if self.gate is None:
             raise ModelMismatchError("--domain gate needs a gate file (--gate)")
         self.gate.check_adapters(self.adapters)
@@ -370,11 +372,16 @@ class Codec:
                                        self.model.downsampling, lambda y: y, self.tile))
         weights = self.gate.arrays().predict(latent, width, lmbda)
         own = {d for d, a in self.adapters.items() if len(a.bottlenecks)}
-        data, gated = keep_gated(self.encode_rgb(rgb, width, grayscale, lmbda, refine),
-                                 weights, own, lambda d: self.rd_loss(rgb, d))
+        coder = entropy_domain(weights, own)
+        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
+        coded = (self.encode_rgb(rgb, width, grayscale, lmbda, refine,
+                                 domain=self.adapters[coder].domain) if coder else source)
+        data, gated = keep_gated(gated_file(coded, coder, weights, own), source,
+                                 lambda d: self.rd_loss(rgb, d))
         if report is not None:
             report.update({"mixture": {self.adapters[d].domain: w
                                        for d, w in weights.items() if w},
+                           "entropy_domain": self.adapters[coder].domain if coder else None,
                            "kept": "gate" if gated else "source"})
         return data
 

@@ -8,13 +8,15 @@ latent gives one set of weights in either. The gate's features of a latent :math
 \mathrm{mean}|y|)` and the share of :math:`|y| > 1/2`; the width, one-hot; where
 :math:`\log\lambda` lies in a variable-rate model's λ bounds (0 for a single-rate model).
 The network: ``softmax(w2 relu(w1 f + b1) + b2)``, the source's probability first, then each
-adapter's; the adapters' are the file's weights, in the container's 64ths.
+adapter's; the adapters' are the file's weights, in the container's 64ths. The latent is coded
+with the entropy models of the adapter weighed most, where it has its own, else with the
+source's.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +24,7 @@ import numpy as np
 from slimcodec.bitstream import MIXTURE_UNIT, Bitstream, pack, unpack
 from slimcodec.bitstream.mixture import weighed_header
 
-__all__ = ["GATES", "GateArrays", "gate_features", "keep_gated"]
+__all__ = ["GATES", "GateArrays", "entropy_domain", "gate_features", "gated_file", "keep_gated"]
 
 #: The ``domain=`` values by which an encoder chooses per image how to use its adapters:
 #: pick one or none (``auto``), weigh them by search (``mix``) or by the learned gate
@@ -74,16 +76,32 @@ class GateArrays:
                 for d, w in zip(self.domain_ids, p, strict=True)}
 
 
-def keep_gated(source: bytes, weights: dict[int, float], own_tables: Collection[int],
-               loss: Callable[[bytes], float]) -> tuple[bytes, bool]:
-    """The gate's file, the source codec's file ``source`` with ``weights`` in its header
-    (its shortest form), where its RD ``loss`` is below the source's; else ``source``. The
-    gate is a classifier of domains, blind to rate and distortion: on an image unlike any it
-    was trained on it can weigh an adapter that costs quality, and this one comparison (the
-    same latent and strings, two headers) keeps the source's file as the floor. Also
-    returns whether the gate's file was kept."""
-    plain = unpack(source)
-    data = pack(Bitstream(weighed_header(plain.header, weights, 0, own_tables), plain.strings))
-    if data == source or loss(data) < loss(source):
-        return data, True
+def entropy_domain(weights: Mapping[int, float], own_tables: Collection[int]) -> int:
+    """The domain whose entropy models code the gate's latent: the adapter the gate weighs
+    most, when it has entropy models of its own (its domain's latents are distributed unlike
+    photos'); else 0, the source's."""
+    weighed = {d: w for d, w in weights.items() if w > 0}
+    if not weighed:
+        return 0
+    best = max(sorted(weighed), key=weighed.__getitem__)
+    return best if best in own_tables else 0
+
+
+def gated_file(coded: bytes, coder: int, weights: Mapping[int, float],
+               own_tables: Collection[int]) -> bytes:
+    """``coded`` (a file whose latent domain ``coder``'s entropy models coded; 0: the
+    source's) with ``weights`` in its header, in its shortest form."""
+    plain = unpack(coded)
+    return pack(Bitstream(weighed_header(plain.header, weights, coder, own_tables),
+                          plain.strings))
+
+
+def keep_gated(gated: bytes, source: bytes, loss: Callable[[bytes], float]
+               ) -> tuple[bytes, bool]:
+    """The gate's file where its RD ``loss`` is below the source codec's file's, else the
+    source's; and whether the gate's was kept. The gate is a classifier of domains, blind to
+    rate and distortion: on an image unlike any it was trained on it can weigh an adapter
+    that costs quality, and this one comparison keeps the source's file as the floor."""
+    if gated == source or loss(gated) < loss(source):
+        return gated, True
     return source, False

@@ -27,6 +27,7 @@ from slimcodec.cli import main
 from slimcodec.codec import Codec
 from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.errors import BundleError, ModelFileError, ModelMismatchError
+from slimcodec.gating import entropy_domain
 from slimcodec.zoo import save_model_file
 
 
@@ -101,8 +102,36 @@ def test_a_wrong_gate_never_makes_a_file_worse_than_the_source_codec(folders):
     screen = render_screen(501, (64, 96))
     report = {}
     data = codec.encode_rgb(screen, 16, domain="gate", report=report)
-    assert report == {"mixture": {"noise": 1.0}, "kept": "source"}
+    assert report == {"mixture": {"noise": 1.0}, "entropy_domain": None, "kept": "source"}
     assert data == codec.encode_rgb(screen, 16)
+
+
+def test_the_gate_codes_with_the_entropy_models_of_the_adapter_it_weighs_most(folders):
+    assert entropy_domain({1: 0.75, 2: 0.25}, {1, 2}) == 1
+    assert entropy_domain({1: 0.75, 2: 0.25}, {2}) == 0  # the most weighed has none
+    assert entropy_domain({1: 0.0, 2: 0.0}, {1, 2}) == 0 and entropy_domain({}, {1}) == 0
+    assert entropy_domain({2: 0.5, 1: 0.5}, {1, 2}) == 1  # a tie: the lower id, always
+    model = tiny("slimcae")
+    adapters = [run_adapt(model, folders / "screen", "adapters", entropy_models=True).adapter,
+                run_adapt(model, folders / "noise", "bias", domain="noise").adapter]
+    result = train_gate(model, adapters, {"screen": folders / "screen",
+                                          "noise": folders / "noise"},
+                        folders / "photos", crops=8, crop=64, steps=300)
+    codec = Codec(model, rd_lambdas=LAMBDAS, adapters=adapters)
+    codec.gate = result.gate
+    screen = render_screen(503, (64, 96))
+    kept = 0
+    for width in codec.widths:
+        report = {}
+        data = codec.encode_rgb(screen, width, domain="gate", report=report)
+        assert report["entropy_domain"] == "screen", report
+        if report["kept"] == "gate":
+            assert unpack(data).header.domain == adapters[0].domain_id
+            explicit = codec.encode_rgb(screen, width, domain="screen",
+                                        mixture=report["mixture"])
+            assert np.array_equal(codec.decode_rgb(data)[0], codec.decode_rgb(explicit)[0])
+            kept += 1
+    assert kept
 
 
 def test_gate_files_and_their_errors(folders, tmp_path):
@@ -134,6 +163,9 @@ def test_gate_files_and_their_errors(folders, tmp_path):
         train_gate(model, [extend], {"wide": folders / "screen"}, folders / "photos")
     with pytest.raises(ValueError, match="no images for domain 'noise'"):
         train_gate(model, adapters, {"screen": folders / "screen"}, folders / "photos")
+    with pytest.raises(ValueError, match="domain 'typo', which no adapter has"):
+        train_gate(model, adapters, {"screen": folders / "screen", "noise": folders / "noise",
+                                     "typo": folders / "noise"}, folders / "photos")
     with pytest.raises(ModelMismatchError, match="needs a gate file"):
         Codec(model, adapters=adapters).encode_rgb(natural_like(32, 32), domain="gate")
 

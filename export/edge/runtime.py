@@ -35,7 +35,7 @@ from slimcodec.errors import (
     RateError,
     ResourceLimitError,
 )
-from slimcodec.gating import keep_gated
+from slimcodec.gating import entropy_domain, gated_file, keep_gated
 from slimcodec.utils.image import ImageLike, load_rgb
 
 from ..bundle import Bundle
@@ -204,17 +204,21 @@ class EdgeCodec:
     def _gated(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
                ) -> bytes:
         """As slimcodec's ``--domain gate``: the bundle's learned gate predicts the decoder
-        adapters' weights from the source's latent, kept where they beat the source codec's
-        file by RD loss (:func:`slimcodec.gating.keep_gated`)."""
+        adapters' weights from the source's latent (and so the entropy models, as
+        :func:`slimcodec.gating.entropy_domain` picks them), kept where they beat the source
+        codec's file by RD loss (:func:`slimcodec.gating.keep_gated`)."""
         gate = self.bundle.gate()
         latent = tiling.analyze(self._transform(width, "analysis", lmbda), rgb,
                                 self.bundle.downsampling, lambda y: y, self.tile)
         weights = gate.predict(latent, width, lmbda)
         own = {d for d in self.bundle.mixture_domains if self.bundle.domains[d].get("own_tables")}
+        coder = entropy_domain(weights, own)
         rd_weight = self.bundle.rd_weight(width, lmbda)
-        data, _ = keep_gated(
-            self.encode_rgb(rgb, width, grayscale, lmbda), weights, own,
-            lambda d: rd_loss(rgb, self.decode_rgb(d)[0], len(d), rd_weight))
+        source = self.encode_rgb(rgb, width, grayscale, lmbda)
+        coded = (self.encode_rgb(rgb, width, grayscale, lmbda, self.bundle.domains[coder]["name"])
+                 if coder else source)
+        data, _ = keep_gated(gated_file(coded, coder, weights, own), source,
+                             lambda d: rd_loss(rgb, self.decode_rgb(d)[0], len(d), rd_weight))
         return data
 
     def check(self, header: Header) -> None:

@@ -17,7 +17,7 @@ remain the floor). The search finds the best weights per image; the gate predict
 
 Features, from the source encoder's latent before rounding at the coding width (and λ), and
 the network's arithmetic at inference are in :mod:`slimcodec.gating`, which the edge runtime
-shares. The latent is coded with the source's entropy models.
+shares, as is the choice of entropy models: the most weighed adapter's own, or the source's.
 """
 
 from __future__ import annotations

@@ -231,6 +231,9 @@ def train_gate(
     missing = [a.domain for a in adapters if a.domain not in data]
     if missing:
         raise ValueError(f"no images for domain {missing[0]!r}: give a folder per adapter")
+    extra = sorted(set(data) - {a.domain for a in adapters})
+    if extra:
+        raise ValueError(f"images for domain {extra[0]!r}, which no adapter has")
     for name, value in (("crops", crops), ("steps", steps), ("images", images)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive, not {value}")
