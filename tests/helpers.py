@@ -76,3 +76,25 @@ def decode_outcomes(setup: str, files, timeout: float = 600) -> dict:
                             str(files)], capture_output=True, text=True, timeout=timeout)
     assert child.returncode == 0, child.stderr[-2000:]  # a signal (crash) is negative
     return json.loads(child.stdout.strip().splitlines()[-1])
+
+
+_NO_TORCH = """
+import sys
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("torch is not installed on this device")
+sys.meta_path.insert(0, NoTorch())
+"""
+
+
+def run_without_torch(script: str, timeout: float = 300) -> None:
+    """Run the Python code ``script`` in a child process where importing torch fails, as on
+    a device with the edge runtime alone; it must end without error and without torch."""
+    import subprocess
+    import sys
+
+    code = _NO_TORCH + script + '\nassert "torch" not in sys.modules, "torch was imported"\n'
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=timeout)
+    assert child.returncode == 0, child.stderr[-3000:]
