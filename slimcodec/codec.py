@@ -356,11 +356,11 @@ class Codec:
 
     def _gated(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
                refine: int, report: dict[str, Any] | None) -> bytes:
-        """Code with the source encoder, decoded with the adapter
-        weights the learned gate predicts from the latent (Presta et al., DCC 2024;
-        :mod:`slimcodec.adaptation.gate`), the latent coded with the entropy models of the
-        adapter weighed most where it has its own (:func:`slimcodec.gating.entropy_domain`),
-        where that beats the source codec's file by RD loss
+        """Code with the source encoder, to be decoded with the adapter weights the learned
+        gate predicts from the latent (Presta et al., DCC 2024;
+        :mod:`slimcodec.adaptation.gate`); the latent coded with the entropy models of the
+        adapter weighed most where it has its own (:func:`slimcodec.gating.entropy_domain`);
+        kept where that beats the source codec's file by RD loss
         (:func:`slimcodec.gating.keep_gated`)."""
         if self.gate is None:
             raise ModelMismatchError("--domain gate needs a gate file (--gate)")
