@@ -34,6 +34,7 @@ import json, sys, time, warnings
 warnings.filterwarnings("ignore")
 from pathlib import Path
 from slimcodec.api import codec_for
+from slimcodec.bitstream.hostile import entropy_decoder_refused
 from slimcodec.errors import SlimcodecError
 codec = codec_for("slimcae")
 for line in sys.stdin:
@@ -44,7 +45,7 @@ for line in sys.stdin:
         outcome = "decoded"
     except SlimcodecError as exc:
         outcome = type(exc).__name__
-        if "entropy-coded" in str(exc) or "bypass" in str(exc):
+        if entropy_decoder_refused(exc):
             outcome += " (entropy decoder)"
     except Exception as exc:  # anything untyped is a finding
         outcome = "UNTYPED " + type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]

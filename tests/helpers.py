@@ -47,6 +47,7 @@ def sliced_slimcae(widths=SMALL_WIDTHS):
 _DECODE_CHILD = r"""
 import json, sys, pathlib, warnings
 warnings.filterwarnings("ignore")
+from slimcodec.bitstream.hostile import entropy_decoder_refused
 from slimcodec.errors import SlimcodecError
 {setup}
 counts = {{}}
@@ -56,7 +57,7 @@ for path in sorted(pathlib.Path(sys.argv[1]).glob("*.slc")):
         outcome = "decoded"
     except SlimcodecError as exc:
         outcome = type(exc).__name__
-        if "entropy-coded" in str(exc) or "bypass" in str(exc):
+        if entropy_decoder_refused(exc):
             outcome = "refused by the entropy decoder"
     counts[outcome] = counts.get(outcome, 0) + 1
 print(json.dumps(counts))

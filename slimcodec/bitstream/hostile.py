@@ -12,10 +12,17 @@ import struct
 import zlib
 from collections.abc import Iterator
 
-__all__ = ["KINDS", "hostile_files"]
+__all__ = ["KINDS", "entropy_decoder_refused", "hostile_files"]
 
 _CRC = struct.Struct("<I")
 _HEIGHT, _WIDTH, _NSTRINGS, _LENGTHS = 23, 27, 31, 32
+
+
+def entropy_decoder_refused(exc: BaseException) -> bool:
+    """Whether a decode error is the entropy decoder's refusal of its string (the checks of
+    :func:`slimcodec.bitstream.rans.decode`, whose messages name the entropy-coded string or
+    a bypass run) rather than a container or header check's: what the fuzzers count apart."""
+    return "entropy-coded" in str(exc) or "bypass" in str(exc)
 
 
 def _seal(body: bytes | bytearray) -> bytes:
