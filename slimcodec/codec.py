@@ -341,11 +341,11 @@ class Codec:
             plain = unpack(self.encode_rgb(rgb, width, grayscale, lmbda, refine,
                                            domain=coder.domain if coder else None))
             for weights in grid:
-                header = weighed_header(
-                    plain.header, {a.domain_id: w for a, w in zip(mixable, weights, strict=True)},
-                    coder.domain_id if coder else 0, own)
+                by_id = {a.domain_id: w for a, w in zip(mixable, weights, strict=True)}
+                header = weighed_header(plain.header, by_id, coder.domain_id if coder else 0,
+                                        own)
                 data = pack(Bitstream(header, plain.strings))
-                chosen = {a.domain: w for a, w in zip(mixable, weights, strict=True) if w}
+                chosen = {self.adapters[d].domain: w for d, w in by_id.items() if w}
                 candidates.append((self.rd_loss(rgb, data), len(candidates), data,
                                    coder.domain if coder else None, chosen))
         loss, _, data, coder, weights = min(candidates)
