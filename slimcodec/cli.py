@@ -542,8 +542,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambdas", type=float, nargs="+", default=d["lambdas"],
                    help="one λ for all widths, or one per width (CompressAI convention)")
     t.add_argument("--gdn", default=d["gdn"], choices=["switch", "slim", "slim+"])
-    t.add_argument("--arch", default=d["arch"], choices=["slimcae", "slimcae-vr"],
-                   help="slimcae-vr: λ-modulated, a continuous rate inside every width")
+    t.add_argument("--arch", default=d["arch"], choices=["slimcae", "slimcae-vr", "slimcae-hp"],
+                   help="slimcae-vr: λ-modulated, a continuous rate inside every width; "
+                        "slimcae-hp: slimcae-vr with a mean-scale hyperprior")
     t.add_argument("--lambda-ranges", type=float, nargs="+",
                    help="slimcae-vr: LOW HIGH for all widths, or a pair per width "
                         "(default: the architecture's)")

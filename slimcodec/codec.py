@@ -31,7 +31,6 @@ from slimcodec.bitstream import (
     Header,
     RateKind,
     pack,
-    rans,
     unpack,
 )
 from slimcodec.bitstream.checks import check_header, check_image_size
@@ -90,6 +89,15 @@ def prepare_model(model: SlimCAE) -> bytes:
 def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
     """A tensor function as the torch-free tiler calls it: numpy in, numpy out."""
     return lambda a: fn(torch.from_numpy(a)).numpy()
+
+
+def _unchanged(a: np.ndarray) -> np.ndarray:
+    """The tiler's quantize/dequantize step where the latent coder does that work."""
+    return a
+
+
+def _size(strings: tuple[bytes, ...]) -> int:
+    return sum(len(s) for s in strings)
 
 
 def _out_of_memory(what: str, call: Callable[[], T]) -> T:
@@ -250,21 +258,21 @@ class Codec:
         members = self._mixture_members(mixture, adapter) if mixture is not None else ()
         coder = self._mixture(members, adapter) if mixture is not None else adapter
         with self.operating_point(width, lmbda, coder):
-            symbols = _out_of_memory(
+            latent = self.model.latent_coder()
+            y = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
-                                       self.model.downsampling,
-                                       _numpy(self.model.quantize_latent), self.tile))
-            tables = self.model.entropy_tables()
-            string = rans.encode(symbols, tables)
+                                       self.model.downsampling, _unchanged, self.tile))
             if refine:
-                string = self._refined(rgb, symbols, string, tables, width, lmbda, refine,
-                                       report if report is not None else {}, progress)
+                strings = self._refined(rgb, latent, y, width, lmbda, refine,
+                                        report if report is not None else {}, progress)
+            else:
+                strings = latent.encode(y)
         kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
                         0.0 if lmbda is None else lmbda,
                         adapter.domain_id if adapter is not None else 0, members)
-        return pack(Bitstream(header, (string,)))
+        return pack(Bitstream(header, strings))
 
     def _mixture_members(self, weights: Mapping[str, float], entropy_domain: Any
                          ) -> tuple[tuple[int, float], ...]:
@@ -385,29 +393,33 @@ class Codec:
                            "kept": "gate" if gated else "source"})
         return data
 
-    def _refined(self, rgb: np.ndarray, symbols: np.ndarray, string: bytes,
-                 tables: rans.EntropyTables, width: int, lmbda: float | None, steps: int,
-                 report: dict[str, Any], progress: Callable[[int], None] | None) -> bytes:
-        """The better string of the plain and the refined latent (caller holds the lock)."""
+    def _refined(self, rgb: np.ndarray, latent: Any, y: np.ndarray, width: int,
+                 lmbda: float | None, steps: int, report: dict[str, Any],
+                 progress: Callable[[int], None] | None) -> tuple[bytes, ...]:
+        """The better strings of the plain and the refined latent (caller holds the lock)."""
+        from slimcodec.latent import FactorizedCoder
         from slimcodec.refine import refine_latent
 
+        if not isinstance(latent, FactorizedCoder):
+            raise RateError(f"{self.name} codes its latent with a {self.model.latent_kind} "
+                            "prior; --refine refines factorized latents only (for now)")
         weight = self.rd_weight(width, lmbda)
+        symbols = latent.quantize(y)
         refined = refine_latent(self.model, rgb, weight, steps, tile=self.tile,
                                 relaxation=self.refine_relaxation, progress=progress).symbols
         candidates = []
         for label, s in (("plain", symbols), ("refined", refined)):
-            data = string if label == "plain" else rans.encode(s, tables)
-            decoded = tiling.synthesize(_numpy(self.model.synthesis),
-                                        _numpy(self.model.dequantize_latent), s,
+            data = latent.encode_symbols(s)
+            decoded = tiling.synthesize(_numpy(self.model.synthesis), latent.dequantize, s,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
-            candidates.append((rd_loss(rgb, decoded, len(data), weight), label, data,
+            candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,
                                10 * math.log10(1 / max(mse, 1e-12))))
         _, label, data, psnr = min(candidates)
         report.update({"steps": steps, "lmbda": weight, "chosen": label,
                        "loss_plain": candidates[0][0], "loss_refined": candidates[1][0],
                        "psnr_predicted": psnr,
-                       "bytes_plain": len(candidates[0][2]), "bytes": len(data)})
+                       "bytes_plain": _size(candidates[0][2]), "bytes": _size(data)})
         return data
 
     @contextmanager
@@ -460,10 +472,6 @@ class Codec:
         bitstream = unpack(data)
         header = bitstream.header
         self.check(header)
-        if len(bitstream.strings) != 1:
-            raise CorruptBitstreamError(
-                f"corrupt slimcodec file: {len(bitstream.strings)} strings, SlimCAE writes 1"
-            )
         factor = self.model.downsampling
         latent = tuple(-(-side // factor) for side in header.image_size)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
@@ -475,14 +483,12 @@ class Codec:
             except ValueError as exc:  # a writer that mixed what cannot be mixed
                 raise CorruptBitstreamError(f"corrupt slimcodec file: {exc}") from None
         with self.operating_point(header.width, lmbda, adapter):
-            tables = self.model.entropy_tables()
-            symbols = _out_of_memory(
-                f"decoding a {w}x{h} image",
-                lambda: rans.decode(bitstream.strings[0], tables, (tables.channels, *latent)))
+            coder = self.model.latent_coder()
+            y_hat = _out_of_memory(f"decoding a {w}x{h} image",
+                                   lambda: coder.decode(bitstream.strings, latent))
             rgb = _out_of_memory(
                 f"decoding a {w}x{h} image",
-                lambda: tiling.synthesize(_numpy(self.model.synthesis),
-                                          _numpy(self.model.dequantize_latent), symbols,
+                lambda: tiling.synthesize(_numpy(self.model.synthesis), _unchanged, y_hat,
                                           header.image_size, factor, self.tile))
         return rgb, header
 

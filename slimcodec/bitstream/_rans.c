@@ -13,10 +13,12 @@
  * is reported as corrupt, never read past. The GIL is released while coding.
  *
  * Python API (called by slimcodec/bitstream/rans.py, which validates the tables):
- *   encode(symbols, cdfs, lengths, offsets, plane) -> bytes
- *   decode(data, cdfs, lengths, offsets, plane, out) -> None
+ *   encode(symbols, cdfs, lengths, offsets, plane[, indexes]) -> bytes
+ *   decode(data, cdfs, lengths, offsets, plane, out[, indexes]) -> None
  * symbols/out: int32 (n,); cdfs: int32 (m, stride) C-contiguous; lengths, offsets: int32
- * (m,). Symbol i uses CDF i / plane (a channel-major latent: one CDF per channel).
+ * (m,). Symbol i uses CDF i / plane (a channel-major latent: one CDF per channel), or,
+ * given indexes (int32 (n,), each in [0, m): a conditional model's table index per
+ * element), CDF indexes[i].
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -75,10 +77,10 @@ static int get_bits(Decoder *d, uint32_t *val) {
 }
 
 /* Returns NULL on success, else a static message. */
-static const char *decode_all(Decoder *d, const Tables *t, Py_ssize_t plane, int32_t *out,
-                              Py_ssize_t n) {
+static const char *decode_all(Decoder *d, const Tables *t, Py_ssize_t plane,
+                              const int32_t *indexes, int32_t *out, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t k = i / plane;
+        Py_ssize_t k = indexes ? indexes[i] : i / plane;
         const int32_t *cdf = t->cdfs + k * t->stride;
         int32_t len = t->lengths[k];
         int32_t max_value = len - 2;
@@ -152,9 +154,9 @@ static int put_bits(Encoder *e, uint32_t val, uint32_t nbits) {
 }
 
 static const char *encode_all(Encoder *e, const Tables *t, Py_ssize_t plane,
-                              const int32_t *symbols, Py_ssize_t n) {
+                              const int32_t *indexes, const int32_t *symbols, Py_ssize_t n) {
     for (Py_ssize_t i = n - 1; i >= 0; i--) {
-        Py_ssize_t k = i / plane;
+        Py_ssize_t k = indexes ? indexes[i] : i / plane;
         const int32_t *cdf = t->cdfs + k * t->stride;
         int32_t max_value = t->lengths[k] - 2;
         int64_t value = (int64_t)symbols[i] - t->offsets[k];
@@ -251,12 +253,32 @@ static int check_plane(Py_ssize_t n, Py_ssize_t plane, const Tables *t) {
     return 0;
 }
 
+/* The optional per-element table indexes: NULL where none were given, -1 on error. */
+static int get_indexes(PyObject *obj, Py_buffer *view, Py_ssize_t n, const Tables *t,
+                       const int32_t **indexes) {
+    *indexes = NULL;
+    if (obj == NULL || obj == Py_None) return 0;
+    if (get_int32(obj, view, 0, "indexes") < 0) return -1;
+    const int32_t *idx = view->buf;
+    int bad = view->len / 4 != n;
+    for (Py_ssize_t i = 0; !bad && i < n; i++) bad = idx[i] < 0 || idx[i] >= t->count;
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "indexes must be one table index per symbol");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    *indexes = idx;
+    return 1;
+}
+
 static PyObject *py_encode(PyObject *self, PyObject *args) {
-    PyObject *symbols_obj, *cdfs, *lengths, *offsets;
+    PyObject *symbols_obj, *cdfs, *lengths, *offsets, *index_obj = NULL;
     Py_ssize_t plane;
-    Py_buffer v[4];
+    Py_buffer v[5];
     Tables t;
-    if (!PyArg_ParseTuple(args, "OOOOn", &symbols_obj, &cdfs, &lengths, &offsets, &plane))
+    const int32_t *indexes;
+    if (!PyArg_ParseTuple(args, "OOOOn|O", &symbols_obj, &cdfs, &lengths, &offsets, &plane,
+                          &index_obj))
         return NULL;
     if (get_tables(cdfs, lengths, offsets, v, &t) < 0) return NULL;
     if (get_int32(symbols_obj, &v[3], 0, "symbols") < 0) {
@@ -264,23 +286,29 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
         return NULL;
     }
     Py_ssize_t n = v[3].len / 4;
-    if (check_plane(n, plane, &t) < 0) {
+    int held = get_indexes(index_obj, &v[4], n, &t, &indexes);
+    if (held < 0) {
         release(v, 4);
+        return NULL;
+    }
+    int views = 4 + held;
+    if (!indexes && check_plane(n, plane, &t) < 0) {
+        release(v, views);
         return NULL;
     }
     /* At most 16 + 4 * 10 bits per symbol, under two words, plus the two-word flush. */
     Py_ssize_t capacity = 2 * n + 2;
     uint8_t *buf = PyMem_RawMalloc((size_t)capacity * 4);
     if (!buf) {
-        release(v, 4);
+        release(v, views);
         return PyErr_NoMemory();
     }
     Encoder e = {RANS_L, buf, capacity};
     const char *err;
     Py_BEGIN_ALLOW_THREADS
-    err = encode_all(&e, &t, plane, v[3].buf, n);
+    err = encode_all(&e, &t, plane, indexes, v[3].buf, n);
     Py_END_ALLOW_THREADS
-    release(v, 4);
+    release(v, views);
     PyObject *result = NULL;
     if (err) PyErr_SetString(PyExc_ValueError, err);
     else result = PyBytes_FromStringAndSize((const char *)buf + 4 * e.free,
@@ -290,11 +318,13 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
 }
 
 static PyObject *py_decode(PyObject *self, PyObject *args) {
-    Py_buffer data, v[4];
-    PyObject *cdfs, *lengths, *offsets, *out_obj;
+    Py_buffer data, v[5];
+    PyObject *cdfs, *lengths, *offsets, *out_obj, *index_obj = NULL;
     Py_ssize_t plane;
     Tables t;
-    if (!PyArg_ParseTuple(args, "y*OOOnO", &data, &cdfs, &lengths, &offsets, &plane, &out_obj))
+    const int32_t *indexes;
+    if (!PyArg_ParseTuple(args, "y*OOOnO|O", &data, &cdfs, &lengths, &offsets, &plane,
+                          &out_obj, &index_obj))
         return NULL;
     if (get_tables(cdfs, lengths, offsets, v, &t) < 0) {
         PyBuffer_Release(&data);
@@ -307,8 +337,15 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
     }
     Py_ssize_t n = v[3].len / 4;
     const char *err = NULL;
-    if (check_plane(n, plane, &t) < 0) {
+    int held = get_indexes(index_obj, &v[4], n, &t, &indexes);
+    if (held < 0) {
         release(v, 4);
+        PyBuffer_Release(&data);
+        return NULL;
+    }
+    int views = 4 + held;
+    if (!indexes && check_plane(n, plane, &t) < 0) {
+        release(v, views);
         PyBuffer_Release(&data);
         return NULL;
     }
@@ -320,11 +357,11 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
         if (d.x < RANS_L) err = "entropy-coded string starts with an invalid coder state";
         else {
             Py_BEGIN_ALLOW_THREADS
-            err = decode_all(&d, &t, plane, v[3].buf, n);
+            err = decode_all(&d, &t, plane, indexes, v[3].buf, n);
             Py_END_ALLOW_THREADS
         }
     }
-    release(v, 4);
+    release(v, views);
     PyBuffer_Release(&data);
     if (err) {
         PyErr_SetString(PyExc_ValueError, err);
@@ -335,9 +372,10 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"encode", py_encode, METH_VARARGS,
-     "encode(symbols, cdfs, lengths, offsets, plane) -> bytes"},
+     "encode(symbols, cdfs, lengths, offsets, plane[, indexes]) -> bytes"},
     {"decode", py_decode, METH_VARARGS,
-     "decode(data, cdfs, lengths, offsets, plane, out) -> None; ValueError if corrupt"},
+     "decode(data, cdfs, lengths, offsets, plane, out[, indexes]) -> None; ValueError if "
+     "corrupt"},
     {NULL, NULL, 0, NULL},
 };
 

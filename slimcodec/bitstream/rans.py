@@ -73,42 +73,61 @@ class EntropyTables:
         return len(self.cdfs)
 
 
-def encode(symbols: np.ndarray, tables: EntropyTables) -> bytes:
-    """Code a ``(C, H, W)`` integer latent, channel ``c`` with CDF ``c``."""
+def encode(symbols: np.ndarray, tables: EntropyTables, indexes: np.ndarray | None = None
+           ) -> bytes:
+    """Code a ``(C, H, W)`` integer latent, channel ``c`` with CDF ``c``, or, given
+    ``indexes`` (the latent's shape, each in ``[0, len(tables.cdfs))``), each element with
+    CDF ``indexes[c, h, w]`` (a conditional model: one table per predicted scale)."""
     symbols = np.ascontiguousarray(symbols, dtype=np.int32)
-    plane = _plane(symbols.shape, tables)
+    plane = _plane(symbols.shape, tables, indexes)
+    flat = _flat_indexes(indexes, symbols.shape, tables)
     if _rans is not None:
         return _rans.encode(symbols.reshape(-1), tables.cdfs, tables.lengths, tables.offsets,
-                            plane)
-    return _encode_py(symbols.reshape(-1), tables, plane)
+                            plane, flat)
+    return _encode_py(symbols.reshape(-1), tables, plane, flat)
 
 
-def decode(data: bytes, tables: EntropyTables, shape: tuple[int, int, int]) -> np.ndarray:
-    """Decode a ``(C, H, W)`` int32 latent; :class:`CorruptBitstreamError` if ``data`` is
-    not exactly the coding of one."""
+def decode(data: bytes, tables: EntropyTables, shape: tuple[int, int, int],
+           indexes: np.ndarray | None = None) -> np.ndarray:
+    """Decode a ``(C, H, W)`` int32 latent (with ``indexes`` as :func:`encode` took them);
+    :class:`CorruptBitstreamError` if ``data`` is not exactly the coding of one."""
     out = np.empty(shape, dtype=np.int32)
-    plane = _plane(out.shape, tables)
+    plane = _plane(out.shape, tables, indexes)
+    flat = _flat_indexes(indexes, out.shape, tables)
     try:
         if _rans is not None:
             _rans.decode(bytes(data), tables.cdfs, tables.lengths, tables.offsets, plane,
-                         out.reshape(-1))
+                         out.reshape(-1), flat)
         else:
-            _decode_py(bytes(data), tables, plane, out.reshape(-1))
+            _decode_py(bytes(data), tables, plane, out.reshape(-1), flat)
     except ValueError as exc:
         raise CorruptBitstreamError(f"corrupt slimcodec file: {exc}") from None
     return out
 
 
-def _plane(shape: tuple[int, ...], tables: EntropyTables) -> int:
-    if len(shape) != 3 or shape[0] != tables.channels or min(shape) < 1:
+def _plane(shape: tuple[int, ...], tables: EntropyTables, indexes: np.ndarray | None) -> int:
+    if len(shape) != 3 or min(shape) < 1 or (indexes is None and shape[0] != tables.channels):
         raise ValueError(f"latent shape {shape} does not fit {tables.channels} CDFs")
     return shape[1] * shape[2]
+
+
+def _flat_indexes(indexes: np.ndarray | None, shape: tuple[int, ...], tables: EntropyTables
+                  ) -> np.ndarray | None:
+    if indexes is None:
+        return None
+    if indexes.shape != tuple(shape):
+        raise ValueError(f"indexes of shape {indexes.shape} for a latent of shape {shape}")
+    flat = np.ascontiguousarray(indexes, dtype=np.int32).reshape(-1)
+    if flat.min() < 0 or flat.max() >= tables.channels:
+        raise ValueError(f"indexes outside [0, {tables.channels})")
+    return flat
 
 
 # -- the reference coder (pure Python; the same format, the same checks) ------------------
 
 
-def _encode_py(symbols: np.ndarray, t: EntropyTables, plane: int) -> bytes:
+def _encode_py(symbols: np.ndarray, t: EntropyTables, plane: int,
+               indexes: np.ndarray | None = None) -> bytes:
     words: list[int] = []
     x = _L
 
@@ -129,7 +148,7 @@ def _encode_py(symbols: np.ndarray, t: EntropyTables, plane: int) -> bytes:
         x = (x << _BYPASS_BITS) | val
 
     for i in range(len(symbols) - 1, -1, -1):
-        k = i // plane
+        k = int(indexes[i]) if indexes is not None else i // plane
         cdf, max_value = t.cdfs[k], int(t.lengths[k]) - 2
         value = int(symbols[i]) - int(t.offsets[k])
         if value < 0 or value >= max_value:
@@ -153,7 +172,8 @@ def _encode_py(symbols: np.ndarray, t: EntropyTables, plane: int) -> bytes:
     return np.array(words[::-1], dtype="<u4").tobytes()
 
 
-def _decode_py(data: bytes, t: EntropyTables, plane: int, out: np.ndarray) -> None:
+def _decode_py(data: bytes, t: EntropyTables, plane: int, out: np.ndarray,
+               indexes: np.ndarray | None = None) -> None:
     if len(data) % 4:
         raise ValueError("entropy-coded string is not a whole number of 32-bit words")
     if len(data) < 8:
@@ -180,7 +200,7 @@ def _decode_py(data: bytes, t: EntropyTables, plane: int, out: np.ndarray) -> No
 
     cdfs = [t.cdfs[k, : t.lengths[k]].tolist() for k in range(t.channels)]
     for i in range(len(out)):
-        k = i // plane
+        k = int(indexes[i]) if indexes is not None else i // plane
         cdf = cdfs[k]
         cum = x & _MASK
         s = int(np.searchsorted(cdf, cum, side="right")) - 1

@@ -1,6 +1,8 @@
 """Codec models: compressai ``CompressionModel`` subclasses."""
 
+from .hyperprior import HyperpriorSlimCAE
 from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
 from .slimcae import DEFAULT_WIDTHS, SlimCAE
 
-__all__ = ["DEFAULT_LAMBDA_RANGES", "DEFAULT_WIDTHS", "ModulatedSlimCAE", "SlimCAE"]
+__all__ = ["DEFAULT_LAMBDA_RANGES", "DEFAULT_WIDTHS", "HyperpriorSlimCAE", "ModulatedSlimCAE",
+           "SlimCAE"]

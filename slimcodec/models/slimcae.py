@@ -233,6 +233,17 @@ class SlimCAE(CompressionModel):
 
     # -- entropy coding: what the codec and the exporter use --------------------------------
 
+    #: How the latent is coded (:mod:`slimcodec.latent`); a bundle's manifest records it.
+    latent_kind = "factorized"
+
+    def latent_coder(self) -> Any:
+        """How the active width (and adapter) codes its latent: a
+        :class:`slimcodec.latent.FactorizedCoder` (one string, one density per channel)."""
+        from slimcodec.latent import FactorizedCoder
+
+        medians = self.entropy_bottleneck._get_medians().detach().reshape(-1).cpu().numpy()
+        return FactorizedCoder(medians, self.entropy_tables())
+
     def quantize_latent(self, y: Tensor) -> Tensor:
         """:math:`\\lfloor y - \\mu \\rceil` as int32 symbols, at the active width's medians."""
         return torch.round(y - self.entropy_bottleneck._get_medians()).int()

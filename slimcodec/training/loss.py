@@ -5,7 +5,10 @@ SlimCAE trains every width in every step, each with its own λ (CompressAI's con
 .. math::
 
     L = \sum_w \lambda_w \cdot 255^2 \cdot \mathrm{MSE}_w + R_w, \qquad
-    R_w = \frac{-\sum \log_2 p_w(\tilde y_w)}{N \cdot H \cdot W}\ \text{(bits per pixel)}.
+    R_w = \frac{-\sum \log_2 p_w(\tilde y_w)}{N \cdot H \cdot W}\ \text{(bits per pixel)},
+
+the sum running over every latent the model codes (:math:`\hat y`, and :math:`\hat z` for a
+hyperprior).
 
 The entropy models' auxiliary loss (their quantiles) is added to the returned total: it
 only reaches the ``quantiles`` parameters, and the main loss never does, so one backward
@@ -46,7 +49,8 @@ class MultiWidthRDLoss(nn.Module):
             if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy model
                 self.model.set_lambda(lmbda)              # follow this width's λ
             out = self.model(x)
-            bpp = -torch.log(out["likelihoods"]["y"]).sum() / (math.log(2) * n * h * w)
+            bits = sum(-torch.log(v).sum() for v in out["likelihoods"].values())
+            bpp = bits / (math.log(2) * n * h * w)
             mse = F.mse_loss(out["x_hat"], x)
             total = total + lmbda * 255**2 * mse + bpp
             bpps.append(bpp.detach())

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from slimcodec.errors import ImageError
-from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.models.modulated import as_float32
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write
@@ -53,6 +53,7 @@ METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
+ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
                  "rate_anchors": 8, "lambda_bounds": None}
 
@@ -69,7 +70,10 @@ class TrainConfig:
     widths: list[int] = field(default_factory=lambda: [192, 144, 96, 72, 48])
     lambdas: list[float] = field(default_factory=lambda: [0.013])  # one λ: every width
     gdn: str = "slim+"
-    # "slimcae" (one λ per width) or "slimcae-vr" (λ-modulated: every step samples a λ per
+    # "slimcae" (one λ per width), "slimcae-vr" (λ-modulated: every step samples a λ per
+    # width, log-uniform in that width's range) or "slimcae-hp" (slimcae-vr with a
+    # mean-scale hyperprior).
+    # (the rest of this comment is slimcae-vr's:)
     # width, log-uniform in that width's range).
     arch: str = "slimcae"
     # slimcae-vr: LOW HIGH for every width, or one pair per width (widest first);
@@ -109,7 +113,7 @@ class TrainConfig:
             self.lambdas = self.lambdas * len(self.widths)
         if len(self.lambdas) != len(self.widths):
             raise ValueError("give one λ, or one per width")
-        if self.arch not in ("slimcae", "slimcae-vr"):
+        if self.arch not in ARCHS:
             raise ValueError(f"unknown architecture {self.arch!r}")
         if self.lambda_ranges is not None:
             pairs = len(self.lambda_ranges) // 2
@@ -148,8 +152,11 @@ def checkpoint_model(run: str | os.PathLike) -> tuple[SlimCAE, int]:
 def build_model(cfg: TrainConfig) -> SlimCAE:
     """The untrained model ``cfg`` describes."""
     kwargs: dict[str, Any] = {"widths": tuple(cfg.widths), "gdn": cfg.gdn}
-    if cfg.arch == "slimcae-vr":
-        kwargs["rate_anchors"] = cfg.rate_anchors
+    if cfg.arch in ("slimcae-vr", "slimcae-hp"):
+        if cfg.arch == "slimcae-vr":
+            kwargs["rate_anchors"] = cfg.rate_anchors
+        elif cfg.rate_anchors != 1:
+            raise ValueError("slimcae-hp has one entropy model per width: --rate-anchors 1")
         kwargs["latent_gain"] = True
         if cfg.lambda_bounds is not None:
             kwargs["lambda_bounds"] = list(cfg.lambda_bounds)
@@ -173,6 +180,9 @@ def init_from(model: SlimCAE, source: SlimCAE) -> None:
                          f"(pass --gdn {source.gdn})")
     if type(source) is type(model) and source.config == model.config:
         model.load_state_dict(source.state_dict())
+        return
+    if isinstance(model, HyperpriorSlimCAE):
+        _init_hyperprior_from_modulated(model, source)
         return
     if isinstance(source, ModulatedSlimCAE) and isinstance(model, ModulatedSlimCAE):
         _init_gained_from_modulated(model, source)
@@ -212,6 +222,24 @@ def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCA
     if unexpected or any(not k.startswith("latent_gain.") for k in missing):
         raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
     _stretch_anchor_densities(model)
+
+
+def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -> None:
+    """A hyperprior model from a variable-rate one: transforms, modulations and latent gain
+    are copied; the hyperprior (and the densities of z) start new."""
+    if type(source) is not ModulatedSlimCAE or source.latent_gain is None:
+        raise ValueError("--init of a slimcae-hp model must be a slimcae-vr model with a "
+                         f"latent gain, not a {type(source).__name__}")
+    same = ("lambda_ranges", "hidden", "lambda_bounds")
+    if any(source.config[k] != model.config[k] for k in same):
+        raise ValueError("--init model must match in λ ranges, bounds and hidden units "
+                         "(pass its --lambda-ranges)")
+    kept = {k: v for k, v in source.state_dict().items()
+            if not k.startswith("entropy_bottlenecks.")}
+    missing, unexpected = model.load_state_dict(kept, strict=False)
+    new = ("entropy_bottlenecks.", "h_a.", "h_mean.", "h_scale.", "gaussian_conditional.")
+    if unexpected or any(not k.startswith(new) for k in missing):
+        raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
 
 
 def _stretch_anchor_densities(model: ModulatedSlimCAE) -> None:
@@ -418,14 +446,18 @@ class Trainer:
         self.aux_optimizer.zero_grad(set_to_none=True)
         out = self.net(x)
         out["loss"].backward()
-        if cfg.clip > 0:
-            nn.utils.clip_grad_norm_(self.main_params, cfg.clip)
-        self.optimizer.step()
-        self.aux_optimizer.step()
+        norm = nn.utils.clip_grad_norm_(self.main_params, cfg.clip if cfg.clip > 0 else math.inf)
+        # A non-finite gradient (an overflowing batch) would poison every weight through
+        # Adam's moments: such a step is skipped, and its log line says so.
+        skipped = not bool(torch.isfinite(norm))
+        if not skipped:
+            self.optimizer.step()
+            self.aux_optimizer.step()
         self.step += 1
         psnr = [10 * math.log10(1 / max(m, 1e-10)) for m in out["mse"].tolist()]
         return {"step": self.step, "lr": lr, "loss": out["rd_loss"].item(),
-                "aux": out["aux_loss"].item(), "bpp": out["bpp"].tolist(), "psnr": psnr}
+                "aux": out["aux_loss"].item(), "bpp": out["bpp"].tolist(), "psnr": psnr,
+                **({"skipped": True} if skipped else {})}
 
     def run(self, until: int, desc: str = "train", checkpoint: bool = True) -> None:
         """Train until ``self.step == until``, logging every step, checkpointing every K.
@@ -487,7 +519,8 @@ def measure_rd(model: SlimCAE, images: list[torch.Tensor]) -> list[tuple[float, 
         for x in images:
             out = model(x)
             n = x.shape[-2] * x.shape[-1]
-            bpps.append(float(-torch.log2(out["likelihoods"]["y"]).sum()) / n)
+            bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
+            bpps.append(bits / n)
             mse = float(torch.mean((out["x_hat"].clamp(0, 1) - x) ** 2))
             psnrs.append(10 * math.log10(1 / max(mse, 1e-10)))
         points.append((float(np.mean(bpps)), float(np.mean(psnrs))))

@@ -24,7 +24,7 @@ from torch import nn
 
 from slimcodec.bitstream import FINGERPRINT_SIZE
 from slimcodec.errors import ModelFileError
-from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 
 __all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "save_model_file"]
@@ -33,7 +33,8 @@ FILE_FORMAT = "slimcodec-model"
 FILE_VERSION = 1
 
 #: Architecture name -> class; a model file names its architecture by one of these keys.
-ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE, "slimcae-vr": ModulatedSlimCAE}
+ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE, "slimcae-vr": ModulatedSlimCAE,
+                                             "slimcae-hp": HyperpriorSlimCAE}
 
 
 def arch_name(model: nn.Module) -> str:

@@ -1,0 +1,147 @@
+r"""How a latent becomes entropy-coded strings and back: the one interface model kinds differ by.
+
+Every model kind runs the same image transforms around its latent (tiled analysis, tiled
+synthesis: :mod:`slimcodec.tiling`); what differs is how :math:`y` is quantised and coded.
+That difference lives here, behind two calls that :class:`slimcodec.codec.Codec` and the
+edge runtime (``export/edge``) make alike, whatever the kind:
+
+* ``coder.encode(y)``: the unrounded ``(C, h, w)`` latent -> the container's strings;
+* ``coder.decode(strings, (h, w))``: strings -> the ``(C, h, w)`` float32 :math:`\hat y`
+  the synthesis transform takes (a :class:`~slimcodec.errors.CorruptBitstreamError` for
+  strings that are not a coding of one).
+
+A model builds its coder for the active width, λ and adapter (``model.latent_coder()``);
+a bundle builds the same from its arrays and graphs. This module needs numpy alone: the
+networks a coder runs (the hyperprior's) are callables numpy -> numpy, a torch module's in
+one runtime, an onnxruntime session's in the other.
+
+Kinds:
+
+* :class:`FactorizedCoder` -- one density per channel (SlimCAE, SlimCAE-VR): one string,
+  :math:`\hat y = \lfloor y - m \rceil + m` with the channel medians :math:`m`.
+* :class:`HyperpriorCoder` -- mean-scale hyperprior (SlimCAE-HP): two strings, first
+  :math:`\hat z` (factorized), then :math:`\hat y` coded element by element with the
+  Gaussian of the scale-table index the integer network (:mod:`slimcodec.integer_scales`)
+  computes from :math:`\hat z`'s symbols, centred on the means :math:`h_\mu` predicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from slimcodec.bitstream import rans
+from slimcodec.errors import CorruptBitstreamError
+from slimcodec.integer_scales import IntegerScaleNet
+
+__all__ = ["FactorizedCoder", "HyperpriorCoder", "LatentCoder"]
+
+#: ``(C, h, w)`` float32 -> ``(C', h', w')`` float32: a hyper network as a coder calls it.
+Network = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FactorizedCoder:
+    """One factorized density per channel: ``medians`` ``(C,)``, one CDF per channel."""
+
+    medians: np.ndarray
+    tables: rans.EntropyTables
+    strings: int = 1
+
+    @property
+    def channels(self) -> int:
+        return self.tables.channels
+
+    def quantize(self, y: np.ndarray) -> np.ndarray:
+        """:math:`\\lfloor y - m \\rceil` as int32 symbols."""
+        return np.rint(y - self._m(y)).astype(np.int32)
+
+    def dequantize(self, symbols: np.ndarray) -> np.ndarray:
+        return (symbols + self._m(symbols)).astype(np.float32)
+
+    def _m(self, like: np.ndarray) -> np.ndarray:
+        return self.medians.astype(np.float32).reshape(-1, *([1] * (like.ndim - 1)))
+
+    def encode_symbols(self, symbols: np.ndarray) -> tuple[bytes, ...]:
+        return (rans.encode(symbols, self.tables),)
+
+    def encode(self, y: np.ndarray) -> tuple[bytes, ...]:
+        return self.encode_symbols(self.quantize(y))
+
+    def decode_symbols(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
+        _check_count(strings, self.strings)
+        return rans.decode(strings[0], self.tables, (self.channels, *size))
+
+    def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
+        return self.dequantize(self.decode_symbols(strings, size))
+
+
+@dataclass(frozen=True)
+class HyperpriorCoder:
+    """A mean-scale hyperprior: :math:`\\hat z`'s ``z_medians`` and ``z_tables`` (one CDF
+    per channel), the integer ``scale_net``, ``y_tables`` (one CDF per table scale), and
+    the networks ``hyper_analysis`` (:math:`y \\to z`) and ``hyper_mean`` (symbols of
+    :math:`\\hat z` -> :math:`\\mu`)."""
+
+    z_medians: np.ndarray
+    z_tables: rans.EntropyTables
+    scale_net: IntegerScaleNet
+    y_tables: rans.EntropyTables
+    hyper_analysis: Network
+    hyper_mean: Network
+    strings: int = 2
+
+    def z_size(self, size: tuple[int, int]) -> tuple[int, int]:
+        """:math:`\\hat z`'s size for a latent of ``size``: a quarter, rounded up (the
+        latent is padded to a multiple of 4 for the hyper transforms)."""
+        return -(-size[0] // 4), -(-size[1] // 4)
+
+    def _z(self) -> FactorizedCoder:
+        return FactorizedCoder(self.z_medians, self.z_tables)
+
+    def encode(self, y: np.ndarray) -> tuple[bytes, ...]:
+        size = y.shape[1:]
+        zh, zw = self.z_size(size)
+        padded = _pad(y, (4 * zh, 4 * zw))
+        z_symbols = self._z().quantize(self.hyper_analysis(padded))
+        indexes, means = self._conditionals(z_symbols, size)
+        y_symbols = np.rint(y - means).astype(np.int32)
+        return (*self._z().encode_symbols(z_symbols),
+                rans.encode(y_symbols, self.y_tables, indexes))
+
+    def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
+        _check_count(strings, self.strings)
+        z_symbols = self._z().decode_symbols(strings[:1], self.z_size(size))
+        indexes, means = self._conditionals(z_symbols, size)
+        y_symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
+        return (y_symbols + means).astype(np.float32)
+
+    def _conditionals(self, z_symbols: np.ndarray, size: tuple[int, int]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """Scale indexes (integer, exact) and means (float) of :math:`\\hat y`, cropped to
+        the latent's ``size``."""
+        h, w = size
+        indexes = self.scale_net.indexes(z_symbols)[:, :h, :w]
+        means = self.hyper_mean(z_symbols.astype(np.float32))[:, :h, :w]
+        return np.ascontiguousarray(indexes), means
+
+
+def _pad(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``y`` replicate-padded on the bottom and right to ``size``."""
+    h, w = y.shape[1:]
+    if (h, w) == tuple(size):
+        return np.ascontiguousarray(y, dtype=np.float32)
+    return np.pad(y, ((0, 0), (0, size[0] - h), (0, size[1] - w)), mode="edge"
+                  ).astype(np.float32)
+
+
+def _check_count(strings: tuple[bytes, ...], expected: int) -> None:
+    if len(strings) != expected:
+        raise CorruptBitstreamError(
+            f"corrupt slimcodec file: {len(strings)} strings, this model kind writes "
+            f"{expected}")
+
+
+LatentCoder = FactorizedCoder | HyperpriorCoder

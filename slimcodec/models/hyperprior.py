@@ -1,0 +1,298 @@
+r"""SlimCAE-HP: the variable-rate slimmable autoencoder with a mean-scale hyperprior.
+
+The transforms are :class:`~slimcodec.models.ModulatedSlimCAE`'s (SlimCAE's slimmable
+``g_a``/``g_s``, λ-modulation, latent gain); the factorized prior on :math:`\hat y` is
+replaced by the mean-scale hyperprior of Minnen, Ballé, Toderici, "Joint Autoregressive and
+Hierarchical Priors for Learned Image Compression" (NeurIPS 2018), without its serial
+context model:
+
+.. math::
+
+    z = h_a(y), \quad \hat z = \lfloor z - \mu_z \rceil + \mu_z, \quad
+    \mu = h_\mu(\hat z - \mu_z), \quad \sigma = \exp h_\sigma(\hat z - \mu_z),
+
+    p(\hat y \mid \hat z) = \prod_i \big(\mathcal N(\mu_i, \sigma_i^2) * \mathcal U(-\tfrac12,
+    \tfrac12)\big)(\hat y_i), \qquad \hat y = \lfloor y - \mu \rceil + \mu.
+
+.. code-block:: none
+
+    h_a: conv 3x3 -> LReLU -> conv 5x5/2 -> LReLU -> conv 5x5/2          (w -> w -> w -> w)
+    h_μ: deconv 5x5/2 -> LReLU -> deconv 5x5/2 -> LReLU -> conv 3x3      (w -> w -> w -> w)
+    h_σ: deconv 5x5/2 -> ReLU  -> deconv 5x5/2 -> ReLU  -> conv 3x3      (w -> w -> w -> w)
+
+Every hyper layer is slimmable like the transforms (the width-``w`` codec uses the first
+``w`` channels of each, as SlimVC slims its hyper-codec per width), :math:`\hat z` has one
+factorized ``EntropyBottleneck`` per width, and :math:`\hat y` one compressai
+``GaussianConditional`` over a table of 64 log-spaced scales shared by all widths. The two
+latents are two strings in the container (:mod:`slimcodec.latent`, ``docs/bitstream.md``).
+
+**Decoding that cannot drift.** At test time :math:`h_\sigma` does not run in float: its
+integer counterpart (:mod:`slimcodec.integer_scales`) maps the symbols of :math:`\hat z`
+to table indexes, bit-identically in every runtime. The means stay float (a different mean
+shifts a reconstruction by a fraction of a level, it cannot desynchronise the coder).
+Training runs :math:`h_\sigma` in float and tracks the range of its activations per width;
+:meth:`update` derives the integer network from the stored weights and ranges (elementwise
+IEEE arithmetic, the same on every machine), and an exported bundle stores the integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from compressai.entropy_models import GaussianConditional
+from compressai.ops import quantize_ste
+from torch import Tensor, nn
+
+from slimcodec.integer_scales import (
+    ACTIVATION_MAX,
+    WEIGHT_MAX,
+    IntegerLayer,
+    IntegerScaleNet,
+)
+from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable
+
+from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
+from .slimcae import DEFAULT_WIDTHS
+
+__all__ = ["SCALE_TABLE", "HyperpriorSlimCAE", "ScaleSynthesis"]
+
+#: The scales :math:`\hat y`'s CDFs are built for: 64 log-spaced from 0.11 to 256, as
+#: compressai's ``get_scale_table``; index ``k`` is :math:`\exp(\ln 0.11 + k\,\delta)`.
+SCALE_MIN, SCALE_MAX, SCALE_LEVELS = 0.11, 256.0, 64
+SCALE_TABLE = np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+_LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_LEVELS - 1)
+# Activations are mapped to integers with this much headroom over their tracked range.
+_HEADROOM = 2.0
+
+
+def _hyper_synthesis(widths: Sequence[int], act: type[nn.Module]) -> list[nn.Module]:
+    return [SlimConvTranspose2d(widths, widths, 5, stride=2), act(),
+            SlimConvTranspose2d(widths, widths, 5, stride=2), act(),
+            SlimConv2d(widths, widths, 3)]
+
+
+class ScaleSynthesis(Slimmable):
+    r""":math:`h_\sigma`: symbols of :math:`\hat z` -> :math:`\ln\sigma`, with an integer twin.
+
+    In training mode it records, per width, a running average of each hidden activation's
+    batch maximum (``act_max``), from which :meth:`integer_net` picks the activations'
+    integer scales.
+    """
+
+    def __init__(self, widths: Sequence[int], momentum: float = 0.01) -> None:
+        super().__init__(len(widths))
+        self.widths = tuple(widths)
+        self.layers = nn.Sequential(*_hyper_synthesis(self.widths, nn.ReLU))
+        self.momentum = momentum
+        self.register_buffer("act_max", torch.ones(len(self.widths), 2))
+
+    def set_width_index(self, index: int) -> None:
+        super().set_width_index(index)
+        for layer in self.layers:
+            if isinstance(layer, Slimmable):
+                layer.set_width_index(index)
+
+    def forward(self, q: Tensor) -> Tensor:
+        x, hidden = q, 0
+        for layer in self.layers:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                if self.training:
+                    with torch.no_grad():
+                        peak = x.detach().amax()
+                        stat = self.act_max[self.width_index, hidden]
+                        stat.mul_(1 - self.momentum).add_(self.momentum * peak)
+                hidden += 1
+        return x
+
+    def integer_net(self) -> IntegerScaleNet:
+        """The integer network of the active width (see :mod:`slimcodec.integer_scales`)."""
+        c = self.widths[self.width_index]
+        convs = [m for m in self.layers if isinstance(m, (SlimConv2d, SlimConvTranspose2d))]
+        in_scale = 1.0  # the symbols themselves
+        layers = []
+        for i, conv in enumerate(convs):
+            w = conv.weight.detach().double().cpu()
+            # (out, in, k, k) for both kinds; a transposed kernel is (in, out, k, k).
+            w = w.transpose(0, 1) if conv.transposed else w
+            w = w[:c, :c]
+            # Per output channel, from the full-width kernel: the same integers at every width.
+            full = conv.weight.detach().double().cpu()
+            full = full.transpose(0, 1) if conv.transposed else full
+            peak = full.abs().amax(dim=(1, 2, 3))[:c].clamp_min(1e-12)
+            w_scale = WEIGHT_MAX / peak
+            w_int = torch.round(w * w_scale[:, None, None, None])
+            b = conv.bias.detach().double().cpu()[:c]
+            b_int = torch.round(b * w_scale * in_scale)
+            if i < len(convs) - 1:
+                out_scale = ACTIVATION_MAX / (_HEADROOM * float(self.act_max[self.width_index, i]))
+                multiplier = out_scale / (w_scale * in_scale)
+                in_scale = out_scale
+            else:  # ln σ -> table position: (ln σ - ln σ_0) / δ + 1/2, floored by the net
+                multiplier = 1.0 / (w_scale * in_scale * _LOG_STEP)
+            layers.append(IntegerLayer(w_int.numpy(), b_int.numpy(), multiplier.numpy(),
+                                       conv.stride if conv.transposed else 1))
+        return IntegerScaleNet(tuple(layers), 0.5 - math.log(SCALE_MIN) / _LOG_STEP,
+                               SCALE_LEVELS)
+
+
+class HyperpriorSlimCAE(ModulatedSlimCAE):
+    """Variable-rate SlimCAE with a slimmable mean-scale hyperprior.
+
+    Args:
+        widths, gdn, lambda_ranges, hidden, latent_gain, lambda_bounds: as
+            :class:`~slimcodec.models.ModulatedSlimCAE` (one entropy model per width: the
+            hyperprior adapts to λ through :math:`\\hat z`).
+
+    ``entropy_bottlenecks`` (one per width) code :math:`\\hat z`;
+    ``gaussian_conditional`` codes :math:`\\hat y`.
+    """
+
+    latent_kind = "hyperprior"
+
+    def __init__(
+        self,
+        widths: Sequence[int] = DEFAULT_WIDTHS,
+        gdn: str = "slim+",
+        lambda_ranges: Sequence[Sequence[float]] = DEFAULT_LAMBDA_RANGES,
+        hidden: int = 50,
+        latent_gain: bool = True,
+        lambda_bounds: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__(widths, gdn, lambda_ranges, rate_anchors=1, hidden=hidden,
+                         latent_gain=latent_gain, lambda_bounds=lambda_bounds)
+        w = self.widths
+        self.h_a = nn.Sequential(SlimConv2d(w, w, 3), nn.LeakyReLU(),
+                                 SlimConv2d(w, w, 5, stride=2), nn.LeakyReLU(),
+                                 SlimConv2d(w, w, 5, stride=2))
+        self.h_mean = nn.Sequential(*_hyper_synthesis(w, nn.LeakyReLU))
+        self.h_scale = ScaleSynthesis(w)
+        # The means start at 0 and the scales at 1: a new hyperprior is a zero-mean,
+        # unit-scale Gaussian until it learns.
+        for last in (self.h_mean[-1], self.h_scale.layers[-1]):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        self.gaussian_conditional = GaussianConditional(SCALE_TABLE.tolist())
+        self._slimmable = tuple(m for m in self.modules() if isinstance(m, Slimmable))
+
+    @property
+    def config(self) -> dict[str, Any]:
+        config = dict(super().config)
+        del config["rate_anchors"]  # always one
+        return config
+
+    def anchor_index(self, lmbda: float) -> int:
+        return 0
+
+    # -- the hyperprior ---------------------------------------------------------------------
+
+    def hyper_analysis(self, y: Tensor) -> Tensor:
+        """:math:`z = h_a(y)` at the active width."""
+        return self.h_a(y)
+
+    def hyper_mean(self, z_symbols: Tensor) -> Tensor:
+        """:math:`\\mu = h_\\mu(\\hat z - \\mu_z)` from the symbols of :math:`\\hat z`."""
+        return self.h_mean(z_symbols)
+
+    def scale_net(self) -> IntegerScaleNet:
+        """The active width's integer scale network (built by :meth:`update`)."""
+        net = self._integer_nets.get(self._width_index) if hasattr(self, "_integer_nets") else None
+        if net is None:
+            raise RuntimeError("integer scale network not built: call model.update() first")
+        return net
+
+    def update(self, scale_table: Any = None, force: bool = False,
+               update_quantiles: bool = False) -> bool:
+        """Build :math:`\\hat z`'s CDF tables, :math:`\\hat y`'s (for :data:`SCALE_TABLE`)
+        and every width's integer scale network."""
+        updated = False
+        for eb in self.entropy_bottlenecks:
+            updated |= eb.update(force=force, update_quantiles=update_quantiles)
+        updated |= self.gaussian_conditional.update_scale_table(SCALE_TABLE.tolist(),
+                                                                force=force)
+        previous = self.h_scale.width_index
+        nets = {}
+        for index in range(len(self.widths)):
+            self.h_scale.set_width_index(index)
+            nets[index] = self.h_scale.integer_net()
+        self.h_scale.set_width_index(previous)
+        object.__setattr__(self, "_integer_nets", nets)
+        return updated
+
+    # -- CompressionModel API -------------------------------------------------------------
+
+    def forward(self, x: Tensor) -> dict[str, Any]:
+        """Relaxed (training) or quantised (eval) pass at the active width and λ; the
+        likelihoods of both latents, as compressai's hyperprior models return them."""
+        y = self.analysis(x)
+        z = self.hyper_analysis(y)
+        eb = self.entropy_bottleneck
+        z_hat, z_likelihoods = eb(z)
+        q = z_hat - eb._get_medians()
+        # Scales beyond the table's last are coded with it: bounding them here keeps an
+        # exploding prediction from overflowing exp (and the gradient) in training.
+        scales = torch.exp(self.h_scale(q).clamp(max=math.log(SCALE_MAX)))
+        means = self.hyper_mean(q)
+        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        if self.training and self.ste_decoder:
+            y_hat = quantize_ste(y - means) + means
+        x_hat = self.synthesis(y_hat)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def compress(self, x: Tensor) -> dict[str, Any]:
+        """Entropy-code a batch: two strings per image (:math:`\\hat z`, then :math:`\\hat y`)."""
+        coder = self.latent_coder()
+        y = self.analysis(x).detach().cpu().numpy()
+        strings = [coder.encode(y[i]) for i in range(len(y))]
+        return {"strings": [list(s) for s in zip(*strings, strict=True)],
+                "shape": tuple(y.shape[-2:])}
+
+    def decompress(self, strings: list[list[bytes]], shape: Sequence[int]) -> dict[str, Tensor]:
+        coder = self.latent_coder()
+        latents = [coder.decode(tuple(s), (int(shape[0]), int(shape[1])))
+                   for s in zip(*strings, strict=True)]
+        y_hat = torch.from_numpy(np.stack(latents))
+        return {"x_hat": self.synthesis(y_hat).clamp_(0, 1)}
+
+    def latent_coder(self) -> Any:
+        """How the active width codes its latent (:class:`slimcodec.latent.HyperpriorCoder`)."""
+        from slimcodec.latent import HyperpriorCoder
+
+        eb = self.entropy_bottleneck
+        medians = eb._get_medians().detach().reshape(-1).cpu().numpy()
+
+        def hyper(fn: Any) -> Any:
+            def run(a: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    x = torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]
+                    return fn(x)[0].numpy()
+            return run
+
+        return HyperpriorCoder(medians, self.entropy_tables(), self.scale_net(),
+                               self.gaussian_tables(), hyper(self.hyper_analysis),
+                               hyper(self.hyper_mean))
+
+    def gaussian_tables(self) -> Any:
+        from slimcodec.bitstream import rans
+
+        gc = self.gaussian_conditional
+        if gc._quantized_cdf.numel() == 0:
+            raise RuntimeError("CDF tables not built: call model.update() first")
+        return rans.EntropyTables(gc._quantized_cdf.cpu().numpy(), gc._cdf_length.cpu().numpy(),
+                                  gc._offset.cpu().numpy())
+
+    def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> Any:
+        gc = self.gaussian_conditional
+        for name in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"):
+            key = f"gaussian_conditional.{name}"
+            if key in state_dict:
+                getattr(gc, name).resize_(state_dict[key].shape)
+        result = super().load_state_dict(state_dict, strict=strict)
+        if self.gaussian_conditional._quantized_cdf.numel():
+            self.update()  # the integer nets follow the loaded weights and ranges
+        return result
+

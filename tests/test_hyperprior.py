@@ -1,0 +1,298 @@
+"""The mean-scale hyperprior model kind (issue 28): coding, determinism, refusals, training."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import natural_like, sliced_slimcae
+
+from slimcodec.bitstream import Bitstream, pack, unpack
+from slimcodec.codec import Codec
+from slimcodec.errors import CorruptBitstreamError, ModelMismatchError, RateError
+from slimcodec.integer_scales import INPUT_BOUND, IntegerScaleNet
+from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
+from slimcodec.models.hyperprior import SCALE_TABLE
+from slimcodec.training.trainer import init_from
+from slimcodec.zoo import load_model_file, save_model_file
+
+WIDTHS = (16, 8)
+RANGES = ((0.002, 0.2), (0.001, 0.05))
+
+
+def _model(seed: int = 0) -> HyperpriorSlimCAE:
+    """A tiny hyperprior whose hyper networks predict varied means and scales."""
+    torch.manual_seed(seed)
+    model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)
+    with torch.no_grad():
+        for p in (*model.h_scale.parameters(), *model.h_mean.parameters()):
+            p.normal_(0, 0.15)
+    # Calibrate the activation ranges as training does (a running maximum), on symbols
+    # like the tests' own.
+    model.h_scale.train()
+    model.h_scale.momentum = 0.5
+    rng = np.random.default_rng(seed)
+    for width in WIDTHS:
+        model.set_width(width)
+        for _ in range(20):
+            model.h_scale(torch.from_numpy(
+                rng.integers(-40, 41, (2, width, 6, 6)).astype(np.float32)))
+    model.set_width(WIDTHS[0])
+    model.h_scale.momentum = 0.01
+    model.update(force=True)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return Codec(_model(), "tiny-hp")
+
+
+def test_round_trip_every_width_and_several_lambdas_on_odd_sizes(codec):
+    for size in ((37, 53), (17, 80), (64, 31)):
+        rgb = natural_like(*size, seed=sum(size))
+        for width in WIDTHS:
+            lo, hi = codec.lambda_range(width)
+            for lmbda in (lo, (lo * hi) ** 0.5, hi):
+                data = codec.encode_rgb(rgb, width, lmbda=lmbda)
+                bitstream = unpack(data)
+                assert len(bitstream.strings) == 2  # z, then y
+                decoded, header = codec.decode_rgb(data)
+                assert decoded.shape == (*size, 3) and header.width == width
+                # the decoder's latent is the encoder's: ŷ = round(y - μ) + μ, exactly
+                with codec.operating_point(width, header.rate):
+                    coder = codec.model.latent_coder()
+                    y = codec.model.analysis(torch.from_numpy(
+                        _padded(rgb)[None])).numpy()[0]
+                    strings = coder.encode(y)
+                    assert strings == bitstream.strings
+                    np.testing.assert_array_equal(coder.decode(strings, y.shape[1:]),
+                                                  _expected_latent(coder, y))
+
+
+def _padded(rgb):
+    h, w = (-(-s // 16) * 16 for s in rgb.shape[:2])
+    r = np.minimum(np.arange(h), rgb.shape[0] - 1)
+    c = np.minimum(np.arange(w), rgb.shape[1] - 1)
+    return np.ascontiguousarray(rgb[r[:, None], c[None, :]].transpose(2, 0, 1),
+                                dtype=np.float32) / 255
+
+
+def _expected_latent(coder, y):
+    from slimcodec.latent import _pad
+
+    zh, zw = coder.z_size(y.shape[1:])
+    z = coder._z().quantize(coder.hyper_analysis(_pad(y, (4 * zh, 4 * zw))))
+    _, means = coder._conditionals(z, y.shape[1:])
+    return (np.rint(y - means) + means).astype(np.float32)
+
+
+# -- the integer scale path ----------------------------------------------------------------
+
+
+def _reference_indexes(net: IntegerScaleNet, symbols: np.ndarray) -> np.ndarray:
+    """The same network in exact int64 arithmetic, one tap at a time (no BLAS)."""
+    x = np.clip(symbols.astype(np.int64), -INPUT_BOUND, INPUT_BOUND)
+    for i, layer in enumerate(net.layers):
+        w = layer.weight.astype(np.int64)
+        cout, cin, k, _ = w.shape
+        p = k // 2
+        _, h, wd = x.shape
+        if layer.stride == 1:
+            padded = np.zeros((cin, h + 2 * p, wd + 2 * p), np.int64)
+            padded[:, p:p + h, p:p + wd] = x
+            acc = np.zeros((cout, h, wd), np.int64)
+            for ky in range(k):
+                for kx in range(k):
+                    acc += np.einsum("oi,ihw->ohw", w[:, :, ky, kx],
+                                     padded[:, ky:ky + h, kx:kx + wd])
+        else:
+            s = layer.stride
+            full = np.zeros((cout, s * (h - 1) + k, s * (wd - 1) + k), np.int64)
+            for ky in range(k):
+                for kx in range(k):
+                    full[:, ky:ky + s * h:s, kx:kx + s * wd:s] += np.einsum(
+                        "oi,ihw->ohw", w[:, :, ky, kx], x)
+            acc = full[:, p:p + s * h, p:p + s * wd]
+        acc = acc + layer.bias.astype(np.int64)[:, None, None]
+        scaled = acc.astype(np.float64) * layer.multiplier[:, None, None]
+        if i < len(net.layers) - 1:
+            x = np.clip(np.floor(scaled + 0.5), 0, (1 << 16) - 1).astype(np.int64)
+        else:
+            return np.clip(np.floor(scaled + net.offset), 0, net.levels - 1).astype(np.int32)
+    raise AssertionError("unreachable")
+
+
+def test_integer_scales_are_exact_integer_arithmetic():
+    """The float64 BLAS evaluation equals exact int64 arithmetic, element for element, so
+    no summation order, blocking or thread count can change an index."""
+    model = _model(1)
+    rng = np.random.default_rng(0)
+    for width in WIDTHS:
+        model.set_width(width)
+        net = model.scale_net()
+        symbols = rng.integers(-40, 41, size=(width, 5, 7))
+        symbols[0, 0, 0] = 10**6  # beyond the input bound: clipped the same way by both
+        np.testing.assert_array_equal(net.indexes(symbols), _reference_indexes(net, symbols))
+
+
+def test_integer_scales_same_from_float32_float64_and_int_inputs_near_boundaries():
+    model = _model(2)
+    net = model.scale_net()
+    rng = np.random.default_rng(1)
+    symbols = rng.integers(-30, 31, size=(16, 6, 6))
+    expected = net.indexes(symbols.astype(np.int32))
+    for dtype in (np.int64, np.float32, np.float64):
+        np.testing.assert_array_equal(net.indexes(symbols.astype(dtype)), expected)
+    # On table boundaries: with a last multiplier of 1/4 and no offset, every accumulator
+    # divisible by 4 lands exactly on an index step, where one ulp of float error in either
+    # direction would change the index. The exact path agrees with int64 arithmetic there.
+    last = net.layers[-1]
+    quarter = type(last)(last.weight, last.bias, np.full_like(last.multiplier, 0.25),
+                         last.stride)
+    edge = IntegerScaleNet((*net.layers[:-1], quarter), 0.0, 1 << 20)
+    t = quarter.accumulate(_hidden(edge, symbols)) * 0.25
+    assert np.mean(t == np.floor(t)) > 0.2
+    for dtype in (np.int32, np.float32, np.float64):
+        np.testing.assert_array_equal(edge.indexes(symbols.astype(dtype)),
+                                      _reference_indexes(edge, symbols))
+
+
+def _hidden(net, symbols):
+    x = np.clip(symbols.astype(np.float64), -INPUT_BOUND, INPUT_BOUND)
+    for layer in net.layers[:-1]:
+        x = np.clip(np.floor(layer.accumulate(x) * layer.multiplier[:, None, None] + 0.5),
+                    0, (1 << 16) - 1)
+    return x
+
+
+def test_integer_scales_same_at_one_and_two_threads(tmp_path):
+    """The indexes computed by a child process with one BLAS thread and by one with two."""
+    model = _model(3)
+    net = model.scale_net()
+    np.savez(tmp_path / "net.npz", **net.arrays())
+    rng = np.random.default_rng(2)
+    np.save(tmp_path / "z.npy", rng.integers(-50, 51, size=(16, 12, 12)))
+    script = ("import sys, numpy as np\n"
+              "from slimcodec.integer_scales import IntegerScaleNet\n"
+              "net = IntegerScaleNet.from_arrays(dict(np.load(sys.argv[1])))\n"
+              "np.save(sys.argv[3], net.indexes(np.load(sys.argv[2])))\n")
+    results = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+               "MKL_NUM_THREADS": threads}
+        out = tmp_path / f"idx{threads}.npy"
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / "net.npz"),
+                        str(tmp_path / "z.npy"), str(out)], env=env, check=True)
+        results.append(np.load(out))
+    np.testing.assert_array_equal(*results)
+    np.testing.assert_array_equal(results[0], net.indexes(np.load(tmp_path / "z.npy")))
+
+
+def test_integer_scales_follow_the_float_network():
+    """Derived from the float h_σ, the integer network picks the table scale nearest the
+    float prediction (within one level) almost everywhere."""
+    model = _model(4)
+    rng = np.random.default_rng(3)
+    symbols = rng.integers(-20, 21, size=(16, 6, 6))
+    with torch.no_grad():
+        log_sigma = model.h_scale(torch.from_numpy(symbols[None].astype(np.float32)))[0]
+    nearest = np.abs(np.log(SCALE_TABLE)[:, None, None, None] - log_sigma.numpy()).argmin(0)
+    diff = np.abs(model.scale_net().indexes(symbols) - nearest)
+    assert diff.max() <= 1 and np.mean(diff == 0) > 0.95
+
+
+def test_integer_net_refuses_what_it_cannot_compute_exactly():
+    layer = _model().scale_net().layers[0]
+    with pytest.raises(ValueError, match="integers"):
+        type(layer)(layer.weight + 0.5, layer.bias, layer.multiplier, layer.stride)
+    with pytest.raises(ValueError, match="exact"):
+        type(layer)(np.full((1, 200_000, 5, 5), 1.0), np.zeros(1), np.ones(1), 2)
+
+
+# -- refusals and hostile files --------------------------------------------------------------
+
+
+def test_factorized_and_hyperprior_files_refuse_each_other(codec):
+    factorized = Codec(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES).eval(), "tiny-vr")
+    rgb = natural_like(32, 32)
+    hp_file = codec.encode_rgb(rgb, 16)
+    vr_file = factorized.encode_rgb(rgb, 16)
+    with pytest.raises(ModelMismatchError, match="not by tiny-vr"):
+        factorized.decode_rgb(hp_file)
+    with pytest.raises(ModelMismatchError, match="not by tiny-hp"):
+        codec.decode_rgb(vr_file)
+    # a file of the right model with the other kind's number of strings
+    one = unpack(hp_file)
+    forged = pack(Bitstream(one.header, one.strings[1:]))
+    with pytest.raises(CorruptBitstreamError, match="1 strings, this model kind writes 2"):
+        codec.decode_rgb(forged)
+
+
+def test_hostile_z_strings_are_refused(codec):
+    rgb = natural_like(48, 48, seed=5)
+    good = unpack(codec.encode_rgb(rgb, 16))
+    rng = np.random.default_rng(4)
+    z, y = good.strings
+    hostile = [z[:-4], z[4:], z + z[-4:], b"", bytes(8), b"\xff" * 16]
+    for _ in range(60):
+        flipped = bytearray(z)
+        i = int(rng.integers(len(flipped)))
+        flipped[i] ^= 1 << int(rng.integers(8))
+        hostile.append(bytes(flipped))
+        hostile.append(rng.integers(0, 256, int(rng.integers(8, 64)), dtype=np.uint8).tobytes())
+    refused = 0
+    for s in hostile:
+        data = pack(Bitstream(good.header, (s, y)))
+        try:
+            codec.decode_rgb(data)
+        except CorruptBitstreamError:
+            refused += 1
+    # a changed z gives other scales for y, whose string then fails its checks
+    assert refused == len(hostile)
+
+
+def test_refine_says_it_is_not_available(codec):
+    with pytest.raises(RateError, match="hyperprior"):
+        codec.encode_rgb(natural_like(32, 32), 16, refine=2)
+
+
+# -- model files and training ----------------------------------------------------------------
+
+
+def test_model_file_round_trip_keeps_the_integer_scales(tmp_path, codec):
+    path = tmp_path / "hp.pt"
+    fp = save_model_file(codec.model, path)
+    loaded = load_model_file(path)
+    assert Codec(loaded).fingerprint == fp == codec.fingerprint
+    for width in WIDTHS:
+        loaded.set_width(width)
+        codec.model.set_width(width)
+        for a, b in zip(loaded.scale_net().layers, codec.model.scale_net().layers, strict=True):
+            np.testing.assert_array_equal(a.weight, b.weight)
+            np.testing.assert_array_equal(a.multiplier, b.multiplier)
+    data = codec.encode_rgb(natural_like(40, 40), 8)
+    np.testing.assert_array_equal(Codec(loaded).decode_rgb(data)[0], codec.decode_rgb(data)[0])
+
+
+def test_init_from_variable_rate_copies_transforms_and_counts_z_bits():
+    source = ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, rate_anchors=1,
+                              latent_gain=True)
+    model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)
+    init_from(model, source)
+    for key, value in source.state_dict().items():
+        if key.startswith(("g_a.", "g_s.", "modulation_", "latent_gain")):
+            torch.testing.assert_close(model.state_dict()[key], value)
+    with pytest.raises(ValueError, match="slimcae-vr model with a latent gain"):
+        init_from(HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES),
+                  sliced_slimcae(WIDTHS))
+    from slimcodec.training.loss import MultiWidthRDLoss
+
+    model.train()
+    out = MultiWidthRDLoss(model, [0.01, 0.01])(torch.rand(2, 3, 64, 64))
+    with torch.no_grad():
+        model.set_width(16)
+        parts = model(torch.rand(2, 3, 64, 64))["likelihoods"]
+    assert set(parts) == {"y", "z"} and torch.isfinite(out["loss"])
