@@ -57,7 +57,7 @@ def main() -> None:
                         worst = max(worst, int(diff.max()))
                     with codec.operating_point(width, lmbda) as model:
                         tables = model.entropy_tables()
-                    shape = edge.decode_symbols(files[0])[0].shape
+                    shape = edge.decode_latent(files[0])[0].shape
                     s0, s1 = (rans.decode(unpack(d).strings[0], tables, shape) for d in files)
                     symbols_differ += int((s0 != s1).sum())
                     symbols += s0.size

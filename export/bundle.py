@@ -19,15 +19,21 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
                              weighing gate's files (``slimcodec compress --domain mix``)
     gate.npz                 a learned gate's arrays (``slimcodec export --gate``): w1, b1,
                              w2, b2 of :class:`slimcodec.gating.GateArrays`
+    hyper_analysis-<w>.onnx  a hyperprior model's (manifest ``latent``: ``hyperprior``)
+    hyper_mean-<w>.onnx      latent -> z, and z's symbols -> the means of the latent; its
+                             entropy.npz entries are its latent coder's arrays
+                             (:meth:`slimcodec.latent.HyperpriorCoder.arrays`: z's tables and
+                             medians, the Gaussian tables, the integer scale network)
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
-model); the runtime quantises it, ``round(y - median)``, exactly as the model's codec does,
-and codes it with :mod:`slimcodec.bitstream.rans`. The fingerprint is the model's: a bundle
-writes and reads the very files ``slimcodec`` does. A file's domain id (0: no adapter)
-selects the graphs and tables it decodes with; the manifest's optional ``domains`` maps each
-id to its name, adapter method and graphs (bundles without it read as before), and the
-optional ``mixture`` lists the ids the mixing graphs take weights for, in input order, and
-the optional ``gate`` names the learned gate's file, its domains (in output order after the
+model); the runtime codes it with the latent coder the manifest's ``latent`` names
+(:mod:`slimcodec.latent`; absent: ``factorized``, ``round(y - median)`` and one CDF per
+channel), built from the same arrays the model's codec uses, exactly as that codec does.
+The fingerprint is the model's: a bundle writes and reads the very files ``slimcodec`` does.
+A file's domain id (0: no adapter) selects the graphs and tables it decodes with; the
+manifest's optional ``domains`` maps each id to its name, adapter method and graphs
+(bundles without it read as before), and the optional ``mixture`` lists the ids the mixing
+graphs take weights for, in input order, and the optional ``gate`` names the learned gate's file, its domains (in output order after the
 source), the latent channels and model widths its features use, and a variable-rate
 model's λ bounds.
 """
@@ -47,6 +53,7 @@ from slimcodec.bitstream import FINGERPRINT_SIZE, rans
 from slimcodec.bitstream.rate import anchor_index
 from slimcodec.errors import BundleError, ModelMismatchError
 from slimcodec.gating import GateArrays
+from slimcodec.latent import NETWORKS, LatentCoder, Network, coder_from_arrays
 
 __all__ = ["FORMAT", "GATE", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest",
            "table_key"]
@@ -80,6 +87,7 @@ class Bundle:
     manifest: dict[str, Any]
     _tables: dict[tuple[int, int, int], tuple[rans.EntropyTables, np.ndarray]] = field(
         default_factory=dict, repr=False)
+    _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> Bundle:
@@ -113,9 +121,11 @@ class Bundle:
             if not 0 < domain < 1 << 16 or not entry["name"]:
                 raise ValueError(f"bad domain {domain}")
             graph_sets.append((f", domain {domain}", entry["graphs"]))
+        if self.latent_kind not in NETWORKS:
+            raise ValueError(f"unknown latent kind {self.latent_kind!r}")
         for where, graphs in graph_sets:
             for w in self.widths:
-                for kind in ("analysis", "synthesis"):
+                for kind in ("analysis", "synthesis", *self.coder_graphs):
                     if kind not in graphs[str(w)]:
                         raise ValueError(f"no {kind} graph for width {w}{where}")
         if "mixture" in m:
@@ -161,6 +171,16 @@ class Bundle:
     @property
     def downsampling(self) -> int:
         return int(self.manifest["downsampling"])
+
+    @property
+    def latent_kind(self) -> str:
+        """How the latent is coded (:mod:`slimcodec.latent`)."""
+        return str(self.manifest.get("latent", "factorized"))
+
+    @property
+    def coder_graphs(self) -> tuple[str, ...]:
+        """The graphs its latent coder runs, besides analysis and synthesis."""
+        return NETWORKS.get(self.latent_kind, ())
 
     @property
     def variable_rate(self) -> bool:
@@ -274,6 +294,27 @@ class Bundle:
             raise ModelMismatchError(f"{self.name} has no adapter for domain id {domain} "
                                      "(export the bundle with that domain's --adapter)")
         return entry
+
+    def coder(self, width: int, lmbda: float | None, domain: int = 0,
+              networks: dict[str, Network] | None = None) -> LatentCoder:
+        """The latent coder of ``width`` (and λ, and domain: its own entropy models if its
+        adapter has them, else the source's), with ``networks`` running its graphs."""
+        if domain and not self._domain(domain).get("own_tables"):
+            domain = 0
+        prefix = table_key(width, self.anchor(lmbda), "", domain)
+        try:
+            if prefix not in self._arrays:
+                with np.load(self.root / TABLES) as npz:
+                    self._arrays[prefix] = {k[len(prefix):]: npz[k] for k in npz.files
+                                            if k.startswith(prefix)}
+            coder = coder_from_arrays(self.latent_kind, self._arrays[prefix], networks)
+        except (OSError, ValueError) as exc:
+            raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy tables "
+                              f"for width {width} ({exc})") from None
+        if coder.channels != width:
+            raise BundleError(f"{self.root / TABLES}: tables of width {width} have "
+                              f"{coder.channels} channels")
+        return coder
 
     def tables(self, width: int, lmbda: float | None, domain: int = 0
                ) -> tuple[rans.EntropyTables, np.ndarray]:

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -100,20 +101,17 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], names: list[str], outpu
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 
-def _entropy_arrays(model: SlimCAE, width: int, bottlenecks: Sequence[nn.Module] | None = None,
-                    domain: int = 0) -> dict[str, np.ndarray]:
-    """The tables of every entropy model of ``width`` (one per anchor), by bundle key:
-    the model's, or a domain adapter's own ``bottlenecks`` (laid out as the model's)."""
+def _coder_arrays(model: SlimCAE, width: int, domain: int = 0) -> dict[str, np.ndarray]:
+    """The latent coder's arrays (:meth:`slimcodec.latent.FactorizedCoder.arrays` and its
+    kin) of ``width`` at every rate anchor, by bundle key, with the active adapter (its own
+    entropy models, where it has them) for ``domain``."""
     arrays = {}
-    anchors = model.rate_anchors if isinstance(model, ModulatedSlimCAE) else 1
-    bottlenecks = model.entropy_bottlenecks if bottlenecks is None else bottlenecks
-    for a in range(anchors):
-        eb = bottlenecks[model.widths.index(width) * anchors + a]
-        values = {"cdfs": eb._quantized_cdf.cpu().numpy(),
-                  "lengths": eb._cdf_length.cpu().numpy().ravel(),
-                  "offsets": eb._offset.cpu().numpy().ravel(),
-                  "medians": eb._get_medians().detach().numpy().ravel()}
-        arrays.update({table_key(width, a, k, domain): v for k, v in values.items()})
+    model.set_width(width)
+    anchors = model.anchors() if isinstance(model, ModulatedSlimCAE) else [None]
+    for a, lmbda in enumerate(anchors):
+        with model.using_lambda(lmbda) if lmbda is not None else nullcontext():
+            coder = model.latent_coder()
+        arrays.update({table_key(width, a, k, domain): v for k, v in coder.arrays().items()})
     return arrays
 
 
@@ -132,6 +130,12 @@ def _export_width(model: SlimCAE, width: int, root: Path, suffix: str = ""
              "synthesis": f"synthesis-{width}{suffix}.onnx"}
     _export(analysis, (image, *args), ["image", *names], "latent", root / files["analysis"])
     _export(synthesis, (latent, *args), ["latent", *names], "image", root / files["synthesis"])
+    x = latent  # the coder's networks, each on the output of the one before
+    for kind, module in model.coder_networks().items():
+        files[kind] = f"{kind}-{width}{suffix}.onnx"
+        _export(module, (x,), ["input"], "output", root / files[kind])
+        with torch.no_grad():
+            x = module(x)
     return {k: {"file": f} for k, f in files.items()}
 
 
@@ -157,8 +161,7 @@ def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[in
             for w in widths:
                 graphs[str(w)] = _export_width(model, w, root, f"-d{adapter.domain_id}")
                 if own:
-                    tables.update(_entropy_arrays(model, w, frozen.bottlenecks,
-                                                  adapter.domain_id))
+                    tables.update(_coder_arrays(model, w, adapter.domain_id))
         domains[str(adapter.domain_id)] = {"name": adapter.domain, "method": adapter.method,
                                            "own_tables": own, "graphs": graphs}
     return domains
@@ -230,7 +233,7 @@ def export_bundle(
         tables: dict[str, np.ndarray] = {}
         for w in widths:
             graphs[str(w)] = _export_width(model, w, work)
-            tables.update(_entropy_arrays(model, w))
+            tables.update(_coder_arrays(model, w))
         domains = _export_domains(model, adapters, widths, work, tables)
         mixture = _export_mixture(model, adapters, widths, work)
         model.set_width(model.widths[0])
@@ -244,6 +247,7 @@ def export_bundle(
             "widths": widths,
             "downsampling": model.downsampling,
             "opset": OPSET,
+            "latent": model.latent_kind,
             "variable_rate": {
                 "lambda_bounds": list(model.lambda_bounds),
                 "rate_anchors": model.rate_anchors,

@@ -5,7 +5,9 @@ For each width, encoder (analysis transform) and decoder (synthesis transform) s
 * **MACs** from fvcore, one multiply-add = one MAC. fvcore counts convolutions and linear
   layers; the handles below add what it skips, one MAC per output element of each
   elementwise op: GDN's square, square root and normalising multiply, the modulation's
-  scaling and exponential, the latent gain. Entropy coding is not counted (no MACs).
+  scaling and exponential, the latent gain. A latent coder's own networks (a hyperprior's
+  ``h_a`` and ``h_μ`` in float, its ``h_σ`` in integer arithmetic) are counted on the side
+  that runs them, and also reported alone (``coder_macs``). Entropy coding is not counted.
 * **Parameters** the width uses, split into those shared with other widths (slices of the
   shared kernels, GDN parameters, modulation networks) and those private to it (its entropy
   model(s) and CDF tables, SlimGDN+'s per-width scalars, SwitchGDN's own GDNs); weight
@@ -68,6 +70,18 @@ def count_macs(module: nn.Module, args: tuple[torch.Tensor, ...]) -> int:
     analysis = FlopCountAnalysis(module, args).set_op_handle(**_HANDLES)
     analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     return int(analysis.total())
+
+
+def _coder_macs(model: SlimCAE, latent: torch.Tensor, part: str) -> int:
+    """MACs of the latent coder's own networks on ``part``'s side (a hyperprior's h_a, h_μ
+    and integer h_σ; none for a factorized model), for ``latent``."""
+    side = model.coder_networks(part)
+    x, total = latent, 0
+    for name, module in model.coder_networks().items():
+        if name in side:
+            total += count_macs(module, (x,))
+        x = module(x)
+    return total + (model.coder_integer_macs(tuple(latent.shape[-2:])) if side else 0)
 
 
 def _part_modules(model: SlimCAE, part: str) -> list[nn.Module]:
@@ -224,9 +238,12 @@ def profile_model(
                         torch.set_num_threads(previous)
                     with torch.inference_mode():
                         macs = count_macs(module, (x, *lmbda))
+                        coder_macs = _coder_macs(model, latent, part)
+                        macs += coder_macs
                     params = count_parameters(model, width, part)
                     entry[part] = {
                         "macs": macs,
+                        "coder_macs": coder_macs,
                         "params": params,
                         "weight_bytes": 4 * params["total"],
                         "graph_bytes": graph.stat().st_size,

@@ -113,11 +113,11 @@ def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[st
     feeds_a, feeds_s = [], []
     for lmbda in _lambdas(bundle, width):
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
-        _, medians = bundle.tables(width, lmbda, domain)
+        coder = float_codec.coder(width, lmbda, domain)
         analysis = float_codec.session(width, "analysis", domain)
         for x in tiles:
             y = analysis.run(None, {"image": x, **extra})[0]
-            y_hat = (np.rint(y - medians) + medians).astype(np.float32)
+            y_hat = coder.decode(coder.encode(y[0]), y.shape[2:])[None]
             feeds_a.append({"image": x, **extra})
             feeds_s.append({"latent": y_hat, **extra})
     for kind, feeds in (("analysis", feeds_a), ("synthesis", feeds_s)):

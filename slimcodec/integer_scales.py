@@ -150,6 +150,15 @@ class IntegerScaleNet:
         k = np.floor(acc * last.multiplier[:, None, None] + self.offset)
         return np.clip(k, 0, self.levels - 1).astype(np.int32)
 
+    def macs(self, size: tuple[int, int]) -> int:
+        """Multiply-adds of :meth:`indexes` on symbols of ``size`` (h, w)."""
+        h, w = size
+        total = 0
+        for layer in self.layers:  # every input position meets every weight once
+            total += layer.weight.size * h * w
+            h, w = h * layer.stride, w * layer.stride
+        return int(total)
+
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """Its arrays by name, for a bundle's ``.npz`` (read back by :meth:`from_arrays`)."""
         out = {f"{prefix}offset": np.float64(self.offset), f"{prefix}levels": np.int64(self.levels)}

@@ -11,9 +11,10 @@ edge runtime (``export/edge``) make alike, whatever the kind:
   strings that are not a coding of one).
 
 A model builds its coder for the active width, λ and adapter (``model.latent_coder()``);
-a bundle builds the same from its arrays and graphs. This module needs numpy alone: the
-networks a coder runs (the hyperprior's) are callables numpy -> numpy, a torch module's in
-one runtime, an onnxruntime session's in the other.
+the exporter stores ``coder.arrays()`` and the graphs of ``model.coder_networks()`` in a
+bundle, and the bundle rebuilds the same coder with :func:`coder_from_arrays`. This module
+needs numpy alone: the networks a coder runs (the hyperprior's) are callables numpy ->
+numpy, a torch module's in one runtime, an onnxruntime session's in the other.
 
 Kinds:
 
@@ -36,7 +37,7 @@ from slimcodec.bitstream import rans
 from slimcodec.errors import CorruptBitstreamError
 from slimcodec.integer_scales import IntegerScaleNet
 
-__all__ = ["FactorizedCoder", "HyperpriorCoder", "LatentCoder"]
+__all__ = ["NETWORKS", "FactorizedCoder", "HyperpriorCoder", "LatentCoder", "coder_from_arrays"]
 
 #: ``(C, h, w)`` float32 -> ``(C', h', w')`` float32: a hyper network as a coder calls it.
 Network = Callable[[np.ndarray], np.ndarray]
@@ -77,6 +78,20 @@ class FactorizedCoder:
     def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
         return self.dequantize(self.decode_symbols(strings, size))
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
+        return {"cdfs": self.tables.cdfs, "lengths": self.tables.lengths,
+                "offsets": self.tables.offsets, "medians": np.asarray(self.medians, np.float32)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str = "") -> FactorizedCoder:
+        tables = rans.EntropyTables(*(arrays[f"{prefix}{k}"] for k in
+                                      ("cdfs", "lengths", "offsets")))
+        medians = np.asarray(arrays[f"{prefix}medians"], np.float32).reshape(-1)
+        if medians.shape != (tables.channels,):
+            raise ValueError(f"{len(medians)} medians for {tables.channels} CDFs")
+        return cls(medians, tables)
+
 
 @dataclass(frozen=True)
 class HyperpriorCoder:
@@ -92,6 +107,11 @@ class HyperpriorCoder:
     hyper_analysis: Network
     hyper_mean: Network
     strings: int = 2
+
+    @property
+    def channels(self) -> int:
+        r"""Channels of the latent (and of :math:`\hat z`)."""
+        return self.z_tables.channels
 
     def z_size(self, size: tuple[int, int]) -> tuple[int, int]:
         """:math:`\\hat z`'s size for a latent of ``size``: a quarter, rounded up (the
@@ -117,6 +137,24 @@ class HyperpriorCoder:
         indexes, means = self._conditionals(z_symbols, size)
         y_symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
         return (y_symbols + means).astype(np.float32)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
+        z = {f"z_{k}": v for k, v in self._z().arrays().items()}
+        y = {"y_cdfs": self.y_tables.cdfs, "y_lengths": self.y_tables.lengths,
+             "y_offsets": self.y_tables.offsets}
+        return {**z, **y, **self.scale_net.arrays("scales_")}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], networks: dict[str, Network]
+                    ) -> HyperpriorCoder:
+        z = FactorizedCoder.from_arrays(arrays, "z_")
+        y_tables = rans.EntropyTables(arrays["y_cdfs"], arrays["y_lengths"], arrays["y_offsets"])
+        scale_net = IntegerScaleNet.from_arrays(arrays, "scales_")
+        if scale_net.channels != z.channels or scale_net.levels != y_tables.channels:
+            raise ValueError("the scale network does not fit the entropy tables")
+        return cls(z.medians, z.tables, scale_net, y_tables, networks["hyper_analysis"],
+                   networks["hyper_mean"])
 
     def _conditionals(self, z_symbols: np.ndarray, size: tuple[int, int]
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -145,3 +183,21 @@ def _check_count(strings: tuple[bytes, ...], expected: int) -> None:
 
 
 LatentCoder = FactorizedCoder | HyperpriorCoder
+
+#: The networks each kind of coder runs, by the names a bundle's graphs have.
+NETWORKS: dict[str, tuple[str, ...]] = {"factorized": (), "hyperprior": ("hyper_analysis",
+                                                                         "hyper_mean")}
+
+
+def coder_from_arrays(kind: str, arrays: dict[str, np.ndarray],
+                      networks: dict[str, Network] | None = None) -> LatentCoder:
+    """The coder of ``kind`` from its :meth:`arrays` (and the networks :data:`NETWORKS`
+    names); ``ValueError`` for an unknown kind or missing or inconsistent arrays."""
+    try:
+        if kind == "factorized":
+            return FactorizedCoder.from_arrays(arrays)
+        if kind == "hyperprior":
+            return HyperpriorCoder.from_arrays(arrays, networks or {})
+    except KeyError as exc:
+        raise ValueError(f"{kind} coder: missing {exc}") from None
+    raise ValueError(f"unknown latent coder kind {kind!r}")

@@ -296,3 +296,70 @@ def test_init_from_variable_rate_copies_transforms_and_counts_z_bits():
         model.set_width(16)
         parts = model(torch.rand(2, 3, 64, 64))["likelihoods"]
     assert set(parts) == {"y", "z"} and torch.isfinite(out["loss"])
+
+
+@pytest.fixture(scope="module")
+def bundle(codec, tmp_path_factory):
+    from export.onnx_export import export_bundle
+
+    root = tmp_path_factory.mktemp("hp") / "bundle"
+    export_bundle(codec.model, root, "tiny-hp")
+    return root
+
+
+def test_edge_and_slimcodec_cross_decode_hyperprior_files_at_every_width(codec, bundle):
+    from export.edge import EdgeCodec
+
+    edge = EdgeCodec(bundle)
+    assert edge.bundle.latent_kind == "hyperprior"
+    rgb = natural_like(45, 70, seed=9)
+    for width in WIDTHS:
+        for lmbda in codec.lambda_range(width):
+            for writer, reader in ((codec, edge), (edge, codec)):
+                data = writer.encode_rgb(rgb, width, lmbda=lmbda)
+                assert len(unpack(data).strings) == 2
+                ours, _ = reader.decode_rgb(data)
+                theirs, _ = writer.decode_rgb(data)
+                diff = np.abs(ours.astype(int) - theirs.astype(int))
+                assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+            # the same symbols and scale indexes: the latents differ only by the means'
+            # float arithmetic, a tiny fraction of a level
+            y_edge, _ = edge.decode_latent(data)
+            with codec.operating_point(width, lmbda) as m:
+                y_torch = m.latent_coder().decode(unpack(data).strings, y_edge.shape[1:])
+            assert np.abs(y_edge - y_torch).max() < 1e-3
+
+
+def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundle, tmp_path):
+    from export.edge import EdgeCodec
+    from export.onnx_export import export_bundle
+
+    factorized = Codec(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES).eval(), "tiny-vr")
+    export_bundle(factorized.model, tmp_path / "vr", "tiny-vr")
+    rgb = natural_like(32, 32)
+    with pytest.raises(ModelMismatchError, match="not by tiny-vr"):
+        EdgeCodec(tmp_path / "vr").decode_rgb(codec.encode_rgb(rgb, 16))
+    with pytest.raises(ModelMismatchError, match="not by tiny-hp"):
+        EdgeCodec(bundle).decode_rgb(factorized.encode_rgb(rgb, 16))
+
+
+def test_adaptation_refuses_a_hyperprior_model_in_one_line(tmp_path, codec):
+    from slimcodec.adaptation import adapt
+
+    with pytest.raises(ModelMismatchError, match="hyperprior prior"):
+        adapt(codec.model, tmp_path, "bias", "screens", steps=1)
+
+
+def test_profile_counts_the_hyper_networks(codec, bundle):
+    from export.profile import profile_model
+
+    result = profile_model(codec.model, "tiny-hp", size=(64, 96), repeats=1, bundle=bundle)
+    w16 = result["widths"][0]
+    latent = (4, 6)
+    with codec.model.using_width(16):
+        integer = codec.model.coder_integer_macs(latent)
+    # the integer h_σ: 16·16·25 MACs per z position (1x2), 16·16·25 per position after one
+    # upsampling (2x4), 16·16·9 per latent position (4x8)
+    assert integer == 16 * 16 * 25 * 2 + 16 * 16 * 25 * 8 + 16 * 16 * 9 * 32
+    assert w16["decoder"]["coder_macs"] > integer
+    assert w16["encoder"]["coder_macs"] > w16["decoder"]["coder_macs"]  # h_a runs there

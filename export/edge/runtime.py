@@ -24,7 +24,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from slimcodec import tiling
-from slimcodec.bitstream import Bitstream, Header, RateKind, pack, rans, unpack
+from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
 from slimcodec.bitstream.checks import check_header, check_image_size
 from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
@@ -36,11 +36,17 @@ from slimcodec.errors import (
     ResourceLimitError,
 )
 from slimcodec.gating import entropy_domain, gated_file, keep_gated
+from slimcodec.latent import LatentCoder
 from slimcodec.utils.image import ImageLike, load_rgb
 
 from ..bundle import Bundle
 
 __all__ = ["DEFAULT_MAX_PIXELS", "EdgeCodec"]
+
+
+def _unchanged(a: np.ndarray) -> np.ndarray:
+    """The tiler's quantize/dequantize step, where the latent coder does that work."""
+    return a
 
 DEFAULT_MAX_PIXELS = 1 << 26  # as slimcodec.codec.DEFAULT_MAX_PIXELS (which imports torch)
 
@@ -85,8 +91,9 @@ class EdgeCodec:
         domain's adapter for ``domain`` > 0), or of its ``mix`` graph (float always)."""
         key = (width, kind, domain)
         if key not in self._sessions:
+            int8 = self.int8 and kind in ("analysis", "synthesis")  # the coder's graphs: float
             path = (self.bundle.mixture_graph(width) if kind == "mix"
-                    else self.bundle.graph(width, kind, self.int8, domain))
+                    else self.bundle.graph(width, kind, int8, domain))
             try:
                 self._sessions[key] = ort.InferenceSession(
                     str(path), self.options, providers=["CPUExecutionProvider"])
@@ -102,6 +109,14 @@ class EdgeCodec:
         if weights is not None:
             extra["weights"] = weights
         return lambda x: session.run(None, {first: x, **extra})[0]
+
+    def coder(self, width: int, lmbda: float | None, domain: int = 0) -> LatentCoder:
+        """The latent coder of ``width`` (λ, domain), running the bundle's graphs for it."""
+        networks = {}
+        for kind in self.bundle.coder_graphs:
+            run = self._transform(width, kind, None, domain)
+            networks[kind] = lambda a, run=run: run(np.ascontiguousarray(a[None], np.float32))[0]
+        return self.bundle.coder(width, lmbda, domain, networks)
 
     def _mixture_weights(self, header: Header) -> np.ndarray:
         """The mixing graph's ``weights`` input for a mixed file: each member's weight at its
@@ -166,16 +181,14 @@ class EdgeCodec:
         if domain == "gate":
             return self._gated(rgb, width, grayscale, lmbda)
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
-        tables, medians = self.bundle.tables(width, lmbda, domain_id)
-        symbols = tiling.analyze(
-            self._transform(width, "analysis", lmbda, domain_id), rgb,
-            self.bundle.downsampling,
-            lambda y: np.rint(y - medians).astype(np.int32), self.tile)
-        string = rans.encode(symbols, tables)
+        coder = self.coder(width, lmbda, domain_id)
+        y = tiling.analyze(self._transform(width, "analysis", lmbda, domain_id), rgb,
+                           self.bundle.downsampling, _unchanged, self.tile)
+        strings = coder.encode(y)
         kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
                         0.0 if lmbda is None else lmbda, domain_id)
-        return pack(Bitstream(header, (string,)))
+        return pack(Bitstream(header, strings))
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
              ) -> bytes:
@@ -231,39 +244,34 @@ class EdgeCodec:
                      missing_domain=" (re-export the bundle with its adapter)",
                      mixtures=bool(self.bundle.mixture_domains))
 
-    def decode_symbols(self, data: bytes) -> tuple[np.ndarray, Header]:
-        """The file's entropy-decoded ``(C, h, w)`` integer latent, and its header."""
+    def decode_latent(self, data: bytes) -> tuple[np.ndarray, Header]:
+        r"""The file's entropy-decoded ``(C, h, w)`` float32 latent :math:`\hat y` (what the
+        synthesis takes), and its header."""
         bitstream = unpack(data)
         header = bitstream.header
         self.check(header)
-        if len(bitstream.strings) != 1:
-            raise CorruptBitstreamError(
-                f"corrupt slimcodec file: {len(bitstream.strings)} strings, SlimCAE writes 1")
         factor = self.bundle.downsampling
         latent = tuple(-(-side // factor) for side in header.image_size)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        tables, _ = self.bundle.tables(header.width, lmbda, header.domain)
+        coder = self.coder(header.width, lmbda, header.domain)
         try:
-            symbols = rans.decode(bitstream.strings[0], tables, (tables.channels, *latent))
+            y_hat = coder.decode(bitstream.strings, latent)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the latent") from None
-        return symbols, header
+        return y_hat, header
 
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
-        symbols, header = self.decode_symbols(data)
+        y_hat, header = self.decode_latent(data)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        _, medians = self.bundle.tables(header.width, lmbda, header.domain)
         if header.mixture:  # the domain field names the entropy models; the weights, the graph
             synthesis = self._transform(header.width, "mix", lmbda,
                                         weights=self._mixture_weights(header))
         else:
             synthesis = self._transform(header.width, "synthesis", lmbda, header.domain)
         try:
-            rgb = tiling.synthesize(
-                synthesis,
-                lambda s: s.astype(np.float32) + medians, symbols, header.image_size,
-                self.bundle.downsampling, self.tile)
+            rgb = tiling.synthesize(synthesis, _unchanged, y_hat, header.image_size,
+                                    self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
         return rgb, header

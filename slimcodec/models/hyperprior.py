@@ -276,6 +276,19 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
                                self.gaussian_tables(), hyper(self.hyper_analysis),
                                hyper(self.hyper_mean))
 
+    def coder_networks(self, side: str | None = None) -> dict[str, nn.Module]:
+        r""":math:`h_a` (latent -> z) and :math:`h_\mu` (symbols of :math:`\hat z` -> means),
+        in coding order, at the active width: the exporter's hyper graphs. :math:`h_\sigma`
+        is not among them: its integer twin is arrays (:meth:`latent_coder`'s)."""
+        if side == "decoder":
+            return {"hyper_mean": self.h_mean}
+        return {"hyper_analysis": self.h_a, "hyper_mean": self.h_mean}
+
+    def coder_integer_macs(self, latent_size: tuple[int, int]) -> int:
+        r"""The integer :math:`h_\sigma`'s multiply-adds (encoder and decoder each run it)."""
+        h, w = (-(-s // 4) for s in latent_size)
+        return self.scale_net().macs((h, w))
+
     def gaussian_tables(self) -> Any:
         from slimcodec.bitstream import rans
 

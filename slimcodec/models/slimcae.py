@@ -244,6 +244,17 @@ class SlimCAE(CompressionModel):
         medians = self.entropy_bottleneck._get_medians().detach().reshape(-1).cpu().numpy()
         return FactorizedCoder(medians, self.entropy_tables())
 
+    def coder_networks(self, side: str | None = None) -> dict[str, nn.Module]:
+        """The networks :meth:`latent_coder` runs, by name, in coding order (each takes the
+        output of the one before, the first the latent), for the exporter and the profiler;
+        ``side``: only those the ``"encoder"`` or the ``"decoder"`` runs. None here."""
+        return {}
+
+    def coder_integer_macs(self, latent_size: tuple[int, int]) -> int:
+        """Multiply-adds the latent coder runs in integer arithmetic (both sides), for a
+        latent of ``latent_size``: none here."""
+        return 0
+
     def quantize_latent(self, y: Tensor) -> Tensor:
         """:math:`\\lfloor y - \\mu \\rceil` as int32 symbols, at the active width's medians."""
         return torch.round(y - self.entropy_bottleneck._get_medians()).int()
