@@ -33,9 +33,9 @@ The fingerprint is the model's: a bundle writes and reads the very files ``slimc
 A file's domain id (0: no adapter) selects the graphs and tables it decodes with; the
 manifest's optional ``domains`` maps each id to its name, adapter method and graphs
 (bundles without it read as before), and the optional ``mixture`` lists the ids the mixing
-graphs take weights for, in input order, and the optional ``gate`` names the learned gate's file, its domains (in output order after the
-source), the latent channels and model widths its features use, and a variable-rate
-model's λ bounds.
+graphs take weights for, in input order, and the optional ``gate`` names the learned
+gate's file, its domains (in output order after the source), the latent channels and model
+widths its features use, and a variable-rate model's λ bounds.
 """
 
 from __future__ import annotations
