@@ -397,20 +397,15 @@ class Codec:
                  lmbda: float | None, steps: int, report: dict[str, Any],
                  progress: Callable[[int], None] | None) -> tuple[bytes, ...]:
         """The better strings of the plain and the refined latent (caller holds the lock)."""
-        from slimcodec.latent import FactorizedCoder
-        from slimcodec.refine import refine_latent
+        from slimcodec.refine import refine_strings
 
-        if not isinstance(latent, FactorizedCoder):
-            raise RateError(f"{self.name} codes its latent with a {self.model.latent_kind} "
-                            "prior; --refine refines factorized latents only (for now)")
         weight = self.rd_weight(width, lmbda)
-        symbols = latent.quantize(y)
-        refined = refine_latent(self.model, rgb, weight, steps, tile=self.tile,
-                                relaxation=self.refine_relaxation, progress=progress).symbols
+        refined = refine_strings(self.model, latent, y, rgb, weight, steps,
+                                 self.refine_relaxation, self.tile, progress)
         candidates = []
-        for label, s in (("plain", symbols), ("refined", refined)):
-            data = latent.encode_symbols(s)
-            decoded = tiling.synthesize(_numpy(self.model.synthesis), latent.dequantize, s,
+        for label, data in (("plain", latent.encode(y)), ("refined", refined)):
+            y_hat = latent.decode(data, y.shape[1:])
+            decoded = tiling.synthesize(_numpy(self.model.synthesis), _unchanged, y_hat,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
             candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,

@@ -121,11 +121,16 @@ class HyperpriorCoder:
     def _z(self) -> FactorizedCoder:
         return FactorizedCoder(self.z_medians, self.z_tables)
 
-    def encode(self, y: np.ndarray) -> tuple[bytes, ...]:
+    def encode(self, y: np.ndarray, z_symbols: np.ndarray | None = None) -> tuple[bytes, ...]:
+        r"""As :meth:`FactorizedCoder.encode`; ``z_symbols``: code these for :math:`\hat z`
+        instead of those of :math:`h_a(y)` (a refined encoder's)."""
         size = y.shape[1:]
         zh, zw = self.z_size(size)
-        padded = _pad(y, (4 * zh, 4 * zw))
-        z_symbols = self._z().quantize(self.hyper_analysis(padded))
+        if z_symbols is None:
+            padded = _pad(y, (4 * zh, 4 * zw))
+            z_symbols = self._z().quantize(self.hyper_analysis(padded))
+        elif z_symbols.shape != (self.channels, zh, zw):
+            raise ValueError(f"z symbols of shape {z_symbols.shape} for a latent of {size}")
         indexes, means = self._conditionals(z_symbols, size)
         y_symbols = np.rint(y - means).astype(np.int32)
         return (*self._z().encode_symbols(z_symbols),

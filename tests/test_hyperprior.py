@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 from helpers import natural_like, sliced_slimcae
+from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import CorruptBitstreamError, ModelMismatchError, RateError
+from slimcodec.errors import CorruptBitstreamError, ModelMismatchError
 from slimcodec.integer_scales import INPUT_BOUND, IntegerScaleNet
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
 from slimcodec.models.hyperprior import SCALE_TABLE
@@ -23,12 +24,20 @@ RANGES = ((0.002, 0.2), (0.001, 0.05))
 
 
 def _model(seed: int = 0) -> HyperpriorSlimCAE:
-    """A tiny hyperprior whose hyper networks predict varied means and scales."""
+    """A tiny hyperprior with trained transforms (cut from the shipped slimcae) whose hyper
+    networks predict varied means and scales."""
     torch.manual_seed(seed)
+    vr = ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, rate_anchors=1,
+                          latent_gain=True)
+    init_from(vr, sliced_slimcae(WIDTHS))
     model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)
+    init_from(model, vr)
     with torch.no_grad():
         for p in (*model.h_scale.parameters(), *model.h_mean.parameters()):
             p.normal_(0, 0.15)
+        # the sliced transforms' latent is small at 16 channels: a steeper gain makes λ
+        # span a range of rates, as a trained model's does
+        model.latent_gain.slope.fill_(1.5)
     # Calibrate the activation ranges as training does (a running maximum), on symbols
     # like the tests' own.
     model.h_scale.train()
@@ -87,6 +96,18 @@ def _expected_latent(coder, y):
     z = coder._z().quantize(coder.hyper_analysis(_pad(y, (4 * zh, 4 * zw))))
     _, means = coder._conditionals(z, y.shape[1:])
     return (np.rint(y - means) + means).astype(np.float32)
+
+
+def test_rate_control_reaches_a_target_and_quality_sets_lambda(codec):
+    from slimcodec.rate_control import encode_to_target
+
+    rgb = natural_like(64, 64, seed=3)
+    sizes = [len(codec.encode_rgb(rgb, 16, lmbda=lmbda)) for lmbda in (0.002, 0.2)]
+    assert sizes[0] < sizes[1]
+    target = 0.5 * (sizes[0] + sizes[1]) * 8 / (64 * 64)
+    data, search = encode_to_target(codec, rgb, target_bpp=target, width=16, tolerance=0.05)
+    assert abs(len(data) * 8 / (64 * 64) / target - 1) <= 0.05
+    assert codec.decode_rgb(data)[0].shape == rgb.shape
 
 
 # -- the integer scale path ----------------------------------------------------------------
@@ -254,9 +275,24 @@ def test_hostile_z_strings_are_refused(codec):
     assert refused == len(hostile)
 
 
-def test_refine_says_it_is_not_available(codec):
-    with pytest.raises(RateError, match="hyperprior"):
-        codec.encode_rgb(natural_like(32, 32), 16, refine=2)
+def test_refine_refines_y_and_z_and_never_makes_a_file_worse(codec):
+    rgb = natural_like(40, 56, seed=11)
+    report: dict = {}
+    data = codec.encode_rgb(rgb, 16, lmbda=0.02, refine=12, report=report)
+    assert report["loss_refined"] is not None and report["chosen"] in ("plain", "refined")
+    plain = codec.encode_rgb(rgb, 16, lmbda=0.02)
+    assert codec.rd_loss(rgb, data) <= codec.rd_loss(rgb, plain) + 1e-9
+    decoded, _ = codec.decode_rgb(data)
+    assert decoded.shape == rgb.shape
+    # the refinement itself moves both latents
+    from slimcodec.refine import refine_hyperprior
+
+    with codec.operating_point(16, 0.02) as model:
+        y = model.analysis(torch.from_numpy(_padded(rgb)[None])).numpy()[0]
+        y_ref, z_ref = refine_hyperprior(model, rgb, 0.02, 12, y)
+        z_plain = model.latent_coder()._z().quantize(
+            model.latent_coder().hyper_analysis(y[:, :4, :4]))
+    assert not np.array_equal(y_ref, y) and z_ref.shape == z_plain.shape
 
 
 # -- model files and training ----------------------------------------------------------------
@@ -343,11 +379,41 @@ def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundl
         EdgeCodec(bundle).decode_rgb(factorized.encode_rgb(rgb, 16))
 
 
-def test_adaptation_refuses_a_hyperprior_model_in_one_line(tmp_path, codec):
+def test_adapters_with_their_own_z_densities_code_and_cross_decode(codec, tmp_path):
+    """An ``adapters`` adapter with its own entropy models (for a hyperprior: the densities
+    of z; the hyper networks stay the source's) codes, decodes in both runtimes, and leaves
+    the source's files bit for bit as they were."""
+    from export.edge import EdgeCodec
+    from export.onnx_export import export_bundle
     from slimcodec.adaptation import adapt
 
-    with pytest.raises(ModelMismatchError, match="hyperprior prior"):
-        adapt(codec.model, tmp_path, "bias", "screens", steps=1)
+    data_dir = tmp_path / "screens"
+    data_dir.mkdir()
+    for i in range(3):
+        Image.fromarray(natural_like(64, 64, seed=20 + i)).save(data_dir / f"{i}.png")
+    source_before = codec.encode_rgb(natural_like(40, 40, seed=1), 16)
+    result = adapt(codec.model, data_dir, "adapters", "screen", steps=3, patch=32, batch=2,
+                   entropy_models=True, progress=False)
+    adapter = result.adapter
+    assert len(adapter.bottlenecks) == len(WIDTHS)
+    adapted = Codec(codec.model, "tiny-hp", adapters=[adapter])
+    assert adapted.encode_rgb(natural_like(40, 40, seed=1), 16) == source_before
+    rgb = natural_like(48, 40, seed=2)
+    root = export_bundle(codec.model, tmp_path / "bundle", "tiny-hp", adapters=[adapter])
+    edge = EdgeCodec(root)
+    for width in WIDTHS:
+        for writer, reader in ((adapted, edge), (edge, adapted)):
+            data = writer.encode_rgb(rgb, width, domain="screen")
+            assert unpack(data).header.domain == adapter.domain_id
+            ours, _ = reader.decode_rgb(data)
+            theirs, _ = writer.decode_rgb(data)
+            assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # the gates that pick (auto) or weigh (mix) the adapters, decoded by the other runtime
+    for gate in ("auto", "mix"):
+        data = adapted.encode_rgb(rgb, 16, domain=gate)
+        ours, _ = edge.decode_rgb(data)
+        theirs, _ = adapted.decode_rgb(data)
+        assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
 
 
 def test_profile_counts_the_hyper_networks(codec, bundle):

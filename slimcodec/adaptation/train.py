@@ -30,7 +30,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from slimcodec.errors import ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.training.data import PatchSampler
 from slimcodec.training.loss import MultiWidthRDLoss
@@ -111,9 +110,6 @@ def adapt(
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
-    if source.latent_kind != "factorized":
-        raise ModelMismatchError(f"adaptation is built for factorized models; this one codes "
-                                 f"its latent with a {source.latent_kind} prior")
     for name, value in (("steps", steps), ("images", images), ("lr", lr)):
         if value is not None and value <= 0:
             raise ValueError(f"{name} must be positive, not {value}")

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from compressai.entropy_models import GaussianConditional
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
@@ -78,9 +79,10 @@ def _hyper_synthesis(widths: Sequence[int], act: type[nn.Module]) -> list[nn.Mod
 class ScaleSynthesis(Slimmable):
     r""":math:`h_\sigma`: symbols of :math:`\hat z` -> :math:`\ln\sigma`, with an integer twin.
 
-    In training mode it records, per width, a running average of each hidden activation's
-    batch maximum (``act_max``), from which :meth:`integer_net` picks the activations'
-    integer scales.
+    While its own weights train (training mode, gradients on), it records per width a
+    running average of each hidden activation's batch maximum (``act_max``), from which
+    :meth:`integer_net` picks the activations' integer scales. A frozen copy (a domain
+    adapter training around the source model) records nothing: the source stays as it was.
     """
 
     def __init__(self, widths: Sequence[int], momentum: float = 0.01) -> None:
@@ -98,10 +100,11 @@ class ScaleSynthesis(Slimmable):
 
     def forward(self, q: Tensor) -> Tensor:
         x, hidden = q, 0
+        track = self.training and self.layers[0].weight.requires_grad
         for layer in self.layers:
             x = layer(x)
             if isinstance(layer, nn.ReLU):
-                if self.training:
+                if track:
                     with torch.no_grad():
                         peak = x.detach().amax()
                         stat = self.act_max[self.width_index, hidden]
@@ -229,14 +232,17 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         """Relaxed (training) or quantised (eval) pass at the active width and λ; the
         likelihoods of both latents, as compressai's hyperprior models return them."""
         y = self.analysis(x)
-        z = self.hyper_analysis(y)
+        # As the coder does (slimcodec.latent): a latent whose sides are not multiples of
+        # 4 is padded for the hyper transforms, and the predictions cropped back.
+        h, w = y.shape[-2:]
+        z = self.hyper_analysis(F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate"))
         eb = self.entropy_bottleneck
         z_hat, z_likelihoods = eb(z)
         q = z_hat - eb._get_medians()
         # Scales beyond the table's last are coded with it: bounding them here keeps an
         # exploding prediction from overflowing exp (and the gradient) in training.
-        scales = torch.exp(self.h_scale(q).clamp(max=math.log(SCALE_MAX)))
-        means = self.hyper_mean(q)
+        scales = torch.exp(self.h_scale(q)[..., :h, :w].clamp(max=math.log(SCALE_MAX)))
+        means = self.hyper_mean(q)[..., :h, :w]
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         if self.training and self.ste_decoder:
             y_hat = quantize_ste(y - means) + means
