@@ -7,7 +7,7 @@ one by one through `Codec.decode_rgb` and reports each outcome; a child that die
 or goes silent for `--timeout` seconds on one file (a hang) is counted, replaced, and the run
 goes on with the next file. Peak memory is each child's own high-water mark (`VmHWM`).
 
-    python benchmarks/fuzz.py [--files 10000] [--seed 0] [--timeout 60]
+    python benchmarks/fuzz.py [--files 10000] [--seed 0] [--timeout 60] [--model slimcae]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 from slimcodec.api import codec_for
 from slimcodec.bitstream.hostile import entropy_decoder_refused
 from slimcodec.errors import SlimcodecError
-codec = codec_for("slimcae")
+codec = codec_for(sys.argv[1])
 for line in sys.stdin:
     path = Path(line.strip())
     t0 = time.perf_counter()
@@ -55,8 +55,8 @@ for line in sys.stdin:
 
 
 class Child:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
+    def __init__(self, model: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, model], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self.proc.stdout, selectors.EVENT_READ)
@@ -87,8 +87,10 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--timeout", type=float, default=60.0)
+    p.add_argument("--model", default="slimcae",
+                   help="the model whose files are attacked (a name or a model file)")
     args = p.parse_args()
-    codec = codec_for("slimcae")
+    codec = codec_for(args.model)
     rng = np.random.default_rng(args.seed)
     valid = []
     for h, w in [(16, 16), (17, 33), (48, 64), (96, 80), (128, 128)]:
@@ -99,7 +101,7 @@ def main() -> None:
     findings, peak_kib, slowest = [], 0, (0.0, "")
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        child = Child()
+        child = Child(args.model)
         for i, (kind, data) in enumerate(hostile_files(valid, args.files, args.seed)):
             path = Path(tmp) / f"{i:06d}.slc"
             path.write_bytes(data)
@@ -108,7 +110,7 @@ def main() -> None:
                 counts[kind][report] += 1
                 findings.append((report, kind, data.hex()[:200]))
                 child.close()
-                child = Child()
+                child = Child(args.model)
                 continue
             _, outcome, seconds, rss = report
             counts[kind][outcome.split(":")[0]] += 1
@@ -130,10 +132,11 @@ def main() -> None:
                 + " | ".join(str(total[o]) for o in outcomes) + " |")
     crashes, hangs = total["crash"], total["hang"]
     untyped = sum(v for k, v in total.items() if k.startswith("UNTYPED"))
-    body = f"""## Fuzzing the decoder: {args.files} hostile files with valid CRCs
+    title = "" if args.model == "slimcae" else f" of `{args.model}`"
+    body = f"""## Fuzzing the decoder{title}: {args.files} hostile files with valid CRCs
 
-Made by `slimcodec.bitstream.hostile` (seed {args.seed}) from {len(valid)} small files the
-shipped `slimcae` wrote at every width, decoded by `Codec.decode_rgb` in a child process
+Made by `slimcodec.bitstream.hostile` (seed {args.seed}) from {len(valid)} small files
+`{args.model}` wrote at every width, decoded by `Codec.decode_rgb` in a child process
 (`--max-pixels` at its default, {DEFAULT_MAX_PIXELS}). "(entropy decoder)": refused by the
 bounds-checked rANS decoder itself, past every container check.
 
@@ -148,7 +151,7 @@ errors.** Peak RSS of a decoding process: {peak_kib / 1024:.0f} MiB. Slowest fil
     if findings:
         body += "\nFindings (kind, first bytes):\n\n" + "\n".join(
             f"- {f[0]} ({f[1]}): `{f[2]}`" for f in findings[:20])
-    write_section("fuzz", body)
+    write_section("fuzz" if args.model == "slimcae" else f"fuzz-{Path(args.model).stem}", body)
     print(body)
 
 

@@ -1,7 +1,9 @@
 """Hostile containers, as a writer who can forge a CRC would make them: for fuzzing decoders.
 
 Every file made here has a valid CRC-32, so it gets past the container's checksum to the
-field checks and the entropy decoder behind them. Used by the quick fuzz test
+field checks and the entropy decoder behind them. The valid files they start from may hold
+one string (factorized models) or several (a hyperprior's z, then y): the string kinds
+attack one of them, chosen at random. Used by the quick fuzz test
 (``tests/test_fuzz.py``) and the long run (``benchmarks/fuzz.py``).
 """
 
@@ -33,13 +35,31 @@ def _body(data: bytes) -> bytearray:
     return bytearray(data[:-4])
 
 
-def _with_string(data: bytes, string: bytes) -> bytes:
-    """``data`` (a one-string container) with its string replaced and its length fixed."""
+def _strings(data: bytes) -> list[bytes]:
+    """The strings of ``data`` (a valid container without a mixture block)."""
     body = _body(data)
-    start = _LENGTHS + 4
-    del body[start:]
-    struct.pack_into("<I", body, _LENGTHS, len(string))
-    return _seal(body + string)
+    n = body[_NSTRINGS]
+    lengths = struct.unpack_from(f"<{n}I", body, _LENGTHS)
+    offset, out = _LENGTHS + 4 * n, []
+    for length in lengths:
+        out.append(bytes(body[offset : offset + length]))
+        offset += length
+    return out
+
+
+def _pick(data: bytes, rng: random.Random) -> int:
+    """Which string to attack (no draw for a one-string file: its fuzz runs as before)."""
+    n = _body(data)[_NSTRINGS]
+    return rng.randrange(n) if n > 1 else 0
+
+
+def _with_string(data: bytes, string: bytes, index: int = 0) -> bytes:
+    """``data`` with its string ``index`` replaced and the lengths fixed."""
+    strings = _strings(data)
+    strings[index] = string
+    body = _body(data)[:_LENGTHS]
+    body += struct.pack(f"<{len(strings)}I", *map(len, strings))
+    return _seal(body + b"".join(strings))
 
 
 def mutated(data: bytes, rng: random.Random) -> bytes:
@@ -59,19 +79,22 @@ def mutated(data: bytes, rng: random.Random) -> bytes:
 
 def random_payload(data: bytes, rng: random.Random) -> bytes:
     """The header kept, the string replaced by random bytes of a random length."""
+    index = _pick(data, rng)
     n = rng.choice([0, 1, 3, 4, 8, rng.randrange(512), rng.randrange(65536)])
-    return _with_string(data, rng.randbytes(n))
+    return _with_string(data, rng.randbytes(n), index)
 
 
 def high_bytes(data: bytes, rng: random.Random) -> bytes:
     """A string of 0xFF (or another high byte): endless bypass runs for a trusting decoder."""
+    index = _pick(data, rng)
     n = rng.choice([4, 8, 64, 4096, rng.randrange(1, 65536)])
-    return _with_string(data, bytes([rng.choice([0xFF, 0xFE, 0xF0, 0x80])]) * n)
+    return _with_string(data, bytes([rng.choice([0xFF, 0xFE, 0xF0, 0x80])]) * n, index)
 
 
 def resized(data: bytes, rng: random.Random) -> bytes:
     """The real string cut short, extended with junk, or spliced with itself."""
-    string = _body(data)[_LENGTHS + 4 :]
+    index = _pick(data, rng)
+    string = _strings(data)[index]
     op = rng.random()
     if op < 0.4:
         string = string[: rng.randrange(len(string) + 1)]
@@ -80,7 +103,7 @@ def resized(data: bytes, rng: random.Random) -> bytes:
     else:
         cut = rng.randrange(len(string) + 1)
         string = string[cut:] + string[:cut]
-    return _with_string(data, bytes(string))
+    return _with_string(data, bytes(string), index)
 
 
 def forged_size(data: bytes, rng: random.Random) -> bytes:
@@ -137,7 +160,7 @@ KINDS = {
 
 
 def hostile_files(valid: list[bytes], count: int, seed: int = 0) -> Iterator[tuple[str, bytes]]:
-    """``count`` hostile files made from the one-string containers ``valid``, cycling
+    """``count`` hostile files made from the valid containers ``valid``, cycling
     through :data:`KINDS`; yields ``(kind, data)``."""
     rng = random.Random(seed)
     kinds = list(KINDS.items())
