@@ -107,6 +107,10 @@ class HyperpriorCoder:
     hyper_analysis: Network
     hyper_mean: Network
     strings: int = 2
+    #: Rows of z the hyper transforms run on at once (each band with
+    #: :data:`HYPER_HALO` rows of context on either side), so that their memory is bounded
+    #: by the image's width, not its area.
+    band: int = 16
 
     @property
     def channels(self) -> int:
@@ -128,7 +132,8 @@ class HyperpriorCoder:
         zh, zw = self.z_size(size)
         if z_symbols is None:
             padded = _pad(y, (4 * zh, 4 * zw))
-            z_symbols = self._z().quantize(self.hyper_analysis(padded))
+            z_symbols = self._z().quantize(_by_rows(self.hyper_analysis, padded, zh, 4, 1,
+                                                    self.band))
         elif z_symbols.shape != (self.channels, zh, zw):
             raise ValueError(f"z symbols of shape {z_symbols.shape} for a latent of {size}")
         indexes, means = self._conditionals(z_symbols, size)
@@ -166,9 +171,32 @@ class HyperpriorCoder:
         """Scale indexes (integer, exact) and means (float) of :math:`\\hat y`, cropped to
         the latent's ``size``."""
         h, w = size
-        indexes = self.scale_net.indexes(z_symbols)[:, :h, :w]
-        means = self.hyper_mean(z_symbols.astype(np.float32))[:, :h, :w]
-        return np.ascontiguousarray(indexes), means
+        zh = z_symbols.shape[1]
+        indexes = _by_rows(self.scale_net.indexes, z_symbols, zh, 1, 4, self.band)
+        means = _by_rows(self.hyper_mean, z_symbols.astype(np.float32), zh, 1, 4, self.band)
+        return np.ascontiguousarray(indexes[:, :h, :w]), means[:, :h, :w]
+
+
+#: Rows of context (in rows of z) a band of the hyper transforms needs on each
+#: side: ``h_a`` (3x3, then two 5x5/2) and ``h_σ``/``h_μ`` (two 5x5/2 transposed, then 3x3)
+#: see at most 2; one more for margin. With it, a band's rows are those of the whole
+#: (exactly, for the integer scales).
+HYPER_HALO = 3
+
+
+def _by_rows(fn: Network, x: np.ndarray, rows: int, rows_in: int, rows_out: int,
+             band: int) -> np.ndarray:
+    r"""``fn`` over ``x`` in bands of ``band`` rows of :math:`\hat z` (``rows`` in all):
+    ``x`` has ``rows_in`` rows per row of :math:`\hat z`, the output ``rows_out``."""
+    if rows <= band:
+        return fn(x)
+    parts = []
+    for start in range(0, rows, band):
+        stop = min(start + band, rows)
+        lo, hi = max(start - HYPER_HALO, 0), min(stop + HYPER_HALO, rows)
+        out = fn(np.ascontiguousarray(x[:, lo * rows_in : hi * rows_in]))
+        parts.append(out[:, (start - lo) * rows_out : (stop - lo) * rows_out])
+    return np.concatenate(parts, axis=1)
 
 
 def _pad(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
