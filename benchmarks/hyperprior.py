@@ -13,6 +13,11 @@ Three measurements, one run, written to RESULTS.md section ``hyperprior-MODEL``:
 3. **What the integer path costs.** The same latents and means coded with the float
    network's indexes instead: the bytes of ``ŷ``'s string with each (distortion is the same
    by construction: only the coding tables differ), as a rate change.
+4. **The edge runtime.** Both models exported; every image at every width (middle λ) coded
+   by slimcodec and decoded by the edge runtime and the reverse: scale indexes compared
+   element by element between the runtimes, pixels within one level; and the widest
+   width's edge decode time of each model, alternating, one image after the other, as a
+   ratio (hyperprior / reference, medians).
 
     python benchmarks/hyperprior.py --model runs/hp/model.pt --crop 384x256
 """
@@ -39,6 +44,7 @@ from common import (
 )
 
 from slimcodec.api import codec_for
+from slimcodec.bitstream import unpack
 from slimcodec.evaluate import evaluate
 from slimcodec.latent import HyperpriorCoder, _pad
 from slimcodec.models.hyperprior import SCALE_TABLE
@@ -48,18 +54,23 @@ from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 RATES = (0.1, 0.15, 0.25, 0.4, 0.6, 1.0, 1.5)
 
 
+def _safe(fn, *args):
+    """``fn(*args)``, None for a curve too short to measure (a degenerate envelope)."""
+    try:
+        return fn(*args)
+    except ValueError:
+        return None
+
+
 def envelope(points: list[dict]) -> list[tuple[float, float]]:
     return rd_hull([(p["bpp"], p["psnr"]) for p in points])
 
 
-def latents(codec, rgb: np.ndarray, width: int, lmbda: float):
-    """The coder and the unrounded latent of ``rgb`` at ``width`` and ``lmbda``."""
+def latent(model, rgb: np.ndarray) -> np.ndarray:
+    """The unrounded latent of ``rgb`` at the model's operating point (whole image)."""
     h, w = (-(-s // 16) * 16 for s in rgb.shape[:2])
     x = padded_region(rgb, (0, h), (0, w))
-    with codec.operating_point(width, lmbda) as model:
-        coder = model.latent_coder()
-        y = model.analysis(torch.from_numpy(x)).numpy()[0]
-        return coder, y
+    return model.analysis(torch.from_numpy(x)).numpy()[0]
 
 
 def z_symbols(coder: HyperpriorCoder, y: np.ndarray) -> np.ndarray:
@@ -117,6 +128,55 @@ def thread_mismatch(codec, samples: dict[str, np.ndarray]) -> float:
     return differ / sum(results[0][k].size for k in samples)
 
 
+def edge_section(codec, reference, rgbs) -> dict:
+    """Cross-runtime parity of the hyperprior model, and both models' edge decode times."""
+    import time
+
+    from export.edge import EdgeCodec
+    from export.onnx_export import export_bundle
+
+    with tempfile.TemporaryDirectory() as tmp:
+        edges = {}
+        for label, c in (("hp", codec), ("ref", reference)):
+            export_bundle(c.model, Path(tmp) / label, label)
+            edges[label] = EdgeCodec(Path(tmp) / label)
+        edge = edges["hp"]
+        differ = total = within = values = max_diff = 0
+        for rgb in rgbs:
+            for width in codec.widths:
+                lmbda = codec.default_lambda(width)
+                for writer, reader in ((codec, edge), (edge, codec)):
+                    data = writer.encode_rgb(rgb, width, lmbda=lmbda)
+                    a, _ = writer.decode_rgb(data)
+                    b, _ = reader.decode_rgb(data)
+                    diff = np.abs(a.astype(int) - b.astype(int))
+                    within += int((diff <= 1).sum())
+                    values += diff.size
+                    max_diff = max(max_diff, int(diff.max()))
+                    strings = unpack(data).strings
+                    size = tuple(-(-s // 16) for s in rgb.shape[:2])
+                    ours = edge.coder(width, lmbda)
+                    zs = ours._z().decode_symbols(strings[:1], ours.z_size(size))
+                    i_edge, _ = ours._conditionals(zs, size)
+                    with codec.operating_point(width, lmbda) as model:
+                        i_torch, _ = model.latent_coder()._conditionals(zs, size)
+                    differ += int((i_edge != i_torch).sum())
+                    total += i_edge.size
+        times: dict[str, list[float]] = {"hp": [], "ref": []}
+        width = codec.widths[0]
+        for rgb in rgbs:
+            files = {label: c.encode_rgb(rgb, width) for label, c in
+                     (("hp", codec), ("ref", reference))}
+            for label in ("hp", "ref", "hp", "ref"):  # alternating, a warm-up pair first
+                t0 = time.perf_counter()
+                edges[label].decode_rgb(files[label])
+                times[label].append(time.perf_counter() - t0)
+        ms = {k: 1000 * float(np.median(v[1::2] if len(v) > 1 else v)) for k, v in
+              times.items()}
+    return {"index_differ": differ, "indexes": total, "within_one": within / values,
+            "max_diff": max_diff, "ms_hp": ms["hp"], "ms_ref": ms["ref"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="the hyperprior model (name or file)")
@@ -138,10 +198,12 @@ def main() -> None:
     samples, float_differ, float_total, bytes_int, bytes_float = {}, 0, 0, 0, 0
     for i, rgb in enumerate(rgbs):
         for width in codec.widths:
-            coder, y = latents(codec, rgb, width, codec.default_lambda(width))
-            zs = z_symbols(coder, y)
-            samples[f"z/{width}/{i}"] = zs
+            # a coder runs the model's networks: only inside its operating point
             with codec.operating_point(width, codec.default_lambda(width)) as model:
+                coder = model.latent_coder()
+                y = latent(model, rgb)
+                zs = z_symbols(coder, y)
+                samples[f"z/{width}/{i}"] = zs
                 one, two = float_indexes(model, zs, 1), float_indexes(model, zs, 2)
 
                 class FloatScales:
@@ -156,6 +218,7 @@ def main() -> None:
             float_differ += int(np.sum(one != two))
             float_total += one.size
     integer_mismatch = thread_mismatch(codec, samples)
+    edge = edge_section(codec, reference, rgbs)
 
     name = args.name or Path(str(args.model)).stem
     bpps = [p["bpp"] for p in result["points"]]
@@ -167,14 +230,14 @@ def main() -> None:
                     f"{b['bpp']:.4f} | {b['psnr']:.2f} |")
     gaps = []
     for rate in RATES:
-        new, old = psnr_at_rate(env, rate), psnr_at_rate(ref_env, rate)
+        new, old = _safe(psnr_at_rate, env, rate), _safe(psnr_at_rate, ref_env, rate)
         gaps.append(f"{rate:g}: " + fmt(None if new is None or old is None else new - old,
                                         "+.2f"))
     against = []
     for label, curve in classical.items():
         hull = rd_hull(curve)
-        against.append(f"{label} **{fmt(bd_rate(hull, env), '+.1f', '%')}** "
-                       f"(`{args.reference}`: {fmt(bd_rate(hull, ref_env), '+.1f', '%')})")
+        against.append(f"{label} **{fmt(_safe(bd_rate, hull, env), '+.1f', '%')}** "
+                       f"(`{args.reference}`: {fmt(_safe(bd_rate, hull, ref_env), '+.1f', '%')})")
     body = f"""### `{name}`: the mean-scale hyperprior against `{args.reference}`
 
 {len(images)} held-out photos ({', '.join(n for n, _ in images)}), centre crop {args.crop};
@@ -182,7 +245,7 @@ each width at the 5 λ of `slimcodec eval`; bpp from the real files.
 
 {chr(10).join(rows)}
 
-- Envelope BD-rate against `{args.reference}`: **{fmt(bd_rate(ref_env, env), '+.1f', '%')}**;
+- Envelope BD-rate against `{args.reference}`: **{fmt(_safe(bd_rate, ref_env, env), '+.1f', '%')}**;
   ΔPSNR at equal rate (bpp: dB) {', '.join(gaps)}.
 - Envelope BD-rate against {'; '.join(against)}.
 - Range: {min(bpps):.3f}–{max(bpps):.3f} bpp, top PSNR {max(psnrs):.2f} dB.
@@ -193,10 +256,17 @@ each width at the 5 λ of `slimcodec eval`; bpp from the real files.
 - What the integer path costs: `ŷ`'s strings take {bytes_int:,} bytes with its indexes and
   {bytes_float:,} with the float network's ({100 * (bytes_int / bytes_float - 1):+.2f}%; same
   symbols, so same distortion).
+- Edge runtime (onnxruntime, every image and width at its middle λ, both directions):
+  scale indexes that differ between the runtimes: **{edge['index_differ']:,} of
+  {edge['indexes']:,}**; pixel values within one level: **{100 * edge['within_one']:.4f}%**
+  (max difference {edge['max_diff']}).
+- Edge decode time at width {codec.widths[0]}, {len(rgbs)} images, alternating: median
+  {edge['ms_hp']:.0f} ms against `{args.reference}`'s {edge['ms_ref']:.0f} ms, ratio
+  **{edge['ms_hp'] / edge['ms_ref']:.2f}×** (onnxruntime's default threads).
 """
     write_section(f"hyperprior-{name}", body)
     print(body)
-    print(json.dumps({"bd_vs_reference": bd_rate(ref_env, env)}))
+    print(json.dumps({"bd_vs_reference": _safe(bd_rate, ref_env, env)}))
 
 
 if __name__ == "__main__":

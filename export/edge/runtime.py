@@ -73,6 +73,7 @@ class EdgeCodec:
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
         self._sessions: dict[tuple[int, str, int], ort.InferenceSession] = {}
+        self._coders: dict[tuple[int, int, int], LatentCoder] = {}
 
     @property
     def name(self) -> str:
@@ -111,12 +112,17 @@ class EdgeCodec:
         return lambda x: session.run(None, {first: x, **extra})[0]
 
     def coder(self, width: int, lmbda: float | None, domain: int = 0) -> LatentCoder:
-        """The latent coder of ``width`` (λ, domain), running the bundle's graphs for it."""
-        networks = {}
-        for kind in self.bundle.coder_graphs:
-            run = self._transform(width, kind, None, domain)
-            networks[kind] = lambda a, run=run: run(np.ascontiguousarray(a[None], np.float32))[0]
-        return self.bundle.coder(width, lmbda, domain, networks)
+        """The latent coder of ``width`` (λ, domain), running the bundle's graphs for it;
+        built once (its tables checked once) per width, rate anchor and domain."""
+        key = (width, self.bundle.anchor(lmbda), domain)
+        if key not in self._coders:
+            networks = {}
+            for kind in self.bundle.coder_graphs:
+                run = self._transform(width, kind, None, domain)
+                networks[kind] = lambda a, run=run: run(
+                    np.ascontiguousarray(a[None], np.float32))[0]
+            self._coders[key] = self.bundle.coder(width, lmbda, domain, networks)
+        return self._coders[key]
 
     def _mixture_weights(self, header: Header) -> np.ndarray:
         """The mixing graph's ``weights`` input for a mixed file: each member's weight at its
