@@ -564,6 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["ste", "noise"],
                    help="what the decoder sees in training: the rounded latent with a "
                         "straight-through gradient, or the noisy one")
+    t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy"],
+                   help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
+                        "transforms fixed")
     t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     t.add_argument("--seed", type=int, default=d["seed"])
     t.add_argument("--device", default=d["device"], help="auto, cpu, cuda")

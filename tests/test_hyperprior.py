@@ -486,3 +486,34 @@ def _pad_for(y):
     from slimcodec.latent import _pad
 
     return _pad(y, tuple(-(-s // 4) * 4 for s in y.shape[1:]))
+
+
+def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
+    from slimcodec.training import TrainConfig, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(natural_like(64, 64, seed=30 + i)).save(data / f"{i}.png")
+    vr = ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, rate_anchors=1,
+                          latent_gain=True)
+    init_from(vr, sliced_slimcae(WIDTHS))
+    save_model_file(vr, tmp_path / "vr.pt")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
+                      init=str(tmp_path / "vr.pt"), widths=list(WIDTHS),
+                      lambda_ranges=[v for r in RANGES for v in r], patch=64, batch=2,
+                      steps=3, lr=1e-3, checkpoint_every=1000, stage="entropy")
+    from dataclasses import replace
+
+    trained = load_model_file(train(cfg).export({}))
+    start = load_model_file(train(replace(cfg, out=str(tmp_path / "run0"), steps=0)).export({}))
+    before, after = start.state_dict(), trained.state_dict()
+    for key, value in before.items():
+        if key.startswith(("g_a.", "g_s.", "modulation_", "latent_gain")):
+            torch.testing.assert_close(after[key], value)
+            torch.testing.assert_close(value, vr.state_dict()[key])
+    for key in ("h_scale.layers.0.weight", "h_mean.0.weight", "h_a.0.weight"):
+        assert not torch.equal(after[key], before[key]), key
+    with pytest.raises(ValueError, match="--stage entropy trains a hyperprior"):
+        TrainConfig(data=str(data), out=str(tmp_path / "x"), arch="slimcae-vr",
+                    stage="entropy")

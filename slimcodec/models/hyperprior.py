@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,12 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
     """
 
     latent_kind = "hyperprior"
+    #: Training only: skip the synthesis and return no ``x_hat`` (``slimcodec train --stage
+    #: entropy``, where only the entropy model trains, on the rate). Not in :attr:`config`.
+    rate_only: bool = False
+    #: What ``--stage entropy`` trains (parameter name prefixes).
+    ENTROPY_PARAMETERS = ("h_a.", "h_mean.", "h_scale.", "entropy_bottlenecks.",
+                          "gaussian_conditional.")
 
     def __init__(
         self,
@@ -231,7 +238,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
     def forward(self, x: Tensor) -> dict[str, Any]:
         """Relaxed (training) or quantised (eval) pass at the active width and λ; the
         likelihoods of both latents, as compressai's hyperprior models return them."""
-        y = self.analysis(x)
+        with torch.no_grad() if self.rate_only and self.training else nullcontext():
+            y = self.analysis(x)
         # As the coder does (slimcodec.latent): a latent whose sides are not multiples of
         # 4 is padded for the hyper transforms, and the predictions cropped back.
         h, w = y.shape[-2:]
@@ -244,6 +252,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         scales = torch.exp(self.h_scale(q)[..., :h, :w].clamp(max=math.log(SCALE_MAX)))
         means = self.hyper_mean(q)[..., :h, :w]
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+        if self.training and self.rate_only:
+            return {"x_hat": None, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
         if self.training and self.ste_decoder:
             y_hat = quantize_ste(y - means) + means
         x_hat = self.synthesis(y_hat)

@@ -51,8 +51,12 @@ class MultiWidthRDLoss(nn.Module):
             out = self.model(x)
             bits = sum(-torch.log(v).sum() for v in out["likelihoods"].values())
             bpp = bits / (math.log(2) * n * h * w)
-            mse = F.mse_loss(out["x_hat"], x)
-            total = total + lmbda * 255**2 * mse + bpp
+            if out["x_hat"] is None:  # a rate-only stage (the entropy model alone trains)
+                mse = x.new_full((), math.nan)
+                total = total + bpp
+            else:
+                mse = F.mse_loss(out["x_hat"], x)
+                total = total + lmbda * 255**2 * mse + bpp
             bpps.append(bpp.detach())
             mses.append(mse.detach())
         self.model.set_width(self.model.widths[0])

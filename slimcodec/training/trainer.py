@@ -55,7 +55,7 @@ MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
 ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
-                 "rate_anchors": 8, "lambda_bounds": None}
+                 "rate_anchors": 8, "lambda_bounds": None, "stage": "joint"}
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +96,12 @@ class TrainConfig:
     # What the decoder sees in training: the rounded latent through a straight-through
     # gradient ("ste", as at test time) or the noisy one ("noise", Ballé et al.'s relaxation).
     decoder_quantizer: str = "ste"
+    # "joint": every weight trains on the RD loss. "entropy" (slimcae-hp): the transforms
+    # (and modulations, latent gain) stay as they are and only the hyperprior and z's
+    # densities train, on the rate alone: the distortion does not depend on them but for
+    # the rounding offsets, and the synthesis (most of a step's cost) is skipped. A new
+    # hyperprior on trained transforms learns in a fraction of the steps that way.
+    stage: str = "joint"
     clip: float = 1.0
     checkpoint_every: int = 500
     seed: int = 0
@@ -123,6 +129,10 @@ class TrainConfig:
                 self.lambda_ranges = list(self.lambda_ranges) * len(self.widths)
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
+        if self.stage not in ("joint", "entropy"):
+            raise ValueError(f"unknown training stage {self.stage!r}")
+        if self.stage == "entropy" and self.arch != "slimcae-hp":
+            raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
         if self.decoder_quantizer not in ("ste", "noise"):
             raise ValueError(f"unknown decoder quantizer {self.decoder_quantizer!r}")
         if self.schedule not in ("fixed", "lambda"):
@@ -338,12 +348,17 @@ class Trainer:
         self.variable_rate = isinstance(model, ModulatedSlimCAE)
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
+        if cfg.stage == "entropy":
+            self.model.rate_only = True
+            for name, p in model.named_parameters():
+                p.requires_grad_(name.startswith(HyperpriorSlimCAE.ENTROPY_PARAMETERS))
         self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
         # A variable-rate step trains one entropy model per width (its λ's anchor): the
         # others get no gradient in that step, which DDP must be told.
         self.net = (DistributedDataParallel(self.loss, find_unused_parameters=self.variable_rate)
                     if self.world > 1 else self.loss)
-        main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        main = [p for n, p in model.named_parameters()
+                if not n.endswith("quantiles") and p.requires_grad]
         aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
         self.main_params = main
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)

@@ -17,7 +17,7 @@ from typing import Any
 from torch import nn
 
 from slimcodec.errors import UnknownModelError
-from slimcodec.models import DEFAULT_WIDTHS, ModulatedSlimCAE, SlimCAE
+from slimcodec.models import DEFAULT_WIDTHS, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 
 from .checkpoint import load_model_file, read_model_file
 
@@ -190,3 +190,13 @@ def slimcae_vr5(**kwargs: Any) -> ModulatedSlimCAE:
     """`slimcae-vr4` trained 11,000 steps more on crops of 128² (it saw 96²): the same model
     and λ ranges."""
     return slimcae_vr2(**kwargs)
+
+
+@register_model(name="slimcae-hp", weights="slimcae-hp.pt")
+def slimcae_hp(**kwargs: Any) -> HyperpriorSlimCAE:
+    """SlimCAE-HP: `slimcae-vr5`'s transforms with a slimmable mean-scale hyperprior (its
+    latent coded with per-element Gaussians whose scales an integer network predicts from
+    z), the same λ ranges."""
+    ranges = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
+    return HyperpriorSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                                "lambda_ranges": ranges, **kwargs})
