@@ -11,7 +11,9 @@ import copy
 import json
 import math
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from importlib import resources
@@ -238,6 +240,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
                        args.gate)
     images = find_images(args.dir)
+    if args.json:  # before the work: an input must never become the report
+        for image in images:
+            check_not_input(args.json, image)
+        check_writable(args.json)
     domain = _domain(args, codec)
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
                       refine=args.refine, domain=domain)
@@ -404,6 +410,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from export.profile import plot_profile, profile_model
 
     w, h = _size(args.size)
+    if args.eval:
+        check_not_input(args.json, args.eval)
+    check_writable(args.json)
     model = load_model(args.model)
     adapter = None
     if args.adapter:
@@ -687,14 +696,29 @@ def _is_allocator_error(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("memory" in text or "allocate" in text)
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread: unwinding runs every cleanup (an output being
+    written is never left half-made or as a temporary file) where the default would not."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with warnings_as_lines("slimcodec"):
             return args.func(args)
     except KeyboardInterrupt:
         print("slimcodec: interrupted", file=sys.stderr)
         return 130
+    except _Terminated:
+        print("slimcodec: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except Exception as exc:
         if os.environ.get("SLIMCODEC_DEBUG"):
             raise
@@ -706,6 +730,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"slimcodec: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

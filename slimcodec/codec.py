@@ -4,9 +4,12 @@
 container format and the image rules of :mod:`slimcodec.utils.image`: arbitrary sizes are
 replicate-padded to a multiple of 16 and cropped back after decoding. The transforms run
 tile by tile (:mod:`slimcodec.tiling`), so the network's memory does not grow with the
-image, and the latent is coded by the bounds-checked coder of
-:mod:`slimcodec.bitstream.rans`. Images over ``max_pixels`` are refused before anything
-is allocated for them.
+image. How the latent becomes strings and back is the model's own business: every path
+here (plain, refined, with adapters, through the gates) asks the model for its latent coder
+(``model.latent_coder()``, :mod:`slimcodec.latent`: a factorized prior's one string, a
+hyperprior's two) and calls ``encode(y)`` / ``decode(strings, size)``, so a new kind of
+model brings its coder and changes nothing here. Images over ``max_pixels`` are refused
+before anything is allocated for them.
 """
 
 from __future__ import annotations

@@ -1,9 +1,22 @@
 """Atomic file writes: a crash or a full disk never leaves a half-written file behind. And
-the command-line tools' paths, where ``-`` stands for standard input or output."""
+the command-line tools' paths, where ``-`` stands for standard input or output.
+
+What a write replaces, by what the path is:
+
+* a regular file, or no file: a temporary file beside it, renamed over it once complete.
+  On Linux the temporary file has no name while it is written (``O_TMPFILE``): a process
+  killed mid-write (SIGKILL included) leaves nothing behind; it gets a name only for the
+  instant of the rename;
+* a symbolic link: the file it points to, the same way; the link stays a link;
+* anything else that exists (a device such as ``/dev/null``, a FIFO, a socket): written
+  in place, never replaced by a regular file; a directory is refused.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -23,28 +36,79 @@ def _about(exc: OSError, path: Path) -> OSError:
     return type(exc)(exc.errno, exc.strerror, str(path))
 
 
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` must change: a symbolic link's target, else ``path``."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
-    """Call ``write(f)`` on a temporary file beside ``path``, then rename it over ``path``."""
+    """Call ``write(f)`` on a temporary file beside ``path`` (a link's target), then rename
+    it over it; a device, FIFO or socket is written in place (see the module docstring)."""
     path = Path(path)
+    target = _target(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        mode = os.stat(target).st_mode
+    except FileNotFoundError:
+        mode = None
     except OSError as exc:
         raise _about(exc, path) from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+    if mode is not None and not stat.S_ISREG(mode):
+        try:
+            with open(target, "wb") as f:
+                write(f)
+        except OSError as exc:
+            raise _about(exc, path) from None
+        return
+    folder = str(target.parent or ".")
     try:
-        with os.fdopen(fd, "wb") as f:
+        fd, tmp = _unnamed(folder)
+        if fd is None:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _about(exc, path) from None
+    named = tmp is not None
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
+        os.fchmod(fd, 0o666 & ~umask)
+        if not named:  # name the finished file for the instant of the rename
+            tmp = f"{folder}/.{target.name}.{os.urandom(6).hex()}.tmp"
+            # linkat(2) through /proc/self/fd, following the fd's link to the file itself
+            # (a plain os.link of the /proc path would link the magic link, not the file).
+            proc = os.open("/proc/self/fd", os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.link(str(fd), tmp, src_dir_fd=proc, follow_symlinks=True)
+            finally:
+                os.close(proc)
+            named = True
+        os.replace(tmp, target)
+        named = False
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise _about(exc, path) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    finally:
+        os.close(fd)
+        if named:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _unnamed(folder: str) -> tuple[int | None, str | None]:
+    """An unnamed file in ``folder`` (Linux ``O_TMPFILE``), or ``(None, None)`` where the
+    system or file system has none (then a named temporary file is used)."""
+    flag = getattr(os, "O_TMPFILE", 0)
+    if not flag or not os.path.isdir("/proc/self/fd"):
+        return None, None
+    try:
+        return os.open(folder, flag | os.O_WRONLY, 0o600), None
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None, None
         raise
 
 
@@ -55,8 +119,16 @@ def check_writable(path: str | os.PathLike) -> None:
     if str(path) == STDIO:
         return
     path = Path(path)
+    target = _target(path)
+    if target.exists() and not target.is_file():  # a device or FIFO: written in place
+        if target.is_dir():
+            raise IsADirectoryError(errno.EISDIR, "is a directory", str(path))
+        if not os.access(target, os.W_OK):
+            raise PermissionError(errno.EACCES, "permission denied", str(path))
+        return
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                   dir=target.parent or ".")
     except OSError as exc:
         raise _about(exc, path) from None
     os.close(fd)
