@@ -3,7 +3,8 @@
 Layout of a bundle folder (written by :mod:`export.onnx_export`, read here without torch)::
 
     manifest.json            format, version, model name, architecture, fingerprint, widths,
-                             rate settings, graph files with their SHA-256, int8 report
+                             rate settings, graph files with their SHA-256, int8 report,
+                             the SHA-256 of entropy.npz (``tables_sha256``)
     entropy.npz              per width (and anchor): quantised CDFs, lengths, offsets, medians
     analysis-<w>.onnx        image (1, 3, H, W) [, lmbda (1,)] -> latent (1, w, H/16, W/16)
     synthesis-<w>.onnx       latent [, lmbda] -> image (1, 3, H, W), unclamped
@@ -30,6 +31,9 @@ model); the runtime codes it with the latent coder the manifest's ``latent`` nam
 (:mod:`slimcodec.latent`; absent: ``factorized``, ``round(y - median)`` and one CDF per
 channel), built from the same arrays the model's codec uses, exactly as that codec does.
 The fingerprint is the model's: a bundle writes and reads the very files ``slimcodec`` does.
+A bundle is confined to its folder: every file the manifest names is a plain name inside
+it (no folder part, no ``..``, not absolute), and every file is checked against its SHA-256
+before it is used, the tables on loading, each graph when it is first opened.
 A file's domain id (0: no adapter) selects the graphs and tables it decodes with; the
 manifest's optional ``domains`` maps each id to its name, adapter method and graphs
 (bundles without it read as before), and the optional ``mixture`` lists the ids the mixing
@@ -43,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +84,28 @@ def table_key(width: int, anchor: int, name: str, domain: int = 0) -> str:
     return f"d{domain}_{key}" if domain else key
 
 
+#: The widest width a manifest may declare (the shipped models' is 192).
+MAX_WIDTH = 4096
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _check_entry(entry: Any) -> None:
+    """A manifest's file entry: a plain file name in the bundle and a SHA-256; ValueError
+    otherwise (so that no path outside the bundle is ever opened, or hashed)."""
+    if not isinstance(entry, dict):
+        raise ValueError("a file entry is not an object")
+    name, digest = entry.get("file"), entry.get("sha256")
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or \
+            "\\" in name or "\0" in name or os.path.isabs(name):
+        raise ValueError(f"file {name!r} is not a plain name inside the bundle")
+    if not isinstance(digest, str) or len(digest) != 64 or \
+            any(c not in "0123456789abcdef" for c in digest):
+        raise ValueError(f"file {name!r} has no valid SHA-256")
+
+
 @dataclass
 class Bundle:
     """A checked bundle. :meth:`load` raises :class:`BundleError` on anything amiss."""
@@ -97,8 +124,8 @@ class Bundle:
             manifest = json.loads(path.read_text())
         except FileNotFoundError:
             raise BundleError(f"{root}: not a bundle (no {MANIFEST})") from None
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+        except (OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise BundleError(f"{path}: unreadable manifest ({_short(exc)})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise BundleError(f"{path}: not a slimcodec bundle manifest")
         if manifest.get("version") != VERSION:
@@ -114,8 +141,12 @@ class Bundle:
         m = self.manifest
         if len(bytes.fromhex(m["fingerprint"])) != FINGERPRINT_SIZE:
             raise ValueError("bad fingerprint")
-        if not m["widths"] or any(int(w) <= 0 for w in m["widths"]):
+        if not m["widths"] or any(not 0 < int(w) <= MAX_WIDTH for w in m["widths"]):
             raise ValueError("bad widths")
+        if not isinstance(m["downsampling"], int) or m["downsampling"] not in (16,):
+            raise ValueError(f"bad downsampling {m['downsampling']!r}")
+        for entry in self._file_entries():
+            _check_entry(entry)
         graph_sets = [("", m["graphs"])]
         for domain, entry in self.domains.items():
             if not 0 < domain < 1 << 16 or not entry["name"]:
@@ -153,6 +184,21 @@ class Bundle:
             raise ValueError("bad training λ")
         if not (self.root / TABLES).is_file():
             raise BundleError(f"{self.root}: bundle has no {TABLES}")
+        if "tables_sha256" not in m:
+            raise BundleError(f"{self.root}: bundle records no checksum of {TABLES} (exported "
+                              "by an older slimcodec: export it again)")
+        self._checked({"file": TABLES, "sha256": m["tables_sha256"]}, "entropy tables")
+
+    def _file_entries(self) -> list[dict[str, Any]]:
+        """Every ``{"file", "sha256"}`` entry the manifest holds: the graphs (int8 ones
+        included, as ``*_int8`` keys beside the float ones) and the gate's arrays."""
+        m = self.manifest
+        sets = [m["graphs"], *(d["graphs"] for d in (m.get("domains") or {}).values())]
+        if "mixture" in m:
+            sets.append(m["mixture"]["graphs"])
+        entries = [g for graphs in sets for per_width in graphs.values()
+                   for g in per_width.values()]
+        return entries + ([m["gate"]] if "gate" in m else [])
 
     # -- what the manifest says -------------------------------------------------------------
 
@@ -267,7 +313,7 @@ class Bundle:
         try:
             with np.load(path) as npz:
                 w1, b1, w2, b2 = (np.asarray(npz[k], np.float32) for k in ("w1", "b1", "w2", "b2"))
-        except (KeyError, OSError, ValueError) as exc:
+        except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{path}: damaged gate arrays ({exc})") from None
         features = 2 * entry["channels"] + len(entry["widths"]) + 1
         if (w1.shape != (b1.shape[0], features) or w2.shape != (len(entry["domains"]) + 1,
@@ -281,7 +327,13 @@ class Bundle:
 
     def _checked(self, entry: dict[str, Any], what: str = "graph") -> Path:
         """A file entry's path, once its file is there and its SHA-256 matches."""
+        try:  # a name inside the bundle, before anything is opened
+            _check_entry(entry)
+        except ValueError as exc:
+            raise BundleError(f"{self.root / MANIFEST}: {exc}") from None
         path = self.root / entry["file"]
+        if path.is_symlink():
+            raise BundleError(f"{path}: {what} is a link; a bundle's files are in its folder")
         if not path.is_file():
             raise BundleError(f"{path}: {what} file missing from the bundle")
         if file_digest(path) != entry["sha256"]:
@@ -308,7 +360,7 @@ class Bundle:
                     self._arrays[prefix] = {k[len(prefix):]: npz[k] for k in npz.files
                                             if k.startswith(prefix)}
             coder = coder_from_arrays(self.latent_kind, self._arrays[prefix], networks)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy tables "
                               f"for width {width} ({exc})") from None
         if coder.channels != width:
@@ -329,7 +381,7 @@ class Bundle:
                     get = lambda name: npz[table_key(*key[:2], name, key[2])]  # noqa: E731
                     tables = rans.EntropyTables(get("cdfs"), get("lengths"), get("offsets"))
                     medians = np.asarray(get("medians"), np.float32).reshape(-1, 1, 1)
-            except (KeyError, OSError, ValueError) as exc:
+            except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
                 raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy "
                                   f"tables for width {width} ({exc})") from None
             if medians.shape[0] != tables.channels or tables.channels != width:

@@ -303,6 +303,7 @@ def _seal(root: Path, manifest: dict[str, Any]) -> None:
                 graph["sha256"] = file_digest(root / graph["file"])
     if "gate" in manifest:
         manifest["gate"]["sha256"] = file_digest(root / manifest["gate"]["file"])
+    manifest["tables_sha256"] = file_digest(root / TABLES)
     atomic_write_bytes(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 
 

@@ -1,0 +1,121 @@
+"""Bundles are confined to their folder and checked before use (issue 32): hostile
+manifests and side files end in one-line BundleErrors, and no file outside is opened."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from helpers import natural_like, sliced_slimcae
+
+from export.bundle import MANIFEST, TABLES, Bundle, file_digest
+from export.edge import EdgeCodec
+from export.onnx_export import export_bundle
+from slimcodec.errors import BundleError
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("b") / "bundle"
+    export_bundle(sliced_slimcae((16, 8)), root, "tiny")
+    return root
+
+
+@pytest.fixture
+def bundle(exported, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(exported, copy)
+    return copy
+
+
+def _edit(root, change):
+    manifest = json.loads((root / MANIFEST).read_text())
+    change(manifest)
+    (root / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _graph(manifest):
+    return manifest["graphs"]["16"]["synthesis"]
+
+
+@pytest.mark.parametrize("name", ["../outside.onnx", "/tmp/outside.onnx", "..", "a/b.onnx",
+                                  "sub\\x.onnx"])
+def test_graph_paths_outside_the_bundle_are_refused_before_anything_is_read(bundle, name):
+    # an outside file with the very SHA-256 the manifest names: still never opened
+    outside = bundle.parent / "outside.onnx"
+    shutil.copy(bundle / _graph(json.loads((bundle / MANIFEST).read_text()))["file"], outside)
+
+    def point_outside(m):
+        _graph(m)["file"] = name
+
+    _edit(bundle, point_outside)
+    with pytest.raises(BundleError, match="not a plain name inside the bundle"):
+        Bundle.load(bundle)
+
+
+def test_a_symlinked_graph_is_refused(bundle):
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    graph = bundle / manifest["graphs"]["16"]["analysis"]["file"]
+    outside = bundle.parent / "elsewhere.onnx"
+    shutil.move(graph, outside)
+    graph.symlink_to(outside)  # the very file, hash and all, but outside the folder
+    with pytest.raises(BundleError, match="is a link; a bundle's files are in its folder"):
+        EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.pop("downsampling"),
+    lambda m: m.update(downsampling=0),
+    lambda m: m.update(downsampling="16"),
+    lambda m: _graph(m).pop("sha256"),
+    lambda m: _graph(m).update(sha256="zz"),
+    lambda m: m.update(widths=[200000]),
+    lambda m: m.pop("tables_sha256"),
+])
+def test_malformed_manifests_are_one_line_errors_at_load(bundle, change):
+    _edit(bundle, change)
+    with pytest.raises(BundleError) as info:
+        Bundle.load(bundle)
+    assert "\n" not in str(info.value)
+
+
+def test_a_deeply_nested_manifest_is_refused(bundle):
+    (bundle / MANIFEST).write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(BundleError, match="unreadable manifest"):
+        Bundle.load(bundle)
+
+
+def test_entropy_tables_are_checked(bundle):
+    with np.load(bundle / TABLES) as npz:
+        arrays = dict(npz)
+    key = next(k for k in arrays if k.endswith("_medians"))
+    arrays[key] = arrays[key] + 3  # a consistent edit: a valid npz, silently wrong medians
+    np.savez(bundle / TABLES, **arrays)
+    with pytest.raises(BundleError, match="SHA-256 mismatch"):
+        Bundle.load(bundle)
+    data = bytearray((bundle / TABLES).read_bytes())
+    data[len(data) // 2] ^= 0x10  # a bit flip
+    (bundle / TABLES).write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="SHA-256 mismatch"):
+        Bundle.load(bundle)
+
+
+def test_tables_that_do_not_fit_their_width_are_refused(bundle):
+    """With the checksum made to match (a writer's bug, not line noise): the medians and
+    CDFs of a width must have its channel count."""
+    with np.load(bundle / TABLES) as npz:
+        arrays = dict(npz)
+    for name in ("cdfs", "lengths", "offsets", "medians"):
+        arrays[f"w16_a0_{name}"] = arrays[f"w8_a0_{name}"]
+    np.savez(bundle / TABLES, **arrays)
+    _edit(bundle, lambda m: m.update(tables_sha256=file_digest(bundle / TABLES)))
+    edge = EdgeCodec(bundle)
+    with pytest.raises(BundleError, match="tables of width 16 have 8 channels"):
+        edge.encode_rgb(natural_like(16, 16), 16)
+    arrays["w16_a0_medians"] = arrays["w16_a0_medians"][:3]
+    np.savez(bundle / TABLES, **arrays)
+    _edit(bundle, lambda m: m.update(tables_sha256=file_digest(bundle / TABLES)))
+    with pytest.raises(BundleError, match="medians for"):
+        EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)
+    assert os.path.exists(bundle / TABLES)
