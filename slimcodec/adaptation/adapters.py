@@ -262,22 +262,24 @@ def save_adapter(adapter: DomainAdapter, path: str | os.PathLike,
 
 def load_adapter(path: str | os.PathLike, model: SlimCAE) -> DomainAdapter:
     """Load an adapter file for ``model``; typed errors for a damaged or foreign file."""
-    payload = read_payload(path, FILE_FORMAT, READABLE_VERSIONS, "adapter")
+    payload = read_payload(path, FILE_FORMAT, READABLE_VERSIONS, "adapter",
+                           {"source_fingerprint": str, "domain": str, "method": str,
+                            "state_dict": dict, "fingerprint": str})
     fp = fingerprint(model).hex()
     if payload["source_fingerprint"] != fp:
         raise ModelMismatchError(
             f"{path}: adapter for domain {payload['domain']!r} was made for the model with "
             f"fingerprint {payload['source_fingerprint']}, not {fp}")
-    adapter = DomainAdapter(model, payload["method"], payload["domain"],
-                            output_filter=bool(payload.get("output_filter", False)),
-                            entropy_models=payload.get("entropy_models"))
     state = payload["state_dict"]
-    for i, eb in enumerate(adapter.bottlenecks):  # CDF tables come sized from the file
-        for name in ("_quantized_cdf", "_offset", "_cdf_length"):
-            getattr(eb, name).resize_(state[f"bottlenecks.{i}.{name}"].shape)
     try:
+        adapter = DomainAdapter(model, payload["method"], payload["domain"],
+                                output_filter=bool(payload.get("output_filter", False)),
+                                entropy_models=payload.get("entropy_models"))
+        for i, eb in enumerate(adapter.bottlenecks):  # CDF tables come sized from the file
+            for name in ("_quantized_cdf", "_offset", "_cdf_length"):
+                getattr(eb, name).resize_(state[f"bottlenecks.{i}.{name}"].shape)
         adapter.load_state_dict(state)
-    except (RuntimeError, KeyError) as exc:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{path}: adapter weights do not fit ({exc})") from None
     if adapter_fingerprint(adapter) != payload["fingerprint"]:
         raise ModelFileError(f"{path}: damaged adapter file (fingerprint mismatch)")

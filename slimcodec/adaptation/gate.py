@@ -141,7 +141,10 @@ def load_gate(path: str | os.PathLike, model: SlimCAE,
               adapters: Mapping[int, DomainAdapter]) -> DomainGate:
     """Load a gate file for ``model`` and the loaded ``adapters`` (domain id -> adapter);
     typed errors for a damaged or foreign file, or a missing or different adapter."""
-    payload = read_payload(path, FILE_FORMAT, (FILE_VERSION,), "gate")
+    payload = read_payload(path, FILE_FORMAT, (FILE_VERSION,), "gate",
+                           {"source_fingerprint": str, "domains": list, "hidden": int,
+                            "adapter_fingerprints": list, "state_dict": dict,
+                            "fingerprint": str})
     fp = fingerprint(model).hex()
     if payload["source_fingerprint"] != fp:
         raise ModelMismatchError(f"{path}: gate made for the model with fingerprint "

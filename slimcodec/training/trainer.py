@@ -20,6 +20,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from slimcodec.errors import ImageError
+from slimcodec.errors import ImageError, ModelFileError
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.models.modulated import as_float32
 from slimcodec.utils.image import find_images, load_rgb
@@ -141,6 +142,30 @@ class TrainConfig:
             raise ValueError("λ-scheduling measures RD slopes on validation images: give --val")
 
 
+#: What a training checkpoint holds (and what --resume needs of it).
+CHECKPOINT_FIELDS = {"config": dict, "model": dict, "optimizer": dict, "aux_optimizer": dict,
+                     "step": int}
+
+
+def read_checkpoint(path: str | os.PathLike, device: Any = "cpu") -> dict[str, Any]:
+    """A run's checkpoint, loaded with ``weights_only`` (no code runs); a one-line
+    :class:`ModelFileError` for anything else (torch's own message advises loading the
+    file unsafely)."""
+    try:
+        with warnings.catch_warnings():  # torch's advice about pickle protocols
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=device, weights_only=True)
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: no such checkpoint") from None
+    except Exception:
+        raise ModelFileError(f"{path}: not a slimcodec training checkpoint (unreadable or "
+                             "damaged); move it away to start the run afresh") from None
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), t)
+                                          for k, t in CHECKPOINT_FIELDS.items()):
+        raise ModelFileError(f"{path}: not a slimcodec training checkpoint (fields missing)")
+    return state
+
+
 def checkpoint_lambda_ranges(state: dict[str, Any]) -> list[tuple[float, float]] | None:
     """A λ-scheduled variable-rate run's current ranges, as its checkpoint keeps them."""
     ranges = state.get("lambda_ranges")
@@ -150,7 +175,7 @@ def checkpoint_lambda_ranges(state: dict[str, Any]) -> list[tuple[float, float]]
 def checkpoint_model(run: str | os.PathLike) -> tuple[SlimCAE, int]:
     """The model of a run's last checkpoint, as a resumed run would have it, and its step
     (read only: for looking at a run while it trains)."""
-    state = torch.load(Path(run) / CHECKPOINT, map_location="cpu", weights_only=True)
+    state = read_checkpoint(Path(run) / CHECKPOINT)
     model = build_model(TrainConfig(**saved_config(state["config"])))
     model.load_state_dict(state["model"])
     if (ranges := checkpoint_lambda_ranges(state)) is not None:
@@ -411,7 +436,7 @@ class Trainer:
     def load_checkpoint(self) -> dict[str, Any]:
         """Restore the last checkpoint; returns it (the λ-scheduler keeps its own keys)."""
         path = self.out / CHECKPOINT
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        state = read_checkpoint(path, self.device)
         saved = saved_config(state["config"])
         for key in ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
             if saved[key] != getattr(self.cfg, key):
@@ -605,6 +630,10 @@ def run_lambda_schedule(trainer: Trainer, resumed: dict[str, Any] | None) -> Sch
 def train(cfg: TrainConfig, resume: bool = False) -> Trainer:
     """Train ``cfg.steps`` steps, then λ-schedule if asked; ``resume`` continues a run."""
     resuming = resume and (Path(cfg.out) / CHECKPOINT).exists()
+    if resume and not resuming:  # said, not silently done: a run killed before its first
+        # checkpoint, or a mistyped folder, starts over
+        print(f"slimcodec train: no checkpoint in {cfg.out}: starting at step 0",
+              file=sys.stderr)
     trainer = Trainer(cfg, resuming=resuming)
     resumed = None
     if resuming:

@@ -49,6 +49,7 @@ def build(arch: str, config: dict[str, Any]) -> nn.Module:
         cls = ARCHITECTURES[arch]
     except KeyError:
         raise ModelFileError(f"unknown architecture {arch!r}") from None
+    check_config(config)
     return cls(**config)
 
 
@@ -96,10 +97,12 @@ def save_model_file(
 
 
 def read_payload(path: str | os.PathLike, file_format: str, versions: tuple[int, ...],
-                 what: str) -> dict[str, Any]:
-    """The dict a ``torch.save`` file of ``file_format`` holds, checked for its format and
-    version (not yet for integrity); a one-line :class:`ModelFileError` naming ``what`` (a
-    "model", an "adapter"...) for anything else."""
+                 what: str, fields: dict[str, type | tuple[type, ...]] | None = None
+                 ) -> dict[str, Any]:
+    """The dict a ``torch.save`` file of ``file_format`` holds, checked for its format,
+    version and the ``fields`` it must have (name -> type; not yet for integrity); a
+    one-line :class:`ModelFileError` naming ``what`` (a "model", an "adapter"...) for
+    anything else. One validation for every kind of file the toolkit loads."""
     path = Path(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -115,12 +118,31 @@ def read_payload(path: str | os.PathLike, file_format: str, versions: tuple[int,
     if payload.get("version") not in versions:
         raise ModelFileError(f"{path}: unsupported {what} file version "
                              f"{payload.get('version')}")
+    for name, kind in (fields or {}).items():
+        if not isinstance(payload.get(name), kind):
+            raise ModelFileError(f"{path}: damaged {what} file (no valid {name!r})")
     return payload
+
+
+#: A model file's required fields (:func:`read_payload`).
+MODEL_FIELDS = {"arch": str, "config": dict, "state_dict": dict, "fingerprint": str}
+#: Bounds on a model config's widths, checked before anything is allocated for them.
+MAX_WIDTH, MAX_WIDTHS = 4096, 32
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Raise ``ValueError`` for a config whose widths would allocate more than any real
+    model (a hostile file's ``widths: [200000]`` asks for a 160 GB kernel)."""
+    widths = config.get("widths", ())
+    if not isinstance(widths, (list, tuple)) or len(widths) > MAX_WIDTHS or any(
+            not isinstance(w, int) or isinstance(w, bool) or not 0 < w <= MAX_WIDTH
+            for w in widths):
+        raise ValueError(f"widths must be at most {MAX_WIDTHS} integers in 1..{MAX_WIDTH}")
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     """The raw payload of a model file, checked for format (not yet for integrity)."""
-    return read_payload(path, FILE_FORMAT, (FILE_VERSION,), "model")
+    return read_payload(path, FILE_FORMAT, (FILE_VERSION,), "model", MODEL_FIELDS)
 
 
 def load_model_file(path: str | os.PathLike) -> nn.Module:
