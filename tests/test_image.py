@@ -137,3 +137,35 @@ def test_pad_and_crop():
     assert torch.equal(padded[..., 17:, :33], x[..., 16:17, :].expand(-1, -1, 15, -1))
     assert torch.equal(crop(padded, (17, 33)), x)
     assert pad_to_multiple(padded, 16) is padded
+
+
+def _png16_rgb(a):
+    """A real 16-bit RGB PNG (colour type 2, bit depth 16), which Pillow cannot write."""
+    import struct
+    import zlib
+
+    h, w, _ = a.shape
+    raw = b"".join(b"\x00" + a[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_16_bit_colour_png_says_it_loses_its_low_bytes(tmp_path):
+    a = (np.arange(8 * 8 * 3).reshape(8, 8, 3) * 3001 % 65536).astype(np.uint16)
+    (tmp_path / "deep.png").write_bytes(_png16_rgb(a))
+    with pytest.warns(LossyConversionWarning, match=r"deep\.png: 16-bit colour samples"):
+        rgb, gray = load_rgb(tmp_path / "deep.png")
+    assert rgb.shape == (8, 8, 3) and not gray
+
+
+def test_32_bit_samples_are_named_as_such(tmp_path):
+    values = np.array([[0, 70000], [-5, 65535]], dtype=np.int32)
+    Image.fromarray(values).save(tmp_path / "wide.tif")
+    with pytest.warns(LossyConversionWarning, match="32-bit integer samples clipped"):
+        rgb, _ = load_rgb(tmp_path / "wide.tif")
+    assert rgb[0, 1, 0] == 255 and rgb[1, 0, 0] == 0

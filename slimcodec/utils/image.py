@@ -99,7 +99,11 @@ def to_rgb(img: Image.Image, source: str | None = None) -> tuple[Image.Image, bo
             return img.convert("L").convert("RGB"), True
         if mode in _SIXTEEN_BIT:
             a = np.asarray(img, dtype=np.float64)
-            if (a % 257).any():  # 8-bit data stored as 16 bits is v * 257 exactly
+            if mode == "I" and (a.min() < 0 or a.max() > 65535):
+                _lossy(source, "32-bit integer samples clipped to 0..65535, then rounded to "
+                       "8 bits: the codec codes 8 bits per sample")
+                a = np.clip(a, 0, 65535)
+            elif (a % 257).any():  # 8-bit data stored as 16 bits is v * 257 exactly
                 _lossy(source, "16-bit samples rounded to 8 bits: the codec codes 8 bits "
                        "per sample")
             a = np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
@@ -147,6 +151,12 @@ def load_rgb(image: ImageLike, max_pixels: int | None = None) -> tuple[np.ndarra
                 frames = getattr(opened, "n_frames", 1)
                 if frames > 1:
                     _lossy(str(path), f"only the first of its {frames} frames is coded")
+                # Pillow reads 16-bit colour (RGB;16B and kin) as 8-bit, keeping the high
+                # bytes: what it drops cannot be seen after loading, so it is said here.
+                if opened.mode in ("RGB", "RGBA") and any(
+                        ";16" in str(tile.args) for tile in opened.tile):
+                    _lossy(str(path), "16-bit colour samples reduced to their high 8 bits: "
+                           "the codec codes 8 bits per sample")
                 opened.load()
                 rgb, gray = to_rgb(opened, str(path))
                 return np.array(rgb, dtype=np.uint8), gray
