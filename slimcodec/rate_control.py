@@ -8,7 +8,7 @@ trained λ range linearly in log λ:
     \log\lambda(Q) = \log\lambda_{lo} + \frac{Q - 1}{99}\,(\log\lambda_{hi} - \log\lambda_{lo}),
 
 so Q = 1 is the width's lowest rate and Q = 100 its highest; the map is monotone, and the
-rate with it (``tests/test_rate_control.py``).
+rate with it (``tests/test_variable_rate.py``).
 
 **Targets.** ``--target-bpp`` and ``--target-psnr`` search λ for the image at hand: bpp and
 PSNR both rise with λ, so the search brackets the target between the range's ends and
