@@ -63,48 +63,89 @@ def test_compressai_entropy_bottleneck_strings_decode(bottleneck, tables):
     assert np.array_equal(rans.decode(string, tables, (6, 9, 4)), expected)
 
 
+def test_the_compiled_coder_is_built():
+    """The suite runs both coders explicitly; a build without the compiled one (it is
+    optional in pyproject.toml, for machines without a compiler) must not pass for one
+    with it. SLIMCODEC_PURE_PYTHON=1 says a pure-Python install is intended."""
+    import os
+
+    if os.environ.get("SLIMCODEC_PURE_PYTHON") == "1":
+        pytest.skip("pure-Python install")
+    assert rans.COMPILED, "slimcodec/bitstream/_rans.c was not built"
+
+
+CODERS = ["compiled", "reference"]
+
+
+def decode_with(coder, data, tables, shape):
+    """Decode with one coder explicitly (never the fallback); the coder's own message."""
+    out = np.empty(int(np.prod(shape)), np.int32)
+    plane = shape[1] * shape[2]
+    if coder == "compiled":
+        rans._rans.decode(data, tables.cdfs, tables.lengths, tables.offsets, plane, out)
+    else:
+        rans._decode_py(data, tables, plane, out)
+    return out.reshape(shape)
+
+
 def test_reference_coder_matches_compiled(tables):
-    if not rans.COMPILED:
-        pytest.skip("compiled coder not built")
     rng = np.random.default_rng(7)
     symbols = np.round(rng.laplace(0, 30, (6, 4, 3))).astype(np.int32)
-    data = rans.encode(symbols, tables)
+    data = rans._rans.encode(symbols.reshape(-1), tables.cdfs, tables.lengths, tables.offsets,
+                             12)
     assert rans._encode_py(symbols.reshape(-1), tables, 12) == data
-    out = np.empty(symbols.size, np.int32)
-    rans._decode_py(data, tables, 12, out)
-    assert np.array_equal(out.reshape(symbols.shape), symbols)
+    for coder in CODERS:
+        assert np.array_equal(decode_with(coder, data, tables, symbols.shape), symbols)
 
 
-@pytest.mark.parametrize("decoder", ["compiled", "reference"])
-def test_hostile_strings_are_refused(tables, decoder):
-    def decode(data, shape=(6, 5, 7)):
-        if decoder == "reference":
-            out = np.empty(int(np.prod(shape)), np.int32)
-            try:
-                rans._decode_py(data, tables, shape[1] * shape[2], out)
-            except ValueError as exc:
-                raise CorruptBitstreamError(str(exc)) from None
-            return out
-        return rans.decode(data, tables, shape)
-
+@pytest.mark.parametrize("coder", CODERS)
+def test_hostile_strings_are_refused_by_the_check_that_guards_them(tables, coder):
+    """Each hostile string is refused by the check written for it, in both coders: a test
+    that only asked for *an* error would pass with a check deleted (a truncated string
+    then reads past its end, and fails later for another reason)."""
     rng = np.random.default_rng(3)
     good = rans.encode(np.round(rng.laplace(0, 3, (6, 5, 7))).astype(np.int32), tables)
+    wide = rans.encode(np.full((6, 5, 7), 10**6, np.int32), tables)  # bypass runs to the end
     hostile = {
-        "empty": b"",
-        "one word": good[:4],
-        "not whole words": good + b"\0",
-        "truncated": good[:-4],
-        "extended": good + b"\0\0\0\0",
-        "0xFF": b"\xff" * 4096,  # endless bypass run in CompressAI's decoder
-        "zeros": bytes(64),
-        "random": rng.integers(0, 256, 256, dtype=np.uint8).tobytes(),
+        "empty": (b"", "shorter than the coder's state"),
+        "one word": (good[:4], "shorter than the coder's state"),
+        "not whole words": (good + b"\0", "not a whole number of 32-bit words"),
+        "truncated": (good[:-4], "ends before its latent"),
+        "truncated in a bypass run": (wide[:-4], "ends inside a bypass run"),
+        "extended": (good + b"\0\0\0\0", "longer than its latent"),
+        "0xFF": (b"\xff" * 4096, "bypass run longer than a 32-bit value"),
+        "zeros": (bytes(64), "starts with an invalid coder state"),
     }
-    for name, data in hostile.items():
-        with pytest.raises(CorruptBitstreamError):
-            decode(data)
+    for name, (data, message) in hostile.items():
+        with pytest.raises(ValueError, match=message):
+            decode_with(coder, data, tables, (6, 5, 7))
             pytest.fail(f"{name} string decoded")
-    with pytest.raises(CorruptBitstreamError):  # too long for a smaller latent
-        decode(good, (6, 5, 6))
+    with pytest.raises(ValueError):  # a string for a larger latent
+        decode_with(coder, good, tables, (6, 5, 6))
+    # and through the public API, typed
+    with pytest.raises(CorruptBitstreamError, match="ends before its latent"):
+        rans.decode(good[:-4], tables, (6, 5, 7))
+
+
+def test_bit_flipped_strings_both_coders_agree(tables):
+    """Every single-bit flip of a string: both coders accept exactly the same ones, with
+    the same symbols, and refuse the rest, the final-state check among their reasons."""
+    rng = np.random.default_rng(5)
+    shape = (6, 5, 7)
+    good = rans.encode(np.round(rng.laplace(0, 3, shape)).astype(np.int32), tables)
+    accepted, reasons = {c: [] for c in CODERS}, set()
+    for bit in range(8 * len(good)):
+        flipped = bytearray(good)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        for coder in CODERS:
+            try:
+                symbols = decode_with(coder, bytes(flipped), tables, shape)
+            except ValueError as exc:
+                reasons.add(str(exc))
+                continue
+            accepted[coder].append((bit, symbols.tobytes()))
+    assert accepted["compiled"] == accepted["reference"]
+    assert "entropy-coded string does not end in the coder's initial state" in reasons
 
 
 def test_tables_are_validated(tables):
