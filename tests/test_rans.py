@@ -155,3 +155,21 @@ def test_tables_are_validated(tables):
         rans.EntropyTables(bad, tables.lengths, tables.offsets)
     with pytest.raises(ValueError, match="latent shape"):
         rans.encode(np.zeros((5, 2, 2), np.int32), tables)
+
+
+def test_the_compiled_coder_is_clean_under_address_sanitizer():
+    """benchmarks/asan_rans.sh: this file's tests (and the fuzz tests) against _rans.c
+    built with AddressSanitizer, about 35 s on two cores; a read past a string's end is a
+    failure here even where the coder's checks would not notice it."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if os.environ.get("SLIMCODEC_ASAN_MODULE"):
+        pytest.skip("already running under AddressSanitizer")
+    if os.environ.get("SLIMCODEC_PURE_PYTHON") == "1" or not shutil.which("gcc"):
+        pytest.skip("no C compiler")
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "asan_rans.sh"
+    child = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+    assert child.returncode == 0, (child.stdout + child.stderr)[-3000:]
