@@ -94,10 +94,6 @@ def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray],
     return lambda a: fn(torch.from_numpy(a)).numpy()
 
 
-def _unchanged(a: np.ndarray) -> np.ndarray:
-    """The tiler's quantize/dequantize step where the latent coder does that work."""
-    return a
-
 
 def _size(strings: tuple[bytes, ...]) -> int:
     return sum(len(s) for s in strings)
@@ -265,7 +261,7 @@ class Codec:
             y = _out_of_memory(
                 f"encoding a {img_width}x{height} image",
                 lambda: tiling.analyze(_numpy(self.model.analysis), rgb,
-                                       self.model.downsampling, _unchanged, self.tile))
+                                       self.model.downsampling, tiling.unchanged, self.tile))
             if refine:
                 strings = self._refined(rgb, latent, y, width, lmbda, refine,
                                         report if report is not None else {}, progress)
@@ -408,7 +404,7 @@ class Codec:
         candidates = []
         for label, data in (("plain", latent.encode(y)), ("refined", refined)):
             y_hat = latent.decode(data, y.shape[1:])
-            decoded = tiling.synthesize(_numpy(self.model.synthesis), _unchanged, y_hat,
+            decoded = tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
             candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,
@@ -486,7 +482,7 @@ class Codec:
                                    lambda: coder.decode(bitstream.strings, latent))
             rgb = _out_of_memory(
                 f"decoding a {w}x{h} image",
-                lambda: tiling.synthesize(_numpy(self.model.synthesis), _unchanged, y_hat,
+                lambda: tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
                                           header.image_size, factor, self.tile))
         return rgb, header
 

@@ -30,10 +30,17 @@ __all__ = [
     "spans",
     "synthesize",
     "to_pixels",
+    "unchanged",
 ]
 
 DEFAULT_TILE = 32  # latent positions: 512 pixels
 DEFAULT_HALO = 3
+
+def unchanged(latent: np.ndarray) -> np.ndarray:
+    """The ``quantize`` / ``dequantize`` step for callers whose latent coder
+    (:mod:`slimcodec.latent`) rounds and restores the latent itself."""
+    return latent
+
 
 #: ``(1, C, h, w)`` float32 -> ``(1, C', h', w')`` float32: a transform as the tiler calls it
 #: (the torch codec wraps its model's, the edge runtime an onnxruntime session).

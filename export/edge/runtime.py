@@ -44,10 +44,6 @@ from ..bundle import Bundle
 __all__ = ["DEFAULT_MAX_PIXELS", "EdgeCodec"]
 
 
-def _unchanged(a: np.ndarray) -> np.ndarray:
-    """The tiler's quantize/dequantize step, where the latent coder does that work."""
-    return a
-
 DEFAULT_MAX_PIXELS = 1 << 26  # as slimcodec.codec.DEFAULT_MAX_PIXELS (which imports torch)
 
 
@@ -189,7 +185,7 @@ class EdgeCodec:
         domain_id = self.bundle.domain_id(domain) if domain is not None else 0
         coder = self.coder(width, lmbda, domain_id)
         y = tiling.analyze(self._transform(width, "analysis", lmbda, domain_id), rgb,
-                           self.bundle.downsampling, _unchanged, self.tile)
+                           self.bundle.downsampling, tiling.unchanged, self.tile)
         strings = coder.encode(y)
         kind = RateKind.NONE if lmbda is None else RateKind.LAMBDA
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
@@ -276,7 +272,7 @@ class EdgeCodec:
         else:
             synthesis = self._transform(header.width, "synthesis", lmbda, header.domain)
         try:
-            rgb = tiling.synthesize(synthesis, _unchanged, y_hat, header.image_size,
+            rgb = tiling.synthesize(synthesis, tiling.unchanged, y_hat, header.image_size,
                                     self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
