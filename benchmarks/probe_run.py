@@ -1,0 +1,62 @@
+"""A quick probe of a training run's last checkpoint against a shipped model: estimated bpp
+(from the likelihoods) and PSNR (unrounded reconstruction) at each width's lowest, middle and
+highest λ, averaged over a few held-out photos. Seconds on one thread, so it can look at a
+run while it trains; the real measurement is the model's benchmark.
+
+    python benchmarks/probe_run.py ../runs-hp/hp --reference slimcae-vr5 [--images 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+from common import load_test_images
+
+from slimcodec.training.trainer import checkpoint_model
+from slimcodec.zoo import load_model
+
+
+def point(model, x: torch.Tensor) -> tuple[float, float]:
+    out = model(x)
+    bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
+    mse = float(((out["x_hat"].clamp(0, 1) - x) ** 2).mean())
+    return bits / (x.shape[2] * x.shape[3]), 10 * math.log10(1 / mse)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run")
+    p.add_argument("--reference", default="slimcae-vr5")
+    p.add_argument("--images", type=int, default=3)
+    p.add_argument("--photos", default="../shared/data/photos")
+    p.add_argument("--crop", default="768x512")
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    w, h = (int(v) for v in args.crop.split("x"))
+    images = load_test_images(args.photos, (w, h))[: args.images]
+    xs = [torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255)
+          for _, rgb in images]
+    model, step = checkpoint_model(args.run)
+    reference = load_model(args.reference).eval()
+    print(f"{args.run} at step {step} against {args.reference}, {len(xs)} photos {args.crop}")
+    print("width  λ        reference bpp / dB   run bpp / dB   rate change")
+    with torch.no_grad():
+        for width in (model.widths[0], model.widths[-1]):
+            lo, hi = model.lambda_range(width)
+            for lmbda in (lo, math.sqrt(lo * hi), hi):
+                results = []
+                for m in (reference, model):
+                    m.set_width(width)
+                    m.set_lambda(lmbda)
+                    pts = [point(m, x) for x in xs]
+                    results.append((np.mean([b for b, _ in pts]), np.mean([q for _, q in pts])))
+                (rb, rq), (b, q) = results
+                print(f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
+                      f"    {100 * (b / rb - 1):+.1f}%")
+
+
+if __name__ == "__main__":
+    main()
