@@ -517,3 +517,23 @@ def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
     with pytest.raises(ValueError, match="--stage entropy trains a hyperprior"):
         TrainConfig(data=str(data), out=str(tmp_path / "x"), arch="slimcae-vr",
                     stage="entropy")
+
+
+def test_command_line_with_a_hyperprior_model_file(codec, tmp_path, capsys):
+    from slimcodec.cli import main
+
+    save_model_file(codec.model, tmp_path / "hp.pt")
+    Image.fromarray(natural_like(37, 53, seed=6)).save(tmp_path / "in.png")
+    model = str(tmp_path / "hp.pt")
+    assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "a.slc"),
+                 "--model", model, "--quality", "60", "--width", "8"]) == 0
+    assert main(["decompress", str(tmp_path / "a.slc"), "-o", str(tmp_path / "a.png"),
+                 "--model", model]) == 0
+    assert Image.open(tmp_path / "a.png").size == (53, 37)
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "a.slc"), "--json"]) == 0
+    import json
+
+    assert len(json.loads(capsys.readouterr().out)["string_bytes"]) == 2  # z, then y
+    assert main(["eval", str(tmp_path / "in.png"), "--model", model, "--widths", "8",
+                 "--quiet"]) == 0
