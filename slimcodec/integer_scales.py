@@ -80,11 +80,14 @@ class IntegerLayer:
             raise ValueError("layer too large for exact float64 accumulation")
         if self.stride not in (1, 2):
             raise ValueError("stride must be 1 or 2")
+        # One contiguous (out, in) matrix per kernel tap: a strided slice of the kernel
+        # would send numpy's matmul to its slow non-BLAS loop.
+        object.__setattr__(self, "_taps", np.ascontiguousarray(w.transpose(2, 3, 0, 1)))
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:
         """The exact integer pre-activation ``W * x + b`` of ``(in, H, W)`` ``x``."""
-        w = self.weight
-        cout, cin, k, _ = w.shape
+        taps = self._taps
+        cout, cin, k, _ = self.weight.shape
         if x.shape[0] != cin:
             raise ValueError(f"input has {x.shape[0]} channels, the layer {cin}")
         _, h, wd = x.shape
@@ -97,14 +100,14 @@ class IntegerLayer:
             for ky in range(k):
                 for kx in range(k):
                     tap = np.ascontiguousarray(padded[:, ky : ky + h, kx : kx + wd])
-                    out += w[:, :, ky, kx] @ tap.reshape(cin, -1)
+                    out += taps[ky, kx] @ tap.reshape(cin, -1)
             out = out.reshape(cout, h, wd)
         else:  # transposed: input (i, j) adds w[..., ky, kx] at output (s*i + ky - p, ...)
             s = self.stride
             full = np.zeros((cout, s * (h - 1) + k, s * (wd - 1) + k))
             for ky in range(k):
                 for kx in range(k):
-                    contribution = (w[:, :, ky, kx] @ flat).reshape(cout, h, wd)
+                    contribution = (taps[ky, kx] @ flat).reshape(cout, h, wd)
                     full[:, ky : ky + s * h : s, kx : kx + s * wd : s] += contribution
             out = full[:, p : p + s * h, p : p + s * wd]
         return out + self.bias[:, None, None]
