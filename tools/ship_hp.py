@@ -1,0 +1,46 @@
+"""Install a trained hyperprior run as the shipped weights of NAME (never over an existing
+file: a retrain ships under a new name), with its training record in the file's metadata
+and the training images' licences beside it. The model card is written by hand from the
+`hyperprior-NAME` section of benchmarks/RESULTS.md.
+
+    python tools/ship_hp.py --name slimcae-hp --run ../runs-hp/a \\
+        --sources ../shared/data/train_photos/SOURCES.md --command "python -m slimcodec train ..."
+"""
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from slimcodec.zoo import WEIGHTS_DIR, load_model_file, model_meta, save_model_file
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--name", required=True)
+    p.add_argument("--run", required=True, help="the run folder (its model.pt)")
+    p.add_argument("--sources", required=True, help="the training images' SOURCES.md")
+    p.add_argument("--command", required=True, help="the training command, for the record")
+    args = p.parse_args()
+    target = WEIGHTS_DIR / f"{args.name}.pt"
+    if target.exists():
+        raise SystemExit(f"{target} exists: shipped weights are never overwritten")
+    run = Path(args.run)
+    model = load_model_file(run / "model.pt")
+    meta = model_meta(run / "model.pt")
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
+               if line.strip()]
+    meta.update({
+        "summary": f"{args.name}: slimcae-vr5's transforms with a slimmable mean-scale "
+                   f"hyperprior trained {metrics[-1]['step']} steps (slimcodec train "
+                   "--stage entropy)",
+        "command": args.command,
+        "training_seconds": round(sum(m.get("seconds", 0) for m in metrics), 1),
+    })
+    fp = save_model_file(model, target, meta=meta)
+    shutil.copy(args.sources, WEIGHTS_DIR / f"{args.name}.SOURCES.md")
+    print(f"{target}: fingerprint {fp.hex()}, {metrics[-1]['step']} steps")
+
+
+if __name__ == "__main__":
+    main()
