@@ -143,3 +143,41 @@ def plot_curves(curves: dict[str, list[Point]], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+class Child:
+    """A fuzzer's child process: Python ``code`` run with ``args``, reading one path a line
+    on standard input and answering one JSON line each. A dead child (a crash) or a silent
+    one (a hang, past ``timeout``) is reported as such; the caller then starts another."""
+
+    def __init__(self, code: str, *args: str, cwd: str | os.PathLike | None = None) -> None:
+        import selectors
+        import subprocess
+
+        self.proc = subprocess.Popen([sys.executable, "-c", code, *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, bufsize=1, cwd=cwd)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
+
+    def ask(self, path: str | os.PathLike, timeout: float) -> list | str:
+        """The child's report for ``path``, or "crash" / "hang"."""
+        import json
+
+        try:
+            self.proc.stdin.write(f"{path}\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return "crash"
+        if not self.sel.select(timeout):
+            self.proc.kill()
+            return "hang"
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            return "crash"
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
-import selectors
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import write_section
+from common import Child, write_section
 
 from slimcodec.api import codec_for
 from slimcodec.bitstream.hostile import KINDS, hostile_files
@@ -54,33 +50,6 @@ for line in sys.stdin:
 """
 
 
-class Child:
-    def __init__(self, model: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, model], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.sel = selectors.DefaultSelector()
-        self.sel.register(self.proc.stdout, selectors.EVENT_READ)
-
-    def decode(self, path: Path, timeout: float) -> list | str:
-        """The child's report for ``path``, or "crash" / "hang"."""
-        try:
-            self.proc.stdin.write(f"{path}\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return "crash"
-        if not self.sel.select(timeout):
-            self.proc.kill()
-            return "hang"
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            return "crash"
-        return json.loads(line)
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -101,16 +70,16 @@ def main() -> None:
     findings, peak_kib, slowest = [], 0, (0.0, "")
     t0 = time.time()
     with tempfile.TemporaryDirectory() as tmp:
-        child = Child(args.model)
+        child = Child(CHILD, args.model)
         for i, (kind, data) in enumerate(hostile_files(valid, args.files, args.seed)):
             path = Path(tmp) / f"{i:06d}.slc"
             path.write_bytes(data)
-            report = child.decode(path, args.timeout)
+            report = child.ask(path, args.timeout)
             if isinstance(report, str):  # crash or hang: keep the file, restart the child
                 counts[kind][report] += 1
                 findings.append((report, kind, data.hex()[:200]))
                 child.close()
-                child = Child(args.model)
+                child = Child(CHILD, args.model)
                 continue
             _, outcome, seconds, rss = report
             counts[kind][outcome.split(":")[0]] += 1

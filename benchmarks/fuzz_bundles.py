@@ -15,13 +15,12 @@ import collections
 import json
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import write_section
+from common import Child, write_section
 
 CHILD = r"""
 import json, sys, warnings
@@ -118,32 +117,6 @@ def hostile_edit(root: Path, rng: random.Random) -> str:
     return kind
 
 
-class Child:
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CHILD], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     text=True, bufsize=1, cwd=Path(__file__).parent.parent)
-
-    def run(self, root: Path, timeout: float) -> list | str:
-        import selectors
-
-        try:
-            self.proc.stdin.write(f"{root}\n")
-            self.proc.stdin.flush()
-        except BrokenPipeError:
-            return "crash"
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        if not sel.select(timeout):
-            self.proc.kill()
-            return "hang"
-        line = self.proc.stdout.readline()
-        return json.loads(line) if line else "crash"
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
-
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -164,18 +137,18 @@ def main() -> None:
         tmp = Path(tmp)
         valid = export_bundle(sliced_slimcae((16, 8)), tmp / "valid", "tiny")
         (tmp / "canary.onnx").write_bytes((valid / "analysis-16.onnx").read_bytes())
-        child = Child()
+        child = Child(CHILD, cwd=Path(__file__).parent.parent)
         for i in range(args.bundles):
             root = tmp / f"b{i}"
             shutil.copytree(valid, root)
             kinds = [hostile_edit(root, rng) for _ in range(rng.randint(1, 3))]
-            report = child.run(root, args.timeout)
+            report = child.ask(root, args.timeout)
             kind = kinds[0]  # the rows count bundles by their first edit
             if isinstance(report, str):
                 counts[kind][report] += 1
                 findings.append(f"{report} ({kind})")
                 child.close()
-                child = Child()
+                child = Child(CHILD, cwd=Path(__file__).parent.parent)
             else:
                 outcome, opened = report
                 counts[kind][outcome.split(":")[0]] += 1
