@@ -479,3 +479,21 @@ def test_forged_mixtures_end_in_typed_errors(screens):
                 outcome = "extend refused"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
     assert outcomes.get("decoded", 0) > 20 and outcomes.get("extend refused", 0) > 10, outcomes
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_adapter_of_another_model_is_refused_where_it_is_used(kind, tmp_path):
+    """Not only on loading a file: an adapter object made for one model, handed to a codec
+    or an export of another (its fingerprint checked by ``check_source``), is refused."""
+    from export.onnx_export import export_bundle
+    from slimcodec.adaptation.adapters import DomainAdapter
+
+    model, other = tiny(kind), tiny(kind)
+    with torch.no_grad():
+        next(other.parameters()).add_(0.01)  # the same architecture, other weights
+    adapter = DomainAdapter(model, "bias", "screen")
+    with pytest.raises(ModelMismatchError, match="was made for the model with fingerprint"):
+        Codec(other, adapters=[adapter])
+    with pytest.raises(ModelMismatchError, match="was made for the model with fingerprint"):
+        export_bundle(other, tmp_path / "b", "other", adapters=[adapter])
+    assert not (tmp_path / "b").exists()

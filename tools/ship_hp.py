@@ -35,7 +35,7 @@ def main() -> None:
                    f"hyperprior trained {metrics[-1]['step']} steps (slimcodec train "
                    "--stage entropy)",
         "command": args.command,
-        "training_seconds": round(sum(m.get("seconds", 0) for m in metrics), 1),
+        "training_seconds": metrics[-1].get("seconds"),  # since the run's last start
     })
     fp = save_model_file(model, target, meta=meta)
     shutil.copy(args.sources, WEIGHTS_DIR / f"{args.name}.SOURCES.md")
