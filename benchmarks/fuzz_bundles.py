@@ -96,8 +96,11 @@ def hostile_edit(root: Path, rng: random.Random) -> str:
     elif kind == "tables edit":  # a consistent edit: a valid npz, its checksum now stale
         import numpy as np
 
-        with np.load(root / "entropy.npz") as npz:
-            arrays = dict(npz)
+        try:
+            with np.load(root / "entropy.npz") as npz:
+                arrays = dict(npz)
+        except Exception:  # an earlier edit damaged the file: nothing to edit consistently
+            return "none"
         key = rng.choice(sorted(arrays))
         arrays[key] = arrays[key] + rng.choice([1, -3, 100])
         np.savez(root / "entropy.npz", **arrays)
