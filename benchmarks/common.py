@@ -181,3 +181,19 @@ class Child:
     def close(self) -> None:
         self.proc.kill()
         self.proc.wait()
+
+
+def outcome_table(counts: dict) -> tuple[list[str], dict]:
+    """A fuzzer's markdown rows, one per kind of input and an **all** row, with a column
+    per outcome; and the totals by outcome. ``counts``: kind -> Counter of outcomes."""
+    import collections
+
+    total: collections.Counter = collections.Counter()
+    for c in counts.values():
+        total.update(c)
+    outcomes = sorted(total)
+    rows = [f"| {kind} | {sum(c.values())} | " + " | ".join(str(c[o]) for o in outcomes) + " |"
+            for kind, c in counts.items()]
+    rows.append(f"| **all** | {sum(total.values())} | "
+                + " | ".join(str(total[o]) for o in outcomes) + " |")
+    return rows, total

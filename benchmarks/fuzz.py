@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import Child, write_section
+from common import Child, outcome_table, write_section
 
 from slimcodec.api import codec_for
 from slimcodec.bitstream.hostile import KINDS, hostile_files
@@ -91,14 +91,8 @@ def main() -> None:
             if (i + 1) % 1000 == 0:
                 print(f"{i + 1} files, {time.time() - t0:.0f} s", flush=True)
         child.close()
-    total = collections.Counter()
-    for c in counts.values():
-        total.update(c)
+    rows, total = outcome_table(counts)
     outcomes = sorted(total)
-    rows = [f"| {kind} | {sum(c.values())} | " + " | ".join(str(c[o]) for o in outcomes) + " |"
-            for kind, c in counts.items()]
-    rows.append(f"| **all** | {sum(total.values())} | "
-                + " | ".join(str(total[o]) for o in outcomes) + " |")
     crashes, hangs = total["crash"], total["hang"]
     untyped = sum(v for k, v in total.items() if k.startswith("UNTYPED"))
     title = "" if args.model == "slimcae" else f" of `{args.model}`"

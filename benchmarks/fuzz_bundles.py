@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import Child, write_section
+from common import Child, outcome_table, write_section
 
 CHILD = r"""
 import json, sys, warnings
@@ -160,14 +160,8 @@ def main() -> None:
                     findings.append(f"{outcome} ({kind}) {opened[:2]}")
             shutil.rmtree(root)
         child.close()
-    total = collections.Counter()
-    for c in counts.values():
-        total.update(c)
+    rows, total = outcome_table(dict(sorted(counts.items())))
     outcomes = sorted(total)
-    rows = [f"| {k} | {sum(c.values())} | " + " | ".join(str(c[o]) for o in outcomes) + " |"
-            for k, c in sorted(counts.items())]
-    rows.append(f"| **all** | {sum(total.values())} | "
-                + " | ".join(str(total[o]) for o in outcomes) + " |")
     untyped = sum(v for k, v in total.items() if k.startswith("UNTYPED"))
     body = f"""## Fuzzing bundles: {args.bundles} hostile bundles against the edge runtime
 
