@@ -133,7 +133,9 @@ class ScaleSynthesis(Slimmable):
             b = conv.bias.detach().double().cpu()[:c]
             b_int = torch.round(b * w_scale * in_scale)
             if i < len(convs) - 1:
-                out_scale = ACTIVATION_MAX / (_HEADROOM * float(self.act_max[self.width_index, i]))
+                # A range never seen above zero (an untrained width) still maps to integers.
+                peak_act = max(float(self.act_max[self.width_index, i]), 1e-6)
+                out_scale = ACTIVATION_MAX / (_HEADROOM * peak_act)
                 multiplier = out_scale / (w_scale * in_scale)
                 in_scale = out_scale
             else:  # ln σ -> table position: (ln σ - ln σ_0) / δ + 1/2, floored by the net
