@@ -19,11 +19,14 @@ integer activations, and the table index as its output,
     k = \mathrm{clip}\big(\lfloor (W^{(L)} * a^{(L)} + b^{(L)})\, m^{(L)} + o \rfloor,
     0,\ K - 1\big),
 
-with :math:`a^{(0)} = \hat z - \mu_z` (the decoded symbols, clipped to :math:`\pm 2^{15}`),
-:math:`|W| < 2^{15}`, :math:`0 \le a \le A = 2^{16} - 1`. The convolutions are evaluated
-as float64 matrix products of integer-valued arrays: every product and partial sum is an
-integer below :math:`25 \cdot 192 \cdot 2^{15} \cdot 2^{16} < 2^{44} \ll 2^{53}`, so each
-is exact whatever the summation order, blocking or thread count of the BLAS underneath.
+with :math:`a^{(0)} = \hat z - \mu_z` (the decoded symbols, clipped to :math:`\pm 255`),
+8-bit weights :math:`|W| \le 127` and activations :math:`0 \le a \le A = 255`. Each
+convolution is one float32 matrix product per kernel tap, of integer-valued arrays: with at
+most 518 input channels every product and partial sum is an integer below
+:math:`518 \cdot 127 \cdot 255 < 2^{24}`, so each is exact in float32 whatever the
+summation order, blocking or thread count of the BLAS underneath; the taps are summed in
+float64, exactly. (16-bit operands in float64, exact too, ran 2.4x slower: the scale
+network is on the decoder's path.)
 The per-channel requantisation is one IEEE multiply and one add per element, correctly
 rounded on every conforming CPU. The result is a deterministic function of the symbols.
 
@@ -42,12 +45,14 @@ import numpy as np
 
 __all__ = ["ACTIVATION_MAX", "INPUT_BOUND", "WEIGHT_MAX", "IntegerLayer", "IntegerScaleNet"]
 
-WEIGHT_MAX = (1 << 15) - 1
-ACTIVATION_MAX = (1 << 16) - 1
+WEIGHT_MAX = (1 << 7) - 1
+ACTIVATION_MAX = (1 << 8) - 1
 #: Symbols of :math:`\hat z` beyond this are clipped before the first layer (a trained
 #: model's are within a few dozen; a hostile file's may be anything).
-INPUT_BOUND = 1 << 15
-# Largest |accumulator| the layers allow: float64 represents every integer below 2^53.
+INPUT_BOUND = (1 << 8) - 1
+# Largest |partial sum| of one kernel tap's product, computed in float32: every integer
+# below 2^24 is exact there. The taps are summed in float64 (exact below 2^53).
+_EXACT_TAP = float(1 << 24)
 _EXACT = float(1 << 53)
 
 
@@ -75,14 +80,15 @@ class IntegerLayer:
             raise ValueError(f"weights must be integers in ±{WEIGHT_MAX}")
         if not np.array_equal(b, np.rint(b)) or not np.all(np.isfinite(m)):
             raise ValueError("biases must be integers and multipliers finite")
-        reach = w.shape[1] * w.shape[2] ** 2 * WEIGHT_MAX * max(ACTIVATION_MAX, INPUT_BOUND)
-        if reach + np.abs(b).max(initial=0) >= _EXACT:
-            raise ValueError("layer too large for exact float64 accumulation")
+        tap = w.shape[1] * WEIGHT_MAX * max(ACTIVATION_MAX, INPUT_BOUND)
+        if tap >= _EXACT_TAP or w.shape[2] ** 2 * tap + np.abs(b).max(initial=0) >= _EXACT:
+            raise ValueError("layer too large for exact accumulation")
         if self.stride not in (1, 2):
             raise ValueError("stride must be 1 or 2")
         # One contiguous (out, in) matrix per kernel tap: a strided slice of the kernel
         # would send numpy's matmul to its slow non-BLAS loop.
-        object.__setattr__(self, "_taps", np.ascontiguousarray(w.transpose(2, 3, 0, 1)))
+        object.__setattr__(self, "_taps", np.ascontiguousarray(w.transpose(2, 3, 0, 1),
+                                                              dtype=np.float32))
 
     def accumulate(self, x: np.ndarray) -> np.ndarray:
         """The exact integer pre-activation ``W * x + b`` of ``(in, H, W)`` ``x``."""
@@ -92,9 +98,10 @@ class IntegerLayer:
             raise ValueError(f"input has {x.shape[0]} channels, the layer {cin}")
         _, h, wd = x.shape
         p = k // 2
+        x = x.astype(np.float32)  # integers below 2^8: exact
         flat = x.reshape(cin, -1)
         if self.stride == 1:
-            padded = np.zeros((cin, h + 2 * p, wd + 2 * p))
+            padded = np.zeros((cin, h + 2 * p, wd + 2 * p), np.float32)
             padded[:, p : p + h, p : p + wd] = x
             out = np.zeros((cout, h * wd))
             for ky in range(k):

@@ -13,7 +13,7 @@ from PIL import Image
 from slimcodec.bitstream import Bitstream, pack, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import CorruptBitstreamError, ModelMismatchError
-from slimcodec.integer_scales import INPUT_BOUND, IntegerScaleNet
+from slimcodec.integer_scales import ACTIVATION_MAX, INPUT_BOUND, IntegerScaleNet
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
 from slimcodec.models.hyperprior import SCALE_TABLE
 from slimcodec.training.trainer import init_from
@@ -140,7 +140,7 @@ def _reference_indexes(net: IntegerScaleNet, symbols: np.ndarray) -> np.ndarray:
         acc = acc + layer.bias.astype(np.int64)[:, None, None]
         scaled = acc.astype(np.float64) * layer.multiplier[:, None, None]
         if i < len(net.layers) - 1:
-            x = np.clip(np.floor(scaled + 0.5), 0, (1 << 16) - 1).astype(np.int64)
+            x = np.clip(np.floor(scaled + 0.5), 0, ACTIVATION_MAX).astype(np.int64)
         else:
             return np.clip(np.floor(scaled + net.offset), 0, net.levels - 1).astype(np.int32)
     raise AssertionError("unreachable")
@@ -185,7 +185,7 @@ def _hidden(net, symbols):
     x = np.clip(symbols.astype(np.float64), -INPUT_BOUND, INPUT_BOUND)
     for layer in net.layers[:-1]:
         x = np.clip(np.floor(layer.accumulate(x) * layer.multiplier[:, None, None] + 0.5),
-                    0, (1 << 16) - 1)
+                    0, ACTIVATION_MAX)
     return x
 
 
@@ -213,16 +213,25 @@ def test_integer_scales_same_at_one_and_two_threads(tmp_path):
 
 
 def test_integer_scales_follow_the_float_network():
-    """Derived from the float h_σ, the integer network picks the table scale nearest the
-    float prediction (within one level) almost everywhere."""
-    model = _model(4)
-    rng = np.random.default_rng(3)
-    symbols = rng.integers(-20, 21, size=(16, 6, 6))
-    with torch.no_grad():
-        log_sigma = model.h_scale(torch.from_numpy(symbols[None].astype(np.float32)))[0]
-    nearest = np.abs(np.log(SCALE_TABLE)[:, None, None, None] - log_sigma.numpy()).argmin(0)
-    diff = np.abs(model.scale_net().indexes(symbols) - nearest)
-    assert diff.max() <= 1 and np.mean(diff == 0) > 0.95
+    """On the shipped model, the integer network picks the table scale nearest the float
+    prediction almost everywhere, and never one further than the next (an untrained net's
+    random weights stray further in 8 bits; benchmarks/hyperprior.py measures the rate the
+    integer path costs)."""
+    from slimcodec.api import codec_for
+
+    codec = codec_for("slimcae-hp")
+    rgb = natural_like(128, 192, seed=8)
+    for width in (192, 48):
+        with codec.operating_point(width, codec.default_lambda(width)) as model:
+            coder = model.latent_coder()
+            y = model.analysis(torch.from_numpy(_padded(rgb)[None])).numpy()[0]
+            z = coder._z().quantize(coder.hyper_analysis(_pad_for(y)))
+            log_sigma = model.h_scale(torch.from_numpy(z[None].astype(np.float32)))[0]
+            integer = model.scale_net().indexes(z)
+        nearest = np.abs(np.log(SCALE_TABLE)[:, None, None, None]
+                         - log_sigma.double().numpy()).argmin(0)
+        diff = np.abs(integer - nearest)
+        assert diff.max() <= 1 and np.mean(diff == 0) > 0.95, (width, np.mean(diff == 0))
 
 
 def test_integer_net_refuses_what_it_cannot_compute_exactly():
