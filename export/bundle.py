@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from slimcodec.bitstream import FINGERPRINT_SIZE, rans
+from slimcodec.bitstream import FINGERPRINT_SIZE
 from slimcodec.bitstream.rate import anchor_index
 from slimcodec.errors import BundleError, ModelMismatchError
 from slimcodec.gating import GateArrays
@@ -112,8 +112,6 @@ class Bundle:
 
     root: Path
     manifest: dict[str, Any]
-    _tables: dict[tuple[int, int, int], tuple[rans.EntropyTables, np.ndarray]] = field(
-        default_factory=dict, repr=False)
     _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -367,25 +365,3 @@ class Bundle:
             raise BundleError(f"{self.root / TABLES}: tables of width {width} have "
                               f"{coder.channels} channels")
         return coder
-
-    def tables(self, width: int, lmbda: float | None, domain: int = 0
-               ) -> tuple[rans.EntropyTables, np.ndarray]:
-        """The entropy tables and ``(C, 1, 1)`` float32 medians for ``width`` (and λ, and
-        domain: its own tables if its adapter has them, else the source's)."""
-        if domain and not self._domain(domain).get("own_tables"):
-            domain = 0
-        key = (width, self.anchor(lmbda), domain)
-        if key not in self._tables:
-            try:
-                with np.load(self.root / TABLES) as npz:
-                    get = lambda name: npz[table_key(*key[:2], name, key[2])]  # noqa: E731
-                    tables = rans.EntropyTables(get("cdfs"), get("lengths"), get("offsets"))
-                    medians = np.asarray(get("medians"), np.float32).reshape(-1, 1, 1)
-            except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
-                raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy "
-                                  f"tables for width {width} ({exc})") from None
-            if medians.shape[0] != tables.channels or tables.channels != width:
-                raise BundleError(f"{self.root / TABLES}: tables of width {width} have "
-                                  f"{tables.channels} channels")
-            self._tables[key] = tables, medians
-        return self._tables[key]

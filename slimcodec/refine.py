@@ -244,14 +244,7 @@ class _HyperObjective:
               ) -> Tensor:
         """The loss with :math:`\tilde z` and :math:`\tilde y` = ``relax_y(means)``."""
         model, (h, w) = self.model, self.x.shape[-2:]
-        q = z_tilde - self.z_medians
-        eb = model.entropy_bottleneck
-        z_lik, _, _ = eb._likelihood(z_tilde[0].reshape(z_tilde.shape[1], 1, -1))
-        if eb.use_likelihood_bound:
-            z_lik = eb.likelihood_lower_bound(z_lik)
-        yh, yw = self.y_shape[2:]
-        means = model.hyper_mean(q)[..., :yh, :yw]
-        scales = torch.exp(model.h_scale(q)[..., :yh, :yw].clamp(max=math.log(256.0)))
+        means, scales = model.conditionals(z_tilde - self.z_medians, self.y_shape[2:])
         gc = model.gaussian_conditional
         y_tilde = relax_y(means)
         y_lik = gc.likelihood_lower_bound(gc._likelihood(y_tilde, scales, means))
@@ -259,7 +252,7 @@ class _HyperObjective:
         if clamp:
             out = out.clamp(0, 1)
         mse = F.mse_loss(out, self.x, reduction="sum") / (3 * h * w)
-        bits = -torch.log2(z_lik).sum() - torch.log2(y_lik).sum()
+        bits = _bits(model, z_tilde) - torch.log2(y_lik).sum()
         return self.lmbda * 255**2 * mse + bits / (h * w)
 
     def relaxed(self, v: Tensor, tau: float) -> Tensor:

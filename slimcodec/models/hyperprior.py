@@ -58,7 +58,7 @@ from slimcodec.integer_scales import (
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable
 
 from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
-from .slimcae import DEFAULT_WIDTHS
+from .slimcae import DEFAULT_WIDTHS, quantised_tables
 
 __all__ = ["SCALE_TABLE", "HyperpriorSlimCAE", "ScaleSynthesis"]
 
@@ -120,13 +120,11 @@ class ScaleSynthesis(Slimmable):
         in_scale = 1.0  # the symbols themselves
         layers = []
         for i, conv in enumerate(convs):
-            w = conv.weight.detach().double().cpu()
             # (out, in, k, k) for both kinds; a transposed kernel is (in, out, k, k).
-            w = w.transpose(0, 1) if conv.transposed else w
-            w = w[:c, :c]
-            # Per output channel, from the full-width kernel: the same integers at every width.
             full = conv.weight.detach().double().cpu()
             full = full.transpose(0, 1) if conv.transposed else full
+            w = full[:c, :c]
+            # Per output channel, from the full-width kernel: the same integers at every width.
             peak = full.abs().amax(dim=(1, 2, 3))[:c].clamp_min(1e-12)
             w_scale = WEIGHT_MAX / peak
             w_int = torch.round(w * w_scale[:, None, None, None])
@@ -189,6 +187,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
         self.gaussian_conditional = GaussianConditional(SCALE_TABLE.tolist())
+        # Width index -> integer scale network, derived by update() (not a state entry).
+        self._integer_nets: dict[int, IntegerScaleNet] = {}
         self._slimmable = tuple(m for m in self.modules() if isinstance(m, Slimmable))
 
     @property
@@ -210,9 +210,19 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         """:math:`\\mu = h_\\mu(\\hat z - \\mu_z)` from the symbols of :math:`\\hat z`."""
         return self.h_mean(z_symbols)
 
+    def conditionals(self, q: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        r"""The float means and scales of the latent from ``q``, the (relaxed) symbols of
+        :math:`\hat z`, cropped to the latent's ``size`` (training and refinement; coding
+        takes its scales from :meth:`scale_net`)."""
+        h, w = size
+        # Scales beyond the table's last are coded with it: bounding them here keeps an
+        # exploding prediction from overflowing exp (and the gradient) in training.
+        scales = torch.exp(self.h_scale(q)[..., :h, :w].clamp(max=math.log(SCALE_MAX)))
+        return self.hyper_mean(q)[..., :h, :w], scales
+
     def scale_net(self) -> IntegerScaleNet:
         """The active width's integer scale network (built by :meth:`update`)."""
-        net = self._integer_nets.get(self._width_index) if hasattr(self, "_integer_nets") else None
+        net = self._integer_nets.get(self._width_index)
         if net is None:
             raise RuntimeError("integer scale network not built: call model.update() first")
         return net
@@ -232,7 +242,7 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             self.h_scale.set_width_index(index)
             nets[index] = self.h_scale.integer_net()
         self.h_scale.set_width_index(previous)
-        object.__setattr__(self, "_integer_nets", nets)
+        self._integer_nets = nets
         return updated
 
     # -- CompressionModel API -------------------------------------------------------------
@@ -249,10 +259,7 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         eb = self.entropy_bottleneck
         z_hat, z_likelihoods = eb(z)
         q = z_hat - eb._get_medians()
-        # Scales beyond the table's last are coded with it: bounding them here keeps an
-        # exploding prediction from overflowing exp (and the gradient) in training.
-        scales = torch.exp(self.h_scale(q)[..., :h, :w].clamp(max=math.log(SCALE_MAX)))
-        means = self.hyper_mean(q)[..., :h, :w]
+        means, scales = self.conditionals(q, (h, w))
         y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         if self.training and self.rate_only:
             return {"x_hat": None, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
@@ -308,13 +315,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         return self.scale_net().macs((h, w))
 
     def gaussian_tables(self) -> Any:
-        from slimcodec.bitstream import rans
-
-        gc = self.gaussian_conditional
-        if gc._quantized_cdf.numel() == 0:
-            raise RuntimeError("CDF tables not built: call model.update() first")
-        return rans.EntropyTables(gc._quantized_cdf.cpu().numpy(), gc._cdf_length.cpu().numpy(),
-                                  gc._offset.cpu().numpy())
+        """The quantised CDFs of the latent's Gaussians, one per table scale."""
+        return quantised_tables(self.gaussian_conditional)
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> Any:
         gc = self.gaussian_conditional

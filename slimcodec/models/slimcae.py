@@ -45,6 +45,16 @@ __all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
 DEFAULT_WIDTHS = (192, 144, 96, 72, 48)
 
 
+def quantised_tables(entropy_model: nn.Module) -> rans.EntropyTables:
+    """A compressai entropy model's quantised CDFs (built by its ``update``) as the coder
+    takes them."""
+    if entropy_model._quantized_cdf.numel() == 0:
+        raise RuntimeError("CDF tables not built: call model.update() first")
+    return rans.EntropyTables(entropy_model._quantized_cdf.cpu().numpy(),
+                              entropy_model._cdf_length.cpu().numpy(),
+                              entropy_model._offset.cpu().numpy())
+
+
 class SlimCAE(CompressionModel):
     """Slimmable factorized-prior autoencoder with one entropy model per width.
 
@@ -265,11 +275,7 @@ class SlimCAE(CompressionModel):
 
     def entropy_tables(self) -> rans.EntropyTables:
         """The quantised CDFs of the active entropy model (built by :meth:`update`)."""
-        eb = self.entropy_bottleneck
-        if eb._quantized_cdf.numel() == 0:
-            raise RuntimeError("CDF tables not built: call model.update() first")
-        return rans.EntropyTables(eb._quantized_cdf.cpu().numpy(),
-                                  eb._cdf_length.cpu().numpy(), eb._offset.cpu().numpy())
+        return quantised_tables(self.entropy_bottleneck)
 
     def load_state_dict(self, state_dict: dict[str, Tensor], strict: bool = True) -> Any:
         """As :meth:`nn.Module.load_state_dict`, the CDF buffers resized to the saved ones.
