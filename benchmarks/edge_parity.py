@@ -7,7 +7,7 @@ most one level: this measures how often. The encoders' symbols are compared as w
 analysis transforms' float arithmetic can flip a rounding tie).
 
     python benchmarks/edge_parity.py --images ../shared/data/photos --crop 768x512 \\
-        [--models slimcae slimcae-vr] [--count 4]
+        [--models slimcae slimcae-vr5] [--count 4]
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def main() -> None:
     p.add_argument("--images", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--count", type=int, default=4)
-    p.add_argument("--models", nargs="+", default=["slimcae", "slimcae-vr"])
+    p.add_argument("--models", nargs="+", default=["slimcae", "slimcae-vr5"])
     args = p.parse_args()
     crop = parse_crop(args.crop)
     images = load_test_images(args.images, crop)[: args.count]

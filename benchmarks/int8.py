@@ -7,7 +7,7 @@ runtime with the float graphs and with the int8 graphs of one bundle (a variable
 at the middle of each width's λ range). Decode times: onnxruntime on one thread, the two
 kinds' runs interleaved, as a ratio.
 
-    python benchmarks/int8.py [--models slimcae slimcae-vr] [--images ../shared/data/photos]
+    python benchmarks/int8.py [--models slimcae slimcae-vr5] [--images ../shared/data/photos]
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def decode_ratio(float_codec: EdgeCodec, int8_codec: EdgeCodec, data: bytes, rep
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", default=["slimcae", "slimcae-vr"])
+    p.add_argument("--models", nargs="+", default=["slimcae", "slimcae-vr5"])
     p.add_argument("--calibration", default="../shared/data/train_photos")
     p.add_argument("--calibration-images", type=int, default=8)
     p.add_argument("--images", default="../shared/data/photos")

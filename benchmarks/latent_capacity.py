@@ -9,7 +9,7 @@ their median whatever the image). A model whose unquantised PSNR is barely above
 PSNR at the top of its range is limited by its transforms, not by its rate.
 
     python benchmarks/latent_capacity.py --images ../shared/data/photos --crop 768x512 \\
-        [--models slimcae-vr slimcae]
+        [--models slimcae-vr5 slimcae]
 
 ``--probe RUN_DIR`` measures a training run while it trains, from its last checkpoint: the
 widest and narrowest width at both ends of their λ range, on 6 crops of 256², on one
@@ -76,7 +76,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
-    p.add_argument("--models", nargs="+", default=["slimcae-vr", "slimcae"])
+    p.add_argument("--models", nargs="+", default=["slimcae-vr5", "slimcae"])
     p.add_argument("--probe", type=Path, metavar="RUN_DIR",
                    help="a training run's last checkpoint, briefly (see above)")
     args = p.parse_args()

@@ -10,7 +10,7 @@ The default relaxation (stochastic Gumbel annealing) is compared with straight-t
 rounding at the default number of steps (``--ste-steps``, 0 to skip).
 
     python benchmarks/refine.py --images ../shared/data/photos --crop 256x256 --count 2 \\
-        [--model slimcae-vr] [--steps 25 50 100 200 500] [--lambdas 3] [--ste-steps 100]
+        [--model slimcae-vr5] [--steps 25 50 100 200 500] [--lambdas 3] [--ste-steps 100]
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def main() -> None:
                    help="test photos (default: the shared photos, from the repository root)")
     p.add_argument("--crop", default="256x256")
     p.add_argument("--count", type=int, default=2, help="images used (the first N)")
-    p.add_argument("--model", default="slimcae-vr")
+    p.add_argument("--model", default="slimcae-vr5")
     p.add_argument("--steps", type=int, nargs="+", default=[25, 50, 100, 200, 500])
     p.add_argument("--lambdas", type=int, default=3, help="λ per width (variable rate)")
     p.add_argument("--ste-steps", type=int, default=DEFAULT_REFINE_STEPS,

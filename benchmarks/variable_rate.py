@@ -18,7 +18,7 @@ Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, na
   entropy model per anchor and with one shared by all λ.
 
     python benchmarks/variable_rate.py --images ../shared/data/photos --crop 768x512 \\
-        [--model slimcae-vr] [--previous slimcae-vr] [--penalty-runs runs-vr-penalty] \\
+        [--model slimcae-vr5] [--previous slimcae-vr5] [--penalty-runs runs-vr-penalty] \\
         [--targets 0.1 0.2 0.4 0.8] [--only rd rate penalty refined] \\
         [--refine-steps 100] [--refine-count 6] [--refine-crop 384x256]
 """
@@ -349,9 +349,9 @@ def main() -> None:
     p.add_argument("--images", default="../shared/data/photos",
                    help="test photos (default: the shared photos, from the repository root)")
     p.add_argument("--crop", default="768x512")
-    p.add_argument("--model", default="slimcae-vr")
+    p.add_argument("--model", default="slimcae-vr5")
     p.add_argument("--reference", default="slimcae")
-    p.add_argument("--previous", default="slimcae-vr",
+    p.add_argument("--previous", default="slimcae-vr5",
                    help="an earlier variable-rate model whose envelope the model's is set against")
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
     p.add_argument("--max-passes", type=int, default=10)

@@ -140,13 +140,23 @@ def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: st
     return max(values)
 
 
-def _interp_psnr(points: list[dict[str, Any]], bpp: float) -> float | None:
+def _at_rate(points: list[dict[str, Any]], bpp: float) -> tuple[float, float] | None:
+    """(PSNR, bpp) a width gives at ``bpp``: interpolated in log rate over its points, or,
+    for a single-rate width, its one point when that is within the rate (its own bpp)."""
     pts = sorted((p["bpp"], p["psnr"]) for p in points)
     if len(pts) == 1:
-        return pts[0][1] if pts[0][0] <= bpp * 1.03 else None
+        return (pts[0][1], pts[0][0]) if pts[0][0] <= bpp * 1.03 else None
     if not pts[0][0] <= bpp <= pts[-1][0]:
         return None
-    return float(np.interp(math.log(bpp), [math.log(b) for b, _ in pts], [p for _, p in pts]))
+    psnr = float(np.interp(math.log(bpp), [math.log(b) for b, _ in pts], [p for _, p in pts]))
+    return psnr, bpp
+
+
+def _span(candidates: list[dict[str, Any]], key: str) -> str:
+    """The range of ``key`` (bpp or psnr) the widths' points cover, for a refusal."""
+    values = [p[key] for e in candidates for p in e["points"]]
+    unit = "bpp" if key == "bpp" else "dB"
+    return f"{min(values):.4g}-{max(values):.4g} {unit}"
 
 
 def _interp_lambda(points: list[dict[str, Any]], key: str, value: float) -> float | None:
@@ -200,13 +210,14 @@ def select_width(
         raise SlimcodecError("a rate or quality target needs RD points in the profile "
                              "(slimcodec profile --eval EVAL.json)")
     if target_bpp is not None:
-        scored = [(_interp_psnr(e["points"], target_bpp), e) for e in candidates]
+        scored = [(_at_rate(e["points"], target_bpp), e) for e in candidates]
         scored = [(q, e) for q, e in scored if q is not None]
         if not scored:
-            raise SlimcodecError(f"no width within the limits reaches {target_bpp:g} bpp")
-        psnr, best = max(scored, key=lambda s: s[0])
+            raise SlimcodecError(f"no width within the limits reaches {target_bpp:g} bpp: "
+                                 f"they cover {_span(candidates, 'bpp')}")
+        (psnr, bpp), best = max(scored, key=lambda s: s[0][0])
         lmbda = _interp_lambda(best["points"], "bpp", target_bpp)
-        return Choice(best["width"], lmbda, target_bpp, psnr,
+        return Choice(best["width"], lmbda, bpp, psnr,
                       f"highest PSNR at {target_bpp:g} bpp of the widths within the limits")
     reach = []
     for e in candidates:
@@ -215,7 +226,8 @@ def select_width(
             bpp = float(np.interp(target_psnr, [p for p, _ in pts], [b for _, b in pts]))
             reach.append((bpp, e))
     if not reach:
-        raise SlimcodecError(f"no width within the limits reaches {target_psnr:g} dB")
+        raise SlimcodecError(f"no width within the limits reaches {target_psnr:g} dB: they "
+                             f"cover {_span(candidates, 'psnr')}")
     bpp, best = min(reach, key=lambda r: r[0])
     lmbda = _interp_lambda(best["points"], "psnr", target_psnr)
     return Choice(best["width"], lmbda, bpp, target_psnr,

@@ -5,18 +5,17 @@ from __future__ import annotations
 import copy
 import functools
 import os
+from pathlib import Path
 
 from PIL import Image
 
 from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import UnknownModelError
-from slimcodec.utils.image import ImageLike
-from slimcodec.zoo import find_by_fingerprint, is_model_path
+from slimcodec.errors import RateError, UnknownModelError
+from slimcodec.utils.image import ImageLike, load_rgb
+from slimcodec.zoo import DEFAULT_MODEL, find_by_fingerprint, is_model_path, retired_writer
 
 __all__ = ["DEFAULT_MODEL", "codec_for", "compress", "decompress", "read_header", "writer_of"]
-
-DEFAULT_MODEL = "slimcae"
 
 ModelLike = str | os.PathLike | Codec
 
@@ -48,15 +47,59 @@ def _limited(codec: Codec, max_pixels: int | None) -> Codec:
 
 
 def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL,
-             *, lmbda: float | None = None, refine: int = 0,
+             *, quality: float | None = None, target_bpp: float | None = None,
+             target_psnr: float | None = None, lmbda: float | None = None, refine: int = 0,
+             max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
-    ``lmbda`` sets the rate of a variable-rate model; ``refine`` runs that many steps of
-    latent refinement (:mod:`slimcodec.refine`; the file decodes as any other);
-    ``max_pixels`` overrides the codec's limit (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`).
+    The rate, one of (none: the middle of the width's range):
+
+    - ``quality``: 1-100, mapped monotonically onto the width's λ range;
+    - ``target_bpp`` / ``target_psnr``: the λ that reaches it, searched over a few encoder
+      passes (:func:`~slimcodec.rate_control.encode_to_target`); without ``width``, the
+      width too (the cheapest that reaches the target);
+    - ``lmbda``: the rate-distortion weight itself.
+
+    ``width``: one of the model's (default: the model's current width, the widest for a
+    registered name); or ``max_latency_ms`` with ``profile`` (a ``slimcodec profile --json``
+    file of this model): the widest width whose measured encoder and decoder latency fit.
+    ``refine`` runs that many steps of latent refinement (:mod:`slimcodec.refine`; the file
+    decodes as any other); ``max_pixels`` overrides the codec's limit
+    (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`). A rate the model cannot reach, or two
+    rate settings at once, raise :class:`RateError`.
     """
-    return codec_for(model, max_pixels).encode(image, width, lmbda, refine)
+    from slimcodec.rate_control import encode_to_target, quality_to_lambda
+
+    given = [k for k, v in (("quality", quality), ("target_bpp", target_bpp),
+                            ("target_psnr", target_psnr), ("lmbda", lmbda)) if v is not None]
+    if len(given) > 1:
+        raise RateError(f"give one rate setting, not {' and '.join(given)}")
+    codec = codec_for(model, max_pixels)
+    if max_latency_ms is not None:
+        width = _width_for_latency(codec, width, max_latency_ms, profile)
+    if target_bpp is not None or target_psnr is not None:
+        rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
+        data, _ = encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
+                                   refine=refine)
+        return data
+    if quality is not None:
+        lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
+    return codec.encode(image, width, lmbda, refine)
+
+
+def _width_for_latency(codec: Codec, width: int | None, max_latency_ms: float,
+                       profile: str | os.PathLike | None) -> int:
+    """The widest width of ``codec`` whose profiled latency fits (export.select's choice)."""
+    from export.select import check_profile, load_profile, select_width
+
+    if profile is None:
+        raise ValueError("max_latency_ms needs profile=, a `slimcodec profile --json` file")
+    if width is not None:
+        raise ValueError("give width or max_latency_ms, not both")
+    measured = load_profile(profile)
+    check_profile(measured, codec.fingerprint)
+    return select_width(measured, max_latency_ms=max_latency_ms).width
 
 
 def read_header(data: bytes) -> Header:
@@ -68,6 +111,8 @@ def writer_of(data: bytes) -> str:
     """The registered pretrained model that wrote ``data``, found by its fingerprint."""
     fp = read_header(data).fingerprint
     name = find_by_fingerprint(fp)
+    if name is None and (retired := retired_writer(fp)) is not None:
+        raise retired
     if name is None:
         raise UnknownModelError(
             f"file was written by a model that is not registered (fingerprint {fp.hex()}); "
@@ -76,11 +121,14 @@ def writer_of(data: bytes) -> str:
     return name
 
 
-def decompress(data: bytes, model: ModelLike | None = None, *, max_pixels: int | None = None
-               ) -> Image.Image:
-    """Decompress container bytes to a PIL image.
+def decompress(data: bytes | str | os.PathLike, model: ModelLike | None = None, *,
+               max_pixels: int | None = None) -> Image.Image:
+    """Decompress a ``.slc`` file (its bytes, or its path) to a PIL image.
 
     Without ``model``, the registered pretrained model whose fingerprint the file carries.
     A file declaring more than ``max_pixels`` pixels is refused before decoding.
     """
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        data = Path(data).read_bytes()
+    data = bytes(data)
     return codec_for(writer_of(data) if model is None else model, max_pixels).decode(data)

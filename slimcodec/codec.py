@@ -44,13 +44,21 @@ from slimcodec.errors import (
     ModelMismatchError,
     RateError,
     ResourceLimitError,
+    UntrainedModelError,
+    WidthError,
 )
 from slimcodec.gating import GATES, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.zoo import find_by_fingerprint, fingerprint, load_model, model_meta
+from slimcodec.zoo import (
+    find_by_fingerprint,
+    fingerprint,
+    load_model,
+    model_meta,
+    retired_writer,
+)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model", "untrained"]
 
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
@@ -89,6 +97,16 @@ def prepare_model(model: SlimCAE) -> bytes:
     return fingerprint(model)
 
 
+def untrained(model: SlimCAE) -> bool:
+    """Whether ``model``'s entropy models never trained: every quantile is still compressai's
+    initial ``(-10, 0, 10)``, which the aux loss moves from the first step (a model built by
+    ``create_model(name)`` without ``pretrained=True``)."""
+    initial = torch.tensor([-10.0, 0.0, 10.0])
+    return all(torch.equal(eb.quantiles.detach().cpu().reshape(-1, 3),
+                           initial.expand(eb.quantiles.shape[0], 3))
+               for eb in model.entropy_bottlenecks)
+
+
 def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
     """A tensor function as the torch-free tiler calls it: numpy in, numpy out."""
     return lambda a: fn(torch.from_numpy(a)).numpy()
@@ -123,6 +141,8 @@ class Codec:
         tile: tile size of the transforms, in latent positions (16 pixels each).
         refine_relaxation: how ``encode_rgb(refine=N)`` relaxes rounding, one of
             :data:`slimcodec.refine.RELAXATIONS` (the default, ``"sga"``, is the better).
+        allow_untrained: code with a model whose entropy models never trained (its files
+            are noise: :class:`UntrainedModelError` unless this is set, for tests).
 
     A codec is safe to share between threads, and so is its model between codecs: calls are
     serialised on a lock per model (:func:`model_lock`).
@@ -131,9 +151,15 @@ class Codec:
     def __init__(self, model: SlimCAE, name: str | None = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
                  rd_lambdas: Sequence[float] | None = None,
-                 adapters: Sequence[Any] = (), refine_relaxation: str = "sga") -> None:
+                 adapters: Sequence[Any] = (), refine_relaxation: str = "sga",
+                 allow_untrained: bool = False) -> None:
         if max_pixels < 1 or tile < 1:
             raise ValueError("max_pixels and tile must be positive")
+        if not allow_untrained and untrained(model):
+            raise UntrainedModelError(
+                f"{name or type(model).__name__} has untrained weights: its files would be "
+                "noise; use create_model(name, pretrained=True), a trained model file, or "
+                "Codec(..., allow_untrained=True) to code anyway")
         self._lock = model_lock(model)
         with self._lock:
             self.fingerprint = prepare_model(model)
@@ -208,7 +234,8 @@ class Codec:
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
                refine: int = 0, report: dict[str, Any] | None = None,
                domain: str | None = None) -> bytes:
-        """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: widest)
+        """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: the
+        model's current width, the widest unless :meth:`~SlimCAE.set_width` chose another)
         and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`); see
         :meth:`encode_rgb` for ``refine``, ``report`` and ``domain``."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
@@ -427,10 +454,11 @@ class Codec:
             yield self.model
 
     def resolve_width(self, width: int | None) -> int:
-        """``width``, checked to be one of the model's, or the widest when None."""
-        width = self.widths[0] if width is None else int(width)
+        """``width``, checked to be one of the model's; None: the model's current width
+        (:meth:`~slimcodec.models.SlimCAE.set_width`; the widest unless set)."""
+        width = self.model.width if width is None else int(width)
         if width not in self.widths:
-            raise ValueError(f"width {width} is not one of {list(self.widths)}")
+            raise WidthError(f"width {width} is not one of {self.name}'s: {list(self.widths)}")
         return width
 
     def _checked_lambda(self, width: int, lmbda: float | None) -> float | None:
@@ -453,6 +481,8 @@ class Codec:
         """Raise unless this codec's model can decode a file with ``header``."""
         writer = "another model"
         if header.fingerprint != self.fingerprint:
+            if (retired := retired_writer(header.fingerprint)) is not None:
+                raise retired
             known = find_by_fingerprint(header.fingerprint)
             writer = f"registered model {known!r}" if known else "an unregistered model"
         check_header(header, name=self.name, fingerprint=self.fingerprint, widths=self.widths,

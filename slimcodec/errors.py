@@ -15,10 +15,13 @@ __all__ = [
     "NotASlimcodecFileError",
     "RateError",
     "ResourceLimitError",
+    "RetiredModelError",
     "SlimcodecError",
     "TruncatedBitstreamError",
     "UnknownModelError",
     "UnsupportedVersionError",
+    "UntrainedModelError",
+    "WidthError",
 ]
 
 
@@ -52,6 +55,20 @@ class ModelMismatchError(SlimcodecError):
 
 class UnknownModelError(SlimcodecError, LookupError):
     """No registered model or checkpoint file goes by that name."""
+
+
+class RetiredModelError(UnknownModelError):
+    """The file was written by a model retired from the package; names it and the last
+    release that decodes its files."""
+
+
+class UntrainedModelError(SlimcodecError):
+    """A model whose entropy models were never trained (``create_model(name)`` without
+    ``pretrained=True``): its files would be noise."""
+
+
+class WidthError(SlimcodecError, ValueError):
+    """A width the model does not have; names those it has."""
 
 
 class ImageError(SlimcodecError, ValueError):

@@ -124,8 +124,12 @@ def encode_to_target(
             return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
     unit = "dB" if by_psnr else "bpp"
     where = f"width {widths[0]}" if width is not None else "the model"
-    raise RateError(f"target {target:g} {unit} is out of reach: {where} reaches "
-                    f"{min(ends):.4g}-{max(ends):.4g} {unit} on this image")
+    # Only the end beyond which the target lies may have been measured: say which.
+    reach = (f"at most {max(ends):.4g}" if target > max(ends) else
+             f"at least {min(ends):.4g}" if target < min(ends) else
+             f"{min(ends):.4g}-{max(ends):.4g}")
+    raise RateError(f"target {target:g} {unit} is out of reach: {where} reaches {reach} "
+                    f"{unit} on this image")
 
 
 def _search(

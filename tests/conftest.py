@@ -7,7 +7,7 @@ warnings.filterwarnings(
     "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
 )
 
-from helpers import SMALL_WIDTHS  # noqa: E402
+from helpers import SMALL_WIDTHS, aux_trained  # noqa: E402
 
 from slimcodec.models import SlimCAE  # noqa: E402
 
@@ -20,4 +20,4 @@ def gdn_variant(request):
 @pytest.fixture
 def small_model():
     torch.manual_seed(0)
-    return SlimCAE(widths=SMALL_WIDTHS, gdn="slim+").eval()
+    return aux_trained(SlimCAE(widths=SMALL_WIDTHS, gdn="slim+")).eval()

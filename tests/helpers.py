@@ -99,3 +99,18 @@ def run_without_torch(script: str, timeout: float = 300) -> None:
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                            timeout=timeout)
     assert child.returncode == 0, child.stderr[-3000:]
+
+
+def aux_trained(model, steps: int = 3):
+    """``model`` after a few steps of the entropy models' aux loss, as any training run
+    takes from its first step: a codec refuses a model whose entropy models never trained
+    (``UntrainedModelError``); the tests' synthetic models are otherwise untrained."""
+    import torch
+
+    quantiles = [eb.quantiles for eb in model.entropy_bottlenecks]
+    optimizer = torch.optim.Adam(quantiles, lr=1e-2)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        sum(eb.loss() for eb in model.entropy_bottlenecks).backward()
+        optimizer.step()
+    return model

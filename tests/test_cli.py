@@ -6,13 +6,13 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like
+from helpers import aux_trained, natural_like
 from PIL import Image
 
 from slimcodec.bitstream import MAGIC, unpack
 from slimcodec.cli import main
 from slimcodec.models import SlimCAE
-from slimcodec.zoo import save_model_file
+from slimcodec.zoo import DEFAULT_MODEL, save_model_file
 
 
 @pytest.fixture
@@ -37,7 +37,8 @@ def test_compress_decompress_round_trip_every_width(tmp_path, photo, capsys, wid
     assert code == 0
     decoded = np.asarray(Image.open(png))
     assert decoded.shape == (37, 50, 3)
-    code, _, _ = run(capsys, "decompress", slc, "-o", tmp_path / "again.png", "--model", "slimcae")
+    code, _, _ = run(capsys, "decompress", slc, "-o", tmp_path / "again.png", "--model",
+                     DEFAULT_MODEL)
     assert code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), decoded)
 
@@ -88,7 +89,7 @@ def test_info(tmp_path, photo, capsys):
     info = json.loads(out)
     assert code == 0
     assert info["width"] == 72 and (info["image_height"], info["image_width"]) == (37, 50)
-    assert info["model"] == "slimcae" and info["file_bytes"] == slc.stat().st_size
+    assert info["model"] == DEFAULT_MODEL and info["file_bytes"] == slc.stat().st_size
     code, out, _ = run(capsys, "info", slc)
     assert code == 0 and "fingerprint" in out
 
@@ -104,8 +105,9 @@ def test_eval_writes_json(tmp_path, capsys):
                        "--json", out_json)
     assert code == 0 and err.startswith("slimcodec: warning: skipping") and "broken.png" in err
     result = json.loads(out_json.read_text())
-    assert result["model"] == "slimcae" and result["images"] == 2
-    assert [p["width"] for p in result["points"]] == [96, 48]
+    assert result["model"] == DEFAULT_MODEL and result["images"] == 2
+    # the default model is variable-rate: 5 λ per width
+    assert [p["width"] for p in result["points"]] == [96] * 5 + [48] * 5
     for p in result["points"]:
         assert p["bpp"] > 0 and p["psnr"] > 0 and p["enc_ms"] > 0 and p["dec_ms"] > 0
         assert p["ms_ssim"] is None  # images too small for five scales
@@ -115,12 +117,14 @@ def test_eval_writes_json(tmp_path, capsys):
     assert "eval" in err  # progress bar on stderr
 
 
-def test_demo(capsys):
+def test_demo_codes_with_the_default_model_over_its_range_at_every_width(capsys):
     code, out, _ = run(capsys, "demo")
-    assert code == 0
+    assert code == 0 and DEFAULT_MODEL in out
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in
             (["192"], ["144"], ["96"], ["72"], ["48"])]
-    assert len(rows) == 5 and all(float(r[1]) > 0 for r in rows)
+    widths = {r[0] for r in rows}
+    assert widths == {"192", "144", "96", "72", "48"} and all(float(r[2]) > 0 for r in rows)
+    assert len(rows) == 25  # the default is variable-rate: 5 λ per width, its range's ends included
 
 
 @pytest.fixture
@@ -142,7 +146,7 @@ def bad_files(tmp_path, photo, capsys):
         paths[name].write_bytes(content)
     torch.manual_seed(3)
     other = tmp_path / "other.pt"
-    save_model_file(SlimCAE((16, 8)), other)
+    save_model_file(aux_trained(SlimCAE((16, 8))), other)
     paths["other-model"] = tmp_path / "other.slc"
     run(capsys, "compress", photo, "-o", paths["other-model"], "--model", other)
     return paths

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import SMALL_WIDTHS, natural_like
+from helpers import SMALL_WIDTHS, aux_trained, natural_like
 from PIL import Image
 
 import slimcodec
@@ -82,7 +82,7 @@ def test_registry():
 def test_codec_rejects_files_of_another_model(codec):
     data = codec.encode(natural_like(20, 20), 12)
     torch.manual_seed(1)
-    other = Codec(SlimCAE(SMALL_WIDTHS), "other")
+    other = Codec(aux_trained(SlimCAE(SMALL_WIDTHS)), "other")
     with pytest.raises(ModelMismatchError, match="not by other"):
         other.decode(data)
 
@@ -109,7 +109,7 @@ def test_grayscale_source_decodes_to_grayscale(codec):
 
 
 def test_codec_rejects_bad_width_and_giant_images(codec):
-    with pytest.raises(ValueError, match="not one of"):
+    with pytest.raises(slimcodec.WidthError, match=r"width 10 is not one of small's: \[16"):
         codec.encode(natural_like(8, 8), 10)
     big = np.zeros((1, 40000, 3), np.uint8)
     with pytest.raises(slimcodec.ImageError, match="each side"):
@@ -133,3 +133,106 @@ def test_public_api_unregistered_writer(small_model):
     with pytest.raises(UnknownModelError, match="not registered"):
         slimcodec.decompress(data)
     assert slimcodec.decompress(data, model=Codec(small_model)).size == (16, 16)
+
+
+def test_set_width_then_encode_codes_at_that_width(codec):
+    img = natural_like(24, 24)
+    codec.model.set_width(12)
+    try:
+        assert unpack(codec.encode(img)).header.width == 12
+        assert unpack(codec.encode(img, 16)).header.width == 16
+        assert codec.model.width == 12  # an explicit width does not move the model's
+    finally:
+        codec.model.set_width(16)
+    assert unpack(codec.encode(img)).header.width == 16
+
+
+def test_an_untrained_model_does_not_code_silently():
+    model = create_model("slimcae", widths=(16, 8))
+    with pytest.raises(slimcodec.UntrainedModelError, match="untrained weights"):
+        Codec(model)
+    data = Codec(model, allow_untrained=True).encode(natural_like(16, 16))
+    assert unpack(data).header.width == 16
+    assert Codec(aux_trained(model)).encode(natural_like(16, 16))  # one aux step suffices
+
+
+def test_public_api_quality_targets_and_paths(tmp_path):
+    img = natural_like(64, 96, seed=4)
+    low = slimcodec.compress(img, quality=10)
+    high = slimcodec.compress(img, quality=90)
+    assert len(low) < len(high)
+    assert slimcodec.read_header(low).width == 192  # the default model's widest
+    data = slimcodec.compress(img, target_bpp=0.5, width=96)
+    bpp = 8 * len(data) / (64 * 96)
+    assert abs(bpp - 0.5) <= 0.01 and slimcodec.read_header(data).width == 96
+    with pytest.raises(slimcodec.RateError, match=r"width 96 reaches at most 0\.8"):
+        slimcodec.compress(img, target_bpp=1.5, width=96)
+    sharp = slimcodec.compress(img, target_psnr=26.0, width=144)
+    assert slimcodec.read_header(sharp).width == 144
+    path = tmp_path / "x.slc"
+    path.write_bytes(data)
+    assert np.array_equal(np.asarray(slimcodec.decompress(path)),
+                          np.asarray(slimcodec.decompress(str(path))))
+    assert slimcodec.decompress(path).size == (96, 64)
+    with pytest.raises(slimcodec.RateError, match="quality and target_bpp"):
+        slimcodec.compress(img, quality=50, target_bpp=0.5)
+
+
+def test_half_storage_loads_back_bit_for_bit(tmp_path, small_model):
+    """A model rounded to float16 values and saved with ``half=True``: about half the file,
+    the same fingerprint and files; tensors that are not float16-exact stay float32."""
+    from slimcodec.zoo.checkpoint import read_model_file, round_to_half
+
+    full = tmp_path / "full.pt"
+    save_model_file(small_model, full)
+    round_to_half(small_model)
+    half = tmp_path / "half.pt"
+    fp = save_model_file(small_model, half, half=True)
+    assert fp == fingerprint(small_model)
+    assert half.stat().st_size < 0.7 * full.stat().st_size
+    stored = read_model_file(half)["state_dict"]
+    assert any(t.dtype == torch.float16 for t in stored.values())
+    for key, value in small_model.state_dict().items():
+        if stored[key].dtype == torch.float16:
+            assert torch.equal(stored[key].float(), value), key
+        else:
+            assert torch.equal(stored[key], value), key
+    loaded = load_model_file(half)
+    assert fingerprint(loaded) == fp
+    img = natural_like(24, 40)
+    assert Codec(loaded).encode_rgb(img, 8) == Codec(small_model).encode_rgb(img, 8)
+
+
+def test_the_catalog_describes_the_shipped_weights():
+    """slimcodec.zoo.catalog (what the light commands read, without torch) against the
+    registry: the same models, fingerprints, widths and kinds; the default among them."""
+    from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED, shipped_name
+
+    assert set(SHIPPED) == set(list_models(pretrained=True)) and DEFAULT_MODEL in SHIPPED
+    for name, entry in SHIPPED.items():
+        model = create_model(name, pretrained=True)
+        assert fingerprint(model).hex() == entry["fingerprint"], name
+        assert shipped_name(fingerprint(model)) == name == find_by_fingerprint(fingerprint(model))
+        assert list(model.widths) == entry["widths"]
+        kind = ("mean-scale hyperprior" if isinstance(model, HyperpriorSlimCAE) else
+                "factorized prior, variable" if isinstance(model, ModulatedSlimCAE) else
+                "factorized prior, one rate")
+        assert entry["kind"].startswith(kind), name
+
+
+def test_eval_times_are_medians_over_repeats(codec, monkeypatch):
+    """`evaluate(..., repeats=3)`: each point's encode and decode times are the medians of
+    three runs (a clock that makes the first run slow: the mean would show it)."""
+    import itertools
+
+    from slimcodec import evaluate as ev
+
+    # per run: start, end of encoding, end of decoding; runs of 9 s, 1 s, 2 s encoding
+    ticks = itertools.chain([0, 9, 10, 20, 21, 21.5, 30, 32, 33.5])
+    monkeypatch.setattr(ev.time, "perf_counter", lambda: next(ticks))
+    result = ev.evaluate(codec, [natural_like(16, 16)], [16], progress=False, repeats=3)
+    point = result["points"][0]
+    assert point["enc_ms"] == 2000 and point["dec_ms"] == 1000 and result["repeats"] == 3
+    with pytest.raises(ValueError, match="repeats"):
+        ev.evaluate(codec, [natural_like(16, 16)], [16], progress=False, repeats=0)

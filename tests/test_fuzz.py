@@ -8,7 +8,7 @@ the test run. ``benchmarks/fuzz.py`` is the long run.
 from pathlib import Path
 
 import torch
-from helpers import SMALL_WIDTHS, decode_outcomes, natural_like
+from helpers import SMALL_WIDTHS, aux_trained, decode_outcomes, natural_like
 
 from slimcodec.bitstream.hostile import KINDS, hostile_files
 from slimcodec.codec import Codec
@@ -18,7 +18,7 @@ from slimcodec.zoo import save_model_file
 
 def test_hostile_files_end_in_typed_errors(tmp_path: Path):
     torch.manual_seed(0)
-    model = SlimCAE(SMALL_WIDTHS).eval()
+    model = aux_trained(SlimCAE(SMALL_WIDTHS)).eval()
     save_model_file(model, tmp_path / "model.pt")
     codec = Codec(model)
     valid = [codec.encode_rgb(natural_like(h, w, seed=h), width)

@@ -1,6 +1,7 @@
 """Every shipped model keeps decoding the files it wrote (tools/make_golden.py made them)."""
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +32,29 @@ def test_golden_file_decodes_to_its_image(meta):
 def test_every_shipped_model_has_a_golden_file():
     golden = {json.loads(c.read_text())["model"] for c in CASES}
     assert set(list_models(pretrained=True)) <= golden
+
+
+RETIRED_FILES = sorted((GOLDEN / "retired").glob("*.slc"))
+
+
+@pytest.mark.parametrize("path", RETIRED_FILES, ids=[p.stem for p in RETIRED_FILES])
+def test_a_retired_models_file_is_refused_in_one_line_naming_it(path, tmp_path, capsys):
+    """The golden files of the models retired after 0.1.0: refused by the API, by a codec
+    of another model and by the command line, naming the model and its last release."""
+    from slimcodec.api import codec_for
+    from slimcodec.cli import main
+    from slimcodec.errors import RetiredModelError
+    from slimcodec.zoo import RETIRED
+
+    name = path.stem
+    assert name in {n for n, _ in RETIRED.values()} and name not in list_models(pretrained=True)
+    expected = f"{name}, a research model retired from the package: slimcodec 0.1.0"
+    with pytest.raises(RetiredModelError, match=expected):
+        slimcodec.decompress(path)
+    with pytest.raises(RetiredModelError, match=expected):
+        codec_for("slimcae-vr5").decode(path.read_bytes())
+    assert main(["decompress", str(path), "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err and not (tmp_path / "x.png").exists()
+    with pytest.raises(RetiredModelError, match=re.escape("pip install 'slimcodec==0.1.0'")):
+        slimcodec.create_model(name, pretrained=True)

@@ -214,7 +214,7 @@ def test_shipped_model_quality_floor_per_width():
 
     rgb, _ = load_rgb(sample_image())
     for width, floor in FLOORS.items():
-        data = slimcodec.compress(rgb, width=width)
+        data = slimcodec.compress(rgb, width=width, model="slimcae")
         out = np.asarray(slimcodec.decompress(data))
         assert psnr(rgb, out) > floor, width
         assert 8 * len(data) / rgb.shape[0] / rgb.shape[1] < 0.3

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like, sliced_slimcae
+from helpers import aux_trained, natural_like, sliced_slimcae
 from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
@@ -50,6 +50,7 @@ def _model(seed: int = 0) -> HyperpriorSlimCAE:
                 rng.integers(-40, 41, (2, width, 6, 6)).astype(np.float32)))
     model.set_width(WIDTHS[0])
     model.h_scale.momentum = 0.01
+    aux_trained(model)
     model.update(force=True)
     return model.eval()
 
@@ -246,7 +247,8 @@ def test_integer_net_refuses_what_it_cannot_compute_exactly():
 
 
 def test_factorized_and_hyperprior_files_refuse_each_other(codec):
-    factorized = Codec(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES).eval(), "tiny-vr")
+    factorized = Codec(aux_trained(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)).eval(),
+                       "tiny-vr")
     rgb = natural_like(32, 32)
     hp_file = codec.encode_rgb(rgb, 16)
     vr_file = factorized.encode_rgb(rgb, 16)
@@ -379,7 +381,8 @@ def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundl
     from export.edge import EdgeCodec
     from export.onnx_export import export_bundle
 
-    factorized = Codec(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES).eval(), "tiny-vr")
+    factorized = Codec(aux_trained(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)).eval(),
+                       "tiny-vr")
     export_bundle(factorized.model, tmp_path / "vr", "tiny-vr")
     rgb = natural_like(32, 32)
     with pytest.raises(ModelMismatchError, match="not by tiny-vr"):
@@ -546,3 +549,40 @@ def test_command_line_with_a_hyperprior_model_file(codec, tmp_path, capsys):
     assert len(json.loads(capsys.readouterr().out)["string_bytes"]) == 2  # z, then y
     assert main(["eval", str(tmp_path / "in.png"), "--model", model, "--widths", "8",
                  "--quiet"]) == 0
+
+
+def test_narrow_hyper_syntheses_code_save_and_cross_decode(codec, tmp_path):
+    """``hyper_hidden=0.5``: h_μ and h_σ have half the width's channels inside, their
+    integer net counts those MACs, and the model codes, saves and exports like any other."""
+    from export.edge import EdgeCodec
+    from export.onnx_export import export_bundle
+
+    model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, hyper_hidden=0.5)
+    init_from(model, codec.model)  # transforms, h_a and z's densities; new syntheses
+    for key, value in codec.model.state_dict().items():
+        if key.startswith(("g_a.", "g_s.", "h_a.", "entropy_bottlenecks.")):
+            torch.testing.assert_close(model.state_dict()[key], value)
+    with torch.no_grad():
+        for p in (*model.h_scale.parameters(), *model.h_mean.parameters()):
+            p.normal_(0, 0.15)
+    model.update(force=True)
+    model.eval()
+    with model.using_width(8):
+        shapes = [layer.weight.shape for layer in model.scale_net().layers]
+        assert shapes == [(4, 8, 5, 5), (4, 4, 5, 5), (8, 4, 3, 3)]
+        assert model.coder_integer_macs((4, 6)) == 4 * 8 * 25 * 2 + 4 * 4 * 25 * 8 + 8 * 4 * 9 * 32
+    narrow = Codec(model, "narrow-hp")
+    rgb = natural_like(37, 45, seed=3)
+    path = tmp_path / "narrow.pt"
+    save_model_file(model, path)
+    loaded = Codec(load_model_file(path))
+    assert loaded.model.hyper_hidden == 0.5 and loaded.fingerprint == narrow.fingerprint
+    export_bundle(model, tmp_path / "bundle", "narrow-hp")
+    edge = EdgeCodec(tmp_path / "bundle")
+    for width in WIDTHS:
+        data = narrow.encode_rgb(rgb, width)
+        ours, _ = narrow.decode_rgb(data)
+        np.testing.assert_array_equal(loaded.decode_rgb(data)[0], ours)
+        theirs, _ = edge.decode_rgb(data)
+        assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert "hyper_hidden" not in codec.model.config  # models written before it: unchanged

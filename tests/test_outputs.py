@@ -103,13 +103,13 @@ def test_sigterm_ends_the_command_line_cleanly(tmp_path):
             print("running", flush=True)
             time.sleep(60)
             return 0
-        parser = cli.build_parser
+        parser = cli.light_parser
         def build():
             p = parser()
             for action in p._subparsers._group_actions[0].choices.values():
                 action.set_defaults(func=slow)
             return p
-        cli.build_parser = build
+        cli.light_parser = build
         sys.exit(cli.main(["info", {str(image)!r}]))
     """)
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,

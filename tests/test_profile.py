@@ -1,6 +1,7 @@
 """Profiles and width selection (issue 11)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,6 +72,21 @@ def synthetic_profile():
          "points": [{"bpp": 0.1, "psnr": 27.5, "lmbda": 0.002},
                     {"bpp": 1.2, "psnr": 37.0, "lmbda": 0.2}]},
     ]}
+
+
+def test_selection_reports_each_widths_own_figures_and_the_reachable_range():
+    """A single-rate width chosen for a rate reports the rate it codes at, not the target;
+    a target nothing reaches names the range the widths within the limits cover."""
+    profile = synthetic_profile()
+    for entry, (bpp, psnr) in zip(profile["widths"], [(0.06, 27.0), (0.108, 32.46),
+                                                      (0.11, 33.16)], strict=True):
+        entry["points"] = [{"bpp": bpp, "psnr": psnr}]  # one point: a single-rate model
+    choice = select_width(profile, target_bpp=0.2)
+    assert (choice.width, choice.bpp, choice.psnr) == (192, 0.11, 33.16)  # the best PSNR
+    with pytest.raises(SlimcodecError, match=r"reaches 0\.05 bpp: they cover 0\.06-0\.11 bpp"):
+        select_width(profile, target_bpp=0.05)
+    with pytest.raises(SlimcodecError, match=r"reaches 35 dB: they cover 27-32\.46 dB"):
+        select_width(profile, target_psnr=35.0, max_latency_ms=20)
 
 
 def test_selection_respects_every_limit_and_target():
@@ -167,3 +183,50 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "y.slc"), "--model",
                  str(tmp_path / "m.pt"), *budget, "--adapter", str(tmp_path / "a.adapter")]) == 0
     assert "slimcodec: warning: the profile measured the source codec" in capsys.readouterr().err
+
+
+def test_light_commands_run_where_torch_cannot_be_imported(profiled, tmp_path):
+    """`slimcodec --help`, `info`, `models` and `select` in a process where importing torch
+    fails (a device with the edge runtime alone, or a fast start)."""
+    from helpers import run_without_torch
+
+    _, profile = profiled
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    golden = Path(__file__).parent / "golden" / "slimcae-hp.slc"
+    run_without_torch(f"""
+import contextlib, io
+from slimcodec.cli import main
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    assert main(["info", {str(golden)!r}, "--json"]) == 0
+    assert main(["models"]) == 0
+    assert main(["select", "--profile", {str(tmp_path / "p.json")!r}]) == 0
+    try:
+        main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+text = out.getvalue()
+assert '"model": "slimcae-hp"' in text and "(default)" in text and "width " in text, text
+assert "compress" in text and "profile" in text  # every command listed by --help
+""")
+
+
+def test_compress_with_a_latency_budget_through_the_python_api(profiled, tmp_path):
+    import slimcodec
+    from slimcodec.codec import Codec
+
+    model, profile = profiled
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(profile))
+    codec = Codec(model)
+    img = natural_like(32, 32)
+    data = slimcodec.compress(img, model=codec, max_latency_ms=1e6, profile=path)
+    assert slimcodec.read_header(data).width == model.widths[0]  # everything fits: the widest
+    with pytest.raises(SlimcodecError, match="no width fits"):
+        slimcodec.compress(img, model=codec, max_latency_ms=1e-6, profile=path)
+    with pytest.raises(ValueError, match="needs profile"):
+        slimcodec.compress(img, model=codec, max_latency_ms=10)
+    other = dict(profile, fingerprint="00" * 8)
+    path.write_text(json.dumps(other))
+    with pytest.raises(slimcodec.ModelMismatchError, match="the profile measured"):
+        slimcodec.compress(img, model=codec, max_latency_ms=1e6, profile=path)

@@ -103,7 +103,7 @@ def test_effort_levels_and_interrupted_refinement(tmp_path, monkeypatch, capsys,
 
     monkeypatch.setattr(slimcodec.refine, "refine_latent", interrupted)
     code = main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.slc"),
-                 "--width", "48", "--refine", "5"])
+                 "--model", "slimcae", "--width", "48", "--refine", "5"])
     assert code == 130 and not (tmp_path / "x.slc").exists()
     capsys.readouterr()
 

@@ -13,7 +13,8 @@ from PIL import Image
 from slimcodec.cli import main
 from slimcodec.errors import ImageError
 from slimcodec.models import SlimCAE
-from slimcodec.training import PatchSampler, TrainConfig, Trainer, train
+from slimcodec.training import MixedSampler, PatchSampler, TrainConfig, Trainer, train
+from slimcodec.training.data import parse_mix
 from slimcodec.training.lambda_schedule import ScheduleState, rd_slope, schedule_lambdas
 from slimcodec.training.trainer import checkpoint_model, lr_at
 from slimcodec.zoo import load_model_file, model_meta
@@ -61,10 +62,51 @@ def test_training_smoke_loss_falls(images, tmp_path):
     assert model.widths == (16, 8) and trainer.step == 60
 
 
+def _flat_images(root, value: int, count: int = 2):
+    root.mkdir()
+    for i in range(count):
+        Image.fromarray(np.full((40, 40, 3), value, np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def test_mixed_sampler_draws_each_source_with_its_stated_proportion(tmp_path):
+    """Three sources of flat images (0, 128, 255): over 6,000 crops with a fixed seed, each
+    source's share is within 4 standard deviations of its stated fraction."""
+    mix = {str(_flat_images(tmp_path / "mid", 128)): 0.25,
+           str(_flat_images(tmp_path / "white", 255)): 0.1}
+    sampler = MixedSampler.from_mix(_flat_images(tmp_path / "black", 0), mix, 8)
+    n = 6000
+    batch = sampler.sample(n, torch.Generator().manual_seed(0))
+    values = (batch.mean(dim=(1, 2, 3)) * 255).round().long()
+    assert set(values.tolist()) <= {0, 128, 255}
+    for value, p in ((0, 0.65), (128, 0.25), (255, 0.1)):
+        share = (values == value).double().mean().item()
+        assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n), (value, share, p)
+    again = sampler.sample(n, torch.Generator().manual_seed(0))
+    assert torch.equal(batch, again)
+
+
+def test_mix_renders_generated_domains_and_checks_its_fractions(tmp_path):
+    sampler = MixedSampler.from_mix(_flat_images(tmp_path / "photos", 0), {"screen": 0.5}, 16)
+    assert len(sampler.samplers[1]) > 0 and sampler.samplers[1].paths[0] == "screen:100000"
+    assert parse_mix(["screen=0.2", "art/x=0.1"]) == {"screen": 0.2, "art/x": 0.1}
+    for bad, match in ((["screen"], "SOURCE=FRACTION"), (["screen=a"], "SOURCE=FRACTION"),
+                       (["screen=0"], r"in \(0, 1\)"), (["a=0.6", "b=0.5"], "sum to"),
+                       (["a=0.1", "a=0.2"], "twice")):
+        with pytest.raises(ValueError, match=match):
+            parse_mix(bad)
+    with pytest.raises(ValueError, match="SOURCE=FRACTION"):
+        TrainConfig(data="x", out="y", mix=["screen"])
+
+
 @pytest.mark.filterwarnings("ignore:skipping")
-def test_resume_matches_uninterrupted_run(images, tmp_path, monkeypatch):
-    straight = train(TrainConfig(data=str(images), out=str(tmp_path / "a"), steps=20, **TINY))
-    cfg = TrainConfig(data=str(images), out=str(tmp_path / "b"), steps=20, **TINY)
+@pytest.mark.parametrize("mix", [None, "folder and screens"])
+def test_resume_matches_uninterrupted_run(images, tmp_path, monkeypatch, mix):
+    tiny = dict(TINY)
+    if mix:
+        tiny["mix"] = [f"{images / 'sub'}=0.3", "screen=0.3"]
+    straight = train(TrainConfig(data=str(images), out=str(tmp_path / "a"), steps=20, **tiny))
+    cfg = TrainConfig(data=str(images), out=str(tmp_path / "b"), steps=20, **tiny)
     interrupted = Trainer(cfg)
     step = Trainer.train_step
 

@@ -7,7 +7,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like, sliced_slimcae
+from helpers import aux_trained, natural_like, sliced_slimcae
 from PIL import Image
 
 from slimcodec.bitstream import RateKind, unpack
@@ -84,7 +84,7 @@ def test_out_of_range_lambda_and_targets_give_the_range(codec, image, tmp_path, 
                      str(codec.name), *option])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and err.startswith("slimcodec: error:"), err
-    single = Codec(SlimCAE((8,)))
+    single = Codec(aux_trained(SlimCAE((8,))))
     with pytest.raises(RateError, match="single-rate"):
         single.encode_rgb(image, lmbda=0.01)
 

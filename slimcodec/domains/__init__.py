@@ -1,12 +1,15 @@
 """Content domains other than photos, for domain adaptation: deterministic generators.
 
 ``GENERATORS`` maps a domain's name to the function that writes ``count`` of its images
-into a folder (``slimcodec generate NAME -o DIR``), ready for ``slimcodec adapt --data DIR``.
+into a folder (``slimcodec generate NAME -o DIR``), ready for ``slimcodec adapt --data DIR``;
+``RENDERERS`` to the function that renders one image from a seed, in memory (what
+``slimcodec train --mix screen=0.2`` draws from).
 """
 
-from slimcodec.domains.illustration import write_illustrations
-from slimcodec.domains.screen import write_screens
+from slimcodec.domains.illustration import render_illustration, write_illustrations
+from slimcodec.domains.screen import render_screen, write_screens
 
 GENERATORS = {"screen": write_screens, "illustration": write_illustrations}
+RENDERERS = {"screen": render_screen, "illustration": render_illustration}
 
-__all__ = ["GENERATORS"]
+__all__ = ["GENERATORS", "RENDERERS"]

@@ -17,8 +17,12 @@ context model:
 .. code-block:: none
 
     h_a: conv 3x3 -> LReLU -> conv 5x5/2 -> LReLU -> conv 5x5/2          (w -> w -> w -> w)
-    h_μ: deconv 5x5/2 -> LReLU -> deconv 5x5/2 -> LReLU -> conv 3x3      (w -> w -> w -> w)
-    h_σ: deconv 5x5/2 -> ReLU  -> deconv 5x5/2 -> ReLU  -> conv 3x3      (w -> w -> w -> w)
+    h_μ: deconv 5x5/2 -> LReLU -> deconv 5x5/2 -> LReLU -> conv 3x3      (w -> h -> h -> w)
+    h_σ: deconv 5x5/2 -> ReLU  -> deconv 5x5/2 -> ReLU  -> conv 3x3      (w -> h -> h -> w)
+
+with ``h = hyper_hidden · w`` hidden channels (1 in ``slimcae-hp``). Both syntheses run on
+the decoder's path, most of their multiply-adds in the last layer at the latent's
+resolution; ``hyper_hidden = 1/2`` divides their cost by about 2.5.
 
 Every hyper layer is slimmable like the transforms (the width-``w`` codec uses the first
 ``w`` channels of each, as SlimVC slims its hyper-codec per width), :math:`\hat z` has one
@@ -71,10 +75,16 @@ _LOG_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_LEVELS - 1)
 _HEADROOM = 2.0
 
 
-def _hyper_synthesis(widths: Sequence[int], act: type[nn.Module]) -> list[nn.Module]:
-    return [SlimConvTranspose2d(widths, widths, 5, stride=2), act(),
-            SlimConvTranspose2d(widths, widths, 5, stride=2), act(),
-            SlimConv2d(widths, widths, 3)]
+def _hyper_synthesis(widths: Sequence[int], hidden: Sequence[int],
+                     act: type[nn.Module]) -> list[nn.Module]:
+    return [SlimConvTranspose2d(widths, hidden, 5, stride=2), act(),
+            SlimConvTranspose2d(hidden, hidden, 5, stride=2), act(),
+            SlimConv2d(hidden, widths, 3)]
+
+
+def hidden_widths(widths: Sequence[int], fraction: float) -> tuple[int, ...]:
+    """The hyper-syntheses' hidden channels at each width: ``fraction`` of it, at least 1."""
+    return tuple(max(1, round(w * fraction)) for w in widths)
 
 
 class ScaleSynthesis(Slimmable):
@@ -86,10 +96,12 @@ class ScaleSynthesis(Slimmable):
     adapter training around the source model) records nothing: the source stays as it was.
     """
 
-    def __init__(self, widths: Sequence[int], momentum: float = 0.01) -> None:
+    def __init__(self, widths: Sequence[int], momentum: float = 0.01,
+                 hidden: Sequence[int] | None = None) -> None:
         super().__init__(len(widths))
         self.widths = tuple(widths)
-        self.layers = nn.Sequential(*_hyper_synthesis(self.widths, nn.ReLU))
+        self.layers = nn.Sequential(*_hyper_synthesis(self.widths, hidden or self.widths,
+                                                      nn.ReLU))
         self.momentum = momentum
         self.register_buffer("act_max", torch.ones(len(self.widths), 2))
 
@@ -115,7 +127,7 @@ class ScaleSynthesis(Slimmable):
 
     def integer_net(self) -> IntegerScaleNet:
         """The integer network of the active width (see :mod:`slimcodec.integer_scales`)."""
-        c = self.widths[self.width_index]
+        k = self.width_index
         convs = [m for m in self.layers if isinstance(m, (SlimConv2d, SlimConvTranspose2d))]
         in_scale = 1.0  # the symbols themselves
         layers = []
@@ -123,12 +135,13 @@ class ScaleSynthesis(Slimmable):
             # (out, in, k, k) for both kinds; a transposed kernel is (in, out, k, k).
             full = conv.weight.detach().double().cpu()
             full = full.transpose(0, 1) if conv.transposed else full
-            w = full[:c, :c]
+            c_out, c_in = conv.out_widths[k], conv.in_widths[k]
+            w = full[:c_out, :c_in]
             # Per output channel, from the full-width kernel: the same integers at every width.
-            peak = full.abs().amax(dim=(1, 2, 3))[:c].clamp_min(1e-12)
+            peak = full.abs().amax(dim=(1, 2, 3))[:c_out].clamp_min(1e-12)
             w_scale = WEIGHT_MAX / peak
             w_int = torch.round(w * w_scale[:, None, None, None])
-            b = conv.bias.detach().double().cpu()[:c]
+            b = conv.bias.detach().double().cpu()[:c_out]
             b_int = torch.round(b * w_scale * in_scale)
             if i < len(convs) - 1:
                 # A range never seen above zero (an untrained width) still maps to integers.
@@ -172,15 +185,20 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
         hidden: int = 50,
         latent_gain: bool = True,
         lambda_bounds: Sequence[float] | None = None,
+        hyper_hidden: float = 1.0,
     ) -> None:
         super().__init__(widths, gdn, lambda_ranges, rate_anchors=1, hidden=hidden,
                          latent_gain=latent_gain, lambda_bounds=lambda_bounds)
+        if not 0 < hyper_hidden <= 1:
+            raise ValueError(f"hyper_hidden {hyper_hidden} must lie in (0, 1]")
+        self.hyper_hidden = float(hyper_hidden)
         w = self.widths
+        h = hidden_widths(w, hyper_hidden)
         self.h_a = nn.Sequential(SlimConv2d(w, w, 3), nn.LeakyReLU(),
                                  SlimConv2d(w, w, 5, stride=2), nn.LeakyReLU(),
                                  SlimConv2d(w, w, 5, stride=2))
-        self.h_mean = nn.Sequential(*_hyper_synthesis(w, nn.LeakyReLU))
-        self.h_scale = ScaleSynthesis(w)
+        self.h_mean = nn.Sequential(*_hyper_synthesis(w, h, nn.LeakyReLU))
+        self.h_scale = ScaleSynthesis(w, hidden=h)
         # The means start at 0 and the scales at 1: a new hyperprior is a zero-mean,
         # unit-scale Gaussian until it learns.
         for last in (self.h_mean[-1], self.h_scale.layers[-1]):
@@ -195,6 +213,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
     def config(self) -> dict[str, Any]:
         config = dict(super().config)
         del config["rate_anchors"]  # always one
+        if self.hyper_hidden != 1.0:  # models written before the option have none
+            config["hyper_hidden"] = self.hyper_hidden
         return config
 
     def anchor_index(self, lmbda: float) -> int:

@@ -1,7 +1,7 @@
 """Training: patches, the joint multi-width RD loss, the trainer and λ-scheduling."""
 
-from .data import PatchSampler
+from .data import MixedSampler, PatchSampler
 from .loss import MultiWidthRDLoss
 from .trainer import TrainConfig, Trainer, train
 
-__all__ = ["MultiWidthRDLoss", "PatchSampler", "TrainConfig", "Trainer", "train"]
+__all__ = ["MixedSampler", "MultiWidthRDLoss", "PatchSampler", "TrainConfig", "Trainer", "train"]

@@ -1,4 +1,5 @@
-"""Training patches: random crops and flips from any folder of images.
+"""Training patches: random crops and flips from any folder of images, or from a mix of
+sources drawn with stated proportions (``slimcodec train --mix``).
 
 Batches are drawn from an explicit ``torch.Generator``, seeded by the trainer from
 ``(seed, step, rank)``: a run resumed at step ``t`` sees exactly the batches an uninterrupted
@@ -14,10 +15,17 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from slimcodec.domains import RENDERERS
 from slimcodec.errors import ImageError
 from slimcodec.utils.image import find_images, load_rgb
 
-__all__ = ["PatchSampler"]
+__all__ = ["MIX_RENDERED", "MIX_SEED", "MixedSampler", "PatchSampler", "parse_mix"]
+
+#: Images rendered in memory for a generated source of the mix (``--mix screen=0.2``), and
+#: the seed of the first: the benchmarks' held-out screens and illustrations use seeds below
+#: 10,000, so that no image a model is measured on was rendered for its training.
+MIX_RENDERED = 96
+MIX_SEED = 100_000
 
 
 class PatchSampler:
@@ -39,31 +47,124 @@ class PatchSampler:
             except ImageError as exc:
                 warnings.warn(f"skipping {exc}", stacklevel=2)
                 continue
-            h, w = rgb.shape[:2]
-            if h < patch or w < patch:
-                rgb = np.pad(rgb, ((0, max(0, patch - h)), (0, max(0, patch - w)), (0, 0)),
-                             mode="edge")
             self.paths.append(str(path))
-            self.images.append(rgb)
+            self.images.append(_fit(rgb, patch))
         if not self.images:
             raise ImageError(f"{root}: no readable training images")
+
+    @classmethod
+    def rendered(cls, domain: str, patch: int, count: int = MIX_RENDERED,
+                 seed: int = MIX_SEED) -> PatchSampler:
+        """``count`` images of a generated domain (``screen``, ``illustration``), rendered
+        in memory from seeds ``seed ..``: the same images on every run and resume."""
+        sampler = cls.__new__(cls)
+        sampler.patch = patch
+        sampler.paths = [f"{domain}:{i}" for i in range(seed, seed + count)]
+        sampler.images = [_fit(np.array(RENDERERS[domain](i)), patch)
+                          for i in range(seed, seed + count)]
+        return sampler
 
     def __len__(self) -> int:
         return len(self.images)
 
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
         """A ``(batch, 3, patch, patch)`` float batch in [0, 1]."""
-        p = self.patch
-        out = torch.empty(batch, 3, p, p)
+        out = torch.empty(batch, 3, self.patch, self.patch)
         for i in range(batch):
-            k = int(torch.randint(len(self.images), (1,), generator=generator))
-            img = self.images[k]
-            top = int(torch.randint(img.shape[0] - p + 1, (1,), generator=generator))
-            left = int(torch.randint(img.shape[1] - p + 1, (1,), generator=generator))
-            crop = torch.from_numpy(img[top : top + p, left : left + p]).permute(2, 0, 1)
-            if torch.rand(1, generator=generator) < 0.5:
-                crop = crop.flip(-1)
-            if torch.rand(1, generator=generator) < 0.5:
-                crop = crop.flip(-2)
-            out[i] = crop.float().div_(255)
+            out[i] = self.crop(generator)
+        return out
+
+    def crop(self, generator: torch.Generator) -> Tensor:
+        """One random ``(3, patch, patch)`` crop in [0, 1], flipped at random."""
+        p = self.patch
+        k = int(torch.randint(len(self.images), (1,), generator=generator))
+        img = self.images[k]
+        top = int(torch.randint(img.shape[0] - p + 1, (1,), generator=generator))
+        left = int(torch.randint(img.shape[1] - p + 1, (1,), generator=generator))
+        crop = torch.from_numpy(img[top : top + p, left : left + p]).permute(2, 0, 1)
+        if torch.rand(1, generator=generator) < 0.5:
+            crop = crop.flip(-1)
+        if torch.rand(1, generator=generator) < 0.5:
+            crop = crop.flip(-2)
+        return crop.float().div_(255)
+
+
+def _fit(rgb: np.ndarray, patch: int) -> np.ndarray:
+    """An image smaller than the patch, replicate-padded up to it."""
+    h, w = rgb.shape[:2]
+    if h >= patch and w >= patch:
+        return rgb
+    return np.pad(rgb, ((0, max(0, patch - h)), (0, max(0, patch - w)), (0, 0)), mode="edge")
+
+
+def parse_mix(items: list[str] | dict[str, float] | None) -> dict[str, float]:
+    """``["screen=0.15", "art/=0.1"]`` as ``{"screen": 0.15, "art/": 0.1}``, checked: each
+    fraction in (0, 1), their sum below 1 (the rest is ``--data``'s)."""
+    if not items:
+        return {}
+    if isinstance(items, dict):
+        mix = {str(k): float(v) for k, v in items.items()}
+    else:
+        mix = {}
+        for item in items:
+            source, sep, fraction = item.rpartition("=")
+            try:
+                value = float(fraction)
+            except ValueError:
+                value = None
+            if not sep or not source or value is None:
+                raise ValueError(f"--mix {item!r}: expected SOURCE=FRACTION, SOURCE a folder "
+                                 f"or one of {sorted(RENDERERS)}")
+            if source in mix:
+                raise ValueError(f"--mix names {source!r} twice")
+            mix[source] = value
+    for source, value in mix.items():
+        if not 0 < value < 1:
+            raise ValueError(f"--mix {source}={value}: a fraction must lie in (0, 1)")
+    if sum(mix.values()) >= 1:
+        raise ValueError(f"--mix fractions sum to {sum(mix.values()):g}: they must leave "
+                         "some of each batch to --data")
+    return mix
+
+
+class MixedSampler:
+    """Crops drawn from several samplers: each crop's source is drawn on its own, source
+    ``i`` with probability ``weights[i]`` (the first source takes what the others leave).
+
+    ``sources`` for ``--data`` and ``--mix``: a folder, or a generated domain's name
+    (rendered in memory, :meth:`PatchSampler.rendered`) when no such folder exists.
+    """
+
+    def __init__(self, samplers: list[PatchSampler], weights: list[float]) -> None:
+        if len(samplers) != len(weights) or not samplers:
+            raise ValueError("one weight per sampler")
+        self.samplers = samplers
+        self.patch = samplers[0].patch
+        self.cumulative = torch.tensor(weights, dtype=torch.float64).cumsum(0)
+        self.cumulative /= self.cumulative[-1].clone()
+
+    @classmethod
+    def from_mix(cls, data: str | os.PathLike, mix: dict[str, float], patch: int
+                 ) -> MixedSampler:
+        samplers = [PatchSampler(data, patch)]
+        for source in mix:
+            if os.path.exists(source) or source not in RENDERERS:
+                samplers.append(PatchSampler(source, patch))
+            else:
+                samplers.append(PatchSampler.rendered(source, patch))
+        return cls(samplers, [1 - sum(mix.values()), *mix.values()])
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.samplers)
+
+    def sources(self, batch: int, generator: torch.Generator) -> Tensor:
+        """The source index of each of ``batch`` crops."""
+        u = torch.rand(batch, generator=generator, dtype=torch.float64)
+        return torch.searchsorted(self.cumulative, u, right=True).clamp_(max=len(self.samplers) - 1)
+
+    def sample(self, batch: int, generator: torch.Generator) -> Tensor:
+        """A ``(batch, 3, patch, patch)`` float batch in [0, 1]."""
+        out = torch.empty(batch, 3, self.patch, self.patch)
+        for i, k in enumerate(self.sources(batch, generator).tolist()):
+            out[i] = self.samplers[k].crop(generator)
         return out

@@ -43,7 +43,7 @@ from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model, save_model_file
 from slimcodec.zoo.checkpoint import build
 
-from .data import PatchSampler
+from .data import MixedSampler, PatchSampler, parse_mix
 from .lambda_schedule import ScheduleState, schedule_lambdas
 from .loss import MultiWidthRDLoss
 
@@ -56,7 +56,8 @@ MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
 ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
-                 "rate_anchors": 8, "lambda_bounds": None, "stage": "joint"}
+                 "rate_anchors": 8, "lambda_bounds": None, "stage": "joint", "mix": None,
+                 "hyper_hidden": 1.0}
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -84,10 +85,17 @@ class TrainConfig:
     # benchmarks/variable_rate.py: with anchors, each density sees 1/K of the λ draws and
     # lags behind (`slimcae-vr` itself ships 8, chosen by a shorter run of that benchmark).
     rate_anchors: int = 1
+    # slimcae-hp: the hyper-syntheses' hidden channels, a fraction of the width (both run on
+    # the decoder's path: 1/2 divides their multiply-adds by about 2.5).
+    hyper_hidden: float = 1.0
     # slimcae-vr: LOW HIGH, the λ any width may ever use (room for λ-scheduling to move the
     # ranges); None: from the lowest range's low to the highest range's high.
     lambda_bounds: list[float] | None = None
     init: str | None = None  # start from a model file or registered pretrained model
+    # Other sources of crops, each with the fraction of crops drawn from it (the rest come
+    # from `data`): a folder, or a generated domain ("screen", "illustration") rendered in
+    # memory. ["screen=0.15", "illustration=0.1"] or {"screen": 0.15, ...}.
+    mix: list[str] | dict[str, float] | None = None
     steps: int = 10_000
     patch: int = 128
     batch: int = 8
@@ -128,6 +136,7 @@ class TrainConfig:
                 raise ValueError("give one LOW HIGH λ range, or one pair per width")
             if pairs == 1:
                 self.lambda_ranges = list(self.lambda_ranges) * len(self.widths)
+        self.mix = parse_mix(self.mix) or None
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
         if self.stage not in ("joint", "entropy"):
@@ -190,8 +199,10 @@ def build_model(cfg: TrainConfig) -> SlimCAE:
     if cfg.arch in ("slimcae-vr", "slimcae-hp"):
         if cfg.arch == "slimcae-vr":
             kwargs["rate_anchors"] = cfg.rate_anchors
-        elif cfg.rate_anchors != 1:
-            raise ValueError("slimcae-hp has one entropy model per width: --rate-anchors 1")
+        else:
+            if cfg.rate_anchors != 1:
+                raise ValueError("slimcae-hp has one entropy model per width: --rate-anchors 1")
+            kwargs["hyper_hidden"] = cfg.hyper_hidden
         kwargs["latent_gain"] = True
         if cfg.lambda_bounds is not None:
             kwargs["lambda_bounds"] = list(cfg.lambda_bounds)
@@ -261,16 +272,19 @@ def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCA
 
 def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -> None:
     """A hyperprior model from a variable-rate one: transforms, modulations and latent gain
-    are copied; the hyperprior (and the densities of z) start new."""
-    if type(source) is not ModulatedSlimCAE or source.latent_gain is None:
+    are copied; the hyperprior (and the densities of z) start new. From a hyperprior model
+    of other hyper-synthesis widths (``--hyper-hidden``), ``h_a`` and z's densities are
+    copied too, and only the two syntheses start new."""
+    if type(source) not in (ModulatedSlimCAE, HyperpriorSlimCAE) or source.latent_gain is None:
         raise ValueError("--init of a slimcae-hp model must be a slimcae-vr model with a "
-                         f"latent gain, not a {type(source).__name__}")
+                         f"latent gain or a slimcae-hp model, not a {type(source).__name__}")
     same = ("lambda_ranges", "hidden", "lambda_bounds")
     if any(source.config[k] != model.config[k] for k in same):
         raise ValueError("--init model must match in λ ranges, bounds and hidden units "
                          "(pass its --lambda-ranges)")
-    kept = {k: v for k, v in source.state_dict().items()
-            if not k.startswith("entropy_bottlenecks.")}
+    dropped = (("h_mean.", "h_scale.", "gaussian_conditional.")
+               if isinstance(source, HyperpriorSlimCAE) else ("entropy_bottlenecks.",))
+    kept = {k: v for k, v in source.state_dict().items() if not k.startswith(dropped)}
     missing, unexpected = model.load_state_dict(kept, strict=False)
     new = ("entropy_bottlenecks.", "h_a.", "h_mean.", "h_scale.", "gaussian_conditional.")
     if unexpected or any(not k.startswith(new) for k in missing):
@@ -388,7 +402,8 @@ class Trainer:
         self.main_params = main
         self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
         self.aux_optimizer = torch.optim.Adam(aux, lr=cfg.aux_lr)
-        self.sampler = PatchSampler(cfg.data, cfg.patch)
+        self.sampler = (MixedSampler.from_mix(cfg.data, cfg.mix, cfg.patch) if cfg.mix
+                        else PatchSampler(cfg.data, cfg.patch))
         self.step = 0
         # λ-schedule tries: the step a try began at. Each try decays from --finetune-lr over
         # its own steps, so the RD measure after it sees a settled model, not one mid-stride.
@@ -438,7 +453,8 @@ class Trainer:
         path = self.out / CHECKPOINT
         state = read_checkpoint(path, self.device)
         saved = saved_config(state["config"])
-        for key in ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer"):
+        for key in ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer",
+                    "mix", "hyper_hidden"):
             if saved[key] != getattr(self.cfg, key):
                 raise ValueError(f"cannot resume: {key} was {saved[key]}, "
                                  f"now {getattr(self.cfg, key)}")

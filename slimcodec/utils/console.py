@@ -3,15 +3,44 @@ too)."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from slimcodec.errors import SlimcodecError
 from slimcodec.utils.io import STDIO
 
-__all__ = ["summary", "warnings_as_lines"]
+__all__ = ["EXIT_BAD_INPUT", "HELP", "run_command", "summary", "warnings_as_lines"]
+
+EXIT_BAD_INPUT = 2
+
+#: ``slimcodec``'s commands and their one-line help: the light parser (``slimcodec
+#: --help``, slimcodec/cli.py) lists them all, the full one (slimcodec/commands.py) builds
+#: those that need torch.
+HELP = {
+    "compress": "compress an image to a .slc file",
+    "decompress": "decompress a .slc file to an image",
+    "info": "print a .slc file's header",
+    "eval": "rate-distortion of a model on a folder of images",
+    "demo": "code the bundled sample image at every width",
+    "models": "the shipped models: kind, widths, rate range, size; the default marked",
+    "select": "the width (and λ) that fits a budget",
+    "train": "train a SlimCAE (all widths jointly)",
+    "adapt": "adapt a model to a content domain from a few images",
+    "gate": "train a gate that predicts, per image, the weights of decoder adapters "
+            "(Presta et al.)",
+    "generate": "write generated images of a content domain (screen content, "
+                "illustrations) to adapt on",
+    "export": "write a deployment bundle: per-width ONNX graphs, entropy tables, manifest",
+    "profile": "MACs, parameters, memory and latency per width",
+}
 
 #: The folder holding the ``slimcodec`` and ``export`` packages: warnings raised from code
 #: below it are the tools' own.
@@ -48,3 +77,58 @@ def warnings_as_lines(prog: str) -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.showwarning = show
         yield
+
+
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror}"
+    if isinstance(exc, MemoryError):
+        return "out of memory (lower --max-pixels, or free memory)"
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _is_allocator_error(exc: BaseException) -> bool:
+    """torch reports an exhausted allocator as a RuntimeError."""
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("memory" in text or "allocate" in text)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread: unwinding runs every cleanup (an output being
+    written is never left half-made or as a temporary file) where the default would not."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated
+
+
+def run_command(args: argparse.Namespace, func: Callable[[argparse.Namespace], int],
+                prog: str = "slimcodec") -> int:
+    """Run a parsed command: bad input ends in one line on stderr and exit status 2,
+    Ctrl-C in 130, SIGTERM in 143 (after every cleanup)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        with warnings_as_lines(prog):
+            return func(args)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except _Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except Exception as exc:
+        if os.environ.get("SLIMCODEC_DEBUG"):
+            raise
+        # Bad input is never worth a traceback: typed errors, bad option values (ValueError),
+        # missing or unwritable paths (OSError), exhausted memory, and whatever a file being
+        # decoded provokes. Anything else is a bug, and its traceback the report.
+        known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
+        if not (known or _is_allocator_error(exc) or args.command in ("decompress", "info")):
+            raise
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -5,6 +5,11 @@ A model file is ``torch.save`` of a plain dict (loadable with ``weights_only=Tru
     {"format": "slimcodec-model", "version": 1, "arch": "slimcae",
      "config": {...}, "state_dict": {...}, "fingerprint": "<16 hex digits>", "meta": {...}}
 
+A float32 tensor whose values are all exactly float16 (every parameter of a model rounded
+by :func:`round_to_half` before saving) may be stored as float16: loading widens it back
+to the same float32 values, so the fingerprint, computed in float32, is unchanged, and the
+file is half the size.
+
 The fingerprint (:func:`fingerprint`) hashes the architecture, config and every tensor of
 the state dict, the entropy models' CDF tables included. Containers carry it, so a decoder
 can tell whether it holds the very model that wrote a file; loading recomputes it, so a
@@ -27,7 +32,8 @@ from slimcodec.errors import ModelFileError
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 
-__all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "save_model_file"]
+__all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "round_to_half",
+           "save_model_file"]
 
 FILE_FORMAT = "slimcodec-model"
 FILE_VERSION = 1
@@ -73,12 +79,32 @@ def fingerprint(model: nn.Module) -> bytes:
     return _digest(arch_name(model), model.config, model.state_dict())
 
 
+def round_to_half(model: nn.Module) -> None:
+    """Round every parameter of ``model`` to the nearest float16 value, in place (kept in
+    float32): what a model shipped with ``save_model_file(..., half=True)`` stores."""
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dtype == torch.float32:
+                p.copy_(p.half().float())
+
+
+def _stored(t: torch.Tensor, half: bool) -> torch.Tensor:
+    """``t`` as the file stores it: float16 when asked and exact, else as it is."""
+    t = t.detach().cpu()
+    if half and t.dtype == torch.float32 and torch.equal(t.half().float(), t):
+        return t.half()
+    return t
+
+
 def save_model_file(
-    model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None
+    model: nn.Module, path: str | os.PathLike, meta: dict[str, Any] | None = None,
+    half: bool = False,
 ) -> bytes:
     """Write ``model`` (with CDF tables rebuilt for its current weights) atomically.
 
-    Returns the fingerprint written.
+    ``half``: store each float32 tensor that is exactly float16 as float16 (see
+    :func:`round_to_half`); the model loads back bit for bit. Returns the fingerprint
+    written.
     """
     model.update(force=True)
     arch, config, state = arch_name(model), model.config, model.state_dict()
@@ -88,7 +114,7 @@ def save_model_file(
         "version": FILE_VERSION,
         "arch": arch,
         "config": config,
-        "state_dict": {k: v.detach().cpu() for k, v in state.items()},
+        "state_dict": {k: _stored(v, half) for k, v in state.items()},
         "fingerprint": fp.hex(),
         "meta": meta or {},
     }

@@ -19,10 +19,10 @@ from torch import nn
 from slimcodec.errors import UnknownModelError
 from slimcodec.models import DEFAULT_WIDTHS, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 
+from .catalog import WEIGHTS_DIR, retired_error
 from .checkpoint import load_model_file, read_model_file
 
 __all__ = [
-    "WEIGHTS_DIR",
     "create_model",
     "find_by_fingerprint",
     "is_model_path",
@@ -31,8 +31,6 @@ __all__ = [
     "model_meta",
     "register_model",
 ]
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,8 @@ def _entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
+        if (retired := retired_error(name)) is not None:
+            raise retired from None
         raise UnknownModelError(
             f"unknown model {name!r}; registered models: {', '.join(list_models())}"
         ) from None
@@ -95,7 +95,8 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
     if kwargs:
         raise ValueError(f"pretrained {name!r} has a fixed config; got overrides {sorted(kwargs)}")
     if not entry.has_weights:
-        raise UnknownModelError(f"model {name!r} ships no pretrained weights")
+        raise retired_error(name) or UnknownModelError(
+            f"model {name!r} ships no pretrained weights")
     return load_model_file(entry.weights_path)
 
 
@@ -153,43 +154,28 @@ def find_by_fingerprint(fp: bytes) -> str | None:
 
 @register_model(weights="slimcae.pt")
 def slimcae(**kwargs: Any) -> SlimCAE:
-    """SlimCAE at widths 192/144/96/72/48 with SlimGDN+ (the shipped default)."""
+    """SlimCAE at widths 192/144/96/72/48 with SlimGDN+, one λ per width (CVPR 2021)."""
     return SlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", **kwargs})
 
 
-@register_model(name="slimcae-vr", weights="slimcae-vr.pt")
+@register_model(name="slimcae-vr")
 def slimcae_vr(**kwargs: Any) -> ModulatedSlimCAE:
-    """SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width."""
+    """SlimCAE-VR: SlimCAE with λ-modulation, a continuous rate inside every width (the
+    architecture; its first trained weights were retired after 0.1.0)."""
     return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
                                **kwargs})
 
 
-@register_model(name="slimcae-vr2", weights="slimcae-vr2.pt")
-def slimcae_vr2(**kwargs: Any) -> ModulatedSlimCAE:
-    """SlimCAE-VR retrained from revived latent channels, one entropy model per width, and
-    higher λ at the wide widths (the ranges it was trained with)."""
-    ranges = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
-    return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
-                               "rate_anchors": 1, "lambda_ranges": ranges, **kwargs})
-
-
-@register_model(name="slimcae-vr3", weights="slimcae-vr3.pt")
-def slimcae_vr3(**kwargs: Any) -> ModulatedSlimCAE:
-    """`slimcae-vr2`'s run continued to 40,000 steps: the same model and λ ranges."""
-    return slimcae_vr2(**kwargs)
-
-
-@register_model(name="slimcae-vr4", weights="slimcae-vr4.pt")
-def slimcae_vr4(**kwargs: Any) -> ModulatedSlimCAE:
-    """`slimcae-vr3`'s run continued to 60,000 steps: the same model and λ ranges."""
-    return slimcae_vr2(**kwargs)
+#: The λ ranges `slimcae-vr5` and `slimcae-hp` were trained with.
+_RANGES = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
 
 
 @register_model(name="slimcae-vr5", weights="slimcae-vr5.pt")
 def slimcae_vr5(**kwargs: Any) -> ModulatedSlimCAE:
-    """`slimcae-vr4` trained 11,000 steps more on crops of 128² (it saw 96²): the same model
-    and λ ranges."""
-    return slimcae_vr2(**kwargs)
+    """SlimCAE-VR retrained from revived latent channels, one entropy model per width and
+    higher λ at the wide widths, 71,000 steps (the last 11,000 on crops of 128²)."""
+    return ModulatedSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                               "rate_anchors": 1, "lambda_ranges": _RANGES, **kwargs})
 
 
 @register_model(name="slimcae-hp", weights="slimcae-hp.pt")
@@ -197,6 +183,13 @@ def slimcae_hp(**kwargs: Any) -> HyperpriorSlimCAE:
     """SlimCAE-HP: `slimcae-vr5`'s transforms with a slimmable mean-scale hyperprior (its
     latent coded with per-element Gaussians whose scales an integer network predicts from
     z), the same λ ranges."""
-    ranges = ((0.002, 0.8), (0.0015, 0.4), (0.001, 0.2), (0.0007, 0.025), (0.0005, 0.012))
     return HyperpriorSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
-                                "lambda_ranges": ranges, **kwargs})
+                                "lambda_ranges": _RANGES, **kwargs})
+
+
+@register_model(name="slimcae-hp2", weights="slimcae-hp2.pt")
+def slimcae_hp2(**kwargs: Any) -> HyperpriorSlimCAE:
+    """SlimCAE-HP with half-width hyper-syntheses (a faster decoder), trained with generated
+    screens and illustrations in the mix: `slimcae-hp`'s transforms fine-tuned."""
+    return HyperpriorSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                                "lambda_ranges": _RANGES, "hyper_hidden": 0.5, **kwargs})

@@ -1,0 +1,94 @@
+"""What ships, without torch: the default model, the shipped weights' fingerprints, kinds and
+widths, and the retired models.
+
+The light commands (``slimcodec info``, ``models``, ``select``, ``--help``) read this alone;
+the registry (:mod:`slimcodec.zoo.registry`) builds the models. ``tests/test_codec.py``
+checks that every entry matches its weights file and the model it builds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from slimcodec.errors import RetiredModelError
+
+__all__ = ["DEFAULT_MODEL", "MEASURED", "RETIRED", "SHIPPED", "WEIGHTS_DIR", "retired_error",
+           "retired_writer", "shipped_name", "shipped_table"]
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+#: What ``slimcodec compress``, ``demo``, ``eval``, ``export``, ``profile`` and the Python
+#: API use when no model is named: the best shipped model (``slimcodec models``).
+DEFAULT_MODEL = "slimcae-hp"
+
+_WIDTHS = [192, 144, 96, 72, 48]
+#: Every model that ships weights: its file, the fingerprint of those weights, its kind.
+SHIPPED: dict[str, dict[str, Any]] = {
+    "slimcae": {"weights": "slimcae.pt", "fingerprint": "424d47da02a81639",
+                "kind": "factorized prior, one rate per width", "widths": _WIDTHS},
+    "slimcae-vr5": {"weights": "slimcae-vr5.pt", "fingerprint": "a7a8c9a65dc3ad12",
+                    "kind": "factorized prior, variable rate", "widths": _WIDTHS},
+    "slimcae-hp": {"weights": "slimcae-hp.pt", "fingerprint": "f04d4bddcaaf0027",
+                   "kind": "mean-scale hyperprior, variable rate", "widths": _WIDTHS},
+    "slimcae-hp2": {"weights": "slimcae-hp2.pt", "fingerprint": "de9e9b8d1c0a80e0",
+                    "kind": "mean-scale hyperprior (half-width h_s), variable rate",
+                    "widths": _WIDTHS},
+}
+
+#: Research models retired from the package (allowed before 1.0, see
+#: docs/compatibility.md): their weights' fingerprint -> (name, the last release that ships
+#: them and decodes their files). A file one of them wrote is refused in one line naming both.
+RETIRED: dict[str, tuple[str, str]] = {
+    "c1c4f356bd4b192b": ("slimcae-vr", "0.1.0"),
+    "360e00cfdbddd306": ("slimcae-vr2", "0.1.0"),
+    "5807521aa731686c": ("slimcae-vr3", "0.1.0"),
+    "204485622f9a947e": ("slimcae-vr4", "0.1.0"),
+}
+_RETIRED_NAMES = {name: release for name, release in RETIRED.values()}
+
+#: Each shipped model's rate range on held-out photos, as benchmarks/model_table.py measured
+#: it (for ``slimcodec models``).
+MEASURED = WEIGHTS_DIR / "measured.json"
+
+
+def shipped_name(fp: bytes) -> str | None:
+    """The shipped model whose weights have this fingerprint, if any."""
+    return next((n for n, e in SHIPPED.items() if e["fingerprint"] == fp.hex()), None)
+
+
+def retired_error(name: str) -> RetiredModelError | None:
+    """The error for asking for a retired model's weights (None if ``name`` is not one)."""
+    release = _RETIRED_NAMES.get(name)
+    return _retired(name, release, "pretrained weights of") if release else None
+
+
+def retired_writer(fp: bytes) -> RetiredModelError | None:
+    """The error for a file written by a retired model (None if its writer is not one)."""
+    known = RETIRED.get(fp.hex())
+    return _retired(*known, "file was written by") if known else None
+
+
+def _retired(name: str, release: str, what: str) -> RetiredModelError:
+    return RetiredModelError(
+        f"{what} {name}, a research model retired from the package: slimcodec {release} is "
+        f"the last release that ships it and decodes its files (pip install "
+        f"'slimcodec=={release}')")
+
+
+def shipped_table() -> list[dict[str, Any]]:
+    """One row per shipped model, the default first: name, kind, widths, file size, whether
+    it is the default, and its measured rate range (``None`` where not measured for these
+    weights), with the images it was measured on."""
+    measured = json.loads(MEASURED.read_text()) if MEASURED.is_file() else {"models": {}}
+    rows = []
+    for name, entry in sorted(SHIPPED.items(), key=lambda kv: kv[0] != DEFAULT_MODEL):
+        ends = measured["models"].get(name)
+        if ends is not None and ends.get("fingerprint") != entry["fingerprint"]:
+            ends = None  # measured on other weights
+        rows.append({"name": name, "kind": entry["kind"], "widths": entry["widths"],
+                     "bytes": (WEIGHTS_DIR / entry["weights"]).stat().st_size,
+                     "default": name == DEFAULT_MODEL, "measured": ends,
+                     "images": measured.get("images")})
+    return rows
