@@ -56,5 +56,7 @@ def test_a_retired_models_file_is_refused_in_one_line_naming_it(path, tmp_path, 
     assert main(["decompress", str(path), "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err and not (tmp_path / "x.png").exists()
+    assert main(["info", str(path)]) == 0
+    assert f"model: {name} (retired: slimcodec 0.1.0 decodes it)" in capsys.readouterr().out
     with pytest.raises(RetiredModelError, match=re.escape("pip install 'slimcodec==0.1.0'")):
         slimcodec.create_model(name, pretrained=True)
