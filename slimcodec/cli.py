@@ -19,7 +19,7 @@ from slimcodec.bitstream import unpack
 from slimcodec.data import sample_image
 from slimcodec.utils.console import HELP, run_command
 from slimcodec.utils.io import read_input
-from slimcodec.zoo.catalog import RETIRED, shipped_name
+from slimcodec.zoo.catalog import RETIRED, find_by_fingerprint
 
 __all__ = ["main", "sample_image"]
 
@@ -34,7 +34,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     info = {
         "file_bytes": len(data),
         "fingerprint": h.fingerprint.hex(),
-        "model": shipped_name(h.fingerprint) or (
+        "model": find_by_fingerprint(h.fingerprint) or (
             f"{retired[0]} (retired: slimcodec {retired[1]} decodes it)" if retired else None),
         "width": h.width,
         "image_height": h.image_size[0],

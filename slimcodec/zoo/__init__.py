@@ -20,7 +20,7 @@ _LAZY = {
     "retired_writer": "catalog",
     "shipped_table": "catalog",
     "create_model": "registry",
-    "find_by_fingerprint": "registry",
+    "find_by_fingerprint": "catalog",
     "is_model_path": "registry",
     "list_models": "registry",
     "load_model": "registry",

@@ -14,8 +14,17 @@ from typing import Any
 
 from slimcodec.errors import RetiredModelError
 
-__all__ = ["DEFAULT_MODEL", "MEASURED", "RETIRED", "SHIPPED", "WEIGHTS_DIR", "retired_error",
-           "retired_writer", "shipped_name", "shipped_table"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MEASURED",
+    "RETIRED",
+    "SHIPPED",
+    "WEIGHTS_DIR",
+    "find_by_fingerprint",
+    "retired_error",
+    "retired_writer",
+    "shipped_table",
+]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -53,8 +62,9 @@ _RETIRED_NAMES = {name: release for name, release in RETIRED.values()}
 MEASURED = WEIGHTS_DIR / "measured.json"
 
 
-def shipped_name(fp: bytes) -> str | None:
-    """The shipped model whose weights have this fingerprint, if any."""
+def find_by_fingerprint(fp: bytes) -> str | None:
+    """The shipped model whose weights have this fingerprint, if any (from this table: no
+    weights file is read)."""
     return next((n for n, e in SHIPPED.items() if e["fingerprint"] == fp.hex()), None)
 
 

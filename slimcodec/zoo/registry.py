@@ -7,7 +7,6 @@ it. Nothing is ever downloaded: pretrained weights are package data.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,6 @@ from .checkpoint import load_model_file, read_model_file
 
 __all__ = [
     "create_model",
-    "find_by_fingerprint",
     "is_model_path",
     "list_models",
     "load_model",
@@ -130,23 +128,6 @@ def model_meta(name_or_path: str | os.PathLike) -> dict[str, Any]:
         return read_model_file(name_or_path).get("meta", {})
     entry = _entry(str(name_or_path))
     return read_model_file(entry.weights_path).get("meta", {}) if entry.has_weights else {}
-
-
-@functools.cache
-def _shipped_fingerprints() -> dict[str, str]:
-    return {
-        name: read_model_file(e.weights_path)["fingerprint"]
-        for name, e in _REGISTRY.items()
-        if e.has_weights
-    }
-
-
-def find_by_fingerprint(fp: bytes) -> str | None:
-    """The registered pretrained model whose weights have this fingerprint, if any."""
-    for name, known in _shipped_fingerprints().items():
-        if known == fp.hex():
-            return name
-    return None
 
 
 # -- the shipped models -------------------------------------------------------------------
