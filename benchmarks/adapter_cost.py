@@ -4,7 +4,7 @@ For each adapter kind of the model (`bias`; `adapters` and `extend`, with and wi
 output filter), at every width:
 
 * decoder and encoder multiply-adds per pixel, counted by fvcore under `slimcodec
-  profile`'s convention (`export.profile.count_macs`), against the source codec's;
+  profile`'s convention (`slimcodec_edge.profile.count_macs`), against the source codec's;
 * decode time against the source codec's, with the graphs of a deployment bundle that has
   every kind built in (`slimcodec export --adapter`) on onnxruntime with one thread, as on
   a small device; the runs of all kinds are interleaved in one process, so that the ratios
@@ -26,10 +26,10 @@ from collections.abc import Callable
 import onnxruntime as ort
 import torch
 from common import table_head, write_section
+from slimcodec_edge.bundle import Bundle
+from slimcodec_edge.onnx_export import export_bundle, graph_modules, traceable_adapter
+from slimcodec_edge.profile import count_macs
 
-from export.bundle import Bundle
-from export.onnx_export import export_bundle, graph_modules, traceable_adapter
-from export.profile import count_macs
 from slimcodec.adaptation import DomainAdapter
 from slimcodec.models import ModulatedSlimCAE
 from slimcodec.zoo import load_model

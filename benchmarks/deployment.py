@@ -26,9 +26,9 @@ import numpy as np
 import onnxruntime as ort
 from common import table_head, write_section
 from onnx import TensorProto, helper
+from slimcodec_edge.onnx_export import export_bundle
+from slimcodec_edge.profile import profile_model
 
-from export.onnx_export import export_bundle
-from export.profile import profile_model
 from slimcodec.api import codec_for
 from slimcodec.cli import sample_image
 from slimcodec.utils.image import load_rgb
@@ -42,7 +42,7 @@ def hwm():
 runtime, bundle_or_model, path = sys.argv[1:4]
 data = open(path, "rb").read()
 if runtime == "edge":
-    from export.edge import EdgeCodec
+    from slimcodec_edge.edge import EdgeCodec
     codec = EdgeCodec(bundle_or_model, threads=1)
 else:
     import torch

@@ -1,10 +1,10 @@
 """The edge runtime installed alone, without torch, in a fresh virtual environment: it must
 install, encode and decode, and this reports its size against the full environment's.
 
-Builds a venv, installs `export/requirements-edge.txt` and this package with `--no-deps`
-(the documented edge install, export/README.md), runs `slimcodec-edge encode` and `decode`
-with a bundle exported here, and measures both environments' installed size (`du`). Needs
-the package index once, for the venv's packages.
+Builds a venv, runs the documented edge install (`pip install ./edge`, pinned by
+`export/requirements-edge.txt`), runs `slimcodec-edge encode --target-bpp` and `decode` with a
+bundle exported here, lists what it installed (no torch, no `.pt` file) and measures both
+environments' installed size (`du`). Needs the package index once, for the venv's packages.
 
     python benchmarks/edge_install.py [--work /tmp/slimcodec-edge-install]
 """
@@ -12,6 +12,7 @@ the package index once, for the venv's packages.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -19,10 +20,10 @@ import sysconfig
 from pathlib import Path
 
 from common import write_section
+from slimcodec_edge.onnx_export import export_bundle
 
-from export.onnx_export import export_bundle
 from slimcodec.cli import sample_image
-from slimcodec.zoo import load_model
+from slimcodec.zoo import DEFAULT_MODEL, load_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,32 +44,46 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
            "--disable-pip-version-check"]
-    subprocess.run([*pip, "-r", str(ROOT / "export" / "requirements-edge.txt")], check=True)
-    subprocess.run([*pip, "--no-deps", str(ROOT)], check=True)
-    bundle = export_bundle(load_model("slimcae"), work / "bundle", "slimcae")
+    shutil.copytree(ROOT / "edge", work / "edge",
+                    ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
+    subprocess.run([*pip, "-c", str(ROOT / "export" / "requirements-edge.txt"),
+                    str(work / "edge")], check=True, env={**os.environ,
+                                                           "SLIMCODEC_SOURCE": str(ROOT)})
+    model = DEFAULT_MODEL
+    bundle = export_bundle(load_model(model), work / "bundle", model)
     edge = str(venv / "bin" / "slimcodec-edge")
-    subprocess.run([edge, "encode", str(bundle), str(sample_image()), "-o",
-                    str(work / "x.slc"), "--width", "96"], check=True, cwd=work)
+    encoded = subprocess.run([edge, "encode", str(bundle), str(sample_image()), "-o",
+                              str(work / "x.slc"), "--target-bpp", "0.3"], check=True,
+                             cwd=work, capture_output=True, text=True).stderr.strip()
     subprocess.run([edge, "decode", str(bundle), str(work / "x.slc"), "-o",
                     str(work / "x.png")], check=True, cwd=work)
     probe = subprocess.run([str(venv / "bin" / "python"), "-c",
                             "import importlib.util as u; print(u.find_spec('torch') is None)"],
                            capture_output=True, text=True, check=True).stdout.strip()
+    files = [p for p in venv.rglob("*") if p.is_file()]
+    weights = [p for p in files if p.suffix in (".pt", ".pth")]
+    torch_files = [p for p in files if "torch" in p.relative_to(venv).as_posix().lower()]
+    if weights or torch_files:
+        raise SystemExit(f"the edge install holds {len(weights)} weight files and "
+                         f"{len(torch_files)} torch files")
     edge_size = du(venv)
     full = Path(sysconfig.get_paths()["purelib"]).parent.parent.parent  # this environment
     full_size = du(full)
     bundle_size = du(bundle)
     body = f"""## Edge runtime: installed alone, without torch
 
-A fresh virtual environment with `export/requirements-edge.txt` (numpy, onnxruntime, Pillow)
-and the package installed `--no-deps`: `slimcodec-edge encode` and `decode` ran with a
-bundle of the shipped `slimcae`; torch absent from that environment: {probe}.
+`python benchmarks/edge_install.py`: a fresh virtual environment, then `pip install ./edge`
+(the `slimcodec-edge` distribution: numpy, onnxruntime and Pillow, pinned by
+`export/requirements-edge.txt`); `slimcodec-edge encode --target-bpp 0.3` and `decode` ran
+with a bundle of the default `{model}` (`{encoded}`). Torch absent from that environment:
+{probe}; files installed: {len(files):,}, of which `.pt`/`.pth` files: {len(weights)}, with
+`torch` in their path: {len(torch_files)}.
 
 | environment | installed size |
 |---|---:|
 | edge runtime (venv, Python included) | **{edge_size / 2**20:.0f} MiB** |
 | full slimcodec environment (torch stack) | {full_size / 2**20:.0f} MiB |
-| `slimcae` bundle, all 5 widths, float | {bundle_size / 2**20:.1f} MiB |
+| `{model}` bundle, all 5 widths, float | {bundle_size / 2**20:.1f} MiB |
 
 The edge environment is {edge_size / full_size:.1%} of the full one."""
     write_section("edge_install", body)

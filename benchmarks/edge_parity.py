@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 from common import load_test_images, parse_crop, table_head, write_section
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.onnx_export import export_bundle
 
-from export.edge import EdgeCodec
-from export.onnx_export import export_bundle
 from slimcodec.api import codec_for
 from slimcodec.bitstream import rans, unpack
 

@@ -31,7 +31,7 @@ def hook(event, args):
         opened.append(str(args[0]))
 sys.addaudithook(hook)
 import numpy as np
-from export.edge import EdgeCodec
+from slimcodec_edge.edge import EdgeCodec
 from slimcodec.errors import SlimcodecError
 rgb = (np.arange(40 * 56 * 3) % 251).astype(np.uint8).reshape(40, 56, 3)
 for line in sys.stdin:
@@ -129,8 +129,7 @@ def main() -> None:
     args = p.parse_args()
     sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
     from helpers import sliced_slimcae
-
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.onnx_export import export_bundle
 
     rng = random.Random(args.seed)
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)

@@ -132,8 +132,8 @@ def edge_section(codec, reference, rgbs) -> dict:
     """Cross-runtime parity of the hyperprior model, and both models' edge decode times."""
     import time
 
-    from export.edge import EdgeCodec
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
 
     with tempfile.TemporaryDirectory() as tmp:
         edges = {}

@@ -41,8 +41,8 @@ from common import (
     table_head,
     write_section,
 )
+from slimcodec_edge.profile import count_macs
 
-from export.profile import count_macs
 from slimcodec.api import codec_for
 from slimcodec.errors import RateError
 from slimcodec.evaluate import evaluate

@@ -1,6 +1,6 @@
 """A deployment bundle: per-width ONNX graphs, entropy tables and a manifest that binds them.
 
-Layout of a bundle folder (written by :mod:`export.onnx_export`, read here without torch)::
+Layout of a bundle folder (written by :mod:`slimcodec_edge.onnx_export`, read here without torch)::
 
     manifest.json            format, version, model name, architecture, fingerprint, widths,
                              rate settings, graph files with their SHA-256, int8 report,
@@ -18,6 +18,10 @@ Layout of a bundle folder (written by :mod:`export.onnx_export`, read here witho
                              with the K decoder-side adapters (``bias``, ``adapters``) mixed,
                              each stage x + sum_k weights[k] (A_k(x) - x); it decodes the
                              weighing gate's files (``slimcodec compress --domain mix``)
+    weights.bin              the float graphs' large weights, stored once (a lean bundle's,
+                             manifest ``shared_weights``: file, SHA-256, tensors): every
+                             width's graphs read slices of it as ONNX external data
+                             (:mod:`slimcodec_edge.shared_weights`)
     gate.npz                 a learned gate's arrays (``slimcodec export --gate``): w1, b1,
                              w2, b2 of :class:`slimcodec.gating.GateArrays`
     hyper_analysis-<w>.onnx  a hyperprior model's (manifest ``latent``: ``hyperprior``)
@@ -61,7 +65,7 @@ from slimcodec.gating import GateArrays
 from slimcodec.latent import NETWORKS, LatentCoder, Network, coder_from_arrays
 
 __all__ = ["FORMAT", "GATE", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest",
-           "table_key"]
+           "sliced_table", "table_key"]
 
 FORMAT = "slimcodec-bundle"
 VERSION = 1
@@ -106,6 +110,17 @@ def _check_entry(entry: Any) -> None:
         raise ValueError(f"file {name!r} has no valid SHA-256")
 
 
+def sliced_table(source: np.ndarray, shape: Any) -> np.ndarray:
+    """The leading slice of ``source`` a manifest's ``table_slices`` entry names (an array
+    stored once for every width, :mod:`slimcodec_edge.shared_weights`); ValueError unless
+    the shape fits inside it."""
+    shape = [int(n) for n in shape]
+    if len(shape) != source.ndim or any(not 0 < n <= m for n, m in zip(shape, source.shape,
+                                                                      strict=True)):
+        raise ValueError(f"slice {shape} does not fit an array of shape {list(source.shape)}")
+    return source[tuple(slice(0, n) for n in shape)]
+
+
 @dataclass
 class Bundle:
     """A checked bundle. :meth:`load` raises :class:`BundleError` on anything amiss."""
@@ -113,6 +128,7 @@ class Bundle:
     root: Path
     manifest: dict[str, Any]
     _arrays: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+    _shared_checked: bool = field(default=False, repr=False)
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> Bundle:
@@ -196,7 +212,7 @@ class Bundle:
             sets.append(m["mixture"]["graphs"])
         entries = [g for graphs in sets for per_width in graphs.values()
                    for g in per_width.values()]
-        return entries + ([m["gate"]] if "gate" in m else [])
+        return entries + [m[k] for k in ("gate", "shared_weights") if k in m]
 
     # -- what the manifest says -------------------------------------------------------------
 
@@ -290,7 +306,16 @@ class Bundle:
             what = f"{kind} graph{' (int8)' if int8 else ''}"
             where = f", domain {domain}" if domain else ""
             raise BundleError(f"{self.root}: no {what} for width {width}{where}")
-        return self._checked(entry)
+        return self._with_shared(self._checked(entry))
+
+    def _with_shared(self, graph: Path) -> Path:
+        """``graph``, once the weights file the float graphs slice (a lean bundle's,
+        :mod:`slimcodec_edge.shared_weights`) is checked too: once per bundle."""
+        entry = self.manifest.get("shared_weights")
+        if entry is not None and not self._shared_checked:
+            self._checked(entry, "shared weights")
+            self._shared_checked = True
+        return graph
 
     def mixture_graph(self, width: int) -> Path:
         """The checked path of a width's mixing synthesis graph (float: there is no int8)."""
@@ -299,7 +324,7 @@ class Bundle:
             raise ModelMismatchError(f"{self.name}'s bundle has no graphs that mix domain "
                                      "adapters (export it with its bias or adapters --adapter "
                                      "files)")
-        return self._checked(entry["synthesis"])
+        return self._with_shared(self._checked(entry["synthesis"]))
 
     def gate(self) -> GateArrays:
         """The learned gate's arrays (checked against the manifest's SHA-256)."""
@@ -355,10 +380,15 @@ class Bundle:
         try:
             if prefix not in self._arrays:
                 with np.load(self.root / TABLES) as npz:
-                    self._arrays[prefix] = {k[len(prefix):]: npz[k] for k in npz.files
-                                            if k.startswith(prefix)}
+                    arrays = {k[len(prefix):]: npz[k] for k in npz.files
+                              if k.startswith(prefix)}
+                    for key, ref in (self.manifest.get("table_slices") or {}).items():
+                        if key.startswith(prefix):  # stored once, in a wider width's keys
+                            arrays[key[len(prefix):]] = sliced_table(npz[ref["of"]],
+                                                                     ref["shape"])
+                self._arrays[prefix] = arrays
             coder = coder_from_arrays(self.latent_kind, self._arrays[prefix], networks)
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{self.root / TABLES}: damaged or incomplete entropy tables "
                               f"for width {width} ({exc})") from None
         if coder.channels != width:

@@ -5,9 +5,9 @@ multiple of 16); a variable-rate model's graphs take λ as a second input, shape
 through the same tensor computation the model runs eagerly
 (:meth:`~slimcodec.models.ModulatedSlimCAE.conditions`). Slicing the shared weights to the
 width is folded into each graph's initialisers, so a device loads only the width it runs.
-Every graph passes ``onnx.checker``. The layout is in :mod:`export.bundle`.
+Every graph passes ``onnx.checker``. The layout is in :mod:`slimcodec_edge.bundle`.
 
-``int8``: onnxruntime's static quantisation (:mod:`export.quantize`: QDQ, int8 weights,
+``int8``: onnxruntime's static quantisation (:mod:`slimcodec_edge.quantize`: QDQ, int8 weights,
 16-bit activations) calibrated on a folder of images, one graph pair per width, and the RD
 cost of each width's int8 graphs measured against its float ones on those images.
 """
@@ -38,6 +38,7 @@ from slimcodec.utils.io import atomic_write_bytes
 from slimcodec.zoo.checkpoint import arch_name
 
 from .bundle import FORMAT, GATE, MANIFEST, TABLES, VERSION, file_digest, table_key
+from .shared_weights import pool_tables, share_weights
 
 __all__ = ["export_bundle", "graph_modules", "traceable_adapter"]
 
@@ -203,6 +204,7 @@ def export_bundle(
     adapters: Sequence[Any] = (),
     rd_lambdas: Sequence[float] | None = None,
     gate: Any = None,
+    shared_weights: bool = True,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
@@ -214,7 +216,9 @@ def export_bundle(
     metadata), recorded so that the edge runtime's gate can weigh rate against distortion.
     ``gate``: a learned gate over some of ``adapters``
     (:func:`slimcodec.adaptation.load_gate`), written as ``gate.npz`` for the edge runtime's
-    ``domain="gate"``. Returns ``out``."""
+    ``domain="gate"``. ``shared_weights``: the float graphs' weights pooled in one file that
+    every width's graphs slice (:mod:`slimcodec_edge.shared_weights`; False: each graph
+    holds its own, about twice the bytes). Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -237,7 +241,8 @@ def export_bundle(
         domains = _export_domains(model, adapters, widths, work, tables)
         mixture = _export_mixture(model, adapters, widths, work)
         model.set_width(model.widths[0])
-        np.savez(work / TABLES, **tables)
+        stored, table_slices = pool_tables(tables) if shared_weights else (tables, {})
+        np.savez(work / TABLES, **stored)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -255,6 +260,8 @@ def export_bundle(
             } if variable else None,
             "graphs": graphs,
         }
+        if table_slices:
+            manifest["table_slices"] = table_slices
         if domains:
             manifest["domains"] = domains
         if mixture:
@@ -269,6 +276,9 @@ def export_bundle(
             from .quantize import quantize_bundle
 
             manifest["int8"] = quantize_bundle(work, manifest, calibration, calibration_images)
+            _seal(work, manifest)
+        if shared_weights:  # after quantising, which reads each float graph whole
+            manifest["shared_weights"] = share_weights(work, _float_graphs(manifest))
             _seal(work, manifest)
         umask = os.umask(0)
         os.umask(umask)
@@ -291,6 +301,15 @@ def _export_gate(gate: Any, root: Path) -> dict[str, Any]:
             "lambda_bounds": list(arrays.lambda_bounds) if arrays.lambda_bounds else None}
 
 
+def _float_graphs(manifest: dict[str, Any]) -> list[str]:
+    """The float graphs' file names: the source's, each domain's, the mixing ones."""
+    sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
+    if "mixture" in manifest:
+        sets.append(manifest["mixture"]["graphs"])
+    return [g["file"] for graphs in sets for entry in graphs.values()
+            for kind, g in entry.items() if not kind.endswith("_int8")]
+
+
 def _seal(root: Path, manifest: dict[str, Any]) -> None:
     """Record the SHA-256 of every graph (and of the gate's arrays) and write the
     manifest."""
@@ -301,8 +320,9 @@ def _seal(root: Path, manifest: dict[str, Any]) -> None:
         for entry in graphs.values():
             for graph in entry.values():
                 graph["sha256"] = file_digest(root / graph["file"])
-    if "gate" in manifest:
-        manifest["gate"]["sha256"] = file_digest(root / manifest["gate"]["file"])
+    for extra in ("gate", "shared_weights"):
+        if extra in manifest:
+            manifest[extra]["sha256"] = file_digest(root / manifest[extra]["file"])
     manifest["tables_sha256"] = file_digest(root / TABLES)
     atomic_write_bytes(root / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
 

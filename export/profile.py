@@ -19,7 +19,9 @@ For each width, encoder (analysis transform) and decoder (synthesis transform) s
   PyTorch (eager, inference mode), at 1 thread and at all threads.
 
 With ``eval_json`` (``slimcodec eval --json`` of the same model), each width carries its RD
-points, so rate, quality and cost stand in one table.
+points (bpp, PSNR, MS-SSIM, λ), and ``rd_source`` names the images they were measured on,
+so rate, quality and cost stand in one table; :func:`plot_profile` draws them, for one
+model or several side by side.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from .bundle import Bundle
 from .onnx_export import export_bundle, graph_modules, traceable_adapter
 
-__all__ = ["CONVENTION", "profile_model"]
+__all__ = ["CONVENTION", "plot_profile", "profile_model", "rd_span"]
 
 CONVENTION = ("MACs: one multiply-add = 1 MAC (fvcore's count for convolutions and linear "
               "layers); elementwise ops (GDN's square, sqrt and multiply, modulation, gain, "
@@ -186,7 +188,7 @@ def profile_model(
         raise ValueError(f"profile size {w}x{h} must be a multiple of 16")
     fp = prepare_model(model)
     widths = list(model.widths if widths is None else widths)
-    points = _eval_points(eval_json, fp.hex()) if eval_json else {}
+    points, rd_source = _eval_points(eval_json, fp.hex()) if eval_json else ({}, None)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(bundle) if bundle else export_bundle(
             model, Path(tmp) / "bundle", name, widths, adapters=[adapter] if adapter else ())
@@ -201,6 +203,8 @@ def profile_model(
                                             "in a child process, 1 thread, above its peak "
                                             "with the graph loaded",
                                   "threads_all": os.cpu_count(), "widths": []}
+        if rd_source is not None:
+            result["rd_source"] = rd_source
         if adapter is not None:
             result["adapter"] = {"domain": adapter.domain, "domain_id": domain,
                                  "method": adapter.method,
@@ -257,39 +261,107 @@ def profile_model(
     return result
 
 
-def _eval_points(path: str | os.PathLike, fp: str) -> dict[int, list[dict[str, Any]]]:
+def _eval_points(path: str | os.PathLike, fp: str) -> tuple[dict[int, list[dict[str, Any]]],
+                                                            dict[str, Any]]:
+    """Each width's RD points (bpp, PSNR, MS-SSIM, λ) from ``slimcodec eval --json``, and
+    what they were measured on: the images' names and sizes."""
     data = json.loads(Path(path).read_text())
     if data.get("fingerprint") != fp:
         raise ValueError(f"{path} evaluates another model (fingerprint {data.get('fingerprint')})")
     points: dict[int, list[dict[str, Any]]] = {}
     for p in data["points"]:
         points.setdefault(int(p["width"]), []).append(
-            {k: p[k] for k in ("bpp", "psnr", "lmbda") if k in p})
-    return points
+            {k: p[k] for k in ("bpp", "psnr", "ms_ssim", "lmbda") if k in p})
+    images = {r["image"]: r.get("size") for r in data.get("per_image", [])}
+    source = {"eval": str(path), "images": [{"image": Path(k).name, "size": v}
+                                            for k, v in sorted(images.items())]}
+    return points, source
 
 
-def plot_profile(profile: dict[str, Any], path: str | os.PathLike) -> None:
-    """Complexity against rate: decoder MACs per pixel over bpp, a curve per width (its λ
-    range for a variable-rate model); MACs per width alone without RD points."""
+def rd_span(entry: dict[str, Any]) -> tuple[float, float, float, float] | None:
+    """A width's lowest and highest bpp and PSNR over its RD points (None without)."""
+    pts = entry.get("points") or []
+    if not pts:
+        return None
+    return (min(p["bpp"] for p in pts), max(p["bpp"] for p in pts),
+            min(p["psnr"] for p in pts), max(p["psnr"] for p in pts))
+
+
+def _envelope(curves: list[list[tuple[float, float]]]) -> list[tuple[float, float]]:
+    """The best PSNR any curve reaches at each rate: each (bpp, PSNR) curve interpolated in
+    log rate on a common grid, the maximum taken where at least one covers the rate."""
+    lo = min(b for c in curves for b, _ in c)
+    hi = max(b for c in curves for b, _ in c)
+    grid = np.exp(np.linspace(np.log(lo), np.log(hi), 200))
+    best = np.full(grid.shape, -np.inf)
+    for c in curves:
+        b, q = zip(*sorted(c), strict=True)
+        inside = (grid >= b[0]) & (grid <= b[-1])
+        best[inside] = np.maximum(best[inside],
+                                  np.interp(np.log(grid[inside]), np.log(b), q))
+    return [(float(x), float(y)) for x, y in zip(grid, best, strict=True) if np.isfinite(y)]
+
+
+def plot_profile(profiles: dict[str, Any] | list[dict[str, Any]], path: str | os.PathLike
+                 ) -> None:
+    """What each width costs and buys, for one profile or several (one line style each):
+    left, PSNR against bpp per width (with ``--eval`` points), the envelope over the widths
+    dashed; right, each width's encoder and decoder MACs per pixel, its median onnxruntime
+    latencies (one thread) written beside them. Without RD points, the right panel alone."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    h, w = profile["size"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for entry in profile["widths"]:
-        macs = entry["decoder"]["macs"] / (h * w)
-        pts = sorted(p["bpp"] for p in entry.get("points", []))
-        if pts:
-            ax.plot(pts, [macs] * len(pts), marker="o", label=f"width {entry['width']}")
-        else:
-            ax.scatter([entry["width"]], [macs], label=f"width {entry['width']}")
-    ax.set(xlabel="bits per pixel" if any("points" in e for e in profile["widths"])
-           else "width", ylabel="decoder MACs per pixel", yscale="log",
-           title=f"{profile['model']}: complexity against rate")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    profiles = [profiles] if isinstance(profiles, dict) else list(profiles)
+    rd = any(e.get("points") for p in profiles for e in p["widths"])
+    fig, axes = plt.subplots(1, 2 if rd else 1, figsize=(13 if rd else 7, 5.5), squeeze=False)
+    cost_ax = axes[0][-1]
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D"]
+    for k, profile in enumerate(profiles):
+        h, w = profile["size"]
+        model = Path(profile["model"]).stem  # a model file's name, or the registered one
+        style, marker = styles[k % len(styles)], markers[k % len(markers)]
+        widths = [e["width"] for e in profile["widths"]]
+        for part, filled in (("encoder", False), ("decoder", True)):
+            macs = [e[part]["macs"] / (h * w) for e in profile["widths"]]
+            cost_ax.plot(widths, macs, linestyle=style, marker=marker,
+                         fillstyle="full" if filled else "none",
+                         label=f"{model}: {part}")
+            for e, m in zip(profile["widths"], macs, strict=True):
+                ms = e[part]["latency_ms"]["onnxruntime"]["threads_1"]["median"]
+                cost_ax.annotate(f"{ms:.3g} ms", (e["width"], m), fontsize=7,
+                                 textcoords="offset points", xytext=(4, -10 if filled else 4))
+        if not rd:
+            continue
+        ax = axes[0][0]
+        curves = []
+        for e in profile["widths"]:
+            pts = sorted((p["bpp"], p["psnr"]) for p in e.get("points", []))
+            if not pts:
+                continue
+            curves.append(pts)
+            dec = e["decoder"]["macs"] / (h * w) / 1e3
+            ms = e["decoder"]["latency_ms"]["onnxruntime"]["threads_1"]["median"]
+            ax.plot(*zip(*pts, strict=True), linestyle=style, marker=marker, markersize=4,
+                    label=f"{model} width {e['width']}: decoder {dec:.3g} kMAC/px, {ms:.3g} ms")
+        if curves:
+            env = _envelope(curves)
+            ax.plot(*zip(*env, strict=True), color="black", linestyle=style, linewidth=2.5,
+                    alpha=0.35, label=f"{model}: envelope over widths")
+    if rd:
+        ax = axes[0][0]
+        images = max(len((p.get("rd_source") or {}).get("images", [])) for p in profiles)
+        ax.set(xlabel="bits per pixel", ylabel="PSNR (dB)", xscale="log",
+               title=f"what each width buys (mean over {images} images)")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    h, w = profiles[0]["size"]
+    cost_ax.set(xlabel="width (channels)", ylabel="MACs per pixel", yscale="log",
+                title=f"what each width costs at {w}x{h} (latency: onnxruntime, 1 thread)")
+    cost_ax.grid(alpha=0.3, which="both")
+    cost_ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,6 +1,6 @@
 """``slimcodec select``: the width (and λ) that fits a budget with the best rate-distortion.
 
-Reads a profile (:mod:`export.profile`), no torch. A width fits when its encoder and decoder
+Reads a profile (:mod:`slimcodec_edge.profile`), no torch. A width fits when its encoder and decoder
 (``side``: either, or both) are within every limit given: latency (median, in the profile's
 runtime and thread setting), MACs, peak memory. Among the widths that fit:
 
@@ -9,7 +9,17 @@ runtime and thread setting), MACs, peak memory. Among the widths that fit:
   the target), and for a variable-rate model the λ that gives that rate (interpolated
   log-linearly between its points);
 * with ``target_psnr``: the width that reaches it at the lowest rate, and its λ;
-* with neither: the widest, the best quality the budget allows (its middle λ).
+* with neither: the widest, the best quality the budget allows (its middle λ);
+* with ``prefer="cost"`` and a target: the narrowest width that reaches it instead.
+
+**At the image's size.** A profile measures one image size. Given the size of the image
+being coded (``image_size``), latency, MACs and memory are scaled by its pixel count over
+the profile's: convolutions cost per pixel, and the runtimes code large images in tiles,
+so time grows in proportion (``benchmarks/deployment.py`` measures how well the scaled
+prediction holds at 0.25×, 1× and 4× the profiled size; section ``budget-scaling`` of
+``benchmarks/RESULTS.md``). Beyond that range (:data:`SCALE_RANGE`) the prediction is not
+measured: an image larger than 4× is refused in one line that says to profile at its size,
+and one smaller than 0.25× is budgeted at 0.25× (an upper bound of what it costs).
 
 Nothing fitting is a :class:`~slimcodec.errors.SlimcodecError` that names the narrowest
 width's cost against the limit it breaks. The command-line tools that take a budget
@@ -25,7 +35,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +43,47 @@ import numpy as np
 
 from slimcodec.errors import ModelMismatchError, SlimcodecError
 
-__all__ = ["Choice", "add_budget_arguments", "apply_budget", "check_profile", "has_budget",
-           "load_profile", "select_for", "select_width"]
+__all__ = ["SCALE_RANGE", "Choice", "add_budget_arguments", "apply_budget", "check_profile",
+           "has_budget", "load_profile", "select_for", "select_width"]
+
+#: The image sizes, relative to the profile's pixel count, over which scaled budgets were
+#: measured to hold (see the module docstring).
+SCALE_RANGE = (0.25, 4.0)
 
 
 @dataclass(frozen=True)
 class Choice:
+    """A selected width: its λ, the rate and PSNR expected from its own RD points (at the
+    target, when one was given), why it was chosen, and its own costs (``costs``: encoder
+    and decoder latency in ms, MACs and memory in MiB, scaled to the image when
+    ``scale`` ≠ 1) and measured RD range (``span``: lowest and highest bpp and PSNR)."""
+
     width: int
     lmbda: float | None
     bpp: float | None
     psnr: float | None
     reason: str
+    costs: dict[str, float] = field(default_factory=dict)
+    span: tuple[float, float, float, float] | None = None
+    scale: float = 1.0
+
+    def describe(self) -> str:
+        """The choice in a few lines, as ``slimcodec select`` prints it."""
+        rate = f", λ {self.lmbda:.6g}" if self.lmbda is not None else ""
+        lines = [f"width {self.width}{rate}: {self.reason}"]
+        if self.bpp is not None and self.psnr is not None:
+            lines.append(f"  expected: {self.bpp:.4f} bpp, {self.psnr:.2f} dB")
+        if self.span is not None:
+            lo, hi, qlo, qhi = self.span
+            lines.append(f"  its measured range: {lo:.4g}-{hi:.4g} bpp, {qlo:.2f}-{qhi:.2f} dB")
+        if self.costs:
+            c = self.costs
+            where = (f"scaled ×{self.scale:.3g} to the image" if self.scale != 1
+                     else "at the profile's size")
+            lines.append(f"  its cost ({where}): encoder {c['encoder_ms']:.4g} ms, decoder "
+                         f"{c['decoder_ms']:.4g} ms, {c['macs']:.3g} MACs, "
+                         f"{c['memory_mb']:.4g} MiB")
+        return "\n".join(lines)
 
 
 def load_profile(path: str | os.PathLike) -> dict[str, Any]:
@@ -86,6 +126,20 @@ def add_budget_arguments(p: argparse.ArgumentParser, required_profile: bool) -> 
                    help="which side must fit the limits (default: %(default)s)")
     g.add_argument("--all-threads", action="store_true",
                    help="use the all-thread latencies (default: one thread)")
+    if required_profile:  # select: the coders know the image's size themselves
+        g.add_argument("--image-size", type=_size, metavar="WxH",
+                       help="scale the profile's figures to an image of this size")
+
+
+def _size(text: str) -> tuple[int, int]:
+    """``WxH`` as (height, width)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WxH") from None
+    if w <= 0 or h <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive size")
+    return h, w
 
 
 def has_budget(args: argparse.Namespace) -> bool:
@@ -94,31 +148,37 @@ def has_budget(args: argparse.Namespace) -> bool:
 
 def select_for(args: argparse.Namespace, target_bpp: float | None = None,
                target_psnr: float | None = None, fingerprint: bytes | None = None,
-               domain_id: int = 0) -> Choice:
+               domain_id: int = 0, image_size: tuple[int, int] | None = None,
+               prefer: str = "quality") -> Choice:
     """:func:`select_width` for the options of :func:`add_budget_arguments`; with
-    ``fingerprint``, the profile is first checked to be of that model (and domain)."""
+    ``fingerprint``, the profile is first checked to be of that model (and domain); with
+    ``image_size`` (or ``--image-size``), the figures are scaled to that image."""
     profile = load_profile(args.profile)
     if fingerprint is not None:
         check_profile(profile, fingerprint, domain_id)
     return select_width(profile, args.max_latency_ms, args.max_macs, args.max_memory_mb,
                         target_bpp, target_psnr, args.side,
-                        threads="threads_all" if args.all_threads else "threads_1")
+                        threads="threads_all" if args.all_threads else "threads_1",
+                        image_size=image_size or getattr(args, "image_size", None),
+                        prefer=prefer)
 
 
 def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 0,
                  lambda_range: Callable[[int], tuple[float, float]] | None = None,
-                 rate_given: bool = False) -> Choice | None:
+                 rate_given: bool = False, image_size: tuple[int, int] | None = None
+                 ) -> Choice | None:
     """A coder's budget: with one in ``args``, select from its profile (checked to be of
-    ``fingerprint``'s model) and set ``args.width``; for a variable-rate model
-    (``lambda_range``) with no rate option given, ``args.lmbda`` too, within the width's
-    range. None without a budget."""
+    ``fingerprint``'s model), its figures scaled to ``image_size`` (height, width), and set
+    ``args.width``; for a variable-rate model (``lambda_range``) with no rate option given,
+    ``args.lmbda`` too, within the width's range. None without a budget."""
     if not has_budget(args):
         return None
     if not args.profile:
         raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
     if args.width is not None:
         raise SlimcodecError("give --width or a budget, not both")
-    choice = select_for(args, fingerprint=fingerprint, domain_id=domain_id)
+    choice = select_for(args, fingerprint=fingerprint, domain_id=domain_id,
+                        image_size=image_size)
     args.width = choice.width
     if lambda_range is not None and not rate_given and choice.lmbda is not None:
         lo, hi = lambda_range(choice.width)
@@ -126,18 +186,54 @@ def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 
     return choice
 
 
-def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: str) -> float:
+def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: str,
+          scale: float = 1.0) -> float:
     parts = ("encoder", "decoder") if side == "both" else (side,)
-    values = []
-    for part in parts:
-        p = entry[part]
-        if what == "latency":
-            values.append(p["latency_ms"][runtime][threads]["median"])
-        elif what == "macs":
-            values.append(p["macs"])
-        else:
-            values.append(p["peak_memory_bytes"] / 2**20)
-    return max(values)
+    return max(_part_cost(entry[part], what, runtime, threads) for part in parts) * scale
+
+
+def _part_cost(p: dict[str, Any], what: str, runtime: str, threads: str) -> float:
+    if what == "latency":
+        return p["latency_ms"][runtime][threads]["median"]
+    if what == "macs":
+        return p["macs"]
+    return p["peak_memory_bytes"] / 2**20
+
+
+def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> float:
+    """The image's pixel count over the profile's; refused outside :data:`SCALE_RANGE`."""
+    if image_size is None:
+        return 1.0
+    h0, w0 = profile.get("size", (0, 0))
+    h, w = image_size
+    if not h0 * w0:
+        raise SlimcodecError("the profile does not say what image size it measured")
+    scale = (h * w) / (h0 * w0)
+    lo, hi = SCALE_RANGE
+    if scale > hi:
+        raise SlimcodecError(
+            f"a {w}x{h} image is {scale:.3g}x the profile's {w0}x{h0} pixels, beyond the "
+            f"{hi:g}x its figures were measured to scale to: profile at this size "
+            f"(slimcodec profile --size {w}x{h})")
+    # Smaller images are not measured to cost less than this (fixed costs dominate there):
+    # costs stay those of the smallest size measured, an upper bound.
+    return max(scale, lo)
+
+
+def _choice(entry: dict[str, Any], lmbda: float | None, bpp: float | None,
+            psnr: float | None, reason: str, runtime: str, threads: str, scale: float
+            ) -> Choice:
+    """A :class:`Choice` with the width's own costs and measured RD range."""
+    costs = {"encoder_ms": _part_cost(entry["encoder"], "latency", runtime, threads) * scale,
+             "decoder_ms": _part_cost(entry["decoder"], "latency", runtime, threads) * scale,
+             "macs": (entry["encoder"]["macs"] + entry["decoder"]["macs"]) * scale,
+             "memory_mb": _cost(entry, "both", "memory", runtime, threads, scale)}
+    points = entry.get("points") or []
+    span = (min(p["bpp"] for p in points), max(p["bpp"] for p in points),
+            min(p["psnr"] for p in points), max(p["psnr"] for p in points)) if points else None
+    if scale != 1:
+        reason += f"; costs scaled ×{scale:.3g} from the profile's size to the image's"
+    return Choice(entry["width"], lmbda, bpp, psnr, reason, costs, span, scale)
 
 
 def _at_rate(points: list[dict[str, Any]], bpp: float) -> tuple[float, float] | None:
@@ -178,33 +274,44 @@ def select_width(
     side: str = "both",
     runtime: str = "onnxruntime",
     threads: str = "threads_1",
+    image_size: tuple[int, int] | None = None,
+    prefer: str = "quality",
 ) -> Choice:
-    """The best width for the limits and target (see the module docstring)."""
+    """The best width for the limits and target (see the module docstring); ``image_size``
+    (height, width): the image being coded, to which the profile's figures are scaled."""
     if side not in ("encoder", "decoder", "both"):
         raise ValueError(f"side must be encoder, decoder or both, not {side!r}")
     if target_bpp is not None and target_psnr is not None:
         raise ValueError("give at most one of target_bpp and target_psnr")
+    if prefer not in ("quality", "cost"):
+        raise ValueError(f"prefer must be quality or cost, not {prefer!r}")
+    scale = _scale(profile, image_size)
     limits = {"latency": max_latency_ms, "macs": max_macs, "memory": max_memory_mb}
     units = {"latency": "ms", "macs": "MACs", "memory": "MiB"}
     fitting, broken = [], []
     for entry in sorted(profile["widths"], key=lambda e: e["width"]):
-        over = [(what, _cost(entry, side, what, runtime, threads), limit)
-                for what, limit in limits.items()
-                if limit is not None and _cost(entry, side, what, runtime, threads) > limit]
+        over = [(what, cost, limit) for what, limit in limits.items() if limit is not None
+                and (cost := _cost(entry, side, what, runtime, threads, scale)) > limit]
         (broken if over else fitting).append((entry, over))
     if not fitting:
         entry, over = broken[0]
         what, cost, limit = over[0]
+        at = " at this image's size" if scale != 1 else ""
         raise SlimcodecError(f"no width fits: the narrowest, {entry['width']}, needs "
-                             f"{cost:.4g} {units[what]} of {what} ({side}), over the limit "
-                             f"of {limit:g}")
+                             f"{cost:.4g} {units[what]} of {what} ({side}){at}, over the "
+                             f"limit of {limit:g}")
     candidates = [e for e, _ in fitting]
+
+    def chosen(entry: dict[str, Any], lmbda: float | None, bpp: float | None,
+               psnr: float | None, reason: str) -> Choice:
+        return _choice(entry, lmbda, bpp, psnr, reason, runtime, threads, scale)
+
     if target_bpp is None and target_psnr is None:
         best = candidates[-1]
         points = best.get("points", [])
         lmbdas = sorted(p["lmbda"] for p in points if "lmbda" in p)
         lmbda = float(math.sqrt(lmbdas[0] * lmbdas[-1])) if lmbdas else None
-        return Choice(best["width"], lmbda, None, None,
+        return chosen(best, lmbda, None, None,
                       f"widest of {len(candidates)} widths within the limits")
     if not all(e.get("points") for e in candidates):
         raise SlimcodecError("a rate or quality target needs RD points in the profile "
@@ -215,10 +322,14 @@ def select_width(
         if not scored:
             raise SlimcodecError(f"no width within the limits reaches {target_bpp:g} bpp: "
                                  f"they cover {_span(candidates, 'bpp')}")
-        (psnr, bpp), best = max(scored, key=lambda s: s[0][0])
+        if prefer == "cost":
+            (psnr, bpp), best = scored[0]  # narrowest first
+            why = "narrowest width within the limits"
+        else:
+            (psnr, bpp), best = max(scored, key=lambda s: s[0][0])
+            why = "highest PSNR of the widths within the limits"
         lmbda = _interp_lambda(best["points"], "bpp", target_bpp)
-        return Choice(best["width"], lmbda, bpp, psnr,
-                      f"highest PSNR at {target_bpp:g} bpp of the widths within the limits")
+        return chosen(best, lmbda, bpp, psnr, f"{why} at {target_bpp:g} bpp")
     reach = []
     for e in candidates:
         pts = sorted((p["psnr"], p["bpp"]) for p in e["points"])
@@ -228,7 +339,11 @@ def select_width(
     if not reach:
         raise SlimcodecError(f"no width within the limits reaches {target_psnr:g} dB: they "
                              f"cover {_span(candidates, 'psnr')}")
-    bpp, best = min(reach, key=lambda r: r[0])
+    if prefer == "cost":
+        bpp, best = reach[0]
+        why = "narrowest width within the limits reaching"
+    else:
+        bpp, best = min(reach, key=lambda r: r[0])
+        why = "lowest rate of the widths within the limits reaching"
     lmbda = _interp_lambda(best["points"], "psnr", target_psnr)
-    return Choice(best["width"], lmbda, bpp, target_psnr,
-                  f"lowest rate reaching {target_psnr:g} dB of the widths within the limits")
+    return chosen(best, lmbda, bpp, target_psnr, f"{why} {target_psnr:g} dB")

@@ -11,7 +11,7 @@ from PIL import Image
 
 from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import RateError, UnknownModelError
+from slimcodec.errors import UnknownModelError
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import DEFAULT_MODEL, find_by_fingerprint, is_model_path, retired_writer
 
@@ -48,7 +48,8 @@ def _limited(codec: Codec, max_pixels: int | None) -> Codec:
 
 def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL,
              *, quality: float | None = None, target_bpp: float | None = None,
-             target_psnr: float | None = None, lmbda: float | None = None, refine: int = 0,
+             target_size: int | None = None, target_psnr: float | None = None,
+             lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
@@ -56,9 +57,10 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     The rate, one of (none: the middle of the width's range):
 
     - ``quality``: 1-100, mapped monotonically onto the width's λ range;
-    - ``target_bpp`` / ``target_psnr``: the λ that reaches it, searched over a few encoder
-      passes (:func:`~slimcodec.rate_control.encode_to_target`); without ``width``, the
-      width too (the cheapest that reaches the target);
+    - ``target_bpp`` / ``target_size`` (the file's bytes) / ``target_psnr``: the λ that
+      reaches it, searched over a few encoder passes
+      (:func:`~slimcodec.rate_control.encode_to_target`); without ``width``, the width too:
+      the widest that reaches the target (``prefer="cost"``: the narrowest);
     - ``lmbda``: the rate-distortion weight itself.
 
     ``width``: one of the model's (default: the model's current width, the widest for a
@@ -69,29 +71,23 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`). A rate the model cannot reach, or two
     rate settings at once, raise :class:`RateError`.
     """
-    from slimcodec.rate_control import encode_to_target, quality_to_lambda
+    from slimcodec.rate_control import encode_with_rate
 
-    given = [k for k, v in (("quality", quality), ("target_bpp", target_bpp),
-                            ("target_psnr", target_psnr), ("lmbda", lmbda)) if v is not None]
-    if len(given) > 1:
-        raise RateError(f"give one rate setting, not {' and '.join(given)}")
     codec = codec_for(model, max_pixels)
+    rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
     if max_latency_ms is not None:
-        width = _width_for_latency(codec, width, max_latency_ms, profile)
-    if target_bpp is not None or target_psnr is not None:
-        rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
-        data, _ = encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
-                                   refine=refine)
-        return data
-    if quality is not None:
-        lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
-    return codec.encode(image, width, lmbda, refine)
+        width = _width_for_latency(codec, width, max_latency_ms, profile, rgb.shape[:2])
+    data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,
+                               target_bpp=target_bpp, target_size=target_size,
+                               target_psnr=target_psnr, refine=refine, prefer=prefer)
+    return data
 
 
 def _width_for_latency(codec: Codec, width: int | None, max_latency_ms: float,
-                       profile: str | os.PathLike | None) -> int:
-    """The widest width of ``codec`` whose profiled latency fits (export.select's choice)."""
-    from export.select import check_profile, load_profile, select_width
+                       profile: str | os.PathLike | None, image_size: tuple[int, int]) -> int:
+    """The widest width of ``codec`` whose profiled latency, scaled to the image's size,
+    fits (slimcodec_edge.select's choice)."""
+    from slimcodec_edge.select import check_profile, load_profile, select_width
 
     if profile is None:
         raise ValueError("max_latency_ms needs profile=, a `slimcodec profile --json` file")
@@ -99,7 +95,7 @@ def _width_for_latency(codec: Codec, width: int | None, max_latency_ms: float,
         raise ValueError("give width or max_latency_ms, not both")
     measured = load_profile(profile)
     check_profile(measured, codec.fingerprint)
-    return select_width(measured, max_latency_ms=max_latency_ms).width
+    return select_width(measured, max_latency_ms=max_latency_ms, image_size=image_size).width
 
 
 def read_header(data: bytes) -> Header:

@@ -56,13 +56,9 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from export.select import select_for
+    from slimcodec_edge.select import select_for
 
-    choice = select_for(args, args.target_bpp, args.target_psnr)
-    rate = f", λ {choice.lmbda:.6g}" if choice.lmbda is not None else ""
-    expect = (f" (expected {choice.bpp:.4f} bpp, {choice.psnr:.2f} dB)"
-              if choice.bpp is not None and choice.psnr is not None else "")
-    print(f"width {choice.width}{rate}{expect}: {choice.reason}")
+    print(select_for(args, args.target_bpp, args.target_psnr, prefer=args.prefer).describe())
     return 0
 
 
@@ -89,7 +85,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def light_parser() -> argparse.ArgumentParser:
     """Every command is listed (``slimcodec --help``); only the light ones are built here."""
-    from export.select import add_budget_arguments  # numpy only
+    from slimcodec_edge.select import add_budget_arguments  # numpy only
 
     p = argparse.ArgumentParser(
         prog="slimcodec", description="Width-switchable learned image codecs for edge devices.")
@@ -105,6 +101,9 @@ def light_parser() -> argparse.ArgumentParser:
     add_budget_arguments(se, required_profile=True)
     se.add_argument("--target-bpp", type=float)
     se.add_argument("--target-psnr", type=float)
+    se.add_argument("--prefer", default="quality", choices=["quality", "cost"],
+                    help="with a target: the width of the best quality there, or the "
+                         "narrowest that reaches it (default: %(default)s)")
     se.set_defaults(func=cmd_select)
     ls = sub.add_parser("models", help=HELP["models"])
     ls.set_defaults(func=cmd_models)

@@ -18,22 +18,30 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
-from slimcodec.bitstream import Header, RateKind, unpack
+from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
 from slimcodec.data import sample_image
 from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
 from slimcodec.gating import GATES
-from slimcodec.rate_control import DEFAULT_MAX_PASSES, encode_to_target, quality_to_lambda
+from slimcodec.rate_control import (
+    RATE_OPTIONS,
+    add_rate_arguments,
+    coded_summary,
+    encode_with_rate,
+    quality_to_lambda,
+    rate_arguments,
+)
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.console import HELP, run_command, summary
-from slimcodec.utils.image import ImageLike, find_images, image_argument, load_rgb
+from slimcodec.utils.image import find_images, image_argument, load_rgb
 from slimcodec.utils.io import (
     atomic_write_bytes,
     check_not_input,
@@ -66,27 +74,28 @@ def _write_json(path: str, obj: Any) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None) -> None:
+def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None,
+                  image_size: tuple[int, int]) -> None:
     """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
     variable-rate model without another rate option, --lmbda) from the profile, which must
-    be this model's; a target then searches λ at that width."""
-    from export.select import apply_budget
+    be this model's, its figures scaled to the image; a target then searches λ at that
+    width."""
+    from slimcodec_edge.select import apply_budget
 
     # A gate's choice is per image: budget the source codec.
     domain_id = codec.adapter_for(domain).domain_id if domain not in (None, *GATES) else 0
-    rate_given = any(v is not None for v in (args.lmbda, args.quality, args.target_bpp,
-                                             args.target_psnr))
+    rate_given = any(getattr(args, o) is not None for o in RATE_OPTIONS)
     choice = apply_budget(args, codec.fingerprint, domain_id,
-                          codec.lambda_range if codec.variable_rate else None, rate_given)
-    if args.verbose and choice is not None:
+                          codec.lambda_range if codec.variable_rate else None, rate_given,
+                          image_size)
+    if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
 
 
-def _encode_refined(args: argparse.Namespace, codec: Codec, source: ImageLike,
-                    lmbda: float | None,
-                    steps: int, domain: str | None) -> bytes:
+def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
+                    grayscale: bool, lmbda: float | None, steps: int, domain: str | None
+                    ) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
-    rgb, grayscale = load_rgb(source, max_pixels=codec.max_pixels)
     tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
                       for side in rgb.shape[:2])
     report: dict[str, Any] = {}
@@ -142,35 +151,29 @@ def cmd_compress(args: argparse.Namespace) -> int:
     codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
                        args.gate)
     domain = _domain(args, codec)
-    _apply_budget(args, codec, domain)
-    rate_options = [o for o in ("lmbda", "quality", "target_bpp", "target_psnr")
-                    if getattr(args, o) is not None]
-    if len(rate_options) > 1:
-        raise SlimcodecError("give one of --lmbda, --quality, --target-bpp, --target-psnr")
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
-    source = image_argument(args.input)
-    if args.target_bpp is not None or args.target_psnr is not None:
-        rgb, grayscale = load_rgb(source, max_pixels=codec.max_pixels)
-        data, search = encode_to_target(codec, rgb, args.target_bpp, args.target_psnr,
-                                        args.width, grayscale, max_passes=args.max_passes,
-                                        refine=steps, domain=domain)
-        if args.verbose:
-            print(f"rate control: {search.describe()}", file=sys.stderr)
-    else:
+    rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
+    _apply_budget(args, codec, domain, rgb.shape[:2])
+    search = None
+    if steps and not _searching(args):  # the one pass gets a progress bar
         lmbda = args.lmbda
         if args.quality is not None:
             lmbda = quality_to_lambda(codec, codec.resolve_width(args.width), args.quality)
-        if steps:
-            data = _encode_refined(args, codec, source, lmbda, steps, domain)
-        else:
-            data = codec.encode(source, args.width, lmbda, domain=domain)
+        data = _encode_refined(args, codec, rgb, grayscale, lmbda, steps, domain)
+    else:
+        data, search = encode_with_rate(codec, rgb, grayscale, args.width, refine=steps,
+                                        domain=domain, **rate_arguments(args))
+        if args.verbose and search is not None:
+            print(f"rate control: {search.describe()}", file=sys.stderr)
     write_output(args.output, lambda f: f.write(data))
-    header = unpack(data).header
-    h, w = header.image_size
-    rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
-    summary(args.output, f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp, "
-                         f"{w}x{h}, width {header.width}{rate}{_domain_words(codec, header)}")
+    summary(args.output, coded_summary(data, search) +
+            _domain_words(codec, unpack(data).header))
     return 0
+
+
+def _searching(args: argparse.Namespace) -> bool:
+    return any(getattr(args, o) is not None for o in ("target_bpp", "target_size",
+                                                       "target_psnr"))
 
 
 def _domain_words(codec: Codec, header: Header) -> str:
@@ -337,7 +340,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from export.onnx_export import export_bundle  # the deployment wing, loaded on demand
+    from slimcodec_edge.onnx_export import export_bundle  # the deployment wing, loaded on demand
 
     if args.int8 and not args.calibration:
         raise SlimcodecError("--int8 needs --calibration DIR (images to calibrate on)")
@@ -354,7 +357,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         gate = load_gate(args.gate, model, {a.domain_id: a for a in adapters})
     out = export_bundle(model, args.output, str(args.model), args.widths,
                         args.calibration if args.int8 else None, adapters=adapters,
-                        rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate)
+                        rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate,
+                        shared_weights=not args.no_shared_weights)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"
@@ -373,12 +377,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    from export.profile import plot_profile, profile_model
+    from slimcodec_edge.profile import plot_profile, profile_model, rd_span
+    from slimcodec_edge.select import load_profile
 
     w, h = _size(args.size)
     if args.eval:
         check_not_input(args.json, args.eval)
     check_writable(args.json)
+    others = [load_profile(path) for path in args.compare or ()]  # before the work
     model = load_model(args.model)
     adapter = None
     if args.adapter:
@@ -389,22 +395,30 @@ def cmd_profile(args: argparse.Namespace) -> int:
                            args.eval, adapter=adapter)
     _write_json(args.json, result)
     if args.plot:
-        plot_profile(result, args.plot)
+        plot_profile([result, *others], args.plot)
     domain = f", with domain {adapter.domain!r} ({adapter.method})" if adapter else ""
     print(f"{args.json}: {result['model']} at {w}x{h}{domain}; {result['convention']}")
+    source = result.get("rd_source")
+    rd = source is not None
     print(f"{'width':>5} {'enc MMAC':>9} {'dec MMAC':>9} {'params':>9} {'enc ms':>7} "
-          f"{'dec ms':>7} {'dec MiB':>8}")
+          f"{'dec ms':>7} {'dec MiB':>8}" + (f" {'bpp':>13} {'PSNR dB':>13}" if rd else ""))
     for e in result["widths"]:
         enc, dec = e["encoder"], e["decoder"]
         ort_ms = lambda p: p["latency_ms"]["onnxruntime"]["threads_1"]["median"]  # noqa: E731
+        span = rd_span(e)
+        rd_cols = (f" {span[0]:>6.3f}-{span[1]:<6.3f} {span[2]:>6.2f}-{span[3]:<6.2f}"
+                   if span else f" {'n/a':>13} {'n/a':>13}") if rd else ""
         print(f"{e['width']:>5} {enc['macs'] / 1e6:>9.0f} {dec['macs'] / 1e6:>9.0f} "
               f"{dec['params']['total']:>9} {ort_ms(enc):>7.1f} {ort_ms(dec):>7.1f} "
-              f"{dec['peak_memory_bytes'] / 2**20:>8.1f}")
+              f"{dec['peak_memory_bytes'] / 2**20:>8.1f}{rd_cols}")
+    if rd:
+        print(f"bpp and PSNR: the width's range over {len(source['images'])} images "
+              f"({args.eval})")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from export.select import add_budget_arguments  # numpy only: cheap to load
+    from slimcodec_edge.select import add_budget_arguments  # numpy only: cheap to load
 
     p = argparse.ArgumentParser(prog="slimcodec")
     sub = p.add_subparsers(dest="command", required=True)
@@ -417,18 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True, help=".slc file ('-': standard output)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
-    rate = c.add_argument_group("rate (variable-rate models; one of these)")
-    rate.add_argument("--lmbda", type=float,
-                      help="the rate-distortion weight λ, within the width's range "
-                           "(default: the middle of it)")
-    rate.add_argument("--quality", type=float,
-                      help="1-100, mapped monotonically onto the width's λ range in log scale")
-    rate.add_argument("--target-bpp", type=float,
-                      help="search λ (and, without --width, the cheapest width) for this rate")
-    rate.add_argument("--target-psnr", type=float,
-                      help="search λ (and, without --width, the cheapest width) for this PSNR")
-    rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
-                      help="encoder passes per width for a target search (default: %(default)s)")
+    add_rate_arguments(c)
     c.add_argument("--refine", type=int, nargs="?", const=DEFAULT_REFINE_STEPS,
                    help="refine the latent for this image with STEPS gradient steps "
                         f"(alone: {DEFAULT_REFINE_STEPS}); the decoder is unchanged")
@@ -600,6 +603,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--int8", action="store_true",
                    help="also statically quantised int8 graphs (needs --calibration)")
     x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
+    x.add_argument("--no-shared-weights", action="store_true",
+                   help="each graph holds its own weights (about twice the bytes) instead "
+                        "of slicing one weights.bin")
     x.add_argument("--adapter", action="append",
                    help="domain adapter file to build in (repeatable): float graphs per width "
                         "that code and decode that domain's files")
@@ -616,7 +622,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--adapter", help="profile the codec adapted by this domain adapter file "
                                       "(what `select` must budget for when coding that domain)")
     pr.add_argument("--json", required=True, help="write the profile here")
-    pr.add_argument("--plot", help="complexity-against-rate plot (PNG)")
+    pr.add_argument("--plot", help="plot (PNG): PSNR against bpp per width with --eval, "
+                    "and each width's MACs and latency")
+    pr.add_argument("--compare", nargs="+", metavar="PROFILE.json",
+                    help="other models' profiles (slimcodec profile --json) on the same plot")
     pr.set_defaults(func=cmd_profile)
 
     return p

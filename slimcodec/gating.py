@@ -1,7 +1,7 @@
 r"""The learned gate's inference in numpy: what both encoders run, torch's and the edge's.
 
 :class:`slimcodec.adaptation.DomainGate` trains the gate (Presta et al., DCC 2024) in torch;
-:class:`slimcodec.codec.Codec` and the edge runtime (:class:`export.edge.EdgeCodec`, which
+:class:`slimcodec.codec.Codec` and the edge runtime (:class:`slimcodec_edge.edge.EdgeCodec`, which
 has no torch) predict with the same arrays and the same arithmetic from here, so that one
 latent gives one set of weights in either. The gate's features of a latent :math:`y`
 (before rounding): for each of the first ``channels`` channels, :math:`\log(1 +

@@ -17,10 +17,23 @@ whenever interpolation stalls). Every pass is one real encode (bpp counts the wh
 container); PSNR targets also decode. The search stops within ``tolerance`` of the target or
 after ``max_passes`` passes per width, and keeps the pass nearest the target.
 
-Unless a width is given, the search takes the cheapest width that can reach the target:
-widths are tried narrowest first, and a width whose range does not reach the target costs
-one pass to find out. A target no width reaches raises :class:`RateError` naming the range
-that can be reached on that image.
+Unless a width is given, the search also picks the width. By default (``prefer="quality"``)
+widths are tried widest first, so the target is met by the widest width that reaches it:
+at the same rate a wider width codes at least as well over their common range (the
+``hyperprior`` and ``variable_rate`` sections of ``benchmarks/RESULTS.md``; 0.3 bpp on
+``slimcae-hp`` is 33.8 dB at width 192 and 32.1 at width 96, the narrowest that reaches
+it). ``prefer="cost"`` tries them narrowest first: the cheapest width that reaches the
+target, for a device that must save time. A width whose range does not reach the target
+costs one or two passes to find out. A target no width reaches raises :class:`RateError`
+naming the range that can be reached on that image.
+
+**One entry point for every rate setting.** :func:`encode_with_rate` takes one of ``lmbda``,
+``quality``, ``target_bpp``, ``target_size`` (bytes of the whole file) and ``target_psnr``,
+and codes with any codec that has this module's few methods (:class:`RateCodec`): the
+PyTorch :class:`~slimcodec.codec.Codec` and the torch-free
+:class:`~slimcodec_edge.edge.runtime.EdgeCodec` run the same search, as ``slimcodec compress`` and
+``slimcodec-edge encode`` share their options (:func:`add_rate_arguments`). This module
+imports numpy alone.
 
 **With refinement or an adapter.** ``refine`` and ``domain`` are passed to every pass
 (:meth:`~slimcodec.codec.Codec.encode_rgb`), so the search measures the very file it
@@ -32,24 +45,53 @@ weighting it tries).
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-from slimcodec.bitstream import unpack
-from slimcodec.codec import Codec
+from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
 from slimcodec.utils.metrics import psnr
 
-__all__ = ["RateSearch", "encode_to_target", "lambdas_for_eval", "quality_to_lambda"]
+__all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
+           "coded_summary", "encode_to_target", "encode_with_rate", "lambdas_for_eval",
+           "quality_to_lambda"]
 
 DEFAULT_TOLERANCE = 0.01  # relative, for bpp; PSNR targets use 0.02 dB
 DEFAULT_MAX_PASSES = 10
+#: The rate settings, at most one per encode.
+RATE_OPTIONS = ("lmbda", "quality", "target_bpp", "target_size", "target_psnr")
+#: Which width a target search takes when none is given (see the module docstring).
+PREFER = ("quality", "cost")
 
 
-def quality_to_lambda(codec: Codec, width: int, quality: float) -> float:
+class RateCodec(Protocol):
+    """What rate control needs of a codec (:class:`slimcodec.codec.Codec` and
+    :class:`slimcodec_edge.edge.runtime.EdgeCodec` both have it)."""
+
+    name: str
+
+    @property
+    def widths(self) -> Sequence[int]: ...
+
+    @property
+    def variable_rate(self) -> bool: ...
+
+    def lambda_range(self, width: int) -> tuple[float, float]: ...
+
+    def resolve_width(self, width: int | None) -> int: ...
+
+    def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
+                   lmbda: float | None = None, *args: Any, **kwargs: Any) -> bytes: ...
+
+    def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]: ...
+
+
+def quality_to_lambda(codec: RateCodec, width: int, quality: float) -> float:
     """λ for a quality setting 1-100 at ``width`` (see the module docstring)."""
     if not 1 <= quality <= 100:
         raise RateError(f"quality {quality:g} is outside 1..100")
@@ -75,7 +117,7 @@ class RateSearch:
 
 
 def encode_to_target(
-    codec: Codec,
+    codec: RateCodec,
     rgb: np.ndarray,
     target_bpp: float | None = None,
     target_psnr: float | None = None,
@@ -85,11 +127,13 @@ def encode_to_target(
     max_passes: int = DEFAULT_MAX_PASSES,
     refine: int = 0,
     domain: str | None = None,
+    prefer: str = "quality",
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp`` or ``target_psnr``.
 
-    ``refine`` (latent refinement steps) and ``domain`` (an adapter's, or ``"auto"``) apply
-    to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
+    ``refine`` (latent refinement steps, PyTorch codec only) and ``domain`` (an adapter's,
+    or ``"auto"``) apply to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
+    Without ``width``, ``prefer`` says which width (see the module docstring).
     """
     if not codec.variable_rate:
         raise RateError(f"{codec.name} is single-rate: targets need a variable-rate model")
@@ -100,13 +144,16 @@ def encode_to_target(
         raise RateError(f"target {target} is not a positive number")
     if max_passes < 2:
         raise ValueError("max_passes must be at least 2 (the range's two ends)")
+    if prefer not in PREFER:
+        raise ValueError(f"prefer must be one of {PREFER}, not {prefer!r}")
     by_psnr = target_psnr is not None
     tol = tolerance if tolerance is not None else (0.02 if by_psnr else DEFAULT_TOLERANCE)
     pixels = rgb.shape[0] * rgb.shape[1]
     tried: list[tuple[int, float, float, float | None]] = []
 
     def measure(w: int, lmbda: float) -> tuple[bytes, float, float | None]:
-        data = codec.encode_rgb(rgb, w, grayscale, lmbda, refine, domain=domain)
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=domain,
+                                **({"refine": refine} if refine else {}))
         bpp = 8 * len(data) / pixels
         quality = psnr(rgb, codec.decode_rgb(data)[0]) if by_psnr else None
         tried.append((w, unpack(data).header.rate, bpp, quality))
@@ -115,7 +162,8 @@ def encode_to_target(
     def value(bpp: float, quality: float | None) -> float:
         return quality if by_psnr else bpp  # type: ignore[return-value]
 
-    widths = [codec.resolve_width(width)] if width is not None else sorted(codec.widths)
+    widths = ([codec.resolve_width(width)] if width is not None else
+              sorted(codec.widths, reverse=prefer == "quality"))
     ends: list[float] = []  # every range end measured, for the message when none reaches
     for w in widths:
         found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends)
@@ -133,7 +181,7 @@ def encode_to_target(
 
 
 def _search(
-    codec: Codec,
+    codec: RateCodec,
     width: int,
     target: float,
     tol: float,
@@ -185,9 +233,91 @@ def _axis(v: float, by_psnr: bool) -> float:
     return v if by_psnr else math.log(max(v, 1e-9))
 
 
-def lambdas_for_eval(codec: Codec, width: int, count: int = 5) -> Sequence[float]:
+def lambdas_for_eval(codec: RateCodec, width: int, count: int = 5) -> Sequence[float]:
     """``count`` λ spread log-evenly over the width's range (``slimcodec eval``'s default)."""
     lo, hi = codec.lambda_range(width)
     if count == 1:
         return [math.sqrt(lo * hi)]
     return [math.exp(math.log(lo) + i / (count - 1) * math.log(hi / lo)) for i in range(count)]
+
+
+def encode_with_rate(
+    codec: RateCodec,
+    rgb: np.ndarray,
+    grayscale: bool = False,
+    width: int | None = None,
+    *,
+    lmbda: float | None = None,
+    quality: float | None = None,
+    target_bpp: float | None = None,
+    target_size: int | None = None,
+    target_psnr: float | None = None,
+    refine: int = 0,
+    domain: str | None = None,
+    max_passes: int = DEFAULT_MAX_PASSES,
+    prefer: str = "quality",
+) -> tuple[bytes, RateSearch | None]:
+    """Encode ``rgb`` with at most one rate setting (none: the width's middle λ).
+
+    ``target_size`` is the whole file's size in bytes (searched as the bpp it means for this
+    image). Returns the file and, for a target, what the search did. Two settings at once,
+    or a setting a single-rate model cannot take, raise :class:`RateError`.
+    """
+    given = [name for name, value in zip(RATE_OPTIONS, (lmbda, quality, target_bpp,
+                                                       target_size, target_psnr), strict=True)
+             if value is not None]
+    if len(given) > 1:
+        raise RateError(f"give one rate setting, not {' and '.join(given)}")
+    if target_size is not None:
+        if not target_size > 0:
+            raise RateError(f"target size {target_size} is not a positive number of bytes")
+        target_bpp = 8 * target_size / (rgb.shape[0] * rgb.shape[1])
+    if target_bpp is not None or target_psnr is not None:
+        return encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
+                                max_passes=max_passes, refine=refine, domain=domain,
+                                prefer=prefer)
+    if quality is not None:
+        lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
+    data = codec.encode_rgb(rgb, width, grayscale, lmbda, domain=domain,
+                            **({"refine": refine} if refine else {}))
+    return data, None
+
+
+def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rate options of ``slimcodec compress`` and ``slimcodec-edge encode`` (one of)."""
+    # Not argparse's exclusive group: two settings get RateError's one line, as elsewhere.
+    rate = parser.add_argument_group("rate (variable-rate models; one of these)")
+    rate.add_argument("--lmbda", type=float,
+                       help="the rate-distortion weight λ, within the width's range "
+                            "(default: the middle of it)")
+    rate.add_argument("--quality", type=float,
+                       help="1-100, mapped monotonically onto the width's λ range in log scale")
+    rate.add_argument("--target-bpp", type=float,
+                       help="search λ (and, without --width, the width) for this rate")
+    rate.add_argument("--target-size", type=int, metavar="BYTES",
+                       help="search λ (and, without --width, the width) for this file size")
+    rate.add_argument("--target-psnr", type=float,
+                       help="search λ (and, without --width, the width) for this PSNR")
+    rate.add_argument("--prefer", default="quality", choices=PREFER,
+                      help="for a target without --width: the widest width that reaches it "
+                           "(quality) or the narrowest (cost) (default: %(default)s)")
+    rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
+                      help="encoder passes per width for a target search (default: "
+                           "%(default)s)")
+
+
+def rate_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """:func:`encode_with_rate`'s rate keywords from :func:`add_rate_arguments`' options."""
+    return {name: getattr(args, name) for name in (*RATE_OPTIONS, "max_passes", "prefer")}
+
+
+def coded_summary(data: bytes, search: RateSearch | None = None) -> str:
+    """What both command-line encoders print of a file: size, rate, image size, width, λ,
+    and what a target search reached (with its PSNR when it measured one)."""
+    header = unpack(data).header
+    h, w = header.image_size
+    rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
+    quality = f", {search.psnr:.2f} dB" if search is not None and search.psnr else ""
+    passes = f" ({len(search.tried)} encoder passes)" if search is not None else ""
+    return (f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp{quality}, {w}x{h}, "
+            f"width {header.width}{rate}{passes}")

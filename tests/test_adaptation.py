@@ -485,7 +485,8 @@ def test_forged_mixtures_end_in_typed_errors(screens):
 def test_an_adapter_of_another_model_is_refused_where_it_is_used(kind, tmp_path):
     """Not only on loading a file: an adapter object made for one model, handed to a codec
     or an export of another (its fingerprint checked by ``check_source``), is refused."""
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.onnx_export import export_bundle
+
     from slimcodec.adaptation.adapters import DomainAdapter
 
     model, other = tiny(kind), tiny(kind)

@@ -8,18 +8,44 @@ import shutil
 import numpy as np
 import pytest
 from helpers import natural_like, sliced_slimcae
+from slimcodec_edge.bundle import MANIFEST, TABLES, Bundle, file_digest
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.onnx_export import export_bundle
 
-from export.bundle import MANIFEST, TABLES, Bundle, file_digest
-from export.edge import EdgeCodec
-from export.onnx_export import export_bundle
 from slimcodec.errors import BundleError
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    """A bundle whose tables each hold their own arrays (no ``table_slices``: the tests
+    below rewrite them)."""
     root = tmp_path_factory.mktemp("b") / "bundle"
+    export_bundle(sliced_slimcae((16, 8)), root, "tiny", shared_weights=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def lean(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lean") / "bundle"
     export_bundle(sliced_slimcae((16, 8)), root, "tiny")
     return root
+
+
+@pytest.mark.parametrize("ref", [{"of": "w16_a0_cdfs", "shape": [99, 1]},
+                                 {"of": "w16_a0_cdfs", "shape": [8]},
+                                 {"of": "no_such_key", "shape": [8, 1]},
+                                 {"of": "w16_a0_cdfs", "shape": "8"}])
+def test_table_slices_that_do_not_fit_are_refused(lean, tmp_path, ref):
+    """A lean bundle's ``table_slices`` (an array stored once for every width) must name a
+    stored array and a slice inside it."""
+    root = tmp_path / "bundle"
+    shutil.copytree(lean, root)
+    sliced = json.loads((root / MANIFEST).read_text())["table_slices"]
+    assert sliced, "the narrow width's tables are a slice of the wide one's"
+    key = next(iter(sliced))
+    _edit(root, lambda m: m["table_slices"].update({key: ref}))
+    with pytest.raises(BundleError, match="damaged or incomplete entropy tables"):
+        EdgeCodec(root).encode_rgb(natural_like(16, 16), int(key[1:].split("_")[0]))
 
 
 @pytest.fixture

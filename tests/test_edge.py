@@ -2,6 +2,7 @@
 
 import io
 import json
+import math
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,11 +13,11 @@ import pytest
 import torch
 from helpers import decode_outcomes, natural_like, run_without_torch, sliced_slimcae
 from PIL import Image
+from slimcodec_edge.bundle import Bundle
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.edge.cli import main as edge_main
+from slimcodec_edge.onnx_export import export_bundle
 
-from export.bundle import Bundle
-from export.edge import EdgeCodec
-from export.edge.cli import main as edge_main
-from export.onnx_export import export_bundle
 from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import BundleError, CorruptBitstreamError, ModelMismatchError
@@ -107,7 +108,7 @@ def test_edge_runtime_never_imports_torch(exported, tmp_path):
     _, root = exported
     Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
     run_without_torch(f"""
-from export.edge.cli import main
+from slimcodec_edge.edge.cli import main
 assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
              "-o", {str(tmp_path / "x.slc")!r}]) == 0
 assert main(["decode", {str(root / "bundle")!r}, {str(tmp_path / "x.slc")!r},
@@ -116,12 +117,117 @@ assert main(["decode", {str(root / "bundle")!r}, {str(tmp_path / "x.slc")!r},
     assert Image.open(tmp_path / "out.png").size == (52, 40)
 
 
+def test_edge_rate_control_is_slimcodecs(exported, tmp_path, capsys):
+    """The edge encoder's quality and targets run slimcodec's search (the same code): the
+    same width and λ on the same image, the targets met, and the CLI without torch."""
+    from slimcodec.errors import RateError
+    from slimcodec.rate_control import encode_with_rate
+
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    rgb = natural_like(64, 96, seed=3)
+    if not edge.variable_rate:
+        with pytest.raises(RateError, match="single-rate"):
+            edge.encode(rgb, quality=50)
+        return
+    for rate in ({"quality": 30}, {"quality": 90}):
+        ours = unpack(edge.encode(rgb, **rate)).header
+        theirs = unpack(encode_with_rate(torch_codec, rgb, **rate)[0]).header
+        assert (ours.width, ours.rate) == (theirs.width, theirs.rate)
+    lo = 8 * len(edge.encode_rgb(rgb, 8, lmbda=edge.lambda_range(8)[0])) / rgb[..., 0].size
+    hi = 8 * len(edge.encode_rgb(rgb, 8, lmbda=edge.lambda_range(8)[1])) / rgb[..., 0].size
+    target = math.sqrt(lo * hi)
+    for prefer in ("quality", "cost"):
+        searches = [encode_with_rate(c, rgb, target_bpp=target, prefer=prefer, max_passes=8)
+                    for c in (edge, torch_codec)]
+        (data, ours), (_, theirs) = searches
+        assert ours.width == theirs.width and ours.lmbda == pytest.approx(theirs.lmbda,
+                                                                        rel=0.02)
+        assert abs(8 * len(data) / rgb[..., 0].size - target) / target <= 0.03
+    assert ours.width == 8  # cost: the narrowest width that reaches it
+    size = len(data)
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    run_without_torch(f"""
+from slimcodec_edge.edge.cli import main
+assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
+             "-o", {str(tmp_path / "x.slc")!r}, "--target-size", "{size}"]) == 0
+""")
+    assert abs(len((tmp_path / "x.slc").read_bytes()) - size) / size <= 0.03
+    code = edge_main(["encode", str(root / "bundle"), str(tmp_path / "in.png"), "-o",
+                      str(tmp_path / "y.slc"), "--target-psnr", "10", "--quality", "5"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "one rate setting" in err
+
+
+def lean_and_full_code_alike(model, root):
+    """Export ``model`` lean (shared weights) and full; both must write the same files and
+    decode them to the same pixels, the lean one in far fewer bytes. Its manifest."""
+    kind = type(model).__name__
+    full = export_bundle(model, root / "full", kind, shared_weights=False)
+    lean = export_bundle(model, root / "lean", kind)
+    manifest = json.loads((lean / "manifest.json").read_text())
+    assert manifest["shared_weights"]["file"] == "weights.bin"
+
+    def size(root, suffix=""):
+        return sum(f.stat().st_size for f in root.iterdir() if f.name.endswith(suffix))
+
+    widest = sum(f.stat().st_size for f in full.iterdir()
+                 if f.name.endswith(f"-{model.widths[0]}.onnx"))
+    # The pooled weights of every width take no more than the widest's graphs (the shipped
+    # model's whole bundle: benchmarks/bundle_size.py).
+    assert size(lean, ".bin") <= widest and size(lean) < size(full)
+    rgb = natural_like(48, 80, seed=5)
+    a, b = EdgeCodec(full), EdgeCodec(lean)
+    for width, lmbda in settings(Codec(model)):
+        data = a.encode_rgb(rgb, width, lmbda=lmbda)
+        assert b.encode_rgb(rgb, width, lmbda=lmbda) == data
+        assert np.array_equal(a.decode_rgb(data)[0], b.decode_rgb(data)[0])
+    return manifest
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_lean_bundle_codes_byte_for_byte_as_a_full_one(kind, tmp_path):
+    """Shared weights stored once (weights.bin): the same files, the same pixels as a
+    bundle whose graphs hold their own weights (the hyperprior's: test_hyperprior.py)."""
+    lean_and_full_code_alike(tiny(kind), tmp_path)
+
+
+def test_lean_bundle_refuses_damaged_or_escaping_weights(tmp_path):
+    import onnx
+
+    model = tiny("slimcae-vr")
+    root = export_bundle(model, tmp_path / "b", "vr")
+    rgb = natural_like(32, 48)
+    data = EdgeCodec(root).encode_rgb(rgb, 8)
+    weights = (root / "weights.bin").read_bytes()
+    (root / "weights.bin").write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
+    with pytest.raises(BundleError, match="damaged shared weights"):
+        EdgeCodec(root).decode_rgb(data)
+    (root / "weights.bin").write_bytes(weights)
+    # A graph that reads weights from outside the bundle, its hash updated to match.
+    (tmp_path / "outside.bin").write_bytes(weights)
+    manifest = json.loads((root / "manifest.json").read_text())
+    entry = manifest["graphs"]["8"]["synthesis"]
+    graph = onnx.load(str(root / entry["file"]), load_external_data=False)
+    for init in graph.graph.initializer:
+        for item in init.external_data:
+            if item.key == "location":
+                item.value = "../outside.bin"
+    onnx.save(graph, str(root / entry["file"]))
+    from slimcodec_edge.bundle import file_digest
+
+    entry["sha256"] = file_digest(root / entry["file"])
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="not a loadable graph"):
+        EdgeCodec(root).decode_rgb(data)
+
+
 def test_exporting_adapters_never_imports_training(tmp_path):
     """export/ reads bundles and the bitstream, never slimcodec.training: building adapters
     and their mixing graph into a bundle loads the adapters alone."""
     script = f"""
 import sys
-from export.onnx_export import export_bundle
+from slimcodec_edge.onnx_export import export_bundle
 from slimcodec.adaptation import DomainAdapter
 from slimcodec.models import SlimCAE
 model = SlimCAE((16, 8)).eval()
@@ -242,8 +348,7 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
     # Every int8 graph, the source's and the domain's, quantises convolutions but leaves the
     # GDNs in float (a domain graph's layers are traced under other scope names).
     import onnx
-
-    from export.quantize import _GDN_SCOPE
+    from slimcodec_edge.quantize import _GDN_SCOPE
 
     for graph in (tmp_path / "b").glob("*.int8.onnx"):
         nodes = onnx.load(str(graph)).graph.node
@@ -418,6 +523,6 @@ def test_hostile_files_end_in_typed_errors_on_the_edge(tmp_path):
     count = 40 * len(HOSTILE)
     for i, (_, data) in enumerate(hostile_files(valid, count, seed=2)):
         (files / f"{i:05d}.slc").write_bytes(data)
-    counts = decode_outcomes("from export.edge import EdgeCodec\ncodec = EdgeCodec("
+    counts = decode_outcomes("from slimcodec_edge.edge import EdgeCodec\ncodec = EdgeCodec("
                              f"{str(tmp_path / 'b')!r}, threads=1, max_pixels=1 << 20)", files)
     assert sum(counts.values()) == count and counts.get("decoded", 0) < count // 2, counts

@@ -7,12 +7,12 @@ import pytest
 import torch
 from helpers import natural_like, run_without_torch
 from PIL import Image
+from slimcodec_edge.bundle import Bundle
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.onnx_export import export_bundle
 from test_adaptation import KINDS, LAMBDAS, run_adapt
 from test_edge import tiny
 
-from export.bundle import Bundle
-from export.edge import EdgeCodec
-from export.onnx_export import export_bundle
 from slimcodec.adaptation import (
     adapter_fingerprint,
     domain_id,
@@ -240,7 +240,7 @@ def test_the_edge_runtime_runs_the_same_gate_without_torch(kind, folders, tmp_pa
     assert compared
     Image.fromarray(screen).save(tmp_path / "in.png")
     run_without_torch(f"""
-from export.edge.cli import main
+from slimcodec_edge.edge.cli import main
 assert main(["encode", {str(tmp_path / "b")!r}, {str(tmp_path / "in.png")!r},
              "-o", {str(tmp_path / "x.slc")!r}, "--domain", "gate"]) == 0
 """)

@@ -347,7 +347,7 @@ def test_init_from_variable_rate_copies_transforms_and_counts_z_bits():
 
 @pytest.fixture(scope="module")
 def bundle(codec, tmp_path_factory):
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.onnx_export import export_bundle
 
     root = tmp_path_factory.mktemp("hp") / "bundle"
     export_bundle(codec.model, root, "tiny-hp")
@@ -355,7 +355,7 @@ def bundle(codec, tmp_path_factory):
 
 
 def test_edge_and_slimcodec_cross_decode_hyperprior_files_at_every_width(codec, bundle):
-    from export.edge import EdgeCodec
+    from slimcodec_edge.edge import EdgeCodec
 
     edge = EdgeCodec(bundle)
     assert edge.bundle.latent_kind == "hyperprior"
@@ -378,8 +378,8 @@ def test_edge_and_slimcodec_cross_decode_hyperprior_files_at_every_width(codec, 
 
 
 def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundle, tmp_path):
-    from export.edge import EdgeCodec
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
 
     factorized = Codec(aux_trained(ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)).eval(),
                        "tiny-vr")
@@ -395,8 +395,9 @@ def test_adapters_with_their_own_z_densities_code_and_cross_decode(codec, tmp_pa
     """An ``adapters`` adapter with its own entropy models (for a hyperprior: the densities
     of z; the hyper networks stay the source's) codes, decodes in both runtimes, and leaves
     the source's files bit for bit as they were."""
-    from export.edge import EdgeCodec
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
+
     from slimcodec.adaptation import adapt
 
     data_dir = tmp_path / "screens"
@@ -429,7 +430,7 @@ def test_adapters_with_their_own_z_densities_code_and_cross_decode(codec, tmp_pa
 
 
 def test_profile_counts_the_hyper_networks(codec, bundle):
-    from export.profile import profile_model
+    from slimcodec_edge.profile import profile_model
 
     result = profile_model(codec.model, "tiny-hp", size=(64, 96), repeats=1, bundle=bundle)
     w16 = result["widths"][0]
@@ -462,7 +463,7 @@ def test_hostile_hyperprior_files_end_in_typed_errors_in_both_runtimes(codec, bu
     setups = [
         "from slimcodec.codec import Codec\nfrom slimcodec.zoo import load_model_file\n"
         f"codec = Codec(load_model_file({str(tmp_path / 'hp.pt')!r}), max_pixels=1 << 20)",
-        f"from export.edge import EdgeCodec\ncodec = EdgeCodec({str(bundle)!r}, "
+        f"from slimcodec_edge.edge import EdgeCodec\ncodec = EdgeCodec({str(bundle)!r}, "
         "max_pixels=1 << 20)",
     ]
     for setup in setups:
@@ -554,8 +555,8 @@ def test_command_line_with_a_hyperprior_model_file(codec, tmp_path, capsys):
 def test_narrow_hyper_syntheses_code_save_and_cross_decode(codec, tmp_path):
     """``hyper_hidden=0.5``: h_μ and h_σ have half the width's channels inside, their
     integer net counts those MACs, and the model codes, saves and exports like any other."""
-    from export.edge import EdgeCodec
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
 
     model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, hyper_hidden=0.5)
     init_from(model, codec.model)  # transforms, h_a and z's densities; new syntheses
@@ -586,3 +587,14 @@ def test_narrow_hyper_syntheses_code_save_and_cross_decode(codec, tmp_path):
         theirs, _ = edge.decode_rgb(data)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
     assert "hyper_hidden" not in codec.model.config  # models written before it: unchanged
+
+
+def test_lean_bundle_stores_the_scale_networks_once(tmp_path):
+    """A lean bundle's narrower widths read their integer scale networks (and the Gaussian
+    tables) as slices of the widest's, and code as a full bundle does."""
+    from test_edge import lean_and_full_code_alike
+
+    manifest = lean_and_full_code_alike(_model(), tmp_path)
+    sliced = manifest["table_slices"]
+    assert any(k.endswith("scales_0.weight") for k in sliced)
+    assert any(k.endswith("y_cdfs") for k in sliced)

@@ -7,10 +7,10 @@ import pytest
 import torch
 from helpers import natural_like
 from PIL import Image
+from slimcodec_edge.profile import count_macs, profile_model
+from slimcodec_edge.select import select_width
 from test_edge import tiny
 
-from export.profile import count_macs, profile_model
-from export.select import select_width
 from slimcodec.cli import main
 from slimcodec.errors import SlimcodecError
 from slimcodec.zoo import save_model_file
@@ -41,6 +41,31 @@ def test_profile_schema(profiled):
     wide, narrow = profile["widths"]
     assert narrow["decoder"]["macs"] < wide["decoder"]["macs"]
     assert narrow["encoder"]["params"]["shared"] < wide["encoder"]["params"]["shared"]
+
+
+def test_profile_with_eval_shows_what_each_width_costs_and_buys(tmp_path, capsys):
+    """`profile --eval`: the table gains each width's bpp and PSNR, the JSON names the
+    images and carries MS-SSIM, and the plot takes another model's profile beside it."""
+    model = tiny("slimcae-vr")
+    save_model_file(model, tmp_path / "m.pt")
+    (tmp_path / "photos").mkdir()
+    for k in range(2):
+        Image.fromarray(natural_like(176, 192, seed=k)).save(tmp_path / "photos" / f"{k}.png")
+    assert main(["eval", str(tmp_path / "photos"), "--model", str(tmp_path / "m.pt"),
+                 "--json", str(tmp_path / "rd.json")]) == 0
+    base = ["profile", "--model", str(tmp_path / "m.pt"), "--size", "96x64", "--repeats", "1"]
+    assert main([*base, "--json", str(tmp_path / "a.json")]) == 0
+    capsys.readouterr()
+    assert main([*base, "--eval", str(tmp_path / "rd.json"), "--json", str(tmp_path / "b.json"),
+                 "--plot", str(tmp_path / "p.png"), "--compare", str(tmp_path / "a.json")]) == 0
+    out = capsys.readouterr().out
+    head, *rows = [line for line in out.splitlines() if line.strip()[:5].strip().isdigit()
+                   or line.lstrip().startswith("width")][:3]
+    assert "bpp" in head and "PSNR" in head and len(rows) == 2 and "over 2 images" in out
+    profile = json.loads((tmp_path / "b.json").read_text())
+    assert [i["image"] for i in profile["rd_source"]["images"]] == ["0.png", "1.png"]
+    assert all("ms_ssim" in p for e in profile["widths"] for p in e["points"])
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_macs_count_gdn_beyond_the_convolutions():
@@ -108,6 +133,41 @@ def test_selection_respects_every_limit_and_target():
         select_width(profile, target_psnr=40.0)
 
 
+def test_budgets_scale_to_the_image_and_refuse_sizes_not_measured():
+    profile = dict(synthetic_profile(), size=[512, 768])
+    assert select_width(profile, max_latency_ms=20, image_size=(512, 768)).width == 96
+    choice = select_width(profile, max_latency_ms=20, image_size=(1024, 768))  # 2x pixels
+    assert (choice.width, choice.scale) == (48, 2.0) and "scaled ×2" in choice.reason
+    assert choice.costs["decoder_ms"] == 12 and choice.costs["encoder_ms"] == 10
+    assert "scaled ×2 to the image" in choice.describe()
+    with pytest.raises(SlimcodecError, match=r"narrowest, 48, needs 24 ms.*at this image's"):
+        select_width(profile, max_latency_ms=20, image_size=(1024, 1536))  # 4x
+    with pytest.raises(SlimcodecError, match=r"5\.27x the profile's 768x512.*--size 1920x1080"):
+        select_width(profile, max_latency_ms=1e3, image_size=(1080, 1920))
+    # Smaller than a quarter: budgeted at a quarter, an upper bound.
+    assert select_width(profile, max_latency_ms=40 / 4, image_size=(64, 64)).width == 192 - 96
+    assert select_width(profile, max_latency_ms=45 / 4, image_size=(64, 64)).width == 192
+
+
+def test_select_prints_the_widths_own_figures_and_cheapest_on_request(tmp_path, capsys):
+    profile = dict(synthetic_profile(), size=[512, 768], fingerprint="00" * 8)
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    base = ["select", "--profile", str(tmp_path / "p.json"), "--target-bpp", "0.4"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("width 192") and "expected: 0.4000 bpp, 32.80 dB" in out
+    assert "its measured range: 0.1-1.2 bpp, 27.50-37.00 dB" in out
+    assert "its cost (at the profile's size): encoder 40 ms, decoder 45 ms" in out
+    assert main([*base, "--prefer", "cost"]) == 0
+    assert capsys.readouterr().out.startswith("width 96")
+    assert main([*base, "--image-size", "1536x1024", "--max-latency-ms", "60"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("width 96") and "scaled ×4 to the image" in out
+    assert main([*base, "--target-bpp", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "they cover 0.05-1.2 bpp" in err
+
+
 def test_select_cli_and_compress_with_a_budget(profiled, tmp_path, capsys):
     model, profile = profiled
     (tmp_path / "p.json").write_text(json.dumps(profile))
@@ -115,7 +175,7 @@ def test_select_cli_and_compress_with_a_budget(profiled, tmp_path, capsys):
     limit = profile["widths"][1]["decoder"]["macs"] * 1.01  # only the narrow width fits
     assert main(["select", "--profile", str(tmp_path / "p.json"), "--max-macs", str(limit)]) == 0
     assert capsys.readouterr().out.startswith("width 8")
-    Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
+    Image.fromarray(natural_like(64, 96)).save(tmp_path / "in.png")  # the profile's size
     assert main(["compress", str(tmp_path / "in.png"), "-o", str(tmp_path / "x.slc"),
                  "--model", str(tmp_path / "m.pt"), "--profile", str(tmp_path / "p.json"),
                  "--max-macs", str(limit)]) == 0
@@ -148,8 +208,9 @@ def test_profile_of_an_adapted_codec_counts_the_adapter(profiled, tmp_path, caps
 
 def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
         profiled, tmp_path, capsys):
-    from export.edge.cli import main as edge_main
-    from export.onnx_export import export_bundle
+    from slimcodec_edge.edge.cli import main as edge_main
+    from slimcodec_edge.onnx_export import export_bundle
+
     from slimcodec.adaptation import DomainAdapter, save_adapter
     from slimcodec.bitstream import unpack
 
@@ -157,7 +218,7 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     (tmp_path / "p.json").write_text(json.dumps(profile))
     adapter = DomainAdapter(model, "bias", "art")
     export_bundle(model, tmp_path / "b", "tiny", adapters=[adapter])
-    Image.fromarray(natural_like(32, 32)).save(tmp_path / "in.png")
+    Image.fromarray(natural_like(64, 96)).save(tmp_path / "in.png")  # the profile's size
     limit = profile["widths"][1]["decoder"]["macs"] * 1.01  # only the narrow width fits
     budget = ["--profile", str(tmp_path / "p.json"), "--max-macs", str(limit)]
     encode = ["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
@@ -165,6 +226,13 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     assert edge_main([*encode, *budget]) == 0
     assert unpack((tmp_path / "x.slc").read_bytes()).header.width == 8
     assert "budget: width 8" in capsys.readouterr().err
+    # An image 5x the profile's pixels: its costs were not measured to scale that far.
+    before = (tmp_path / "x.slc").read_bytes()
+    Image.fromarray(natural_like(160, 192)).save(tmp_path / "big.png")
+    assert edge_main([*encode[:2], str(tmp_path / "big.png"), *encode[3:], *budget]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "slimcodec profile --size 192x160" in err, err
+    assert (tmp_path / "x.slc").read_bytes() == before  # refused before writing anything
     # The source's profile for a file coded with an adapter: coded, with a warning.
     assert edge_main([*encode, *budget, "--domain", "art"]) == 0
     assert "profile measured the source codec" in capsys.readouterr().err

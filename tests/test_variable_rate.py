@@ -121,13 +121,18 @@ def test_target_search_measures_the_refined_adapted_file(codec, image, tmp_path,
     assert code == 0 and "encoder passes" in capsys.readouterr().err
 
 
-def test_target_picks_the_cheapest_width_that_reaches_it(codec, image):
+def test_target_picks_the_widest_width_or_the_cheapest_that_reaches_it(codec, image):
     narrow_top = 8 * len(codec.encode_rgb(image, 8, lmbda=RANGE[1])) / image[..., 0].size
-    _, search = encode_to_target(codec, image, target_bpp=narrow_top * 0.7)
+    wide_bottom = 8 * len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) / image[..., 0].size
+    target = narrow_top * 0.7
+    assert target > wide_bottom  # both widths reach it
+    _, search = encode_to_target(codec, image, target_bpp=target, prefer="cost")
     assert search.width == 8
+    _, search = encode_to_target(codec, image, target_bpp=target)
+    assert search.width == 16
     top, _ = codec.decode_rgb(codec.encode_rgb(image, 8, lmbda=RANGE[1]))
     target = psnr(image, top) - 0.3
-    _, search = encode_to_target(codec, image, target_psnr=target)
+    _, search = encode_to_target(codec, image, target_psnr=target, prefer="cost")
     assert search.width == 8 and search.psnr == pytest.approx(target, abs=0.1)
 
 

@@ -1,7 +1,7 @@
 """``slimcodec-edge``: encode and decode with a bundle, without torch.
 
-    slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--lmbda L] [--domain NAME]
-        [--threads N]
+    slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--domain NAME] [--threads N]
+        [--lmbda L | --quality Q | --target-bpp B | --target-size BYTES | --target-psnr P]
     slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N]
 
 Bad input (a corrupt file or bundle, a file of another model, an unreadable image) ends with
@@ -18,8 +18,15 @@ from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
 from slimcodec.gating import GATES
+from slimcodec.rate_control import (
+    RATE_OPTIONS,
+    add_rate_arguments,
+    coded_summary,
+    encode_with_rate,
+    rate_arguments,
+)
 from slimcodec.utils.console import summary, warnings_as_lines
-from slimcodec.utils.image import image_argument
+from slimcodec.utils.image import image_argument, load_rgb
 from slimcodec.utils.io import check_not_input, read_input, write_output
 
 from ..select import add_budget_arguments, apply_budget
@@ -39,14 +46,19 @@ def cmd_encode(args: argparse.Namespace) -> int:
     domain_id = (codec.bundle.domain_id(args.domain)
                  if args.domain not in (None, *GATES) else 0)
     variable = codec.bundle.variable_rate
+    rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
-                          rate_given=args.lmbda is not None)
+                          rate_given=any(getattr(args, o) is not None for o in RATE_OPTIONS),
+                          image_size=rgb.shape[:2])
     if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
-    data = codec.encode(image_argument(args.input), args.width, args.lmbda, args.domain)
+    data, search = encode_with_rate(codec, rgb, grayscale, args.width, domain=args.domain,
+                                    **rate_arguments(args))
+    if args.verbose and search is not None:
+        print(f"rate control: {search.describe()}", file=sys.stderr)
     write_output(args.output, lambda f: f.write(data))
-    summary(args.output, f"{len(data)} bytes")
+    summary(args.output, coded_summary(data, search))
     return 0
 
 
@@ -75,7 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
         if name == "encode":
             c.add_argument("--width", type=int, help="network width (default: the widest)")
-            c.add_argument("--lmbda", type=float, help="variable-rate bundles: λ")
+            add_rate_arguments(c)
+            c.add_argument("-v", "--verbose", action="store_true",
+                           help="say what a target search chose and how many passes it took")
             c.add_argument("--domain", help="code with this built-in domain adapter "
                                             "(slimcodec export --adapter); 'auto': the gate "
                                             "picks it, or none, by RD loss; 'mix': the gate "

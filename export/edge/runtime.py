@@ -34,9 +34,11 @@ from slimcodec.errors import (
     ModelMismatchError,
     RateError,
     ResourceLimitError,
+    WidthError,
 )
 from slimcodec.gating import entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
+from slimcodec.rate_control import encode_with_rate
 from slimcodec.utils.image import ImageLike, load_rgb
 
 from ..bundle import Bundle
@@ -51,7 +53,7 @@ class EdgeCodec:
     """Encode and decode slimcodec files with a bundle.
 
     Args:
-        bundle: a bundle folder (or a loaded :class:`~export.bundle.Bundle`).
+        bundle: a bundle folder (or a loaded :class:`~slimcodec_edge.bundle.Bundle`).
         threads: onnxruntime intra-op threads (0: onnxruntime's default, all cores).
         int8: use the bundle's int8 graphs (``slimcodec export --int8``).
         max_pixels: refuse larger images before allocating anything for them.
@@ -82,6 +84,18 @@ class EdgeCodec:
     @property
     def fingerprint(self) -> bytes:
         return self.bundle.fingerprint
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the bundle's model takes a λ (and so a quality or a rate target)."""
+        return self.bundle.variable_rate
+
+    def lambda_range(self, width: int) -> tuple[float, float]:
+        """The λ range the model was trained for at ``width``."""
+        if not self.variable_rate:
+            raise RateError(f"{self.name} is single-rate: it has no λ to set (λ, quality and "
+                            "rate targets need a variable-rate model); pick a rate by width")
+        return self.bundle.lambda_range(self.resolve_width(width))
 
     def session(self, width: int, kind: str, domain: int = 0) -> ort.InferenceSession:
         """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph (of a
@@ -138,7 +152,7 @@ class EdgeCodec:
     def resolve_width(self, width: int | None) -> int:
         width = self.widths[0] if width is None else int(width)
         if width not in self.widths:
-            raise ValueError(f"width {width} is not one of {list(self.widths)}")
+            raise WidthError(f"width {width} is not one of {self.name}'s: {list(self.widths)}")
         return width
 
     def _lambda(self, width: int, lmbda: float | None) -> float | None:
@@ -155,11 +169,19 @@ class EdgeCodec:
     # -- coding -----------------------------------------------------------------------------
 
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
-               domain: str | None = None) -> bytes:
+               domain: str | None = None, *, quality: float | None = None,
+               target_bpp: float | None = None, target_size: int | None = None,
+               target_psnr: float | None = None, prefer: str = "quality") -> bytes:
         """Compress an image (path, PIL image or uint8 array) to container bytes; with
-        ``domain``, through that built-in domain adapter."""
+        ``domain``, through that built-in domain adapter. The rate, one of: ``lmbda``,
+        ``quality`` (1-100), ``target_bpp``, ``target_size`` (bytes) or ``target_psnr``,
+        searched as ``slimcodec.compress`` does it
+        (:func:`slimcodec.rate_control.encode_with_rate`, the same code)."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
-        return self.encode_rgb(rgb, width, grayscale, lmbda, domain)
+        data, _ = encode_with_rate(self, rgb, grayscale, width, lmbda=lmbda, quality=quality,
+                                   target_bpp=target_bpp, target_size=target_size,
+                                   target_psnr=target_psnr, domain=domain, prefer=prefer)
+        return data
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None) -> bytes:

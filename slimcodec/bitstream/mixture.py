@@ -3,7 +3,7 @@
 The gate that weighs decoder adapters (``--domain mix``; Presta et al., DCC 2024) tries
 every weighting on a grid and keeps the file of the lowest RD loss. What it tries, and how
 each candidate is written, depend on no model, so :class:`slimcodec.codec.Codec` and the
-edge runtime (:class:`export.edge.EdgeCodec`) share them from here and write alike.
+edge runtime (:class:`slimcodec_edge.edge.EdgeCodec`) share them from here and write alike.
 """
 
 from __future__ import annotations

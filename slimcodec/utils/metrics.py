@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
-from pytorch_msssim import ms_ssim as _ms_ssim
 
 __all__ = ["MS_SSIM_MIN_SIDE", "ms_ssim", "psnr"]
 
@@ -28,6 +26,9 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     """
     if min(a.shape[:2]) < MS_SSIM_MIN_SIDE:
         return None
+    import torch  # here, not above: psnr serves the torch-free edge runtime's rate control
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
     ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
     tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
     return float(_ms_ssim(ta, tb, data_range=255.0))

@@ -1,0 +1,158 @@
+"""Budgets at the image's size: how well a profile's latency, scaled by pixel count
+(`slimcodec_edge.select`), predicts the latency at 0.25x, 1x and 4x the profiled size, and
+whether the width chosen for a latency budget on an image 4x the profiled size runs within
+1.2x that budget.
+
+Measured side by side in one run, one onnxruntime thread, for every width of the model:
+
+* the analysis and synthesis graphs on the whole image, as `slimcodec profile` times them
+  (what a budget is checked against);
+* the edge runtime's whole encode and decode (tiles, hyper networks, entropy coding), what
+  a device spends.
+
+The prediction at each size is the 1x figure times the pixel ratio; the error is
+measured / predicted - 1.
+
+    python benchmarks/budget_scaling.py [--model slimcae-hp] [--size 768x512] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from common import table_head, write_section
+from PIL import Image
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.onnx_export import export_bundle
+from slimcodec_edge.select import SCALE_RANGE, select_width
+
+from slimcodec.data import sample_image
+from slimcodec.zoo import DEFAULT_MODEL, load_model
+
+SCALES = (0.25, 1.0, 4.0)
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(1000 * (time.perf_counter() - t0))
+    return statistics.median(times)
+
+
+def image_at(size: tuple[int, int]) -> np.ndarray:
+    """The bundled sample photo, resized to ``size`` (height, width)."""
+    h, w = size
+    return np.asarray(Image.open(sample_image()).convert("RGB").resize((w, h), Image.LANCZOS))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--size", default="768x512", help="the profiled size, WxH")
+    p.add_argument("--repeats", type=int, default=5)
+    args = p.parse_args()
+    w0, h0 = (int(v) for v in args.size.split("x"))
+    sizes = {s: (int(h0 * math.sqrt(s)) // 16 * 16, int(w0 * math.sqrt(s)) // 16 * 16)
+             for s in SCALES}
+    model = load_model(args.model)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = export_bundle(model, Path(tmp) / "bundle", args.model)
+        edge = EdgeCodec(bundle, threads=1)
+        graph: dict[tuple[int, float], dict[str, float]] = {}
+        whole: dict[tuple[int, float], dict[str, float]] = {}
+        for width in edge.widths:
+            lo, hi = edge.lambda_range(width) if edge.variable_rate else (None, None)
+            lmbda = math.sqrt(lo * hi) if lo else None
+            extra = {"lmbda": np.array([lmbda], np.float32)} if lmbda else {}
+            sessions = {kind: ort.InferenceSession(str(edge.bundle.graph(width, kind)), options,
+                                                   providers=["CPUExecutionProvider"])
+                        for kind in ("analysis", "synthesis")}
+            for scale, (h, w) in sizes.items():
+                rgb = image_at((h, w))
+                x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
+                repeats = max(2, args.repeats if scale <= 1 else args.repeats // 2)
+                y = sessions["analysis"].run(None, {"image": x, **extra})[0]
+                graph[width, scale] = {
+                    "encoder": median_ms(lambda x=x: sessions["analysis"].run(
+                        None, {"image": x, **extra}), repeats),
+                    "decoder": median_ms(lambda y=y: sessions["synthesis"].run(
+                        None, {"latent": y, **extra}), repeats)}
+                data = edge.encode_rgb(rgb, width, lmbda=lmbda)
+                whole[width, scale] = {
+                    "encoder": median_ms(lambda rgb=rgb: edge.encode_rgb(rgb, width,
+                                                                         lmbda=lmbda), repeats),
+                    "decoder": median_ms(lambda data=data: edge.decode_rgb(data), repeats)}
+                print(width, scale, graph[width, scale], whole[width, scale], flush=True)
+
+    def error(table: dict, width: int, scale: float, part: str) -> float:
+        return table[width, scale][part] / (table[width, 1.0][part] * scale) - 1
+
+    rows = []
+    for width in edge.widths:
+        for scale in (s for s in SCALES if s != 1.0):
+            rows.append(f"| {width} | {scale:g}x ({sizes[scale][1]}x{sizes[scale][0]}) | "
+                        + " | ".join(f"{table[width, scale][part]:.1f} "
+                                     f"({error(table, width, scale, part):+.1%})"
+                                     for table in (graph, whole)
+                                     for part in ("encoder", "decoder")) + " |")
+    errors = {name: [abs(error(t, w, s, part)) for w in edge.widths for s in (0.25, 4.0)
+                     for part in ("encoder", "decoder")]
+              for name, t in (("graphs", graph), ("whole", whole))}
+    # The budget check at 4x: a profile of the 1x graph times, budgets between the widths'
+    # scaled costs, the chosen width's measured 4x time against the budget.
+    profile = {"size": [h0, w0], "widths": [
+        {"width": w, **{part: {"macs": 0, "peak_memory_bytes": 0, "latency_ms": {
+            "onnxruntime": {"threads_1": {"median": graph[w, 1.0][part]}}}}
+            for part in ("encoder", "decoder")}} for w in edge.widths]}
+    costs = sorted(max(graph[w, 1.0].values()) * 4 for w in edge.widths)
+    budgets = [1.05 * c for c in costs]
+    checks = []
+    for budget in budgets:
+        chosen = select_width(profile, max_latency_ms=budget, image_size=sizes[4.0]).width
+        measured = max(graph[chosen, 4.0].values())
+        checks.append(f"| {budget:.0f} | {chosen} | {measured:.0f} | {measured / budget:.2f} |")
+    worst = max(float(c.split("|")[4]) for c in checks)
+    body = f"""## Budgets at the image's size (`{args.model}`)
+
+`python benchmarks/budget_scaling.py --model {args.model} --size {args.size} --repeats
+{args.repeats}`: one onnxruntime thread, every width at its middle λ, the bundled sample
+photo resized to each size. A profile measures one size ({w0}x{h0} here); `slimcodec select`,
+`compress` and `slimcodec-edge encode` scale its figures by the image's pixel count (images
+over {SCALE_RANGE[1]:g}x are refused, those under {SCALE_RANGE[0]:g}x budgeted at
+{SCALE_RANGE[0]:g}x). Milliseconds measured at the size, and in brackets the error of the
+scaled 1x figure (measured / predicted − 1):
+
+{table_head(["width", "size", "analysis graph", "synthesis graph", "edge encode",
+             "edge decode"])}
+{chr(10).join(rows)}
+
+- Largest error of the scaled prediction, graphs (what budgets are checked against):
+  **{max(errors['graphs']):.1%}**; the edge runtime's whole encode and decode:
+  {max(errors['whole']):.1%}.
+- A latency budget on a {sizes[4.0][1]}x{sizes[4.0][0]} image (4x the profiled pixels), the
+  width chosen from the scaled {w0}x{h0} profile, its measured time (encoder or decoder
+  graph, the larger) against the budget; target <= 1.2:
+
+{table_head(["budget (ms)", "width chosen", "measured (ms)", "measured / budget"])}
+{chr(10).join(checks)}
+
+- Worst ratio: **{worst:.2f}**."""
+    write_section(f"budget-scaling-{args.model}", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Bundle sizes: a lean bundle (shared weights stored once, `slimcodec_edge.shared_weights`)
+against a bundle whose graphs hold their own weights, and against the widest width's graphs
+alone; and that both bundles write the same file for the sample image at every width.
+
+    python benchmarks/bundle_size.py [--model slimcae-hp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from common import table_head, write_section
+from PIL import Image
+from slimcodec_edge.edge import EdgeCodec
+from slimcodec_edge.onnx_export import export_bundle
+
+from slimcodec.data import sample_image
+from slimcodec.zoo import DEFAULT_MODEL, load_model
+
+
+def size(root: Path, suffix: str = "") -> int:
+    return sum(f.stat().st_size for f in root.iterdir() if f.name.endswith(suffix))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    args = p.parse_args()
+    model = load_model(args.model)
+    widest = model.widths[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        full = export_bundle(model, Path(tmp) / "full", args.model, shared_weights=False)
+        lean = export_bundle(model, Path(tmp) / "lean", args.model)
+        alone = export_bundle(model, Path(tmp) / "alone", args.model, widths=[widest],
+                              shared_weights=False)
+        rgb = np.asarray(Image.open(sample_image()).convert("RGB"))
+        a, b = EdgeCodec(full), EdgeCodec(lean)
+        same = all(a.encode_rgb(rgb, w) == b.encode_rgb(rgb, w) for w in model.widths)
+        data = a.encode_rgb(rgb, widest)
+        same_pixels = np.array_equal(a.decode_rgb(data)[0], b.decode_rgb(data)[0])
+        widest_graphs = size(alone, ".onnx")
+        rows = [(f"all {len(model.widths)} widths, each graph its own weights", full),
+                (f"all {len(model.widths)} widths, lean (shared weights stored once)", lean),
+                (f"width {widest} alone", alone)]
+        table = "\n".join(
+            f"| {label} | {size(root, '.onnx') / 2**20:.1f} | {size(root, '.bin') / 2**20:.1f} "
+            f"| {size(root, '.npz') / 2**20:.1f} | **{size(root) / 2**20:.1f}** | "
+            f"{size(root) / widest_graphs:.2f} |" for label, root in rows)
+        lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
+        whole_ratio = size(lean) / size(alone)
+    body = f"""## Bundle size: lean bundles (`{args.model}`)
+
+`python benchmarks/bundle_size.py --model {args.model}`: `slimcodec export` of every width,
+lean (the default: the weights every width slices stored once in `weights.bin`, the entropy
+tables' repeated arrays once, `table_slices`) and with `shared_weights=False` (each graph
+its own weights), and the widest width alone. MiB:
+
+{table_head(["bundle", "graphs (.onnx)", "weights.bin", "entropy.npz", "total",
+             f"total / width {widest}'s graphs"])}
+{table}
+
+- Every width's graphs and their weights, lean, against width {widest}'s graphs alone:
+  **{lean_ratio:.2f}x** (target <= 1.15); the whole lean bundle against the whole bundle of
+  width {widest} alone: {whole_ratio:.2f}x.
+- The same file from both bundles at every width (sample image): **{same}**; the same
+  pixels decoded: **{same_pixels}**."""
+    write_section(f"bundle-size-{args.model}", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()

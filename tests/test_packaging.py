@@ -1,0 +1,108 @@
+"""What the distributions install: the full package's package list, and the edge runtime
+built alone (edge/), without torch and without weights, working from its own files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from helpers import natural_like, sliced_slimcae
+from PIL import Image
+from slimcodec_edge.onnx_export import export_bundle
+
+ROOT = Path(__file__).resolve().parent.parent
+tomllib = pytest.importorskip("tomllib")
+
+
+def test_pyproject_lists_every_package_folder():
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"slimcodec": "slimcodec", **{v: k for k, v in config["package-dir"].items()}}
+    found = set()
+    for folder, name in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / folder).parts
+            found.add(".".join((name, *parts)))
+    assert found == set(config["packages"])
+    assert config["package-dir"] == {"slimcodec_edge": "export"}
+
+
+# Imports the edge environment does not have: a device with onnxruntime, numpy and Pillow.
+_BLOCK = """
+import sys
+HEAVY = {"torch", "torchvision", "compressai", "tqdm", "fvcore", "onnx", "scipy",
+         "pytorch_msssim", "matplotlib"}
+class Absent:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in HEAVY:
+            raise ImportError(f"{name} is not installed on this device")
+sys.meta_path.insert(0, Absent())
+"""
+
+
+@pytest.fixture(scope="module")
+def edge_wheel(tmp_path_factory):
+    """The slimcodec-edge wheel, built from a copy of edge/ with this checkout's sources."""
+    work = tmp_path_factory.mktemp("edge")
+    shutil.copytree(ROOT / "edge", work / "edge",
+                    ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
+    env = {"SLIMCODEC_SOURCE": str(ROOT), "PATH": "/usr/bin:/bin",
+           "HOME": str(work)}
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "--disable-pip-version-check", "-q",
+                            "-w", str(work / "dist"), str(work / "edge")],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (work / "dist").glob("slimcodec_edge-*.whl")
+    return wheel
+
+
+def test_edge_wheel_has_no_torch_and_no_weights(edge_wheel):
+    names = zipfile.ZipFile(edge_wheel).namelist()
+    assert not [n for n in names if n.endswith((".pt", ".pth", ".onnx"))]
+    assert not [n for n in names if "torch" in n.lower() or "/training/" in n]
+    # The exporter and profiler (torch, fvcore, onnx) stay out; the runtime is in.
+    assert "slimcodec_edge/edge/runtime.py" in names
+    assert not {"slimcodec_edge/onnx_export.py", "slimcodec_edge/profile.py",
+                "slimcodec_edge/quantize.py", "slimcodec/codec.py"} & set(names)
+    assert not [n for n in names if n.startswith("export/")]  # no top-level `export`
+    meta = next(n for n in names if n.endswith("METADATA"))
+    requires = [line for line in zipfile.ZipFile(edge_wheel).read(meta).decode().splitlines()
+                if line.startswith("Requires-Dist")]
+    assert requires and not [r for r in requires if "torch" in r]
+
+
+def test_edge_wheel_runs_from_its_own_files(edge_wheel, tmp_path):
+    """Every console script of the wheel, run from the unpacked wheel alone, torch and the
+    other heavy packages absent; every slimcodec module it loads comes from the wheel."""
+    site = tmp_path / "site"
+    zipfile.ZipFile(edge_wheel).extractall(site)
+    (entry_points,) = site.glob("*.dist-info/entry_points.txt")
+    scripts = [line.split("=", 1) for line in entry_points.read_text().splitlines()
+               if "=" in line]
+    assert [name.strip() for name, _ in scripts] == ["slimcodec-edge"]
+    model = sliced_slimcae((16, 8))
+    bundle = export_bundle(model, tmp_path / "bundle", "tiny")
+    Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
+    module, func = scripts[0][1].strip().split(":")
+    script = _BLOCK + f"""
+sys.path.insert(0, {str(site)!r})
+import importlib, json
+main = getattr(importlib.import_module({module!r}), {func!r})
+assert main(["encode", {str(bundle)!r}, "in.png", "-o", "x.slc", "--width", "8"]) == 0
+assert main(["decode", {str(bundle)!r}, "x.slc", "-o", "out.png"]) == 0
+loaded = {{m: getattr(sys.modules[m], "__file__", None) for m in list(sys.modules)
+          if m.split(".")[0] in ("slimcodec", "slimcodec_edge")}}
+print(json.dumps(loaded))
+"""
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                           cwd=tmp_path, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    loaded = json.loads(child.stdout.strip().splitlines()[-1])
+    outside = {m: f for m, f in loaded.items() if f and not f.startswith(str(site))}
+    assert not outside, outside
+    assert Image.open(tmp_path / "out.png").size == (52, 40)
