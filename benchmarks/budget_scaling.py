@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -84,17 +85,16 @@ def main() -> None:
                 rgb = image_at((h, w))
                 x = (rgb.astype(np.float32) / 255).transpose(2, 0, 1)[None]
                 repeats = max(2, args.repeats if scale <= 1 else args.repeats // 2)
-                y = sessions["analysis"].run(None, {"image": x, **extra})[0]
-                graph[width, scale] = {
-                    "encoder": median_ms(lambda x=x: sessions["analysis"].run(
-                        None, {"image": x, **extra}), repeats),
-                    "decoder": median_ms(lambda y=y: sessions["synthesis"].run(
-                        None, {"latent": y, **extra}), repeats)}
+                analysis = partial(sessions["analysis"].run, None, {"image": x, **extra})
+                y = analysis()[0]
+                synthesis = partial(sessions["synthesis"].run, None, {"latent": y, **extra})
+                graph[width, scale] = {"encoder": median_ms(analysis, repeats),
+                                       "decoder": median_ms(synthesis, repeats)}
                 data = edge.encode_rgb(rgb, width, lmbda=lmbda)
                 whole[width, scale] = {
-                    "encoder": median_ms(lambda rgb=rgb: edge.encode_rgb(rgb, width,
-                                                                         lmbda=lmbda), repeats),
-                    "decoder": median_ms(lambda data=data: edge.decode_rgb(data), repeats)}
+                    "encoder": median_ms(partial(edge.encode_rgb, rgb, width, lmbda=lmbda),
+                                         repeats),
+                    "decoder": median_ms(partial(edge.decode_rgb, data), repeats)}
                 print(width, scale, graph[width, scale], whole[width, scale], flush=True)
 
     def error(table: dict, width: int, scale: float, part: str) -> float:
