@@ -1,17 +1,18 @@
-"""Budgets at the image's size: how well a profile's latency, scaled by pixel count
+"""Budgets at the image's size: how well a profile's latency, scaled to the image
 (`slimcodec_edge.select`), predicts the latency at 0.25x, 1x and 4x the profiled size, and
 whether the width chosen for a latency budget on an image 4x the profiled size runs within
 1.2x that budget.
 
 Measured side by side in one run, one onnxruntime thread, for every width of the model:
 
-* the analysis and synthesis graphs on the whole image, as `slimcodec profile` times them
-  (what a budget is checked against);
 * the edge runtime's whole encode and decode (tiles, hyper networks, entropy coding), what
-  a device spends.
+  a device spends and what `slimcodec profile` records for budgets (``latency_ms["edge"]``);
+  predicted at another size by the 1x figure times the pixels the tiled transforms run on
+  (`slimcodec.tiling.processed_pixels`), as `select` scales it;
+* for comparison, the analysis and synthesis graphs run on the whole image at once,
+  predicted by the pixel ratio.
 
-The prediction at each size is the 1x figure times the pixel ratio; the error is
-measured / predicted - 1.
+The error is measured / predicted - 1.
 
     python benchmarks/budget_scaling.py [--model slimcae-hp] [--size 768x512] [--repeats 5]
 """
@@ -36,6 +37,7 @@ from slimcodec_edge.onnx_export import export_bundle
 from slimcodec_edge.select import SCALE_RANGE, select_width
 
 from slimcodec.data import sample_image
+from slimcodec.tiling import processed_pixels
 from slimcodec.zoo import DEFAULT_MODEL, load_model
 
 SCALES = (0.25, 1.0, 4.0)
@@ -97,8 +99,11 @@ def main() -> None:
                     "decoder": median_ms(partial(edge.decode_rgb, data), repeats)}
                 print(width, scale, graph[width, scale], whole[width, scale], flush=True)
 
+    work = {s: processed_pixels(*sizes[s]) / processed_pixels(*sizes[1.0]) for s in SCALES}
+
     def error(table: dict, width: int, scale: float, part: str) -> float:
-        return table[width, scale][part] / (table[width, 1.0][part] * scale) - 1
+        ratio = work[scale] if table is whole else scale
+        return table[width, scale][part] / (table[width, 1.0][part] * ratio) - 1
 
     rows = []
     for width in edge.widths:
@@ -111,18 +116,18 @@ def main() -> None:
     errors = {name: [abs(error(t, w, s, part)) for w in edge.widths for s in (0.25, 4.0)
                      for part in ("encoder", "decoder")]
               for name, t in (("graphs", graph), ("whole", whole))}
-    # The budget check at 4x: a profile of the 1x graph times, budgets between the widths'
-    # scaled costs, the chosen width's measured 4x time against the budget.
+    # The budget check at 4x: a profile of the 1x edge times (as `slimcodec profile` records
+    # them), a budget just above each width's scaled cost, the chosen width's measured 4x
+    # time (encode or decode, the larger) against the budget.
     profile = {"size": [h0, w0], "widths": [
         {"width": w, **{part: {"macs": 0, "peak_memory_bytes": 0, "latency_ms": {
-            "onnxruntime": {"threads_1": {"median": graph[w, 1.0][part]}}}}
+            "edge": {"threads_1": {"median": whole[w, 1.0][part]}}}}
             for part in ("encoder", "decoder")}} for w in edge.widths]}
-    costs = sorted(max(graph[w, 1.0].values()) * 4 for w in edge.widths)
-    budgets = [1.05 * c for c in costs]
+    budgets = sorted(1.05 * max(whole[w, 1.0].values()) * work[4.0] for w in edge.widths)
     checks = []
     for budget in budgets:
         chosen = select_width(profile, max_latency_ms=budget, image_size=sizes[4.0]).width
-        measured = max(graph[chosen, 4.0].values())
+        measured = max(whole[chosen, 4.0].values())
         checks.append(f"| {budget:.0f} | {chosen} | {measured:.0f} | {measured / budget:.2f} |")
     worst = max(float(c.split("|")[4]) for c in checks)
     body = f"""## Budgets at the image's size (`{args.model}`)
@@ -130,21 +135,23 @@ def main() -> None:
 `python benchmarks/budget_scaling.py --model {args.model} --size {args.size} --repeats
 {args.repeats}`: one onnxruntime thread, every width at its middle λ, the bundled sample
 photo resized to each size. A profile measures one size ({w0}x{h0} here); `slimcodec select`,
-`compress` and `slimcodec-edge encode` scale its figures by the image's pixel count (images
-over {SCALE_RANGE[1]:g}x are refused, those under {SCALE_RANGE[0]:g}x budgeted at
+`compress` and `slimcodec-edge encode` scale its edge runtime times by the pixels the tiled
+transforms run on (×{work[0.25]:.3f} at 0.25x, ×{work[4.0]:.3f} at 4x; images over
+{SCALE_RANGE[1]:g}x the pixels are refused, those under {SCALE_RANGE[0]:g}x budgeted at
 {SCALE_RANGE[0]:g}x). Milliseconds measured at the size, and in brackets the error of the
-scaled 1x figure (measured / predicted − 1):
+scaled 1x figure (measured / predicted − 1; the whole-image graphs, for comparison, by the
+pixel ratio):
 
 {table_head(["width", "size", "analysis graph", "synthesis graph", "edge encode",
              "edge decode"])}
 {chr(10).join(rows)}
 
-- Largest error of the scaled prediction, graphs (what budgets are checked against):
-  **{max(errors['graphs']):.1%}**; the edge runtime's whole encode and decode:
-  {max(errors['whole']):.1%}.
+- Largest error of the scaled prediction, the edge runtime's whole encode and decode (what
+  budgets use): **{max(errors['whole']):.1%}**; the whole-image graphs:
+  {max(errors['graphs']):.1%}.
 - A latency budget on a {sizes[4.0][1]}x{sizes[4.0][0]} image (4x the profiled pixels), the
-  width chosen from the scaled {w0}x{h0} profile, its measured time (encoder or decoder
-  graph, the larger) against the budget; target <= 1.2:
+  width chosen from the scaled {w0}x{h0} profile, its measured edge encode or decode (the
+  larger) against the budget; target <= 1.2:
 
 {table_head(["budget (ms)", "width chosen", "measured (ms)", "measured / budget"])}
 {chr(10).join(checks)}

@@ -54,18 +54,22 @@ def main() -> None:
     edge = str(venv / "bin" / "slimcodec-edge")
     encoded = subprocess.run([edge, "encode", str(bundle), str(sample_image()), "-o",
                               str(work / "x.slc"), "--target-bpp", "0.3"], check=True,
-                             cwd=work, capture_output=True, text=True).stderr.strip()
+                             cwd=work, capture_output=True, text=True).stdout.strip()
     subprocess.run([edge, "decode", str(bundle), str(work / "x.slc"), "-o",
                     str(work / "x.png")], check=True, cwd=work)
     probe = subprocess.run([str(venv / "bin" / "python"), "-c",
                             "import importlib.util as u; print(u.find_spec('torch') is None)"],
                            capture_output=True, text=True, check=True).stdout.strip()
     files = [p for p in venv.rglob("*") if p.is_file()]
-    weights = [p for p in files if p.suffix in (".pt", ".pth")]
-    torch_files = [p for p in files if "torch" in p.relative_to(venv).as_posix().lower()]
+    # Weights: PyTorch files (a .pth may also be a small text file of import paths).
+    weights = [p for p in files if p.suffix == ".pt" or (p.suffix == ".pth"
+                                                         and p.stat().st_size > 65536)]
+    site = next(venv.glob("lib/python*/site-packages"))
+    torch_files = [p for p in site.iterdir() if p.name.split("-")[0].lower() in
+                   ("torch", "torchvision", "compressai", "fvcore")]
     if weights or torch_files:
-        raise SystemExit(f"the edge install holds {len(weights)} weight files and "
-                         f"{len(torch_files)} torch files")
+        raise SystemExit(f"the edge install holds weights {weights[:3]} and torch "
+                         f"packages {torch_files[:3]}")
     edge_size = du(venv)
     full = Path(sysconfig.get_paths()["purelib"]).parent.parent.parent  # this environment
     full_size = du(full)
@@ -76,8 +80,8 @@ def main() -> None:
 (the `slimcodec-edge` distribution: numpy, onnxruntime and Pillow, pinned by
 `export/requirements-edge.txt`); `slimcodec-edge encode --target-bpp 0.3` and `decode` ran
 with a bundle of the default `{model}` (`{encoded}`). Torch absent from that environment:
-{probe}; files installed: {len(files):,}, of which `.pt`/`.pth` files: {len(weights)}, with
-`torch` in their path: {len(torch_files)}.
+{probe}; files installed: {len(files):,}, of which PyTorch weight files: {len(weights)};
+torch, torchvision, compressai or fvcore packages: {len(torch_files)}.
 
 | environment | installed size |
 |---|---:|

@@ -15,8 +15,11 @@ For each width, encoder (analysis transform) and decoder (synthesis transform) s
 * **Peak memory**, measured: the peak resident set size (``VmHWM``) of a child process
   running one inference in onnxruntime at the profile size, minus its peak after loading
   the graph: activations and onnxruntime's arena, not the weights.
-* **Latency**, median and p90 over ``repeats`` runs after one warm-up, in onnxruntime and in
-  PyTorch (eager, inference mode), at 1 thread and at all threads.
+* **Latency**, median and p90 over ``repeats`` runs after one warm-up: of the transforms'
+  graphs in onnxruntime and in PyTorch (eager, inference mode), at 1 thread and at all
+  threads; and of the edge runtime's whole encode and decode (``"edge"``, 1 thread: tiles,
+  hyper networks and entropy coding, what a device spends) of the bundled sample photo at
+  the profile size, which budgets use (:mod:`slimcodec_edge.select`).
 
 With ``eval_json`` (``slimcodec eval --json`` of the same model), each width carries its RD
 points (bpp, PSNR, MS-SSIM, λ), and ``rd_source`` names the images they were measured on,
@@ -40,13 +43,16 @@ from typing import Any
 import numpy as np
 import torch
 from fvcore.nn import FlopCountAnalysis
+from PIL import Image
 from torch import nn
 
 from slimcodec.codec import prepare_model
+from slimcodec.data import sample_image
 from slimcodec.layers import LambdaModulation, LatentGain, SlimGDNPlus, Slimmable, SwitchGDN
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 
 from .bundle import Bundle
+from .edge.runtime import EdgeCodec
 from .onnx_export import export_bundle, graph_modules, traceable_adapter
 
 __all__ = ["CONVENTION", "plot_profile", "profile_model", "rd_span"]
@@ -210,6 +216,9 @@ def profile_model(
                                  "method": adapter.method,
                                  "parameters": adapter.parameter_count}
         image = torch.rand(1, 3, h, w)
+        edge = EdgeCodec(loaded, threads=1)
+        photo = np.asarray(Image.open(sample_image()).convert("RGB").resize((w, h)))
+        domain_name = adapter.domain if adapter is not None else None
         with model.using_adapter(active):
             for width in widths:
                 model.set_width(width)
@@ -254,6 +263,12 @@ def profile_model(
                         "peak_memory_bytes": _peak_memory(graph, feeds),
                         "latency_ms": latency,
                     }
+                edge_lmbda = float(model.lmbda) if variable else None
+                coded = edge.encode_rgb(photo, width, False, edge_lmbda, domain_name)
+                entry["encoder"]["latency_ms"]["edge"] = {"threads_1": _timings(
+                    repeats, edge.encode_rgb, photo, width, False, edge_lmbda, domain_name)}
+                entry["decoder"]["latency_ms"]["edge"] = {"threads_1": _timings(
+                    repeats, edge.decode_rgb, coded)}
                 if width in points:
                     entry["points"] = points[width]
                 result["widths"].append(entry)

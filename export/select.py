@@ -12,14 +12,19 @@ runtime and thread setting), MACs, peak memory. Among the widths that fit:
 * with neither: the widest, the best quality the budget allows (its middle λ);
 * with ``prefer="cost"`` and a target: the narrowest width that reaches it instead.
 
+**Latency** is the edge runtime's whole encode and decode (transforms in tiles, hyper
+networks, entropy coding: what a device spends), where the profile measured it (its
+``latency_ms["edge"]``), else the transforms' graphs alone.
+
 **At the image's size.** A profile measures one image size. Given the size of the image
-being coded (``image_size``), latency, MACs and memory are scaled by its pixel count over
-the profile's: convolutions cost per pixel, and the runtimes code large images in tiles,
-so time grows in proportion (``benchmarks/deployment.py`` measures how well the scaled
-prediction holds at 0.25×, 1× and 4× the profiled size; section ``budget-scaling`` of
-``benchmarks/RESULTS.md``). Beyond that range (:data:`SCALE_RANGE`) the prediction is not
-measured: an image larger than 4× is refused in one line that says to profile at its size,
-and one smaller than 0.25× is budgeted at 0.25× (an upper bound of what it costs).
+being coded (``image_size``), its figures are scaled to it: by the pixels the transforms
+run on, tiles and their halos counted (:func:`slimcodec.tiling.processed_pixels`), over the
+profile's, for latency and MACs; by the pixel count for memory.
+``benchmarks/budget_scaling.py`` measures how well the scaled prediction holds at 0.25×, 1×
+and 4× the profiled size (section ``budget-scaling-*`` of ``benchmarks/RESULTS.md``).
+Beyond that range (:data:`SCALE_RANGE`) the prediction is not measured: an image larger
+than 4× is refused in one line that says to profile at its size, and one smaller than
+0.25× is budgeted at 0.25× (an upper bound of what it costs).
 
 Nothing fitting is a :class:`~slimcodec.errors.SlimcodecError` that names the narrowest
 width's cost against the limit it breaks. The command-line tools that take a budget
@@ -42,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from slimcodec.errors import ModelMismatchError, SlimcodecError
+from slimcodec.tiling import processed_pixels
 
 __all__ = ["SCALE_RANGE", "Choice", "add_budget_arguments", "apply_budget", "check_profile",
            "has_budget", "load_profile", "select_for", "select_width"]
@@ -186,24 +192,39 @@ def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 
     return choice
 
 
-def _cost(entry: dict[str, Any], side: str, what: str, runtime: str, threads: str,
-          scale: float = 1.0) -> float:
+@dataclass(frozen=True)
+class _Scale:
+    """How the profile's figures grow to the image's: time and MACs with the pixels the
+    transforms run on, memory with the pixels."""
+
+    work: float = 1.0
+    pixels: float = 1.0
+
+    def of(self, what: str) -> float:
+        return self.pixels if what == "memory" else self.work
+
+
+def _cost(entry: dict[str, Any], side: str, what: str, runtime: str | None, threads: str,
+          scale: _Scale = _Scale()) -> float:
     parts = ("encoder", "decoder") if side == "both" else (side,)
-    return max(_part_cost(entry[part], what, runtime, threads) for part in parts) * scale
+    return max(_part_cost(entry[part], what, runtime, threads) for part in parts) * \
+        scale.of(what)
 
 
-def _part_cost(p: dict[str, Any], what: str, runtime: str, threads: str) -> float:
+def _part_cost(p: dict[str, Any], what: str, runtime: str | None, threads: str) -> float:
     if what == "latency":
-        return p["latency_ms"][runtime][threads]["median"]
+        latency = p["latency_ms"]
+        runtime = runtime or ("edge" if threads in latency.get("edge", {}) else "onnxruntime")
+        return latency[runtime][threads]["median"]
     if what == "macs":
         return p["macs"]
     return p["peak_memory_bytes"] / 2**20
 
 
-def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> float:
-    """The image's pixel count over the profile's; refused outside :data:`SCALE_RANGE`."""
+def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scale:
+    """The image's work and pixels over the profile's; refused beyond :data:`SCALE_RANGE`."""
     if image_size is None:
-        return 1.0
+        return _Scale()
     h0, w0 = profile.get("size", (0, 0))
     h, w = image_size
     if not h0 * w0:
@@ -217,23 +238,27 @@ def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> float
             f"(slimcodec profile --size {w}x{h})")
     # Smaller images are not measured to cost less than this (fixed costs dominate there):
     # costs stay those of the smallest size measured, an upper bound.
-    return max(scale, lo)
+    if scale < lo:
+        h, w = round(h0 * lo**0.5), round(w0 * lo**0.5)
+    work = processed_pixels(h, w) / processed_pixels(h0, w0)
+    return _Scale(work, max(scale, lo))
 
 
 def _choice(entry: dict[str, Any], lmbda: float | None, bpp: float | None,
-            psnr: float | None, reason: str, runtime: str, threads: str, scale: float
-            ) -> Choice:
+            psnr: float | None, reason: str, runtime: str | None, threads: str,
+            scale: _Scale) -> Choice:
     """A :class:`Choice` with the width's own costs and measured RD range."""
-    costs = {"encoder_ms": _part_cost(entry["encoder"], "latency", runtime, threads) * scale,
-             "decoder_ms": _part_cost(entry["decoder"], "latency", runtime, threads) * scale,
-             "macs": (entry["encoder"]["macs"] + entry["decoder"]["macs"]) * scale,
+    work = scale.work
+    costs = {"encoder_ms": _part_cost(entry["encoder"], "latency", runtime, threads) * work,
+             "decoder_ms": _part_cost(entry["decoder"], "latency", runtime, threads) * work,
+             "macs": (entry["encoder"]["macs"] + entry["decoder"]["macs"]) * work,
              "memory_mb": _cost(entry, "both", "memory", runtime, threads, scale)}
     points = entry.get("points") or []
     span = (min(p["bpp"] for p in points), max(p["bpp"] for p in points),
             min(p["psnr"] for p in points), max(p["psnr"] for p in points)) if points else None
-    if scale != 1:
-        reason += f"; costs scaled ×{scale:.3g} from the profile's size to the image's"
-    return Choice(entry["width"], lmbda, bpp, psnr, reason, costs, span, scale)
+    if work != 1:
+        reason += f"; costs scaled ×{work:.3g} from the profile's size to the image's"
+    return Choice(entry["width"], lmbda, bpp, psnr, reason, costs, span, work)
 
 
 def _at_rate(points: list[dict[str, Any]], bpp: float) -> tuple[float, float] | None:
@@ -272,13 +297,14 @@ def select_width(
     target_bpp: float | None = None,
     target_psnr: float | None = None,
     side: str = "both",
-    runtime: str = "onnxruntime",
+    runtime: str | None = None,
     threads: str = "threads_1",
     image_size: tuple[int, int] | None = None,
     prefer: str = "quality",
 ) -> Choice:
     """The best width for the limits and target (see the module docstring); ``image_size``
-    (height, width): the image being coded, to which the profile's figures are scaled."""
+    (height, width): the image being coded, to which the profile's figures are scaled;
+    ``runtime``: whose latency (default: the edge runtime's where measured)."""
     if side not in ("encoder", "decoder", "both"):
         raise ValueError(f"side must be encoder, decoder or both, not {side!r}")
     if target_bpp is not None and target_psnr is not None:
@@ -296,7 +322,7 @@ def select_width(
     if not fitting:
         entry, over = broken[0]
         what, cost, limit = over[0]
-        at = " at this image's size" if scale != 1 else ""
+        at = " at this image's size" if scale != _Scale() else ""
         raise SlimcodecError(f"no width fits: the narrowest, {entry['width']}, needs "
                              f"{cost:.4g} {units[what]} of {what} ({side}){at}, over the "
                              f"limit of {limit:g}")

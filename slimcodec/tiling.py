@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_TILE",
     "analyze",
     "padded_region",
+    "processed_pixels",
     "spans",
     "synthesize",
     "to_pixels",
@@ -53,6 +54,16 @@ def spans(length: int, tile: int, halo: int) -> Iterator[tuple[int, int, int, in
     for start in range(0, length, tile):
         stop = min(start + tile, length)
         yield start, stop, max(start - halo, 0), min(stop + halo, length)
+
+
+def processed_pixels(height: int, width: int, downsampling: int = 16,
+                     tile: int = DEFAULT_TILE, halo: int = DEFAULT_HALO) -> int:
+    """The pixels the transforms run on for an image of this size: every tile with its
+    halo (what its coding time grows with; a budget scales by it)."""
+    lh, lw = -(-height // downsampling), -(-width // downsampling)
+    rows = sum(hi - lo for _, _, lo, hi in spans(lh, tile, halo))
+    cols = sum(hi - lo for _, _, lo, hi in spans(lw, tile, halo))
+    return rows * cols * downsampling**2
 
 
 def padded_region(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:

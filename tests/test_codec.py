@@ -49,13 +49,34 @@ def test_model_file_round_trip(tmp_path, small_model):
     assert Codec(loaded).encode_rgb(img, 8) == Codec(small_model).encode_rgb(img, 8)
 
 
+def test_model_files_store_byte_planes_and_version_1_still_loads(tmp_path, small_model):
+    """Version 2 stores large tensors as byte planes (the same bits: same fingerprint);
+    a version 1 file, values interleaved, loads to the same model."""
+    from slimcodec.zoo.checkpoint import _from_planes
+
+    path = tmp_path / "m.pt"
+    fp = save_model_file(small_model, path)
+    payload = torch.load(path, weights_only=True)
+    assert payload["version"] == 2 and "g_a.0.weight" in payload["planes"]
+    state = {**payload["state_dict"],
+             **{k: _from_planes(v) for k, v in payload["planes"].items()}}
+    v1 = {k: v for k, v in payload.items() if k != "planes"}
+    torch.save(dict(v1, version=1, state_dict=state), tmp_path / "v1.pt")
+    assert fingerprint(load_model_file(tmp_path / "v1.pt")) == fp == fingerprint(
+        load_model_file(path))
+
+
 def test_damaged_model_files(tmp_path, small_model):
     path = tmp_path / "m.pt"
     save_model_file(small_model, path)
     payload = torch.load(path, weights_only=True)
-    payload["state_dict"]["g_a.0.weight"][0, 0, 0, 0] += 1.0
+    payload["planes"]["g_a.0.weight"]["bytes"][-1, 0] ^= 1  # one value's top byte
     torch.save(payload, path)
     with pytest.raises(ModelFileError, match="fingerprint"):
+        load_model_file(path)
+    payload["planes"]["g_a.0.weight"]["shape"] = [3]
+    torch.save(payload, path)
+    with pytest.raises(ModelFileError, match="bad byte planes"):
         load_model_file(path)
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ModelFileError):

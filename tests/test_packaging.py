@@ -106,3 +106,50 @@ print(json.dumps(loaded))
     outside = {m: f for m, f in loaded.items() if f and not f.startswith(str(site))}
     assert not outside, outside
     assert Image.open(tmp_path / "out.png").size == (52, 40)
+
+
+def test_the_wheel_ships_the_default_models_weights_alone():
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED
+
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    weights = [g for g in data["package-data"]["slimcodec.zoo"] if g.endswith(".pt")]
+    assert weights == [f"weights/{SHIPPED[DEFAULT_MODEL]['weights']}"]
+
+
+def test_the_other_models_weights_come_from_slimcodec_models(tmp_path, monkeypatch):
+    """An install from wheels: without slimcodec-models, another model is one line naming
+    it; with it, the weights load from its package."""
+    from slimcodec.errors import ModelFileError
+    from slimcodec.zoo import catalog, create_model, list_models
+
+    shipped = catalog.WEIGHTS_DIR
+    monkeypatch.setattr(catalog, "WEIGHTS_DIR", tmp_path / "none")
+    with pytest.raises(ModelFileError, match=r"weights of slimcae are not installed.*"
+                                             r"slimcodec-models"):
+        create_model("slimcae", pretrained=True)
+    assert "slimcae" not in list_models(pretrained=True)
+    package = tmp_path / "site" / "slimcodec_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "slimcae.pt").symlink_to(shipped / "slimcae.pt")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert catalog.weights_path("slimcae.pt") == package / "slimcae.pt"
+    assert create_model("slimcae", pretrained=True).widths[0] == 192
+
+
+def test_the_models_wheel_holds_every_other_shipped_model(tmp_path):
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED
+
+    shutil.copytree(ROOT / "models", tmp_path / "models",
+                    ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "--disable-pip-version-check", "-q",
+                            "-w", str(tmp_path / "dist"), str(tmp_path / "models")],
+                           capture_output=True, text=True, timeout=600,
+                           env={"SLIMCODEC_SOURCE": str(ROOT), "PATH": "/usr/bin:/bin",
+                                "HOME": str(tmp_path)})
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob("slimcodec_models-*.whl")
+    names = {n.split("/")[-1] for n in zipfile.ZipFile(wheel).namelist()
+             if n.endswith(".pt")}
+    assert names == {e["weights"] for n, e in SHIPPED.items() if n != DEFAULT_MODEL}

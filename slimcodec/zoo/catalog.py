@@ -8,6 +8,7 @@ checks that every entry matches its weights file and the model it builds.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from slimcodec.errors import RetiredModelError
 __all__ = [
     "DEFAULT_MODEL",
     "MEASURED",
+    "MODELS_DISTRIBUTION",
     "RETIRED",
     "SHIPPED",
     "WEIGHTS_DIR",
@@ -24,9 +26,15 @@ __all__ = [
     "retired_error",
     "retired_writer",
     "shipped_table",
+    "weights_path",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: The distribution that installs the other shipped models' weights (``models/``): the
+#: ``slimcodec`` wheel holds the default's alone, so that each wheel stays under the 50 MB a
+#: package index accepts. A checkout has them all in WEIGHTS_DIR.
+MODELS_DISTRIBUTION = "slimcodec-models"
+MODELS_PACKAGE = "slimcodec_models"
 
 #: What ``slimcodec compress``, ``demo``, ``eval``, ``export``, ``profile`` and the Python
 #: API use when no model is named: the best shipped model (``slimcodec models``).
@@ -62,6 +70,20 @@ _RETIRED_NAMES = {name: release for name, release in RETIRED.values()}
 MEASURED = WEIGHTS_DIR / "measured.json"
 
 
+def weights_path(file: str) -> Path | None:
+    """Where the shipped weights file ``file`` is installed: in this package (a checkout
+    holds every one; the wheel, the default's), or in the :data:`MODELS_DISTRIBUTION`'s
+    package; None if neither holds it."""
+    local = WEIGHTS_DIR / file
+    if local.is_file():
+        return local
+    spec = importlib.util.find_spec(MODELS_PACKAGE)
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(root) / file).is_file():
+            return Path(root) / file
+    return None
+
+
 def find_by_fingerprint(fp: bytes) -> str | None:
     """The shipped model whose weights have this fingerprint, if any (from this table: no
     weights file is read)."""
@@ -88,8 +110,9 @@ def _retired(name: str, release: str, what: str) -> RetiredModelError:
 
 
 def shipped_table() -> list[dict[str, Any]]:
-    """One row per shipped model, the default first: name, kind, widths, file size, whether
-    it is the default, and its measured rate range (``None`` where not measured for these
+    """One row per shipped model, the default first: name, kind, widths, file size (None
+    where its weights are not installed), whether it is the default, and its measured rate
+    range (``None`` where not measured for these
     weights), with the images it was measured on."""
     measured = json.loads(MEASURED.read_text()) if MEASURED.is_file() else {"models": {}}
     rows = []
@@ -97,8 +120,9 @@ def shipped_table() -> list[dict[str, Any]]:
         ends = measured["models"].get(name)
         if ends is not None and ends.get("fingerprint") != entry["fingerprint"]:
             ends = None  # measured on other weights
+        path = weights_path(entry["weights"])
         rows.append({"name": name, "kind": entry["kind"], "widths": entry["widths"],
-                     "bytes": (WEIGHTS_DIR / entry["weights"]).stat().st_size,
+                     "bytes": path.stat().st_size if path else None,
                      "default": name == DEFAULT_MODEL, "measured": ends,
                      "images": measured.get("images")})
     return rows

@@ -2,7 +2,9 @@
 
 A registered name is a factory function (the architecture with its default config) and,
 optionally, a weights file shipped in ``slimcodec/zoo/weights/`` with a model card beside
-it. Nothing is ever downloaded: pretrained weights are package data.
+it. Nothing is ever downloaded: pretrained weights are package data, the default model's in
+the ``slimcodec`` wheel and the others' in the ``slimcodec-models`` one
+(:func:`~slimcodec.zoo.catalog.weights_path` finds either).
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from typing import Any
 
 from torch import nn
 
-from slimcodec.errors import UnknownModelError
+from slimcodec import __version__
+from slimcodec.errors import ModelFileError, UnknownModelError
 from slimcodec.models import DEFAULT_WIDTHS, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 
-from .catalog import WEIGHTS_DIR, retired_error
+from .catalog import DEFAULT_MODEL, MODELS_DISTRIBUTION, retired_error, weights_path
 from .checkpoint import load_model_file, read_model_file
 
 __all__ = [
@@ -39,11 +42,13 @@ class ModelEntry:
 
     @property
     def weights_path(self) -> Path | None:
-        return WEIGHTS_DIR / self.weights if self.weights else None
+        """The installed weights file (None if the model ships none, or it is not
+        installed)."""
+        return weights_path(self.weights) if self.weights else None
 
     @property
     def has_weights(self) -> bool:
-        return self.weights_path is not None and self.weights_path.is_file()
+        return self.weights_path is not None
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -92,6 +97,12 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
         return entry.factory(**kwargs)
     if kwargs:
         raise ValueError(f"pretrained {name!r} has a fixed config; got overrides {sorted(kwargs)}")
+    if entry.weights and not entry.has_weights:
+        raise ModelFileError(
+            f"the pretrained weights of {name} are not installed: they come with the "
+            f"{MODELS_DISTRIBUTION} distribution (pip install ./models, or "
+            f"'{MODELS_DISTRIBUTION}=={__version__}'); this installation has the default "
+            f"model's, {DEFAULT_MODEL}")
     if not entry.has_weights:
         raise retired_error(name) or UnknownModelError(
             f"model {name!r} ships no pretrained weights")
