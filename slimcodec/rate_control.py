@@ -19,10 +19,10 @@ after ``max_passes`` passes per width, and keeps the pass nearest the target.
 
 Unless a width is given, the search also picks the width. By default (``prefer="quality"``)
 widths are tried widest first, so the target is met by the widest width that reaches it:
-at the same rate a wider width codes at least as well over their common range (the
-``hyperprior`` and ``variable_rate`` sections of ``benchmarks/RESULTS.md``; 0.3 bpp on
-``slimcae-hp`` is 33.8 dB at width 192 and 32.1 at width 96, the narrowest that reaches
-it). ``prefer="cost"`` tries them narrowest first: the cheapest width that reaches the
+at the same rate a wider width codes at least as well over their common range (on the
+12 held-out photos of the ``hyperprior-slimcae-hp`` section of ``benchmarks/RESULTS.md``,
+0.3 bpp is 33.6 dB at width 192 and 32.9 dB at width 96, the narrowest that reaches it,
+interpolated in log rate). ``prefer="cost"`` tries them narrowest first: the cheapest width that reaches the
 target, for a device that must save time. A width whose range does not reach the target
 costs one or two passes to find out. A target no width reaches raises :class:`RateError`
 naming the range that can be reached on that image.
