@@ -1,8 +1,8 @@
 """``slimcodec select``: the width (and λ) that fits a budget with the best rate-distortion.
 
-Reads a profile (:mod:`slimcodec_edge.profile`), no torch. A width fits when its encoder and decoder
-(``side``: either, or both) are within every limit given: latency (median, in the profile's
-runtime and thread setting), MACs, peak memory. Among the widths that fit:
+Reads a profile (:mod:`slimcodec_edge.profile`), no torch. A width fits when its encoder
+and decoder (``side``: either, or both) are within every limit given: latency (median, in
+the profile's runtime and thread setting), MACs, peak memory. Among the widths that fit:
 
 * with ``target_bpp``: the width with the highest PSNR at that rate (interpolated over its
   RD points in log rate; a single-rate width counts at its one point if its rate is within
