@@ -24,8 +24,8 @@ at the same rate a wider width codes at least as well over their common range (o
 0.3 bpp is 33.6 dB at width 192 and 32.9 dB at width 96, the narrowest that reaches it,
 interpolated in log rate). ``prefer="cost"`` tries them narrowest first: the cheapest width
 that reaches the target, for a device that must save time. A width whose range does not
-reach the target costs one or two passes to find out. A target no width reaches raises :class:`RateError`
-naming the range that can be reached on that image.
+reach the target costs one or two passes to find out. A target no width reaches raises
+:class:`RateError` naming the range that can be reached on that image.
 
 **One entry point for every rate setting.** :func:`encode_with_rate` takes one of ``lmbda``,
 ``quality``, ``target_bpp``, ``target_size`` (bytes of the whole file) and ``target_psnr``,
