@@ -13,9 +13,9 @@ file is half the size.
 Version 2 stores every large tensor as its byte planes (``"planes"``: name -> ``{"bytes":
 uint8 (itemsize, n), "dtype", "shape"}``): the first byte of every value, then the second,
 and so on. The values are the same bits (so the fingerprint is too), but the planes that
-hold exponents and high mantissa bytes repeat, and a zip (a wheel) compresses the file to
-about 0.92 of what it does with the values interleaved (`benchmarks/wheel_size.py`).
-Version 1 files load as before.
+hold exponents and high mantissa bytes repeat, so a zip (a wheel) compresses the file
+better than with the values interleaved (``tools/repack_weights.py`` rewrites a version 1
+file and reports both compressed sizes). Version 1 files load as before.
 
 The fingerprint (:func:`fingerprint`) hashes the architecture, config and every tensor of
 the state dict, the entropy models' CDF tables included. Containers carry it, so a decoder
