@@ -2,7 +2,10 @@
 against a bundle whose graphs hold their own weights, and against the widest width's graphs
 alone; and that both bundles write the same file for the sample image at every width.
 
-    python benchmarks/bundle_size.py [--model slimcae-hp]
+    python benchmarks/bundle_size.py [--model slimcae-hp] [--calibration DIR]
+
+With ``--calibration``, also an int8-only bundle (``slimcodec export --int8 --int8-only``)
+against the lean float one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ def size(root: Path, suffix: str = "") -> int:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--calibration", help="images to calibrate an int8-only bundle on")
     args = p.parse_args()
     model = load_model(args.model)
     widest = model.widths[0]
@@ -45,15 +49,30 @@ def main() -> None:
         rows = [(f"all {len(model.widths)} widths, each graph its own weights", full),
                 (f"all {len(model.widths)} widths, lean (shared weights stored once)", lean),
                 (f"width {widest} alone", alone)]
+        int8_line = ""
+        if args.calibration:
+            int8 = export_bundle(model, Path(tmp) / "int8", args.model,
+                                 calibration=args.calibration, int8_only=True)
+            rows.append((f"all {len(model.widths)} widths, int8 only (lean)", int8))
+            int8_graphs = sum(f.stat().st_size for f in int8.glob("*.int8.onnx"))
+            int8_line = (f"\n- int8 only against the lean float bundle: "
+                         f"**{size(int8) / size(lean):.2f}x** (target <= 0.35): int8 "
+                         f"analysis and synthesis graphs {int8_graphs / 2**20:.1f} MiB, "
+                         f"weights.bin (the float weights: the latent coder's networks h_a "
+                         f"and h_mu, and the GDNs the int8 graphs keep in float) "
+                         f"{size(int8, '.bin') / 2**20:.1f} MiB, entropy tables "
+                         f"{size(int8, '.npz') / 2**20:.1f} MiB (calibrated on "
+                         f"`{args.calibration}`).")
+        lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
+        whole_ratio = size(lean) / size(alone)
         table = "\n".join(
             f"| {label} | {size(root, '.onnx') / 2**20:.1f} | {size(root, '.bin') / 2**20:.1f} "
             f"| {size(root, '.npz') / 2**20:.1f} | **{size(root) / 2**20:.1f}** | "
             f"{size(root) / widest_graphs:.2f} |" for label, root in rows)
-        lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
-        whole_ratio = size(lean) / size(alone)
     body = f"""## Bundle size: lean bundles (`{args.model}`)
 
-`python benchmarks/bundle_size.py --model {args.model}`: `slimcodec export` of every width,
+`python benchmarks/bundle_size.py --model {args.model}{' --calibration ' + args.calibration
+if args.calibration else ''}`: `slimcodec export` of every width,
 lean (the default: the weights every width slices stored once in `weights.bin`, the entropy
 tables' repeated arrays once, `table_slices`) and with `shared_weights=False` (each graph
 its own weights), and the widest width alone. MiB:
@@ -66,7 +85,7 @@ its own weights), and the widest width alone. MiB:
   **{lean_ratio:.2f}x** (target <= 1.15); the whole lean bundle against the whole bundle of
   width {widest} alone: {whole_ratio:.2f}x.
 - The same file from both bundles at every width (sample image): **{same}**; the same
-  pixels decoded: **{same_pixels}**."""
+  pixels decoded: **{same_pixels}**.{int8_line}"""
     write_section(f"bundle-size-{args.model}", body)
     print(body)
 

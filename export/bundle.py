@@ -8,8 +8,9 @@ Layout of a bundle folder (written by :mod:`slimcodec_edge.onnx_export`, read he
     entropy.npz              per width (and anchor): quantised CDFs, lengths, offsets, medians
     analysis-<w>.onnx        image (1, 3, H, W) [, lmbda (1,)] -> latent (1, w, H/16, W/16)
     synthesis-<w>.onnx       latent [, lmbda] -> image (1, 3, H, W), unclamped
-    analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8
-    synthesis-<w>.int8.onnx
+    analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8; with
+    synthesis-<w>.int8.onnx  --int8-only, the only analysis and synthesis graphs (the
+                             manifest's ``int8.only``; the coder's networks stay float)
     analysis-<w>-d<id>.onnx  a domain adapter's graphs (``slimcodec export --adapter``): the
     synthesis-<w>-d<id>.onnx source's with the adapter's stages (and ``.int8.onnx`` ones,
                              with --int8); its entropy tables, when it has its own
@@ -217,6 +218,11 @@ class Bundle:
     # -- what the manifest says -------------------------------------------------------------
 
     @property
+    def int8_only(self) -> bool:
+        """Whether the analysis and synthesis graphs are int8 ones, with no float ones."""
+        return bool((self.manifest.get("int8") or {}).get("only"))
+
+    @property
     def name(self) -> str:
         return str(self.manifest.get("model", self.root.name))
 
@@ -301,6 +307,7 @@ class Bundle:
         """The checked path of a width's ``analysis`` / ``synthesis`` graph (of a domain's
         adapter, for ``domain`` > 0)."""
         graphs = self.manifest["graphs"] if not domain else self._domain(domain)["graphs"]
+        int8 = int8 and not self.int8_only  # an int8-only bundle's graphs are the int8 ones
         entry = graphs.get(str(width), {}).get(f"{kind}_int8" if int8 else kind)
         if entry is None:
             what = f"{kind} graph{' (int8)' if int8 else ''}"

@@ -205,6 +205,7 @@ def export_bundle(
     rd_lambdas: Sequence[float] | None = None,
     gate: Any = None,
     shared_weights: bool = True,
+    int8_only: bool = False,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
@@ -218,7 +219,10 @@ def export_bundle(
     (:func:`slimcodec.adaptation.load_gate`), written as ``gate.npz`` for the edge runtime's
     ``domain="gate"``. ``shared_weights``: the float graphs' weights pooled in one file that
     every width's graphs slice (:mod:`slimcodec_edge.shared_weights`; False: each graph
-    holds its own, about twice the bytes). Returns ``out``."""
+    holds its own, about twice the bytes). ``int8_only`` (with ``calibration``): the int8
+    analysis and synthesis graphs in place of the float ones, which are left out (the
+    latent coder's networks and the mixing graphs stay float: a decoder must compute the
+    means exactly as slimcodec does). Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -228,6 +232,8 @@ def export_bundle(
         raise ValueError(f"give one training λ per width {list(model.widths)}")
     if gate is not None:  # its adapters must be built in: ModelMismatchError if one is not
         gate.check_adapters({a.domain_id: a for a in adapters})
+    if int8_only and calibration is None:
+        raise ValueError("an int8-only bundle needs calibration images")
     fp = prepare_model(model)  # CDF tables that match the weights, as the codec uses them
     variable = isinstance(model, ModulatedSlimCAE)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -276,6 +282,8 @@ def export_bundle(
             from .quantize import quantize_bundle
 
             manifest["int8"] = quantize_bundle(work, manifest, calibration, calibration_images)
+            if int8_only:
+                _drop_float_transforms(work, manifest)
             _seal(work, manifest)
         if shared_weights:  # after quantising, which reads each float graph whole
             manifest["shared_weights"] = share_weights(work, _float_graphs(manifest))
@@ -299,6 +307,18 @@ def _export_gate(gate: Any, root: Path) -> dict[str, Any]:
     return {"file": GATE, "domains": list(arrays.domain_ids), "channels": arrays.channels,
             "widths": list(arrays.widths),
             "lambda_bounds": list(arrays.lambda_bounds) if arrays.lambda_bounds else None}
+
+
+def _drop_float_transforms(root: Path, manifest: dict[str, Any]) -> None:
+    """An int8-only bundle: each width's int8 analysis and synthesis graphs become its
+    graphs, the float ones are deleted (the manifest's ``int8.only``)."""
+    sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
+    for graphs in sets:
+        for entry in graphs.values():
+            for kind in ("analysis", "synthesis"):
+                (root / entry[kind]["file"]).unlink()
+                entry[kind] = entry.pop(f"{kind}_int8")
+    manifest["int8"]["only"] = True
 
 
 def _float_graphs(manifest: dict[str, Any]) -> list[str]:

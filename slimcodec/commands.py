@@ -344,6 +344,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.int8 and not args.calibration:
         raise SlimcodecError("--int8 needs --calibration DIR (images to calibrate on)")
+    if args.int8_only and not args.int8:
+        raise SlimcodecError("--int8-only needs --int8 and --calibration DIR")
     model = load_model(args.model)
     adapters = []
     if args.adapter:
@@ -358,7 +360,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_bundle(model, args.output, str(args.model), args.widths,
                         args.calibration if args.int8 else None, adapters=adapters,
                         rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate,
-                        shared_weights=not args.no_shared_weights)
+                        shared_weights=not args.no_shared_weights, int8_only=args.int8_only)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"
@@ -610,6 +612,9 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--int8", action="store_true",
                    help="also statically quantised int8 graphs (needs --calibration)")
     x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
+    x.add_argument("--int8-only", action="store_true",
+                   help="with --int8: the int8 analysis and synthesis graphs alone, no float "
+                        "ones (the coder's networks stay float)")
     x.add_argument("--no-shared-weights", action="store_true",
                    help="each graph holds its own weights (about twice the bytes) instead "
                         "of slicing one weights.bin")

@@ -317,8 +317,19 @@ def test_int8_export_reports_its_rd_cost(tmp_path):
     for cost in manifest["int8"]["widths"].values():
         assert abs(cost["psnr_change"]) < 1.0 and abs(cost["bpp_change"]) < 0.2
     codec = EdgeCodec(tmp_path / "b", int8=True)
-    out, _ = codec.decode_rgb(codec.encode_rgb(natural_like(32, 48), 8))
+    data = codec.encode_rgb(natural_like(32, 48), 8)
+    out, _ = codec.decode_rgb(data)
     assert out.shape == (32, 48, 3)
+    # int8 only: the same graphs without the float ones beside them, the same files.
+    export_bundle(model, tmp_path / "c", "tiny", calibration=cal, calibration_images=2,
+                  int8_only=True)
+    names = {f.name for f in (tmp_path / "c").iterdir()}
+    assert "analysis-8.int8.onnx" in names and "analysis-8.onnx" not in names
+    only = EdgeCodec(tmp_path / "c")
+    assert only.bundle.int8_only and only.encode_rgb(natural_like(32, 48), 8) == data
+    assert np.array_equal(only.decode_rgb(data)[0], out)
+    size = sum(f.stat().st_size for f in (tmp_path / "c").iterdir())
+    assert size < sum(f.stat().st_size for f in (tmp_path / "b").iterdir())
 
 
 @pytest.mark.parametrize("kind", KINDS)
