@@ -235,7 +235,7 @@ def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scal
         raise SlimcodecError(
             f"a {w}x{h} image is {scale:.3g}x the profile's {w0}x{h0} pixels, beyond the "
             f"{hi:g}x its figures were measured to scale to: profile at this size "
-            f"(slimcodec profile --size {w}x{h})")
+            f"(slimcodec profile --size {-(-w // 16) * 16}x{-(-h // 16) * 16})")
     # Smaller images are not measured to cost less than this (fixed costs dominate there):
     # costs stay those of the smallest size measured, an upper bound.
     if scale < lo:
