@@ -266,8 +266,9 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
         errs, used = [], []
         for _, rgb in images:
             try:
+                # the cheapest width that reaches it, as the recorded runs searched
                 data, search = encode_to_target(codec, rgb, target_bpp=target,
-                                                max_passes=max_passes)
+                                                max_passes=max_passes, prefer="cost")
             except RateError:  # out of reach on this image: counted apart
                 misses += 1
                 continue
