@@ -6,9 +6,10 @@ whether the width chosen for a latency budget on an image 4x the profiled size r
 Measured side by side in one run, one onnxruntime thread, for every width of the model:
 
 * the edge runtime's whole encode and decode (tiles, hyper networks, entropy coding), what
-  a device spends and what `slimcodec profile` records for budgets (``latency_ms["edge"]``);
-  predicted at another size by the 1x figure times the pixels the tiled transforms run on
-  (`slimcodec.tiling.processed_pixels`), as `select` scales it;
+  a device spends and what `slimcodec profile` records for budgets (``latency_ms["edge"]``,
+  at 1x and at half the pixels, with their fit: a fixed cost plus a cost per pixel the tiled
+  transforms run on, `slimcodec.tiling.processed_pixels`); predicted at 0.25x and 4x as
+  `select` does: the larger of the 1x time scaled by those pixels and the fit;
 * for comparison, the analysis and synthesis graphs run on the whole image at once,
   predicted by the pixel ratio.
 
@@ -34,13 +35,14 @@ from common import table_head, write_section
 from PIL import Image
 from slimcodec_edge.edge import EdgeCodec
 from slimcodec_edge.onnx_export import export_bundle
+from slimcodec_edge.profile import latency_fit
 from slimcodec_edge.select import SCALE_RANGE, select_width
 
 from slimcodec.data import sample_image
 from slimcodec.tiling import processed_pixels
 from slimcodec.zoo import DEFAULT_MODEL, load_model
 
-SCALES = (0.25, 1.0, 4.0)
+SCALES = (0.25, 0.5, 1.0, 4.0)  # 0.5: the second size a profile times, for its fit
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
@@ -68,6 +70,7 @@ def main() -> None:
     w0, h0 = (int(v) for v in args.size.split("x"))
     sizes = {s: (int(h0 * math.sqrt(s)) // 16 * 16, int(w0 * math.sqrt(s)) // 16 * 16)
              for s in SCALES}
+    sizes[0.5] = (round(h0 / 2**0.5 / 16) * 16, round(w0 / 2**0.5 / 16) * 16)  # as profile
     model = load_model(args.model)
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -100,14 +103,26 @@ def main() -> None:
                 print(width, scale, graph[width, scale], whole[width, scale], flush=True)
 
     work = {s: processed_pixels(*sizes[s]) / processed_pixels(*sizes[1.0]) for s in SCALES}
+    # What `slimcodec profile` records: the edge times at 1x and at half the pixels, fitted.
+    fits = {(w, part): latency_fit({sizes[s]: {"median": whole[w, s][part]}
+                                    for s in (1.0, 0.5)}, sizes[1.0], sizes[0.5])
+            for w in edge.widths for part in ("encoder", "decoder")}
+
+    def predict(width: int, part: str, scale: float) -> float:
+        fit = fits[width, part]
+        return max(whole[width, 1.0][part] * work[scale], fit["fixed_ms"]
+                   + fit["ms_per_mpixel"] * processed_pixels(*sizes[scale]) / 1e6)
 
     def error(table: dict, width: int, scale: float, part: str) -> float:
-        ratio = work[scale] if table is whole else scale
-        return table[width, scale][part] / (table[width, 1.0][part] * ratio) - 1
+        if table is whole:  # as select predicts it
+            predicted = predict(width, part, scale)
+        else:
+            predicted = table[width, 1.0][part] * scale
+        return table[width, scale][part] / predicted - 1
 
     rows = []
     for width in edge.widths:
-        for scale in (s for s in SCALES if s != 1.0):
+        for scale in (0.25, 4.0):
             rows.append(f"| {width} | {scale:g}x ({sizes[scale][1]}x{sizes[scale][0]}) | "
                         + " | ".join(f"{table[width, scale][part]:.1f} "
                                      f"({error(table, width, scale, part):+.1%})"
@@ -121,9 +136,10 @@ def main() -> None:
     # time (encode or decode, the larger) against the budget.
     profile = {"size": [h0, w0], "widths": [
         {"width": w, **{part: {"macs": 0, "peak_memory_bytes": 0, "latency_ms": {
-            "edge": {"threads_1": {"median": whole[w, 1.0][part]}}}}
+            "edge": {"threads_1": {"median": whole[w, 1.0][part]}, "fit": fits[w, part]}}}
             for part in ("encoder", "decoder")}} for w in edge.widths]}
-    budgets = sorted(1.05 * max(whole[w, 1.0].values()) * work[4.0] for w in edge.widths)
+    budgets = sorted(1.05 * max(predict(w, part, 4.0) for part in ("encoder", "decoder"))
+                     for w in edge.widths)
     checks = []
     for budget in budgets:
         chosen = select_width(profile, max_latency_ms=budget, image_size=sizes[4.0]).width
@@ -135,12 +151,14 @@ def main() -> None:
 `python benchmarks/budget_scaling.py --model {args.model} --size {args.size} --repeats
 {args.repeats}`: one onnxruntime thread, every width at its middle λ, the bundled sample
 photo resized to each size. A profile measures one size ({w0}x{h0} here); `slimcodec select`,
-`compress` and `slimcodec-edge encode` scale its edge runtime times by the pixels the tiled
-transforms run on (×{work[0.25]:.3f} at 0.25x, ×{work[4.0]:.3f} at 4x; images over
+`compress` and `slimcodec-edge encode` predict the edge runtime's time at another size as
+the larger of its 1x time times the pixels the tiled transforms run on (×{work[0.25]:.3f}
+at 0.25x, ×{work[4.0]:.3f} at 4x) and the fit of its times at 1x and at half the pixels
+({sizes[0.5][1]}x{sizes[0.5][0]}), a fixed cost plus a cost per such pixel (images over
 {SCALE_RANGE[1]:g}x the pixels are refused, those under {SCALE_RANGE[0]:g}x budgeted at
-{SCALE_RANGE[0]:g}x). Milliseconds measured at the size, and in brackets the error of the
-scaled 1x figure (measured / predicted − 1; the whole-image graphs, for comparison, by the
-pixel ratio):
+{SCALE_RANGE[0]:g}x). Milliseconds measured at
+the size, and in brackets the error of the prediction (measured / predicted − 1; the
+whole-image graphs, for comparison, by the 1x time times the pixel ratio):
 
 {table_head(["width", "size", "analysis graph", "synthesis graph", "edge encode",
              "edge decode"])}

@@ -19,7 +19,9 @@ For each width, encoder (analysis transform) and decoder (synthesis transform) s
   graphs in onnxruntime and in PyTorch (eager, inference mode), at 1 thread and at all
   threads; and of the edge runtime's whole encode and decode (``"edge"``, 1 thread: tiles,
   hyper networks and entropy coding, what a device spends) of the bundled sample photo at
-  the profile size, which budgets use (:mod:`slimcodec_edge.select`).
+  the profile size and at half its pixels, with their fit (``"fit"``: a fixed cost and a
+  cost per million pixels the tiled transforms run on), which budgets use
+  (:mod:`slimcodec_edge.select`).
 
 With ``eval_json`` (``slimcodec eval --json`` of the same model), each width carries its RD
 points (bpp, PSNR, MS-SSIM, λ), and ``rd_source`` names the images they were measured on,
@@ -50,12 +52,13 @@ from slimcodec.codec import prepare_model
 from slimcodec.data import sample_image
 from slimcodec.layers import LambdaModulation, LatentGain, SlimGDNPlus, Slimmable, SwitchGDN
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.tiling import processed_pixels
 
 from .bundle import Bundle
 from .edge.runtime import EdgeCodec
 from .onnx_export import export_bundle, graph_modules, traceable_adapter
 
-__all__ = ["CONVENTION", "plot_profile", "profile_model", "rd_span"]
+__all__ = ["CONVENTION", "latency_fit", "plot_profile", "profile_model", "rd_span"]
 
 CONVENTION = ("MACs: one multiply-add = 1 MAC (fvcore's count for convolutions and linear "
               "layers); elementwise ops (GDN's square, sqrt and multiply, modulation, gain, "
@@ -217,7 +220,9 @@ def profile_model(
                                  "parameters": adapter.parameter_count}
         image = torch.rand(1, 3, h, w)
         edge = EdgeCodec(loaded, threads=1)
-        photo = np.asarray(Image.open(sample_image()).convert("RGB").resize((w, h)))
+        small = (max(16, round(h / 2**0.5 / 16) * 16), max(16, round(w / 2**0.5 / 16) * 16))
+        photos = {size: np.asarray(Image.open(sample_image()).convert("RGB")
+                                   .resize((size[1], size[0]))) for size in ((h, w), small)}
         domain_name = adapter.domain if adapter is not None else None
         with model.using_adapter(active):
             for width in widths:
@@ -264,16 +269,34 @@ def profile_model(
                         "latency_ms": latency,
                     }
                 edge_lmbda = float(model.lmbda) if variable else None
-                coded = edge.encode_rgb(photo, width, False, edge_lmbda, domain_name)
-                entry["encoder"]["latency_ms"]["edge"] = {"threads_1": _timings(
-                    repeats, edge.encode_rgb, photo, width, False, edge_lmbda, domain_name)}
-                entry["decoder"]["latency_ms"]["edge"] = {"threads_1": _timings(
-                    repeats, edge.decode_rgb, coded)}
+                times: dict[str, dict[tuple[int, int], dict[str, float]]] = {}
+                for size, photo in photos.items():
+                    coded = edge.encode_rgb(photo, width, False, edge_lmbda, domain_name)
+                    times.setdefault("encoder", {})[size] = _timings(
+                        repeats, edge.encode_rgb, photo, width, False, edge_lmbda, domain_name)
+                    times.setdefault("decoder", {})[size] = _timings(
+                        repeats, edge.decode_rgb, coded)
+                for part, by_size in times.items():
+                    entry[part]["latency_ms"]["edge"] = {
+                        "threads_1": by_size[h, w], "fit": latency_fit(by_size, (h, w), small)}
                 if width in points:
                     entry["points"] = points[width]
                 result["widths"].append(entry)
             model.set_width(model.widths[0])
     return result
+
+
+def latency_fit(times: dict[tuple[int, int], dict[str, float]], size: tuple[int, int],
+         small: tuple[int, int]) -> dict[str, Any]:
+    """Latency as a fixed cost plus a cost per million pixels the tiled transforms run on,
+    through the medians at two sizes (a cost per pixel alone where they disagree)."""
+    big, little = processed_pixels(*size), processed_pixels(*small)
+    t_big, t_little = times[size]["median"], times[small]["median"]
+    slope = (t_big - t_little) / (big - little) * 1e6 if big > little else 0.0
+    fixed = t_big - slope * big / 1e6
+    if slope <= 0 or fixed < 0:  # noise: no fixed cost can be told apart
+        slope, fixed = t_big / big * 1e6, 0.0
+    return {"sizes": [list(size), list(small)], "fixed_ms": fixed, "ms_per_mpixel": slope}
 
 
 def _eval_points(path: str | os.PathLike, fp: str) -> tuple[dict[int, list[dict[str, Any]]],

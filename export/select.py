@@ -16,10 +16,13 @@ the profile's runtime and thread setting), MACs, peak memory. Among the widths t
 networks, entropy coding: what a device spends), where the profile measured it (its
 ``latency_ms["edge"]``), else the transforms' graphs alone.
 
-**At the image's size.** A profile measures one image size. Given the size of the image
-being coded (``image_size``), its figures are scaled to it: by the pixels the transforms
-run on, tiles and their halos counted (:func:`slimcodec.tiling.processed_pixels`), over the
-profile's, for latency and MACs; by the pixel count for memory.
+**At the image's size.** Given the size of the image being coded (``image_size``), the
+profile's figures are scaled to it. Latency: its time at its size times the ratio of the
+pixels the tiled transforms run on (tiles and their halos counted,
+:func:`slimcodec.tiling.processed_pixels`), or, where the profile timed the edge runtime at
+two sizes and their fit (a fixed cost plus a cost per such pixel) predicts more, the
+fit's: small images keep a fixed cost. MACs scale by that ratio, memory by the pixel
+count.
 ``benchmarks/budget_scaling.py`` measures how well the scaled prediction holds at 0.25×, 1×
 and 4× the profiled size (section ``budget-scaling-*`` of ``benchmarks/RESULTS.md``).
 Beyond that range (:data:`SCALE_RANGE`) the prediction is not measured: an image larger
@@ -195,30 +198,39 @@ def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 
 @dataclass(frozen=True)
 class _Scale:
     """How the profile's figures grow to the image's: time and MACs with the pixels the
-    transforms run on, memory with the pixels."""
+    transforms run on (``work``, a ratio; ``processed``, the image's count, where one is
+    given), memory with the pixels."""
 
     work: float = 1.0
     pixels: float = 1.0
-
-    def of(self, what: str) -> float:
-        return self.pixels if what == "memory" else self.work
+    processed: float | None = None
 
 
 def _cost(entry: dict[str, Any], side: str, what: str, runtime: str | None, threads: str,
           scale: _Scale = _Scale()) -> float:
     parts = ("encoder", "decoder") if side == "both" else (side,)
-    return max(_part_cost(entry[part], what, runtime, threads) for part in parts) * \
-        scale.of(what)
+    return max(_part_cost(entry[part], what, runtime, threads, scale) for part in parts)
 
 
-def _part_cost(p: dict[str, Any], what: str, runtime: str | None, threads: str) -> float:
+def _part_cost(p: dict[str, Any], what: str, runtime: str | None, threads: str,
+               scale: _Scale = _Scale()) -> float:
+    """One side's latency (ms), MACs or memory (MiB) at the image's size. Latency: its time
+    at the profile's size scaled by the work, or, where the profile fitted two sizes
+    (``fit``: a fixed cost plus a cost per million processed pixels) and the fit predicts
+    more (an image smaller than the profile's, whose fixed cost does not shrink), the fit's.
+    The larger of the two: a fit through two nearby sizes is too noisy to extrapolate far
+    (``benchmarks/budget_scaling.py``)."""
     if what == "latency":
         latency = p["latency_ms"]
         runtime = runtime or ("edge" if threads in latency.get("edge", {}) else "onnxruntime")
-        return latency[runtime][threads]["median"]
+        scaled = latency[runtime][threads]["median"] * scale.work
+        fit = latency[runtime].get("fit") if threads == "threads_1" else None
+        if fit is not None and scale.processed is not None:
+            return max(scaled, fit["fixed_ms"] + fit["ms_per_mpixel"] * scale.processed / 1e6)
+        return scaled
     if what == "macs":
-        return p["macs"]
-    return p["peak_memory_bytes"] / 2**20
+        return p["macs"] * scale.work
+    return p["peak_memory_bytes"] / 2**20 * scale.pixels
 
 
 def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scale:
@@ -240,8 +252,8 @@ def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scal
     # costs stay those of the smallest size measured, an upper bound.
     if scale < lo:
         h, w = round(h0 * lo**0.5), round(w0 * lo**0.5)
-    work = processed_pixels(h, w) / processed_pixels(h0, w0)
-    return _Scale(work, max(scale, lo))
+    processed = processed_pixels(h, w)
+    return _Scale(processed / processed_pixels(h0, w0), max(scale, lo), processed)
 
 
 def _choice(entry: dict[str, Any], lmbda: float | None, bpp: float | None,
@@ -249,8 +261,8 @@ def _choice(entry: dict[str, Any], lmbda: float | None, bpp: float | None,
             scale: _Scale) -> Choice:
     """A :class:`Choice` with the width's own costs and measured RD range."""
     work = scale.work
-    costs = {"encoder_ms": _part_cost(entry["encoder"], "latency", runtime, threads) * work,
-             "decoder_ms": _part_cost(entry["decoder"], "latency", runtime, threads) * work,
+    costs = {"encoder_ms": _part_cost(entry["encoder"], "latency", runtime, threads, scale),
+             "decoder_ms": _part_cost(entry["decoder"], "latency", runtime, threads, scale),
              "macs": (entry["encoder"]["macs"] + entry["decoder"]["macs"]) * work,
              "memory_mb": _cost(entry, "both", "memory", runtime, threads, scale)}
     points = entry.get("points") or []

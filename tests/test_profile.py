@@ -40,6 +40,9 @@ def test_profile_schema(profiled):
                     assert 0 < t["median"] <= t["p90"]
             edge = p["latency_ms"]["edge"]["threads_1"]  # the whole encode or decode
             assert 0 < edge["median"] <= edge["p90"]
+            fit = p["latency_ms"]["edge"]["fit"]  # through the profile size and a smaller one
+            assert fit["fixed_ms"] >= 0 and fit["ms_per_mpixel"] > 0
+            assert fit["sizes"] == [[64, 96], [48, 64]]
     wide, narrow = profile["widths"]
     assert narrow["decoder"]["macs"] < wide["decoder"]["macs"]
     assert narrow["encoder"]["params"]["shared"] < wide["encoder"]["params"]["shared"]
@@ -162,6 +165,35 @@ def test_budgets_scale_to_the_image_and_refuse_sizes_not_measured():
                         image_size=(64, 64)).width == 96
     assert select_width(profile, max_latency_ms=45 * quarter * 1.01,
                         image_size=(64, 64)).width == 192
+
+
+def test_budgets_use_the_profiles_fit_of_the_edge_times():
+    """Where the profile fitted the edge runtime's time over two sizes, a budget on a small
+    image predicts with the fit (its fixed cost stays), on a large one with the scaled
+    time: the larger of the two."""
+    from slimcodec.tiling import processed_pixels
+
+    profile = dict(synthetic_profile(), size=[512, 768])
+    for entry in profile["widths"]:
+        for part in ("encoder", "decoder"):
+            median = entry[part]["latency_ms"]["onnxruntime"]["threads_1"]["median"]
+            entry[part]["latency_ms"]["edge"] = {
+                "threads_1": {"median": median + 10, "p90": median + 10},
+                "fit": {"fixed_ms": 10.0, "ms_per_mpixel": median / 0.442368}}
+    small = (256, 384)
+    choice = select_width(profile, image_size=small)
+    expected = 10 + 45 / 0.442368 * processed_pixels(*small) / 1e6
+    assert choice.costs["decoder_ms"] == pytest.approx(expected)
+    assert select_width(profile, max_latency_ms=expected * 0.99, image_size=small).width == 96
+    assert select_width(profile, max_latency_ms=expected * 1.01, image_size=small).width == 192
+    # Without an image size, the edge time measured at the profile's.
+    assert select_width(profile).costs["decoder_ms"] == 55
+    # Larger than the profile: the time scaled by the work, which the fit does not exceed
+    # there (a fit through two nearby sizes is not extrapolated).
+    large = (1024, 768)
+    work = processed_pixels(*large) / processed_pixels(512, 768)
+    assert select_width(profile, image_size=large).costs["decoder_ms"] == pytest.approx(
+        55 * work)
 
 
 def test_select_prints_the_widths_own_figures_and_cheapest_on_request(tmp_path, capsys):
