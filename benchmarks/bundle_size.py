@@ -11,6 +11,7 @@ against the lean float one.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -55,14 +56,20 @@ def main() -> None:
                                  calibration=args.calibration, int8_only=True)
             rows.append((f"all {len(model.widths)} widths, int8 only (lean)", int8))
             int8_graphs = sum(f.stat().st_size for f in int8.glob("*.int8.onnx"))
+            costs = json.loads((int8 / "manifest.json").read_text())["int8"]["widths"]
+            cost_rows = "; ".join(
+                f"{w}: {100 * c['bpp_change']:+.2f}% bpp, {c['psnr_change']:+.2f} dB, a float "
+                f"file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
+                for w, c in costs.items())
             int8_line = (f"\n- int8 only against the lean float bundle: "
-                         f"**{size(int8) / size(lean):.2f}x** (target <= 0.35): int8 "
-                         f"analysis and synthesis graphs {int8_graphs / 2**20:.1f} MiB, "
-                         f"weights.bin (the float weights: the latent coder's networks h_a "
-                         f"and h_mu, and the GDNs the int8 graphs keep in float) "
-                         f"{size(int8, '.bin') / 2**20:.1f} MiB, entropy tables "
-                         f"{size(int8, '.npz') / 2**20:.1f} MiB (calibrated on "
-                         f"`{args.calibration}`).")
+                         f"**{size(int8) / size(lean):.3f}x** (target <= 0.35): the int8 "
+                         f"graphs {int8_graphs / 2**20:.1f} MiB, weights.bin (the widest "
+                         f"width's int8 weights, every narrower width's slices of them, and "
+                         f"the GDNs' float weights) {size(int8, '.bin') / 2**20:.1f} MiB, "
+                         f"entropy tables {size(int8, '.npz') / 2**20:.1f} MiB (calibrated "
+                         f"on `{args.calibration}`).\n- What int8 costs on those calibration "
+                         f"tiles, per width at its middle λ (the export's own report; "
+                         f"`benchmarks/int8.py` measures held-out photos): {cost_rows}.")
         lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
         whole_ratio = size(lean) / size(alone)
         table = "\n".join(

@@ -22,7 +22,8 @@ STAGE = HERE / "_stage"
 FILES = {
     "slimcodec": ["__init__.py", "errors.py", "gating.py", "integer_scales.py", "latent.py",
                   "rate_control.py", "tiling.py", "bitstream", "utils/__init__.py",
-                  "utils/console.py", "utils/image.py", "utils/io.py", "utils/metrics.py"],
+                  "utils/console.py", "utils/image.py", "utils/io.py", "utils/metrics.py",
+                  "zoo/__init__.py", "zoo/catalog.py"],
     "export": ["__init__.py", "bundle.py", "select.py", "edge"],
 }
 PACKAGES = {"slimcodec": "slimcodec", "export": "slimcodec_edge"}
@@ -54,7 +55,8 @@ stage()
 setup(
     version=version(),
     package_dir={"": "_stage"},
-    packages=["slimcodec", "slimcodec.bitstream", "slimcodec.utils", "slimcodec_edge",
+    packages=["slimcodec", "slimcodec.bitstream", "slimcodec.utils", "slimcodec.zoo",
+              "slimcodec_edge",
               "slimcodec_edge.edge"],
     ext_modules=[Extension("slimcodec.bitstream._rans",
                            sources=["_stage/slimcodec/bitstream/_rans.c"],

@@ -10,7 +10,7 @@ Layout of a bundle folder (written by :mod:`slimcodec_edge.onnx_export`, read he
     synthesis-<w>.onnx       latent [, lmbda] -> image (1, 3, H, W), unclamped
     analysis-<w>.int8.onnx   the same, statically quantised (QDQ), with --int8; with
     synthesis-<w>.int8.onnx  --int8-only, the only analysis and synthesis graphs (the
-                             manifest's ``int8.only``; the coder's networks stay float)
+                             manifest's ``int8.only``), and ``hyper_*-<w>.int8.onnx`` too
     analysis-<w>-d<id>.onnx  a domain adapter's graphs (``slimcodec export --adapter``): the
     synthesis-<w>-d<id>.onnx source's with the adapter's stages (and ``.int8.onnx`` ones,
                              with --int8); its entropy tables, when it has its own
@@ -91,6 +91,20 @@ def table_key(width: int, anchor: int, name: str, domain: int = 0) -> str:
 
 #: The widest width a manifest may declare (the shipped models' is 192).
 MAX_WIDTH = 4096
+#: The most bytes the arrays of an ``.npz`` file may declare, all members together (the
+#: shipped models' entropy tables take under 10 MB): since 0.4.0 the tables are stored
+#: compressed, and a small forged file must not inflate into the reader's memory.
+MAX_ARRAY_BYTES = 512 * 2**20
+
+
+def load_arrays(path: Path) -> Any:
+    """``np.load`` of a bundle's ``.npz`` file, once the sizes its members declare are
+    within :data:`MAX_ARRAY_BYTES` (a zip member never inflates past its declared size)."""
+    with zipfile.ZipFile(path) as z:
+        declared = sum(info.file_size for info in z.infolist())
+    if declared > MAX_ARRAY_BYTES:
+        raise ValueError(f"its arrays declare {declared} bytes, over {MAX_ARRAY_BYTES}")
+    return np.load(path)
 
 
 def _short(exc: BaseException) -> str:
@@ -308,7 +322,10 @@ class Bundle:
         adapter, for ``domain`` > 0)."""
         graphs = self.manifest["graphs"] if not domain else self._domain(domain)["graphs"]
         int8 = int8 and not self.int8_only  # an int8-only bundle's graphs are the int8 ones
-        entry = graphs.get(str(width), {}).get(f"{kind}_int8" if int8 else kind)
+        per_width = graphs.get(str(width), {})
+        if int8 and kind not in ("analysis", "synthesis") and f"{kind}_int8" not in per_width:
+            int8 = False  # bundles from before int8 coder networks: the float one
+        entry = per_width.get(f"{kind}_int8" if int8 else kind)
         if entry is None:
             what = f"{kind} graph{' (int8)' if int8 else ''}"
             where = f", domain {domain}" if domain else ""
@@ -341,7 +358,7 @@ class Bundle:
                                      "with --gate and the gate's --adapter files)")
         path = self._checked(entry, "gate")
         try:
-            with np.load(path) as npz:
+            with load_arrays(path) as npz:
                 w1, b1, w2, b2 = (np.asarray(npz[k], np.float32) for k in ("w1", "b1", "w2", "b2"))
         except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
             raise BundleError(f"{path}: damaged gate arrays ({exc})") from None
@@ -386,7 +403,7 @@ class Bundle:
         prefix = table_key(width, self.anchor(lmbda), "", domain)
         try:
             if prefix not in self._arrays:
-                with np.load(self.root / TABLES) as npz:
+                with load_arrays(self.root / TABLES) as npz:
                     arrays = {k[len(prefix):]: npz[k] for k in npz.files
                               if k.startswith(prefix)}
                     for key, ref in (self.manifest.get("table_slices") or {}).items():

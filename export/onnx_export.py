@@ -219,10 +219,9 @@ def export_bundle(
     (:func:`slimcodec.adaptation.load_gate`), written as ``gate.npz`` for the edge runtime's
     ``domain="gate"``. ``shared_weights``: the float graphs' weights pooled in one file that
     every width's graphs slice (:mod:`slimcodec_edge.shared_weights`; False: each graph
-    holds its own, about twice the bytes). ``int8_only`` (with ``calibration``): the int8
-    analysis and synthesis graphs in place of the float ones, which are left out (the
-    latent coder's networks and the mixing graphs stay float: a decoder must compute the
-    means exactly as slimcodec does). Returns ``out``."""
+    holds its own, about twice the bytes; int8 graphs too). ``int8_only`` (with
+    ``calibration``): the int8 graphs (transforms and the latent coder's networks) in place
+    of the float ones, which are left out (the mixing graphs stay float). Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -248,7 +247,7 @@ def export_bundle(
         mixture = _export_mixture(model, adapters, widths, work)
         model.set_width(model.widths[0])
         stored, table_slices = pool_tables(tables) if shared_weights else (tables, {})
-        np.savez(work / TABLES, **stored)
+        np.savez_compressed(work / TABLES, **stored)  # CDFs compress about 25x
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
@@ -286,7 +285,7 @@ def export_bundle(
                 _drop_float_transforms(work, manifest)
             _seal(work, manifest)
         if shared_weights:  # after quantising, which reads each float graph whole
-            manifest["shared_weights"] = share_weights(work, _float_graphs(manifest))
+            manifest["shared_weights"] = share_weights(work, _graph_files(manifest))
             _seal(work, manifest)
         umask = os.umask(0)
         os.umask(umask)
@@ -315,19 +314,18 @@ def _drop_float_transforms(root: Path, manifest: dict[str, Any]) -> None:
     sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
     for graphs in sets:
         for entry in graphs.values():
-            for kind in ("analysis", "synthesis"):
+            for kind in [k for k in entry if f"{k}_int8" in entry]:
                 (root / entry[kind]["file"]).unlink()
                 entry[kind] = entry.pop(f"{kind}_int8")
     manifest["int8"]["only"] = True
 
 
-def _float_graphs(manifest: dict[str, Any]) -> list[str]:
-    """The float graphs' file names: the source's, each domain's, the mixing ones."""
+def _graph_files(manifest: dict[str, Any]) -> list[str]:
+    """Every graph's file name: the source's, each domain's, the mixing ones, int8 ones."""
     sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
     if "mixture" in manifest:
         sets.append(manifest["mixture"]["graphs"])
-    return [g["file"] for graphs in sets for entry in graphs.values()
-            for kind, g in entry.items() if not kind.endswith("_int8")]
+    return [g["file"] for graphs in sets for entry in graphs.values() for g in entry.values()]
 
 
 def _seal(root: Path, manifest: dict[str, Any]) -> None:

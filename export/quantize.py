@@ -1,11 +1,28 @@
 """int8 graphs for a bundle: onnxruntime static quantisation, and what it costs in RD.
 
-Each width's analysis graph is calibrated on tiles of the calibration images and its
-synthesis graph on the quantised latents of those tiles (what it decodes in use), at three λ
-across the width's range for a variable-rate model. The convolutions' weights are int8 per
-channel and their activations 16-bit (MinMax ranges), in QDQ form
-(``QuantizeLinear``/``DequantizeLinear`` around each quantised op), which any onnxruntime
-build runs; the GDNs stay in float. Weights take a quarter of the float graph's bytes.
+Each width's analysis graph is calibrated on tiles of the calibration images, its synthesis
+graph on the quantised latents of those tiles (what it decodes in use), and a hyperprior's
+coder networks (``hyper_analysis``, ``hyper_mean``) on what the latent coder feeds them
+while coding those latents, at three λ across the width's range for a variable-rate model.
+The convolutions' weights are int8 per channel and their activations 16-bit (MinMax
+ranges), in QDQ form (``QuantizeLinear``/``DequantizeLinear`` around each quantised op),
+which any onnxruntime build runs. The GDNs stay in float, and so do the two convolutions at
+the pixels' side (the analysis's first, the synthesis's last): about 1% of the weights,
+and a large share of the rounding error that reaches the pixels. Weights take a quarter of
+the float graph's bytes.
+
+**Shared int8 weights.** Quantised on its own, a narrower width's weights get scales from
+its own slice of each row, so its int8 tensors are not slices of the widest width's and a
+lean bundle (:mod:`slimcodec_edge.shared_weights`) would store every width's. Each
+narrower width's int8 weights are therefore replaced by the leading slice of the widest
+width's, with the leading slice of its per-channel scales: the same weights rounded to the
+widest row's grid (at most half a step of that grid off). The pool then stores them once.
+
+**The means.** int8 ``hyper_mean`` computes the latent's means with a small error. The
+means never reach the entropy coder's tables (the scales are the integer network's, exact
+everywhere), so a file stays decodable by every decoder; a decoder whose means differ from
+the encoder's shifts each reconstructed latent value by that difference. The report records
+it: ``psnr_cross`` is a file written with float graphs decoded with int8 ones.
 
 The RD cost is measured, not assumed: every calibration image is encoded and decoded with
 the float graphs and with the int8 ones by the edge runtime, and the manifest records the
@@ -31,7 +48,10 @@ from onnxruntime.quantization import (
 
 from .bundle import Bundle, file_digest
 
-__all__ = ["ACTIVATIONS", "quantize_bundle"]
+#: The graphs of a width that get int8 versions (the coder's networks where it has them).
+QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
+
+__all__ = ["ACTIVATIONS", "QUANTISED", "quantize_bundle"]
 
 #: Activation type of the quantised convolutions. 8-bit activations cost over +60% bpp and
 #: 6 dB at width 96 in a first try (the latent itself has too many levels for 256), so
@@ -53,11 +73,18 @@ class _Reader(CalibrationDataReader):
 _GDN_SCOPE = re.compile(r"^/(g_a/)?g_a\.[135]/|^/(g_s/)?g_s\.[024]/")
 
 
-def _gdn_nodes(path: Path) -> list[str]:
-    """The GDNs' own nodes (their 1x1 convolution among them): left in float."""
+def _float_nodes(path: Path) -> list[str]:
+    """The nodes left in float: the GDNs' own (their 1x1 convolution among them), and the
+    convolutions at the pixels' side, the analysis's first and the synthesis's last (a
+    small share of the weights, most of the rounding error that reaches the pixels)."""
     import onnx
 
-    return [n.name for n in onnx.load(str(path)).graph.node if _GDN_SCOPE.match(n.name)]
+    nodes = onnx.load(str(path)).graph.node
+    convs = [n.name for n in nodes if n.op_type in ("Conv", "ConvTranspose")
+             and not _GDN_SCOPE.match(n.name)]
+    edge = convs[:1] if path.name.startswith("analysis") else (
+        convs[-1:] if path.name.startswith("synthesis") else [])
+    return [n.name for n in nodes if _GDN_SCOPE.match(n.name)] + edge
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -80,7 +107,8 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     float_codec = EdgeCodec(bundle)
     report: dict[str, Any] = {"images": len(tiles), "calibration": str(calibration),
                               "format": "QDQ: int8 weights per channel, 16-bit activations, "
-                                        "GDNs in float",
+                                        "GDNs in float; narrower widths' weights are "
+                                        "slices of the widest's",
                               "widths": {}}
     # The source's graphs, then each built-in domain's, calibrated on what they code in use.
     graph_sets = [(0, manifest["graphs"]),
@@ -88,6 +116,7 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     for domain, graphs in graph_sets:
         for w in bundle.widths:
             _quantize_width(root, bundle, float_codec, graphs[str(w)], w, domain, tiles)
+        _slice_widest(root, graphs, bundle.widths)
     int8_codec = EdgeCodec(bundle, int8=True)
     for domain, _ in graph_sets:
         costs = {str(w): _rd_cost(float_codec, int8_codec, bundle, w, domain, tiles)
@@ -110,31 +139,96 @@ def _lambdas(bundle: Bundle, width: int) -> list[float | None]:
 def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[str, Any],
                     width: int, domain: int, tiles: list[np.ndarray]) -> None:
     """int8 analysis and synthesis graphs of one width (of one domain), into ``entry``."""
-    feeds_a, feeds_s = [], []
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in QUANTISED}
     for lmbda in _lambdas(bundle, width):
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
-        coder = float_codec.coder(width, lmbda, domain)
+        float_coder = float_codec.coder(width, lmbda, domain)
+        # The same coder, its networks recording what they are fed.
+        networks = {kind: _recording(getattr(float_coder, kind), feeds[kind])
+                    for kind in bundle.coder_graphs}
+        coder = bundle.coder(width, lmbda, domain, networks) if networks else float_coder
         analysis = float_codec.session(width, "analysis", domain)
         for x in tiles:
             y = analysis.run(None, {"image": x, **extra})[0]
             y_hat = coder.decode(coder.encode(y[0]), y.shape[2:])[None]
-            feeds_a.append({"image": x, **extra})
-            feeds_s.append({"latent": y_hat, **extra})
-    for kind, feeds in (("analysis", feeds_a), ("synthesis", feeds_s)):
+            feeds["analysis"].append({"image": x, **extra})
+            feeds["synthesis"].append({"latent": y_hat, **extra})
+    for kind in ("analysis", "synthesis", *bundle.coder_graphs):
         source = root / entry[kind]["file"]
         target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
         # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
         logging.disable(logging.WARNING)
         try:
-            quantize_static(str(source), str(target), _Reader(feeds),
+            quantize_static(str(source), str(target), _Reader(feeds[kind]),
                             quant_format=QuantFormat.QDQ, per_channel=True,
                             activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
                             op_types_to_quantize=["Conv", "ConvTranspose"],
-                            nodes_to_exclude=_gdn_nodes(source),
+                            nodes_to_exclude=_float_nodes(source),
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             logging.disable(logging.NOTSET)
         entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+
+
+def _recording(network: Any, into: list[dict[str, np.ndarray]]) -> Any:
+    """``network``, appending each input it is given to ``into`` as a graph feed."""
+    def run(a: np.ndarray) -> np.ndarray:
+        into.append({"input": np.ascontiguousarray(a[None], np.float32)})
+        return network(a)
+    return run
+
+
+def _int8_weights(model: Any) -> list[tuple[Any, Any, Any, int]]:
+    """The int8 weight tensors of a QDQ graph in graph order: (weights, scales, zero points,
+    channel axis) initialisers of each ``DequantizeLinear`` that reads int8 kernels."""
+    from onnx import TensorProto
+
+    inits = {i.name: i for i in model.graph.initializer}
+    found = []
+    for node in model.graph.node:
+        q = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if q is None or q.data_type != TensorProto.INT8 or len(q.dims) < 3:
+            continue
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        found.append((q, inits[node.input[1]], inits[node.input[2]], axis))
+    return found
+
+
+def _slice_widest(root: Path, graphs: dict[str, Any], widths: tuple[int, ...]) -> None:
+    """Every narrower width's int8 weights (and their per-channel scales and zero points)
+    replaced by leading slices of the widest width's; each graph's entry re-hashed."""
+    import onnx
+    from onnx import numpy_helper
+
+    widest = str(max(widths))
+    for kind in QUANTISED:
+        if f"{kind}_int8" not in graphs[widest]:
+            continue
+        widest_graph = onnx.load(str(root / graphs[widest][f"{kind}_int8"]["file"]))
+        ref = [(*(numpy_helper.to_array(t) for t in w[:3]), w[3])
+               for w in _int8_weights(widest_graph)]
+        for w in widths:
+            entry = graphs[str(w)][f"{kind}_int8"]
+            if str(w) == widest:
+                continue
+            path = root / entry["file"]
+            model = onnx.load(str(path))
+            mine = _int8_weights(model)
+            if len(mine) != len(ref):
+                raise ValueError(f"{path}: its int8 weights do not match width {widest}'s")
+            for (q, scale, zero, axis), (rq, rscale, rzero, raxis) in zip(mine, ref,
+                                                                          strict=True):
+                shape = tuple(q.dims)
+                if axis != raxis or len(shape) != rq.ndim or any(
+                        a > b for a, b in zip(shape, rq.shape, strict=True)):
+                    raise ValueError(f"{path}: {q.name} is no slice of width {widest}'s")
+                channels = slice(0, shape[axis])
+                for proto, value in ((q, rq[tuple(slice(0, n) for n in shape)]),
+                                     (scale, rscale[channels]), (zero, rzero[channels])):
+                    proto.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value),
+                                                           proto.name))
+            onnx.save(model, str(path))
+            entry["sha256"] = file_digest(path)
 
 
 def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
@@ -145,13 +239,16 @@ def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, doma
         lo, hi = bundle.lambda_range(width)
         lmbda = float(np.sqrt(lo * hi))
     name = bundle.domains[domain]["name"] if domain else None
-    sums = np.zeros(4)
+    sums = np.zeros(5)
     for x in tiles:
         rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
         for i, codec in enumerate((float_codec, int8_codec)):
             data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain=name)
             sums[2 * i] += 8 * len(data) / rgb[..., 0].size
             sums[2 * i + 1] += _psnr(rgb, codec.decode_rgb(data)[0])
-    bpp_f, psnr_f, bpp_q, psnr_q = sums / len(tiles)
+            if i == 0:  # a float encoder's file, decoded by the int8 graphs
+                sums[4] += _psnr(rgb, int8_codec.decode_rgb(data)[0])
+    bpp_f, psnr_f, bpp_q, psnr_q, psnr_cross = sums / len(tiles)
     return {"lmbda": lmbda, "bpp_float": bpp_f, "psnr_float": psnr_f, "bpp_int8": bpp_q,
-            "psnr_int8": psnr_q, "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f}
+            "psnr_int8": psnr_q, "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f,
+            "psnr_cross": psnr_cross}

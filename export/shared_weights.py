@@ -4,7 +4,9 @@ A slimmable model's width ``w`` runs the leading ``w`` channels of shared kernel
 ICLR 2019; Yang et al., CVPR 2021), so each width's traced graph holds, as initialisers,
 leading slices ``P[:a, :b, ...]`` of the widest width's tensors ``P``. Written as they are,
 five widths store the shared weights about twice (1 + 0.56 + 0.25 + 0.14 + 0.06 of the
-widest's). Here every large float initialiser of the bundle's graphs goes through one pool:
+widest's). Here every large float32 or int8 initialiser of the bundle's graphs (int8 ones
+included: :mod:`slimcodec_edge.quantize` makes a narrower width's int8 weights slices of
+the widest's) goes through one pool:
 
 * a tensor equal to a leading slice of a tensor already pooled (bit for bit, every axis
   from 0) becomes a ``Slice`` node over that tensor, which the graph reads from the pool;
@@ -93,7 +95,7 @@ def share_weights(root: Path, files: Sequence[str]) -> dict[str, Any]:
     found = [(f, init, numpy_helper.to_array(init)) for f, m in models.items()
              for init in m.graph.initializer]
     large = [(f, init, t) for f, init, t in found
-             if t.dtype == np.float32 and t.nbytes >= MIN_BYTES]
+             if t.dtype in (np.float32, np.int8) and t.nbytes >= MIN_BYTES]
     large.sort(key=lambda item: -item[2].nbytes)  # the widest's tensors enter the pool first
     pool = _Pool()
     plan: dict[str, list[tuple[TensorProto, np.ndarray, int]]] = {f: [] for f in files}

@@ -50,13 +50,8 @@ from slimcodec.errors import (
 from slimcodec.gating import GATES, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.zoo import (
-    find_by_fingerprint,
-    fingerprint,
-    load_model,
-    model_meta,
-    retired_writer,
-)
+from slimcodec.zoo import fingerprint, load_model, model_meta
+from slimcodec.zoo.catalog import writer_of
 
 __all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model", "untrained"]
 
@@ -479,12 +474,8 @@ class Codec:
 
     def check(self, header: Header) -> None:
         """Raise unless this codec's model can decode a file with ``header``."""
-        writer = "another model"
-        if header.fingerprint != self.fingerprint:
-            if (retired := retired_writer(header.fingerprint)) is not None:
-                raise retired
-            known = find_by_fingerprint(header.fingerprint)
-            writer = f"registered model {known!r}" if known else "an unregistered model"
+        writer = ("another model" if header.fingerprint == self.fingerprint
+                  else writer_of(header.fingerprint))
         check_header(header, name=self.name, fingerprint=self.fingerprint, widths=self.widths,
                      lambda_bounds=self.model.lambda_bounds if self.variable_rate else None,
                      domains={i: a.domain for i, a in self.adapters.items()},

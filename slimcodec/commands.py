@@ -540,7 +540,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy"],
                    help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
                         "transforms fixed")
+    t.add_argument("--crops", default=d["crops"], choices=["host", "device"],
+                   help="device: hold the images on the training device and cut batches "
+                        "there (for a GPU)")
+    t.add_argument("--lambda-per", default=d["lambda_per"], choices=["batch", "image"],
+                   help="variable-rate models: one λ per width for the batch, or one per "
+                        "image and width (one entropy model per width)")
+    t.add_argument("--precision", default=d["precision"], choices=["fp32", "bf16"],
+                   help="bf16: the transforms under bfloat16 autocast (entropy models and "
+                        "loss in float32)")
+    t.add_argument("--log-every", type=int, default=d["log_every"],
+                   help="write the log every K steps; K > 1: steps without host "
+                        "synchronisation (for a GPU)")
     t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
+    t.add_argument("--time-limit", type=float, metavar="SECONDS",
+                   help="stop after this long in this session: checkpoint and model file at "
+                        "the last step (--resume continues)")
     t.add_argument("--seed", type=int, default=d["seed"])
     t.add_argument("--device", default=d["device"], help="auto, cpu, cuda")
     t.add_argument("--resume", action="store_true", help="continue from RUN_DIR's checkpoint")
@@ -613,8 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also statically quantised int8 graphs (needs --calibration)")
     x.add_argument("--calibration", help="folder of images to calibrate the int8 graphs on")
     x.add_argument("--int8-only", action="store_true",
-                   help="with --int8: the int8 analysis and synthesis graphs alone, no float "
-                        "ones (the coder's networks stay float)")
+                   help="with --int8: the int8 graphs alone, no float ones")
     x.add_argument("--no-shared-weights", action="store_true",
                    help="each graph holds its own weights (about twice the bytes) instead "
                         "of slicing one weights.bin")

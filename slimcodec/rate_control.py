@@ -267,7 +267,9 @@ def encode_with_rate(
                                                        target_size, target_psnr), strict=True)
              if value is not None]
     if len(given) > 1:
-        raise RateError(f"give one rate setting, not {' and '.join(given)}")
+        # Named as the API's keyword and as the command line's option: both reach here.
+        both = [f"{name} (--{name.replace('_', '-')})" for name in given]
+        raise RateError(f"give one rate setting, not {' and '.join(both)}")
     if target_size is not None:
         if not target_size > 0:
             raise RateError(f"target size {target_size} is not a positive number of bytes")

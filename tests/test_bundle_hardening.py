@@ -145,3 +145,20 @@ def test_tables_that_do_not_fit_their_width_are_refused(bundle):
     with pytest.raises(BundleError, match="medians for"):
         EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)
     assert os.path.exists(bundle / TABLES)
+
+
+def test_tables_that_would_inflate_past_the_limit_are_refused(bundle, monkeypatch):
+    """The tables are stored compressed: a small file whose arrays declare more than
+    MAX_ARRAY_BYTES (here lowered to keep the test small) is refused before it is read."""
+    from slimcodec_edge import bundle as bundle_module
+
+    with np.load(bundle / TABLES) as npz:
+        arrays = dict(npz)
+    arrays["w16_a0_padding"] = np.zeros(1 << 20, np.uint8)  # 1 MiB of zeros: ~1 KiB zipped
+    np.savez_compressed(bundle / TABLES, **arrays)
+    assert (bundle / TABLES).stat().st_size < 512 * 1024
+    _edit(bundle, lambda m: m.update(tables_sha256=file_digest(bundle / TABLES)))
+    EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)  # within the limit: read
+    monkeypatch.setattr(bundle_module, "MAX_ARRAY_BYTES", 1 << 20)
+    with pytest.raises(BundleError, match=r"declare \d+ bytes, over 1048576"):
+        EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)

@@ -195,7 +195,8 @@ def test_public_api_quality_targets_and_paths(tmp_path):
     assert np.array_equal(np.asarray(slimcodec.decompress(path)),
                           np.asarray(slimcodec.decompress(str(path))))
     assert slimcodec.decompress(path).size == (96, 64)
-    with pytest.raises(slimcodec.RateError, match="quality and target_bpp"):
+    with pytest.raises(slimcodec.RateError,
+                       match=r"quality \(--quality\) and target_bpp \(--target-bpp\)"):
         slimcodec.compress(img, quality=50, target_bpp=0.5)
 
 

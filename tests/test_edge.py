@@ -157,6 +157,7 @@ assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
                       str(tmp_path / "y.slc"), "--target-psnr", "10", "--quality", "5"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "one rate setting" in err
+    assert "(--quality)" in err and "(--target-psnr)" in err  # the options, as typed
 
 
 def lean_and_full_code_alike(model, root):
@@ -357,16 +358,22 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
     reference, _ = floats.decode_rgb(data)
     assert not np.array_equal(quantised, reference)  # the domain's int8 graphs, not float
     # Every int8 graph, the source's and the domain's, quantises convolutions but leaves the
-    # GDNs in float (a domain graph's layers are traced under other scope names).
+    # GDNs in float (a domain graph's layers are traced under other scope names), and the
+    # convolutions at the pixels' side: the analysis's first, the synthesis's last.
     import onnx
     from slimcodec_edge.quantize import _GDN_SCOPE
 
     for graph in (tmp_path / "b").glob("*.int8.onnx"):
         nodes = onnx.load(str(graph)).graph.node
         dequantised = {o for n in nodes if n.op_type == "DequantizeLinear" for o in n.output}
+        convs = [n for n in nodes if n.op_type in ("Conv", "ConvTranspose")
+                 and not _GDN_SCOPE.match(n.name)]
         quantised = [n.name for n in nodes if n.op_type in ("Conv", "ConvTranspose")
                      and any(i in dequantised for i in n.input)]
         assert quantised and not [q for q in quantised if _GDN_SCOPE.match(q)], graph.name
+        pixel_side = convs[0] if graph.name.startswith("analysis") else convs[-1]
+        assert pixel_side.name not in quantised, graph.name
+        assert len(quantised) == len(convs) - 1, graph.name
 
 
 @pytest.mark.parametrize("method, entropy_models",

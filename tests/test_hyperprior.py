@@ -1,5 +1,6 @@
 """The mean-scale hyperprior model kind (issue 28): coding, determinism, refusals, training."""
 
+import json
 import os
 import subprocess
 import sys
@@ -375,6 +376,52 @@ def test_edge_and_slimcodec_cross_decode_hyperprior_files_at_every_width(codec, 
             with codec.operating_point(width, lmbda) as m:
                 y_torch = m.latent_coder().decode(unpack(data).strings, y_edge.shape[1:])
             assert np.abs(y_edge - y_torch).max() < 1e-3
+
+
+def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec, tmp_path):
+    """--int8: the coder's networks get int8 graphs too, a narrower width's int8 weights are
+    slices of the widest's (so the lean pool stores them once), files of the float graphs
+    still decode with the int8 ones (means off by a little), and the int8-only bundle
+    writes the files the full bundle's int8 graphs write."""
+    import onnx
+    from onnx import numpy_helper
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
+    from slimcodec_edge.quantize import _int8_weights
+
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
+    export_bundle(codec.model, tmp_path / "b", "tiny-hp", calibration=tmp_path / "cal.png",
+                  calibration_images=1)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for w in WIDTHS:
+        assert {"hyper_analysis_int8", "hyper_mean_int8"} <= set(manifest["graphs"][str(w)])
+        cost = manifest["int8"]["widths"][str(w)]
+        assert abs(cost["psnr_cross"] - cost["psnr_float"]) < 0.5
+    for kind in ("analysis", "synthesis", "hyper_analysis", "hyper_mean"):
+        wide, narrow = (
+            [tuple(numpy_helper.to_array(t, base_dir=str(tmp_path / "b")) for t in q[:2])
+             for q in _int8_weights(onnx.load(str(tmp_path / "b" / manifest["graphs"][str(w)]
+                                                  [f"{kind}_int8"]["file"])))]
+            for w in WIDTHS)
+        assert wide and len(wide) == len(narrow)
+        for (wq, ws), (nq, ns) in zip(wide, narrow, strict=True):
+            assert np.array_equal(nq, wq[tuple(slice(0, n) for n in nq.shape)]), kind
+            assert np.array_equal(ns, ws[: len(ns)]), kind
+    floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
+    rgb = natural_like(45, 70, seed=9)
+    data = floats.encode_rgb(rgb, 8)
+    # The int8 h_μ decodes: the same symbols, means off by a fraction of a level.
+    y_int8, y_float = ints.decode_latent(data)[0], floats.decode_latent(data)[0]
+    assert 0 < np.abs(y_int8 - y_float).max() < 0.25
+    crossed, _ = ints.decode_rgb(data)
+    assert np.abs(crossed.astype(int) - floats.decode_rgb(data)[0].astype(int)).mean() < 2
+    export_bundle(codec.model, tmp_path / "c", "tiny-hp", calibration=tmp_path / "cal.png",
+                  calibration_images=1, int8_only=True)
+    only = EdgeCodec(tmp_path / "c")
+    assert not (tmp_path / "c" / "hyper_mean-8.onnx").exists()
+    assert only.encode_rgb(rgb, 8) == ints.encode_rgb(rgb, 8)
+    sizes = {b: sum(f.stat().st_size for f in (tmp_path / b).iterdir()) for b in "bc"}
+    assert sizes["c"] < sizes["b"]
 
 
 def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundle, tmp_path):

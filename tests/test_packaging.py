@@ -95,6 +95,13 @@ import importlib, json
 main = getattr(importlib.import_module({module!r}), {func!r})
 assert main(["encode", {str(bundle)!r}, "in.png", "-o", "x.slc", "--width", "8"]) == 0
 assert main(["decode", {str(bundle)!r}, "x.slc", "-o", "out.png"]) == 0
+# A file of a retired model: the edge runtime names it too (the catalog is in the wheel).
+from dataclasses import replace
+from slimcodec.bitstream import Bitstream, pack, unpack
+b = unpack(open("x.slc", "rb").read())
+retired = replace(b.header, fingerprint=bytes.fromhex("360e00cfdbddd306"))
+open("y.slc", "wb").write(pack(Bitstream(retired, b.strings)))
+assert main(["decode", {str(bundle)!r}, "y.slc", "-o", "y.png"]) == 2
 loaded = {{m: getattr(sys.modules[m], "__file__", None) for m in list(sys.modules)
           if m.split(".")[0] in ("slimcodec", "slimcodec_edge")}}
 print(json.dumps(loaded))
@@ -106,6 +113,8 @@ print(json.dumps(loaded))
     outside = {m: f for m, f in loaded.items() if f and not f.startswith(str(site))}
     assert not outside, outside
     assert Image.open(tmp_path / "out.png").size == (52, 40)
+    assert "slimcae-vr2, a research model retired" in child.stderr
+    assert not (tmp_path / "y.png").exists()
 
 
 def test_the_wheel_ships_the_default_models_weights_alone():

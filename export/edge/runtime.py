@@ -40,6 +40,7 @@ from slimcodec.gating import entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
 from slimcodec.utils.image import ImageLike, load_rgb
+from slimcodec.zoo.catalog import writer_of
 
 from ..bundle import Bundle
 
@@ -102,7 +103,7 @@ class EdgeCodec:
         domain's adapter for ``domain`` > 0), or of its ``mix`` graph (float always)."""
         key = (width, kind, domain)
         if key not in self._sessions:
-            int8 = self.int8 and kind in ("analysis", "synthesis")  # the coder's graphs: float
+            int8 = self.int8 and kind != "mix"  # mixing graphs: float always
             path = (self.bundle.mixture_graph(width) if kind == "mix"
                     else self.bundle.graph(width, kind, int8, domain))
             try:
@@ -260,11 +261,13 @@ class EdgeCodec:
 
     def check(self, header: Header) -> None:
         """Raise unless this bundle can decode a file with ``header``."""
+        writer = ("another model" if header.fingerprint == self.fingerprint
+                  else writer_of(header.fingerprint))
         check_header(header, name=self.name, fingerprint=self.fingerprint, widths=self.widths,
                      lambda_bounds=(self.bundle.lambda_bounds if self.bundle.variable_rate
                                     else None),
                      domains={d: e["name"] for d, e in self.bundle.domains.items()},
-                     max_pixels=self.max_pixels,
+                     max_pixels=self.max_pixels, writer=writer,
                      missing_domain=" (re-export the bundle with its adapter)",
                      mixtures=bool(self.bundle.mixture_domains))
 

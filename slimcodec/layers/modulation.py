@@ -61,5 +61,6 @@ class LatentGain(Slimmable):
         self.slope = nn.Parameter(torch.full((max(self.widths),), float(slope)))
 
     def forward(self, log_ratio: Tensor) -> Tensor:
+        """``(N,)`` log-distances (one per image, or one for all) -> ``(N, C, 1, 1)`` gains."""
         c = self.widths[self.width_index]
-        return torch.exp(self.slope[:c] * log_ratio)[None, :, None, None]
+        return torch.exp(self.slope[:c] * log_ratio.reshape(-1, 1))[..., None, None]

@@ -62,7 +62,7 @@ from slimcodec.integer_scales import (
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable
 
 from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
-from .slimcae import DEFAULT_WIDTHS, quantised_tables
+from .slimcae import DEFAULT_WIDTHS, float32_entropy, quantised_tables
 
 __all__ = ["SCALE_TABLE", "HyperpriorSlimCAE", "ScaleSynthesis"]
 
@@ -267,25 +267,29 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
 
     # -- CompressionModel API -------------------------------------------------------------
 
-    def forward(self, x: Tensor) -> dict[str, Any]:
-        """Relaxed (training) or quantised (eval) pass at the active width and λ; the
-        likelihoods of both latents, as compressai's hyperprior models return them."""
+    def forward(self, x: Tensor, lmbda: Tensor | None = None) -> dict[str, Any]:
+        """Relaxed (training) or quantised (eval) pass at the active width and λ (or each
+        image at its own, ``lmbda`` ``(N,)``); the likelihoods of both latents, as
+        compressai's hyperprior models return them."""
+        lmbda = self.lambdas_for(x, lmbda)
         with torch.no_grad() if self.rate_only and self.training else nullcontext():
-            y = self.analysis(x)
-        # As the coder does (slimcodec.latent): a latent whose sides are not multiples of
-        # 4 is padded for the hyper transforms, and the predictions cropped back.
-        h, w = y.shape[-2:]
-        z = self.hyper_analysis(F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate"))
-        eb = self.entropy_bottleneck
-        z_hat, z_likelihoods = eb(z)
-        q = z_hat - eb._get_medians()
-        means, scales = self.conditionals(q, (h, w))
-        y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            y = self.analysis(x, lmbda)
+        with float32_entropy(y):  # the hyperprior and both densities: never in bf16
+            y = y.float()
+            # As the coder does (slimcodec.latent): a latent whose sides are not multiples
+            # of 4 is padded for the hyper transforms, and the predictions cropped back.
+            h, w = y.shape[-2:]
+            z = self.hyper_analysis(F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate"))
+            eb = self.entropy_bottleneck
+            z_hat, z_likelihoods = eb(z)
+            q = z_hat - eb._get_medians()
+            means, scales = self.conditionals(q, (h, w))
+            y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         if self.training and self.rate_only:
             return {"x_hat": None, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
         if self.training and self.ste_decoder:
             y_hat = quantize_ste(y - means) + means
-        x_hat = self.synthesis(y_hat)
+        x_hat = self.synthesis(y_hat, lmbda)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def compress(self, x: Tensor) -> dict[str, Any]:

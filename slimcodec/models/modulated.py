@@ -54,12 +54,13 @@ from typing import Any
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
+from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from slimcodec.bitstream.rate import anchor_index
 from slimcodec.layers import LambdaModulation, LatentGain, Slimmable
 
-from .slimcae import DEFAULT_WIDTHS, SlimCAE
+from .slimcae import DEFAULT_WIDTHS, SlimCAE, float32_entropy
 
 __all__ = ["DEFAULT_LAMBDA_RANGES", "ModulatedSlimCAE"]
 
@@ -181,6 +182,32 @@ class ModulatedSlimCAE(SlimCAE):
 
     # -- modulated transforms ---------------------------------------------------------------
 
+    def lambdas_for(self, x: Tensor, lmbda: Tensor | None) -> Tensor | None:
+        """Training with one λ per image (``lmbda`` of shape ``(N,)``), checked: only a model
+        with one entropy model per width can code a batch of λs (an anchored one picks its
+        density by λ). None: the active λ."""
+        if lmbda is None:
+            return None
+        if self.rate_anchors > 1:
+            raise ValueError("one λ per image needs a single entropy model per width "
+                             f"(this model has {self.rate_anchors} anchors)")
+        if lmbda.shape not in ((1,), (x.shape[0],)):
+            raise ValueError(f"λ of shape {tuple(lmbda.shape)} for a batch of {x.shape[0]}")
+        return lmbda.to(x.dtype)
+
+    def forward(self, x: Tensor, lmbda: Tensor | None = None) -> dict[str, Any]:
+        """As :meth:`SlimCAE.forward`; ``lmbda`` ``(N,)``: each image at its own λ
+        (training), otherwise the active λ."""
+        lmbda = self.lambdas_for(x, lmbda)
+        y = self.analysis(x, lmbda)
+        with float32_entropy(y):
+            y = y.float()
+            y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        if self.training and self.ste_decoder:
+            medians = self.entropy_bottleneck._get_medians()
+            y_hat = quantize_ste(y - medians) + medians
+        return {"x_hat": self.synthesis(y_hat, lmbda), "likelihoods": {"y": y_likelihoods}}
+
     def lambda_tensor(self, like: Tensor) -> Tensor:
         """The active λ as a one-element tensor (what an exported graph takes as input)."""
         return torch.full((1,), self._lambda, dtype=like.dtype, device=like.device)
@@ -199,7 +226,7 @@ class ModulatedSlimCAE(SlimCAE):
 
     def gain(self, log_ratio: Tensor) -> Tensor | None:
         """The latent gain :math:`G(\\lambda)` at the active width (None without one)."""
-        return None if self.latent_gain is None else self.latent_gain(log_ratio.reshape(()))
+        return None if self.latent_gain is None else self.latent_gain(log_ratio)
 
     def analysis(self, x: Tensor, lmbda: Tensor | None = None) -> Tensor:
         """:math:`y = g_a(x; \\lambda)\\,G(\\lambda)` at the active width and λ (or ``lmbda``)."""

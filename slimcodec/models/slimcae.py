@@ -45,6 +45,12 @@ __all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
 DEFAULT_WIDTHS = (192, 144, 96, 72, 48)
 
 
+def float32_entropy(like: Tensor) -> torch.autocast:
+    """A block that runs in float32 even inside a bf16 autocast (``slimcodec train
+    --precision bf16``): rates need more than bf16's 8 significant bits."""
+    return torch.autocast(like.device.type, enabled=False)
+
+
 def quantised_tables(entropy_model: nn.Module) -> rans.EntropyTables:
     """A compressai entropy model's quantised CDFs (built by its ``update``) as the coder
     takes them."""
@@ -219,7 +225,9 @@ class SlimCAE(CompressionModel):
         eval mode :math:`\\hat y` is exactly what :meth:`compress` entropy-codes.
         """
         y = self.analysis(x)
-        y_hat, y_likelihoods = self.entropy_bottleneck(y)
+        with float32_entropy(y):
+            y = y.float()
+            y_hat, y_likelihoods = self.entropy_bottleneck(y)
         if self.training and self.ste_decoder:
             medians = self.entropy_bottleneck._get_medians()
             y_hat = quantize_ste(y - medians) + medians

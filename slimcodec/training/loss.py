@@ -22,7 +22,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
@@ -40,25 +39,34 @@ class MultiWidthRDLoss(nn.Module):
         self.model = model
         self.lambdas = [float(v) for v in lambdas]
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
+    def forward(self, x: Tensor, lambdas: Tensor | None = None) -> dict[str, Tensor]:
+        """``lambdas`` ``(W, N)``: each image's λ at each width (a variable-rate model with
+        one entropy model per width); None: ``self.lambdas``, one per width."""
         n, _, h, w = x.shape
         total = x.new_zeros(())
         bpps, mses = [], []
-        for width, lmbda in zip(self.model.widths, self.lambdas, strict=True):
+        per_image = lambdas is not None
+        for i, width in enumerate(self.model.widths):
             self.model.set_width(width)
-            if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy model
-                self.model.set_lambda(lmbda)              # follow this width's λ
-            out = self.model(x)
-            bits = sum(-torch.log(v).sum() for v in out["likelihoods"].values())
-            bpp = bits / (math.log(2) * n * h * w)
-            if out["x_hat"] is None:  # a rate-only stage (the entropy model alone trains)
-                mse = x.new_full((), math.nan)
-                total = total + bpp
+            if per_image:
+                lmbda = lambdas[i]
+                out = self.model(x, lmbda)
             else:
-                mse = F.mse_loss(out["x_hat"], x)
-                total = total + lmbda * 255**2 * mse + bpp
-            bpps.append(bpp.detach())
-            mses.append(mse.detach())
+                lmbda = self.lambdas[i]
+                if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy
+                    self.model.set_lambda(lmbda)              # model follow this width's λ
+                out = self.model(x)
+            # Bits and squared errors per image, in float32 whatever the transforms ran in.
+            bits = sum(-torch.log(v.float()).flatten(1).sum(1) for v in out["likelihoods"].values())
+            bpp = bits / (math.log(2) * h * w)
+            if out["x_hat"] is None:  # a rate-only stage (the entropy model alone trains)
+                mse = x.new_full((n,), math.nan)
+                total = total + bpp.mean()
+            else:
+                mse = (out["x_hat"].float() - x).square().flatten(1).mean(1)
+                total = total + (lmbda * 255**2 * mse + bpp).mean()
+            bpps.append(bpp.detach().mean())
+            mses.append(mse.detach().mean())
         self.model.set_width(self.model.widths[0])
         aux = self.model.aux_loss()
         return {"loss": total + aux, "rd_loss": total.detach(), "aux_loss": aux.detach(),

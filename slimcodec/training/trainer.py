@@ -43,7 +43,7 @@ from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model, save_model_file
 from slimcodec.zoo.checkpoint import build
 
-from .data import MixedSampler, PatchSampler, parse_mix
+from .data import DeviceCrops, MixedSampler, PatchSampler, parse_mix
 from .lambda_schedule import ScheduleState, schedule_lambdas
 from .loss import MultiWidthRDLoss
 
@@ -57,7 +57,12 @@ MODEL_FILE = "model.pt"
 ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
                  "rate_anchors": 8, "lambda_bounds": None, "stage": "joint", "mix": None,
-                 "hyper_hidden": 1.0}
+                 "hyper_hidden": 1.0, "crops": "host", "lambda_per": "batch",
+                 "precision": "fp32", "log_every": 1}
+#: What a resumed run must share with the run it continues (each changes the batches, the
+#: noise or the arithmetic of every later step).
+RESUME_KEYS = ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer", "mix",
+               "hyper_hidden", "crops", "lambda_per", "precision", "log_every")
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +117,25 @@ class TrainConfig:
     # hyperprior on trained transforms learns in a fraction of the steps that way.
     stage: str = "joint"
     clip: float = 1.0
+    # -- keeping a GPU busy (docs/gpu_training.md). Each changes a run's random stream or
+    # arithmetic, so a run resumes only with the values it started with.
+    # "host": crops cut one by one on the CPU and copied over; "device": every image held
+    # on the training device as uint8, a batch cut there in one gather (DeviceCrops).
+    crops: str = "host"
+    # slimcae-vr/-hp: one λ per width for the whole batch ("batch"), or one per image and
+    # width ("image": every step sees the whole range; needs one entropy model per width).
+    lambda_per: str = "batch"
+    # "bf16": the transforms under bfloat16 autocast; the entropy models, the hyperprior
+    # and the loss stay float32.
+    precision: str = "fp32"
+    # Write the log every K steps. K > 1 makes a step free of host synchronisation: the
+    # metrics stay on the device until then, and a step whose gradient is not finite is
+    # skipped on the device (fused Adam's found_inf) instead of by a host-side test.
+    log_every: int = 1
     checkpoint_every: int = 500
+    # Seconds this session may train: then the run stops at a step's end, checkpoints and
+    # writes its model file (a GPU slot's end); --resume continues it. None: no limit.
+    time_limit: float | None = None
     seed: int = 0
     device: str = "auto"
     # λ-scheduling (stage 2, after `steps` steps of joint training)
@@ -145,6 +168,21 @@ class TrainConfig:
             raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
         if self.decoder_quantizer not in ("ste", "noise"):
             raise ValueError(f"unknown decoder quantizer {self.decoder_quantizer!r}")
+        if self.crops not in ("host", "device"):
+            raise ValueError(f"unknown crop source {self.crops!r}")
+        if self.lambda_per not in ("batch", "image"):
+            raise ValueError(f"unknown λ sampling {self.lambda_per!r}")
+        if self.lambda_per == "image" and (self.arch == "slimcae" or (
+                self.arch == "slimcae-vr" and self.rate_anchors != 1)):
+            raise ValueError("--lambda-per image needs a variable-rate model with one entropy "
+                             "model per width (--arch slimcae-hp, or slimcae-vr "
+                             "--rate-anchors 1)")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}")
+        if self.log_every < 1:
+            raise ValueError("--log-every must be at least 1")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ValueError("--time-limit must be a positive number of seconds")
         if self.schedule not in ("fixed", "lambda"):
             raise ValueError(f"unknown λ schedule {self.schedule!r}")
         if self.schedule == "lambda" and not self.val:
@@ -335,6 +373,16 @@ def sample_lambdas(ranges: list[tuple[float, float]], generator: torch.Generator
     return [as_float32(lo * (hi / lo) ** ui) for (lo, hi), ui in zip(ranges, u, strict=True)]
 
 
+def sample_image_lambdas(ranges: list[tuple[float, float]], batch: int,
+                         generator: torch.Generator) -> torch.Tensor:
+    """``(widths, batch)`` float32 λs, each log-uniform in its width's range, drawn on the
+    generator's device."""
+    log_lo = torch.tensor([math.log(lo) for lo, _ in ranges], device=generator.device)
+    log_span = torch.tensor([math.log(hi / lo) for lo, hi in ranges], device=generator.device)
+    u = torch.rand(len(ranges), batch, generator=generator, device=generator.device)
+    return torch.exp(log_lo[:, None] + u * log_span[:, None])
+
+
 def step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1)[0])
 
@@ -400,11 +448,18 @@ class Trainer:
                 if not n.endswith("quantiles") and p.requires_grad]
         aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
         self.main_params = main
-        self.optimizer = torch.optim.Adam(main, lr=cfg.lr)
-        self.aux_optimizer = torch.optim.Adam(aux, lr=cfg.aux_lr)
-        self.sampler = (MixedSampler.from_mix(cfg.data, cfg.mix, cfg.patch) if cfg.mix
-                        else PatchSampler(cfg.data, cfg.patch))
+        # Fused Adam takes a device-side "skip this step" flag (found_inf), which a step free
+        # of host synchronisation needs.
+        self.sync_free = cfg.log_every > 1
+        self.optimizer = torch.optim.Adam(main, lr=cfg.lr, fused=self.sync_free or None)
+        self.aux_optimizer = torch.optim.Adam(aux, lr=cfg.aux_lr, fused=self.sync_free or None)
+        sampler = (MixedSampler.from_mix(cfg.data, cfg.mix, cfg.patch) if cfg.mix
+                   else PatchSampler(cfg.data, cfg.patch))
+        self.sampler: PatchSampler | MixedSampler | DeviceCrops = (
+            DeviceCrops(sampler, self.device) if cfg.crops == "device" else sampler)
         self.step = 0
+        self.started = time.perf_counter()  # for cfg.time_limit
+        self.out_of_time = False
         # λ-schedule tries: the step a try began at. Each try decays from --finetune-lr over
         # its own steps, so the RD measure after it sees a settled model, not one mid-stride.
         self.finetune_from: int | None = None
@@ -453,8 +508,7 @@ class Trainer:
         path = self.out / CHECKPOINT
         state = read_checkpoint(path, self.device)
         saved = saved_config(state["config"])
-        for key in ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer",
-                    "mix", "hyper_hidden"):
+        for key in RESUME_KEYS:
             if saved[key] != getattr(self.cfg, key):
                 raise ValueError(f"cannot resume: {key} was {saved[key]}, "
                                  f"now {getattr(self.cfg, key)}")
@@ -485,12 +539,21 @@ class Trainer:
     # -- training -------------------------------------------------------------------------
 
     def train_step(self) -> dict[str, Any]:
+        """One step; its log record (tensors still on the device when ``sync_free``: see
+        :meth:`records`)."""
         cfg = self.cfg
         seed = step_seed(cfg.seed, self.step, self.rank)
         generator = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # the entropy models' quantisation noise
-        x = self.sampler.sample(cfg.batch, generator).to(self.device)
-        if self.variable_rate:
+        # Draws on the device come from a generator there (seeding it is host-side state).
+        draws = (torch.Generator(self.device).manual_seed(seed)
+                 if cfg.crops == "device" else generator)
+        x = self.sampler.sample(cfg.batch, draws).to(self.device)
+        lambdas = None
+        if self.variable_rate and cfg.lambda_per == "image":
+            lambdas = sample_image_lambdas(self.model.lambda_ranges, cfg.batch,
+                                           draws).to(self.device)
+        elif self.variable_rate:
             self.loss.lambdas = sample_lambdas(self.model.lambda_ranges, generator)
         if self.finetune_from is None:
             lr = lr_at(cfg, self.step, cfg.steps)
@@ -500,20 +563,53 @@ class Trainer:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
-        out = self.net(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16,
+                            enabled=cfg.precision == "bf16"):
+            out = self.net(x, lambdas)
         out["loss"].backward()
         norm = nn.utils.clip_grad_norm_(self.main_params, cfg.clip if cfg.clip > 0 else math.inf)
         # A non-finite gradient (an overflowing batch) would poison every weight through
         # Adam's moments: such a step is skipped, and its log line says so.
-        skipped = not bool(torch.isfinite(norm))
-        if not skipped:
+        if self.sync_free:  # decided on the device: fused Adam leaves weights and moments
+            skipped = (~torch.isfinite(norm)).float()  # alone where found_inf is 1
+            self.optimizer.found_inf = self.aux_optimizer.found_inf = skipped
             self.optimizer.step()
             self.aux_optimizer.step()
+        else:
+            skipped = not bool(torch.isfinite(norm))
+            if not skipped:
+                self.optimizer.step()
+                self.aux_optimizer.step()
         self.step += 1
-        psnr = [10 * math.log10(1 / max(m, 1e-10)) for m in out["mse"].tolist()]
-        return {"step": self.step, "lr": lr, "loss": out["rd_loss"].item(),
-                "aux": out["aux_loss"].item(), "bpp": out["bpp"].tolist(), "psnr": psnr,
-                **({"skipped": True} if skipped else {})}
+        record = {"step": self.step, "lr": lr, "loss": out["rd_loss"], "aux": out["aux_loss"],
+                  "bpp": out["bpp"], "mse": out["mse"], "skipped": skipped,
+                  "lambdas": self.loss.lambdas if lambdas is None else "per image"}
+        return record if self.sync_free else self.records([record])[0]
+
+    @staticmethod
+    def records(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Log lines from :meth:`train_step`'s records, their tensors fetched from the device
+        in one transfer."""
+        if not pending:
+            return []
+        values = torch.stack([torch.cat([torch.as_tensor(r[k], dtype=torch.float32,
+                                                         device=r["loss"].device).reshape(-1)
+                                         for k in ("loss", "aux", "skipped", "bpp", "mse")])
+                              for r in pending]).cpu().tolist()
+        lines = []
+        for r, row in zip(pending, values, strict=True):
+            widths = len(r["bpp"])
+            bpp, mse = row[3 : 3 + widths], row[3 + widths :]
+            line = {"step": r["step"], "lr": r["lr"], "loss": row[0], "aux": row[1], "bpp": bpp,
+                    "psnr": [10 * math.log10(1 / max(m, 1e-10)) if math.isfinite(m) else m
+                             for m in mse]}
+            if row[2]:
+                line["skipped"] = True
+            line["lambdas"] = r["lambdas"]
+            if "seconds" in r:
+                line["seconds"] = r["seconds"]
+            lines.append(line)
+        return lines
 
     def run(self, until: int, desc: str = "train", checkpoint: bool = True) -> None:
         """Train until ``self.step == until``, logging every step, checkpointing every K.
@@ -524,21 +620,39 @@ class Trainer:
                    disable=not self.is_main, dynamic_ncols=True)
         log = (self.out / METRICS).open("a") if self.is_main else None
         t0 = time.perf_counter()
-        try:
-            while self.step < until:
-                metrics = self.train_step()
-                metrics["lambdas"] = self.loss.lambdas  # as trained (sampled, when variable)
-                metrics["seconds"] = round(time.perf_counter() - t0, 3)
+        pending: list[dict[str, Any]] = []
+
+        def write_log() -> None:
+            for metrics in self.records(pending) if self.sync_free else pending:
                 if log:
                     log.write(json.dumps(metrics) + "\n")
-                    log.flush()
-                bar.update()
                 bar.set_postfix(loss=f"{metrics['loss']:.3f}",
                                 bpp=f"{metrics['bpp'][0]:.3f}/{metrics['bpp'][-1]:.3f}",
                                 psnr=f"{metrics['psnr'][0]:.1f}/{metrics['psnr'][-1]:.1f}")
-                if checkpoint and (self.step % self.cfg.checkpoint_every == 0
-                                   or self.step == until):
+            if log:
+                log.flush()
+            pending.clear()
+
+        deadline = (math.inf if self.cfg.time_limit is None or not checkpoint
+                    else self.started + self.cfg.time_limit)  # (not inside λ-schedule tries)
+        try:
+            while self.step < until:
+                if time.perf_counter() >= deadline:
+                    self.out_of_time = True
+                    break
+                record = self.train_step()
+                record["seconds"] = round(time.perf_counter() - t0, 3)
+                pending.append(record)
+                bar.update()
+                at_checkpoint = checkpoint and (self.step % self.cfg.checkpoint_every == 0
+                                                or self.step == until)
+                if len(pending) >= self.cfg.log_every or at_checkpoint:
+                    write_log()  # before a checkpoint: its log must reach its step
+                if at_checkpoint:
                     self.save_checkpoint()
+            write_log()
+            if self.out_of_time and checkpoint:
+                self.save_checkpoint()
         finally:
             bar.close()
             if log:
@@ -661,7 +775,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Trainer:
     if trainer.step < cfg.steps:
         trainer.run(cfg.steps)
     schedule = None
-    if cfg.schedule == "lambda":
+    if trainer.out_of_time:  # the model file of a run stopped by --time-limit: its last step
+        print(f"slimcodec train: --time-limit reached at step {trainer.step} of {cfg.steps} "
+              "(--resume continues)", file=sys.stderr)
+    elif cfg.schedule == "lambda":
         schedule = run_lambda_schedule(trainer, resumed)
     trainer.export({
         "summary": f"trained {trainer.step} steps by slimcodec train",

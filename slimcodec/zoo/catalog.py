@@ -27,6 +27,7 @@ __all__ = [
     "retired_writer",
     "shipped_table",
     "weights_path",
+    "writer_of",
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -100,6 +101,15 @@ def retired_writer(fp: bytes) -> RetiredModelError | None:
     """The error for a file written by a retired model (None if its writer is not one)."""
     known = RETIRED.get(fp.hex())
     return _retired(*known, "file was written by") if known else None
+
+
+def writer_of(fp: bytes) -> str:
+    """How a mismatch error names the model that wrote a file with fingerprint ``fp``;
+    raises :class:`RetiredModelError` for a retired one (its own one-line error)."""
+    if (retired := retired_writer(fp)) is not None:
+        raise retired
+    known = find_by_fingerprint(fp)
+    return f"registered model {known!r}" if known else "an unregistered model"
 
 
 def _retired(name: str, release: str, what: str) -> RetiredModelError:

@@ -60,8 +60,9 @@ def main() -> None:
     if LIMIT - MARGIN - tracked < MIN_DATA:
         raise SystemExit(
             f"the checkout alone is {tracked / 2**20:.1f} MiB of the {LIMIT / 2**20:.0f} MiB "
-            "that travel: move the shipped weights the run does not need out of it (mkdir -p "
-            "../weights-aside && mv slimcodec/zoo/weights/slimcae-vr*.pt ../weights-aside/), "
+            "that travel: move the shipped weights the run does not start from out of it "
+            "(for a run from slimcae-hp: mkdir -p ../weights-aside && mv "
+            "slimcodec/zoo/weights/{slimcae,slimcae-vr5,slimcae-hp2}.pt ../weights-aside/), "
             "run this again, and move them back after the last device call "
             "(docs/gpu_training.md, step 1)")
     if not list(wheels.glob("compressai-1.2.8-cp312-*.whl")):

@@ -3,6 +3,11 @@
 # benchmarks/train_vr.sh on the photos tools/device/pack.py carried. docs/gpu_training.md
 # gives the whole procedure (the `device` tool's calls, and what to do with the result here).
 #
+#   bash tools/device/train.sh oneshot MIN    everything in one call, for a slot of 15 minutes:
+#                                             install compressai, a one-minute throughput
+#                                             trial (images/s, printed), a slimcae-hp run
+#                                             sized to end within MIN minutes of the call's
+#                                             start, its model file and log into $OUT
 #   bash tools/device/train.sh start STEPS    install compressai, start the run detached, show
 #                                             its first minute (steps per second)
 #   bash tools/device/train.sh start auto:MIN the same, STEPS from a 90-second trial's speed so
@@ -49,7 +54,59 @@ print(int(rate * float(sys.argv[2]) * 60 * 0.95))
 PY
 }
 
+oneshot() {  # MINUTES: trial, run, collect, in one call
+  local minutes=${1:?usage: train.sh oneshot MINUTES} start=$SECONDS
+  : "${OUT:?oneshot writes to \$OUT (the device tool sets it)}"
+  setup
+  mkdir -p "$RUN"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  local batch=${BATCH:-32} patch=${PATCH:-256}
+  # The trial: one minute for the three steps side by side (benchmarks/train_throughput.py).
+  python3 benchmarks/train_throughput.py --data .device/data --patch "$patch" \
+    --batch "$batch" --seconds 12 --warmup 4 --json "$OUT/trial.json" --no-write \
+    2>"$RUN/trial.log" | tee "$OUT/trial.md"
+  local config=device
+  [ "${PRECISION:-fp32}" = bf16 ] && config=device-bf16
+  local left=$((minutes * 60 - (SECONDS - start) - 60))  # a minute for the model file
+  if [ "$left" -lt 60 ]; then
+    echo "no time left to train after the trial: give oneshot more minutes" >&2
+    return 1
+  fi
+  local steps
+  steps=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))[sys.argv[2]]
+print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
+  echo "run: $steps steps of batch $batch at ${patch}² in about $((left / 60)) minutes"
+  # --time-limit stops the run in time with its model file; the timeout is a safety net
+  # (then the last checkpoint becomes the model file, below).
+  # slimcae-hp's λ ranges (its card): an --init must match them.
+  timeout $((left + 45)) python3 -m slimcodec train --arch slimcae-hp --init "${INIT:-slimcae-hp}" \
+    --lambda-ranges ${RANGES:-0.002 0.8 0.0015 0.4 0.001 0.2 0.0007 0.025 0.0005 0.012} \
+    --data .device/data ${MIX:+--mix $MIX} --out "$RUN/hp" --steps "$steps" \
+    --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --seed "${SEED:-0}" \
+    --crops device --lambda-per image --log-every 50 --precision "${PRECISION:-fp32}" \
+    --checkpoint-every 500 --time-limit $((left - 30)) --resume >"$LOG" 2>&1 \
+    || echo "the run stopped early: $?"
+  if [ ! -f "$RUN/hp/model.pt" ] && [ -f "$RUN/hp/checkpoint.pt" ]; then  # stopped by the
+    # timeout: its last checkpoint becomes the model file
+    python3 - "$RUN/hp" <<'PY'
+import sys
+from slimcodec.training.trainer import checkpoint_model
+from slimcodec.zoo import save_model_file
+model, step = checkpoint_model(sys.argv[1])
+save_model_file(model, f"{sys.argv[1]}/model.pt", meta={"summary": f"step {step} checkpoint"})
+PY
+  fi
+  tail -c 4000 "$LOG" | tr '\r' '\n' >"$OUT/train.log"
+  [ -f "$RUN/hp/model.pt" ] || { echo "no model file: see train.log" >&2; return 1; }
+  split -b 15M -d "$RUN/hp/model.pt" "$OUT/model.pt.part-"
+  gzip -c "$RUN/hp/metrics.jsonl" >"$OUT/metrics.jsonl.gz"
+  ls -l "$OUT"
+}
+
 case ${1:-} in
+oneshot)
+  oneshot "${2:-}"
+  ;;
 revive)
   setup
   mkdir -p "$RUN"

@@ -1,0 +1,116 @@
+"""Training throughput: images a second (every width per image) of the step as it was
+(crops cut on the host, one λ per batch, a log line and a host check each step) against the
+step built for a GPU (crops cut on the device, one λ per image, no host synchronisation,
+optionally bf16), side by side in one run on the same model, data and patch size.
+
+    python benchmarks/train_throughput.py --data .device/data --seconds 60      # on a GPU
+    python benchmarks/train_throughput.py --data ../shared/data/train_photos \\
+        --patch 96 --batch 8 --seconds 30 --configs host device --no-write     # on the CPU
+
+Each configuration trains a fresh ``--arch`` model (throughput does not depend on its
+weights) for a warm-up, then for ``--seconds``; the time is taken after the device has
+finished its queue. ``--json`` also writes the figures for ``tools/device/train.sh``, which
+sizes a run from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from common import table_head, write_section
+
+from slimcodec.training import TrainConfig, Trainer
+
+CONFIGS = {
+    # The step of the last GPU run (issue 29: 35 images/s on an H100 at 256²x8).
+    "host": {"crops": "host", "lambda_per": "batch", "log_every": 1},
+    "device": {"crops": "device", "lambda_per": "image", "log_every": 50},
+    "device-bf16": {"crops": "device", "lambda_per": "image", "log_every": 50,
+                    "precision": "bf16"},
+}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict:
+    """Steps and images a second of ``cfg``'s training step, after ``warmup`` seconds."""
+    trainer = Trainer(cfg)
+    chunk = max(1, cfg.log_every)
+
+    def run_for(limit: float) -> tuple[int, float]:
+        synchronize(trainer.device)
+        start, first = time.perf_counter(), trainer.step
+        while time.perf_counter() - start < limit:
+            trainer.run(trainer.step + chunk, checkpoint=False)
+        synchronize(trainer.device)
+        return trainer.step - first, time.perf_counter() - start
+
+    run_for(warmup)
+    steps, elapsed = run_for(seconds)
+    memory = (torch.cuda.max_memory_allocated(trainer.device) / 2**30
+              if trainer.device.type == "cuda" else None)
+    return {"steps_per_s": steps / elapsed, "images_per_s": steps * batch / elapsed,
+            "steps": steps, "seconds": elapsed, "device": str(trainer.device),
+            "gpu_memory_gib": memory}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="training images")
+    p.add_argument("--arch", default="slimcae-hp")
+    p.add_argument("--patch", type=int, default=256)
+    p.add_argument("--batch", type=int, default=32, help="batch of the device configurations")
+    p.add_argument("--host-batch", type=int, default=8,
+                   help="batch of the host configuration (the last GPU run's)")
+    p.add_argument("--seconds", type=float, default=60, help="measured, per configuration")
+    p.add_argument("--warmup", type=float, default=10)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--json", type=Path, help="also write the figures here")
+    p.add_argument("--no-write", action="store_true", help="leave RESULTS.md as it is")
+    args = p.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.configs:
+            batch = args.host_batch if name == "host" else args.batch
+            cfg = TrainConfig(data=args.data, out=str(Path(tmp) / name), arch=args.arch,
+                              patch=args.patch, batch=batch, steps=10**9,
+                              checkpoint_every=10**9, **CONFIGS[name])
+            results[name] = {"batch": batch, **measure(cfg, batch, args.warmup, args.seconds)}
+            r = results[name]
+            print(f"{name}: {r['images_per_s']:.1f} images/s ({r['steps_per_s']:.2f} steps/s, "
+                  f"batch {batch}, {args.patch}², {r['device']})", flush=True)
+    device = next(iter(results.values()))["device"]
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
+    base = results.get("host", {}).get("images_per_s")
+    rows = "\n".join(
+        f"| {k} | {r['batch']} | {r['steps_per_s']:.2f} | **{r['images_per_s']:.1f}** | "
+        f"{r['images_per_s'] / base:.1f}x |" if base else
+        f"| {k} | {r['batch']} | {r['steps_per_s']:.2f} | **{r['images_per_s']:.1f}** | |"
+        for k, r in results.items())
+    body = f"""## Training throughput ({name})
+
+`{args.arch}`, every width per image, {args.patch}² crops, {args.seconds:g} s per
+configuration after {args.warmup:g} s of warm-up: `host` is the step as it was (crops cut on
+the host, one λ per batch, a host check and log line per step), `device` the step for a GPU
+(`--crops device --lambda-per image --log-every 50`), `device-bf16` the same under bf16
+autocast (`--precision bf16`).
+
+{table_head(["configuration", "batch", "steps/s", "images/s", "against host"])}
+{rows}"""
+    if args.json:
+        args.json.write_text(json.dumps({"gpu": name, "patch": args.patch, **results}, indent=1))
+    if not args.no_write:
+        write_section(f"train-throughput-{'gpu' if name != 'CPU' else 'cpu'}", body)
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
