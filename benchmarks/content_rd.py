@@ -131,8 +131,10 @@ def main() -> None:
         summary["rate_control_median_error"] = median
     body = (f"### `{name}` on {', '.join(sets)}\n\nCentre crops {args.crop}; "
             "BD-rate of each model's envelope (every width, 5 λ each) against each codec's "
-            "curve on the same images (negative: fewer bits); ΔPSNR at equal rate against "
-            "WebP, in dB.\n\n" + text)
+            "curve on the same images (negative: fewer bits); in the column named after the "
+            f"first model, `{entries[0][0]}`'s BD-rate against the row's model (positive: "
+            f"`{entries[0][0]}` needs more bits); ΔPSNR at equal rate against WebP, in "
+            "dB.\n\n" + text)
     write_section(f"content-rd-{name}", body)
     print(body)
     print(json.dumps(summary))

@@ -7,12 +7,14 @@ runtime with the float graphs and with the int8 graphs of one bundle (a variable
 at the middle of each width's λ range). Decode times: onnxruntime on one thread, the two
 kinds' runs interleaved, as a ratio.
 
-    python benchmarks/int8.py [--models slimcae-hp] [--images ../shared/data/photos]
+    python benchmarks/int8.py [--models slimcae-hp] [--images ../shared/data/photos] \\
+        [--activations8]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import tempfile
 import time
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from common import load_test_images, parse_crop, table_head, write_section
+from onnxruntime.quantization import QuantType
+from slimcodec_edge import quantize
 from slimcodec_edge.edge import EdgeCodec
 from slimcodec_edge.onnx_export import export_bundle
 
@@ -41,6 +45,60 @@ def decode_ratio(float_codec: EdgeCodec, int8_codec: EdgeCodec, data: bytes, rep
     return statistics.median(times[1]) / statistics.median(times[0])
 
 
+def measure(root: Path, label: str, widths: list[int] | None,
+            images: list[tuple[str, np.ndarray]], repeats: int) -> list[str]:
+    """One table row per width of the bundle ``root``: its float graphs against its int8
+    ones on ``images``."""
+    floats = EdgeCodec(root, threads=1)
+    ints = EdgeCodec(root, threads=1, int8=True)
+    rows = []
+    for width in widths or floats.widths:
+        lmbda = None
+        if floats.bundle.variable_rate:
+            lo, hi = floats.bundle.lambda_range(width)
+            lmbda = float(np.sqrt(lo * hi))
+        sums = np.zeros(5)
+        for _, rgb in images:
+            for i, codec in enumerate((floats, ints)):
+                data = codec.encode_rgb(rgb, width, lmbda=lmbda)
+                sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+                sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
+                if i == 0:  # a float encoder's file, decoded with the int8 graphs
+                    sums[4] += psnr(rgb, ints.decode_rgb(data)[0])
+        bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = sums / len(images)
+        ratio = decode_ratio(floats, ints, floats.encode_rgb(images[0][1], width, lmbda=lmbda),
+                             repeats)
+        kinds = ("analysis", "synthesis", *floats.bundle.coder_graphs)
+        graphs = floats.bundle.manifest["graphs"][str(width)]
+        sizes = [sum((root / graphs[k + suffix]["file"]).stat().st_size for k in kinds)
+                 for suffix in ("", "_int8")]
+        rows.append(f"| {label} | {width} | {bpp_f:.4f} | {psnr_f:.2f} | {bpp_q:.4f} | "
+                    f"{psnr_q:.2f} | {100 * (bpp_q / bpp_f - 1):+.2f}% | "
+                    f"{psnr_q - psnr_f:+.2f} | {psnr_x - psnr_f:+.2f} | ×{ratio:.2f} | "
+                    f"{sizes[1] / sizes[0]:.0%} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def kernels(path: Path) -> str:
+    """What onnxruntime's CPU provider runs a graph's convolutions as, once it has optimised
+    it: integer kernels (QLinearConv) or float ones (Conv, ConvTranspose)."""
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(Path(tmp) / "optimised.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        ops = collections.Counter(n.op_type for n in onnx.load(
+            options.optimized_model_filepath).graph.node)
+    return ", ".join(f"{ops[k]} {k}" for k in ("QLinearConv", "Conv", "ConvTranspose")
+                     if ops[k])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["slimcae-hp"])
@@ -50,45 +108,44 @@ def main() -> None:
     p.add_argument("--count", type=int, default=6, help="test images")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--activations8", action="store_true",
+                   help="also the widest width with 8-bit activations (what they would buy "
+                        "in time, and cost without quantisation-aware training)")
     args = p.parse_args()
     images = load_test_images(args.images, parse_crop(args.crop))[: args.count]
-    rows = []
+    rows: list[str] = []
+    notes: list[str] = []
+    from onnxruntime import __version__ as ort_version
+
     for name in args.models:
         with tempfile.TemporaryDirectory() as tmp:
+            model = load_model(name)
             # Graphs that hold their own weights, so that their files' sizes compare (a lean
             # bundle's arithmetic is the same: onnxruntime folds its slices).
-            root = export_bundle(load_model(name), Path(tmp) / "bundle", name,
+            root = export_bundle(model, Path(tmp) / "bundle", name,
                                  calibration=args.calibration,
                                  calibration_images=args.calibration_images,
                                  shared_weights=False)
-            floats = EdgeCodec(root, threads=1)
-            ints = EdgeCodec(root, threads=1, int8=True)
-            for width in floats.widths:
-                lmbda = None
-                if floats.bundle.variable_rate:
-                    lo, hi = floats.bundle.lambda_range(width)
-                    lmbda = float(np.sqrt(lo * hi))
-                sums = np.zeros(5)
-                for _, rgb in images:
-                    for i, codec in enumerate((floats, ints)):
-                        data = codec.encode_rgb(rgb, width, lmbda=lmbda)
-                        sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-                        sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
-                        if i == 0:  # a float encoder's file, decoded with the int8 graphs
-                            sums[4] += psnr(rgb, ints.decode_rgb(data)[0])
-                bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = sums / len(images)
-                ratio = decode_ratio(floats, ints, floats.encode_rgb(images[0][1], width,
-                                                                     lmbda=lmbda),
-                                     args.repeats)
-                kinds = ("analysis", "synthesis", *floats.bundle.coder_graphs)
-                graphs = floats.bundle.manifest["graphs"][str(width)]
-                sizes = [sum((root / graphs[k + suffix]["file"]).stat().st_size for k in kinds)
-                         for suffix in ("", "_int8")]
-                rows.append(f"| `{name}` | {width} | {bpp_f:.4f} | {psnr_f:.2f} | {bpp_q:.4f} | "
-                            f"{psnr_q:.2f} | {100 * (bpp_q / bpp_f - 1):+.2f}% | "
-                            f"{psnr_q - psnr_f:+.2f} | {psnr_x - psnr_f:+.2f} | ×{ratio:.2f} | "
-                            f"{sizes[1] / sizes[0]:.0%} |")
-                print(rows[-1], flush=True)
+            rows += measure(root, f"`{name}`", None, images, args.repeats)
+            if args.activations8:  # what 8-bit activations would buy, at the widest width
+                quantize.ACTIVATIONS = QuantType.QUInt8
+                try:
+                    root8 = export_bundle(model, Path(tmp) / "bundle8", name,
+                                          widths=[model.widths[0]],
+                                          calibration=args.calibration,
+                                          calibration_images=args.calibration_images,
+                                          shared_weights=False)
+                finally:
+                    quantize.ACTIVATIONS = QuantType.QUInt16
+                rows += measure(root8, f"`{name}`, 8-bit activations", [model.widths[0]],
+                                images, args.repeats)
+                entry = json.loads((root8 / "manifest.json").read_text())["graphs"][
+                    str(model.widths[0])]
+                ran = {k: kernels(root8 / entry[f"{k}_int8"]["file"])
+                       for k in ("analysis", "synthesis")}
+                notes.append(f"`{name}` with 8-bit activations, width {model.widths[0]}, as "
+                             f"onnxruntime {ort_version} runs it: analysis {ran['analysis']}; "
+                             f"synthesis {ran['synthesis']}.")
     names = ", ".join(n for n, _ in images)
     body = f"""## int8 bundles against float, on images they were not calibrated on
 
@@ -100,12 +157,15 @@ range. "float file": a file the float graphs wrote, decoded with the int8 ones (
 hyperprior's int8 h_μ computes the means slightly differently), against the float decode.
 Decode time: onnxruntime, one thread, median of {args.repeats} runs of each kind,
 interleaved, int8 over float. Graph size: the int8 graphs (transforms, and a hyperprior's
-coder networks) over the float ones.
+coder networks) over the float ones. "8-bit activations" (`--activations8`): the widest
+width exported again with 8-bit activations instead of 16, the same calibration, no
+quantisation-aware training: what they would buy in time, and what they cost without it.
 
 {table_head(["model", "width", "float bpp", "float PSNR (dB)", "int8 bpp", "int8 PSNR (dB)",
              "Δ bpp", "Δ PSNR (dB)", "float file Δ PSNR (dB)", "decode time",
              "graph size"])}
-{chr(10).join(rows)}"""
+{chr(10).join(rows)}
+{"".join(chr(10) + "- " + n for n in notes)}"""
     write_section("int8-" + "-".join(args.models), body)
     print(body)
 

@@ -53,9 +53,10 @@ QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
 
 __all__ = ["ACTIVATIONS", "QUANTISED", "quantize_bundle"]
 
-#: Activation type of the quantised convolutions. 8-bit activations cost over +60% bpp and
-#: 6 dB at width 96 in a first try (the latent itself has too many levels for 256), so
-#: activations are 16-bit and weights 8-bit ("A16W8").
+#: Activation type of the quantised convolutions. 8-bit activations cost too much without
+#: quantisation-aware training (the latent has too many levels for 256; for `slimcae-hp`
+#: at width 192, +15.9% bits and -1.3 dB: `benchmarks/int8.py --activations8`) and decode
+#: no faster on onnxruntime's CPU provider, so activations are 16-bit, weights 8-bit.
 ACTIVATIONS = QuantType.QUInt16
 
 
@@ -76,7 +77,8 @@ _GDN_SCOPE = re.compile(r"^/(g_a/)?g_a\.[135]/|^/(g_s/)?g_s\.[024]/")
 def _float_nodes(path: Path) -> list[str]:
     """The nodes left in float: the GDNs' own (their 1x1 convolution among them), and the
     convolutions at the pixels' side, the analysis's first and the synthesis's last (a
-    small share of the weights, most of the rounding error that reaches the pixels)."""
+    small share of the weights, a large share of the rounding error that reaches the
+    pixels)."""
     import onnx
 
     nodes = onnx.load(str(path)).graph.node

@@ -474,6 +474,17 @@ def test_adapters_with_their_own_z_densities_code_and_cross_decode(codec, tmp_pa
         ours, _ = edge.decode_rgb(data)
         theirs, _ = adapted.decode_rgb(data)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    # int8: the adapter's graphs, its coder networks included, quantised and calibrated too
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
+    root = export_bundle(codec.model, tmp_path / "int8", "tiny-hp", adapters=[adapter],
+                         calibration=tmp_path / "cal.png", calibration_images=1)
+    graphs = json.loads((root / "manifest.json").read_text())["domains"][
+        str(adapter.domain_id)]["graphs"]
+    assert all("hyper_mean_int8" in graphs[str(w)] for w in WIDTHS)
+    ints = EdgeCodec(root, int8=True)
+    data = ints.encode_rgb(rgb, 8, domain="screen")
+    decoded, _ = ints.decode_rgb(data)
+    assert np.abs(decoded.astype(int) - adapted.decode_rgb(data)[0].astype(int)).mean() < 3
 
 
 def test_profile_counts_the_hyper_networks(codec, bundle):

@@ -54,13 +54,12 @@ from typing import Any
 import numpy as np
 import torch
 from compressai.entropy_models import EntropyBottleneck
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from slimcodec.bitstream.rate import anchor_index
 from slimcodec.layers import LambdaModulation, LatentGain, Slimmable
 
-from .slimcae import DEFAULT_WIDTHS, SlimCAE, float32_entropy
+from .slimcae import DEFAULT_WIDTHS, SlimCAE
 
 __all__ = ["DEFAULT_LAMBDA_RANGES", "ModulatedSlimCAE"]
 
@@ -199,14 +198,7 @@ class ModulatedSlimCAE(SlimCAE):
         """As :meth:`SlimCAE.forward`; ``lmbda`` ``(N,)``: each image at its own λ
         (training), otherwise the active λ."""
         lmbda = self.lambdas_for(x, lmbda)
-        y = self.analysis(x, lmbda)
-        with float32_entropy(y):
-            y = y.float()
-            y_hat, y_likelihoods = self.entropy_bottleneck(y)
-        if self.training and self.ste_decoder:
-            medians = self.entropy_bottleneck._get_medians()
-            y_hat = quantize_ste(y - medians) + medians
-        return {"x_hat": self.synthesis(y_hat, lmbda), "likelihoods": {"y": y_likelihoods}}
+        return self._coded(self.analysis(x, lmbda), lambda y_hat: self.synthesis(y_hat, lmbda))
 
     def lambda_tensor(self, like: Tensor) -> Tensor:
         """The active λ as a one-element tensor (what an exported graph takes as input)."""

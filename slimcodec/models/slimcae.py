@@ -25,7 +25,7 @@ ICIP 2020), so that the decoder learns the inputs it will be given.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -224,15 +224,18 @@ class SlimCAE(CompressionModel):
         Returns ``{"x_hat": ..., "likelihoods": {"y": ...}}`` as compressai models do; in
         eval mode :math:`\\hat y` is exactly what :meth:`compress` entropy-codes.
         """
-        y = self.analysis(x)
+        return self._coded(self.analysis(x), self.synthesis)
+
+    def _coded(self, y: Tensor, synthesis: Callable[[Tensor], Tensor]) -> dict[str, Any]:
+        """The latent ``y`` through the factorized density and ``synthesis`` (the rest of
+        :meth:`forward`, shared with the λ-conditioned subclass)."""
         with float32_entropy(y):
             y = y.float()
             y_hat, y_likelihoods = self.entropy_bottleneck(y)
         if self.training and self.ste_decoder:
             medians = self.entropy_bottleneck._get_medians()
             y_hat = quantize_ste(y - medians) + medians
-        x_hat = self.synthesis(y_hat)
-        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods}}
+        return {"x_hat": synthesis(y_hat), "likelihoods": {"y": y_likelihoods}}
 
     def compress(self, x: Tensor) -> dict[str, Any]:
         """Entropy-code a batch: one string per image, in CompressAI's rANS format."""

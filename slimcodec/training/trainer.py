@@ -373,14 +373,18 @@ def sample_lambdas(ranges: list[tuple[float, float]], generator: torch.Generator
     return [as_float32(lo * (hi / lo) ** ui) for (lo, hi), ui in zip(ranges, u, strict=True)]
 
 
-def sample_image_lambdas(ranges: list[tuple[float, float]], batch: int,
+def log_ranges(ranges: list[tuple[float, float]], device: torch.device) -> torch.Tensor:
+    """``(widths, 2)``: each λ range's log low end and log width, on ``device``."""
+    return torch.tensor([[math.log(lo), math.log(hi / lo)] for lo, hi in ranges],
+                        device=device)
+
+
+def sample_image_lambdas(logs: torch.Tensor, batch: int,
                          generator: torch.Generator) -> torch.Tensor:
-    """``(widths, batch)`` float32 λs, each log-uniform in its width's range, drawn on the
-    generator's device."""
-    log_lo = torch.tensor([math.log(lo) for lo, _ in ranges], device=generator.device)
-    log_span = torch.tensor([math.log(hi / lo) for lo, hi in ranges], device=generator.device)
-    u = torch.rand(len(ranges), batch, generator=generator, device=generator.device)
-    return torch.exp(log_lo[:, None] + u * log_span[:, None])
+    """``(widths, batch)`` float32 λs, each log-uniform in its width's range (``logs``:
+    :func:`log_ranges`), drawn on the generator's device."""
+    u = torch.rand(len(logs), batch, generator=generator, device=generator.device)
+    return torch.exp(logs[:, :1] + u * logs[:, 1:])
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -459,6 +463,7 @@ class Trainer:
             DeviceCrops(sampler, self.device) if cfg.crops == "device" else sampler)
         self.step = 0
         self.started = time.perf_counter()  # for cfg.time_limit
+        self._log_ranges: tuple[Any, Any] = (None, None)  # (ranges, log_ranges(ranges))
         self.out_of_time = False
         # λ-schedule tries: the step a try began at. Each try decays from --finetune-lr over
         # its own steps, so the RD measure after it sees a settled model, not one mid-stride.
@@ -551,7 +556,12 @@ class Trainer:
         x = self.sampler.sample(cfg.batch, draws).to(self.device)
         lambdas = None
         if self.variable_rate and cfg.lambda_per == "image":
-            lambdas = sample_image_lambdas(self.model.lambda_ranges, cfg.batch,
+            # The ranges' logs go to the device once (a copy from the host would wait for
+            # the device), again only when λ-scheduling moves the ranges.
+            ranges = tuple(self.model.lambda_ranges)
+            if self._log_ranges[0] != ranges:
+                self._log_ranges = (ranges, log_ranges(list(ranges), draws.device))
+            lambdas = sample_image_lambdas(self._log_ranges[1], cfg.batch,
                                            draws).to(self.device)
         elif self.variable_rate:
             self.loss.lambdas = sample_lambdas(self.model.lambda_ranges, generator)
