@@ -8,7 +8,10 @@ SlimCAE trains every width in every step, each with its own λ (CompressAI's con
     R_w = \frac{-\sum \log_2 p_w(\tilde y_w)}{N \cdot H \cdot W}\ \text{(bits per pixel)},
 
 the sum running over every latent the model codes (:math:`\hat y`, and :math:`\hat z` for a
-hyperprior).
+hyperprior). With one λ per image (``slimcodec train --lambda-per image``), each term is
+image :math:`i`'s own, averaged over the batch:
+:math:`L = \sum_w \frac1N \sum_i \lambda_{w,i} \cdot 255^2 \cdot \mathrm{MSE}_{w,i} + R_{w,i}`
+(with equal λs, the same value as above).
 
 The entropy models' auxiliary loss (their quantiles) is added to the returned total: it
 only reaches the ``quantiles`` parameters, and the main loss never does, so one backward
