@@ -287,7 +287,7 @@ def profile_model(
 
 
 def latency_fit(times: dict[tuple[int, int], dict[str, float]], size: tuple[int, int],
-         small: tuple[int, int]) -> dict[str, Any]:
+                small: tuple[int, int]) -> dict[str, Any]:
     """Latency as a fixed cost plus a cost per million pixels the tiled transforms run on,
     through the medians at two sizes (a cost per pixel alone where they disagree)."""
     big, little = processed_pixels(*size), processed_pixels(*small)

@@ -132,6 +132,14 @@ def parse_mix(items: list[str] | dict[str, float] | None) -> dict[str, float]:
     return mix
 
 
+def source_of(cumulative: Tensor, u: Tensor) -> Tensor:
+    """The source index of each uniform draw in ``u``: source ``i`` for ``u`` in
+    ``[cumulative[i - 1], cumulative[i])`` (``cumulative``: the sources' normalised
+    cumulative weights)."""
+    return torch.searchsorted(cumulative, u.contiguous(), right=True).clamp_(
+        max=len(cumulative) - 1)
+
+
 class MixedSampler:
     """Crops drawn from several samplers: each crop's source is drawn on its own, source
     ``i`` with probability ``weights[i]`` (the first source takes what the others leave).
@@ -164,8 +172,8 @@ class MixedSampler:
 
     def sources(self, batch: int, generator: torch.Generator) -> Tensor:
         """The source index of each of ``batch`` crops."""
-        u = torch.rand(batch, generator=generator, dtype=torch.float64)
-        return torch.searchsorted(self.cumulative, u, right=True).clamp_(max=len(self.samplers) - 1)
+        return source_of(self.cumulative,
+                         torch.rand(batch, generator=generator, dtype=torch.float64))
 
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
         """A ``(batch, 3, patch, patch)`` float batch in [0, 1]."""
@@ -189,8 +197,8 @@ class DeviceCrops:
 
     def __init__(self, sampler: PatchSampler | MixedSampler, device: torch.device | str) -> None:
         samplers = sampler.samplers if isinstance(sampler, MixedSampler) else [sampler]
-        weights = (torch.diff(sampler.cumulative, prepend=sampler.cumulative.new_zeros(1))
-                   if isinstance(sampler, MixedSampler) else torch.ones(1, dtype=torch.float64))
+        cumulative = (sampler.cumulative if isinstance(sampler, MixedSampler)
+                      else torch.ones(1, dtype=torch.float64))
         self.patch = p = sampler.patch
         images = [img for s in samplers for img in s.images]
         height = max(img.shape[0] for img in images)
@@ -207,23 +215,17 @@ class DeviceCrops:
         self.first = torch.tensor([sum(counts[:i]) for i in range(len(counts))],
                                   device=self.device)
         self.count = torch.tensor(counts, device=self.device)
-        cumulative = weights.cumsum(0) / weights.sum()
         self.cumulative = cumulative.to(torch.float32).to(self.device)
         self.offsets = torch.arange(p, device=self.device)
 
     def __len__(self) -> int:
         return self.data.shape[0]
 
-    def sources(self, u: Tensor) -> Tensor:
-        """The source index of each crop from its uniform draw ``u``."""
-        return torch.searchsorted(self.cumulative, u.contiguous(), right=True).clamp_(
-            max=len(self.count) - 1)
-
     def sample(self, batch: int, generator: torch.Generator) -> Tensor:
         """A ``(batch, 3, patch, patch)`` float batch in [0, 1] on the device
         (``generator`` must live there too)."""
         u = torch.rand(batch, 6, generator=generator, device=self.device)
-        source = self.sources(u[:, 0])
+        source = source_of(self.cumulative, u[:, 0])
         count = self.count[source]
         k = self.first[source] + torch.minimum((u[:, 1] * count).long(), count - 1)
         room = self.room[k]
