@@ -4,6 +4,9 @@ highest λ, averaged over a few held-out photos. Seconds on one thread, so it ca
 run while it trains; the real measurement is the model's benchmark.
 
     python benchmarks/probe_run.py ../runs-hp/hp --reference slimcae-vr5 [--images 3]
+
+``--relaxed`` adds the rate training sees under the uniform-noise relaxation (the entropy
+models in training mode, a fixed seed), beside the coded one, for both models.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 import numpy as np
 import torch
 from common import load_test_images
+from compressai.entropy_models import EntropyModel
 
 from slimcodec.training.trainer import checkpoint_model
 from slimcodec.zoo import load_model
@@ -26,6 +30,22 @@ def point(model, x: torch.Tensor) -> tuple[float, float]:
     return bits / (x.shape[2] * x.shape[3]), 10 * math.log10(1 / mse)
 
 
+def relaxed_bpp(model, x: torch.Tensor) -> float:
+    """The rate under the noise relaxation: only the entropy models in training mode (the
+    rest of the model, its activation tracking included, stays in eval)."""
+    coders = [m for m in model.modules() if isinstance(m, EntropyModel)]
+    torch.manual_seed(0)
+    try:
+        for m in coders:
+            m.train()
+        out = model(x)
+    finally:
+        for m in coders:
+            m.eval()
+    bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
+    return bits / (x.shape[2] * x.shape[3])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run")
@@ -33,6 +53,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--photos", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
+    p.add_argument("--relaxed", action="store_true",
+                   help="also the rate under the training's noise relaxation")
     args = p.parse_args()
     torch.set_num_threads(1)
     w, h = (int(v) for v in args.crop.split("x"))
@@ -42,20 +64,26 @@ def main() -> None:
     model, step = checkpoint_model(args.run)
     reference = load_model(args.reference).eval()
     print(f"{args.run} at step {step} against {args.reference}, {len(xs)} photos {args.crop}")
-    print("width  λ        reference bpp / dB   run bpp / dB   rate change")
+    print("width  λ        reference bpp / dB   run bpp / dB   rate change"
+          + ("   relaxed bpp: reference, run" if args.relaxed else ""))
     with torch.no_grad():
         for width in (model.widths[0], model.widths[-1]):
             lo, hi = model.lambda_range(width)
             for lmbda in (lo, math.sqrt(lo * hi), hi):
-                results = []
+                results, relaxed = [], []
                 for m in (reference, model):
                     m.set_width(width)
                     m.set_lambda(lmbda)
                     pts = [point(m, x) for x in xs]
                     results.append((np.mean([b for b, _ in pts]), np.mean([q for _, q in pts])))
+                    if args.relaxed:
+                        relaxed.append(np.mean([relaxed_bpp(m, x) for x in xs]))
                 (rb, rq), (b, q) = results
-                print(f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
-                      f"    {100 * (b / rb - 1):+.1f}%")
+                line = (f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
+                        f"    {100 * (b / rb - 1):+.1f}%")
+                if relaxed:
+                    line += f"    {relaxed[0]:.4f}, {relaxed[1]:.4f}"
+                print(line)
 
 
 if __name__ == "__main__":

@@ -533,10 +533,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=d["lr"])
     t.add_argument("--aux-lr", type=float, default=d["aux_lr"])
     t.add_argument("--lr-schedule", default=d["lr_schedule"], choices=["cosine", "constant"])
+    t.add_argument("--warmup", type=int, default=d["warmup"], metavar="STEPS",
+                   help="ramp the step size up linearly over the run's first STEPS steps "
+                        "(from --init weights, Adam's first updates otherwise undo some of "
+                        "their training)")
     t.add_argument("--decoder-quantizer", default=d["decoder_quantizer"],
                    choices=["ste", "noise"],
                    help="what the decoder sees in training: the rounded latent with a "
                         "straight-through gradient, or the noisy one")
+    t.add_argument("--rate-quantizer", default=d["rate_quantizer"], choices=["noise", "ste"],
+                   help="what the rate term prices in training (slimcae-hp): the noisy "
+                        "latent, or the rounded symbols the coder sends with a "
+                        "straight-through gradient (for fine-tuning a trained model)")
     t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy"],
                    help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
                         "transforms fixed")

@@ -656,3 +656,49 @@ def test_lean_bundle_stores_the_scale_networks_once(tmp_path):
     sliced = manifest["table_slices"]
     assert any(k.endswith("scales_0.weight") for k in sliced)
     assert any(k.endswith("y_cdfs") for k in sliced)
+
+
+def test_ste_rate_prices_the_symbols_the_coder_sends():
+    """In training with ``ste_rate``, ŷ's likelihoods are the ones the coder uses (eval's:
+    ẑ and ŷ rounded), not the noisy relaxation's, and the rate still trains every hyper
+    network through the rounding."""
+    model = _model(seed=3)
+    x = torch.from_numpy(natural_like(64, 96, seed=5).transpose(2, 0, 1)[None] / 255.0).float()
+    model.set_width(WIDTHS[0])
+    model.set_lambda(0.02)
+    with torch.no_grad():
+        coded = model(x)["likelihoods"]["y"]
+    model.train()
+    model.h_scale.momentum = 0.0  # leave the integer network's calibration as it is
+    noisy = model(x)["likelihoods"]["y"]
+    assert not torch.allclose(noisy, coded, atol=1e-3)  # the relaxation prices otherwise
+    model.ste_rate = True
+    try:
+        out = model(x)
+        torch.testing.assert_close(out["likelihoods"]["y"], coded, atol=1e-5, rtol=1e-4)
+        model.zero_grad()
+        (-torch.log2(out["likelihoods"]["y"]).sum()).backward()
+        # (the hyper-syntheses' last layers: ẑ's symbols, their first layers' inputs, may
+        # all be 0 in a model this small)
+        for name in ("h_a.0.weight", "h_mean.4.weight", "h_scale.layers.4.weight"):
+            grad = model.get_parameter(name).grad
+            assert grad is not None and grad.abs().sum() > 0, name
+    finally:
+        model.ste_rate = False
+        model.eval()
+
+
+def test_rate_quantizer_is_checked_and_kept_across_resume(tmp_path):
+    from slimcodec.training import TrainConfig, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(natural_like(64, 64, seed=31)).save(data / "0.png")
+    base = dict(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
+                widths=list(WIDTHS), lambda_ranges=[v for r in RANGES for v in r], patch=64,
+                batch=2, lr=1e-3, checkpoint_every=2)
+    assert train(TrainConfig(steps=2, rate_quantizer="ste", **base)).model.ste_rate
+    with pytest.raises(ValueError, match="cannot resume: rate_quantizer"):
+        train(TrainConfig(steps=4, **base), resume=True)
+    with pytest.raises(ValueError, match="--rate-quantizer ste prices a hyperprior"):
+        TrainConfig(**{**base, "arch": "slimcae-vr", "rate_anchors": 1}, rate_quantizer="ste")

@@ -16,7 +16,7 @@ from slimcodec.models import SlimCAE
 from slimcodec.training import MixedSampler, PatchSampler, TrainConfig, Trainer, train
 from slimcodec.training.data import parse_mix
 from slimcodec.training.lambda_schedule import ScheduleState, rd_slope, schedule_lambdas
-from slimcodec.training.trainer import checkpoint_model, lr_at
+from slimcodec.training.trainer import checkpoint_model, cosine_lr, lr_at
 from slimcodec.zoo import load_model_file, model_meta
 
 TINY = {"widths": [16, 8], "lambdas": [0.01], "patch": 32, "batch": 4, "lr": 1e-3,
@@ -445,3 +445,37 @@ def test_format_lambdas_names_one_shared_lambda_or_each():
 
     assert format_lambdas([0.005] * 5) == "0.005 for all"
     assert format_lambdas([0.005, 0.0008388608]) == "0.00500, 0.00084"
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_warmup_ramps_the_step_size_and_resumes_inside_the_ramp(images, tmp_path):
+    """--warmup 8: steps 1..8 take 1/8..8/8 of the schedule's step size, a run resumed
+    inside the ramp goes on with it, and a resume with another warm-up is refused."""
+    cfg = dict(data=str(images), out=str(tmp_path), lr_schedule="constant",
+               **{**TINY, "checkpoint_every": 4})
+    train(TrainConfig(steps=4, warmup=8, **cfg))
+    train(TrainConfig(steps=12, warmup=8, **cfg), resume=True)
+    log = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, 13))
+    assert [r["lr"] for r in log] == pytest.approx(
+        [TINY["lr"] * min(1.0, step / 8) for step in range(1, 13)])
+    cosine = TrainConfig(steps=12, warmup=8, **{**cfg, "lr_schedule": "cosine"})
+    assert lr_at(cosine, 3, 12) == pytest.approx(4 / 8 * cosine_lr(TINY["lr"], 3, 12))
+    with pytest.raises(ValueError, match="cannot resume: warmup"):
+        train(TrainConfig(steps=16, warmup=2, **cfg), resume=True)
+    with pytest.raises(ValueError, match="warmup"):
+        TrainConfig(steps=4, warmup=-1, **cfg)
+
+
+@pytest.mark.filterwarnings("ignore:skipping")
+def test_checkpoint_from_before_warmup_and_rate_quantizer_resumes(images, tmp_path):
+    """A checkpoint written before --warmup and --rate-quantizer existed trained without a
+    ramp and with the noisy rate: it resumes with those defaults, and says so otherwise."""
+    cfg = dict(data=str(images), out=str(tmp_path), **TINY)
+    train(TrainConfig(steps=10, **cfg))
+    state = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del state["config"]["warmup"], state["config"]["rate_quantizer"]
+    torch.save(state, tmp_path / "checkpoint.pt")
+    assert train(TrainConfig(steps=12, **cfg), resume=True).step == 12
+    with pytest.raises(ValueError, match="warmup was 0, now 5"):
+        train(TrainConfig(steps=14, warmup=5, **cfg), resume=True)

@@ -173,6 +173,15 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
     #: Training only: skip the synthesis and return no ``x_hat`` (``slimcodec train --stage
     #: entropy``, where only the entropy model trains, on the rate). Not in :attr:`config`.
     rate_only: bool = False
+    #: Training only: the rate the coder pays instead of its relaxation. Each element's
+    #: symbol :math:`\lfloor y - \mu \rceil` is priced, and the hyper-syntheses see
+    #: :math:`\hat z`'s symbols, both rounded as in :meth:`compress` with a straight-through
+    #: gradient (``slimcodec train --rate-quantizer ste``); :math:`\hat z`'s own rate keeps
+    #: the noise. (Uniform noise prices a latent element the coder sends for almost nothing,
+    #: :math:`\sigma` at the table's floor and :math:`y` at its mean, at up to a bit;
+    #: ``docs/gpu_training.md`` has what fine-tuning on the coded rate measured.) Not in
+    #: :attr:`config`.
+    ste_rate: bool = False
     #: What ``--stage entropy`` trains (parameter name prefixes).
     ENTROPY_PARAMETERS = ("h_a.", "h_mean.", "h_scale.", "entropy_bottlenecks.",
                           "gaussian_conditional.")
@@ -283,14 +292,30 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             eb = self.entropy_bottleneck
             z_hat, z_likelihoods = eb(z)
             q = z_hat - eb._get_medians()
+            if self.training and self.ste_rate:
+                q = quantize_ste(z - eb._get_medians())
             means, scales = self.conditionals(q, (h, w))
-            y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            if self.training and self.ste_rate:
+                y_hat, y_likelihoods = self._symbol_likelihoods(y, scales, means)
+            else:
+                y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
         if self.training and self.rate_only:
             return {"x_hat": None, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
         if self.training and self.ste_decoder:
             y_hat = quantize_ste(y - means) + means
         x_hat = self.synthesis(y_hat, lmbda)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
+
+    def _symbol_likelihoods(self, y: Tensor, scales: Tensor,
+                            means: Tensor) -> tuple[Tensor, Tensor]:
+        r""":math:`\hat y` and each symbol's probability under its Gaussian, the rounding
+        straight-through (:attr:`ste_rate`)."""
+        gc = self.gaussian_conditional
+        symbols = quantize_ste(y - means)
+        likelihoods = gc._likelihood(symbols, scales)  # symbols are centred: means=None
+        if gc.use_likelihood_bound:
+            likelihoods = gc.likelihood_lower_bound(likelihoods)
+        return symbols + means, likelihoods
 
     def compress(self, x: Tensor) -> dict[str, Any]:
         """Entropy-code a batch: two strings per image (:math:`\\hat z`, then :math:`\\hat y`)."""

@@ -58,11 +58,13 @@ ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
                  "rate_anchors": 8, "lambda_bounds": None, "stage": "joint", "mix": None,
                  "hyper_hidden": 1.0, "crops": "host", "lambda_per": "batch",
-                 "precision": "fp32", "log_every": 1}
+                 "precision": "fp32", "log_every": 1, "warmup": 0,
+                 "rate_quantizer": "noise"}
 #: What a resumed run must share with the run it continues (each changes the batches, the
 #: noise or the arithmetic of every later step).
 RESUME_KEYS = ("arch", "widths", "gdn", "patch", "batch", "seed", "decoder_quantizer", "mix",
-               "hyper_hidden", "crops", "lambda_per", "precision", "log_every")
+               "hyper_hidden", "crops", "lambda_per", "precision", "log_every", "warmup",
+               "rate_quantizer")
 
 
 def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
@@ -107,9 +109,17 @@ class TrainConfig:
     lr: float = 1e-4
     aux_lr: float = 1e-3
     lr_schedule: str = "cosine"  # or "constant"
+    # Steps of linear warm-up from a fresh optimizer (a run's step 0). Adam's first updates
+    # move every weight by about the step size whatever its gradient, which knocks trained
+    # weights (--init) off their optimum before the moments settle; 0: none.
+    warmup: int = 0
     # What the decoder sees in training: the rounded latent through a straight-through
     # gradient ("ste", as at test time) or the noisy one ("noise", Ballé et al.'s relaxation).
     decoder_quantizer: str = "ste"
+    # What the rate term prices in training (slimcae-hp): the noisy latent ("noise", Ballé
+    # et al.'s relaxation) or the rounded symbols the coder sends, through a straight-through
+    # gradient ("ste": HyperpriorSlimCAE.ste_rate), for fine-tuning a trained model.
+    rate_quantizer: str = "noise"
     # "joint": every weight trains on the RD loss. "entropy" (slimcae-hp): the transforms
     # (and modulations, latent gain) stay as they are and only the hyperprior and z's
     # densities train, on the rate alone: the distortion does not depend on them but for
@@ -162,12 +172,19 @@ class TrainConfig:
         self.mix = parse_mix(self.mix) or None
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
+        if self.warmup < 0:
+            raise ValueError(f"--warmup must be 0 or more steps, not {self.warmup}")
         if self.stage not in ("joint", "entropy"):
             raise ValueError(f"unknown training stage {self.stage!r}")
         if self.stage == "entropy" and self.arch != "slimcae-hp":
             raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
         if self.decoder_quantizer not in ("ste", "noise"):
             raise ValueError(f"unknown decoder quantizer {self.decoder_quantizer!r}")
+        if self.rate_quantizer not in ("noise", "ste"):
+            raise ValueError(f"unknown rate quantizer {self.rate_quantizer!r}")
+        if self.rate_quantizer == "ste" and self.arch != "slimcae-hp":
+            raise ValueError("--rate-quantizer ste prices a hyperprior's symbols "
+                             "(--arch slimcae-hp)")
         if self.crops not in ("host", "device"):
             raise ValueError(f"unknown crop source {self.crops!r}")
         if self.lambda_per not in ("batch", "image"):
@@ -399,7 +416,9 @@ def cosine_lr(peak: float, step: int, total: int) -> float:
 
 
 def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
-    return cfg.lr if cfg.lr_schedule == "constant" else cosine_lr(cfg.lr, step, total)
+    """The step size of ``step``: the schedule's, ramped up linearly over ``cfg.warmup``."""
+    lr = cfg.lr if cfg.lr_schedule == "constant" else cosine_lr(cfg.lr, step, total)
+    return lr * min(1.0, (step + 1) / cfg.warmup) if cfg.warmup > 0 else lr
 
 
 class Trainer:
@@ -439,6 +458,7 @@ class Trainer:
         self.variable_rate = isinstance(model, ModulatedSlimCAE)
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
+        self.model.ste_rate = cfg.rate_quantizer == "ste"
         if cfg.stage == "entropy":
             self.model.rate_only = True
             for name, p in model.named_parameters():

@@ -82,8 +82,9 @@ print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
   timeout $((left + 45)) python3 -m slimcodec train --arch slimcae-hp --init "${INIT:-slimcae-hp}" \
     --lambda-ranges ${RANGES:-0.002 0.8 0.0015 0.4 0.001 0.2 0.0007 0.025 0.0005 0.012} \
     --data .device/data ${MIX:+--mix $MIX} --out "$RUN/hp" --steps "$steps" \
-    --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --seed "${SEED:-0}" \
-    --crops device --lambda-per image --log-every 50 --precision "${PRECISION:-fp32}" \
+    --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --warmup "${WARMUP:-500}" \
+    --seed "${SEED:-0}" --crops device --lambda-per image --log-every 50 \
+    --precision "${PRECISION:-fp32}" \
     --checkpoint-every 500 --time-limit $((left - 30)) --resume >"$LOG" 2>&1 \
     || echo "the run stopped early: $?"
   if [ ! -f "$RUN/hp/model.pt" ] && [ -f "$RUN/hp/checkpoint.pt" ]; then  # stopped by the
