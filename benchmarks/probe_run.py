@@ -5,6 +5,10 @@ run while it trains; the real measurement is the model's benchmark.
 
     python benchmarks/probe_run.py ../runs-hp/hp --reference slimcae-vr5 [--images 3]
 
+At the same λ a run may sit elsewhere on its curve (more bits for more dB), so each point is
+also compared at equal PSNR: against the reference's curve at that width, traced at
+``--curve`` λ (log-spaced over the width's range) and interpolated in log-rate.
+
 ``--relaxed`` adds the rate training sees under the uniform-noise relaxation (the entropy
 models in training mode, a fixed seed), beside the coded one, for both models.
 """
@@ -53,6 +57,8 @@ def main() -> None:
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--photos", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
+    p.add_argument("--curve", type=int, default=7,
+                   help="λ the reference's curve is traced at, per width")
     p.add_argument("--relaxed", action="store_true",
                    help="also the rate under the training's noise relaxation")
     args = p.parse_args()
@@ -64,11 +70,19 @@ def main() -> None:
     model, step = checkpoint_model(args.run)
     reference = load_model(args.reference).eval()
     print(f"{args.run} at step {step} against {args.reference}, {len(xs)} photos {args.crop}")
-    print("width  λ        reference bpp / dB   run bpp / dB   rate change"
+    print("width  λ        reference bpp / dB   run bpp / dB   rate change   at equal PSNR"
           + ("   relaxed bpp: reference, run" if args.relaxed else ""))
     with torch.no_grad():
         for width in (model.widths[0], model.widths[-1]):
             lo, hi = model.lambda_range(width)
+            reference.set_width(width)
+            curve = []
+            for lmbda in np.geomspace(lo, hi, args.curve):
+                reference.set_lambda(float(lmbda))
+                pts = [point(reference, x) for x in xs]
+                curve.append((np.mean([b for b, _ in pts]), np.mean([q for _, q in pts])))
+            curve.sort(key=lambda c: c[1])
+            curve_db = [q for _, q in curve]
             for lmbda in (lo, math.sqrt(lo * hi), hi):
                 results, relaxed = [], []
                 for m in (reference, model):
@@ -81,6 +95,11 @@ def main() -> None:
                 (rb, rq), (b, q) = results
                 line = (f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
                         f"    {100 * (b / rb - 1):+.1f}%")
+                if curve_db[0] <= q <= curve_db[-1]:
+                    same_db = math.exp(np.interp(q, curve_db, [math.log(c) for c, _ in curve]))
+                    line += f"        {100 * (b / same_db - 1):+.1f}%"
+                else:
+                    line += "        n/a"
                 if relaxed:
                     line += f"    {relaxed[0]:.4f}, {relaxed[1]:.4f}"
                 print(line)
