@@ -7,7 +7,8 @@ run while it trains; the real measurement is the model's benchmark.
 
 At the same λ a run may sit elsewhere on its curve (more bits for more dB), so each point is
 also compared at equal PSNR: against the reference's curve at that width, traced at
-``--curve`` λ (log-spaced over the width's range) and interpolated in log-rate.
+``--curve`` λ (log-spaced over the width's range, an odd count so that the three probed λ
+are among them) and interpolated in log-rate.
 
 ``--relaxed`` adds the rate training sees under the uniform-noise relaxation (the entropy
 models in training mode, a fixed seed), beside the coded one, for both models.
@@ -34,20 +35,33 @@ def point(model, x: torch.Tensor) -> tuple[float, float]:
     return bits / (x.shape[2] * x.shape[3]), 10 * math.log10(1 / mse)
 
 
-def relaxed_bpp(model, x: torch.Tensor) -> float:
-    """The rate under the noise relaxation: only the entropy models in training mode (the
-    rest of the model, its activation tracking included, stays in eval)."""
+def measure(model, xs: list[torch.Tensor], width: int, lmbda: float) -> tuple[float, float]:
+    """Mean bpp and PSNR over ``xs`` at one width and λ."""
+    model.set_width(width)
+    model.set_lambda(lmbda)
+    pts = [point(model, x) for x in xs]
+    return float(np.mean([b for b, _ in pts])), float(np.mean([q for _, q in pts]))
+
+
+def relaxed_bpp(model, xs: list[torch.Tensor], width: int, lmbda: float) -> float:
+    """Mean bpp over ``xs`` under the noise relaxation: only the entropy models in training
+    mode (the rest of the model, its activation tracking included, stays in eval)."""
+    model.set_width(width)
+    model.set_lambda(lmbda)
     coders = [m for m in model.modules() if isinstance(m, EntropyModel)]
-    torch.manual_seed(0)
+    rates = []
     try:
         for m in coders:
             m.train()
-        out = model(x)
+        for x in xs:
+            torch.manual_seed(0)  # the same noise for every model
+            out = model(x)
+            bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
+            rates.append(bits / (x.shape[2] * x.shape[3]))
     finally:
         for m in coders:
             m.eval()
-    bits = sum(float(-torch.log2(v).sum()) for v in out["likelihoods"].values())
-    return bits / (x.shape[2] * x.shape[3])
+    return float(np.mean(rates))
 
 
 def main() -> None:
@@ -62,6 +76,8 @@ def main() -> None:
     p.add_argument("--relaxed", action="store_true",
                    help="also the rate under the training's noise relaxation")
     args = p.parse_args()
+    if args.curve < 3 or args.curve % 2 == 0:
+        p.error("--curve must be odd and at least 3 (it holds the lowest, middle and highest λ)")
     torch.set_num_threads(1)
     w, h = (int(v) for v in args.crop.split("x"))
     images = load_test_images(args.photos, (w, h))[: args.images]
@@ -75,24 +91,15 @@ def main() -> None:
     with torch.no_grad():
         for width in (model.widths[0], model.widths[-1]):
             lo, hi = model.lambda_range(width)
-            reference.set_width(width)
-            curve = []
-            for lmbda in np.geomspace(lo, hi, args.curve):
-                reference.set_lambda(float(lmbda))
-                pts = [point(reference, x) for x in xs]
-                curve.append((np.mean([b for b, _ in pts]), np.mean([q for _, q in pts])))
-            curve.sort(key=lambda c: c[1])
+            grid = np.geomspace(lo, hi, args.curve)
+            traced = [measure(reference, xs, width, float(lmbda)) for lmbda in grid]
+            curve = sorted(traced, key=lambda c: c[1])
             curve_db = [q for _, q in curve]
-            for lmbda in (lo, math.sqrt(lo * hi), hi):
-                results, relaxed = [], []
-                for m in (reference, model):
-                    m.set_width(width)
-                    m.set_lambda(lmbda)
-                    pts = [point(m, x) for x in xs]
-                    results.append((np.mean([b for b, _ in pts]), np.mean([q for _, q in pts])))
-                    if args.relaxed:
-                        relaxed.append(np.mean([relaxed_bpp(m, x) for x in xs]))
-                (rb, rq), (b, q) = results
+            for index in (0, len(grid) // 2, len(grid) - 1):  # lowest, middle, highest λ
+                lmbda = float(grid[index])
+                (rb, rq), (b, q) = traced[index], measure(model, xs, width, lmbda)
+                relaxed = ([relaxed_bpp(m, xs, width, lmbda) for m in (reference, model)]
+                           if args.relaxed else [])
                 line = (f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
                         f"    {100 * (b / rb - 1):+.1f}%")
                 if curve_db[0] <= q <= curve_db[-1]:
