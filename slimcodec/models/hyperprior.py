@@ -291,11 +291,10 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             z = self.hyper_analysis(F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate"))
             eb = self.entropy_bottleneck
             z_hat, z_likelihoods = eb(z)
-            q = z_hat - eb._get_medians()
-            if self.training and self.ste_rate:
-                q = quantize_ste(z - eb._get_medians())
+            coded_rate = self.training and self.ste_rate
+            q = quantize_ste(z - eb._get_medians()) if coded_rate else z_hat - eb._get_medians()
             means, scales = self.conditionals(q, (h, w))
-            if self.training and self.ste_rate:
+            if coded_rate:
                 y_hat, y_likelihoods = self._symbol_likelihoods(y, scales, means)
             else:
                 y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
