@@ -1,10 +1,10 @@
 """The built wheels' sizes, against the 50 MB a package index accepts for one file by default.
 
 Builds the wheels of this checkout (`pip wheel --no-deps --no-build-isolation`, in a
-temporary folder): `slimcodec` (the code and the default model's weights), `slimcodec-models`
-(`models/`: the other shipped models' weights) and `slimcodec-edge` (`edge/`: the edge
-runtime alone), and lists their largest members. Writes the RESULTS.md section
-``wheel-size``; exits 1 when a wheel is over the limit.
+temporary folder): `slimcodec` (the code and the default model's weights), the models
+distributions (`models/`, `models-hp/`: the other shipped models' weights) and
+`slimcodec-edge` (`edge/`: the edge runtime alone), and lists their largest members.
+Writes the RESULTS.md section ``wheel-size``; exits 1 when a wheel is over the limit.
 
     python benchmarks/wheel_size.py
 """
@@ -21,6 +21,8 @@ from pathlib import Path
 
 from common import write_section
 
+from slimcodec.zoo.catalog import MODELS_DISTRIBUTIONS, distribution_folder
+
 ROOT = Path(__file__).resolve().parent.parent
 LIMIT = 50 * 10**6
 
@@ -34,10 +36,11 @@ def main() -> None:
         for name in filter(None, files):
             target = src / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            if (ROOT / name).is_file():
+            if (ROOT / name).is_file():  # a link (models-hp/setup.py) copied as its file
                 shutil.copy2(ROOT / name, target)
         rows, sizes = [], {}
-        for project in (src, src / "models", src / "edge"):
+        models = [src / distribution_folder(d) for d in MODELS_DISTRIBUTIONS]
+        for project in (src, *models, src / "edge"):
             subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                             "--no-build-isolation", "-q", "-w", str(Path(tmp) / "dist"),
                             str(project)], check=True, env={**os.environ,

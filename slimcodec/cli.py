@@ -63,7 +63,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from slimcodec.zoo.catalog import MODELS_DISTRIBUTION, shipped_table
+    from slimcodec.zoo.catalog import shipped_table
 
     rows = shipped_table()
     table = [("model", "kind", "widths", "lowest rate", "highest rate", "size")]
@@ -72,7 +72,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         ends = [f"{m[e]['bpp']:.2f} bpp {m[e]['psnr']:.1f} dB" if m else "not measured"
                 for e in ("low", "high")]
         size = (f"{r['bytes'] / 1e6:.0f} MB" if r["bytes"] is not None else
-                f"not installed ({MODELS_DISTRIBUTION})")
+                f"not installed ({r['distribution']})")
         table.append((r["name"] + (" (default)" if r["default"] else ""), r["kind"],
                       "/".join(map(str, r["widths"])), *ends, size))
     sizes = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

@@ -125,40 +125,63 @@ def test_the_wheel_ships_the_default_models_weights_alone():
     assert weights == [f"weights/{SHIPPED[DEFAULT_MODEL]['weights']}"]
 
 
-def test_the_other_models_weights_come_from_slimcodec_models(tmp_path, monkeypatch):
-    """An install from wheels: without slimcodec-models, another model is one line naming
-    it; with it, the weights load from its package."""
+def test_the_other_models_weights_come_from_their_distribution(tmp_path, monkeypatch):
+    """An install from wheels: without its models distribution, another model is one line
+    naming that distribution; with it, the weights load from its package."""
     from slimcodec.errors import ModelFileError
     from slimcodec.zoo import catalog, create_model, list_models
 
     shipped = catalog.WEIGHTS_DIR
     monkeypatch.setattr(catalog, "WEIGHTS_DIR", tmp_path / "none")
-    with pytest.raises(ModelFileError, match=r"weights of slimcae are not installed.*"
-                                             r"slimcodec-models"):
-        create_model("slimcae", pretrained=True)
-    assert "slimcae" not in list_models(pretrained=True)
-    package = tmp_path / "site" / "slimcodec_models"
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "slimcae.pt").symlink_to(shipped / "slimcae.pt")
+    for name, folder in (("slimcae", "models"), ("slimcae-hp", "models-hp")):
+        dist = catalog.SHIPPED[name]["distribution"]
+        with pytest.raises(ModelFileError, match=rf"weights of {name} are not installed: they "
+                                                 rf"come with the {dist} distribution \(pip "
+                                                 rf"install \./{folder}\)"):
+            create_model(name, pretrained=True)
+        assert name not in list_models(pretrained=True)
+    for name in ("slimcae", "slimcae-hp"):
+        entry = catalog.SHIPPED[name]
+        package = tmp_path / "site" / entry["distribution"].replace("-", "_")
+        package.mkdir(parents=True, exist_ok=True)
+        (package / "__init__.py").write_text("")
+        (package / entry["weights"]).symlink_to(shipped / entry["weights"])
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    assert catalog.weights_path("slimcae.pt") == package / "slimcae.pt"
+    assert catalog.weights_path("slimcae.pt") == tmp_path / "site/slimcodec_models/slimcae.pt"
+    assert (catalog.weights_path("slimcae-hp.pt")
+            == tmp_path / "site/slimcodec_models_hp/slimcae-hp.pt")
     assert create_model("slimcae", pretrained=True).widths[0] == 192
 
 
-def test_the_models_wheel_holds_every_other_shipped_model(tmp_path):
-    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED
+def test_each_models_wheel_holds_its_shipped_models(tmp_path):
+    """Every models distribution builds from its folder (models-hp/setup.py is a link to
+    models/setup.py) and holds the models the catalog assigns it, the default's excepted;
+    together they hold every other shipped model."""
+    from slimcodec.zoo.catalog import (
+        DEFAULT_MODEL,
+        MODELS_DISTRIBUTIONS,
+        SHIPPED,
+        distribution_folder,
+    )
 
-    shutil.copytree(ROOT / "models", tmp_path / "models",
-                    ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                            "--no-build-isolation", "--disable-pip-version-check", "-q",
-                            "-w", str(tmp_path / "dist"), str(tmp_path / "models")],
-                           capture_output=True, text=True, timeout=600,
-                           env={"SLIMCODEC_SOURCE": str(ROOT), "PATH": "/usr/bin:/bin",
-                                "HOME": str(tmp_path)})
-    assert build.returncode == 0, build.stderr[-3000:]
-    (wheel,) = (tmp_path / "dist").glob("slimcodec_models-*.whl")
-    names = {n.split("/")[-1] for n in zipfile.ZipFile(wheel).namelist()
-             if n.endswith(".pt")}
-    assert names == {e["weights"] for n, e in SHIPPED.items() if n != DEFAULT_MODEL}
+    assert {e["distribution"] for n, e in SHIPPED.items()
+            if n != DEFAULT_MODEL} <= set(MODELS_DISTRIBUTIONS)
+    held = {}
+    for dist in MODELS_DISTRIBUTIONS:
+        folder = distribution_folder(dist)
+        shutil.copytree(ROOT / folder, tmp_path / folder, symlinks=True,
+                        ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
+        build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                                "--no-build-isolation", "--disable-pip-version-check", "-q",
+                                "-w", str(tmp_path / "dist"), str(tmp_path / folder)],
+                               capture_output=True, text=True, timeout=600,
+                               env={"SLIMCODEC_SOURCE": str(ROOT), "PATH": "/usr/bin:/bin",
+                                    "HOME": str(tmp_path)})
+        assert build.returncode == 0, build.stderr[-3000:]
+        (wheel,) = (tmp_path / "dist").glob(f"{dist.replace('-', '_')}-*.whl")
+        held[dist] = {n.split("/")[-1] for n in zipfile.ZipFile(wheel).namelist()
+                      if n.endswith(".pt")}
+        assert held[dist] == {e["weights"] for n, e in SHIPPED.items()
+                              if n != DEFAULT_MODEL and e["distribution"] == dist}, dist
+    assert set().union(*held.values()) == {e["weights"] for n, e in SHIPPED.items()
+                                           if n != DEFAULT_MODEL}

@@ -18,11 +18,13 @@ from slimcodec.errors import RetiredModelError
 __all__ = [
     "DEFAULT_MODEL",
     "MEASURED",
-    "MODELS_DISTRIBUTION",
+    "MODELS_DISTRIBUTIONS",
     "RETIRED",
     "SHIPPED",
     "WEIGHTS_DIR",
+    "distribution_folder",
     "find_by_fingerprint",
+    "install_hint",
     "retired_error",
     "retired_writer",
     "shipped_table",
@@ -31,28 +33,34 @@ __all__ = [
 ]
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-#: The distribution that installs the other shipped models' weights (``models/``): the
-#: ``slimcodec`` wheel holds the default's alone, so that each wheel stays under the 50 MB a
-#: package index accepts. A checkout has them all in WEIGHTS_DIR.
-MODELS_DISTRIBUTION = "slimcodec-models"
-MODELS_PACKAGE = "slimcodec_models"
+#: The distributions that install the other shipped models' weights, each from its folder
+#: of the repository (:func:`distribution_folder`): the ``slimcodec`` wheel holds the
+#: default's alone, and a model's ``distribution`` in :data:`SHIPPED` says which of these
+#: holds it otherwise, so that each wheel stays under the 50 MB a package index accepts
+#: (``benchmarks/wheel_size.py``). A checkout has them all in WEIGHTS_DIR.
+MODELS_DISTRIBUTIONS = ("slimcodec-models", "slimcodec-models-hp")
 
 #: What ``slimcodec compress``, ``demo``, ``eval``, ``export``, ``profile`` and the Python
 #: API use when no model is named: the best shipped model (``slimcodec models``).
 DEFAULT_MODEL = "slimcae-hp"
 
 _WIDTHS = [192, 144, 96, 72, 48]
-#: Every model that ships weights: its file, the fingerprint of those weights, its kind.
+#: Every model that ships weights: its file, the fingerprint of those weights, its kind,
+#: and the distribution that installs its weights when it is not the default (a 43 MB
+#: file has one to itself).
 SHIPPED: dict[str, dict[str, Any]] = {
     "slimcae": {"weights": "slimcae.pt", "fingerprint": "424d47da02a81639",
-                "kind": "factorized prior, one rate per width", "widths": _WIDTHS},
+                "kind": "factorized prior, one rate per width", "widths": _WIDTHS,
+                "distribution": "slimcodec-models"},
     "slimcae-vr5": {"weights": "slimcae-vr5.pt", "fingerprint": "a7a8c9a65dc3ad12",
-                    "kind": "factorized prior, variable rate", "widths": _WIDTHS},
+                    "kind": "factorized prior, variable rate", "widths": _WIDTHS,
+                    "distribution": "slimcodec-models"},
     "slimcae-hp": {"weights": "slimcae-hp.pt", "fingerprint": "f04d4bddcaaf0027",
-                   "kind": "mean-scale hyperprior, variable rate", "widths": _WIDTHS},
+                   "kind": "mean-scale hyperprior, variable rate", "widths": _WIDTHS,
+                   "distribution": "slimcodec-models-hp"},
     "slimcae-hp2": {"weights": "slimcae-hp2.pt", "fingerprint": "de9e9b8d1c0a80e0",
                     "kind": "mean-scale hyperprior (half-width h_s), variable rate",
-                    "widths": _WIDTHS},
+                    "widths": _WIDTHS, "distribution": "slimcodec-models"},
 }
 
 #: Research models retired from the package (allowed before 1.0, see
@@ -71,17 +79,30 @@ _RETIRED_NAMES = {name: release for name, release in RETIRED.values()}
 MEASURED = WEIGHTS_DIR / "measured.json"
 
 
+def distribution_folder(distribution: str) -> str:
+    """The repository folder a models distribution builds from: ``slimcodec-models`` from
+    ``models/``, ``slimcodec-models-X`` from ``models-X/``."""
+    return "models" + distribution.removeprefix("slimcodec-models")
+
+
+def install_hint(name: str) -> str:
+    """How to install the shipped model ``name``'s weights where the wheel lacks them."""
+    dist = SHIPPED[name]["distribution"]
+    return f"the {dist} distribution (pip install ./{distribution_folder(dist)})"
+
+
 def weights_path(file: str) -> Path | None:
     """Where the shipped weights file ``file`` is installed: in this package (a checkout
-    holds every one; the wheel, the default's), or in the :data:`MODELS_DISTRIBUTION`'s
-    package; None if neither holds it."""
+    holds every one; the wheel, the default's), or in a package of
+    :data:`MODELS_DISTRIBUTIONS`; None if none holds it."""
     local = WEIGHTS_DIR / file
     if local.is_file():
         return local
-    spec = importlib.util.find_spec(MODELS_PACKAGE)
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        if (Path(root) / file).is_file():
-            return Path(root) / file
+    for distribution in MODELS_DISTRIBUTIONS:
+        spec = importlib.util.find_spec(distribution.replace("-", "_"))
+        for root in (spec.submodule_search_locations or []) if spec else []:
+            if (Path(root) / file).is_file():
+                return Path(root) / file
     return None
 
 
@@ -133,6 +154,7 @@ def shipped_table() -> list[dict[str, Any]]:
         path = weights_path(entry["weights"])
         rows.append({"name": name, "kind": entry["kind"], "widths": entry["widths"],
                      "bytes": path.stat().st_size if path else None,
+                     "distribution": entry["distribution"],
                      "default": name == DEFAULT_MODEL, "measured": ends,
                      "images": measured.get("images")})
     return rows

@@ -3,8 +3,8 @@
 A registered name is a factory function (the architecture with its default config) and,
 optionally, a weights file shipped in ``slimcodec/zoo/weights/`` with a model card beside
 it. Nothing is ever downloaded: pretrained weights are package data, the default model's in
-the ``slimcodec`` wheel and the others' in the ``slimcodec-models`` one
-(:func:`~slimcodec.zoo.catalog.weights_path` finds either).
+the ``slimcodec`` wheel and the others' in the ``slimcodec-models`` distributions
+(:func:`~slimcodec.zoo.catalog.weights_path` finds them).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from slimcodec import __version__
 from slimcodec.errors import ModelFileError, UnknownModelError
 from slimcodec.models import DEFAULT_WIDTHS, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 
-from .catalog import DEFAULT_MODEL, MODELS_DISTRIBUTION, retired_error, weights_path
+from .catalog import DEFAULT_MODEL, install_hint, retired_error, weights_path
 from .checkpoint import load_model_file, read_model_file
 
 __all__ = [
@@ -99,10 +99,9 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
         raise ValueError(f"pretrained {name!r} has a fixed config; got overrides {sorted(kwargs)}")
     if entry.weights and not entry.has_weights:
         raise ModelFileError(
-            f"the pretrained weights of {name} are not installed: they come with the "
-            f"{MODELS_DISTRIBUTION} distribution (pip install ./models, or "
-            f"'{MODELS_DISTRIBUTION}=={__version__}'); this installation has the default "
-            f"model's, {DEFAULT_MODEL}")
+            f"the pretrained weights of {name} are not installed: they come with "
+            f"{install_hint(name)} at version {__version__}; this installation has the "
+            f"default model's, {DEFAULT_MODEL}")
     if not entry.has_weights:
         raise retired_error(name) or UnknownModelError(
             f"model {name!r} ships no pretrained weights")
