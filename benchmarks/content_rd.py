@@ -7,10 +7,15 @@ against each classical codec and against the first model, ΔPSNR at equal rate, 
 range and the top PSNR. With `--rate-control`, the first model's `--target-bpp` error on the
 photos (median of |reached − target| / target over images and targets). With `--refine N`,
 the first model again with its latents refined by N steps (`slimcodec compress --refine N`:
-the same decoder, a slower encoder). Writes the RESULTS.md section ``content-rd-<name>``.
+the same decoder, a slower encoder). With `--goals`, a table of the first model against
+each target issue 29 sets the default model (:data:`GOALS`), met or not; it needs every
+content set, `--rate-control`, and `slimcae-vr5` among the models. Writes the RESULTS.md
+section ``content-rd-<name>``.
 
     python benchmarks/content_rd.py --models runs/x/model.pt slimcae-hp slimcae-vr5 \\
         [--count 8] [--crop 768x512] [--rate-control] [--refine 50] [--sets photos]
+    python benchmarks/content_rd.py --models slimcae-hp slimcae-vr5 \\
+        --count 12 illustrations=6 screens=6 --rate-control --goals
 """
 
 from __future__ import annotations
@@ -31,6 +36,25 @@ from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 CLASSICAL = ("JPEG 4:2:0", "WebP", "AVIF")
 RATES = (0.1, 0.25, 0.5, 1.0, 1.5)
 TARGETS = (0.1, 0.25, 0.5, 1.0)
+#: Issue 29's targets for the default model: (content set, what, comparison, bound).
+#: ``bd_vs_webp`` and ``bd_vs_vr5`` are BD-rates in %, ``top_psnr`` the top PSNR of the
+#: envelope, ``widest_top`` the widest width's, ``low``/``high`` the rate range's ends (bpp),
+#: ``rate_control`` the median ``--target-bpp`` error in %.
+GOALS = (
+    ("photos", "bd_vs_webp", "<=", 0.0),
+    ("photos", "bd_vs_vr5", "<=", -25.0),
+    ("illustrations", "bd_vs_webp", "<=", 20.0),
+    ("screens", "bd_vs_webp", "<=", 50.0),
+    ("screens", "top_psnr", ">=", 35.0),
+    ("photos", "low", "<=", 0.08),
+    ("photos", "high", ">=", 1.5),
+    ("photos", "widest_top", ">=", 40.0),
+    ("photos", "rate_control", "<=", 1.0),
+)
+_GOAL_UNITS = {"bd_vs_webp": ("BD-rate vs WebP", "%"), "bd_vs_vr5": ("BD-rate vs slimcae-vr5", "%"),
+               "top_psnr": ("top PSNR", " dB"), "widest_top": ("widest width's top PSNR", " dB"),
+               "low": ("lowest rate", " bpp"), "high": ("highest rate", " bpp"),
+               "rate_control": ("`--target-bpp` median error", "%")}
 
 
 def _safe(fn, *args):
@@ -43,16 +67,67 @@ def _safe(fn, *args):
 SETS = ("photos", "illustrations", "screens")
 
 
+def judge_goals(measured: dict[tuple[str, str], float | None]) -> list[tuple[str, str, bool]]:
+    """Each of :data:`GOALS` as (goal, measured, met) from ``measured[(set, what)]``.
+
+    A value that could not be measured counts as not met: a BD-rate against WebP is missing
+    when the two curves share no PSNR range, which on screens means the model never reaches
+    WebP's quality.
+    """
+    rows = []
+    for content, what, op, bound in GOALS:
+        label, unit = _GOAL_UNITS[what]
+        value = measured.get((content, what))
+        met = value is not None and (value <= bound if op == "<=" else value >= bound)
+        shown = "n/a" if value is None else f"{value:+.1f}{unit}" if unit == "%" else (
+            f"{value:.3f}{unit}" if unit == " bpp" else f"{value:.2f}{unit}")
+        rows.append((f"{content}: {label} {op.replace('<=', '≤').replace('>=', '≥')} "
+                     f"{bound:g}{unit}", shown, met))
+    return rows
+
+
+def goals_table(first: str, summary: dict) -> str:
+    """:func:`judge_goals` on what :func:`main` measured, as a markdown table."""
+    measured: dict[tuple[str, str], float | None] = {}
+    for content in SETS:
+        row = summary[f"{content}/{first}"]
+        measured.update({(content, "bd_vs_webp"): row["bd_vs_webp"],
+                         (content, "top_psnr"): row["top_psnr"],
+                         (content, "widest_top"): row["widest_top"],
+                         (content, "low"): row["span"][0], (content, "high"): row["span"][1]})
+    measured["photos", "bd_vs_vr5"] = summary["photos/slimcae-vr5"]["first_vs_this"]
+    measured["photos", "rate_control"] = summary["rate_control_median_error"]
+    rows = judge_goals(measured)
+    lines = [f"**Issue 29's targets**, `{first}`: {sum(met for *_, met in rows)} of "
+             f"{len(rows)} met.", "", table_head(["target", "measured", "met"])]
+    lines += [f"| {goal} | {shown} | {'yes' if met else '**no**'} |" for goal, shown, met in rows]
+    return "\n".join(lines)
+
+
 def content_sets(args) -> dict[str, list[tuple[str, np.ndarray]]]:
     crop = parse_crop(args.crop)
     w, h = crop
+    count = parse_counts(args.count)
     load = {
-        "photos": lambda: load_test_images(args.photos, crop)[: args.count],
-        "illustrations": lambda: load_test_images(args.art, crop)[: args.count],
+        "photos": lambda: load_test_images(args.photos, crop)[: count["photos"]],
+        "illustrations": lambda: load_test_images(args.art, crop)[: count["illustrations"]],
         "screens": lambda: [(f"screen-{1000 + i}", render_screen(1000 + i, (h, w)))
-                            for i in range(args.count)],
+                            for i in range(count["screens"])],
     }
     return {name: load[name]() for name in args.sets}
+
+
+def parse_counts(values: list[str]) -> dict[str, int]:
+    """``--count``: ``N`` for every set, ``SET=N`` for one (``12 screens=6``)."""
+    counts = dict.fromkeys(SETS, 8)
+    for value in values:
+        name, _, n = value.rpartition("=")
+        if name and name not in SETS:
+            raise ValueError(f"--count {value}: no content set {name!r} (one of {SETS})")
+        if not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--count {value}: not a positive number of images")
+        counts.update({name: int(n)} if name else dict.fromkeys(SETS, int(n)))
+    return counts
 
 
 def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[float]:
@@ -75,14 +150,24 @@ def main() -> None:
                    help="the first is measured against the others")
     p.add_argument("--photos", default="../shared/data/photos")
     p.add_argument("--art", default="../shared/data/art")
-    p.add_argument("--count", type=int, default=8, help="images per content set")
+    p.add_argument("--count", nargs="+", default=["8"], metavar="[SET=]N",
+                   help="images per content set: N for all, SET=N for one (default: 8)")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--rate-control", action="store_true")
     p.add_argument("--name", help="section suffix (default: the first model's name)")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="also the first model with its latents refined by STEPS steps")
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--goals", action="store_true",
+                   help="judge the first model against issue 29's targets (see above)")
     args = p.parse_args()
+    try:
+        parse_counts(args.count)
+    except ValueError as e:
+        p.error(str(e))
+    if args.goals and (set(args.sets) != set(SETS) or not args.rate_control
+                       or "slimcae-vr5" not in args.models[1:]):
+        p.error("--goals needs every content set, --rate-control and slimcae-vr5 in --models")
     sets = content_sets(args)
     name = args.name or Path(args.models[0]).stem
     # (label, model, refinement steps): the label is what the tables print.
@@ -93,11 +178,13 @@ def main() -> None:
     lines, summary = [], {}
     for label, images in sets.items():
         rgbs = [rgb for _, rgb in images]
-        envs, tops, spans = {}, {}, {}
+        envs, tops, spans, widest_tops = {}, {}, {}, {}
         for model, path, steps in entries:
             points = evaluate(codec_for(path), rgbs, progress=False, refine=steps)["points"]
             envs[model] = rd_hull([(q["bpp"], q["psnr"]) for q in points])
             tops[model] = max(q["psnr"] for q in points)
+            widest = max(q["width"] for q in points)
+            widest_tops[model] = max(q["psnr"] for q in points if q["width"] == widest)
             spans[model] = (min(q["bpp"] for q in points), max(q["bpp"] for q in points))
         hulls = {c: rd_hull(classical_rd(images, c)) for c in CLASSICAL}
         first_name = entries[0][0]
@@ -117,7 +204,8 @@ def main() -> None:
                         f"{' | '.join(gaps)} |")
             summary[f"{label}/{model}"] = {
                 "bd_vs_webp": _safe(bd_rate, hulls["WebP"], env), "top_psnr": tops[model],
-                "span": spans[model]}
+                "widest_top": widest_tops[model], "span": spans[model],
+                "first_vs_this": _safe(bd_rate, env, envs[first_name])}
         lines.append(f"**{label}** ({len(images)}: {', '.join(n for n, _ in images)})\n\n"
                      + "\n".join(rows))
     text = "\n\n".join(lines)
@@ -129,6 +217,8 @@ def main() -> None:
                  f"over {len(errors)} reachable targets, largest "
                  f"{fmt(100 * max(errors) if errors else None, '.2f', '%')}.")
         summary["rate_control_median_error"] = median
+    if args.goals:
+        text += "\n\n" + goals_table(entries[0][0], summary)
     body = (f"### `{name}` on {', '.join(sets)}\n\nCentre crops {args.crop}; "
             "BD-rate of each model's envelope (every width, 5 λ each) against each codec's "
             "curve on the same images (negative: fewer bits); in the column named after the "

@@ -10,6 +10,11 @@ PSNR at the top of its range is limited by its transforms, not by its rate.
 
     python benchmarks/latent_capacity.py --images ../shared/data/photos --crop 768x512 \\
         [--models slimcae-vr5 slimcae]
+    python benchmarks/latent_capacity.py --images screens --models slimcae-hp --name screens
+
+``--images screens`` measures the 6 held-out generated screens (seeds 1000-1005, as
+``content_rd.py``'s) instead of a folder; ``--name`` writes the section
+``latent_capacity-NAME`` instead of ``latent_capacity``.
 
 ``--probe RUN_DIR`` measures a training run while it trains, from its last checkpoint: the
 widest and narrowest width at both ends of their λ range, on 6 crops of 256², on one
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 from common import fmt, load_test_images, parse_crop, table_head, write_section
 
+from slimcodec.domains.screen import render_screen
 from slimcodec.training.trainer import CHECKPOINT, checkpoint_model
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.tensors import from_tensor, to_tensor
@@ -77,6 +83,7 @@ def main() -> None:
     p.add_argument("--images", default="../shared/data/photos")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--models", nargs="+", default=["slimcae-vr5", "slimcae"])
+    p.add_argument("--name", help="section suffix (default: none)")
     p.add_argument("--probe", type=Path, metavar="RUN_DIR",
                    help="a training run's last checkpoint, briefly (see above)")
     args = p.parse_args()
@@ -90,20 +97,27 @@ def main() -> None:
         print("\n".join(rows_for(str(args.probe), images, model,
                                  [max(model.widths), min(model.widths)])))
         return
-    images = [rgb for _, rgb in load_test_images(args.images, parse_crop(args.crop))]
+    crop = parse_crop(args.crop)
+    if args.images == "screens":
+        images = [render_screen(1000 + i, crop[::-1]) for i in range(6)]
+        what = f"held-out generated screens (seeds 1000-1005), {args.crop}"
+    else:
+        images = [rgb for _, rgb in load_test_images(args.images, crop)]
+        what = f"test photos, centre crops {args.crop}"
     rows = [row for name in args.models for row in rows_for(name, images)]
-    body = f"""## Latent capacity: the transforms' ceiling and the channels in use
+    title = f" ({args.name})" if args.name else ""
+    body = f"""## Latent capacity: the transforms' ceiling and the channels in use{title}
 
-{len(images)} test photos, centre crops {args.crop}. bpp: estimated from the entropy model's
-likelihoods, not from files; PSNR coded: the latent rounded, as in a file (8-bit PSNR of
-the decoded image, as everywhere); PSNR unquantised: the latent passed to the decoder as it
+{len(images)} {what}. bpp: estimated from the entropy model's likelihoods, not
+from files; PSNR coded: the latent rounded, as in a file (8-bit PSNR of the decoded image,
+as everywhere); PSNR unquantised: the latent passed to the decoder as it
 leaves the encoder, the transforms' own ceiling; live channels: latent channels with an
 estimated rate of at least {LIVE_BITS} bit per position in at least one image.
 
 {table_head(["model", "width", "λ", "bpp", "PSNR coded (dB)", "PSNR unquantised (dB)",
              "headroom (dB)", "live channels"])}
 {chr(10).join(rows)}"""
-    write_section("latent_capacity", body)
+    write_section("latent_capacity" + (f"-{args.name}" if args.name else ""), body)
     print(body)
 
 

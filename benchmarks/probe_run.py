@@ -7,8 +7,10 @@ run while it trains; the real measurement is the model's benchmark.
 
 At the same λ a run may sit elsewhere on its curve (more bits for more dB), so each point is
 also compared at equal PSNR: against the reference's curve at that width, traced at
-``--curve`` λ (log-spaced over the width's range, an odd count so that the three probed λ
-are among them) and interpolated in log-rate.
+``--curve`` λ (log-spaced over the reference's range at that width) and at the probed λ
+inside the reference's bounds, interpolated in log-rate. A run trained beyond the
+reference's λ bounds (``--lambda-bounds``) has no reference point there, only the
+comparison at equal PSNR where its PSNR lies on the curve.
 
 ``--relaxed`` adds the rate training sees under the uniform-noise relaxation (the entropy
 models in training mode, a fixed seed), beside the coded one, for both models.
@@ -76,8 +78,8 @@ def main() -> None:
     p.add_argument("--relaxed", action="store_true",
                    help="also the rate under the training's noise relaxation")
     args = p.parse_args()
-    if args.curve < 3 or args.curve % 2 == 0:
-        p.error("--curve must be odd and at least 3 (it holds the lowest, middle and highest λ)")
+    if args.curve < 2:
+        p.error("--curve must be at least 2 (the ends of the reference's range)")
     torch.set_num_threads(1)
     w, h = (int(v) for v in args.crop.split("x"))
     images = load_test_images(args.photos, (w, h))[: args.images]
@@ -90,18 +92,32 @@ def main() -> None:
           + ("   relaxed bpp: reference, run" if args.relaxed else ""))
     with torch.no_grad():
         for width in (model.widths[0], model.widths[-1]):
+            # The run's lowest, middle and highest λ over its own range (a run may train
+            # another: a higher top); the reference's curve over the reference's range and
+            # at those of the three inside its bounds, so that a run that computes what the
+            # reference does sits on a node of the curve, not on an interpolated chord.
             lo, hi = model.lambda_range(width)
-            grid = np.geomspace(lo, hi, args.curve)
-            traced = [measure(reference, xs, width, float(lmbda)) for lmbda in grid]
-            curve = sorted(traced, key=lambda c: c[1])
+            probed = (lo, math.sqrt(lo * hi), hi)
+            ref_lo, ref_hi = reference.lambda_bounds
+            grid = [float(v) for v in np.geomspace(*reference.lambda_range(width), args.curve)]
+            for v in probed:
+                if ref_lo <= v <= ref_hi:  # a node of its own, or the grid's one that equals it
+                    grid = [g for g in grid if not math.isclose(g, v, rel_tol=1e-9)] + [v]
+            traced = dict(zip(grid, (measure(reference, xs, width, v) for v in grid),
+                              strict=True))
+            curve = sorted(traced.values(), key=lambda c: c[1])
             curve_db = [q for _, q in curve]
-            for index in (0, len(grid) // 2, len(grid) - 1):  # lowest, middle, highest λ
-                lmbda = float(grid[index])
-                (rb, rq), (b, q) = traced[index], measure(model, xs, width, lmbda)
+            for lmbda in probed:
+                b, q = measure(model, xs, width, lmbda)
                 relaxed = ([relaxed_bpp(m, xs, width, lmbda) for m in (reference, model)]
-                           if args.relaxed else [])
-                line = (f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      {b:.4f} / {q:.2f}"
-                        f"    {100 * (b / rb - 1):+.1f}%")
+                           if args.relaxed and lmbda in traced else [])
+                if lmbda in traced:
+                    rb, rq = traced[lmbda]
+                    line = (f"{width:5d}  {lmbda:.5f}  {rb:.4f} / {rq:.2f}      "
+                            f"{b:.4f} / {q:.2f}    {100 * (b / rb - 1):+.1f}%")
+                else:  # beyond the reference's bounds
+                    line = (f"{width:5d}  {lmbda:.5f}  {'—':^15}      {b:.4f} / {q:.2f}"
+                            f"    {'—':^6}")
                 if curve_db[0] <= q <= curve_db[-1]:
                     same_db = math.exp(np.interp(q, curve_db, [math.log(c) for c, _ in curve]))
                     line += f"        {100 * (b / same_db - 1):+.1f}%"

@@ -1,5 +1,6 @@
 """The mean-scale hyperprior model kind (issue 28): coding, determinism, refusals, training."""
 
+import copy
 import json
 import os
 import subprocess
@@ -702,3 +703,61 @@ def test_rate_quantizer_is_checked_and_kept_across_resume(tmp_path):
         train(TrainConfig(steps=4, **base), resume=True)
     with pytest.raises(ValueError, match="--rate-quantizer ste prices a hyperprior"):
         TrainConfig(**{**base, "arch": "slimcae-vr", "rate_anchors": 1}, rate_quantizer="ste")
+
+
+def _with_modulations(model: HyperpriorSlimCAE) -> HyperpriorSlimCAE:
+    """``model`` with modulations that vary with λ (a new one's are the identity)."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for modulation in (*model.modulation_a, *model.modulation_s):
+            modulation.out.weight.normal_(0, 0.3)
+    return model
+
+
+def test_moved_lambda_bounds_compute_what_the_old_ones_did():
+    """``move_lambda_bounds`` (training a higher top from a trained model) rewrites the
+    modulations so that every λ of the old bounds gives the same latent and image."""
+    model = _with_modulations(_model()).eval()
+    moved = copy.deepcopy(model)
+    lo, hi = model.lambda_bounds
+    moved.move_lambda_bounds((lo * hi / 0.8, 0.8))
+    assert moved.lambda_bounds == (lo * hi / 0.8, 0.8)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for width in WIDTHS:
+            model.set_width(width)
+            moved.set_width(width)
+            for lmbda in (*model.lambda_range(width), 0.01):
+                lam = torch.tensor([lmbda])
+                y = model.analysis(x, lam)
+                torch.testing.assert_close(moved.analysis(x, lam), y, rtol=1e-5, atol=1e-5)
+                y_hat = torch.round(y)
+                torch.testing.assert_close(moved.synthesis(y_hat, lam),
+                                           model.synthesis(y_hat, lam), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="keep the middle"):
+        copy.deepcopy(model).move_lambda_bounds((lo, 0.8))
+    with pytest.raises(ValueError, match="contain every width's range"):
+        copy.deepcopy(model).move_lambda_bounds((0.01, 0.02))
+
+
+def test_init_with_other_lambda_ranges_needs_and_moves_to_other_bounds():
+    source = _with_modulations(_model())
+    wider = ((0.002, 0.8), (0.001, 0.05))
+    lo, hi = source.lambda_bounds
+    with pytest.raises(ValueError, match="λ ranges"):  # the same bounds: ranges must match
+        init_from(HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=((0.002, 0.1), RANGES[1]),
+                                    lambda_bounds=(lo, hi)), source)
+    with pytest.raises(ValueError, match="keep the middle"):  # bounds from the ranges alone
+        init_from(HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=wider), source)
+    model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=wider,
+                              lambda_bounds=(lo * hi / 0.8, 0.8))
+    init_from(model, source)
+    assert source.lambda_bounds == (lo, hi)  # the source is left as it was
+    model.update(force=True)
+    source.eval().update(force=True)
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        for m in (model.eval(), source):
+            m.set_width(WIDTHS[0])
+            m.set_lambda(0.05)
+        torch.testing.assert_close(model(x)["x_hat"], source(x)["x_hat"], rtol=1e-4, atol=1e-4)

@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -185,3 +186,36 @@ def test_each_models_wheel_holds_its_shipped_models(tmp_path):
                               if n != DEFAULT_MODEL and e["distribution"] == dist}, dist
     assert set().union(*held.values()) == {e["weights"] for n, e in SHIPPED.items()
                                            if n != DEFAULT_MODEL}
+
+
+def test_a_models_sdist_builds_its_wheel_away_from_the_checkout(tmp_path):
+    """The sdist of slimcodec-models-hp (whose setup.py is a link) carries the staged weights
+    and a real setup.py, and builds the same wheel with no checkout around it."""
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED
+
+    dist = "slimcodec-models-hp"
+    shutil.copytree(ROOT / "models-hp", tmp_path / "src" / "models-hp", symlinks=True,
+                    ignore=shutil.ignore_patterns("_stage", "build", "*.egg-info"))
+    (tmp_path / "src" / "models").symlink_to(ROOT / "models")  # the link's target
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    sdist = subprocess.run([sys.executable, "setup.py", "-q", "sdist", "-d", str(tmp_path)],
+                           cwd=tmp_path / "src" / "models-hp", capture_output=True, text=True,
+                           timeout=600, env={**env, "SLIMCODEC_SOURCE": str(ROOT)})
+    assert sdist.returncode == 0, sdist.stderr[-3000:]
+    (archive,) = tmp_path.glob(f"{dist.replace('-', '_')}-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+        setup_py = next(m for m in tar.getmembers() if m.name.endswith("/setup.py"))
+        assert setup_py.isfile()  # the link became a file
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                            "--no-build-isolation", "--disable-pip-version-check", "-q",
+                            "-w", str(tmp_path / "dist"), str(unpacked)],
+                           capture_output=True, text=True, timeout=600, env=env)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (wheel,) = (tmp_path / "dist").glob(f"{dist.replace('-', '_')}-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[-1] for n in names if n.endswith(".pt")} == {
+        e["weights"] for n, e in SHIPPED.items()
+        if n != DEFAULT_MODEL and e["distribution"] == dist}
+    assert "slimcodec_models_hp/VERSION" in names

@@ -181,6 +181,42 @@ class ModulatedSlimCAE(SlimCAE):
 
     # -- modulated transforms ---------------------------------------------------------------
 
+    def move_lambda_bounds(self, bounds: Sequence[float]) -> None:
+        r"""Give the model other λ bounds without changing what it computes at any λ.
+
+        Training a λ range beyond the bounds (a higher top for the widest width) needs wider
+        ones, and the bounds fix the modulations' input :math:`t`. Each modulation's first
+        layer is linear in :math:`t`, so it is rewritten for the new normalisation:
+        :math:`t_{old} = a\,t_{new} + b` with :math:`a = \ln(h'/l') / \ln(h/l)` and
+        :math:`b = \ln(l'/l) / \ln(h/l)`, hence :math:`W t_{old} + c = (aW)\,t_{new} + (bW +
+        c)`. The latent gain sees :math:`\ln\lambda - \ln\lambda_{mid}` and has no offset
+        that could absorb a moved middle, so new bounds must keep the geometric middle
+        :math:`\sqrt{lh}`; the anchors of a model with several entropy models per width sit
+        at fixed places between the bounds, so the model must have one.
+        """
+        lo, hi = (float(b) for b in bounds)
+        old_lo, old_hi = self.lambda_bounds
+        if self.rate_anchors != 1:
+            raise ValueError("λ bounds fix where the rate anchors sit: only a model with one "
+                             "entropy model per width can move them")
+        if not (0 < lo <= min(r[0] for r in self.lambda_ranges)
+                and max(r[1] for r in self.lambda_ranges) <= hi < math.inf):
+            raise ValueError(f"λ bounds {[lo, hi]} must contain every width's range")
+        middle = math.sqrt(old_lo * old_hi)
+        if self.latent_gain is not None and not math.isclose(lo * hi, old_lo * old_hi,
+                                                               rel_tol=1e-9):
+            raise ValueError(f"λ bounds {[lo, hi]} must keep the middle {middle:g} of "
+                             f"{[old_lo, old_hi]} (the latent gain's centre): e.g. "
+                             f"[{middle ** 2 / hi:g}, {hi:g}]")
+        span = math.log(old_hi / old_lo)
+        a, b = math.log(hi / lo) / span, math.log(lo / old_lo) / span
+        with torch.no_grad():
+            for modulation in (*self.modulation_a, *self.modulation_s):
+                first = modulation.hidden  # Linear(1, hidden): W (hidden, 1), c (hidden,)
+                first.bias.add_(b * first.weight[:, 0])
+                first.weight.mul_(a)
+        self.lambda_bounds = (lo, hi)
+
     def lambdas_for(self, x: Tensor, lmbda: Tensor | None) -> Tensor | None:
         """Training with one λ per image (``lmbda`` of shape ``(N,)``), checked: only a model
         with one entropy model per width can code a batch of λs (an anchored one picks its

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -329,15 +330,29 @@ def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -
     """A hyperprior model from a variable-rate one: transforms, modulations and latent gain
     are copied; the hyperprior (and the densities of z) start new. From a hyperprior model
     of other hyper-synthesis widths (``--hyper-hidden``), ``h_a`` and z's densities are
-    copied too, and only the two syntheses start new."""
+    copied too, and only the two syntheses start new; of the same widths, everything.
+
+    Other λ ranges than the source's need other λ bounds (``--lambda-bounds``): the source's
+    modulations are moved to them exactly (:meth:`~slimcodec.models.ModulatedSlimCAE.
+    move_lambda_bounds`), so the new model starts out computing what the source did."""
     if type(source) not in (ModulatedSlimCAE, HyperpriorSlimCAE) or source.latent_gain is None:
         raise ValueError("--init of a slimcae-hp model must be a slimcae-vr model with a "
                          f"latent gain or a slimcae-hp model, not a {type(source).__name__}")
-    same = ("lambda_ranges", "hidden", "lambda_bounds")
-    if any(source.config[k] != model.config[k] for k in same):
-        raise ValueError("--init model must match in λ ranges, bounds and hidden units "
-                         "(pass its --lambda-ranges)")
-    dropped = (("h_mean.", "h_scale.", "gaussian_conditional.")
+    if source.config["hidden"] != model.config["hidden"]:
+        raise ValueError("--init model must match in hidden units")
+    if tuple(source.lambda_bounds) != tuple(model.lambda_bounds):
+        source = copy.deepcopy(source)
+        try:
+            source.move_lambda_bounds(model.lambda_bounds)
+        except ValueError as e:
+            raise ValueError(f"--init model's λ bounds {list(source.lambda_bounds)} cannot "
+                             f"move: {e}") from None
+    elif source.config["lambda_ranges"] != model.config["lambda_ranges"]:
+        raise ValueError("--init model must match in λ ranges (pass its --lambda-ranges; "
+                         "other ranges need --lambda-bounds wider than its own)")
+    same_hyper = (isinstance(source, HyperpriorSlimCAE)
+                  and source.hyper_hidden == model.hyper_hidden)
+    dropped = (() if same_hyper else ("h_mean.", "h_scale.", "gaussian_conditional.")
                if isinstance(source, HyperpriorSlimCAE) else ("entropy_bottlenecks.",))
     kept = {k: v for k, v in source.state_dict().items() if not k.startswith(dropped)}
     missing, unexpected = model.load_state_dict(kept, strict=False)
