@@ -46,7 +46,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import centre_crop, fmt, load_test_images, table_head, write_section
+from common import (
+    centre_crop,
+    fmt,
+    held_out_screens,
+    load_test_images,
+    table_head,
+    write_section,
+)
 from PIL import Image
 
 from slimcodec.adaptation import ADAPTER_METHODS, DEFAULT_LR, METHODS, adapt, save_adapter
@@ -168,7 +175,7 @@ def main() -> None:
         screen_test, screen_seen = [], []
         if "screen" in args.domains:  # rendering takes a while: only when measured
             write_screens(root / "screen", args.screens, size=(h, w))
-            screen_test = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
+            screen_test = [rgb for _, rgb in held_out_screens(args.test, (w, h))]
             screen_seen = [render_screen(i, (h, w)) for i in range(args.test)]
         # The first half of the illustrations adapts, whole (a user adapts on the images
         # they have, not on crops of them); the second half tests, as centre crops.

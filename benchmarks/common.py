@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from slimcodec.api import codec_for
+from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.metrics import psnr
@@ -60,6 +61,14 @@ def load_test_images(root: str, crop: tuple[int, int] | None) -> list[tuple[str,
     if not out:
         raise SystemExit(f"no usable test images in {root}")
     return out
+
+
+def held_out_screens(count: int, crop: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
+    """The benchmarks' held-out screens at ``crop`` = (width, height), as (name, image):
+    seeds from 1000, which no training run (seeds from 100,000) or adaptation (from 0)
+    renders."""
+    w, h = crop
+    return [(f"screen-{seed}", render_screen(seed, (h, w))) for seed in range(1000, 1000 + count)]
 
 
 def parse_crop(text: str | None) -> tuple[int, int] | None:

@@ -25,10 +25,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-from common import classical_rd, fmt, load_test_images, parse_crop, table_head, write_section
+from common import (
+    classical_rd,
+    fmt,
+    held_out_screens,
+    load_test_images,
+    parse_crop,
+    table_head,
+    write_section,
+)
 
 from slimcodec.api import codec_for
-from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
 from slimcodec.rate_control import encode_to_target
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
@@ -105,14 +112,11 @@ def goals_table(first: str, summary: dict) -> str:
 
 
 def content_sets(args) -> dict[str, list[tuple[str, np.ndarray]]]:
-    crop = parse_crop(args.crop)
-    w, h = crop
-    count = parse_counts(args.count)
+    crop, count = parse_crop(args.crop), args.count
     load = {
         "photos": lambda: load_test_images(args.photos, crop)[: count["photos"]],
         "illustrations": lambda: load_test_images(args.art, crop)[: count["illustrations"]],
-        "screens": lambda: [(f"screen-{1000 + i}", render_screen(1000 + i, (h, w)))
-                            for i in range(count["screens"])],
+        "screens": lambda: held_out_screens(count["screens"], crop),
     }
     return {name: load[name]() for name in args.sets}
 
@@ -162,7 +166,7 @@ def main() -> None:
                    help="judge the first model against issue 29's targets (see above)")
     args = p.parse_args()
     try:
-        parse_counts(args.count)
+        args.count = parse_counts(args.count)
     except ValueError as e:
         p.error(str(e))
     if args.goals and (set(args.sets) != set(SETS) or not args.rate_control

@@ -33,7 +33,14 @@ from pathlib import Path
 
 import numpy as np
 from adaptation import add_data_arguments, delta_psnr_cells, pooled
-from common import centre_crop, fmt, load_test_images, table_head, write_section
+from common import (
+    centre_crop,
+    fmt,
+    held_out_screens,
+    load_test_images,
+    table_head,
+    write_section,
+)
 from PIL import Image
 
 from slimcodec.adaptation import adapt, train_gate
@@ -73,7 +80,7 @@ def main() -> None:
     photos = [rgb for _, rgb in load_test_images(args.photos, (w, h))]
     art = load_test_images(args.art, None)
     half = len(art) // 2
-    screens = [render_screen(1000 + i, (h, w)) for i in range(args.test)]
+    screens = [rgb for _, rgb in held_out_screens(args.test, (w, h))]
     sets = {
         "screens": (screens, "screen"),
         "illustrations": ([centre_crop(rgb, (w, h)) for _, rgb in art[half:]], "art"),

@@ -28,9 +28,15 @@ import argparse
 from pathlib import Path
 
 import torch
-from common import fmt, load_test_images, parse_crop, table_head, write_section
+from common import (
+    fmt,
+    held_out_screens,
+    load_test_images,
+    parse_crop,
+    table_head,
+    write_section,
+)
 
-from slimcodec.domains.screen import render_screen
 from slimcodec.training.trainer import CHECKPOINT, checkpoint_model
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.tensors import from_tensor, to_tensor
@@ -99,7 +105,7 @@ def main() -> None:
         return
     crop = parse_crop(args.crop)
     if args.images == "screens":
-        images = [render_screen(1000 + i, crop[::-1]) for i in range(6)]
+        images = [rgb for _, rgb in held_out_screens(6, crop)]
         what = f"held-out generated screens (seeds 1000-1005), {args.crop}"
     else:
         images = [rgb for _, rgb in load_test_images(args.images, crop)]

@@ -74,6 +74,17 @@ def as_float32(value: float) -> float:
     return float(np.float32(value))
 
 
+def _envelope(ranges: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """The smallest λ bounds that hold every width's range."""
+    return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
+
+
+def _contain(lo: float, hi: float, ranges: Sequence[tuple[float, float]]) -> bool:
+    """Whether the λ bounds ``lo``, ``hi`` hold every width's range."""
+    low, high = _envelope(ranges)
+    return 0 < lo <= low and high <= hi < math.inf
+
+
 class ModulatedSlimCAE(SlimCAE):
     """SlimCAE whose rate follows a continuous λ inside every width.
 
@@ -111,9 +122,8 @@ class ModulatedSlimCAE(SlimCAE):
         self.hidden = int(hidden)
         # The bounds fix the modulation's input normalisation and the anchors for good:
         # moving a width's range later (λ-scheduling) must not change either.
-        envelope = (min(lo for lo, _ in ranges), max(hi for _, hi in ranges))
-        lo, hi = (float(b) for b in (lambda_bounds or envelope))
-        if not (0 < lo <= envelope[0] and envelope[1] <= hi < math.inf):
+        lo, hi = (float(b) for b in (lambda_bounds or _envelope(ranges)))
+        if not _contain(lo, hi, ranges):
             raise ValueError(f"λ bounds {lambda_bounds} must contain every width's range")
         self.lambda_bounds = (lo, hi)
         w, k = self.widths, self.rate_anchors
@@ -199,8 +209,7 @@ class ModulatedSlimCAE(SlimCAE):
         if self.rate_anchors != 1:
             raise ValueError("λ bounds fix where the rate anchors sit: only a model with one "
                              "entropy model per width can move them")
-        if not (0 < lo <= min(r[0] for r in self.lambda_ranges)
-                and max(r[1] for r in self.lambda_ranges) <= hi < math.inf):
+        if not _contain(lo, hi, self.lambda_ranges):
             raise ValueError(f"λ bounds {[lo, hi]} must contain every width's range")
         middle = math.sqrt(old_lo * old_hi)
         if self.latent_gain is not None and not math.isclose(lo * hi, old_lo * old_hi,
