@@ -86,7 +86,9 @@ def judge_goals(measured: dict[tuple[str, str], float | None]) -> list[tuple[str
         label, unit = _GOAL_UNITS[what]
         value = measured.get((content, what))
         met = value is not None and (value <= bound if op == "<=" else value >= bound)
-        shown = "n/a" if value is None else f"{value:+.1f}{unit}" if unit == "%" else (
+        # A BD-rate is signed; an error, a rate or a PSNR is not.
+        shown = "n/a" if value is None else f"{value:+.1f}{unit}" if what.startswith("bd") else (
+            f"{value:.1f}{unit}" if unit == "%" else
             f"{value:.3f}{unit}" if unit == " bpp" else f"{value:.2f}{unit}")
         rows.append((f"{content}: {label} {op.replace('<=', '≤').replace('>=', '≥')} "
                      f"{bound:g}{unit}", shown, met))

@@ -44,10 +44,13 @@ def test_the_measured_values_are_shown_with_their_units():
     measured["photos", "bd_vs_webp"] = 1.1
     measured["screens", "top_psnr"] = 24.22
     measured["photos", "high"] = 0.897
+    measured["photos", "rate_control"] = 0.37
     shown = {goal: value for goal, value, _ in judge_goals(measured)}
     assert shown["photos: BD-rate vs WebP ≤ 0%"] == "+1.1%"
     assert shown["screens: top PSNR ≥ 35 dB"] == "24.22 dB"
     assert shown["photos: highest rate ≥ 1.5 bpp"] == "0.897 bpp"
+    # an error is a magnitude: no sign, unlike a BD-rate
+    assert shown["photos: `--target-bpp` median error ≤ 1%"] == "0.4%"
 
 
 def test_counts_are_given_for_every_set_or_one():
