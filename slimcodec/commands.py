@@ -523,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="slimcae-vr: LOW HIGH, the λ any width may ever use, room for "
                         "λ-scheduling to move ranges (default: the ranges' envelope)")
     t.add_argument("--init", help="start from this model file or pretrained model")
+    t.add_argument("--revive", type=float, metavar="SHIFT",
+                   help="switch the --init model's dead latent channels back on, their "
+                        "λ-modulation SHIFT log units below the live channels' (e.g. -2)")
     t.add_argument("--mix", nargs="+", metavar="SOURCE=FRACTION",
                    help="draw that fraction of crops from SOURCE (a folder, or 'screen' / "
                         "'illustration': generated in memory), the rest from --data; "

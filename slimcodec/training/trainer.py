@@ -47,10 +47,12 @@ from slimcodec.zoo.checkpoint import build
 from .data import DeviceCrops, MixedSampler, PatchSampler, parse_mix
 from .lambda_schedule import ScheduleState, schedule_lambdas
 from .loss import MultiWidthRDLoss
+from .revive import dead_channels, revive_channels
 
 __all__ = ["TrainConfig", "Trainer", "saved_config", "train"]
 
 CHECKPOINT = "checkpoint.pt"
+REVIVE_CROPS = 16  # training crops on which --revive finds the dead channels
 METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
@@ -100,6 +102,9 @@ class TrainConfig:
     # ranges); None: from the lowest range's low to the highest range's high.
     lambda_bounds: list[float] | None = None
     init: str | None = None  # start from a model file or registered pretrained model
+    # Revive the --init model's dead latent channels (training/revive.py), their modulation
+    # set this many log units below the live channels'. None: leave them.
+    revive: float | None = None
     # Other sources of crops, each with the fraction of crops drawn from it (the rest come
     # from `data`): a folder, or a generated domain ("screen", "illustration") rendered in
     # memory. ["screen=0.15", "illustration=0.1"] or {"screen": 0.15, ...}.
@@ -195,6 +200,8 @@ class TrainConfig:
             raise ValueError("--lambda-per image needs a variable-rate model with one entropy "
                              "model per width (--arch slimcae-hp, or slimcae-vr "
                              "--rate-anchors 1)")
+        if self.revive is not None and (not self.init or self.arch == "slimcae"):
+            raise ValueError("--revive needs --init and a variable-rate model")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}")
         if self.log_every < 1:
@@ -496,6 +503,13 @@ class Trainer:
                    else PatchSampler(cfg.data, cfg.patch))
         self.sampler: PatchSampler | MixedSampler | DeviceCrops = (
             DeviceCrops(sampler, self.device) if cfg.crops == "device" else sampler)
+        if cfg.revive is not None and not resuming:
+            # Dead channels are found on crops of the training data, drawn with the seed.
+            crops = sampler.sample(REVIVE_CROPS, torch.Generator().manual_seed(cfg.seed))
+            revived = revive_channels(model, dead_channels(model, crops.to(self.device)),
+                                      cfg.revive)
+            if self.is_main:
+                print(f"revived {revived} of {max(model.widths)} latent channels")
         self.step = 0
         self.started = time.perf_counter()  # for cfg.time_limit
         self._log_ranges: tuple[Any, Any] = (None, None)  # (ranges, log_ranges(ranges))

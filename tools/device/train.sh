@@ -81,9 +81,11 @@ print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
   # slimcae-hp's λ ranges (its card): an --init must match them, unless BOUNDS gives other
   # λ bounds (keeping their middle, 0.02: e.g. RANGES="0.002 3.2 ..." BOUNDS="0.000125 3.2"
   # for a higher top at width 192), to which the --init model is moved exactly.
+  # REVIVE_SHIFT=-2 switches the --init model's dead latent channels back on (docs/training.md).
   timeout $((left + 45)) python3 -m slimcodec train --arch slimcae-hp --init "${INIT:-slimcae-hp}" \
     --lambda-ranges ${RANGES:-0.002 0.8 0.0015 0.4 0.001 0.2 0.0007 0.025 0.0005 0.012} \
     ${BOUNDS:+--lambda-bounds $BOUNDS} \
+    ${REVIVE_SHIFT:+--revive $REVIVE_SHIFT} \
     --data .device/data ${MIX:+--mix $MIX} --out "$RUN/hp" --steps "$steps" \
     --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --warmup "${WARMUP:-500}" \
     --seed "${SEED:-0}" --crops device --lambda-per image --log-every 50 \
