@@ -6,9 +6,10 @@ modulated models the encoder's last λ-modulation mostly does it: in ``slimcae-h
 192 channels are dead on the test photos, every one above 143, and 94 of them have
 :math:`m_3(\lambda)_c < 0.3` at λ = 0.8 (median 0.000), against 0.7 and more for every live
 channel. It is a trace of low-rate training that training at higher rates has not undone:
-nothing rewards a channel that carries no information. It is why the widest width codes
-little better than 144 and why the top stops at the transforms' ceiling
-(``benchmarks/latent_capacity.py``).
+nothing rewards a channel that carries no information. So the widest width codes little
+better than 144 (its own 48 channels are all dead); whether the dead channels are what holds
+the top at the transforms' ceiling (``benchmarks/latent_capacity.py``), training with them
+revived has not shown yet (docs/gpu_training.md, "Reaching higher rates").
 
 :func:`revive_channels` switches them on again: their rows of that modulation become the
 live rows' mean, lowered by ``shift`` in log units so that they start small, and training
