@@ -2,22 +2,22 @@ r"""Reviving latent channels the encoder has switched off (``slimcodec train --r
 
 A channel of :math:`y` is *dead* when the encoder sends the same value whatever the image:
 its rate is below :data:`DEAD_BITS` per position at the widest width's top λ. In the
-modulated models the encoder's last λ-modulation mostly does it: in ``slimcae-hp``, 101 of
-192 channels are dead on the test photos, every one above 143, and 94 of them have
-:math:`m_3(\lambda)_c < 0.3` at λ = 0.8 (median 0.000), against 0.7 and more for every live
-channel. It is a trace of low-rate training that training at higher rates has not undone:
-nothing rewards a channel that carries no information. So the widest width codes little
-better than 144 (its own 48 channels are all dead); whether the dead channels are what holds
-the top at the transforms' ceiling (``benchmarks/latent_capacity.py``), training with them
-revived has not shown yet (docs/gpu_training.md, "Reaching higher rates").
+modulated models the encoder's last λ-modulation mostly does it: in ``slimcae-hp``, 97 of
+192 channels are dead on the 12 test photos, every one above 143, and 94 of them have
+:math:`m_3(\lambda)_c < 0.3` at λ = 0.8 (median 0.000), against a median of 1.14 for the
+live channels (``benchmarks/dead_channels.py``). It is a trace of low-rate training that
+training at higher rates has not undone: nothing rewards a channel that carries no
+information. So the widest width codes little better than 144 (its own 48 channels are all
+dead); whether the dead channels are what holds the top at the transforms' ceiling
+(``benchmarks/latent_capacity.py``), training with them revived has not shown yet
+(docs/gpu_training.md, "Reaching higher rates").
 
 :func:`revive_channels` switches them on again: their rows of that modulation become the
 live rows' mean, lowered by ``shift`` in log units so that they start small, and training
 decides what they are worth. It does not leave the model's output as it was: a dead
 channel's constant value reaches the decoder (its GDN norms and first layer), so changing it
-moves every pixel a little. On ``slimcae-hp`` at shift -2 the widest width's top loses 0.2 dB
-at once, the narrowest nothing measurable; cutting those paths instead costs more (0.4 dB), since
-the decoder relies on the constants. Without training, a revived model is worse.
+moves every pixel a little. On ``slimcae-hp`` at shift -2 the widest width's top loses 0.15
+dB at once, the narrowest nothing measurable. Without training, a revived model is worse.
 """
 
 from __future__ import annotations
