@@ -10,7 +10,8 @@ The default relaxation (stochastic Gumbel annealing) is compared with straight-t
 rounding at the default number of steps (``--ste-steps``, 0 to skip).
 
     python benchmarks/refine.py --images ../shared/data/photos --crop 256x256 --count 2 \\
-        [--model slimcae-vr5] [--steps 25 50 100 200 500] [--lambdas 3] [--ste-steps 100]
+        [--model slimcae-vr5] [--steps 25 50 100 200 500] [--lambdas 3] [--ste-steps 100] \\
+        [--lr 0.01 0.03] [--name refine-slimcae-hp]
 """
 
 from __future__ import annotations
@@ -39,25 +40,32 @@ def main() -> None:
     p.add_argument("--lambdas", type=int, default=3, help="λ per width (variable rate)")
     p.add_argument("--ste-steps", type=int, default=DEFAULT_REFINE_STEPS,
                    help="also measure straight-through rounding at this many steps (0: no)")
+    p.add_argument("--lr", type=float, nargs="+", default=None,
+                   help="Adam step sizes to compare, each at every --steps (default: the "
+                        "refinement's own for the model's kind)")
+    p.add_argument("--name", default="refine",
+                   help="the RESULTS.md section (default: refine)")
     args = p.parse_args()
     crop = parse_crop(args.crop)
     images = load_test_images(args.images, crop)[: args.count]
     codec = codec_for(args.model)
-    # (steps, relaxation); plain encoding is (0, "sga")
-    settings = [(0, "sga"), *((s, "sga") for s in args.steps)]
+    lrs = args.lr or [None]
+    # (label, steps, relaxation, step size); plain encoding is the first
+    settings = [("plain", 0, "sga", None)]
+    for lr in lrs:
+        settings += [(_label(s, lr), s, "sga", lr) for s in args.steps]
     if args.ste_steps:
-        settings.append((args.ste_steps, "ste"))
-    columns = [*args.steps, *([f"{args.ste_steps}-ste"] if args.ste_steps else [])]
-    results = {}  # (width, λ, column) -> (bpp, psnr, encode seconds)
+        settings.append((f"{args.ste_steps} steps, straight-through", args.ste_steps, "ste",
+                         None))
+    results = {}  # (width, λ, label) -> (bpp, psnr, encode seconds)
     for width in codec.widths:  # warm-up: the first encodes at a width run slower
         codec.encode_rgb(images[0][1], width, refine=2)
     for width in codec.widths:
         lambdas = (lambdas_for_eval(codec, width, args.lambdas) if codec.variable_rate
                    else [None])
         for lmbda in lambdas:
-            for steps, relaxation in settings:
-                codec.refine_relaxation = relaxation
-                column = steps if relaxation == "sga" else f"{steps}-{relaxation}"
+            for label, steps, relaxation, lr in settings:
+                codec.refine_relaxation, codec.refine_lr = relaxation, lr
                 bpp = quality = seconds = 0.0
                 for _, rgb in images:
                     t0 = time.perf_counter()
@@ -67,18 +75,20 @@ def main() -> None:
                     bpp += 8 * len(data) / rgb[..., 0].size
                     quality += psnr(rgb, out)
                 n = len(images)
-                results[(width, lmbda, column)] = (bpp / n, quality / n, seconds / n)
-                print(width, lmbda, column, results[(width, lmbda, column)], flush=True)
-    rows, gains = [], {s: [] for s in args.steps}
+                results[(width, lmbda, label)] = (bpp / n, quality / n, seconds / n)
+                print(width, lmbda, label, results[(width, lmbda, label)], flush=True)
+    columns = [label for label, *_ in settings[1:]]
+    rows = []
+    gains = {lr: {s: [] for s in args.steps} for lr in lrs}  # lr -> steps -> BD-rates
     widths = sorted({w for w, _, _ in results}, reverse=True)
     for width in widths:
         keys = sorted({lam for w, lam, _ in results if w == width}, key=lambda v: v or 0)
-        plain = [results[(width, lam, 0)][:2] for lam in keys]
-        base_time = sum(results[(width, lam, 0)][2] for lam in keys)
+        plain = [results[(width, lam, "plain")][:2] for lam in keys]
+        base_time = sum(results[(width, lam, "plain")][2] for lam in keys)
         cells = [str(width)]
-        for steps in columns:
-            refined = [results[(width, lam, steps)][:2] for lam in keys]
-            ratio = sum(results[(width, lam, steps)][2] for lam in keys) / base_time
+        for label, steps, relaxation, lr in settings[1:]:
+            refined = [results[(width, lam, label)][:2] for lam in keys]
+            ratio = sum(results[(width, lam, label)][2] for lam in keys) / base_time
             if len(keys) > 1:
                 bd = bd_rate(plain, refined)
                 dpsnr = [psnr_at_rate(refined, b) for b, _ in plain]
@@ -86,55 +96,71 @@ def main() -> None:
                 gain = np.mean(dpsnr) if dpsnr else None
                 cells.append(f"{fmt(bd, '+.1f', '%')} / {fmt(gain, '+.2f')} dB / "
                              f"{ratio:.0f}x")
-                if steps in gains:
-                    gains[steps].append(bd)
+                if relaxation == "sga":
+                    gains[lr][steps].append(bd)
             else:
                 (b0, q0), (b1, q1) = plain[0], refined[0]
                 cells.append(f"{(b1 / b0 - 1) * 100:+.1f}% bpp, {q1 - q0:+.2f} dB / {ratio:.0f}x")
         rows.append("| " + " | ".join(cells) + " |")
-    _plot(gains, args.model)
+    figure = f"{args.name}.png"
+    _plot(gains, args.model, figure)
     h, w = images[0][1].shape[:2]
+    ste_note = ("; the last column, for comparison, uses straight-through rounding into the "
+                "decoder and noise for the rate" if args.ste_steps else "")
+    step_sizes = ("" if args.lr is None else
+                  " Adam's step size (`--lr`) is given with each column; it decays linearly "
+                  "to zero over the steps.")
     body = f"""## Content-adaptive encoding: refined against plain (`{args.model}`)
 
 {len(images)} images ({', '.join(n for n, _ in images)}), centre crop {w}x{h}; each width at
 {args.lambdas if codec.variable_rate else 1} λ over its range. Per steps setting: BD-rate of the
 refined curve against the plain one (negative is better) / mean ΔPSNR at the plain points'
 rates / encode time as a multiple of plain encoding's (same run). Refinement relaxes
-rounding by stochastic Gumbel annealing (`slimcodec.refine`); the last column, for
-comparison, uses straight-through rounding into the decoder and noise for the rate. Files
+rounding by stochastic Gumbel annealing (`slimcodec.refine`){ste_note}.{step_sizes} Files
 are ordinary: the plain decoder decodes them, at unchanged speed, to the PSNR the encoder
 predicted (`tests/test_refine.py`).
 
-{table_head(["width", *[f"{s} steps" for s in args.steps],
-             *([f"{args.ste_steps} steps, straight-through"] if args.ste_steps else [])])}
+{table_head(["width", *columns])}
 {chr(10).join(rows)}
 
-![gain against steps](figures/refine.png)"""
-    write_section("refine", body)
+![gain against steps](figures/{figure})"""
+    write_section(args.name, body)
     print(body)
 
 
-def _plot(gains: dict[int, list], model: str) -> None:
+def _label(steps: int, lr: float | None) -> str:
+    return f"{steps} steps" if lr is None else f"{steps} steps, lr {lr:g}"
+
+
+def _plot(gains: dict[float | None, dict[int, list]], model: str, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    steps = sorted(gains)
-    values = [[g for g in gains[s] if g is not None] for s in steps]
-    if not any(values):
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plotted = False
+    for lr, by_steps in gains.items():
+        steps = sorted(by_steps)
+        values = [[g for g in by_steps[s] if g is not None] for s in steps]
+        if any(values):
+            ax.plot(steps, [np.mean(v) if v else np.nan for v in values], marker="o",
+                    label="default step size" if lr is None else f"lr {lr:g}")
+            plotted = True
+    if not plotted:
+        plt.close(fig)
         return
     FIGURES.mkdir(exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(steps, [np.mean(v) if v else np.nan for v in values], marker="o")
     ax.set(xlabel="refinement steps", ylabel="BD-rate vs plain (%), mean over widths",
            xscale="log", title=f"{model}: latent refinement")
     ax.set_xticks(steps, [str(s) for s in steps])
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(FIGURES / "refine.png", dpi=120)
+    if len(gains) > 1:
+        ax.legend()
+    fig.savefig(FIGURES / name, dpi=120)
     plt.close(fig)
 
 

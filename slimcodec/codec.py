@@ -136,6 +136,8 @@ class Codec:
         tile: tile size of the transforms, in latent positions (16 pixels each).
         refine_relaxation: how ``encode_rgb(refine=N)`` relaxes rounding, one of
             :data:`slimcodec.refine.RELAXATIONS` (the default, ``"sga"``, is the better).
+        refine_lr: the refinement's Adam step size (None: the default of the model's kind
+            of refinement, :mod:`slimcodec.refine`).
         allow_untrained: code with a model whose entropy models never trained (its files
             are noise: :class:`UntrainedModelError` unless this is set, for tests).
 
@@ -147,7 +149,7 @@ class Codec:
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
                  rd_lambdas: Sequence[float] | None = None,
                  adapters: Sequence[Any] = (), refine_relaxation: str = "sga",
-                 allow_untrained: bool = False) -> None:
+                 refine_lr: float | None = None, allow_untrained: bool = False) -> None:
         if max_pixels < 1 or tile < 1:
             raise ValueError("max_pixels and tile must be positive")
         if not allow_untrained and untrained(model):
@@ -168,6 +170,7 @@ class Codec:
         # How refinement relaxes rounding (slimcodec.refine.RELAXATIONS); "ste" is there
         # for comparison (benchmarks/refine.py), the default is the better one.
         self.refine_relaxation = refine_relaxation
+        self.refine_lr = refine_lr  # None: the refinement's own default for the model's kind
         # Domain adapters (slimcodec.adaptation) by container domain id.
         self.adapters: dict[int, Any] = {}
         for adapter in adapters:
@@ -422,7 +425,8 @@ class Codec:
 
         weight = self.rd_weight(width, lmbda)
         refined = refine_strings(self.model, latent, y, rgb, weight, steps,
-                                 self.refine_relaxation, self.tile, progress)
+                                 self.refine_relaxation, self.tile, progress,
+                                 lr=self.refine_lr)
         candidates = []
         for label, data in (("plain", latent.encode(y)), ("refined", refined)):
             y_hat = latent.decode(data, y.shape[1:])

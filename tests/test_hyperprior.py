@@ -308,6 +308,24 @@ def test_refine_refines_y_and_z_and_never_makes_a_file_worse(codec):
     assert not np.array_equal(y_ref, y) and z_ref.shape == z_plain.shape
 
 
+def test_hyperprior_refinement_takes_its_own_step_size(codec, monkeypatch):
+    import slimcodec.refine
+
+    seen = []
+    real = slimcodec.refine.refine_hyperprior
+
+    def spy(*args, lr, **kwargs):
+        seen.append(lr)
+        return real(*args, lr=lr, **kwargs)
+
+    monkeypatch.setattr(slimcodec.refine, "refine_hyperprior", spy)
+    rgb = natural_like(40, 56, seed=11)
+    codec.encode_rgb(rgb, 16, lmbda=0.02, refine=2)
+    Codec(codec.model, refine_lr=0.25).encode_rgb(rgb, 16, lmbda=0.02, refine=2)
+    assert seen == [slimcodec.refine.HYPERPRIOR_LR, 0.25]
+    assert slimcodec.refine.HYPERPRIOR_LR != slimcodec.refine.DEFAULT_LR
+
+
 # -- model files and training ----------------------------------------------------------------
 
 

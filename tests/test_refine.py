@@ -70,6 +70,21 @@ def test_the_codec_passes_its_relaxation_to_refinement(codec, image):
         wrong.encode_rgb(image, 48, refine=2)
 
 
+def test_the_codec_passes_its_step_size_to_refinement(codec, image, monkeypatch):
+    seen = []
+    real = slimcodec.refine.refine_latent
+
+    def spy(*args, lr, **kwargs):
+        seen.append(lr)
+        return real(*args, lr=lr, **kwargs)
+
+    monkeypatch.setattr(slimcodec.refine, "refine_latent", spy)
+    codec.encode_rgb(image, 48, refine=2)  # the factorized refinement's own default
+    Codec(codec.model, rd_lambdas=codec.rd_lambdas, refine_lr=0.25).encode_rgb(
+        image, 48, refine=2)
+    assert seen == [slimcodec.refine.DEFAULT_LR, 0.25]
+
+
 def test_step_bound_is_respected(codec, image):
     calls = []
     big = natural_like(80, 70)  # with tile=2: 3x3 tiles of the 5x5 latent
