@@ -114,3 +114,17 @@ def aux_trained(model, steps: int = 3):
         sum(eb.loss() for eb in model.entropy_bottlenecks).backward()
         optimizer.step()
     return model
+
+
+def record_keyword(monkeypatch, module, name: str, keyword: str) -> list:
+    """Wrap ``module.name`` so that every call appends its ``keyword`` argument to the list
+    returned, then runs the real function: a spy for what a caller passes down."""
+    seen = []
+    real = getattr(module, name)
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs[keyword])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, spy)
+    return seen

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import aux_trained, natural_like, sliced_slimcae
+from helpers import aux_trained, natural_like, record_keyword, sliced_slimcae
 from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
@@ -311,14 +311,7 @@ def test_refine_refines_y_and_z_and_never_makes_a_file_worse(codec):
 def test_hyperprior_refinement_takes_its_own_step_size(codec, monkeypatch):
     import slimcodec.refine
 
-    seen = []
-    real = slimcodec.refine.refine_hyperprior
-
-    def spy(*args, lr, **kwargs):
-        seen.append(lr)
-        return real(*args, lr=lr, **kwargs)
-
-    monkeypatch.setattr(slimcodec.refine, "refine_hyperprior", spy)
+    seen = record_keyword(monkeypatch, slimcodec.refine, "refine_hyperprior", "lr")
     rgb = natural_like(40, 56, seed=11)
     codec.encode_rgb(rgb, 16, lmbda=0.02, refine=2)
     Codec(codec.model, refine_lr=0.25).encode_rgb(rgb, 16, lmbda=0.02, refine=2)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like
+from helpers import natural_like, record_keyword
 from PIL import Image
 from test_edge import tiny
 
@@ -71,14 +71,7 @@ def test_the_codec_passes_its_relaxation_to_refinement(codec, image):
 
 
 def test_the_codec_passes_its_step_size_to_refinement(codec, image, monkeypatch):
-    seen = []
-    real = slimcodec.refine.refine_latent
-
-    def spy(*args, lr, **kwargs):
-        seen.append(lr)
-        return real(*args, lr=lr, **kwargs)
-
-    monkeypatch.setattr(slimcodec.refine, "refine_latent", spy)
+    seen = record_keyword(monkeypatch, slimcodec.refine, "refine_latent", "lr")
     codec.encode_rgb(image, 48, refine=2)  # the factorized refinement's own default
     Codec(codec.model, rd_lambdas=codec.rd_lambdas, refine_lr=0.25).encode_rgb(
         image, 48, refine=2)
