@@ -71,11 +71,14 @@ __all__ = [
     "EFFORT_STEPS",
     "HYPERPRIOR_LR",
     "RELAXATIONS",
+    "SHORT_RUN_LR",
+    "SHORT_RUN_STEPS",
     "RefineResult",
     "refine_hyperprior",
     "refine_latent",
     "refine_strings",
     "sga_round",
+    "step_size",
     "steps_for_effort",
 ]
 
@@ -83,11 +86,19 @@ __all__ = [
 EFFORT_STEPS = (0, 10, 25, 50, 100, 200, 500)
 #: ``--refine`` without a number (effort 4).
 DEFAULT_REFINE_STEPS = 100
-DEFAULT_LR = 0.01  # Adam step size, decaying linearly to zero
+#: The factorized refinement's step sizes (Adam's, decaying linearly to zero): the larger
+#: for runs of up to SHORT_RUN_STEPS steps (``--effort`` 1-3), the smaller for longer ones.
+#: On ``slimcae-vr5`` 0.03 gains 1.5-2.7x 0.01's BD-rate at 10 steps and 1.4-1.8x at 25 at
+#: every width, a little more on average at 50 (mean over widths -10.6% against -10.2%),
+#: and less at 100 (width 192: -11.5% against -15.7%): 2 photos at 160x160,
+#: ``benchmarks/refine.py --lr 0.01 0.03``, sections ``refine-slimcae-vr5-lr`` and
+#: ``refine-slimcae-vr5-lr100``.
+DEFAULT_LR, SHORT_RUN_LR, SHORT_RUN_STEPS = 0.01, 0.03, 50
 #: The hyperprior refinement's step size (it moves y and z of the whole image at once). At
 #: 0.03 it reaches in 25 steps about what 0.01 reaches in 50, and in 10 what 0.01 does in 25:
 #: BD-rate per width against plain encoding, 2 photos at 384x256 (``benchmarks/refine.py
-#: --lr 0.01 0.03``, section ``refine-slimcae-hp``).
+#: --lr 0.01 0.03``, section ``refine-slimcae-hp``); at 100 steps it still matches or beats
+#: 0.01 at every width (section ``refine-slimcae-hp-lr100``).
 HYPERPRIOR_LR = 0.03
 RELAXATIONS = ("sga", "ste")
 #: SGA's temperature: τ = max(τ₀·exp(-ANNEAL·t/T_a), τ_min) at step t, where the annealing
@@ -98,6 +109,11 @@ TAU_START, TAU_MIN, ANNEAL, ANNEAL_STEPS = 0.5, 0.02, 4.0, 100
 #: The hard loss is measured at the start and over this last share of the steps, where
 #: the annealed relaxation is close to rounding (earlier latents are rarely the best).
 HARD_TAIL = 0.2
+
+
+def step_size(steps: int) -> float:
+    """The factorized refinement's default step size for a run of ``steps`` steps."""
+    return SHORT_RUN_LR if steps <= SHORT_RUN_STEPS else DEFAULT_LR
 
 
 def steps_for_effort(effort: int) -> int:
@@ -132,7 +148,7 @@ def refine_latent(
     rgb: np.ndarray,
     lmbda: float,
     steps: int,
-    lr: float = DEFAULT_LR,
+    lr: float | None = None,
     relaxation: str = "sga",
     tile: int = tiling.DEFAULT_TILE,
     halo: int = tiling.DEFAULT_HALO,
@@ -142,11 +158,13 @@ def refine_latent(
 
     ``lmbda`` weighs distortion against rate in the loss (the width's training λ for a
     single-rate model, the file's λ for a variable-rate one); ``relaxation`` is one of
-    :data:`RELAXATIONS` (see the module docstring). ``progress(1)`` is called after every
-    step of every tile. The model's parameters are not changed.
+    :data:`RELAXATIONS` (see the module docstring); ``lr``: Adam's step size (None:
+    :func:`step_size`). ``progress(1)`` is called after every step of every tile. The
+    model's parameters are not changed.
     """
     if steps < 0:
         raise ValueError("steps must be >= 0")
+    lr = step_size(steps) if lr is None else lr
     if relaxation not in RELAXATIONS:
         raise ValueError(f"unknown relaxation {relaxation!r}; expected one of {RELAXATIONS}")
     # Gradients are needed even when called from inference code (the codec's lock holds
@@ -192,7 +210,7 @@ def refine_strings(model: SlimCAE, latent: Any, y: np.ndarray, rgb: np.ndarray, 
     """The container strings of ``rgb``'s refined latent, for the model's latent coder
     ``latent`` (:mod:`slimcodec.latent`) and its unrounded latent ``y``: the one place that
     picks the refinement a kind of coder needs. ``lr``: Adam's step size (None: that
-    refinement's default, :data:`DEFAULT_LR` or :data:`HYPERPRIOR_LR`)."""
+    refinement's default: :data:`HYPERPRIOR_LR`, or :func:`step_size` of ``steps``)."""
     from slimcodec.latent import HyperpriorCoder
 
     if isinstance(latent, HyperpriorCoder):
@@ -202,8 +220,8 @@ def refine_strings(model: SlimCAE, latent: Any, y: np.ndarray, rgb: np.ndarray, 
                                                  lr=HYPERPRIOR_LR if lr is None else lr,
                                                  progress=progress)
         return latent.encode(y_refined, z_symbols=z_symbols)
-    symbols = refine_latent(model, rgb, lmbda, steps, lr=DEFAULT_LR if lr is None else lr,
-                            relaxation=relaxation, tile=tile, progress=progress).symbols
+    symbols = refine_latent(model, rgb, lmbda, steps, lr=lr, relaxation=relaxation,
+                            tile=tile, progress=progress).symbols
     return latent.encode_symbols(symbols)
 
 

@@ -116,14 +116,18 @@ def aux_trained(model, steps: int = 3):
     return model
 
 
-def record_keyword(monkeypatch, module, name: str, keyword: str) -> list:
-    """Wrap ``module.name`` so that every call appends its ``keyword`` argument to the list
-    returned, then runs the real function: a spy for what a caller passes down."""
+def record_argument(monkeypatch, module, name: str, argument: str) -> list:
+    """Wrap ``module.name`` so that every call appends its ``argument`` (given by position
+    or keyword) to the list returned, then runs the real function: a spy for what a caller
+    passes down."""
+    import inspect
+
     seen = []
     real = getattr(module, name)
+    signature = inspect.signature(real)
 
     def spy(*args, **kwargs):
-        seen.append(kwargs[keyword])
+        seen.append(signature.bind(*args, **kwargs).arguments[argument])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, spy)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import aux_trained, natural_like, record_keyword, sliced_slimcae
+from helpers import aux_trained, natural_like, record_argument, sliced_slimcae
 from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
@@ -311,12 +311,13 @@ def test_refine_refines_y_and_z_and_never_makes_a_file_worse(codec):
 def test_hyperprior_refinement_takes_its_own_step_size(codec, monkeypatch):
     import slimcodec.refine
 
-    seen = record_keyword(monkeypatch, slimcodec.refine, "refine_hyperprior", "lr")
+    seen = record_argument(monkeypatch, slimcodec.refine, "_optimise", "lr")
     rgb = natural_like(40, 56, seed=11)
-    codec.encode_rgb(rgb, 16, lmbda=0.02, refine=2)
+    long = slimcodec.refine.SHORT_RUN_STEPS + 1  # where a factorized run would step 0.01
+    codec.encode_rgb(rgb, 16, lmbda=0.02, refine=long)
     Codec(codec.model, refine_lr=0.25).encode_rgb(rgb, 16, lmbda=0.02, refine=2)
     assert seen == [slimcodec.refine.HYPERPRIOR_LR, 0.25]
-    assert slimcodec.refine.HYPERPRIOR_LR != slimcodec.refine.DEFAULT_LR
+    assert slimcodec.refine.step_size(long) != slimcodec.refine.HYPERPRIOR_LR
 
 
 # -- model files and training ----------------------------------------------------------------

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like, record_keyword
+from helpers import natural_like, record_argument
 from PIL import Image
 from test_edge import tiny
 
@@ -71,11 +71,18 @@ def test_the_codec_passes_its_relaxation_to_refinement(codec, image):
 
 
 def test_the_codec_passes_its_step_size_to_refinement(codec, image, monkeypatch):
-    seen = record_keyword(monkeypatch, slimcodec.refine, "refine_latent", "lr")
-    codec.encode_rgb(image, 48, refine=2)  # the factorized refinement's own default
+    seen = record_argument(monkeypatch, slimcodec.refine, "_optimise", "lr")
+    short, long = slimcodec.refine.SHORT_RUN_STEPS, slimcodec.refine.SHORT_RUN_STEPS + 1
+    codec.encode_rgb(image, 48, refine=short)  # the factorized refinement's own defaults
+    assert set(seen) == {slimcodec.refine.SHORT_RUN_LR}
+    seen.clear()
+    codec.encode_rgb(image, 48, refine=long)
+    assert set(seen) == {slimcodec.refine.DEFAULT_LR}
+    seen.clear()
     Codec(codec.model, rd_lambdas=codec.rd_lambdas, refine_lr=0.25).encode_rgb(
         image, 48, refine=2)
-    assert seen == [slimcodec.refine.DEFAULT_LR, 0.25]
+    assert set(seen) == {0.25}
+    assert slimcodec.refine.SHORT_RUN_LR != slimcodec.refine.DEFAULT_LR
 
 
 def test_step_bound_is_respected(codec, image):
