@@ -548,9 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the rate term prices in training (slimcae-hp): the noisy "
                         "latent, or the rounded symbols the coder sends with a "
                         "straight-through gradient (for fine-tuning a trained model)")
-    t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy"],
+    t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy", "encoder"],
                    help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
-                        "transforms fixed")
+                        "transforms fixed; encoder: train the encoder's side alone, on the RD "
+                        "loss, the decoder fixed (its files decode as before)")
     t.add_argument("--crops", default=d["crops"], choices=["host", "device"],
                    help="device: hold the images on the training device and cut batches "
                         "there (for a GPU)")

@@ -603,6 +603,41 @@ def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
                     stage="entropy")
 
 
+def test_encoder_stage_trains_the_encoder_alone_and_old_strings_decode_the_same(tmp_path):
+    from dataclasses import replace
+
+    from slimcodec.training import TrainConfig, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        Image.fromarray(natural_like(64, 64, seed=40 + i)).save(data / f"{i}.png")
+    save_model_file(_model(), tmp_path / "hp.pt")
+    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
+                      init=str(tmp_path / "hp.pt"), widths=list(WIDTHS),
+                      lambda_ranges=[v for r in RANGES for v in r], patch=64, batch=2,
+                      steps=3, lr=1e-3, checkpoint_every=1000, stage="encoder",
+                      rate_quantizer="ste", lambda_per="image")
+    trained = load_model_file(train(cfg).export({})).eval()
+    start = load_model_file(train(replace(cfg, out=str(tmp_path / "run0"), steps=0))
+                            .export({})).eval()
+    encoder = HyperpriorSlimCAE.ENCODER_PARAMETERS
+    before, after = start.state_dict(), trained.state_dict()
+    for key, value in before.items():
+        if not key.startswith(encoder):
+            assert torch.equal(after[key], value), key
+    for key in ("g_a.0.weight", "modulation_a.0.out.weight", "h_a.0.weight"):
+        assert not torch.equal(after[key], before[key]), key
+    x = torch.from_numpy(natural_like(48, 64, seed=42)).permute(2, 0, 1)[None].float() / 255
+    for width in WIDTHS:
+        for model in (start, trained):
+            model.set_width(width)
+            model.set_lambda(RANGES[0][0] if width == WIDTHS[0] else RANGES[1][1])
+        old = start.compress(x)
+        assert torch.equal(trained.decompress(**old)["x_hat"], start.decompress(**old)["x_hat"])
+        assert not torch.equal(trained.analysis(x), start.analysis(x))  # the encoder did change
+
+
 def test_command_line_with_a_hyperprior_model_file(codec, tmp_path, capsys):
     from slimcodec.cli import main
 

@@ -134,3 +134,48 @@ def test_codec_round_trip_is_exact_on_odd_sizes(small_model):
                 ref = small_model(x)["x_hat"].clamp(0, 1)[..., : size[0], : size[1]]
             expected = ref[0].mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
             assert (decoded == expected).all()
+
+
+def _every_kind():
+    """A tiny model of each kind, trained transforms (cut from the shipped slimcae)."""
+    from helpers import aux_trained, sliced_slimcae
+
+    from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
+    from slimcodec.training.trainer import init_from
+
+    ranges = [(0.002, 0.2), (0.001, 0.05), (0.0007, 0.02)]
+    single = sliced_slimcae()
+    vr = ModulatedSlimCAE(SMALL_WIDTHS, lambda_ranges=ranges, rate_anchors=1,
+                          latent_gain=True)
+    init_from(vr, single)
+    hp = HyperpriorSlimCAE(SMALL_WIDTHS, lambda_ranges=ranges)
+    init_from(hp, vr)
+    with torch.no_grad():
+        for p in (*hp.h_scale.parameters(), *hp.h_mean.parameters()):
+            p.normal_(0, 0.15)
+    models = [single, vr, hp]
+    for model in models:
+        aux_trained(model)
+        model.update(force=True)
+        model.eval()
+    return models
+
+
+def test_encoder_parameters_are_the_encoder_side_alone():
+    """What ``train --stage encoder`` may change (``ENCODER_PARAMETERS``) changes what a
+    model writes and never what it reads: the same strings decode to the same pixels."""
+    torch.manual_seed(3)
+    x = to_tensor(natural_like(48, 64, seed=9))
+    for model in _every_kind():
+        model.set_width(SMALL_WIDTHS[-1])
+        encoder = [p for n, p in model.named_parameters()
+                   if n.startswith(model.ENCODER_PARAMETERS)]
+        assert encoder, type(model).__name__
+        with torch.no_grad():
+            written = model.compress(x)
+            read = model.decompress(**written)["x_hat"]
+            y = model.analysis(x)
+            for p in encoder:
+                p.mul_(1 + 0.1 * torch.randn_like(p))
+            assert not torch.equal(model.analysis(x), y), type(model).__name__
+            assert torch.equal(model.decompress(**written)["x_hat"], read), type(model).__name__

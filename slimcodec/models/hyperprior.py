@@ -185,6 +185,8 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
     #: What ``--stage entropy`` trains (parameter name prefixes).
     ENTROPY_PARAMETERS = ("h_a.", "h_mean.", "h_scale.", "entropy_bottlenecks.",
                           "gaussian_conditional.")
+    # h_a runs only in the encoder: the decoder reads z's symbols.
+    ENCODER_PARAMETERS = ("g_a.", "modulation_a.", "h_a.")
 
     def __init__(
         self,

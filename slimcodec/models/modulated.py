@@ -99,6 +99,9 @@ class ModulatedSlimCAE(SlimCAE):
         latent_gain: scale the latent by a learned λ-dependent gain (see above).
     """
 
+    # The latent gain stays: the decoder divides by it.
+    ENCODER_PARAMETERS = ("g_a.", "modulation_a.")
+
     def __init__(
         self,
         widths: Sequence[int] = DEFAULT_WIDTHS,

@@ -78,6 +78,9 @@ class SlimCAE(CompressionModel):
     #: the module docstring) instead of the noisy one. Set by the trainer; not part of the
     #: architecture, so not in :attr:`config`.
     ste_decoder: bool = False
+    #: What ``slimcodec train --stage encoder`` trains (parameter name prefixes): the
+    #: encoder's side alone, so that the decoder, and what it makes of every file, stays.
+    ENCODER_PARAMETERS: tuple[str, ...] = ("g_a.",)
 
     def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, gdn: str = "slim+") -> None:
         super().__init__()

@@ -131,6 +131,9 @@ class TrainConfig:
     # densities train, on the rate alone: the distortion does not depend on them but for
     # the rounding offsets, and the synthesis (most of a step's cost) is skipped. A new
     # hyperprior on trained transforms learns in a fraction of the steps that way.
+    # "encoder": only the encoder's side (model.ENCODER_PARAMETERS: g_a, its modulations,
+    # h_a) trains, on the RD loss; the decoder and the densities stay bit for bit, so every
+    # file the model wrote decodes as before and a new file is read by the old decoder.
     stage: str = "joint"
     clip: float = 1.0
     # -- keeping a GPU busy (docs/gpu_training.md). Each changes a run's random stream or
@@ -180,7 +183,7 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be 0 or more steps, not {self.warmup}")
-        if self.stage not in ("joint", "entropy"):
+        if self.stage not in ("joint", "entropy", "encoder"):
             raise ValueError(f"unknown training stage {self.stage!r}")
         if self.stage == "entropy" and self.arch != "slimcae-hp":
             raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
@@ -481,10 +484,13 @@ class Trainer:
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
         self.model.ste_rate = cfg.rate_quantizer == "ste"
-        if cfg.stage == "entropy":
-            self.model.rate_only = True
+        if cfg.stage != "joint":
+            if cfg.stage == "entropy":
+                self.model.rate_only = True
+            trained = (HyperpriorSlimCAE.ENTROPY_PARAMETERS if cfg.stage == "entropy"
+                       else model.ENCODER_PARAMETERS)
             for name, p in model.named_parameters():
-                p.requires_grad_(name.startswith(HyperpriorSlimCAE.ENTROPY_PARAMETERS))
+                p.requires_grad_(name.startswith(trained))
         self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
         # A variable-rate step trains one entropy model per width (its λ's anchor): the
         # others get no gradient in that step, which DDP must be told.
@@ -492,6 +498,7 @@ class Trainer:
                     if self.world > 1 else self.loss)
         main = [p for n, p in model.named_parameters()
                 if not n.endswith("quantiles") and p.requires_grad]
+        # (Frozen quantiles get no gradient, so the aux step leaves them as they are.)
         aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
         self.main_params = main
         # Fused Adam takes a device-side "skip this step" flag (found_inf), which a step free
