@@ -551,7 +551,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy", "encoder"],
                    help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
                         "transforms fixed; encoder: train the encoder's side alone, on the RD "
-                        "loss, the decoder fixed (its files decode as before)")
+                        "loss, the decoder's weights unchanged")
     t.add_argument("--crops", default=d["crops"], choices=["host", "device"],
                    help="device: hold the images on the training device and cut batches "
                         "there (for a GPU)")

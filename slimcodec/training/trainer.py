@@ -132,8 +132,9 @@ class TrainConfig:
     # the rounding offsets, and the synthesis (most of a step's cost) is skipped. A new
     # hyperprior on trained transforms learns in a fraction of the steps that way.
     # "encoder": only the encoder's side (model.ENCODER_PARAMETERS: g_a, its modulations,
-    # h_a) trains, on the RD loss; the decoder and the densities stay bit for bit, so every
-    # file the model wrote decodes as before and a new file is read by the old decoder.
+    # h_a) trains, on the RD loss; the decoder and the densities stay bit for bit, so the
+    # decoder reads the old encoder's strings as before (the new model file still has a
+    # fingerprint of its own, which a file's header names).
     stage: str = "joint"
     clip: float = 1.0
     # -- keeping a GPU busy (docs/gpu_training.md). Each changes a run's random stream or
