@@ -19,6 +19,7 @@ from slimcodec.integer_scales import ACTIVATION_MAX, INPUT_BOUND, IntegerScaleNe
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
 from slimcodec.models.hyperprior import SCALE_TABLE
 from slimcodec.training.trainer import init_from
+from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model_file, save_model_file
 
 WIDTHS = (16, 8)
@@ -628,11 +629,11 @@ def test_encoder_stage_trains_the_encoder_alone_and_old_strings_decode_the_same(
             assert torch.equal(after[key], value), key
     for key in ("g_a.0.weight", "modulation_a.0.out.weight", "h_a.0.weight"):
         assert not torch.equal(after[key], before[key]), key
-    x = torch.from_numpy(natural_like(48, 64, seed=42)).permute(2, 0, 1)[None].float() / 255
+    x = to_tensor(natural_like(48, 64, seed=42))
     for width in WIDTHS:
         for model in (start, trained):
             model.set_width(width)
-            model.set_lambda(RANGES[0][0] if width == WIDTHS[0] else RANGES[1][1])
+            model.set_lambda(model.lambda_range(width)[0])
         old = start.compress(x)
         assert torch.equal(trained.decompress(**old)["x_hat"], start.decompress(**old)["x_hat"])
         assert not torch.equal(trained.analysis(x), start.analysis(x))  # the encoder did change

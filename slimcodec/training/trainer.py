@@ -485,11 +485,11 @@ class Trainer:
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
         self.model.ste_rate = cfg.rate_quantizer == "ste"
-        if cfg.stage != "joint":
-            if cfg.stage == "entropy":
-                self.model.rate_only = True
-            trained = (HyperpriorSlimCAE.ENTROPY_PARAMETERS if cfg.stage == "entropy"
-                       else model.ENCODER_PARAMETERS)
+        if cfg.stage == "entropy":
+            self.model.rate_only = True
+        trained = {"entropy": HyperpriorSlimCAE.ENTROPY_PARAMETERS,
+                   "encoder": model.ENCODER_PARAMETERS}.get(cfg.stage)  # None: every weight
+        if trained is not None:
             for name, p in model.named_parameters():
                 p.requires_grad_(name.startswith(trained))
         self.loss = MultiWidthRDLoss(self.model, cfg.lambdas)
