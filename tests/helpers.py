@@ -44,6 +44,54 @@ def sliced_slimcae(widths=SMALL_WIDTHS):
     return small.eval()
 
 
+
+def tiny_variable_rate(widths=SMALL_WIDTHS, ranges=((0.002, 0.2), (0.001, 0.05), (0.0007, 0.02))):
+    """A small variable-rate SlimCAE (one rate anchor, the latent gain) whose transforms
+    are :func:`sliced_slimcae`'s."""
+    from slimcodec.models import ModulatedSlimCAE
+    from slimcodec.training.trainer import init_from
+
+    model = ModulatedSlimCAE(widths, lambda_ranges=ranges, rate_anchors=1, latent_gain=True)
+    init_from(model, sliced_slimcae(widths))
+    return model
+
+
+def tiny_hyperprior(widths=SMALL_WIDTHS,
+                    ranges=((0.002, 0.2), (0.001, 0.05), (0.0007, 0.02)), seed: int = 0):
+    """A small hyperprior model with :func:`tiny_variable_rate`'s transforms, hyper networks
+    that predict varied means and scales, and its scale network's activation ranges
+    calibrated as training calibrates them; entropy models updated, in eval mode."""
+    import torch
+
+    from slimcodec.models import HyperpriorSlimCAE
+    from slimcodec.training.trainer import init_from
+
+    torch.manual_seed(seed)
+    transforms = tiny_variable_rate(widths, ranges)
+    model = HyperpriorSlimCAE(widths=widths, lambda_ranges=ranges)
+    init_from(model, transforms)
+    with torch.no_grad():
+        for p in (*model.h_scale.parameters(), *model.h_mean.parameters()):
+            p.normal_(0, 0.15)
+        # the sliced transforms' latent is small at 16 channels: a steeper gain makes λ
+        # span a range of rates, as a trained model's does
+        model.latent_gain.slope.fill_(1.5)
+    # The activation ranges, as training tracks them (a running maximum), on symbols like
+    # the tests' own.
+    model.h_scale.train()
+    model.h_scale.momentum = 0.5
+    rng = np.random.default_rng(seed)
+    for width in widths:
+        model.set_width(width)
+        for _ in range(20):
+            model.h_scale(torch.from_numpy(
+                rng.integers(-40, 41, (2, width, 6, 6)).astype(np.float32)))
+    model.set_width(widths[0])
+    model.h_scale.momentum = 0.01
+    aux_trained(model)
+    model.update(force=True)
+    return model.eval()
+
 _DECODE_CHILD = r"""
 import json, sys, pathlib, warnings
 warnings.filterwarnings("ignore")

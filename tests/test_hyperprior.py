@@ -9,7 +9,14 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import aux_trained, natural_like, record_argument, sliced_slimcae
+from helpers import (
+    aux_trained,
+    natural_like,
+    record_argument,
+    sliced_slimcae,
+    tiny_hyperprior,
+    tiny_variable_rate,
+)
 from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
@@ -29,33 +36,7 @@ RANGES = ((0.002, 0.2), (0.001, 0.05))
 def _model(seed: int = 0) -> HyperpriorSlimCAE:
     """A tiny hyperprior with trained transforms (cut from the shipped slimcae) whose hyper
     networks predict varied means and scales."""
-    torch.manual_seed(seed)
-    vr = ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, rate_anchors=1,
-                          latent_gain=True)
-    init_from(vr, sliced_slimcae(WIDTHS))
-    model = HyperpriorSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)
-    init_from(model, vr)
-    with torch.no_grad():
-        for p in (*model.h_scale.parameters(), *model.h_mean.parameters()):
-            p.normal_(0, 0.15)
-        # the sliced transforms' latent is small at 16 channels: a steeper gain makes λ
-        # span a range of rates, as a trained model's does
-        model.latent_gain.slope.fill_(1.5)
-    # Calibrate the activation ranges as training does (a running maximum), on symbols
-    # like the tests' own.
-    model.h_scale.train()
-    model.h_scale.momentum = 0.5
-    rng = np.random.default_rng(seed)
-    for width in WIDTHS:
-        model.set_width(width)
-        for _ in range(20):
-            model.h_scale(torch.from_numpy(
-                rng.integers(-40, 41, (2, width, 6, 6)).astype(np.float32)))
-    model.set_width(WIDTHS[0])
-    model.h_scale.momentum = 0.01
-    aux_trained(model)
-    model.update(force=True)
-    return model.eval()
+    return tiny_hyperprior(WIDTHS, RANGES, seed)
 
 
 @pytest.fixture(scope="module")
@@ -580,9 +561,7 @@ def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
     data.mkdir()
     for i in range(2):
         Image.fromarray(natural_like(64, 64, seed=30 + i)).save(data / f"{i}.png")
-    vr = ModulatedSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, rate_anchors=1,
-                          latent_gain=True)
-    init_from(vr, sliced_slimcae(WIDTHS))
+    vr = tiny_variable_rate(WIDTHS, RANGES)
     save_model_file(vr, tmp_path / "vr.pt")
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
                       init=str(tmp_path / "vr.pt"), widths=list(WIDTHS),

@@ -138,23 +138,10 @@ def test_codec_round_trip_is_exact_on_odd_sizes(small_model):
 
 def _every_kind():
     """A tiny model of each kind, trained transforms (cut from the shipped slimcae)."""
-    from helpers import aux_trained, sliced_slimcae
+    from helpers import aux_trained, sliced_slimcae, tiny_hyperprior, tiny_variable_rate
 
-    from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
-    from slimcodec.training.trainer import init_from
-
-    ranges = [(0.002, 0.2), (0.001, 0.05), (0.0007, 0.02)]
-    single = sliced_slimcae()
-    vr = ModulatedSlimCAE(SMALL_WIDTHS, lambda_ranges=ranges, rate_anchors=1,
-                          latent_gain=True)
-    init_from(vr, single)
-    hp = HyperpriorSlimCAE(SMALL_WIDTHS, lambda_ranges=ranges)
-    init_from(hp, vr)
-    with torch.no_grad():
-        for p in (*hp.h_scale.parameters(), *hp.h_mean.parameters()):
-            p.normal_(0, 0.15)
-    models = [single, vr, hp]
-    for model in models:
+    models = [sliced_slimcae(), tiny_variable_rate(), tiny_hyperprior()]
+    for model in models[:2]:
         aux_trained(model)
         model.update(force=True)
         model.eval()
