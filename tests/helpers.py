@@ -3,6 +3,8 @@
 import numpy as np
 
 SMALL_WIDTHS = (16, 12, 8)
+#: λ ranges for SMALL_WIDTHS, as a variable-rate model takes them.
+SMALL_RANGES = ((0.002, 0.2), (0.001, 0.05), (0.0007, 0.02))
 
 
 def natural_like(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -44,8 +46,7 @@ def sliced_slimcae(widths=SMALL_WIDTHS):
     return small.eval()
 
 
-
-def tiny_variable_rate(widths=SMALL_WIDTHS, ranges=((0.002, 0.2), (0.001, 0.05), (0.0007, 0.02))):
+def tiny_variable_rate(widths=SMALL_WIDTHS, ranges=SMALL_RANGES):
     """A small variable-rate SlimCAE (one rate anchor, the latent gain) whose transforms
     are :func:`sliced_slimcae`'s."""
     from slimcodec.models import ModulatedSlimCAE
@@ -56,8 +57,7 @@ def tiny_variable_rate(widths=SMALL_WIDTHS, ranges=((0.002, 0.2), (0.001, 0.05),
     return model
 
 
-def tiny_hyperprior(widths=SMALL_WIDTHS,
-                    ranges=((0.002, 0.2), (0.001, 0.05), (0.0007, 0.02)), seed: int = 0):
+def tiny_hyperprior(widths=SMALL_WIDTHS, ranges=SMALL_RANGES, seed: int = 0):
     """A small hyperprior model with :func:`tiny_variable_rate`'s transforms, hyper networks
     that predict varied means and scales, and its scale network's activation ranges
     calibrated as training calibrates them; entropy models updated, in eval mode."""
@@ -91,6 +91,7 @@ def tiny_hyperprior(widths=SMALL_WIDTHS,
     aux_trained(model)
     model.update(force=True)
     return model.eval()
+
 
 _DECODE_CHILD = r"""
 import json, sys, pathlib, warnings
