@@ -554,23 +554,33 @@ def _pad_for(y):
     return _pad(y, tuple(-(-s // 4) * 4 for s in y.shape[1:]))
 
 
-def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
+def _stage_run(tmp_path, init, stage: str, seed: int, **options):
+    """``init`` trained for 3 steps of ``slimcodec train --stage STAGE`` (``options``: more
+    of its settings) on two images, and the same run's model at step 0: (start, trained)."""
+    from dataclasses import replace
+
     from slimcodec.training import TrainConfig, train
 
     data = tmp_path / "data"
     data.mkdir()
     for i in range(2):
-        Image.fromarray(natural_like(64, 64, seed=30 + i)).save(data / f"{i}.png")
-    vr = tiny_variable_rate(WIDTHS, RANGES)
-    save_model_file(vr, tmp_path / "vr.pt")
+        Image.fromarray(natural_like(64, 64, seed=seed + i)).save(data / f"{i}.png")
+    save_model_file(init, tmp_path / "init.pt")
     cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
-                      init=str(tmp_path / "vr.pt"), widths=list(WIDTHS),
+                      init=str(tmp_path / "init.pt"), widths=list(WIDTHS),
                       lambda_ranges=[v for r in RANGES for v in r], patch=64, batch=2,
-                      steps=3, lr=1e-3, checkpoint_every=1000, stage="entropy")
-    from dataclasses import replace
+                      steps=3, lr=1e-3, checkpoint_every=1000, stage=stage, **options)
+    trained = load_model_file(train(cfg).export({})).eval()
+    start = load_model_file(train(replace(cfg, out=str(tmp_path / "run0"), steps=0))
+                            .export({})).eval()
+    return start, trained
 
-    trained = load_model_file(train(cfg).export({}))
-    start = load_model_file(train(replace(cfg, out=str(tmp_path / "run0"), steps=0)).export({}))
+
+def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
+    from slimcodec.training import TrainConfig
+
+    vr = tiny_variable_rate(WIDTHS, RANGES)
+    start, trained = _stage_run(tmp_path, vr, "entropy", seed=30)
     before, after = start.state_dict(), trained.state_dict()
     for key, value in before.items():
         if key.startswith(("g_a.", "g_s.", "modulation_", "latent_gain")):
@@ -579,28 +589,13 @@ def test_entropy_stage_trains_the_hyperprior_alone(tmp_path):
     for key in ("h_scale.layers.0.weight", "h_mean.0.weight", "h_a.0.weight"):
         assert not torch.equal(after[key], before[key]), key
     with pytest.raises(ValueError, match="--stage entropy trains a hyperprior"):
-        TrainConfig(data=str(data), out=str(tmp_path / "x"), arch="slimcae-vr",
+        TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "x"), arch="slimcae-vr",
                     stage="entropy")
 
 
 def test_encoder_stage_trains_the_encoder_alone_and_old_strings_decode_the_same(tmp_path):
-    from dataclasses import replace
-
-    from slimcodec.training import TrainConfig, train
-
-    data = tmp_path / "data"
-    data.mkdir()
-    for i in range(2):
-        Image.fromarray(natural_like(64, 64, seed=40 + i)).save(data / f"{i}.png")
-    save_model_file(_model(), tmp_path / "hp.pt")
-    cfg = TrainConfig(data=str(data), out=str(tmp_path / "run"), arch="slimcae-hp",
-                      init=str(tmp_path / "hp.pt"), widths=list(WIDTHS),
-                      lambda_ranges=[v for r in RANGES for v in r], patch=64, batch=2,
-                      steps=3, lr=1e-3, checkpoint_every=1000, stage="encoder",
-                      rate_quantizer="ste", lambda_per="image")
-    trained = load_model_file(train(cfg).export({})).eval()
-    start = load_model_file(train(replace(cfg, out=str(tmp_path / "run0"), steps=0))
-                            .export({})).eval()
+    start, trained = _stage_run(tmp_path, _model(), "encoder", seed=40,
+                                rate_quantizer="ste", lambda_per="image")
     encoder = HyperpriorSlimCAE.ENCODER_PARAMETERS
     before, after = start.state_dict(), trained.state_dict()
     for key, value in before.items():
