@@ -548,10 +548,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the rate term prices in training (slimcae-hp): the noisy "
                         "latent, or the rounded symbols the coder sends with a "
                         "straight-through gradient (for fine-tuning a trained model)")
-    t.add_argument("--stage", default=d["stage"], choices=["joint", "entropy", "encoder"],
+    t.add_argument("--stage", default=d["stage"],
+                   choices=["joint", "entropy", "encoder", "decoder"],
                    help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
                         "transforms fixed; encoder: train the encoder's side alone, on the RD "
-                        "loss, the decoder's weights unchanged")
+                        "loss, the decoder's weights unchanged; decoder: train the synthesis "
+                        "alone, on the distortion of the coded latent, every string the "
+                        "model writes unchanged")
     t.add_argument("--crops", default=d["crops"], choices=["host", "device"],
                    help="device: hold the images on the training device and cut batches "
                         "there (for a GPU)")

@@ -613,6 +613,33 @@ def test_encoder_stage_trains_the_encoder_alone_and_old_strings_decode_the_same(
         assert not torch.equal(trained.analysis(x), start.analysis(x))  # the encoder did change
 
 
+def test_decoder_stage_trains_the_decoder_alone_and_writes_the_same_strings(tmp_path):
+    from slimcodec.training import TrainConfig
+
+    start, trained = _stage_run(tmp_path, _model(), "decoder", seed=50,
+                                rate_quantizer="ste", lambda_per="image")
+    before, after = start.state_dict(), trained.state_dict()
+    for key, value in before.items():  # the synthesis alone: not even the latent gain
+        if not key.startswith(("g_s.", "modulation_s.")):
+            assert torch.equal(after[key], value), key
+    for key in ("g_s.1.weight", "modulation_s.0.out.weight"):
+        assert not torch.equal(after[key], before[key]), key
+    x = to_tensor(natural_like(48, 64, seed=52))
+    for width in WIDTHS:
+        for model in (start, trained):
+            model.set_width(width)
+            model.set_lambda(model.lambda_range(width)[-1])
+        old = start.compress(x)
+        assert trained.compress(x)["strings"] == old["strings"]
+        assert not torch.equal(trained.decompress(**old)["x_hat"],
+                               start.decompress(**old)["x_hat"])
+    for wrong in ({"rate_quantizer": "noise"}, {"decoder_quantizer": "noise"}):
+        with pytest.raises(ValueError, match="--stage decoder trains on the latent"):
+            TrainConfig(data=str(tmp_path / "data"), out=str(tmp_path / "x"),
+                        arch="slimcae-hp", stage="decoder",
+                        **{"rate_quantizer": "ste", **wrong})
+
+
 def test_command_line_with_a_hyperprior_model_file(codec, tmp_path, capsys):
     from slimcodec.cli import main
 

@@ -99,8 +99,9 @@ class ModulatedSlimCAE(SlimCAE):
         latent_gain: scale the latent by a learned λ-dependent gain (see above).
     """
 
-    # The latent gain stays: the decoder divides by it.
+    # The latent gain stays out of both: the encoder multiplies by it, the decoder divides.
     ENCODER_PARAMETERS = ("g_a.", "modulation_a.")
+    DECODER_PARAMETERS = ("g_s.", "modulation_s.")
 
     def __init__(
         self,

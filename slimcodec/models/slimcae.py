@@ -81,6 +81,9 @@ class SlimCAE(CompressionModel):
     #: What ``slimcodec train --stage encoder`` trains (parameter name prefixes): the
     #: encoder's side alone, so that the decoder, and what it makes of every file, stays.
     ENCODER_PARAMETERS: tuple[str, ...] = ("g_a.",)
+    #: What ``slimcodec train --stage decoder`` trains: the synthesis side alone, so that
+    #: every string the model writes stays bit for bit and only what it makes of it moves.
+    DECODER_PARAMETERS: tuple[str, ...] = ("g_s.",)
 
     def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, gdn: str = "slim+") -> None:
         super().__init__()

@@ -135,6 +135,10 @@ class TrainConfig:
     # h_a) trains, on the RD loss; the decoder and the densities stay bit for bit, so the
     # decoder reads the old encoder's strings as before (the new model file still has a
     # fingerprint of its own, which a file's header names).
+    # "decoder": only the synthesis side (model.DECODER_PARAMETERS: g_s, its modulations)
+    # trains, on the distortion of the latent the coder sends (--decoder-quantizer ste, and
+    # for slimcae-hp --rate-quantizer ste, so that the means come from ẑ's symbols): every
+    # string the model writes stays bit for bit, the rate with it.
     stage: str = "joint"
     clip: float = 1.0
     # -- keeping a GPU busy (docs/gpu_training.md). Each changes a run's random stream or
@@ -184,8 +188,13 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be 0 or more steps, not {self.warmup}")
-        if self.stage not in ("joint", "entropy", "encoder"):
+        if self.stage not in ("joint", "entropy", "encoder", "decoder"):
             raise ValueError(f"unknown training stage {self.stage!r}")
+        if self.stage == "decoder" and (self.decoder_quantizer != "ste" or (
+                self.arch == "slimcae-hp" and self.rate_quantizer != "ste")):
+            raise ValueError("--stage decoder trains on the latent the coder sends: "
+                             "--decoder-quantizer ste (and --rate-quantizer ste for "
+                             "slimcae-hp)")
         if self.stage == "entropy" and self.arch != "slimcae-hp":
             raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
         if self.decoder_quantizer not in ("ste", "noise"):
@@ -488,7 +497,8 @@ class Trainer:
         if cfg.stage == "entropy":
             self.model.rate_only = True
         trained = {"entropy": HyperpriorSlimCAE.ENTROPY_PARAMETERS,
-                   "encoder": model.ENCODER_PARAMETERS}.get(cfg.stage)  # None: every weight
+                   "encoder": model.ENCODER_PARAMETERS,
+                   "decoder": model.DECODER_PARAMETERS}.get(cfg.stage)  # None: every weight
         if trained is not None:
             for name, p in model.named_parameters():
                 p.requires_grad_(name.startswith(trained))
