@@ -98,7 +98,10 @@ DEFAULT_LR, SHORT_RUN_LR, SHORT_RUN_STEPS = 0.01, 0.03, 50
 #: 0.03 it reaches in 25 steps about what 0.01 reaches in 50, and in 10 what 0.01 does in 25:
 #: BD-rate per width against plain encoding, 2 photos at 384x256 (``benchmarks/refine.py
 #: --lr 0.01 0.03``, section ``refine-slimcae-hp``); at 100 steps it still matches or beats
-#: 0.01 at every width (section ``refine-slimcae-hp-lr100``).
+#: 0.01 at every width (section ``refine-slimcae-hp-lr100``). At 10 steps (``--effort 1``)
+#: 0.06 did a little better at the three widest widths and worse at 72 (mean over widths
+#: -7.0% against -6.4%, 3 training photos at 384x256, section
+#: ``refine-slimcae-hp-lr10-train``): too little to give effort 1 a step size of its own.
 HYPERPRIOR_LR = 0.03
 RELAXATIONS = ("sga", "ste")
 #: SGA's temperature: τ = max(τ₀·exp(-ANNEAL·t/T_a), τ_min) at step t, where the annealing
