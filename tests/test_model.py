@@ -149,7 +149,7 @@ def _every_kind():
 
 
 @pytest.mark.parametrize("side", ["encoder", "decoder"])
-def test_each_side_s_parameters_change_that_side_alone(side):
+def test_stage_parameters_change_their_side_alone(side):
     """What ``train --stage encoder`` may change (``ENCODER_PARAMETERS``) changes what a
     model writes and never what it reads: the same strings decode to the same pixels.
     What ``--stage decoder`` may change (``DECODER_PARAMETERS``) changes what it reads and
