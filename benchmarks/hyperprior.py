@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -210,9 +211,8 @@ def main() -> None:
                     def indexes(self, _symbols, model=model):
                         return float_indexes(model, _symbols, 1)
 
-                float_coder = HyperpriorCoder(coder.z_medians, coder.z_tables, FloatScales(),
-                                              coder.y_tables, coder.hyper_analysis,
-                                              coder.hyper_mean)
+                # the same coder (and kind: a context model keeps its context) but scales
+                float_coder = replace(coder, scale_net=FloatScales())
                 bytes_int += len(coder.encode(y)[1])
                 bytes_float += len(float_coder.encode(y)[1])
             float_differ += int(np.sum(one != two))

@@ -2,7 +2,7 @@
 
 Builds the wheels of this checkout (`pip wheel --no-deps --no-build-isolation`, in a
 temporary folder): `slimcodec` (the code and the default model's weights), the models
-distributions (`models/`, `models-hp/`: the other shipped models' weights) and
+distributions (`models/`, `models-hp/`, `models-hpc/`: the other shipped models' weights) and
 `slimcodec-edge` (`edge/`: the edge runtime alone), and lists their largest members.
 Writes the RESULTS.md section ``wheel-size``; exits 1 when a wheel is over the limit.
 

@@ -30,6 +30,8 @@ Layout of a bundle folder (written by :mod:`slimcodec_edge.onnx_export`, read he
                              entropy.npz entries are its latent coder's arrays
                              (:meth:`slimcodec.latent.HyperpriorCoder.arrays`: z's tables and
                              medians, the Gaussian tables, the integer scale network)
+    mean_context-<w>.onnx    a checkerboard model's (``latent``: ``checkerboard``): the
+                             latent with its anchors decoded -> the others' mean corrections
 
 The latent is the model's ``analysis`` output (after the latent gain of a variable-rate
 model); the runtime codes it with the latent coder the manifest's ``latent`` names

@@ -94,11 +94,20 @@ def graph_modules(model: SlimCAE) -> tuple[nn.Module, nn.Module]:
 def _export(module: nn.Module, args: tuple[Tensor, ...], names: list[str], output: str,
             path: Path) -> None:
     axes = {names[0]: {2: "height", 3: "width"}, output: {2: "out_height", 3: "out_width"}}
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, args, str(path), dynamo=False, input_names=names,
-                          output_names=[output], dynamic_axes=axes, opset_version=OPSET,
-                          do_constant_folding=True)
+    # The exporter puts the module back in *its* mode, recursively: a wrapper made for the
+    # export (in training mode, as every new module) would leave the model it wraps in
+    # training mode, where a later refinement would retune the model's scale calibration
+    # and change its fingerprint. So every submodule gets its own mode back.
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, args, str(path), dynamo=False, input_names=names,
+                              output_names=[output], dynamic_axes=axes, opset_version=OPSET,
+                              do_constant_folding=True)
+    finally:
+        for m, training in modes:
+            m.training = training
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
 
 

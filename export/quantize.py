@@ -2,7 +2,8 @@
 
 Each width's analysis graph is calibrated on tiles of the calibration images, its synthesis
 graph on the quantised latents of those tiles (what it decodes in use), and a hyperprior's
-coder networks (``hyper_analysis``, ``hyper_mean``) on what the latent coder feeds them
+coder networks (``hyper_analysis``, ``hyper_mean``, a checkerboard model's
+``mean_context``) on what the latent coder feeds them
 while coding those latents, at three λ across the width's range for a variable-rate model.
 The convolutions' weights are int8 per channel and their activations 16-bit (MinMax
 ranges), in QDQ form (``QuantizeLinear``/``DequantizeLinear`` around each quantised op),
@@ -18,7 +19,8 @@ narrower width's int8 weights are therefore replaced by the leading slice of the
 width's, with the leading slice of its per-channel scales: the same weights rounded to the
 widest row's grid (at most half a step of that grid off). The pool then stores them once.
 
-**The means.** int8 ``hyper_mean`` computes the latent's means with a small error. The
+**The means.** int8 ``hyper_mean`` (and ``mean_context``) computes the latent's means with
+a small error. The
 means never reach the entropy coder's tables (the scales are the integer network's, exact
 everywhere), so a file stays decodable by every decoder; a decoder whose means differ from
 the encoder's shifts each reconstructed latent value by that difference. The report records
@@ -49,7 +51,7 @@ from onnxruntime.quantization import (
 from .bundle import Bundle, file_digest
 
 #: The graphs of a width that get int8 versions (the coder's networks where it has them).
-QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean")
+QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean", "mean_context")
 
 __all__ = ["ACTIVATIONS", "QUANTISED", "quantize_bundle"]
 

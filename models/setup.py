@@ -1,7 +1,7 @@
-"""Build a models distribution (``slimcodec-models``, ``slimcodec-models-hp``) from the
+"""Build a models distribution (``slimcodec-models``, ``-hp``, ``-hpc``) from the
 checkout around its folder: the distribution's name comes from the pyproject.toml beside
 this file, and it holds the weights of every shipped model the catalog assigns to it
-(``SHIPPED[name]["distribution"]``) but the default's. ``models-hp/setup.py`` is a link to
+(``SHIPPED[name]["distribution"]``) but the default's. ``models-hp*/setup.py`` are links to
 this file, so that every models distribution builds one way.
 
 The weights files are copied into ``_stage/<package>/`` first: a wheel may only hold files

@@ -39,7 +39,7 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
-from slimcodec.training import TrainConfig, train
+from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, run_command, summary
 from slimcodec.utils.image import find_images, image_argument, load_rgb
 from slimcodec.utils.io import (
@@ -508,9 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lambdas", type=float, nargs="+", default=d["lambdas"],
                    help="one λ for all widths, or one per width (CompressAI convention)")
     t.add_argument("--gdn", default=d["gdn"], choices=["switch", "slim", "slim+"])
-    t.add_argument("--arch", default=d["arch"], choices=["slimcae", "slimcae-vr", "slimcae-hp"],
+    t.add_argument("--arch", default=d["arch"], choices=list(ARCHS),
                    help="slimcae-vr: λ-modulated, a continuous rate inside every width; "
-                        "slimcae-hp: slimcae-vr with a mean-scale hyperprior")
+                        "slimcae-hp: slimcae-vr with a mean-scale hyperprior; slimcae-hpc: "
+                        "slimcae-hp with a checkerboard context on the latent's means")
     t.add_argument("--lambda-ranges", type=float, nargs="+",
                    help="slimcae-vr: LOW HIGH for all widths, or a pair per width "
                         "(default: the architecture's)")
@@ -549,9 +550,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "latent, or the rounded symbols the coder sends with a "
                         "straight-through gradient (for fine-tuning a trained model)")
     t.add_argument("--stage", default=d["stage"],
-                   choices=["joint", "entropy", "encoder", "decoder"],
-                   help="entropy (slimcae-hp): train the hyperprior alone, on the rate, the "
-                        "transforms fixed; encoder: train the encoder's side alone, on the RD "
+                   choices=["joint", "entropy", "context", "encoder", "decoder"],
+                   help="entropy (slimcae-hp/-hpc): train the hyperprior (and context) "
+                        "alone, on the rate, the transforms fixed; context (slimcae-hpc): "
+                        "the checkerboard context alone, around a trained hyperprior; "
+                        "encoder: train the encoder's side alone, on the RD "
                         "loss, the decoder's weights unchanged; decoder: train the synthesis "
                         "alone, on the distortion of the coded latent, every string the "
                         "model writes unchanged")

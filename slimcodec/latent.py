@@ -24,12 +24,14 @@ Kinds:
   :math:`\hat z` (factorized), then :math:`\hat y` coded element by element with the
   Gaussian of the scale-table index the integer network (:mod:`slimcodec.integer_scales`)
   computes from :math:`\hat z`'s symbols, centred on the means :math:`h_\mu` predicts.
+* :class:`CheckerboardCoder` -- the same strings and indexes (SlimCAE-HPC), with the
+  non-anchor elements' means corrected from the decoded anchors.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -37,7 +39,8 @@ from slimcodec.bitstream import rans
 from slimcodec.errors import CorruptBitstreamError
 from slimcodec.integer_scales import IntegerScaleNet
 
-__all__ = ["NETWORKS", "FactorizedCoder", "HyperpriorCoder", "LatentCoder", "coder_from_arrays"]
+__all__ = ["NETWORKS", "CheckerboardCoder", "FactorizedCoder", "HyperpriorCoder", "LatentCoder",
+           "coder_from_arrays"]
 
 #: ``(C, h, w)`` float32 -> ``(C', h', w')`` float32: a hyper network as a coder calls it.
 Network = Callable[[np.ndarray], np.ndarray]
@@ -137,7 +140,7 @@ class HyperpriorCoder:
         elif z_symbols.shape != (self.channels, zh, zw):
             raise ValueError(f"z symbols of shape {z_symbols.shape} for a latent of {size}")
         indexes, means = self._conditionals(z_symbols, size)
-        y_symbols = np.rint(y - means).astype(np.int32)
+        y_symbols = self.quantize(np.asarray(y, np.float32), means)
         return (*self._z().encode_symbols(z_symbols),
                 rans.encode(y_symbols, self.y_tables, indexes))
 
@@ -146,7 +149,15 @@ class HyperpriorCoder:
         z_symbols = self._z().decode_symbols(strings[:1], self.z_size(size))
         indexes, means = self._conditionals(z_symbols, size)
         y_symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
-        return (y_symbols + means).astype(np.float32)
+        return self.dequantize(y_symbols, means)
+
+    def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """The latent's int32 symbols, :math:`\\lfloor y - \\mu \\rceil`, from the hyper means."""
+        return np.rint(y - means).astype(np.int32)
+
+    def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """:math:`\\hat y` from its symbols and the hyper means (:meth:`quantize`'s inverse)."""
+        return (symbols + means).astype(np.float32)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
@@ -175,6 +186,42 @@ class HyperpriorCoder:
         indexes = _by_rows(self.scale_net.indexes, z_symbols, zh, 1, 4, self.band)
         means = _by_rows(self.hyper_mean, z_symbols.astype(np.float32), zh, 1, 4, self.band)
         return np.ascontiguousarray(indexes[:, :h, :w]), means[:, :h, :w]
+
+
+@dataclass(frozen=True)
+class CheckerboardCoder(HyperpriorCoder):
+    """A mean-scale hyperprior whose non-anchor elements (:math:`i + j` odd) are coded
+    around means the network ``mean_context`` corrects from the decoded anchors
+    (:class:`~slimcodec.models.CheckerboardSlimCAE`). The strings and the scale indexes
+    are :class:`HyperpriorCoder`'s: the context only moves where the latent is rounded."""
+
+    mean_context: Network | None = None
+
+    def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
+        anchors = np.rint(y - means).astype(np.float32) + means  # as dequantize sees them
+        return np.rint(y - self._context_means(anchors, means)).astype(np.int32)
+
+    def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
+        values = symbols.astype(np.float32)
+        return (values + self._context_means(values + means, means)).astype(np.float32)
+
+    def _context_means(self, y_hat: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """The means every element is coded around: the anchors' own, the others'
+        corrected from the anchors of ``y_hat`` (its other values are not read)."""
+        if self.mean_context is None:
+            raise ValueError("a checkerboard coder needs its mean_context network")
+        h, w = means.shape[1:]
+        anchors = (np.arange(h)[:, None] + np.arange(w)[None]) % 2 == 0
+        seen = np.where(anchors, y_hat, means).astype(np.float32)
+        correction = self.mean_context(seen)
+        return np.where(anchors, means, means + correction).astype(np.float32)
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], networks: dict[str, Network]
+                    ) -> CheckerboardCoder:
+        plain = HyperpriorCoder.from_arrays(arrays, networks)
+        return cls(**{f.name: getattr(plain, f.name) for f in fields(plain)},
+                   mean_context=networks["mean_context"])
 
 
 #: Rows of context (in rows of z) a band of the hyper transforms needs on each
@@ -215,11 +262,14 @@ def _check_count(strings: tuple[bytes, ...], expected: int) -> None:
             f"{expected}")
 
 
-LatentCoder = FactorizedCoder | HyperpriorCoder
+LatentCoder = FactorizedCoder | HyperpriorCoder | CheckerboardCoder
 
 #: The networks each kind of coder runs, by the names a bundle's graphs have.
-NETWORKS: dict[str, tuple[str, ...]] = {"factorized": (), "hyperprior": ("hyper_analysis",
-                                                                         "hyper_mean")}
+NETWORKS: dict[str, tuple[str, ...]] = {
+    "factorized": (),
+    "hyperprior": ("hyper_analysis", "hyper_mean"),
+    "checkerboard": ("hyper_analysis", "hyper_mean", "mean_context"),
+}
 
 
 def coder_from_arrays(kind: str, arrays: dict[str, np.ndarray],
@@ -231,6 +281,8 @@ def coder_from_arrays(kind: str, arrays: dict[str, np.ndarray],
             return FactorizedCoder.from_arrays(arrays)
         if kind == "hyperprior":
             return HyperpriorCoder.from_arrays(arrays, networks or {})
+        if kind == "checkerboard":
+            return CheckerboardCoder.from_arrays(arrays, networks or {})
     except KeyError as exc:
         raise ValueError(f"{kind} coder: missing {exc}") from None
     raise ValueError(f"unknown latent coder kind {kind!r}")

@@ -276,7 +276,7 @@ class _HyperObjective:
         model, (h, w) = self.model, self.x.shape[-2:]
         means, scales = model.conditionals(z_tilde - self.z_medians, self.y_shape[2:])
         gc = model.gaussian_conditional
-        y_tilde = relax_y(means)
+        y_tilde, means = model.latent_means(means, relax_y)
         y_lik = gc.likelihood_lower_bound(gc._likelihood(y_tilde, scales, means))
         out = model.synthesis(y_tilde)[..., :h, :w]
         if clamp:

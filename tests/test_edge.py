@@ -51,6 +51,14 @@ def exported(request, tmp_path_factory):
     return model, root
 
 
+def test_export_leaves_the_model_as_it_was(exported):
+    """The exporter traces the transforms through wrapper modules; the model must come out in
+    eval mode still, so that a later refined encode (which runs the hyper networks with
+    gradients) cannot retune it and change its fingerprint."""
+    model, _ = exported
+    assert not any(m.training for m in model.modules())
+
+
 def settings(codec):
     """(width, λ) pairs to try: each width, at two λ for a variable-rate model."""
     if not codec.variable_rate:

@@ -42,7 +42,7 @@ IEEE arithmetic, the same on every machine), and an exported bundle stores the i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -80,6 +80,15 @@ def _hyper_synthesis(widths: Sequence[int], hidden: Sequence[int],
     return [SlimConvTranspose2d(widths, hidden, 5, stride=2), act(),
             SlimConvTranspose2d(hidden, hidden, 5, stride=2), act(),
             SlimConv2d(hidden, widths, 3)]
+
+
+def numpy_network(fn: Callable[[Tensor], Tensor]) -> Callable[[np.ndarray], np.ndarray]:
+    """A torch network as a latent coder calls it: ``(C, h, w)`` float32 -> numpy."""
+    def run(a: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]
+            return fn(x)[0].numpy()
+    return run
 
 
 def hidden_widths(widths: Sequence[int], fraction: float) -> tuple[int, ...]:
@@ -296,27 +305,47 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             coded_rate = self.training and self.ste_rate
             q = quantize_ste(z - eb._get_medians()) if coded_rate else z_hat - eb._get_medians()
             means, scales = self.conditionals(q, (h, w))
-            if coded_rate:
-                y_hat, y_likelihoods = self._symbol_likelihoods(y, scales, means)
-            else:
-                y_hat, y_likelihoods = self.gaussian_conditional(y, scales, means=means)
+            y_hat, y_likelihoods = self._latent_likelihoods(y, means, scales, coded_rate)
         if self.training and self.rate_only:
             return {"x_hat": None, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
         if self.training and self.ste_decoder:
-            y_hat = quantize_ste(y - means) + means
+            y_hat, _ = self.latent_means(means, lambda mu: quantize_ste(y - mu) + mu)
         x_hat = self.synthesis(y_hat, lmbda)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
-    def _symbol_likelihoods(self, y: Tensor, scales: Tensor,
-                            means: Tensor) -> tuple[Tensor, Tensor]:
-        r""":math:`\hat y` and each symbol's probability under its Gaussian, the rounding
-        straight-through (:attr:`ste_rate`)."""
+    def latent_means(self, means: Tensor, relax: Callable[[Tensor], Tensor]
+                     ) -> tuple[Tensor, Tensor]:
+        r"""The (relaxed) :math:`\hat y` and the means it is coded around, from the hyper
+        means and ``relax``, which rounds the latent around given means (or relaxes that
+        rounding): here every element at once. A model with a context
+        (:class:`~slimcodec.models.CheckerboardSlimCAE`) decodes in steps, its later
+        elements' means depending on the earlier ones' values; training, refinement and
+        the coder all go through this one method."""
+        return relax(means), means
+
+    def _latent_likelihoods(self, y: Tensor, means: Tensor, scales: Tensor,
+                            coded_rate: bool) -> tuple[Tensor, Tensor]:
+        r""":math:`\hat y` (relaxed in training) and each element's probability under its
+        Gaussian: the symbols the coder sends with a straight-through gradient
+        (:attr:`ste_rate`), uniform noise (the coder in training mode), or rounding, as
+        compressai's ``GaussianConditional`` relaxes it."""
         gc = self.gaussian_conditional
-        symbols = quantize_ste(y - means)
-        likelihoods = gc._likelihood(symbols, scales)  # symbols are centred: means=None
+        if coded_rate:
+            def relax(mu: Tensor) -> Tensor:
+                return quantize_ste(y - mu) + mu
+        elif gc.training:  # (the coder's own mode: probe_run.py --relaxed sets it alone)
+            noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+
+            def relax(mu: Tensor) -> Tensor:
+                return noisy
+        else:
+            def relax(mu: Tensor) -> Tensor:
+                return torch.round(y - mu) + mu
+        y_hat, means = self.latent_means(means, relax)
+        likelihoods = gc._likelihood(y_hat, scales, means)
         if gc.use_likelihood_bound:
             likelihoods = gc.likelihood_lower_bound(likelihoods)
-        return symbols + means, likelihoods
+        return y_hat, likelihoods
 
     def compress(self, x: Tensor) -> dict[str, Any]:
         """Entropy-code a batch: two strings per image (:math:`\\hat z`, then :math:`\\hat y`)."""
@@ -339,17 +368,9 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
 
         eb = self.entropy_bottleneck
         medians = eb._get_medians().detach().reshape(-1).cpu().numpy()
-
-        def hyper(fn: Any) -> Any:
-            def run(a: np.ndarray) -> np.ndarray:
-                with torch.inference_mode():
-                    x = torch.from_numpy(np.ascontiguousarray(a, np.float32))[None]
-                    return fn(x)[0].numpy()
-            return run
-
         return HyperpriorCoder(medians, self.entropy_tables(), self.scale_net(),
-                               self.gaussian_tables(), hyper(self.hyper_analysis),
-                               hyper(self.hyper_mean))
+                               self.gaussian_tables(), numpy_network(self.hyper_analysis),
+                               numpy_network(self.hyper_mean))
 
     def coder_networks(self, side: str | None = None) -> dict[str, nn.Module]:
         r""":math:`h_a` (latent -> z) and :math:`h_\mu` (symbols of :math:`\hat z` -> means),

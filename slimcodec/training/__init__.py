@@ -2,6 +2,7 @@
 
 from .data import MixedSampler, PatchSampler
 from .loss import MultiWidthRDLoss
-from .trainer import TrainConfig, Trainer, train
+from .trainer import ARCHS, TrainConfig, Trainer, train
 
-__all__ = ["MixedSampler", "MultiWidthRDLoss", "PatchSampler", "TrainConfig", "Trainer", "train"]
+__all__ = ["ARCHS", "MixedSampler", "MultiWidthRDLoss", "PatchSampler", "TrainConfig", "Trainer",
+           "train"]

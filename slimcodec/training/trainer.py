@@ -36,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from slimcodec.errors import ImageError, ModelFileError
-from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
+from slimcodec.models import CheckerboardSlimCAE, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.models.modulated import as_float32
 from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write
@@ -57,7 +57,9 @@ METRICS = "metrics.jsonl"
 SCHEDULE_LOG = "lambda_schedule.jsonl"
 MODEL_FILE = "model.pt"
 # Config keys added later, with the value that runs written before them had.
-ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp")
+ARCHS = ("slimcae", "slimcae-vr", "slimcae-hp", "slimcae-hpc")
+#: The architectures with a hyperprior (slimcae-hpc: with a checkerboard mean context).
+HYPERPRIOR_ARCHS = ("slimcae-hp", "slimcae-hpc")
 LEGACY_CONFIG = {"decoder_quantizer": "noise", "arch": "slimcae", "lambda_ranges": None,
                  "rate_anchors": 8, "lambda_bounds": None, "stage": "joint", "mix": None,
                  "hyper_hidden": 1.0, "crops": "host", "lambda_per": "batch",
@@ -139,6 +141,9 @@ class TrainConfig:
     # trains, on the distortion of the latent the coder sends (--decoder-quantizer ste, and
     # for slimcae-hp --rate-quantizer ste, so that the means come from ẑ's symbols): every
     # string the model writes stays bit for bit, the rate with it.
+    # "context" (slimcae-hpc): as "entropy", but only the checkerboard mean context
+    # (model.CONTEXT_PARAMETERS) trains, around a trained hyperprior (--init slimcae-hp):
+    # the anchors' strings stay bit for bit.
     stage: str = "joint"
     clip: float = 1.0
     # -- keeping a GPU busy (docs/gpu_training.md). Each changes a run's random stream or
@@ -188,22 +193,26 @@ class TrainConfig:
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}")
         if self.warmup < 0:
             raise ValueError(f"--warmup must be 0 or more steps, not {self.warmup}")
-        if self.stage not in ("joint", "entropy", "encoder", "decoder"):
+        if self.stage not in ("joint", "entropy", "context", "encoder", "decoder"):
             raise ValueError(f"unknown training stage {self.stage!r}")
         if self.stage == "decoder" and (self.decoder_quantizer != "ste" or (
-                self.arch == "slimcae-hp" and self.rate_quantizer != "ste")):
+                self.arch in HYPERPRIOR_ARCHS and self.rate_quantizer != "ste")):
             raise ValueError("--stage decoder trains on the latent the coder sends: "
                              "--decoder-quantizer ste (and --rate-quantizer ste for "
                              "slimcae-hp)")
-        if self.stage == "entropy" and self.arch != "slimcae-hp":
-            raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp)")
+        if self.stage == "entropy" and self.arch not in HYPERPRIOR_ARCHS:
+            raise ValueError("--stage entropy trains a hyperprior (--arch slimcae-hp or "
+                             "slimcae-hpc)")
+        if self.stage == "context" and self.arch != "slimcae-hpc":
+            raise ValueError("--stage context trains a checkerboard context (--arch "
+                             "slimcae-hpc)")
         if self.decoder_quantizer not in ("ste", "noise"):
             raise ValueError(f"unknown decoder quantizer {self.decoder_quantizer!r}")
         if self.rate_quantizer not in ("noise", "ste"):
             raise ValueError(f"unknown rate quantizer {self.rate_quantizer!r}")
-        if self.rate_quantizer == "ste" and self.arch != "slimcae-hp":
+        if self.rate_quantizer == "ste" and self.arch not in HYPERPRIOR_ARCHS:
             raise ValueError("--rate-quantizer ste prices a hyperprior's symbols "
-                             "(--arch slimcae-hp)")
+                             "(--arch slimcae-hp or slimcae-hpc)")
         if self.crops not in ("host", "device"):
             raise ValueError(f"unknown crop source {self.crops!r}")
         if self.lambda_per not in ("batch", "image"):
@@ -272,12 +281,13 @@ def checkpoint_model(run: str | os.PathLike) -> tuple[SlimCAE, int]:
 def build_model(cfg: TrainConfig) -> SlimCAE:
     """The untrained model ``cfg`` describes."""
     kwargs: dict[str, Any] = {"widths": tuple(cfg.widths), "gdn": cfg.gdn}
-    if cfg.arch in ("slimcae-vr", "slimcae-hp"):
+    if cfg.arch in ("slimcae-vr", *HYPERPRIOR_ARCHS):
         if cfg.arch == "slimcae-vr":
             kwargs["rate_anchors"] = cfg.rate_anchors
         else:
             if cfg.rate_anchors != 1:
-                raise ValueError("slimcae-hp has one entropy model per width: --rate-anchors 1")
+                raise ValueError(f"{cfg.arch} has one entropy model per width: "
+                                 "--rate-anchors 1")
             kwargs["hyper_hidden"] = cfg.hyper_hidden
         kwargs["latent_gain"] = True
         if cfg.lambda_bounds is not None:
@@ -355,9 +365,11 @@ def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -
     Other λ ranges than the source's need other λ bounds (``--lambda-bounds``): the source's
     modulations are moved to them exactly (:meth:`~slimcodec.models.ModulatedSlimCAE.
     move_lambda_bounds`), so the new model starts out computing what the source did."""
-    if type(source) not in (ModulatedSlimCAE, HyperpriorSlimCAE) or source.latent_gain is None:
-        raise ValueError("--init of a slimcae-hp model must be a slimcae-vr model with a "
-                         f"latent gain or a slimcae-hp model, not a {type(source).__name__}")
+    if (type(source) not in (ModulatedSlimCAE, HyperpriorSlimCAE, CheckerboardSlimCAE)
+            or source.latent_gain is None):
+        raise ValueError("--init of a hyperprior model must be a slimcae-vr model with a "
+                         "latent gain or a hyperprior model, not a "
+                         f"{type(source).__name__}")
     if source.config["hidden"] != model.config["hidden"]:
         raise ValueError("--init model must match in hidden units")
     if tuple(source.lambda_bounds) != tuple(model.lambda_bounds):
@@ -376,7 +388,9 @@ def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -
                if isinstance(source, HyperpriorSlimCAE) else ("entropy_bottlenecks.",))
     kept = {k: v for k, v in source.state_dict().items() if not k.startswith(dropped)}
     missing, unexpected = model.load_state_dict(kept, strict=False)
-    new = ("entropy_bottlenecks.", "h_a.", "h_mean.", "h_scale.", "gaussian_conditional.")
+    # (mean_context.: a checkerboard model's context starts new from a plain hyperprior.)
+    new = ("entropy_bottlenecks.", "h_a.", "h_mean.", "h_scale.", "gaussian_conditional.",
+           "mean_context.")
     if unexpected or any(not k.startswith(new) for k in missing):
         raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
 
@@ -494,9 +508,10 @@ class Trainer:
         self.model: SlimCAE = model.to(self.device).train()
         self.model.ste_decoder = cfg.decoder_quantizer == "ste"
         self.model.ste_rate = cfg.rate_quantizer == "ste"
-        if cfg.stage == "entropy":
+        if cfg.stage in ("entropy", "context"):
             self.model.rate_only = True
-        trained = {"entropy": HyperpriorSlimCAE.ENTROPY_PARAMETERS,
+        trained = {"entropy": getattr(model, "ENTROPY_PARAMETERS", None),
+                   "context": getattr(model, "CONTEXT_PARAMETERS", None),
                    "encoder": model.ENCODER_PARAMETERS,
                    "decoder": model.DECODER_PARAMETERS}.get(cfg.stage)  # None: every weight
         if trained is not None:

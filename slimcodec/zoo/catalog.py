@@ -38,11 +38,11 @@ WEIGHTS_DIR = Path(__file__).parent / "weights"
 #: default's alone, and a model's ``distribution`` in :data:`SHIPPED` says which of these
 #: holds it otherwise, so that each wheel stays under the 50 MB a package index accepts
 #: (``benchmarks/wheel_size.py``). A checkout has them all in WEIGHTS_DIR.
-MODELS_DISTRIBUTIONS = ("slimcodec-models", "slimcodec-models-hp")
+MODELS_DISTRIBUTIONS = ("slimcodec-models", "slimcodec-models-hp", "slimcodec-models-hpc")
 
 #: What ``slimcodec compress``, ``demo``, ``eval``, ``export``, ``profile`` and the Python
 #: API use when no model is named: the best shipped model (``slimcodec models``).
-DEFAULT_MODEL = "slimcae-hp"
+DEFAULT_MODEL = "slimcae-hpc"
 
 _WIDTHS = [192, 144, 96, 72, 48]
 #: Every model that ships weights: its file, the fingerprint of those weights, its kind,
@@ -61,6 +61,9 @@ SHIPPED: dict[str, dict[str, Any]] = {
     "slimcae-hp2": {"weights": "slimcae-hp2.pt", "fingerprint": "de9e9b8d1c0a80e0",
                     "kind": "mean-scale hyperprior (half-width h_s), variable rate",
                     "widths": _WIDTHS, "distribution": "slimcodec-models"},
+    "slimcae-hpc": {"weights": "slimcae-hpc.pt", "fingerprint": "e0ef39987ee2345b",
+                    "kind": "mean-scale hyperprior, checkerboard mean context, variable rate",
+                    "widths": _WIDTHS, "distribution": "slimcodec-models-hpc"},
 }
 
 #: Research models retired from the package (allowed before 1.0, see

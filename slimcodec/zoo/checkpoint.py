@@ -37,7 +37,7 @@ from torch import nn
 
 from slimcodec.bitstream import FINGERPRINT_SIZE
 from slimcodec.errors import ModelFileError
-from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
+from slimcodec.models import CheckerboardSlimCAE, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
 
 __all__ = ["ARCHITECTURES", "build", "fingerprint", "load_model_file", "round_to_half",
@@ -50,7 +50,8 @@ PLANE_MIN = 1024  # elements: smaller tensors are stored as they are
 
 #: Architecture name -> class; a model file names its architecture by one of these keys.
 ARCHITECTURES: dict[str, type[nn.Module]] = {"slimcae": SlimCAE, "slimcae-vr": ModulatedSlimCAE,
-                                             "slimcae-hp": HyperpriorSlimCAE}
+                                             "slimcae-hp": HyperpriorSlimCAE,
+                                             "slimcae-hpc": CheckerboardSlimCAE}
 
 
 def arch_name(model: nn.Module) -> str:

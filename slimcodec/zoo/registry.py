@@ -19,7 +19,13 @@ from torch import nn
 
 from slimcodec import __version__
 from slimcodec.errors import ModelFileError, UnknownModelError
-from slimcodec.models import DEFAULT_WIDTHS, HyperpriorSlimCAE, ModulatedSlimCAE, SlimCAE
+from slimcodec.models import (
+    DEFAULT_WIDTHS,
+    CheckerboardSlimCAE,
+    HyperpriorSlimCAE,
+    ModulatedSlimCAE,
+    SlimCAE,
+)
 
 from .catalog import DEFAULT_MODEL, install_hint, retired_error, weights_path
 from .checkpoint import load_model_file, read_model_file
@@ -184,3 +190,12 @@ def slimcae_hp2(**kwargs: Any) -> HyperpriorSlimCAE:
     screens and illustrations in the mix: `slimcae-hp`'s transforms fine-tuned."""
     return HyperpriorSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
                                 "lambda_ranges": _RANGES, "hyper_hidden": 0.5, **kwargs})
+
+
+@register_model(name="slimcae-hpc", weights="slimcae-hpc.pt")
+def slimcae_hpc(**kwargs: Any) -> CheckerboardSlimCAE:
+    """SlimCAE-HPC: `slimcae-hp` with a checkerboard context on the latent's means (He et
+    al., CVPR 2021; the scales stay the hyperprior's), the same λ ranges: `slimcae-hp`'s
+    weights and a context trained around them (`slimcodec train --stage context`)."""
+    return CheckerboardSlimCAE(**{"widths": DEFAULT_WIDTHS, "gdn": "slim+", "latent_gain": True,
+                                  "lambda_ranges": _RANGES, **kwargs})
