@@ -180,3 +180,23 @@ def test_context_stage_trains_the_context_alone(tmp_path):
     with pytest.raises(ValueError, match="--stage context trains a checkerboard context"):
         TrainConfig(data=str(data), out=str(tmp_path / "x"), arch="slimcae-hp",
                     stage="context")
+
+
+def test_int8_bundle_quantises_the_context_and_decodes_float_files(codec, tmp_path):
+    """--int8: the context gets an int8 graph like the hyperprior's networks; a file of the
+    float graphs decodes with the int8 ones (the same symbols, means off by a little)."""
+    import json
+
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.onnx_export import export_bundle
+
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
+    export_bundle(codec.model, tmp_path / "b", "tiny-hpc", calibration=tmp_path / "cal.png",
+                  calibration_images=1)
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    for w in WIDTHS:
+        assert "mean_context_int8" in manifest["graphs"][str(w)]
+    floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
+    data = floats.encode_rgb(natural_like(45, 70, seed=9), 8)
+    y_int8, y_float = ints.decode_latent(data)[0], floats.decode_latent(data)[0]
+    assert 0 < np.abs(y_int8 - y_float).max() < 0.25
