@@ -40,7 +40,7 @@ from slimcodec.errors import CorruptBitstreamError
 from slimcodec.integer_scales import IntegerScaleNet
 
 __all__ = ["NETWORKS", "CheckerboardCoder", "FactorizedCoder", "HyperpriorCoder", "LatentCoder",
-           "coder_from_arrays"]
+           "anchors", "coder_from_arrays"]
 
 #: ``(C, h, w)`` float32 -> ``(C', h', w')`` float32: a hyper network as a coder calls it.
 Network = Callable[[np.ndarray], np.ndarray]
@@ -210,18 +210,29 @@ class CheckerboardCoder(HyperpriorCoder):
         corrected from the anchors of ``y_hat`` (its other values are not read)."""
         if self.mean_context is None:
             raise ValueError("a checkerboard coder needs its mean_context network")
-        h, w = means.shape[1:]
-        anchors = (np.arange(h)[:, None] + np.arange(w)[None]) % 2 == 0
-        seen = np.where(anchors, y_hat, means).astype(np.float32)
+        mask = anchors(means.shape[1:])
+        seen = np.where(mask, y_hat, means).astype(np.float32)
         correction = self.mean_context(seen)
-        return np.where(anchors, means, means + correction).astype(np.float32)
+        return np.where(mask, means, means + correction).astype(np.float32)
+
+    @classmethod
+    def around(cls, plain: HyperpriorCoder, mean_context: Network) -> CheckerboardCoder:
+        """``plain``'s coder with the context ``mean_context``."""
+        return cls(**{f.name: getattr(plain, f.name) for f in fields(plain)},
+                   mean_context=mean_context)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], networks: dict[str, Network]
                     ) -> CheckerboardCoder:
-        plain = HyperpriorCoder.from_arrays(arrays, networks)
-        return cls(**{f.name: getattr(plain, f.name) for f in fields(plain)},
-                   mean_context=networks["mean_context"])
+        return cls.around(HyperpriorCoder.from_arrays(arrays, networks),
+                          networks["mean_context"])
+
+
+def anchors(size: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` bool: the checkerboard's anchors, the positions with :math:`i + j` even,
+    which a :class:`CheckerboardCoder` codes without context."""
+    h, w = size
+    return (np.arange(h)[:, None] + np.arange(w)[None]) % 2 == 0
 
 
 #: Rows of context (in rows of z) a band of the hyper transforms needs on each

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from slimcodec.latent import anchors
 from slimcodec.layers import SlimConv2d, Slimmable
 
 from .hyperprior import HyperpriorSlimCAE, numpy_network
@@ -39,31 +40,24 @@ __all__ = ["CheckerboardSlimCAE", "MeanContext", "anchor_mask"]
 
 
 def anchor_mask(size: tuple[int, int], device: torch.device | None = None) -> Tensor:
-    """``(h, w)`` bool: True at the anchors (:math:`i + j` even), coded without context."""
-    h, w = size
-    i = torch.arange(h, device=device)[:, None]
-    j = torch.arange(w, device=device)[None]
-    return (i + j) % 2 == 0
+    """``(h, w)`` bool: True at the anchors, coded without context
+    (:func:`slimcodec.latent.anchors`, as a tensor)."""
+    return torch.from_numpy(anchors(size)).to(device)
 
 
-class MeanContext(Slimmable):
+class MeanContext(nn.Module):
     r""":math:`c`: the latent with the anchors decoded and the hyper means elsewhere -> a
-    correction of every mean (the model applies it to the non-anchors only)."""
+    correction of every mean (the model applies it to the non-anchors only). Its layers are
+    slimmable; the model sets their width as it sets every other slimmable layer's."""
 
     def __init__(self, widths: Sequence[int], kernel: int = 5) -> None:
-        super().__init__(len(widths))
+        super().__init__()
         w = tuple(widths)
         self.layers = nn.Sequential(SlimConv2d(w, w, kernel), nn.LeakyReLU(),
                                     SlimConv2d(w, w, 1), nn.LeakyReLU(),
                                     SlimConv2d(w, w, 1))
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
-
-    def set_width_index(self, index: int) -> None:
-        super().set_width_index(index)
-        for layer in self.layers:
-            if isinstance(layer, Slimmable):
-                layer.set_width_index(index)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.layers(x)
@@ -114,7 +108,5 @@ class CheckerboardSlimCAE(HyperpriorSlimCAE):
         """How the active width codes its latent (:class:`slimcodec.latent.CheckerboardCoder`)."""
         from slimcodec.latent import CheckerboardCoder
 
-        plain = super().latent_coder()
-        return CheckerboardCoder(*(getattr(plain, f) for f in (
-            "z_medians", "z_tables", "scale_net", "y_tables", "hyper_analysis",
-            "hyper_mean")), mean_context=numpy_network(self.mean_context))
+        return CheckerboardCoder.around(super().latent_coder(),
+                                        numpy_network(self.mean_context))
