@@ -3,14 +3,20 @@ the `device` tool carries (see docs/gpu_training.md).
 
 * ``.whl/``: compressai 1.2.8's cp312 wheel (the machine has torch, torchvision and numpy,
   not compressai);
+* ``.device/init.pt``: the model the run starts from (``--init``, default the default
+  model), its parameters rounded to float16 and stored so (``save_model_file(half=True)``:
+  half the file; what the run starts from is then the rounded model, which a training step
+  moves by far more than the rounding did);
 * ``.device/data/``: the training photos as JPEG 4:4:4, shorter side at most ``--side``.
 
-The working tree that travels (tracked files, plus these) must stay under 64 MiB; the
-tracked weights already take most of it (with four models shipped, more than all of it: the
-script then says which to set aside), so the script shrinks the photos' quality until
-everything fits, and says what it chose.
+The working tree that travels (tracked files, plus these) must stay under 64 MiB. The
+shipped weights alone are more than that, so none of them travels: set them all aside
+before the call (the script prints the command, and counts the tree without them); the run
+needs only ``init.pt``. The photos take what is left, at the highest JPEG quality that fits
+(the script says which: put it in the model card).
 
-    bash tools/with-venv.sh python tools/device/pack.py [--data ../shared/data/train_photos]
+    bash tools/with-venv.sh python tools/device/pack.py [--init slimcae-hpc] \
+        [--data ../shared/data/train_photos] [--side 512]
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import numpy as np
 from PIL import Image
 
 from slimcodec.utils.image import find_images, load_rgb
+from slimcodec.zoo import DEFAULT_MODEL, WEIGHTS_DIR, load_model, model_meta, save_model_file
+from slimcodec.zoo.checkpoint import round_to_half
 
 LIMIT = 64 * 2**20
 MARGIN = 4 * 2**20  # for files the run itself adds, and the count's own slack
@@ -34,10 +42,25 @@ WHEEL = "compressai==1.2.8"
 
 
 def tracked_bytes(repo: Path) -> int:
+    """What travels of the checkout itself, the shipped weights (set aside) not counted."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                            cwd=repo, capture_output=True, check=True).stdout.split(b"\0")
-    return sum((repo / f.decode()).stat().st_size for f in files
-               if f and (repo / f.decode()).is_file())
+    aside = {w.resolve() for w in shipped_weights()}
+    paths = [(repo / f.decode()).resolve() for f in files if f]
+    return sum(p.stat().st_size for p in paths if p.is_file() and p not in aside)
+
+
+def shipped_weights() -> list[Path]:
+    return sorted(WEIGHTS_DIR.glob("*.pt"))
+
+
+def write_init(init: str, path: Path) -> None:
+    """The model a run starts from, its parameters rounded to float16, as a model file."""
+    model = load_model(init)
+    round_to_half(model)
+    meta = {"summary": f"{init}, parameters rounded to float16, to start a training run from",
+            "source": str(init), "source_meta": model_meta(init)}
+    save_model_file(model, path, meta=meta, half=True)
 
 
 def encode_all(images: list, quality: int) -> list[bytes]:
@@ -53,18 +76,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data/train_photos"))
     p.add_argument("--side", type=int, default=512, help="shorter side at most (pixels)")
+    p.add_argument("--init", default=DEFAULT_MODEL,
+                   help="registered name or model file the run starts from (default: %(default)s)")
     args = p.parse_args()
     repo = Path(__file__).resolve().parents[2]
-    wheels, data = repo / ".whl", repo / ".device" / "data"
-    tracked = tracked_bytes(repo)
-    if LIMIT - MARGIN - tracked < MIN_DATA:
-        raise SystemExit(
-            f"the checkout alone is {tracked / 2**20:.1f} MiB of the {LIMIT / 2**20:.0f} MiB "
-            "that travel: move the shipped weights the run does not start from out of it "
-            "(for a run from slimcae-hp: mkdir -p ../weights-aside && mv "
-            "slimcodec/zoo/weights/{slimcae,slimcae-vr5,slimcae-hp2}.pt ../weights-aside/), "
-            "run this again, and move them back after the last device call "
-            "(docs/gpu_training.md, step 1)")
+    wheels, device = repo / ".whl", repo / ".device"
+    data = device / "data"
+    device.mkdir(exist_ok=True)
+    write_init(args.init, device / "init.pt")
     if not list(wheels.glob("compressai-1.2.8-cp312-*.whl")):
         subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                         "--python-version", "3.12", "--implementation", "cp", "--platform",
@@ -80,7 +99,12 @@ def main() -> None:
             img = img.resize((round(img.width * scale), round(img.height * scale)),
                              Image.Resampling.LANCZOS)
         images.append((path.stem, np.asarray(img)))
-    budget = LIMIT - MARGIN - tracked
+    fixed = tracked_bytes(repo) + sum(f.stat().st_size for f in wheels.iterdir()) + \
+        (device / "init.pt").stat().st_size
+    budget = LIMIT - MARGIN - fixed
+    if budget < MIN_DATA:
+        raise SystemExit(f"the checkout, the wheel and init.pt are {fixed / 2**20:.1f} MiB of "
+                         f"the {LIMIT / 2**20:.0f} MiB that travel: no room for the photos")
     for quality in (95, 92, 90, 85, 80):
         blobs = encode_all([rgb for _, rgb in images], quality)
         if sum(map(len, blobs)) <= budget:
@@ -90,11 +114,16 @@ def main() -> None:
                          f"quality {quality}: lower --side")
     for (stem, _), blob in zip(images, blobs, strict=True):
         (data / f"{stem}.jpg").write_bytes(blob)
-    total = tracked + sum(f.stat().st_size for folder in (wheels, data)
-                                      for f in folder.iterdir())
+    total = fixed + sum(map(len, blobs))
+    print(f"init.pt: {args.init}, float16 parameters, "
+          f"{(device / 'init.pt').stat().st_size / 2**20:.1f} MiB")
     print(f"{len(images)} photos, shorter side <= {args.side}, JPEG q{quality} 4:4:4: "
           f"{sum(map(len, blobs)) / 2**20:.1f} MiB; the travelling tree is "
-          f"{total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f}")
+          f"{total / 2**20:.1f} MiB of {LIMIT / 2**20:.0f} with the shipped weights set aside")
+    if shipped_weights():
+        rel = WEIGHTS_DIR.relative_to(repo)
+        print(f"before the call: mkdir -p ../weights-aside && mv {rel}/*.pt ../weights-aside/"
+              f"\nafter it:        mv ../weights-aside/*.pt {rel}/")
 
 
 if __name__ == "__main__":

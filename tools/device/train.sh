@@ -5,7 +5,8 @@
 #
 #   bash tools/device/train.sh oneshot MIN    everything in one call, for a slot of 15 minutes:
 #                                             install compressai, a one-minute throughput
-#                                             trial (images/s, printed), a slimcae-hp run
+#                                             trial (images/s, printed), a run of ARCH
+#                                             (slimcae-hpc) from .device/init.pt (pack.py)
 #                                             sized to end within MIN minutes of the call's
 #                                             start, its model file and log into $OUT
 #   bash tools/device/train.sh start STEPS    install compressai, start the run detached, show
@@ -60,7 +61,9 @@ oneshot() {  # MINUTES: trial, run, collect, in one call
   setup
   mkdir -p "$RUN"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-  local batch=${BATCH:-32} patch=${PATCH:-256}
+  local batch=${BATCH:-32} patch=${PATCH:-256} init=${INIT:-.device/init.pt}
+  [ -f "$init" ] || python3 -c "import slimcodec.zoo as z, sys; z.load_model(sys.argv[1])" \
+    "$init" || { echo "no model to start from: run tools/device/pack.py here first" >&2; return 1; }
   # The trial: one minute for the three steps side by side (benchmarks/train_throughput.py).
   python3 benchmarks/train_throughput.py --data .device/data --patch "$patch" \
     --batch "$batch" --seconds 12 --warmup 4 --json "$OUT/trial.json" --no-write \
@@ -78,23 +81,25 @@ print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
   echo "run: $steps steps of batch $batch at ${patch}² in about $((left / 60)) minutes"
   # --time-limit stops the run in time with its model file; the timeout is a safety net
   # (then the last checkpoint becomes the model file, below).
-  # slimcae-hp's λ ranges (its card): an --init must match them, unless BOUNDS gives other
+  # The default model's λ ranges (its card): an --init must match them, unless BOUNDS gives other
   # λ bounds (keeping their middle, 0.02: e.g. RANGES="0.002 3.2 ..." BOUNDS="0.000125 3.2"
-  # for a higher top at width 192), to which the --init model is moved exactly.
+  # for a higher top at width 192), to which the --init model is moved exactly. ARCH
+  # slimcae-hpc trains the transforms, the hyperprior and the checkerboard context together:
+  # what comes back ships as it is.
   # REVIVE_SHIFT=-2 switches the --init model's dead latent channels back on (docs/training.md).
-  timeout $((left + 45)) python3 -m slimcodec train --arch slimcae-hp --init "${INIT:-slimcae-hp}" \
+  timeout $((left + 45)) python3 -m slimcodec train --arch "${ARCH:-slimcae-hpc}" --init "$init" \
     --lambda-ranges ${RANGES:-0.002 0.8 0.0015 0.4 0.001 0.2 0.0007 0.025 0.0005 0.012} \
     ${BOUNDS:+--lambda-bounds $BOUNDS} \
     ${REVIVE_SHIFT:+--revive $REVIVE_SHIFT} \
-    --data .device/data ${MIX:+--mix $MIX} --out "$RUN/hp" --steps "$steps" \
+    --data .device/data ${MIX:+--mix $MIX} --out "$RUN/model" --steps "$steps" \
     --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --warmup "${WARMUP:-500}" \
     --seed "${SEED:-0}" --crops device --lambda-per image --log-every 50 \
     --precision "${PRECISION:-fp32}" \
     --checkpoint-every 500 --time-limit $((left - 30)) --resume >"$LOG" 2>&1 \
     || echo "the run stopped early: $?"
-  if [ ! -f "$RUN/hp/model.pt" ] && [ -f "$RUN/hp/checkpoint.pt" ]; then  # stopped by the
+  if [ ! -f "$RUN/model/model.pt" ] && [ -f "$RUN/model/checkpoint.pt" ]; then  # stopped by the
     # timeout: its last checkpoint becomes the model file
-    python3 - "$RUN/hp" <<'PY'
+    python3 - "$RUN/model" <<'PY'
 import sys
 from slimcodec.training.trainer import checkpoint_model
 from slimcodec.zoo import save_model_file
@@ -103,9 +108,9 @@ save_model_file(model, f"{sys.argv[1]}/model.pt", meta={"summary": f"step {step}
 PY
   fi
   tail -c 4000 "$LOG" | tr '\r' '\n' >"$OUT/train.log"
-  [ -f "$RUN/hp/model.pt" ] || { echo "no model file: see train.log" >&2; return 1; }
-  split -b 15M -d "$RUN/hp/model.pt" "$OUT/model.pt.part-"
-  gzip -c "$RUN/hp/metrics.jsonl" >"$OUT/metrics.jsonl.gz"
+  [ -f "$RUN/model/model.pt" ] || { echo "no model file: see train.log" >&2; return 1; }
+  split -b 15M -d "$RUN/model/model.pt" "$OUT/model.pt.part-"
+  gzip -c "$RUN/model/metrics.jsonl" >"$OUT/metrics.jsonl.gz"
   ls -l "$OUT"
 }
 

@@ -1,0 +1,41 @@
+"""tools/device: what a lent GPU's one call carries must fit in what travels (64 MiB)."""
+
+import importlib.util
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from slimcodec.zoo import DEFAULT_MODEL, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _pack():
+    spec = importlib.util.spec_from_file_location("pack", REPO / "tools" / "device" / "pack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists()
+                    or subprocess.run(["git", "-C", str(REPO), "rev-parse"],
+                                      capture_output=True).returncode != 0,
+                    reason="needs the git checkout (the travelling tree is its files)")
+def test_the_device_call_leaves_room_for_the_photos(tmp_path):
+    """The checkout without its shipped weights, the default model rounded to float16 (the
+    run's init) and the compressai wheel must leave pack.py's minimum for the photos: a
+    new shipped model, or a tracked file that grows, must not crowd out the training data,
+    and the shipped weights (more than 64 MiB) must not be counted as travelling."""
+    pack = _pack()
+    init = tmp_path / "init.pt"
+    pack.write_init(DEFAULT_MODEL, init)
+    rounded, default = load_model(init), load_model(DEFAULT_MODEL)
+    for (name, p), q in zip(rounded.named_parameters(), default.parameters(), strict=True):
+        assert torch.equal(p, q.half().float()), name  # exactly the rounding, nothing else
+    wheel = 2**20  # compressai 1.2.8's cp312 wheel is 0.44 MB
+    fixed = pack.tracked_bytes(REPO) + init.stat().st_size + wheel
+    assert pack.LIMIT - pack.MARGIN - fixed >= pack.MIN_DATA, (
+        f"{fixed / 2**20:.1f} MiB travel before the photos")
