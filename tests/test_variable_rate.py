@@ -183,3 +183,47 @@ def test_gain_and_modulation_follow_lambda_and_width():
     assert model.anchor_index(RANGE[0]) == 0 and model.anchor_index(RANGE[1]) == 7
     model.set_width(8)
     assert model.analysis(x).shape[1] == 8
+
+
+def test_init_from_a_variable_rate_model_of_other_ranges_moves_its_bounds():
+    """``--init`` a variable-rate model with a higher top (the widest width's range and the
+    bounds widened, their middle kept): every weight is copied and the modulations moved,
+    so at every λ of the source's ranges the new model computes what the source did."""
+    from slimcodec.training.trainer import init_from
+
+    torch.manual_seed(0)
+    source = ModulatedSlimCAE((16, 8), lambda_ranges=[RANGE, (0.001, 0.05)], rate_anchors=1,
+                              latent_gain=True).eval()
+    with torch.no_grad():
+        for modulation in (*source.modulation_a, *source.modulation_s):
+            modulation.out.weight.normal_(0, 0.3)  # a new model's are the identity
+    lo, hi = source.lambda_bounds
+    wider = [(RANGE[0], 0.8), (0.001, 0.05)]
+    model = ModulatedSlimCAE((16, 8), lambda_ranges=wider, rate_anchors=1, latent_gain=True,
+                             lambda_bounds=(lo * hi / 0.8, 0.8))
+    init_from(model, source)
+    assert source.lambda_bounds == (lo, hi)  # the source is left as it was
+    model.eval()
+    x = torch.rand(1, 3, 32, 48)
+    with torch.no_grad():
+        for width, (low, high) in zip((16, 8), source.lambda_ranges, strict=True):
+            for m in (model, source):
+                m.set_width(width)
+            for lmbda in (low, high):
+                lam = torch.tensor([lmbda])
+                y = source.analysis(x, lam)
+                torch.testing.assert_close(model.analysis(x, lam), y, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(model.synthesis(y.round(), lam),
+                                           source.synthesis(y.round(), lam),
+                                           rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="λ ranges"):  # the same bounds: ranges must match
+        init_from(ModulatedSlimCAE((16, 8), lambda_ranges=[(RANGE[0], 0.1), (0.001, 0.05)],
+                                   rate_anchors=1, latent_gain=True,
+                                   lambda_bounds=(lo, hi)), source)
+    with pytest.raises(ValueError, match="keep the middle"):  # bounds from the ranges alone
+        init_from(ModulatedSlimCAE((16, 8), lambda_ranges=wider, rate_anchors=1,
+                                   latent_gain=True), source)
+    with pytest.raises(ValueError, match="anchors"):
+        init_from(ModulatedSlimCAE((16, 8), lambda_ranges=wider, rate_anchors=2,
+                                   latent_gain=True, lambda_bounds=(lo * hi / 0.8, 0.8)),
+                  source)

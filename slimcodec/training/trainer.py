@@ -303,7 +303,8 @@ def init_from(model: SlimCAE, source: SlimCAE) -> None:
 
     A model of the same architecture is copied whole. A variable-rate model can also start
     from a plain SlimCAE of the same widths and GDN: its transforms are copied, and its
-    modulations (which start as the identity) and entropy models are left new.
+    modulations (which start as the identity) and entropy models are left new; or from a
+    variable-rate model of other λ ranges and bounds, moved to the new bounds.
     """
     if list(source.widths) != list(model.widths):
         raise ValueError(f"--init model has widths {source.widths}, not {model.widths}")
@@ -317,7 +318,10 @@ def init_from(model: SlimCAE, source: SlimCAE) -> None:
         _init_hyperprior_from_modulated(model, source)
         return
     if isinstance(source, ModulatedSlimCAE) and isinstance(model, ModulatedSlimCAE):
-        _init_gained_from_modulated(model, source)
+        if (source.latent_gain is None) == (model.latent_gain is None):
+            _init_modulated_at_other_bounds(model, source)
+        else:
+            _init_gained_from_modulated(model, source)
         return
     if not isinstance(model, ModulatedSlimCAE) or type(source) is not SlimCAE:
         raise ValueError(f"cannot start a {type(model).__name__} from a "
@@ -337,6 +341,35 @@ def init_from(model: SlimCAE, source: SlimCAE) -> None:
                     p_dst.copy_(p_src)
     if model.latent_gain is not None:
         _stretch_anchor_densities(model)
+
+
+def _at_bounds_of(model: ModulatedSlimCAE, source: ModulatedSlimCAE) -> ModulatedSlimCAE:
+    """``source``, or a copy of it moved to ``model``'s λ bounds (:meth:`~slimcodec.models.
+    ModulatedSlimCAE.move_lambda_bounds`: it computes what it did at every λ). Other λ
+    ranges need other bounds: with the same ones, the ranges must match."""
+    if tuple(source.lambda_bounds) != tuple(model.lambda_bounds):
+        source = copy.deepcopy(source)
+        try:
+            source.move_lambda_bounds(model.lambda_bounds)
+        except ValueError as e:
+            raise ValueError(f"--init model's λ bounds {list(source.lambda_bounds)} cannot "
+                             f"move: {e}") from None
+    elif source.config["lambda_ranges"] != model.config["lambda_ranges"]:
+        raise ValueError("--init model must match in λ ranges (pass its --lambda-ranges; "
+                         "other ranges need --lambda-bounds wider than its own)")
+    return source
+
+
+def _init_modulated_at_other_bounds(model: ModulatedSlimCAE, source: ModulatedSlimCAE) -> None:
+    """A variable-rate model from one of other λ ranges (a higher top for the widest width):
+    every weight copied, the modulations moved to the new bounds (:func:`_at_bounds_of`), so
+    the new model starts out computing what the source did at every λ of the source's."""
+    if any(source.config[k] != model.config[k] for k in ("rate_anchors", "hidden")):
+        raise ValueError("--init variable-rate model must match in anchors and hidden units")
+    source = _at_bounds_of(model, source)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if missing or unexpected:
+        raise ValueError(f"--init weights do not fit: missing {missing}, extra {unexpected}")
 
 
 def _init_gained_from_modulated(model: ModulatedSlimCAE, source: ModulatedSlimCAE) -> None:
@@ -372,16 +405,7 @@ def _init_hyperprior_from_modulated(model: HyperpriorSlimCAE, source: SlimCAE) -
                          f"{type(source).__name__}")
     if source.config["hidden"] != model.config["hidden"]:
         raise ValueError("--init model must match in hidden units")
-    if tuple(source.lambda_bounds) != tuple(model.lambda_bounds):
-        source = copy.deepcopy(source)
-        try:
-            source.move_lambda_bounds(model.lambda_bounds)
-        except ValueError as e:
-            raise ValueError(f"--init model's λ bounds {list(source.lambda_bounds)} cannot "
-                             f"move: {e}") from None
-    elif source.config["lambda_ranges"] != model.config["lambda_ranges"]:
-        raise ValueError("--init model must match in λ ranges (pass its --lambda-ranges; "
-                         "other ranges need --lambda-bounds wider than its own)")
+    source = _at_bounds_of(model, source)
     same_hyper = (isinstance(source, HyperpriorSlimCAE)
                   and source.hyper_hidden == model.hyper_hidden)
     dropped = (() if same_hyper else ("h_mean.", "h_scale.", "gaussian_conditional.")
