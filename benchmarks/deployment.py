@@ -8,7 +8,8 @@
 * width switching in PyTorch (target < 1 ms, no weight copies) against loading a separate
   model per width.
 
-    python benchmarks/deployment.py [--model slimcae] [--size 768x512] [--repeats 10]
+    python benchmarks/deployment.py [--model M (default: the default model)] [--size 768x512] \
+        [--repeats 10]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from slimcodec_edge.profile import profile_model
 from slimcodec.api import codec_for
 from slimcodec.cli import sample_image
 from slimcodec.utils.image import load_rgb
-from slimcodec.zoo import load_model, save_model_file
+from slimcodec.zoo import DEFAULT_MODEL, load_model, save_model_file
 
 DECODE_CHILD = r"""
 import sys, warnings
@@ -82,7 +83,7 @@ def _time(fn, *args) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="slimcae")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--size", default="768x512")
     p.add_argument("--repeats", type=int, default=10)
     args = p.parse_args()
@@ -169,7 +170,7 @@ Width switching (`model.set_width`), PyTorch: median **{1e6 * statistics.median(
 max {1e6 * max(switch):.1f} µs over {len(switch)} switches; parameters keep their storage
 (no copy): {same}. Loading a separate model file per width instead: median
 {1e3 * statistics.median(loads):.0f} ms."""
-    write_section("deployment", body)
+    write_section(f"deployment-{args.model}", body)
     print(body)
     Path("/tmp/slimcodec-profile.json").write_text(json.dumps(profile))
 

@@ -8,7 +8,13 @@ what coding the image costs. Tiled is the codec as shipped (tiles of 32 latent p
 tile), as before tiling, and is only run where it fits in memory. The PSNR columns compare
 both decodes of the same file with the source.
 
-    python benchmarks/memory.py [--sizes 1 12 48] [--width 192] [--whole-up-to 12]
+    python benchmarks/memory.py [--model M (default: the default model)] [--sizes 1 12 48] \
+        [--width 192] [--whole-up-to 12] [--against DIR [--against-label LABEL]]
+
+``--against DIR`` also codes each image tiled with another checkout's code (its children run
+in DIR, so they import DIR's ``slimcodec``; it needs its compiled coder, as after
+``tools/with-venv.sh true`` there), side by side in the same run: e.g. a commit before a
+change, ``git worktree add ../before COMMIT``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from common import table_head, write_section
 
+from slimcodec.zoo import DEFAULT_MODEL
+
 CHILD = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
@@ -33,8 +41,8 @@ def status(key):  # kB; VmHWM is this process's own peak (ru_maxrss inherits the
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1])
-mode, src, slc, out, width, tile = sys.argv[1:7]
-codec = Codec(load_model("slimcae"), tile=int(tile), max_pixels=1 << 28)
+mode, src, slc, out, width, tile, name = sys.argv[1:8]
+codec = Codec(load_model(name), tile=int(tile), max_pixels=1 << 28)
 rgb = np.load(src, mmap_mode="r") if mode == "encode" else None
 codec.decode_rgb(codec.encode_rgb(np.zeros((16, 16, 3), np.uint8), int(width)))  # warm up
 base = status("VmHWM")
@@ -56,8 +64,11 @@ COLUMNS = ["MP (size)", "bpp", "tiled encode MiB", "tiled decode MiB", "decode b
            "PSNR whole", "ΔPSNR"]
 
 
-def child(*args: str) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True)
+def child(*args: str, cwd: Path | None = None) -> dict:
+    """One measurement in a fresh process; ``cwd``: whose ``slimcodec`` it imports (``-c``
+    puts the working directory first on the path)."""
+    proc = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True,
+                          cwd=cwd)
     if proc.returncode:
         raise SystemExit(proc.stderr[-2000:])
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -84,13 +95,21 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--sizes", type=float, nargs="+", default=[1, 12, 48])
     p.add_argument("--width", type=int, default=192)
     p.add_argument("--whole-up-to", type=float, default=12,
                    help="also run whole-image coding up to this many megapixels")
     p.add_argument("--work", default="/tmp/slimcodec-memory")
+    p.add_argument("--against", type=Path, help="another checkout to measure side by side")
+    p.add_argument("--against-label", default=None, help="its name in the table")
     args = p.parse_args()
-    work = Path(args.work)
+    label = args.against_label or (args.against.name if args.against else None)
+    columns = list(COLUMNS)
+    if args.against:
+        columns[4:4] = [f"tiled encode MiB ({label})", f"tiled decode MiB ({label})"]
+    same = []
+    work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     rows = []
     for mp in args.sizes:
@@ -103,16 +122,26 @@ def main() -> None:
             if how == "whole" and mp > args.whole_up_to:
                 continue
             slc, out = work / f"{mp}-{how}.slc", work / f"{mp}-{how}.npy"
-            enc = child("encode", str(src), str(slc), str(out), str(args.width), tile)
-            dec = child("decode", str(src), str(slc), str(out), str(args.width), tile)
+            enc = child("encode", str(src), str(slc), str(out), str(args.width), tile, args.model)
+            dec = child("decode", str(src), str(slc), str(out), str(args.width), tile, args.model)
             decoded = np.load(out)
             result[how] = (enc, dec, psnr(rgb, decoded), decoded,
                            8 * slc.stat().st_size / (h * w))
             print(how, mp, enc, dec, flush=True)
         t_enc, t_dec, t_psnr, _t_img, bpp = result["tiled"]
         mib = lambda r: (r["peak_kib"] - r["base_kib"]) / 1024  # noqa: E731
-        row = (f"| {h * w / 1e6:.1f} ({w}x{h}) | {bpp:.3f} | {mib(t_enc):.0f} | {mib(t_dec):.0f} | "
-               f"{1024 * 1024 * mib(t_dec) / (h * w):.1f} | {t_enc['seconds']:.1f} | "
+        row = f"| {h * w / 1e6:.1f} ({w}x{h}) | {bpp:.3f} | {mib(t_enc):.0f} | {mib(t_dec):.0f} | "
+        if args.against:
+            slc, out = work / f"{mp}-against.slc", work / f"{mp}-against.npy"
+            a_enc = child("encode", str(src), str(slc), str(out), str(args.width), "32",
+                          args.model, cwd=args.against)
+            a_dec = child("decode", str(src), str(slc), str(out), str(args.width), "32",
+                          args.model, cwd=args.against)
+            same.append(slc.read_bytes() == (work / f"{mp}-tiled.slc").read_bytes()
+                        and np.array_equal(np.load(out), result["tiled"][3]))
+            print(label, mp, a_enc, a_dec, flush=True)
+            row += f"{mib(a_enc):.0f} | {mib(a_dec):.0f} | "
+        row += (f"{1024 * 1024 * mib(t_dec) / (h * w):.1f} | {t_enc['seconds']:.1f} | "
                f"{t_dec['seconds']:.1f} | ")
         if "whole" in result:
             w_enc, w_dec, w_psnr, _w_img, _ = result["whole"]
@@ -123,7 +152,12 @@ def main() -> None:
         rows.append(row)
         for f in work.glob(f"{mp}*"):
             f.unlink()
-    body = f"""## Memory: tiled coding of large images (width {args.width})
+    against_note = "" if not args.against else f"""
+The ({label}) columns: the same images coded tiled by the checkout `{args.against}`, in the
+same run; its files and decoded images are {"the same" if all(same) else "**not** the same"}
+as this checkout's, byte for byte.
+"""
+    body = f"""## Memory: tiled coding of large images (`{args.model}`, width {args.width})
 
 Peak RSS of a child process above its peak with the model loaded (`VmHWM`, MiB), for
 encoding and decoding photo-like images (the bundled sample, mirrored to size). "Whole" is
@@ -131,14 +165,19 @@ the transforms run on the whole image at once, as before tiling; it is not run a
 {args.whole_up_to:g} MP. Each way encodes and decodes its own file; ΔPSNR is tiled minus
 whole, each against the source.
 
-{table_head(COLUMNS)}
+{table_head(columns)}
 {chr(10).join(rows)}
-
+{against_note}
 What still grows with the image under tiling is what must exist whole: the decoded image
-(3 bytes a pixel), the integer latent (4 bytes a value, C/64 bytes a pixel at width C) and,
-when encoding, the source. The network's working set is that of one 512x512 tile plus halo.
-The CLI refuses images over `--max-pixels` (default 67,108,864) before allocating them."""
-    write_section("memory", body)
+(3 bytes a pixel), when encoding the source, and the latent's arrays, each of 4 bytes a
+value (C/64 bytes a pixel at width C): its symbols and its decoded values, and for a
+hyperprior model the scale indexes and means the entropy coder reads (the hyper transforms
+and the context run on bands of rows, so their working set follows the image's width). The
+transforms' working set is that of one 512x512 tile plus halo. At 1 MP the figures are
+small enough that the allocator's and the thread pools' own growth, which moves them by tens
+of MiB from run to run, is most of them. The CLI refuses images over `--max-pixels`
+(default 67,108,864) before allocating them."""
+    write_section(f"memory-{args.model}", body)
 
 
 if __name__ == "__main__":

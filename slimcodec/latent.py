@@ -30,7 +30,7 @@ Kinds:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -134,21 +134,26 @@ class HyperpriorCoder:
         size = y.shape[1:]
         zh, zw = self.z_size(size)
         if z_symbols is None:
-            padded = _pad(y, (4 * zh, 4 * zw))
-            z_symbols = self._z().quantize(_by_rows(self.hyper_analysis, padded, zh, 4, 1,
-                                                    self.band))
+            z_symbols = self._z().quantize(self._hyper_latent(y, (zh, zw)))
         elif z_symbols.shape != (self.channels, zh, zw):
             raise ValueError(f"z symbols of shape {z_symbols.shape} for a latent of {size}")
         indexes, means = self._conditionals(z_symbols, size)
         y_symbols = self.quantize(np.asarray(y, np.float32), means)
+        del means  # the coder's peak memory is a few latents: free each as soon as done
         return (*self._z().encode_symbols(z_symbols),
                 rans.encode(y_symbols, self.y_tables, indexes))
+
+    def _hyper_latent(self, y: np.ndarray, z_size: tuple[int, int]) -> np.ndarray:
+        r""":math:`h_a(y)`, in bands of rows (the padded copy of ``y`` lives only here)."""
+        zh, zw = z_size
+        return _by_rows(self.hyper_analysis, _pad(y, (4 * zh, 4 * zw)), zh, 4, 1, self.band)
 
     def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
         _check_count(strings, self.strings)
         z_symbols = self._z().decode_symbols(strings[:1], self.z_size(size))
         indexes, means = self._conditionals(z_symbols, size)
         y_symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
+        del indexes
         return self.dequantize(y_symbols, means)
 
     def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -181,11 +186,11 @@ class HyperpriorCoder:
                       ) -> tuple[np.ndarray, np.ndarray]:
         """Scale indexes (integer, exact) and means (float) of :math:`\\hat y`, cropped to
         the latent's ``size``."""
-        h, w = size
         zh = z_symbols.shape[1]
-        indexes = _by_rows(self.scale_net.indexes, z_symbols, zh, 1, 4, self.band)
-        means = _by_rows(self.hyper_mean, z_symbols.astype(np.float32), zh, 1, 4, self.band)
-        return np.ascontiguousarray(indexes[:, :h, :w]), means[:, :h, :w]
+        indexes = _by_rows(self.scale_net.indexes, z_symbols, zh, 1, 4, self.band, size)
+        means = _by_rows(self.hyper_mean, z_symbols.astype(np.float32), zh, 1, 4, self.band,
+                         size)
+        return indexes, means
 
 
 @dataclass(frozen=True)
@@ -197,20 +202,36 @@ class CheckerboardCoder(HyperpriorCoder):
 
     mean_context: Network | None = None
 
+    # Both directions run the context on bands of ``4 * band`` latent rows, each with
+    # CONTEXT_HALO rows around it, writing into the one output array: its memory follows the
+    # image's width, as the hyper transforms' does, not its area.
+
     def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
-        anchors = np.rint(y - means).astype(np.float32) + means  # as dequantize sees them
-        return np.rint(y - self._context_means(anchors, means)).astype(np.int32)
+        symbols = np.empty(y.shape, np.int32)
+        for rows, around, inner in _row_bands(y.shape[1], 4 * self.band, CONTEXT_HALO):
+            near = means[:, around]
+            anchors_hat = np.rint(y[:, around] - near).astype(np.float32) + near  # as decoded
+            coded = self._context_means(anchors_hat, near, around.start)[:, inner]
+            symbols[:, rows] = np.rint(y[:, rows] - coded)
+        return symbols
 
     def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
-        values = symbols.astype(np.float32)
-        return (values + self._context_means(values + means, means)).astype(np.float32)
+        y_hat = np.empty(symbols.shape, np.float32)
+        for rows, around, inner in _row_bands(symbols.shape[1], 4 * self.band, CONTEXT_HALO):
+            near = means[:, around]
+            values = symbols[:, around].astype(np.float32)
+            coded = self._context_means(values + near, near, around.start)[:, inner]
+            y_hat[:, rows] = values[:, inner] + coded
+        return y_hat
 
-    def _context_means(self, y_hat: np.ndarray, means: np.ndarray) -> np.ndarray:
-        """The means every element is coded around: the anchors' own, the others'
-        corrected from the anchors of ``y_hat`` (its other values are not read)."""
+    def _context_means(self, y_hat: np.ndarray, means: np.ndarray, first_row: int = 0
+                       ) -> np.ndarray:
+        """The means every element of rows ``first_row...`` of the latent is coded around:
+        the anchors' own, the others' corrected from the anchors of ``y_hat`` (its other
+        values are not read)."""
         if self.mean_context is None:
             raise ValueError("a checkerboard coder needs its mean_context network")
-        mask = anchors(means.shape[1:])
+        mask = anchors(means.shape[1:], first_row)
         seen = np.where(mask, y_hat, means).astype(np.float32)
         correction = self.mean_context(seen)
         return np.where(mask, means, means + correction).astype(np.float32)
@@ -228,11 +249,17 @@ class CheckerboardCoder(HyperpriorCoder):
                           networks["mean_context"])
 
 
-def anchors(size: tuple[int, int]) -> np.ndarray:
+def anchors(size: tuple[int, int], first_row: int = 0) -> np.ndarray:
     """``(h, w)`` bool: the checkerboard's anchors, the positions with :math:`i + j` even,
-    which a :class:`CheckerboardCoder` codes without context."""
+    which a :class:`CheckerboardCoder` codes without context; ``first_row``: of the rows
+    from that one on (a band's)."""
     h, w = size
-    return (np.arange(h)[:, None] + np.arange(w)[None]) % 2 == 0
+    return (np.arange(first_row, first_row + h)[:, None] + np.arange(w)[None]) % 2 == 0
+
+
+#: Latent rows a band of the context needs on each side: its first convolution is at most
+#: 7x7 (:class:`~slimcodec.models.CheckerboardSlimCAE` refuses a larger one), the rest 1x1.
+CONTEXT_HALO = 3
 
 
 #: Rows of context (in rows of z) a band of the hyper transforms needs on each
@@ -242,19 +269,35 @@ def anchors(size: tuple[int, int]) -> np.ndarray:
 HYPER_HALO = 3
 
 
-def _by_rows(fn: Network, x: np.ndarray, rows: int, rows_in: int, rows_out: int,
-             band: int) -> np.ndarray:
-    r"""``fn`` over ``x`` in bands of ``band`` rows of :math:`\hat z` (``rows`` in all):
-    ``x`` has ``rows_in`` rows per row of :math:`\hat z`, the output ``rows_out``."""
-    if rows <= band:
-        return fn(x)
-    parts = []
+def _row_bands(rows: int, band: int, halo: int) -> Iterator[tuple[slice, slice, slice]]:
+    """Bands of ``band`` of ``rows`` rows: each band's rows, the rows around them that a
+    network with ``halo`` rows of reach reads (clipped to the array), and the band's rows
+    within those."""
     for start in range(0, rows, band):
         stop = min(start + band, rows)
-        lo, hi = max(start - HYPER_HALO, 0), min(stop + HYPER_HALO, rows)
-        out = fn(np.ascontiguousarray(x[:, lo * rows_in : hi * rows_in]))
-        parts.append(out[:, (start - lo) * rows_out : (stop - lo) * rows_out])
-    return np.concatenate(parts, axis=1)
+        lo, hi = max(start - halo, 0), min(stop + halo, rows)
+        yield slice(start, stop), slice(lo, hi), slice(start - lo, stop - lo)
+
+
+def _by_rows(fn: Network, x: np.ndarray, rows: int, rows_in: int, rows_out: int,
+             band: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    r"""``fn`` over ``x`` in bands of ``band`` rows of :math:`\hat z` (``rows`` in all):
+    ``x`` has ``rows_in`` rows per row of :math:`\hat z`, the output ``rows_out``;
+    ``size``: crop the output to these rows and columns (each band is written into it)."""
+    if rows <= band:
+        out = fn(x)
+        return out if size is None else np.ascontiguousarray(out[:, :size[0], :size[1]])
+    whole = None
+    for part, around, inner in _row_bands(rows, band, HYPER_HALO):
+        out = fn(np.ascontiguousarray(x[:, around.start * rows_in : around.stop * rows_in]))
+        out = out[:, inner.start * rows_out : inner.stop * rows_out]
+        if whole is None:
+            h, w = (rows * rows_out, out.shape[2]) if size is None else size
+            whole = np.empty((out.shape[0], h, w), out.dtype)
+        top = part.start * rows_out
+        kept = max(0, min(out.shape[1], whole.shape[1] - top))
+        whole[:, top : top + kept] = out[:, :kept, :whole.shape[2]]
+    return whole
 
 
 def _pad(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:

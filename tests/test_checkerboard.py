@@ -116,6 +116,38 @@ def test_non_anchor_means_read_only_the_anchors(codec):
     torch.testing.assert_close(corrected, again)
 
 
+def test_context_in_row_bands_codes_as_one_pass_over_the_whole_latent(codec):
+    """A latent of 25 rows in bands of 4 (``band=1`` row of z): the context never sees more
+    than a band and its halo, bands start on rows of both parities, and the strings and the
+    decoded latent are those of one pass over the whole latent."""
+    from dataclasses import replace
+
+    from slimcodec.latent import CONTEXT_HALO
+
+    model = codec.model
+    rgb = natural_like(400, 48, seed=5)
+    with codec.operating_point(WIDTHS[0], RANGES[0][1]):
+        whole = replace(model.latent_coder(), band=1 << 30)
+        seen = []
+
+        def context(x):
+            seen.append(x.shape[1])
+            return whole.mean_context(x)
+
+        banded = replace(whole, band=1, mean_context=context)
+        y = _latent(model, rgb)[0].numpy()
+        strings = whole.encode(y)
+        assert banded.encode(y) == strings
+        np.testing.assert_array_equal(banded.decode(strings, y.shape[1:]),
+                                      whole.decode(strings, y.shape[1:]))
+        assert max(seen) <= 4 + 2 * CONTEXT_HALO and len(seen) >= 2 * (y.shape[1] // 4)
+
+
+def test_a_context_wider_than_the_bands_halo_is_refused():
+    with pytest.raises(ValueError, match="context_kernel 9"):
+        CheckerboardSlimCAE(widths=WIDTHS, lambda_ranges=RANGES, context_kernel=9)
+
+
 def test_edge_runtime_cross_decodes_checkerboard_files(codec, tmp_path):
     from slimcodec_edge.edge import EdgeCodec
     from slimcodec_edge.onnx_export import export_bundle

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimcodec.latent import anchors
+from slimcodec.latent import CONTEXT_HALO, anchors
 from slimcodec.layers import SlimConv2d, Slimmable
 
 from .hyperprior import HyperpriorSlimCAE, numpy_network
@@ -68,7 +68,7 @@ class CheckerboardSlimCAE(HyperpriorSlimCAE):
 
     Args:
         context_kernel: the context's first convolution's size (5: each non-anchor sees
-            the 12 anchors within two positions).
+            the 12 anchors within two positions; at most 7).
         others: as :class:`~slimcodec.models.HyperpriorSlimCAE`.
     """
 
@@ -79,8 +79,10 @@ class CheckerboardSlimCAE(HyperpriorSlimCAE):
 
     def __init__(self, *args: Any, context_kernel: int = 5, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if context_kernel < 1 or context_kernel % 2 == 0:
-            raise ValueError(f"context_kernel {context_kernel} must be odd and positive")
+        if context_kernel < 1 or context_kernel % 2 == 0 or context_kernel > 2 * CONTEXT_HALO + 1:
+            raise ValueError(f"context_kernel {context_kernel} must be odd, from 1 to "
+                             f"{2 * CONTEXT_HALO + 1} (the coder runs it on bands of rows "
+                             f"with {CONTEXT_HALO} rows around them)")
         self.context_kernel = int(context_kernel)
         self.mean_context = MeanContext(self.widths, self.context_kernel)
         self._slimmable = tuple(m for m in self.modules() if isinstance(m, Slimmable))
