@@ -9,18 +9,23 @@ tile), as before tiling, and is only run where it fits in memory. The PSNR colum
 both decodes of the same file with the source.
 
     python benchmarks/memory.py [--model M (default: the default model)] [--sizes 1 12 48] \
-        [--width 192] [--whole-up-to 12] [--against DIR [--against-label LABEL]]
+        [--width 192] [--whole-up-to 12] [--against DIR [--against-label LABEL]] \
+        [--runtime torch|edge]
+
+``--runtime edge`` measures the torch-free edge runtime (``slimcodec_edge.EdgeCodec``, all
+threads) on a bundle of the model exported once at the start, instead of ``Codec``.
 
 ``--against DIR`` also codes each image tiled with another checkout's code (its children run
-in DIR, so they import DIR's ``slimcodec``; it needs its compiled coder, as after
-``tools/with-venv.sh true`` there), side by side in the same run: e.g. a commit before a
-change, ``git worktree add ../before COMMIT``.
+in DIR, so they import DIR's ``slimcodec`` and, from its ``export/``, ``slimcodec_edge``; it
+needs its compiled coder, as after ``tools/with-venv.sh true`` there), side by side in the
+same run: e.g. a commit before a change, ``git worktree add ../before COMMIT``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,16 +38,26 @@ from slimcodec.zoo import DEFAULT_MODEL
 CHILD = r"""
 import json, sys, time, warnings
 warnings.filterwarnings("ignore")
+import importlib.util, os
 import numpy as np
 from PIL import Image
-from slimcodec.codec import Codec
-from slimcodec.zoo import load_model
+if os.path.isfile("export/__init__.py"):  # this checkout's edge runtime, as its slimcodec
+    spec = importlib.util.spec_from_file_location("slimcodec_edge", "export/__init__.py",
+                                                  submodule_search_locations=["export"])
+    sys.modules["slimcodec_edge"] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sys.modules["slimcodec_edge"])
 def status(key):  # kB; VmHWM is this process's own peak (ru_maxrss inherits the parent's)
     for line in open("/proc/self/status"):
         if line.startswith(key + ":"):
             return int(line.split()[1])
 mode, src, slc, out, width, tile, name = sys.argv[1:8]
-codec = Codec(load_model(name), tile=int(tile), max_pixels=1 << 28)
+if name.startswith("edge:"):  # the torch-free runtime on an exported bundle
+    from slimcodec_edge.edge import EdgeCodec
+    codec = EdgeCodec(name[5:], tile=int(tile), max_pixels=1 << 28)
+else:
+    from slimcodec.codec import Codec
+    from slimcodec.zoo import load_model
+    codec = Codec(load_model(name), tile=int(tile), max_pixels=1 << 28)
 rgb = np.load(src, mmap_mode="r") if mode == "encode" else None
 codec.decode_rgb(codec.encode_rgb(np.zeros((16, 16, 3), np.uint8), int(width)))  # warm up
 base = status("VmHWM")
@@ -103,14 +118,25 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/slimcodec-memory")
     p.add_argument("--against", type=Path, help="another checkout to measure side by side")
     p.add_argument("--against-label", default=None, help="its name in the table")
+    p.add_argument("--runtime", choices=("torch", "edge"), default="torch")
     args = p.parse_args()
+    work = Path(args.work).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    coder = args.model
+    if args.runtime == "edge":
+        from slimcodec_edge.onnx_export import export_bundle
+
+        from slimcodec.zoo import load_model
+
+        bundle = work / f"bundle-{args.model}"
+        shutil.rmtree(bundle, ignore_errors=True)  # never a stale export
+        export_bundle(load_model(args.model), bundle, args.model)
+        coder = f"edge:{bundle}"
     label = args.against_label or (args.against.name if args.against else None)
     columns = list(COLUMNS)
     if args.against:
         columns[4:4] = [f"tiled encode MiB ({label})", f"tiled decode MiB ({label})"]
     same = []
-    work = Path(args.work).resolve()
-    work.mkdir(parents=True, exist_ok=True)
     rows = []
     for mp in args.sizes:
         rgb = test_image(mp)
@@ -122,8 +148,8 @@ def main() -> None:
             if how == "whole" and mp > args.whole_up_to:
                 continue
             slc, out = work / f"{mp}-{how}.slc", work / f"{mp}-{how}.npy"
-            enc = child("encode", str(src), str(slc), str(out), str(args.width), tile, args.model)
-            dec = child("decode", str(src), str(slc), str(out), str(args.width), tile, args.model)
+            enc = child("encode", str(src), str(slc), str(out), str(args.width), tile, coder)
+            dec = child("decode", str(src), str(slc), str(out), str(args.width), tile, coder)
             decoded = np.load(out)
             result[how] = (enc, dec, psnr(rgb, decoded), decoded,
                            8 * slc.stat().st_size / (h * w))
@@ -134,9 +160,9 @@ def main() -> None:
         if args.against:
             slc, out = work / f"{mp}-against.slc", work / f"{mp}-against.npy"
             a_enc = child("encode", str(src), str(slc), str(out), str(args.width), "32",
-                          args.model, cwd=args.against)
+                          coder, cwd=args.against)
             a_dec = child("decode", str(src), str(slc), str(out), str(args.width), "32",
-                          args.model, cwd=args.against)
+                          coder, cwd=args.against)
             same.append(slc.read_bytes() == (work / f"{mp}-tiled.slc").read_bytes()
                         and np.array_equal(np.load(out), result["tiled"][3]))
             print(label, mp, a_enc, a_dec, flush=True)
@@ -157,9 +183,12 @@ The ({label}) columns: the same images coded tiled by the checkout `{args.agains
 same run; its files and decoded images are {"the same" if all(same) else "**not** the same"}
 as this checkout's, byte for byte.
 """
-    body = f"""## Memory: tiled coding of large images (`{args.model}`, width {args.width})
+    runtime = "" if args.runtime == "torch" else ", the edge runtime"
+    body = f"""## Memory: tiled coding of large images (`{args.model}`{runtime}, width {args.width})
 
-Peak RSS of a child process above its peak with the model loaded (`VmHWM`, MiB), for
+Peak RSS of a child process above its peak with the model loaded (`VmHWM`, MiB; {
+"`slimcodec.codec.Codec`" if args.runtime == "torch" else
+"`slimcodec_edge.EdgeCodec` on a bundle exported once, all threads"}), for
 encoding and decoding photo-like images (the bundled sample, mirrored to size). "Whole" is
 the transforms run on the whole image at once, as before tiling; it is not run above
 {args.whole_up_to:g} MP. Each way encodes and decodes its own file; ΔPSNR is tiled minus
@@ -177,7 +206,8 @@ transforms' working set is that of one 512x512 tile plus halo. At 1 MP the figur
 small enough that the allocator's and the thread pools' own growth, which moves them by tens
 of MiB from run to run, is most of them. The CLI refuses images over `--max-pixels`
 (default 67,108,864) before allocating them."""
-    write_section(f"memory-{args.model}", body)
+    write_section(f"memory-{args.model}" + ("-edge" if args.runtime == "edge" else ""),
+                  body)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,12 @@ def test_edge_runtime_cross_decodes_checkerboard_files(codec, tmp_path):
             theirs, _ = writer.decode_rgb(data)
             diff = np.abs(ours.astype(int) - theirs.astype(int))
             assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+    # the coder's networks, run on bands as wide as the image, keep no arena between runs;
+    # the tiled transforms do
+    arenas = {kind: edge.session(WIDTHS[0], kind).get_session_options().enable_cpu_mem_arena
+              for kind in ("analysis", "synthesis", *edge.bundle.coder_graphs)}
+    assert arenas == {"analysis": True, "synthesis": True, "hyper_analysis": False,
+                      "hyper_mean": False, "mean_context": False}
 
 
 def test_refinement_codes_checkerboard_files_no_worse(codec):

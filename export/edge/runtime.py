@@ -71,6 +71,14 @@ class EdgeCodec:
         self.options.intra_op_num_threads = int(threads)
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
+        # The coder's networks run on bands of rows as wide as the image: an arena would keep
+        # each session's largest band allocated for the codec's life (on a 12 MP decode,
+        # about 110 MiB), so they allocate and free per run, as the tiled transforms'
+        # repeated same-size tiles do not need to.
+        self.coder_options = ort.SessionOptions()
+        for name in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level"):
+            setattr(self.coder_options, name, getattr(self.options, name))
+        self.coder_options.enable_cpu_mem_arena = False
         self._sessions: dict[tuple[int, str, int], ort.InferenceSession] = {}
         self._coders: dict[tuple[int, int, int], LatentCoder] = {}
 
@@ -107,8 +115,10 @@ class EdgeCodec:
             path = (self.bundle.mixture_graph(width) if kind == "mix"
                     else self.bundle.graph(width, kind, int8, domain))
             try:
+                options = (self.coder_options if kind in self.bundle.coder_graphs
+                           else self.options)
                 self._sessions[key] = ort.InferenceSession(
-                    str(path), self.options, providers=["CPUExecutionProvider"])
+                    str(path), options, providers=["CPUExecutionProvider"])
             except Exception as exc:  # onnxruntime raises its own exception types
                 raise BundleError(f"{path}: not a loadable graph ({exc})") from None
         return self._sessions[key]
