@@ -72,9 +72,9 @@ class EdgeCodec:
         self.options.inter_op_num_threads = 1
         self.options.log_severity_level = 3
         # The coder's networks run on bands of rows as wide as the image: an arena would keep
-        # each session's largest band allocated for the codec's life (on a 12 MP decode,
-        # about 110 MiB), so they allocate and free per run, as the tiled transforms'
-        # repeated same-size tiles do not need to.
+        # each session's largest band allocated for the codec's life, so they allocate and
+        # free per run. The tiled transforms keep theirs: their tiles repeat one size, so it
+        # holds one tile's working set, reused rather than reallocated for every tile.
         self.coder_options = ort.SessionOptions()
         for name in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level"):
             setattr(self.coder_options, name, getattr(self.options, name))
