@@ -89,6 +89,13 @@ def child(*args: str, cwd: Path | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def code(src: Path, slc: Path, out: Path, width: int, tile: str, coder: str,
+         cwd: Path | None = None) -> tuple[dict, dict]:
+    """Encode ``src`` to ``slc``, then decode it to ``out``, each in its own child."""
+    args = (str(src), str(slc), str(out), str(width), tile, coder)
+    return child("encode", *args, cwd=cwd), child("decode", *args, cwd=cwd)
+
+
 def test_image(megapixels: float) -> np.ndarray:
     """A photo-like image of about ``megapixels`` at 4:3: the bundled sample, mirrored."""
     from slimcodec.cli import sample_image
@@ -148,8 +155,7 @@ def main() -> None:
             if how == "whole" and mp > args.whole_up_to:
                 continue
             slc, out = work / f"{mp}-{how}.slc", work / f"{mp}-{how}.npy"
-            enc = child("encode", str(src), str(slc), str(out), str(args.width), tile, coder)
-            dec = child("decode", str(src), str(slc), str(out), str(args.width), tile, coder)
+            enc, dec = code(src, slc, out, args.width, tile, coder)
             decoded = np.load(out)
             result[how] = (enc, dec, psnr(rgb, decoded), decoded,
                            8 * slc.stat().st_size / (h * w))
@@ -159,10 +165,7 @@ def main() -> None:
         row = f"| {h * w / 1e6:.1f} ({w}x{h}) | {bpp:.3f} | {mib(t_enc):.0f} | {mib(t_dec):.0f} | "
         if args.against:
             slc, out = work / f"{mp}-against.slc", work / f"{mp}-against.npy"
-            a_enc = child("encode", str(src), str(slc), str(out), str(args.width), "32",
-                          coder, cwd=args.against)
-            a_dec = child("decode", str(src), str(slc), str(out), str(args.width), "32",
-                          coder, cwd=args.against)
+            a_enc, a_dec = code(src, slc, out, args.width, "32", coder, cwd=args.against)
             same.append(slc.read_bytes() == (work / f"{mp}-tiled.slc").read_bytes()
                         and np.array_equal(np.load(out), result["tiled"][3]))
             print(label, mp, a_enc, a_dec, flush=True)

@@ -202,27 +202,34 @@ class CheckerboardCoder(HyperpriorCoder):
 
     mean_context: Network | None = None
 
-    # Both directions run the context on bands of ``4 * band`` latent rows, each with
-    # CONTEXT_HALO rows around it, writing into the one output array: its memory follows the
-    # image's width, as the hyper transforms' does, not its area.
-
     def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
+        def anchors_hat(rows: slice, near: np.ndarray) -> np.ndarray:  # as decoded
+            return np.rint(y[:, rows] - near).astype(np.float32) + near
+
         symbols = np.empty(y.shape, np.int32)
-        for rows, around, inner in _row_bands(y.shape[1], 4 * self.band, CONTEXT_HALO):
-            near = means[:, around]
-            anchors_hat = np.rint(y[:, around] - near).astype(np.float32) + near  # as decoded
-            coded = self._context_means(anchors_hat, near, around.start)[:, inner]
+        for rows, coded in self._banded_means(anchors_hat, means):
             symbols[:, rows] = np.rint(y[:, rows] - coded)
         return symbols
 
     def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
+        def decoded(rows: slice, near: np.ndarray) -> np.ndarray:
+            return symbols[:, rows].astype(np.float32) + near
+
         y_hat = np.empty(symbols.shape, np.float32)
-        for rows, around, inner in _row_bands(symbols.shape[1], 4 * self.band, CONTEXT_HALO):
-            near = means[:, around]
-            values = symbols[:, around].astype(np.float32)
-            coded = self._context_means(values + near, near, around.start)[:, inner]
-            y_hat[:, rows] = values[:, inner] + coded
+        for rows, coded in self._banded_means(decoded, means):
+            y_hat[:, rows] = symbols[:, rows].astype(np.float32) + coded
         return y_hat
+
+    def _banded_means(self, decoded: Callable[[slice, np.ndarray], np.ndarray],
+                      means: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
+        r""":meth:`_context_means` on bands of ``4 * band`` latent rows, each with
+        :data:`CONTEXT_HALO` rows around it, so that its memory follows the image's width,
+        as the hyper transforms' does, not its area: ``(rows, their means)`` per band.
+        ``decoded(rows, their hyper means)``: :math:`\hat y` of those rows (only its
+        anchors are read)."""
+        for rows, around, inner in _row_bands(means.shape[1], 4 * self.band, CONTEXT_HALO):
+            near = means[:, around]
+            yield rows, self._context_means(decoded(around, near), near, around.start)[:, inner]
 
     def _context_means(self, y_hat: np.ndarray, means: np.ndarray, first_row: int = 0
                        ) -> np.ndarray:

@@ -50,6 +50,17 @@ __all__ = ["DEFAULT_MAX_PIXELS", "EdgeCodec"]
 DEFAULT_MAX_PIXELS = 1 << 26  # as slimcodec.codec.DEFAULT_MAX_PIXELS (which imports torch)
 
 
+def _session_options(threads: int, arena: bool) -> ort.SessionOptions:
+    """onnxruntime options: ``threads`` intra-op threads (0: all cores), quiet, and a memory
+    arena or not."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(threads)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.enable_cpu_mem_arena = arena
+    return options
+
+
 class EdgeCodec:
     """Encode and decode slimcodec files with a bundle.
 
@@ -67,18 +78,12 @@ class EdgeCodec:
         self.int8 = int8
         self.max_pixels = int(max_pixels)
         self.tile = int(tile)
-        self.options = ort.SessionOptions()
-        self.options.intra_op_num_threads = int(threads)
-        self.options.inter_op_num_threads = 1
-        self.options.log_severity_level = 3
         # The coder's networks run on bands of rows as wide as the image: an arena would keep
         # each session's largest band allocated for the codec's life, so they allocate and
         # free per run. The tiled transforms keep theirs: their tiles repeat one size, so it
         # holds one tile's working set, reused rather than reallocated for every tile.
-        self.coder_options = ort.SessionOptions()
-        for name in ("intra_op_num_threads", "inter_op_num_threads", "log_severity_level"):
-            setattr(self.coder_options, name, getattr(self.options, name))
-        self.coder_options.enable_cpu_mem_arena = False
+        self.options = _session_options(threads, arena=True)
+        self.coder_options = _session_options(threads, arena=False)
         self._sessions: dict[tuple[int, str, int], ort.InferenceSession] = {}
         self._coders: dict[tuple[int, int, int], LatentCoder] = {}
 
