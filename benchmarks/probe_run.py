@@ -1,9 +1,11 @@
-"""A quick probe of a training run's last checkpoint against a shipped model: estimated bpp
+"""A quick probe of a training run's last checkpoint (or a model file, such as the one a GPU
+call brings back) against a shipped model: estimated bpp
 (from the likelihoods) and PSNR (unrounded reconstruction) at each width's lowest, middle and
 highest λ, averaged over a few held-out photos. Seconds on one thread, so it can look at a
 run while it trains; the real measurement is the model's benchmark.
 
     python benchmarks/probe_run.py ../runs-hp/hp --reference slimcae-vr5 [--images 3]
+    python benchmarks/probe_run.py runs-gpu/model.pt --reference slimcae-hpc
 
 At the same λ a run may sit elsewhere on its curve (more bits for more dB), so each point is
 also compared at equal PSNR: against the reference's curve at that width, traced at
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,7 +71,7 @@ def relaxed_bpp(model, xs: list[torch.Tensor], width: int, lmbda: float) -> floa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run")
+    p.add_argument("run", help="a training run's folder (its checkpoint) or a model file")
     p.add_argument("--reference", default="slimcae-vr5")
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--photos", default="../shared/data/photos")
@@ -85,7 +88,10 @@ def main() -> None:
     images = load_test_images(args.photos, (w, h))[: args.images]
     xs = [torch.from_numpy(rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255)
           for _, rgb in images]
-    model, step = checkpoint_model(args.run)
+    if Path(args.run).is_file():
+        model, step = load_model(args.run).eval(), "end"
+    else:
+        model, step = checkpoint_model(args.run)
     reference = load_model(args.reference).eval()
     print(f"{args.run} at step {step} against {args.reference}, {len(xs)} photos {args.crop}")
     print("width  λ        reference bpp / dB   run bpp / dB   rate change   at equal PSNR"

@@ -35,7 +35,31 @@ def test_the_device_call_leaves_room_for_the_photos(tmp_path):
     rounded, default = load_model(init), load_model(DEFAULT_MODEL)
     for (name, p), q in zip(rounded.named_parameters(), default.parameters(), strict=True):
         assert torch.equal(p, q.half().float()), name  # exactly the rounding, nothing else
-    wheel = 2**20  # compressai 1.2.8's cp312 wheel is 0.44 MB
+    wheel = 2**20  # the wheels (compressai 1.2.8, pytorch-msssim 1.0.0) are 0.48 MB
     fixed = pack.tracked_bytes(REPO) + init.stat().st_size + wheel
     assert pack.LIMIT - pack.MARGIN - fixed >= pack.MIN_DATA, (
         f"{fixed / 2**20:.1f} MiB travel before the photos")
+
+
+def test_the_device_run_imports_what_it_needs_without_the_install(tmp_path):
+    """A lent machine has no `pip install -e .`: train.sh's set-up must make everything the
+    run imports loadable from the checkout itself (a first GPU call once lost its minute's
+    trial to `slimcodec_edge`, export/'s installed name, being missing). Python is run with
+    -S here, so that the editable install's finder is not loaded: only PYTHONPATH counts."""
+    import site
+    import sys
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    (bare / "python3").chmod(0o755)
+    packages = ":".join(site.getsitepackages())  # torch, compressai: what the machine has
+    env = {"PATH": f"{bare}:/usr/bin:/bin", "PYTHONPATH": packages,
+           "PKGS": str(tmp_path / "pkgs"), "HOME": str(tmp_path)}
+    missing = subprocess.run([sys.executable, "-S", "-c", "import slimcodec_edge"], cwd=tmp_path,
+                             env=env, capture_output=True)
+    assert missing.returncode != 0, "the install is visible: the check below would prove nothing"
+    done = subprocess.run(["bash", "tools/device/train.sh", "check"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().endswith("ready")

@@ -1,8 +1,9 @@
 """Here, before a lent GPU machine is used: put what it lacks into the ignored folders that
 the `device` tool carries (see docs/gpu_training.md).
 
-* ``.whl/``: compressai 1.2.8's cp312 wheel (the machine has torch, torchvision and numpy,
-  not compressai);
+* ``.whl/``: compressai 1.2.8's cp312 wheel and pytorch-msssim's (the machine has torch,
+  torchvision, numpy and compressai's other needs, not these two; ``import compressai``
+  loads pytorch_msssim through its losses);
 * ``.device/init.pt``: the model the run starts from (``--init``, default the default
   model), its parameters rounded to float16 and stored so (``save_model_file(half=True)``:
   half the file; what the run starts from is then the rounded model, which a training step
@@ -38,7 +39,8 @@ from slimcodec.zoo.checkpoint import round_to_half
 LIMIT = 64 * 2**20
 MARGIN = 4 * 2**20  # for files the run itself adds, and the count's own slack
 MIN_DATA = 8 * 2**20  # below this, the photos would be too few pixels to train on
-WHEEL = "compressai==1.2.8"
+WHEELS = {"compressai-1.2.8-cp312-*.whl": "compressai==1.2.8",
+          "pytorch_msssim-1.0.0-*.whl": "pytorch-msssim==1.0.0"}
 
 
 def tracked_bytes(repo: Path) -> int:
@@ -84,10 +86,12 @@ def main() -> None:
     data = device / "data"
     device.mkdir(exist_ok=True)
     write_init(args.init, device / "init.pt")
-    if not list(wheels.glob("compressai-1.2.8-cp312-*.whl")):
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.12", "--implementation", "cp", "--platform",
-                        "manylinux_2_34_x86_64", "-d", str(wheels), WHEEL], check=True)
+    for pattern, wheel in WHEELS.items():
+        if not list(wheels.glob(pattern)):
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
+                            "--only-binary=:all:", "--python-version", "3.12", "--implementation",
+                            "cp", "--platform", "manylinux_2_34_x86_64", "-d", str(wheels), wheel],
+                           check=True)
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     images = []

@@ -17,6 +17,7 @@
 #                                             $RUN/revived.pt (for INIT=)
 #   bash tools/device/train.sh watch SECONDS  follow the run for SECONDS, or until it ends
 #   bash tools/device/train.sh collect        the run's model file and metrics into $OUT
+#   bash tools/device/train.sh check          only the set-up, and the imports the run needs
 #
 # The run lives in /tmp/slimcodec-run on the machine: it survives between calls only while
 # the machine stays warm, so each call must follow the last within the tool's idle time.
@@ -26,12 +27,19 @@ set -euo pipefail
 RUN=${RUN:-/tmp/slimcodec-run}
 LOG=$RUN/train.log
 
-setup() {
+setup() {  # what `pip install -e .` gives here, from the carried wheels and the checkout
   if ! python3 -c "import compressai" 2>/dev/null; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target /tmp/site .whl/*.whl
   fi
-  export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1
+  # export/ installs as slimcodec_edge (pyproject's package-dir), which the CLI imports: on a
+  # bare machine a link under that name stands in for the install.
+  local pkgs=${PKGS:-/tmp/slimcodec-pkgs}
+  mkdir -p "$pkgs" && ln -sfn "$PWD/export" "$pkgs/slimcodec_edge"
+  export PYTHONPATH=/tmp/site:$PWD:$pkgs${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+  # Fail in seconds, not after the minute's trial, when something the run imports is missing.
+  python3 -c "import compressai, slimcodec.commands, slimcodec_edge.select" ||
+    { echo "the run cannot import what it needs: see above" >&2; exit 1; }
 }
 
 running() { pgrep -f "slimcodec train" >/dev/null; }
@@ -115,6 +123,10 @@ PY
 }
 
 case ${1:-} in
+check)
+  setup
+  echo "ready"
+  ;;
 oneshot)
   oneshot "${2:-}"
   ;;
@@ -155,7 +167,7 @@ collect)
   ls -l "$OUT"
   ;;
 *)
-  sed -n '2,20p' "$0"
+  sed -n '2,/^set /{/^#/p}' "$0"
   exit 2
   ;;
 esac
