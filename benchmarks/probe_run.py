@@ -5,7 +5,7 @@ highest λ, averaged over a few held-out photos. Seconds on one thread, so it ca
 run while it trains; the real measurement is the model's benchmark.
 
     python benchmarks/probe_run.py ../runs-hp/hp --reference slimcae-vr5 [--images 3]
-    python benchmarks/probe_run.py runs-gpu/model.pt --reference slimcae-hpc
+    python benchmarks/probe_run.py ../runs-gpu/model.pt --reference slimcae-hpc
 
 At the same λ a run may sit elsewhere on its curve (more bits for more dB), so each point is
 also compared at equal PSNR: against the reference's curve at that width, traced at
