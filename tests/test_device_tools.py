@@ -2,7 +2,9 @@
 
 import importlib.util
 import shutil
+import site
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -46,9 +48,6 @@ def test_the_device_run_imports_what_it_needs_without_the_install(tmp_path):
     run imports loadable from the checkout itself (a first GPU call once lost its minute's
     trial to `slimcodec_edge`, export/'s installed name, being missing). Python is run with
     -S here, so that the editable install's finder is not loaded: only PYTHONPATH counts."""
-    import site
-    import sys
-
     bare = tmp_path / "bin"
     bare.mkdir()
     (bare / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
