@@ -20,7 +20,15 @@ import argparse
 import time
 
 import numpy as np
-from common import FIGURES, fmt, load_test_images, parse_crop, table_head, write_section
+from common import (
+    FIGURES,
+    fmt,
+    held_out_screens,
+    load_test_images,
+    parse_crop,
+    table_head,
+    write_section,
+)
 
 from slimcodec.api import codec_for
 from slimcodec.rate_control import lambdas_for_eval
@@ -32,7 +40,8 @@ from slimcodec.utils.rd import bd_rate, psnr_at_rate
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default="../shared/data/photos",
-                   help="test photos (default: the shared photos, from the repository root)")
+                   help="test photos (default: the shared photos, from the repository "
+                        "root), or `screens`: the benchmarks' held-out generated screens")
     p.add_argument("--crop", default="256x256")
     p.add_argument("--count", type=int, default=2, help="images used (the first N)")
     p.add_argument("--model", default="slimcae-vr5")
@@ -47,7 +56,8 @@ def main() -> None:
                    help="the RESULTS.md section (default: refine)")
     args = p.parse_args()
     crop = parse_crop(args.crop)
-    images = load_test_images(args.images, crop)[: args.count]
+    images = (held_out_screens(args.count, crop or (768, 512)) if args.images == "screens"
+              else load_test_images(args.images, crop)[: args.count])
     codec = codec_for(args.model)
     lrs = args.lr or [None]
     # (label, steps, relaxation, step size); plain encoding is the first
@@ -102,6 +112,14 @@ def main() -> None:
                 (b0, q0), (b1, q1) = plain[0], refined[0]
                 cells.append(f"{(b1 / b0 - 1) * 100:+.1f}% bpp, {q1 - q0:+.2f} dB / {ratio:.0f}x")
         rows.append("| " + " | ".join(cells) + " |")
+    # The widest width's points themselves: where a curve is flat (screens), a BD-rate says
+    # little and the PSNR each setting reaches says more.
+    top = widths[0]
+    points = "\n".join(
+        f"| {'—' if lam is None else f'{lam:.3g}'} | " + " | ".join(
+            "{:.3f} bpp, {:.2f} dB".format(*results[(top, lam, label)][:2])
+            for label, *_ in settings) + " |"
+        for lam in sorted({lam for w, lam, _ in results if w == top}, key=lambda v: v or 0))
     figure = f"{args.name}.png"
     _plot(gains, args.model, figure)
     h, w = images[0][1].shape[:2]
@@ -122,6 +140,11 @@ predicted (`tests/test_refine.py`).
 
 {table_head(["width", *columns])}
 {chr(10).join(rows)}
+
+Width {top}, each point (mean rate of the files, mean PSNR):
+
+{table_head(["λ", "plain", *columns])}
+{points}
 
 ![gain against steps](figures/{figure})"""
     write_section(args.name, body)

@@ -570,6 +570,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--log-every", type=int, default=d["log_every"],
                    help="write the log every K steps; K > 1: steps without host "
                         "synchronisation (for a GPU)")
+    t.add_argument("--compile", action="store_true",
+                   help="compile the step (torch.compile): fewer, fused kernels on a GPU; "
+                        "the first step takes minutes")
     t.add_argument("--checkpoint-every", type=int, default=d["checkpoint_every"])
     t.add_argument("--time-limit", type=float, metavar="SECONDS",
                    help="stop after this long in this session: checkpoint and model file at "

@@ -9,6 +9,7 @@ from PIL import Image
 
 from slimcodec.bitstream import unpack
 from slimcodec.codec import Codec
+from slimcodec.latent import anchors
 from slimcodec.models import CheckerboardSlimCAE
 from slimcodec.models.checkerboard import anchor_mask
 from slimcodec.training.trainer import init_from
@@ -238,3 +239,8 @@ def test_int8_bundle_quantises_the_context_and_decodes_float_files(codec, tmp_pa
     data = floats.encode_rgb(natural_like(45, 70, seed=9), 8)
     y_int8, y_float = ints.decode_latent(data)[0], floats.decode_latent(data)[0]
     assert 0 < np.abs(y_int8 - y_float).max() < 0.25
+
+
+@pytest.mark.parametrize("size", [(1, 1), (6, 7), (7, 6), (32, 48)])
+def test_the_model_s_anchor_mask_is_the_coder_s(size):
+    np.testing.assert_array_equal(anchor_mask(size).numpy(), anchors(size))

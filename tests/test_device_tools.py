@@ -15,11 +15,15 @@ from slimcodec.zoo import DEFAULT_MODEL, load_model
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _pack():
-    spec = importlib.util.spec_from_file_location("pack", REPO / "tools" / "device" / "pack.py")
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "device" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _pack():
+    return _tool("pack")
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists()
@@ -62,3 +66,16 @@ def test_the_device_run_imports_what_it_needs_without_the_install(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().endswith("ready")
+
+
+def test_the_run_compiles_its_step_only_when_that_buys_steps_in_its_time():
+    """The trial's compiled step counts its compilation against the run's time."""
+    plan = _tool("plan_run").plan
+    trial = {"device": {"steps_per_s": 6.0, "first_step_s": 2.0},
+             "device-compiled": {"steps_per_s": 12.0, "first_step_s": 120.0}}
+    assert plan(trial, "device", 400) == (int(0.9 * 12 * 280), True)
+    assert plan(trial, "device", 200) == (int(0.9 * 6 * 200), False)  # 960 < 1200
+    bf16 = {**trial, "device-bf16": {"steps_per_s": 7.0, "first_step_s": 2.0}}
+    assert plan(bf16, "device-bf16", 400) == (int(0.9 * 7 * 400), False)  # not tried compiled
+    no_compiler = {"device": trial["device"]}  # (the trial's compiled step failed)
+    assert plan(no_compiler, "device", 400) == (int(0.9 * 6 * 400), False)

@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from helpers import natural_like
 from PIL import Image
 
@@ -135,6 +136,7 @@ def test_pad_and_crop():
     padded = pad_to_multiple(x, 16)
     assert padded.shape[-2:] == (32, 48)
     assert torch.equal(padded[..., 17:, :33], x[..., 16:17, :].expand(-1, -1, 15, -1))
+    assert torch.equal(padded, F.pad(x, (0, 15, 0, 15), mode="replicate"))
     assert torch.equal(crop(padded, (17, 33)), x)
     assert pad_to_multiple(padded, 16) is padded
 

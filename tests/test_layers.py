@@ -1,5 +1,6 @@
 import pytest
 import torch
+from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 from torch import nn
 
@@ -9,6 +10,7 @@ from slimcodec.layers import (
     SlimGDN,
     SlimGDNPlus,
     SwitchGDN,
+    SyncFreeEntropyBottleneck,
     make_gdn,
 )
 
@@ -161,3 +163,25 @@ def test_gdn_formula():
     beta, gamma = layer.effective_parameters()
     expected = x[0, :, 0, 0] / torch.sqrt(beta + gamma @ x[0, :, 0, 0] ** 2)
     torch.testing.assert_close(layer(x)[0, :, 0, 0], expected)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_sync_free_bottleneck_computes_what_compressai_s_does(training):
+    """Same weights, same noise: the same outputs, likelihoods and gradients as
+    compressai's EntropyBottleneck, whose state dict it loads as it is."""
+    torch.manual_seed(0)
+    ours, theirs = SyncFreeEntropyBottleneck(6), EntropyBottleneck(6)
+    for p in theirs.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 6, 5, 7) * 4
+    results = []
+    for module in (ours, theirs):
+        module.train(training)
+        xi = x.clone().requires_grad_()
+        torch.manual_seed(1)
+        outputs, likelihood = module(xi)
+        (likelihood.log().sum() + outputs.square().sum()).backward()
+        results.append((outputs, likelihood, xi.grad))
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)

@@ -1,5 +1,7 @@
-"""Slimmable layers: convolutions and GDN variants that share weights across widths."""
+"""Slimmable layers: convolutions and GDN variants that share weights across widths, and the
+factorized entropy bottleneck the models use."""
 
+from .entropy import SyncFreeEntropyBottleneck
 from .gdn import GDN_VARIANTS, SlimGDN, SlimGDNPlus, SwitchGDN, make_gdn
 from .modulation import LambdaModulation, LatentGain
 from .slimmable import SlimConv2d, SlimConvTranspose2d, Slimmable
@@ -14,5 +16,6 @@ __all__ = [
     "SlimGDNPlus",
     "Slimmable",
     "SwitchGDN",
+    "SyncFreeEntropyBottleneck",
     "make_gdn",
 ]

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from slimcodec.latent import CONTEXT_HALO, anchors
+from slimcodec.latent import CONTEXT_HALO
 from slimcodec.layers import SlimConv2d, Slimmable
 
 from .hyperprior import HyperpriorSlimCAE, numpy_network
@@ -41,8 +41,12 @@ __all__ = ["CheckerboardSlimCAE", "MeanContext", "anchor_mask"]
 
 def anchor_mask(size: tuple[int, int], device: torch.device | None = None) -> Tensor:
     """``(h, w)`` bool: True at the anchors, coded without context
-    (:func:`slimcodec.latent.anchors`, as a tensor)."""
-    return torch.from_numpy(anchors(size)).to(device)
+    (:func:`slimcodec.latent.anchors`, as a tensor).
+
+    Built on ``device`` itself: a mask copied from the host would make every training
+    step on a GPU wait for the copy."""
+    h, w = size
+    return (torch.arange(h, device=device)[:, None] + torch.arange(w, device=device)) % 2 == 0
 
 
 class MeanContext(nn.Module):

@@ -48,7 +48,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from compressai.entropy_models import GaussianConditional
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
@@ -60,6 +59,7 @@ from slimcodec.integer_scales import (
     IntegerScaleNet,
 )
 from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable
+from slimcodec.utils.tensors import pad_to_multiple
 
 from .modulated import DEFAULT_LAMBDA_RANGES, ModulatedSlimCAE
 from .slimcae import DEFAULT_WIDTHS, float32_entropy, quantised_tables
@@ -299,7 +299,7 @@ class HyperpriorSlimCAE(ModulatedSlimCAE):
             # As the coder does (slimcodec.latent): a latent whose sides are not multiples
             # of 4 is padded for the hyper transforms, and the predictions cropped back.
             h, w = y.shape[-2:]
-            z = self.hyper_analysis(F.pad(y, (0, -w % 4, 0, -h % 4), mode="replicate"))
+            z = self.hyper_analysis(pad_to_multiple(y, 4))
             eb = self.entropy_bottleneck
             z_hat, z_likelihoods = eb(z)
             coded_rate = self.training and self.ste_rate

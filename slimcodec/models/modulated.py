@@ -57,7 +57,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from slimcodec.bitstream.rate import anchor_index
-from slimcodec.layers import LambdaModulation, LatentGain, Slimmable
+from slimcodec.layers import LambdaModulation, LatentGain, Slimmable, SyncFreeEntropyBottleneck
 
 from .slimcae import DEFAULT_WIDTHS, SlimCAE
 
@@ -132,7 +132,7 @@ class ModulatedSlimCAE(SlimCAE):
         self.lambda_bounds = (lo, hi)
         w, k = self.widths, self.rate_anchors
         self.entropy_bottlenecks = nn.ModuleList(
-            EntropyBottleneck(c) for c in w for _ in range(k))
+            SyncFreeEntropyBottleneck(c) for c in w for _ in range(k))
         self.modulation_a = nn.ModuleList(LambdaModulation(w, hidden) for _ in range(3))
         self.modulation_s = nn.ModuleList(LambdaModulation(w, hidden) for _ in range(3))
         self.latent_gain = LatentGain(w) if latent_gain else None

@@ -38,7 +38,13 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from slimcodec.bitstream import rans
-from slimcodec.layers import SlimConv2d, SlimConvTranspose2d, Slimmable, make_gdn
+from slimcodec.layers import (
+    SlimConv2d,
+    SlimConvTranspose2d,
+    Slimmable,
+    SyncFreeEntropyBottleneck,
+    make_gdn,
+)
 
 __all__ = ["DEFAULT_WIDTHS", "SlimCAE"]
 
@@ -109,7 +115,7 @@ class SlimCAE(CompressionModel):
             make_gdn(gdn, w, inverse=True),
             SlimConvTranspose2d(w, 3, 9, stride=4),
         )
-        self.entropy_bottlenecks = nn.ModuleList(EntropyBottleneck(c) for c in w)
+        self.entropy_bottlenecks = nn.ModuleList(SyncFreeEntropyBottleneck(c) for c in w)
         # Collected once so that switching width is a loop over ints, nothing more.
         self._slimmable: tuple[Slimmable, ...] = tuple(
             m for m in self.modules() if isinstance(m, Slimmable)

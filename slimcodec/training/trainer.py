@@ -161,6 +161,12 @@ class TrainConfig:
     # metrics stay on the device until then, and a step whose gradient is not finite is
     # skipped on the device (fused Adam's found_inf) instead of by a host-side test.
     log_every: int = 1
+    # Compile the step's forward and backward (torch.compile, inductor): on a GPU, where a
+    # step of small convolutions is bound by launching its thousands of operations one by one,
+    # fused kernels are fewer launches. The first step compiles (minutes); the arithmetic
+    # differs from eager only by rounding (the same noise), so a run may resume with it on
+    # or off.
+    compile: bool = False
     checkpoint_every: int = 500
     # Seconds this session may train: then the run stops at a step's end, checkpoints and
     # writes its model file (a GPU slot's end); --resume continues it. None: no limit.
@@ -546,6 +552,13 @@ class Trainer:
         # others get no gradient in that step, which DDP must be told.
         self.net = (DistributedDataParallel(self.loss, find_unused_parameters=self.variable_rate)
                     if self.world > 1 else self.loss)
+        if cfg.compile:
+            # The quantisation noise from eager's generator, not inductor's own: the same
+            # draws as an eager step, so that a run resumes with --compile on or off.
+            import torch._inductor.config as inductor
+
+            inductor.fallback_random = True
+            self.net = torch.compile(self.net)
         main = [p for n, p in model.named_parameters()
                 if not n.endswith("quantiles") and p.requires_grad]
         # (Frozen quantiles get no gradient, so the aux step leaves them as they are.)

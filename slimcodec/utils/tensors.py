@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["crop", "from_tensor", "pad_to_multiple", "to_tensor"]
@@ -24,13 +23,17 @@ def from_tensor(x: Tensor) -> np.ndarray:
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Replicate-pad the bottom and right edges to a multiple of ``multiple``.
 
-    Replicating the border (rather than zeros) keeps the padding cheap to code.
+    Replicating the border (rather than zeros) keeps the padding cheap to code. The rows and
+    columns are gathered, which is what ``F.pad(mode="replicate")`` computes: inductor
+    (``slimcodec train --compile``) miscompiles the backward of that pad (torch 2.14).
     """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if ph == 0 and pw == 0:
         return x
-    return F.pad(x, (0, pw, 0, ph), mode="replicate")
+    rows = torch.arange(h + ph, device=x.device).clamp_(max=h - 1)
+    cols = torch.arange(w + pw, device=x.device).clamp_(max=w - 1)
+    return x.index_select(-2, rows).index_select(-1, cols)
 
 
 def crop(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -4,11 +4,13 @@
 # gives the whole procedure (the `device` tool's calls, and what to do with the result here).
 #
 #   bash tools/device/train.sh oneshot MIN    everything in one call, for a slot of 15 minutes:
-#                                             install compressai, a one-minute throughput
-#                                             trial (images/s, printed), a run of ARCH
+#                                             install compressai, a throughput trial
+#                                             (images/s, printed), a run of ARCH
 #                                             (slimcae-hpc) from .device/init.pt (pack.py)
 #                                             sized to end within MIN minutes of the call's
-#                                             start, its model file and log into $OUT
+#                                             start (COMPILE=1: compiled, if the trial
+#                                             says it pays), its model file and log into
+#                                             $OUT
 #   bash tools/device/train.sh start STEPS    install compressai, start the run detached, show
 #                                             its first minute (steps per second)
 #   bash tools/device/train.sh start auto:MIN the same, STEPS from a 90-second trial's speed so
@@ -69,13 +71,17 @@ oneshot() {  # MINUTES: trial, run, collect, in one call
   setup
   mkdir -p "$RUN"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-  local batch=${BATCH:-32} patch=${PATCH:-256} init=${INIT:-.device/init.pt}
+  local batch=${BATCH:-128} patch=${PATCH:-256} init=${INIT:-.device/init.pt}
   [ -f "$init" ] || python3 -c "import slimcodec.zoo as z, sys; z.load_model(sys.argv[1])" \
     "$init" || { echo "no model to start from: run tools/device/pack.py here first" >&2; return 1; }
-  # The trial: one minute for the three steps side by side (benchmarks/train_throughput.py).
-  python3 benchmarks/train_throughput.py --data .device/data --patch "$patch" \
-    --batch "$batch" --seconds 12 --warmup 4 --json "$OUT/trial.json" --no-write \
-    2>"$RUN/trial.log" | tee "$OUT/trial.md"
+  # The trial: the steps side by side, 16 s each after their first (benchmarks/
+  # train_throughput.py). COMPILE=1 adds the compiled step, whose first step compiles: minutes
+  # taken from the run whether or not the run then compiles (docs/gpu_training.md).
+  local configs="host device device-bf16"
+  [ "${COMPILE:-0}" = 1 ] && configs="$configs device-compiled"
+  python3 benchmarks/train_throughput.py --data .device/data --arch "${ARCH:-slimcae-hpc}" \
+    --patch "$patch" --batch "$batch" --seconds 12 --warmup 4 --configs $configs \
+    --json "$OUT/trial.json" --no-write 2>"$RUN/trial.log" | tee "$OUT/trial.md"
   local config=device
   [ "${PRECISION:-fp32}" = bf16 ] && config=device-bf16
   local left=$((minutes * 60 - (SECONDS - start) - 60))  # a minute for the model file
@@ -83,10 +89,12 @@ oneshot() {  # MINUTES: trial, run, collect, in one call
     echo "no time left to train after the trial: give oneshot more minutes" >&2
     return 1
   fi
-  local steps
-  steps=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))[sys.argv[2]]
-print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
-  echo "run: $steps steps of batch $batch at ${patch}² in about $((left / 60)) minutes"
+  # Its steps, and whether it compiles its step: if the trial's compilation taken out, the
+  # compiled step still makes more steps in the time left (tools/device/plan_run.py).
+  local steps compile
+  read -r steps compile < <(python3 tools/device/plan_run.py "$OUT/trial.json" "$config" "$left")
+  echo "run: $steps steps of batch $batch at ${patch}² in about $((left / 60)) minutes" \
+    "$([ "$compile" = 1 ] && echo "(compiled)")"
   # --time-limit stops the run in time with its model file; the timeout is a safety net
   # (then the last checkpoint becomes the model file, below).
   # The default model's λ ranges (its card): an --init must match them, unless BOUNDS gives other
@@ -102,7 +110,7 @@ print(max(1, int(r['steps_per_s'] * $left * 0.9)))" "$OUT/trial.json" "$config")
     --data .device/data ${MIX:+--mix $MIX} --out "$RUN/model" --steps "$steps" \
     --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --warmup "${WARMUP:-500}" \
     --seed "${SEED:-0}" --crops device --lambda-per image --log-every 50 \
-    --precision "${PRECISION:-fp32}" \
+    --precision "${PRECISION:-fp32}" $([ "$compile" = 1 ] && echo --compile) \
     --checkpoint-every 500 --time-limit $((left - 30)) --resume >"$LOG" 2>&1 \
     || echo "the run stopped early: $?"
   if [ ! -f "$RUN/model/model.pt" ] && [ -f "$RUN/model/checkpoint.pt" ]; then  # stopped by the
