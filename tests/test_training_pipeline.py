@@ -200,17 +200,22 @@ def test_a_step_with_a_non_finite_gradient_changes_nothing(images, tmp_path, mon
 
 class HostTraffic(TorchDispatchMode):
     """Records the operations that would make a GPU step wait: reading a tensor's value on
-    the host, which waits for everything queued before it, and building a tensor from host
-    data, which a blocking copy then takes to the device."""
+    the host (a scalar, or the size of a result that depends on the data, as boolean
+    indexing's), which waits for everything queued before it, and building a tensor from
+    host data, which a blocking copy then takes to the device."""
 
-    OPS = ("_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal", "lift_fresh")
+    OPS = ("_local_scalar_dense", "is_nonzero", "item", "nonzero", "equal", "masked_select",
+           "_unique2", "unique_consecutive", "lift_fresh")
+    INDEXING = ("index", "index_put", "index_put_", "_index_put_impl_")
 
     def __init__(self) -> None:
         super().__init__()
         self.ops: list[str] = []
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in self.OPS:
+        name = func.overloadpacket.__name__
+        if name in self.OPS or (name in self.INDEXING and any(
+                isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1])):
             self.ops.append(str(func))
         return func(*args, **(kwargs or {}))
 
