@@ -19,10 +19,11 @@ import argparse
 import json
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import torch
-from common import table_head, write_section
+from common import fmt, table_head, write_section
 
 from slimcodec.training import TrainConfig, Trainer
 
@@ -42,6 +43,26 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def host_waits(trainer: Trainer) -> int | None:
+    """How many times one step makes the host wait for a GPU (``torch.cuda``'s sync debug
+    mode, which warns at each synchronising call); None off a GPU, or if it cannot tell.
+    The CPU tests check the same of the operations themselves (test_training_pipeline)."""
+    if trainer.device.type != "cuda":
+        return None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                trainer.train_step()
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    except Exception as e:  # (a diagnostic: the throughput is measured all the same)
+        print(f"host waits not counted: {type(e).__name__}: {e}", flush=True)
+        return None
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
+
+
 def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict:
     """Steps and images a second of ``cfg``'s training step, after ``warmup`` seconds."""
     trainer = Trainer(cfg)
@@ -50,6 +71,7 @@ def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict
     trainer.run(1, checkpoint=False)
     synchronize(trainer.device)
     first_step = time.perf_counter() - started
+    waits = host_waits(trainer)
 
     def run_for(limit: float) -> tuple[int, float]:
         synchronize(trainer.device)
@@ -65,7 +87,7 @@ def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict
               if trainer.device.type == "cuda" else None)
     return {"steps_per_s": steps / elapsed, "images_per_s": steps * batch / elapsed,
             "steps": steps, "seconds": elapsed, "device": str(trainer.device),
-            "gpu_memory_gib": memory, "first_step_s": first_step}
+            "gpu_memory_gib": memory, "first_step_s": first_step, "host_waits": waits}
 
 
 def main() -> None:
@@ -96,16 +118,21 @@ def main() -> None:
                 print(f"{name}: failed: {type(e).__name__}: {e}", flush=True)
                 continue
             r = results[name]
+            waits = "" if r["host_waits"] is None else f", {r['host_waits']} host waits a step"
             print(f"{name}: {r['images_per_s']:.1f} images/s ({r['steps_per_s']:.2f} steps/s, "
-                  f"batch {batch}, {args.patch}², {r['device']})", flush=True)
+                  f"batch {batch}, {args.patch}², {r['device']}{waits})", flush=True)
     device = next(iter(results.values()))["device"]
     name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
     base = results.get("host", {}).get("images_per_s")
+    counted = any(r["host_waits"] is not None for r in results.values())  # (on a GPU)
     rows = "\n".join(
         f"| {k} | {r['batch']} | {r['first_step_s']:.1f} | {r['steps_per_s']:.2f} | "
         f"**{r['images_per_s']:.1f}** | "
         + (f"{r['images_per_s'] / base:.1f}x |" if base else "|")
+        + (f" {fmt(r['host_waits'], 'd')} |" if counted else "")
         for k, r in results.items())
+    waits_note = (" Host waits: the synchronising calls of one step, counted by "
+                  "`torch.cuda`'s sync debug mode." if counted else "")
     body = f"""## Training throughput ({name})
 
 `{args.arch}`, every width per image, {args.patch}² crops, {args.seconds:g} s per
@@ -113,10 +140,10 @@ configuration after {args.warmup:g} s of warm-up: `host` is the step as it was (
 the host, one λ per batch, a host check and log line per step), `device` the step for a GPU
 (`--crops device --lambda-per image --log-every 50`), `device-bf16` the same under bf16
 autocast (`--precision bf16`), `device-compiled` the same compiled (`--compile`); the first
-step (set-up, and compilation) is timed apart.
+step (set-up, and compilation) is timed apart.{waits_note}
 
 {table_head(["configuration", "batch", "first step (s)", "steps/s", "images/s",
-             "against host"])}
+             "against host", *(["host waits a step"] if counted else [])])}
 {rows}"""
     if args.json:
         args.json.write_text(json.dumps({"gpu": name, "patch": args.patch, **results}, indent=1))
