@@ -64,6 +64,7 @@ from torch import Tensor
 
 from slimcodec import tiling
 from slimcodec.models import SlimCAE
+from slimcodec.utils.tensors import pad_to_multiple
 
 __all__ = [
     "DEFAULT_LR",
@@ -253,9 +254,7 @@ class _HyperObjective:
         self.x = torch.from_numpy(tiling.padded_region(
             rgb, (0, -(-h // factor) * factor), (0, -(-w // factor) * factor)))[..., :h, :w]
         self.y_shape = (1, *y.shape)
-        zh, zw = -(-y.shape[1] // 4), -(-y.shape[2] // 4)
-        padded = F.pad(y[None], (0, 4 * zw - y.shape[2], 0, 4 * zh - y.shape[1]),
-                       mode="replicate")
+        padded = pad_to_multiple(y[None], 4)  # as the model pads for its hyper transforms
         eb = model.entropy_bottleneck
         self.z_medians = eb._get_medians().detach()
         with torch.no_grad():
