@@ -11,12 +11,24 @@ Each configuration trains a fresh ``--arch`` model (throughput does not depend o
 weights) for a warm-up, then for ``--seconds``; the time is taken after the device has
 finished its queue. ``--json`` also writes the figures for ``tools/device/train.sh``, which
 sizes a run from them.
+
+Each eager configuration also counts the operations (aten calls, both passes and the
+optimiser) of one step: on a GPU each is at least one kernel launch, and a step launched
+from Python one kernel at a time is bound by their number, which this counts on any machine.
+
+``--against DIR`` measures each configuration with another checkout's ``slimcodec`` too (a
+commit before a change: ``git worktree add ../before COMMIT``), each side in its own process,
+alternating ``--repeats`` times; the table gives both sides' medians and their ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -24,6 +36,7 @@ from pathlib import Path
 
 import torch
 from common import fmt, table_head, write_section
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from slimcodec.training import TrainConfig, Trainer
 
@@ -63,6 +76,30 @@ def host_waits(trainer: Trainer) -> int | None:
     return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
+class OperationCount(TorchDispatchMode):
+    """Counts the aten operations dispatched while active, and those that are not views
+    (a view, such as a slice, computes nothing; every other one runs a kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = self.computing = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        self.computing += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def operations(trainer: Trainer) -> tuple[int | None, int | None]:
+    """Aten calls of one step, and those of them that compute (None for a compiled step,
+    whose kernels are inductor's)."""
+    if trainer.cfg.compile:
+        return None, None
+    with OperationCount() as ops:
+        trainer.train_step()
+    return ops.count, ops.computing
+
+
 def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict:
     """Steps and images a second of ``cfg``'s training step, after ``warmup`` seconds."""
     trainer = Trainer(cfg)
@@ -72,6 +109,7 @@ def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict
     synchronize(trainer.device)
     first_step = time.perf_counter() - started
     waits = host_waits(trainer)
+    ops, computing = operations(trainer)
 
     def run_for(limit: float) -> tuple[int, float]:
         synchronize(trainer.device)
@@ -87,7 +125,60 @@ def measure(cfg: TrainConfig, batch: int, warmup: float, seconds: float) -> dict
               if trainer.device.type == "cuda" else None)
     return {"steps_per_s": steps / elapsed, "images_per_s": steps * batch / elapsed,
             "steps": steps, "seconds": elapsed, "device": str(trainer.device),
-            "gpu_memory_gib": memory, "first_step_s": first_step, "host_waits": waits}
+            "gpu_memory_gib": memory, "first_step_s": first_step, "host_waits": waits,
+            "operations": ops, "computing_operations": computing}
+
+
+def measure_config(args: argparse.Namespace, name: str, out: str) -> dict:
+    batch = args.host_batch if name == "host" else args.batch
+    cfg = TrainConfig(data=args.data, out=out, arch=args.arch, patch=args.patch, batch=batch,
+                      steps=10**9, checkpoint_every=10**9, **CONFIGS[name])
+    return {"batch": batch, **measure(cfg, batch, args.warmup, args.seconds)}
+
+
+def in_child(args: argparse.Namespace, name: str, checkout: Path) -> dict:
+    """``name`` measured in a fresh process that imports ``checkout``'s ``slimcodec`` (first
+    on its path) with this script's measurement."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        cmd = [sys.executable, __file__, "--data", str(Path(args.data).resolve()),
+               "--arch", args.arch, "--patch", str(args.patch), "--batch", str(args.batch),
+               "--host-batch", str(args.host_batch), "--seconds", str(args.seconds),
+               "--warmup", str(args.warmup), "--configs", name, "--json", str(out),
+               "--no-write"]
+        env = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
+        proc = subprocess.run(cmd, cwd=checkout, env=env, capture_output=True, text=True)
+        if proc.returncode or not out.exists():
+            raise RuntimeError(proc.stderr[-2000:])
+        return json.loads(out.read_text())[name]
+
+
+def median_of(runs: list[dict]) -> dict:
+    """The run whose images a second are the median (the lower one of an even count)."""
+    ranked = sorted(runs, key=lambda r: r["images_per_s"])
+    return ranked[(len(ranked) - 1) // 2]
+
+
+def side_by_side(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
+    """Each configuration measured in both checkouts, alternating, ``--repeats`` times."""
+    here = Path(__file__).resolve().parents[1]
+    sides = {"this": here, "against": args.against}
+    runs: dict[str, dict[str, list[dict]]] = collections.defaultdict(lambda: {s: [] for s in sides})
+    for repeat in range(args.repeats):
+        for name in args.configs:
+            order = list(sides) if repeat % 2 == 0 else list(sides)[::-1]
+            for side in order:
+                try:
+                    r = in_child(args, name, sides[side])
+                except RuntimeError as e:
+                    print(f"{name} ({side}): failed: {e}", flush=True)
+                    continue
+                runs[name][side].append(r)
+                print(f"{name} ({side}, run {repeat + 1}): {r['images_per_s']:.2f} images/s, "
+                      f"{fmt(r['operations'], 'd')} operations a step "
+                      f"({fmt(r['computing_operations'], 'd')} computing)", flush=True)
+    return {name: {side: median_of(rs) for side, rs in both.items() if rs}
+            for name, both in runs.items()}
 
 
 def main() -> None:
@@ -101,33 +192,40 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=60, help="measured, per configuration")
     p.add_argument("--warmup", type=float, default=10)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--against", type=Path, help="another checkout to measure side by side")
+    p.add_argument("--against-label", help="its name in the table (default: its folder's)")
+    p.add_argument("--repeats", type=int, default=1, help="alternations with --against")
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--no-write", action="store_true", help="leave RESULTS.md as it is")
     args = p.parse_args()
+    if args.against:
+        if not (args.against / "slimcodec" / "__init__.py").is_file():
+            p.error(f"--against {args.against}: not a slimcodec checkout")
+        return write_side_by_side(args, side_by_side(args))
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.configs:
-            batch = args.host_batch if name == "host" else args.batch
-            cfg = TrainConfig(data=args.data, out=str(Path(tmp) / name), arch=args.arch,
-                              patch=args.patch, batch=batch, steps=10**9,
-                              checkpoint_every=10**9, **CONFIGS[name])
             try:
-                results[name] = {"batch": batch,
-                                 **measure(cfg, batch, args.warmup, args.seconds)}
+                results[name] = measure_config(args, name, str(Path(tmp) / name))
             except Exception as e:  # (a compiler missing on the machine): the others go on
                 print(f"{name}: failed: {type(e).__name__}: {e}", flush=True)
                 continue
             r = results[name]
             waits = "" if r["host_waits"] is None else f", {r['host_waits']} host waits a step"
             print(f"{name}: {r['images_per_s']:.1f} images/s ({r['steps_per_s']:.2f} steps/s, "
-                  f"batch {batch}, {args.patch}², {r['device']}{waits})", flush=True)
-    device = next(iter(results.values()))["device"]
-    name = torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
+                  f"batch {r['batch']}, {args.patch}², {r['device']}{waits})", flush=True)
+    if args.json:  # (before the table: a child's parent reads only this)
+        args.json.write_text(json.dumps({"gpu": device_name(results), "patch": args.patch,
+                                         **results}, indent=1))
+    if not results:
+        raise SystemExit("no configuration ran")
+    name = device_name(results)
     base = results.get("host", {}).get("images_per_s")
     counted = any(r["host_waits"] is not None for r in results.values())  # (on a GPU)
     rows = "\n".join(
-        f"| {k} | {r['batch']} | {r['first_step_s']:.1f} | {r['steps_per_s']:.2f} | "
-        f"**{r['images_per_s']:.1f}** | "
+        f"| {k} | {r['batch']} | {r['first_step_s']:.1f} | {fmt(r['operations'], ',d')} | "
+        f"{fmt(r['computing_operations'], ',d')} | "
+        f"{r['steps_per_s']:.2f} | **{r['images_per_s']:.1f}** | "
         + (f"{r['images_per_s'] / base:.1f}x |" if base else "|")
         + (f" {fmt(r['host_waits'], 'd')} |" if counted else "")
         for k, r in results.items())
@@ -140,15 +238,59 @@ configuration after {args.warmup:g} s of warm-up: `host` is the step as it was (
 the host, one λ per batch, a host check and log line per step), `device` the step for a GPU
 (`--crops device --lambda-per image --log-every 50`), `device-bf16` the same under bf16
 autocast (`--precision bf16`), `device-compiled` the same compiled (`--compile`); the first
-step (set-up, and compilation) is timed apart.{waits_note}
+step (set-up, and compilation) is timed apart; operations: the aten calls of one step,
+forward, backward and optimiser, each dispatched from Python one by one, and of them those
+that compute (not views: each a kernel launch on a GPU); not counted for a compiled
+step.{waits_note}
 
-{table_head(["configuration", "batch", "first step (s)", "steps/s", "images/s",
-             "against host", *(["host waits a step"] if counted else [])])}
+{table_head(["configuration", "batch", "first step (s)", "operations a step", "computing",
+             "steps/s",
+             "images/s", "against host", *(["host waits a step"] if counted else [])])}
 {rows}"""
-    if args.json:
-        args.json.write_text(json.dumps({"gpu": name, "patch": args.patch, **results}, indent=1))
     if not args.no_write:
         write_section(f"train-throughput-{'gpu' if name != 'CPU' else 'cpu'}", body)
+    print(body)
+
+
+def device_name(results: dict[str, dict]) -> str:
+    device = next(iter(results.values()))["device"] if results else "cpu"
+    return torch.cuda.get_device_name() if device.startswith("cuda") else "CPU"
+
+
+def write_side_by_side(args: argparse.Namespace, results: dict[str, dict[str, dict]]) -> None:
+    label = args.against_label or args.against.resolve().name
+    rows = []
+    for name, r in results.items():
+        this, other = r.get("this"), r.get("against")
+        ratio = (f"**{this['images_per_s'] / other['images_per_s']:.2f}x**"
+                 if this and other else "n/a")
+        cell = lambda d, k, spec: fmt(d[k] if d else None, spec)  # noqa: E731
+        rows.append(f"| {name} | {cell(this, 'batch', 'd')} | {cell(this, 'operations', ',d')} "
+                    f"| {cell(other, 'operations', ',d')} "
+                    f"| {cell(this, 'computing_operations', ',d')} "
+                    f"| {cell(other, 'computing_operations', ',d')} "
+                    f"| {cell(this, 'images_per_s', '.2f')} "
+                    f"| {cell(other, 'images_per_s', '.2f')} | {ratio} |")
+    table = "\n".join(rows)
+    any_side = next(iter(next(iter(results.values())).values())) if results else None
+    device = "CPU" if not any_side or not any_side["device"].startswith("cuda") else "GPU"
+    body = f"""## Training throughput against `{label}` ({device})
+
+`{args.arch}`, every width per image, {args.patch}² crops, {args.seconds:g} s per
+configuration after {args.warmup:g} s of warm-up, each configuration run in a fresh process
+with this checkout's `slimcodec` and with `{label}`'s (`{args.against}`), alternating,
+{args.repeats} time(s) each (medians); operations: the aten calls of one step, forward,
+backward and optimiser, each dispatched from Python one by one; computing: those that are
+not views, each a kernel launch on a GPU.
+
+{table_head(["configuration", "batch", "operations a step", f"operations ({label})",
+             "computing", f"computing ({label})", "images/s", f"images/s ({label})",
+             "ratio"])}
+{table}"""
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    if not args.no_write:
+        write_section(f"train-throughput-against-{label}", body)
     print(body)
 
 

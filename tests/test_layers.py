@@ -12,6 +12,7 @@ from slimcodec.layers import (
     SwitchGDN,
     SyncFreeEntropyBottleneck,
     make_gdn,
+    reparametrised_once,
 )
 
 WIDTHS = (12, 8, 4)
@@ -57,6 +58,29 @@ def test_fixed_image_channels_and_no_bias():
         layer.set_width_index(3)
     with pytest.raises(ValueError):
         SlimConv2d((3, 3), WIDTHS, 3)
+
+
+@pytest.mark.parametrize("cls", [SlimConv2d, SlimConvTranspose2d])
+def test_the_widest_width_uses_the_whole_kernel_unsliced(cls):
+    """A slice's backward pass builds a full-size zero tensor to copy its gradient into; at
+    the widest width nothing is cut, so nothing is sliced. Narrower widths slice."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Slices(TorchDispatchMode):
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += func.overloadpacket.__name__ in ("slice", "slice_backward")
+            return func(*args, **(kwargs or {}))
+
+    layer = cls((6, 5, 3), WIDTHS, 3, stride=2)
+    counts = []
+    for index, cin in enumerate((6, 5, 3)):
+        layer.set_width_index(index)
+        with Slices() as slices:
+            layer(torch.randn(1, cin, 4, 4)).sum().backward()
+        counts.append(slices.count)
+    assert counts[0] == 0 and counts[1] > 0 and counts[2] > 0
 
 
 @pytest.mark.parametrize("inverse", [False, True])
@@ -150,6 +174,67 @@ def test_slim_gdn_plus_effective_parameters_are_scaled_and_shifted_per_width():
         expected = x / torch.sqrt(torch.einsum("ij,njhw->nihw", gamma, x * x)
                                   + beta[None, :, None, None])
         torch.testing.assert_close(plus(x), expected)
+
+
+def test_the_sync_free_bottleneck_runs_its_density_once_for_both_bounds(monkeypatch):
+    """Both bounds of each bin go through the density's layers together (half the kernel
+    launches of compressai's two passes)."""
+    eb = SyncFreeEntropyBottleneck(4)
+    calls = []
+    density = eb._logits_cumulative
+    monkeypatch.setattr(eb, "_logits_cumulative",
+                        lambda *a, **k: calls.append(1) or density(*a, **k))
+    eb(torch.randn(2, 4, 3, 3))
+    assert len(calls) == 1
+
+
+def reparametrisations(layer: SlimGDN) -> list[int]:
+    """A counter of the layer's non-negative reparametrisations, kept up by forward hooks."""
+    calls = [0]
+    for m in (layer.beta_reparam, layer.gamma_reparam):
+        m.register_forward_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
+    return calls
+
+
+@pytest.mark.parametrize("cls", [SlimGDN, SlimGDNPlus])
+def test_gdn_reparametrised_once_for_every_width_computes_what_each_width_does(cls):
+    """Inside reparametrised_once a layer reparametrises its parameters once, not once per
+    width, and the widths compute the same values (the gradients up to summation order)."""
+    torch.manual_seed(0)
+    layer = cls(WIDTHS, inverse=True)
+    with torch.no_grad():  # distinct values everywhere, so that a wrong slice shows
+        for p in layer.parameters():
+            p.add_(0.3 * torch.rand_like(p))
+    xs = [torch.randn(2, c, 4, 4) for c in WIDTHS]
+
+    def every_width() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        outputs = []
+        for k, x in enumerate(xs):
+            layer.set_width_index(k)
+            outputs.append(layer(x))
+        sum(o.square().sum() for o in outputs).backward()
+        grads = [p.grad.clone() for p in layer.parameters()]
+        layer.zero_grad(set_to_none=True)
+        return outputs, grads
+
+    calls = reparametrisations(layer)
+    alone = every_width()
+    per_width = calls[0]
+    with reparametrised_once(layer):
+        shared = every_width()
+    assert calls[0] - per_width == per_width // len(WIDTHS)  # (2, or SlimGDN+'s 6)
+    assert layer.shared is None  # and after the block, each call reparametrises again
+    for a, b in zip(alone[0], shared[0], strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(alone[1], shared[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_gdn_reparametrised_once_lets_go_on_an_error():
+    layer = SlimGDNPlus(WIDTHS)
+    with pytest.raises(RuntimeError), reparametrised_once(layer):
+        layer(torch.randn(1, 5, 2, 2))  # no width has 5 channels
+    assert layer.shared is None
 
 
 def test_make_gdn_rejects_unknown_variant():

@@ -232,6 +232,27 @@ def test_a_gpu_pipeline_step_never_waits_for_the_host(images, tmp_path, arch):
     assert traffic.ops == []
 
 
+@pytest.mark.parametrize("arch", ["slimcae-vr", "slimcae-hpc"])
+def test_a_step_reparametrises_each_gdn_once_for_every_width(images, tmp_path, arch):
+    """The step runs the model at every width; each GDN builds its non-negative parameters
+    once for all of them (otherwise, a sixth of a five-width step's operations)."""
+    from compressai.ops.parametrizers import NonNegativeParametrizer
+
+    from slimcodec.layers import SlimGDN
+
+    trainer = Trainer(TrainConfig(data=str(images), out=str(tmp_path), steps=10,
+                                  **{**TINY_VR, **GPU_PIPELINE, "arch": arch}))
+    calls: list[str] = []
+    gdns = [m for m in trainer.model.modules() if isinstance(m, SlimGDN)]
+    for i, gdn in enumerate(gdns):
+        for m in gdn.modules():
+            if isinstance(m, NonNegativeParametrizer):
+                m.register_forward_hook(lambda *_, i=i: calls.append(i))
+    trainer.train_step()
+    assert len(gdns) == 6 and len(trainer.model.widths) == 2
+    assert calls and all(calls.count(i) == 6 for i in range(len(gdns)))  # SlimGDN+: 6 each
+
+
 def test_bf16_runs_the_transforms_in_bf16_and_the_rates_in_float32(images, tmp_path):
     """Under autocast the hyperprior and densities compute in float32: from the same
     latent, the rates are exactly those of a float32 pass."""

@@ -2,7 +2,7 @@
 factorized entropy bottleneck the models use."""
 
 from .entropy import SyncFreeEntropyBottleneck
-from .gdn import GDN_VARIANTS, SlimGDN, SlimGDNPlus, SwitchGDN, make_gdn
+from .gdn import GDN_VARIANTS, SlimGDN, SlimGDNPlus, SwitchGDN, make_gdn, reparametrised_once
 from .modulation import LambdaModulation, LatentGain
 from .slimmable import SlimConv2d, SlimConvTranspose2d, Slimmable
 
@@ -18,4 +18,5 @@ __all__ = [
     "SwitchGDN",
     "SyncFreeEntropyBottleneck",
     "make_gdn",
+    "reparametrised_once",
 ]

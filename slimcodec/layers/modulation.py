@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .slimmable import Slimmable
+from .slimmable import Slimmable, leading
 
 __all__ = ["LambdaModulation", "LatentGain"]
 
@@ -41,7 +41,8 @@ class LambdaModulation(Slimmable):
     def forward(self, t: Tensor) -> Tensor:
         c = self.widths[self.width_index]
         h = F.relu(self.hidden(t.reshape(-1, 1)))
-        return torch.exp(F.linear(h, self.out.weight[:c], self.out.bias[:c]))[..., None, None]
+        out = F.linear(h, leading(self.out.weight, c), leading(self.out.bias, c))
+        return torch.exp(out)[..., None, None]
 
 
 class LatentGain(Slimmable):
@@ -63,4 +64,4 @@ class LatentGain(Slimmable):
     def forward(self, log_ratio: Tensor) -> Tensor:
         """``(N,)`` log-distances (one per image, or one for all) -> ``(N, C, 1, 1)`` gains."""
         c = self.widths[self.width_index]
-        return torch.exp(self.slope[:c] * log_ratio.reshape(-1, 1))[..., None, None]
+        return torch.exp(leading(self.slope, c) * log_ratio.reshape(-1, 1))[..., None, None]

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SlimConv2d", "SlimConvTranspose2d", "Slimmable"]
+__all__ = ["SlimConv2d", "SlimConvTranspose2d", "Slimmable", "leading"]
 
 
 class Slimmable(nn.Module):
@@ -34,6 +34,16 @@ class Slimmable(nn.Module):
         if not 0 <= index < self.num_widths:
             raise IndexError(f"width index {index} out of range [0, {self.num_widths})")
         self.width_index = index
+
+
+def leading(t: Tensor, *sizes: int) -> Tensor:
+    """``t``'s first ``sizes[d]`` entries along each leading dimension ``d``: a view, and
+    ``t`` itself where nothing is cut (a slice's backward pass builds a zero tensor of the
+    full size to copy its gradient into, a waste at the widest width)."""
+    for dim, size in enumerate(sizes):
+        if t.shape[dim] != size:
+            t = t.narrow(dim, 0, size)
+    return t
 
 
 def _as_widths(channels: int | Sequence[int], num_widths: int) -> tuple[int, ...]:
@@ -89,8 +99,8 @@ class SlimConv2d(_SlimConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         cin, cout = self.in_channels, self.out_channels
-        bias = self.bias[:cout] if self.bias is not None else None
-        return F.conv2d(x, self.weight[:cout, :cin], bias, self.stride, self.padding)
+        bias = leading(self.bias, cout) if self.bias is not None else None
+        return F.conv2d(x, leading(self.weight, cout, cin), bias, self.stride, self.padding)
 
 
 class SlimConvTranspose2d(_SlimConvNd):
@@ -104,10 +114,10 @@ class SlimConvTranspose2d(_SlimConvNd):
 
     def forward(self, x: Tensor) -> Tensor:
         cin, cout = self.in_channels, self.out_channels
-        bias = self.bias[:cout] if self.bias is not None else None
+        bias = leading(self.bias, cout) if self.bias is not None else None
         return F.conv_transpose2d(
             x,
-            self.weight[:cin, :cout],
+            leading(self.weight, cin, cout),
             bias,
             self.stride,
             self.padding,

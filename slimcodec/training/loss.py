@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from slimcodec.layers import reparametrised_once
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 
 __all__ = ["MultiWidthRDLoss"]
@@ -49,27 +50,30 @@ class MultiWidthRDLoss(nn.Module):
         total = x.new_zeros(())
         bpps, mses = [], []
         per_image = lambdas is not None
-        for i, width in enumerate(self.model.widths):
-            self.model.set_width(width)
-            if per_image:
-                lmbda = lambdas[i]
-                out = self.model(x, lmbda)
-            else:
-                lmbda = self.lambdas[i]
-                if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy
-                    self.model.set_lambda(lmbda)              # model follow this width's λ
-                out = self.model(x)
-            # Bits and squared errors per image, in float32 whatever the transforms ran in.
-            bits = sum(-torch.log(v.float()).flatten(1).sum(1) for v in out["likelihoods"].values())
-            bpp = bits / (math.log(2) * h * w)
-            if out["x_hat"] is None:  # a rate-only stage (the entropy model alone trains)
-                mse = x.new_full((n,), math.nan)
-                total = total + bpp.mean()
-            else:
-                mse = (out["x_hat"].float() - x).square().flatten(1).mean(1)
-                total = total + (lmbda * 255**2 * mse + bpp).mean()
-            bpps.append(bpp.detach().mean())
-            mses.append(mse.detach().mean())
+        # Every width slices its GDNs' parameters reparametrised once for the step.
+        with reparametrised_once(self.model):
+            for i, width in enumerate(self.model.widths):
+                self.model.set_width(width)
+                if per_image:
+                    lmbda = lambdas[i]
+                    out = self.model(x, lmbda)
+                else:
+                    lmbda = self.lambdas[i]
+                    if isinstance(self.model, ModulatedSlimCAE):  # the modulation and entropy
+                        self.model.set_lambda(lmbda)              # model follow this width's λ
+                    out = self.model(x)
+                # Bits and squared errors per image, in float32 whatever the transforms ran in.
+                bits = sum(-torch.log(v.float()).flatten(1).sum(1)
+                           for v in out["likelihoods"].values())
+                bpp = bits / (math.log(2) * h * w)
+                if out["x_hat"] is None:  # a rate-only stage (the entropy model alone trains)
+                    mse = x.new_full((n,), math.nan)
+                    total = total + bpp.mean()
+                else:
+                    mse = (out["x_hat"].float() - x).square().flatten(1).mean(1)
+                    total = total + (lmbda * 255**2 * mse + bpp).mean()
+                bpps.append(bpp.detach().mean())
+                mses.append(mse.detach().mean())
         self.model.set_width(self.model.widths[0])
         aux = self.model.aux_loss()
         return {"loss": total + aux, "rd_loss": total.detach(), "aux_loss": aux.detach(),
