@@ -68,6 +68,26 @@ def test_the_device_run_imports_what_it_needs_without_the_install(tmp_path):
     assert done.stdout.strip().endswith("ready")
 
 
+def test_a_oneshot_never_resumes_or_returns_an_earlier_call_s_run(tmp_path):
+    """A warm machine keeps /tmp between calls: an earlier call's run there was resumed
+    against the new options (refused), and its model file sent back as this call's (seen
+    in a CPU rehearsal). oneshot first moves it aside, whole, and says where."""
+    old = tmp_path / "model"
+    old.mkdir()
+    (old / "model.pt").write_bytes(b"an earlier call's model")
+    said = []
+    for _ in range(2):  # (the second time: nothing to move, and nothing fails)
+        done = subprocess.run(["bash", "tools/device/train.sh", "fresh"], cwd=REPO,
+                              env={"PATH": "/usr/bin:/bin", "RUN": str(tmp_path)},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        said.append(done.stdout)
+    assert not old.exists()
+    [aside] = tmp_path.glob("model-before-*")
+    assert (aside / "model.pt").read_bytes() == b"an earlier call's model"
+    assert f"INIT={aside}/model.pt" in said[0] and said[1] == ""
+
+
 def test_the_run_compiles_its_step_only_when_that_buys_steps_in_its_time():
     """The trial's compiled step counts its compilation against the run's time."""
     plan = _tool("plan_run").plan

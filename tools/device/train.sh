@@ -10,7 +10,8 @@
 #                                             sized to end within MIN minutes of the call's
 #                                             start (COMPILE=1: compiled, if the trial
 #                                             says it pays), its model file and log into
-#                                             $OUT
+#                                             $OUT; an earlier call's run is moved aside,
+#                                             never resumed
 #   bash tools/device/train.sh start STEPS    install compressai, start the run detached, show
 #                                             its first minute (steps per second)
 #   bash tools/device/train.sh start auto:MIN the same, STEPS from a 90-second trial's speed so
@@ -20,6 +21,7 @@
 #   bash tools/device/train.sh watch SECONDS  follow the run for SECONDS, or until it ends
 #   bash tools/device/train.sh collect        the run's model file and metrics into $OUT
 #   bash tools/device/train.sh check          only the set-up, and the imports the run needs
+#   bash tools/device/train.sh fresh          only oneshot's moving an earlier run aside
 #
 # The run lives in /tmp/slimcodec-run on the machine: it survives between calls only while
 # the machine stays warm, so each call must follow the last within the tool's idle time.
@@ -65,11 +67,22 @@ print(int(rate * float(sys.argv[2]) * 60 * 0.95))
 PY
 }
 
+fresh_run() {  # a oneshot trains afresh: a warm machine keeps /tmp between calls, and an earlier
+  # call's run there would be resumed against this call's options, or sent back as this call's
+  if [ -e "$RUN/model" ]; then
+    local aside
+    aside="$RUN/model-before-$(date +%Y%m%d-%H%M%S)-$$"
+    mv "$RUN/model" "$aside"
+    echo "an earlier call's run moved to $aside (INIT=$aside/model.pt trains on from it)"
+  fi
+}
+
 oneshot() {  # MINUTES: trial, run, collect, in one call
   local minutes=${1:?usage: train.sh oneshot MINUTES} start=$SECONDS
   : "${OUT:?oneshot writes to \$OUT (the device tool sets it)}"
   setup
   mkdir -p "$RUN"
+  fresh_run
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
   local batch=${BATCH:-128} patch=${PATCH:-256} init=${INIT:-.device/init.pt}
   [ -f "$init" ] || python3 -c "import slimcodec.zoo as z, sys; z.load_model(sys.argv[1])" \
@@ -111,7 +124,7 @@ oneshot() {  # MINUTES: trial, run, collect, in one call
     --patch "$patch" --batch "$batch" --lr "${LR:-1e-4}" --warmup "${WARMUP:-500}" \
     --seed "${SEED:-0}" --crops device --lambda-per image --log-every 50 \
     --precision "${PRECISION:-fp32}" $([ "$compile" = 1 ] && echo --compile) \
-    --checkpoint-every 500 --time-limit $((left - 30)) --resume >"$LOG" 2>&1 \
+    --checkpoint-every 500 --time-limit $((left - 30)) >"$LOG" 2>&1 \
     || echo "the run stopped early: $?"
   if [ ! -f "$RUN/model/model.pt" ] && [ -f "$RUN/model/checkpoint.pt" ]; then  # stopped by the
     # timeout: its last checkpoint becomes the model file
@@ -137,6 +150,10 @@ check)
   ;;
 oneshot)
   oneshot "${2:-}"
+  ;;
+fresh)  # (oneshot's first step, alone: tests/test_device_tools.py)
+  mkdir -p "$RUN"
+  fresh_run
   ;;
 revive)
   setup
