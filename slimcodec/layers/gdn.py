@@ -149,10 +149,11 @@ def reparametrised_once(module: nn.Module) -> Iterator[None]:
 
     A training step runs the model at every width before one backward pass; without this,
     each layer would rebuild its non-negative :math:`\\beta, \\gamma` (and SlimGDN+'s
-    scalars) once per width: 1,440 of the 8,647 operations of a five-width `slimcae-hpc`
-    step, each a kernel launch on a GPU (``benchmarks/train_throughput.py`` counts them). The values are the same (the reparametrisation is elementwise); only
-    the gradients' summation order changes. The parameters must not change inside the
-    block (no optimiser step), which holds for a forward pass.
+    scalars) once per width: 1,440 of the 8,647 operations of a five-width ``slimcae-hpc``
+    step, each a kernel launch on a GPU (``benchmarks/train_throughput.py`` counts them).
+    The values are the same (the reparametrisation is elementwise); only the gradients'
+    summation order changes. The parameters must not change inside the block (no optimiser
+    step), which holds for a forward pass.
     """
     layers = [m for m in module.modules() if isinstance(m, SlimGDN)]
     for layer in layers:
