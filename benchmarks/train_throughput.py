@@ -95,8 +95,12 @@ def operations(trainer: Trainer) -> tuple[int | None, int | None]:
     whose kernels are inductor's)."""
     if trainer.cfg.compile:
         return None, None
-    with OperationCount() as ops:
-        trainer.train_step()
+    try:
+        with OperationCount() as ops:
+            trainer.train_step()
+    except Exception as e:  # (a diagnostic, as host_waits: the throughput is measured anyway)
+        print(f"operations not counted: {type(e).__name__}: {e}", flush=True)
+        return None, None
     return ops.count, ops.computing
 
 
@@ -154,9 +158,10 @@ def in_child(args: argparse.Namespace, name: str, checkout: Path) -> dict:
 
 
 def median_of(runs: list[dict]) -> dict:
-    """The run whose images a second are the median (the lower one of an even count)."""
+    """The run whose images a second are the median (the lower one of an even count), with
+    every run's images a second, in order, under ``runs``."""
     ranked = sorted(runs, key=lambda r: r["images_per_s"])
-    return ranked[(len(ranked) - 1) // 2]
+    return {**ranked[(len(ranked) - 1) // 2], "runs": [r["images_per_s"] for r in runs]}
 
 
 def side_by_side(args: argparse.Namespace) -> dict[str, dict[str, dict]]:
@@ -265,12 +270,14 @@ def write_side_by_side(args: argparse.Namespace, results: dict[str, dict[str, di
         ratio = (f"**{this['images_per_s'] / other['images_per_s']:.2f}x**"
                  if this and other else "n/a")
         cell = lambda d, k, spec: fmt(d[k] if d else None, spec)  # noqa: E731
+        each = lambda d: ", ".join(f"{v:.2f}" for v in d["runs"]) if d else "n/a"  # noqa: E731
         rows.append(f"| {name} | {cell(this, 'batch', 'd')} | {cell(this, 'operations', ',d')} "
                     f"| {cell(other, 'operations', ',d')} "
                     f"| {cell(this, 'computing_operations', ',d')} "
                     f"| {cell(other, 'computing_operations', ',d')} "
                     f"| {cell(this, 'images_per_s', '.2f')} "
-                    f"| {cell(other, 'images_per_s', '.2f')} | {ratio} |")
+                    f"| {cell(other, 'images_per_s', '.2f')} | {ratio} "
+                    f"| {each(this)} | {each(other)} |")
     table = "\n".join(rows)
     any_side = next(iter(next(iter(results.values())).values())) if results else None
     device = "CPU" if not any_side or not any_side["device"].startswith("cuda") else "GPU"
@@ -279,13 +286,13 @@ def write_side_by_side(args: argparse.Namespace, results: dict[str, dict[str, di
 `{args.arch}`, every width per image, {args.patch}² crops, {args.seconds:g} s per
 configuration after {args.warmup:g} s of warm-up, each configuration run in a fresh process
 with this checkout's `slimcodec` and with `{label}`'s (`{args.against}`), alternating,
-{args.repeats} time(s) each (medians); operations: the aten calls of one step, forward,
-backward and optimiser, each dispatched from Python one by one; computing: those that are
-not views, each a kernel launch on a GPU.
+{args.repeats} time(s) each (medians, and each run's images a second in order);
+operations: the aten calls of one step, forward, backward and optimiser, each dispatched
+from Python one by one; computing: those that are not views, each a kernel launch on a GPU.
 
 {table_head(["configuration", "batch", "operations a step", f"operations ({label})",
              "computing", f"computing ({label})", "images/s", f"images/s ({label})",
-             "ratio"])}
+             "ratio", "each run", f"each run ({label})"])}
 {table}"""
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
