@@ -235,7 +235,7 @@ def test_a_gpu_pipeline_step_never_waits_for_the_host(images, tmp_path, arch):
 @pytest.mark.parametrize("arch", ["slimcae-vr", "slimcae-hpc"])
 def test_a_step_reparametrises_each_gdn_once_for_every_width(images, tmp_path, arch):
     """The step runs the model at every width; each GDN builds its non-negative parameters
-    once for all of them (otherwise, a sixth of a five-width step's operations)."""
+    once for all of them, not once per width."""
     from compressai.ops.parametrizers import NonNegativeParametrizer
 
     from slimcodec.layers import SlimGDN

@@ -149,8 +149,8 @@ def reparametrised_once(module: nn.Module) -> Iterator[None]:
 
     A training step runs the model at every width before one backward pass; without this,
     each layer would rebuild its non-negative :math:`\\beta, \\gamma` (and SlimGDN+'s
-    scalars) once per width: 1,440 of the 8,647 operations of a five-width ``slimcae-hpc``
-    step, each a kernel launch on a GPU (``benchmarks/train_throughput.py`` counts them).
+    scalars) once per width, each operation a kernel launch on a GPU
+    (``benchmarks/train_throughput.py`` counts a step's).
     The values are the same (the reparametrisation is elementwise); only the gradients'
     summation order changes. The parameters must not change inside the block (no optimiser
     step), which holds for a forward pass.
