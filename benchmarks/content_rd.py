@@ -12,7 +12,7 @@ each target issue 29 sets the default model (:data:`GOALS`), met or not; it need
 content set, `--rate-control`, and `slimcae-vr5` among the models. Writes the RESULTS.md
 section ``content-rd-<name>``.
 
-    python benchmarks/content_rd.py --models runs/x/model.pt slimcae-hp slimcae-vr5 \\
+    python benchmarks/content_rd.py --models [LABEL=]runs/x/model.pt slimcae-hp slimcae-vr5 \\
         [--count 8] [--crop 768x512] [--rate-control] [--refine 50] [--sets photos]
     python benchmarks/content_rd.py --models slimcae-hp slimcae-vr5 \\
         --count 12 illustrations=6 screens=6 --rate-control --goals
@@ -136,6 +136,15 @@ def parse_counts(values: list[str]) -> dict[str, int]:
     return counts
 
 
+def labelled(model: str) -> tuple[str, str]:
+    """``--models`` entry -> (its label in the tables, the model): ``LABEL=MODEL``, or a
+    registered name or file named by itself (a file by its stem)."""
+    label, sep, path = model.partition("=")
+    if sep and label and path and not Path(model).exists():
+        return label, path
+    return Path(model).stem, model
+
+
 def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[float]:
     codec = codec_for(model)
     errors = []
@@ -152,8 +161,9 @@ def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[floa
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", nargs="+", required=True,
-                   help="the first is measured against the others")
+    p.add_argument("--models", nargs="+", required=True, metavar="[LABEL=]MODEL",
+                   help="the first is measured against the others; LABEL names a model file "
+                        "in the tables (default: the file's stem)")
     p.add_argument("--photos", default="../shared/data/photos")
     p.add_argument("--art", default="../shared/data/art")
     p.add_argument("--count", nargs="+", default=["8"], metavar="[SET=]N",
@@ -167,19 +177,20 @@ def main() -> None:
     p.add_argument("--goals", action="store_true",
                    help="judge the first model against issue 29's targets (see above)")
     args = p.parse_args()
+    models = [labelled(m) for m in args.models]
     try:
         args.count = parse_counts(args.count)
     except ValueError as e:
         p.error(str(e))
     if args.goals and (set(args.sets) != set(SETS) or not args.rate_control
-                       or "slimcae-vr5" not in args.models[1:]):
+                       or "slimcae-vr5" not in [label for label, _ in models[1:]]):
         p.error("--goals needs every content set, --rate-control and slimcae-vr5 in --models")
     sets = content_sets(args)
-    name = args.name or Path(args.models[0]).stem
+    name = args.name or models[0][0]
     # (label, model, refinement steps): the label is what the tables print.
-    entries = [(Path(m).stem, m, 0) for m in args.models]
+    entries = [(label, model, 0) for label, model in models]
     if args.refine:
-        entries.insert(1, (f"{entries[0][0]} --refine {args.refine}", args.models[0],
+        entries.insert(1, (f"{entries[0][0]} --refine {args.refine}", models[0][1],
                            args.refine))
     lines, summary = [], {}
     for label, images in sets.items():
@@ -216,7 +227,7 @@ def main() -> None:
                      + "\n".join(rows))
     text = "\n\n".join(lines)
     if args.rate_control and "photos" in sets:
-        errors = target_errors(args.models[0], sets["photos"])
+        errors = target_errors(models[0][1], sets["photos"])
         median = 100 * float(np.median(errors)) if errors else None
         text += (f"\n\nRate control, `{name}` on the photos, `--target-bpp` {TARGETS} at the "
                  f"cheapest width that reaches each: median error **{fmt(median, '.2f', '%')}** "

@@ -10,10 +10,15 @@ both decodes of the same file with the source.
 
     python benchmarks/memory.py [--model M (default: the default model)] [--sizes 1 12 48] \
         [--width 192] [--whole-up-to 12] [--against DIR [--against-label LABEL]] \
-        [--runtime torch|edge]
+        [--runtime torch|edge] [--tiles 16 32 64]
 
 ``--runtime edge`` measures the torch-free edge runtime (``slimcodec_edge.EdgeCodec``, all
 threads) on a bundle of the model exported once at the start, instead of ``Codec``.
+
+``--tiles N ...`` measures the tile size instead (``--tile`` of ``slimcodec compress`` and
+``slimcodec-edge``): each image coded with tiles of N latent positions, its memory and time
+against the default tile's in the same run, and whether the files and decoded pixels are the
+default's (section ``memory-tiles-MODEL``).
 
 ``--against DIR`` also codes each image tiled with another checkout's code (its children run
 in DIR, so they import DIR's ``slimcodec`` and, from its ``export/``, ``slimcodec_edge``; it
@@ -126,7 +131,11 @@ def main() -> None:
     p.add_argument("--against", type=Path, help="another checkout to measure side by side")
     p.add_argument("--against-label", default=None, help="its name in the table")
     p.add_argument("--runtime", choices=("torch", "edge"), default="torch")
+    p.add_argument("--tiles", type=int, nargs="+",
+                   help="measure these tile sizes (latent positions) against the default's")
     args = p.parse_args()
+    if args.tiles and args.against:
+        p.error("--tiles and --against measure different things: give one")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     coder = args.model
@@ -139,6 +148,9 @@ def main() -> None:
         shutil.rmtree(bundle, ignore_errors=True)  # never a stale export
         export_bundle(load_model(args.model), bundle, args.model)
         coder = f"edge:{bundle}"
+    if args.tiles:
+        tile_sizes(args, coder, work)
+        return
     label = args.against_label or (args.against.name if args.against else None)
     columns = list(COLUMNS)
     if args.against:
@@ -210,6 +222,67 @@ small enough that the allocator's and the thread pools' own growth, which moves 
 of MiB from run to run, is most of them. The CLI refuses images over `--max-pixels`
 (default 67,108,864) before allocating them."""
     write_section(f"memory-{args.model}" + ("-edge" if args.runtime == "edge" else ""),
+                  body)
+
+
+def tile_sizes(args: argparse.Namespace, coder: str, work: Path) -> None:
+    """The ``--tiles`` table: each tile size against the default's, image by image."""
+    from slimcodec.tiling import DEFAULT_TILE, processed_pixels
+
+    tiles = sorted({*args.tiles, DEFAULT_TILE})
+    columns = ["MP (size)", "tile (pixels)", "pixels run / image", "encode MiB", "decode MiB",
+               "encode s", "decode s", "encode time / default's", "decode time / default's",
+               "PSNR", "file as the default's", "largest pixel change, default's file"]
+    rows = []
+    for mp in args.sizes:
+        rgb = test_image(mp)
+        src = work / f"{mp}.npy"
+        np.save(src, rgb)
+        h, w = rgb.shape[:2]
+        measured = {}
+        for tile in tiles:
+            slc, out = work / f"{mp}-{tile}.slc", work / f"{mp}-{tile}.npy"
+            measured[tile] = code(src, slc, out, args.width, str(tile), coder)
+            print(tile, mp, *measured[tile], flush=True)
+        default_slc = work / f"{mp}-{DEFAULT_TILE}.slc"
+        default_out = np.load(work / f"{mp}-{DEFAULT_TILE}.npy")
+        d_enc, d_dec = measured[DEFAULT_TILE]
+        for tile in tiles:
+            enc, dec = measured[tile]
+            ratio = processed_pixels(h, w, tile=tile) / (h * w)
+            same_file = (work / f"{mp}-{tile}.slc").read_bytes() == default_slc.read_bytes()
+            cross = work / f"{mp}-{tile}-default.npy"  # the default tile's file, decoded here
+            child("decode", str(src), str(default_slc), str(cross), str(args.width),
+                  str(tile), coder)
+            change = int(np.abs(np.load(cross).astype(int) - default_out.astype(int)).max())
+            mib = lambda r: (r["peak_kib"] - r["base_kib"]) / 1024  # noqa: E731
+            rows.append(
+                f"| {h * w / 1e6:.1f} ({w}x{h}) | {tile} ({16 * tile}) | {ratio:.2f} | "
+                f"{mib(enc):.0f} | {mib(dec):.0f} | {enc['seconds']:.1f} | "
+                f"{dec['seconds']:.1f} | {enc['seconds'] / d_enc['seconds']:.2f}x | "
+                f"{dec['seconds'] / d_dec['seconds']:.2f}x | "
+                f"{psnr(rgb, np.load(work / f'{mp}-{tile}.npy')):.3f} | "
+                f"{'same' if same_file else 'differs'} | {change} |")
+        for f in work.glob(f"{mp}*"):
+            f.unlink()
+    runtime = "" if args.runtime == "torch" else ", the edge runtime"
+    title = f"`{args.model}`{runtime}, width {args.width}"
+    body = f"""## Memory and time against the tile size ({title})
+
+Each image (the bundled sample, mirrored to size) coded with the transforms in tiles of N
+latent positions (`--tile N`; each runs with a halo of 3 positions, 48 pixels, on every
+side), in fresh child processes: peak RSS above the process's peak with the model loaded
+(`VmHWM`, MiB; {"`slimcodec.codec.Codec`" if args.runtime == "torch" else
+"`slimcodec_edge.EdgeCodec` on a bundle exported once, all threads"}), seconds, and
+times as a multiple of the default tile's ({DEFAULT_TILE}) in the same run. "Pixels run /
+image": the pixels the transforms run on, halos included, over the image's. "File as the
+default's": whether the encoder wrote the same bytes; "largest pixel change": the default
+tile's file decoded with this tile against its decode with the default tile (0: the same
+image).
+
+{table_head(columns)}
+{chr(10).join(rows)}"""
+    write_section(f"memory-tiles-{args.model}" + ("-edge" if args.runtime == "edge" else ""),
                   body)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import UnknownModelError
+from slimcodec.errors import UnknownModelError, check_positive
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import DEFAULT_MODEL, find_by_fingerprint, is_model_path, retired_writer
 
@@ -25,25 +25,30 @@ def _registered_codec(name: str) -> Codec:
     return Codec.load(name)
 
 
-def codec_for(model: ModelLike, max_pixels: int | None = None) -> Codec:
+def codec_for(model: ModelLike, max_pixels: int | None = None,
+              tile: int | None = None) -> Codec:
     """A codec for a registered name (loaded once per process), a model file, or a codec;
-    with ``max_pixels``, one that refuses larger images."""
+    with ``max_pixels``, one that refuses larger images; with ``tile``, one whose transforms
+    run in tiles of that many latent positions (:mod:`slimcodec.tiling`)."""
     if isinstance(model, Codec):
         codec = model
     elif is_model_path(model):
         codec = Codec.load(model)
     else:
         codec = _registered_codec(str(model))
-    return _limited(codec, max_pixels)
+    return _configured(codec, max_pixels, tile)
 
 
-def _limited(codec: Codec, max_pixels: int | None) -> Codec:
-    """``codec``, or a copy of it with another pixel limit (the cached one stays as it is)."""
-    if max_pixels is None or max_pixels == codec.max_pixels:
+def _configured(codec: Codec, max_pixels: int | None, tile: int | None) -> Codec:
+    """``codec``, or a copy of it with another pixel limit or tile size (the cached one
+    stays as it is)."""
+    check_positive(max_pixels=max_pixels, tile=tile)
+    if max_pixels in (None, codec.max_pixels) and tile in (None, codec.tile):
         return codec
-    limited = copy.copy(codec)
-    limited.max_pixels = int(max_pixels)
-    return limited
+    configured = copy.copy(codec)
+    configured.max_pixels = int(max_pixels or codec.max_pixels)
+    configured.tile = int(tile or codec.tile)
+    return configured
 
 
 def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFAULT_MODEL,
@@ -51,7 +56,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              target_size: int | None = None, target_psnr: float | None = None,
              lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
-             max_pixels: int | None = None) -> bytes:
+             max_pixels: int | None = None, tile: int | None = None) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
     The rate, one of (none: the middle of the width's range):
@@ -68,12 +73,14 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     file of this model): the widest width whose measured encoder and decoder latency fit.
     ``refine`` runs that many steps of latent refinement (:mod:`slimcodec.refine`; the file
     decodes as any other); ``max_pixels`` overrides the codec's limit
-    (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`). A rate the model cannot reach, or two
+    (:data:`~slimcodec.codec.DEFAULT_MAX_PIXELS`) and ``tile`` the transforms' tile size in
+    latent positions of 16 pixels (:data:`~slimcodec.tiling.DEFAULT_TILE`; smaller holds
+    less memory and runs slower, :mod:`slimcodec.tiling`). A rate the model cannot reach, or two
     rate settings at once, raise :class:`RateError`.
     """
     from slimcodec.rate_control import encode_with_rate
 
-    codec = codec_for(model, max_pixels)
+    codec = codec_for(model, max_pixels, tile)
     rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
     if max_latency_ms is not None:
         width = _width_for_latency(codec, width, max_latency_ms, profile, rgb.shape[:2])
@@ -118,13 +125,15 @@ def writer_of(data: bytes) -> str:
 
 
 def decompress(data: bytes | str | os.PathLike, model: ModelLike | None = None, *,
-               max_pixels: int | None = None) -> Image.Image:
+               max_pixels: int | None = None, tile: int | None = None) -> Image.Image:
     """Decompress a ``.slc`` file (its bytes, or its path) to a PIL image.
 
     Without ``model``, the registered pretrained model whose fingerprint the file carries.
-    A file declaring more than ``max_pixels`` pixels is refused before decoding.
+    A file declaring more than ``max_pixels`` pixels is refused before decoding; ``tile``
+    is the synthesis's tile size, as :func:`compress`'s.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         data = Path(data).read_bytes()
     data = bytes(data)
-    return codec_for(writer_of(data) if model is None else model, max_pixels).decode(data)
+    return codec_for(writer_of(data) if model is None else model, max_pixels,
+                     tile).decode(data)

@@ -46,6 +46,7 @@ from slimcodec.errors import (
     ResourceLimitError,
     UntrainedModelError,
     WidthError,
+    check_positive,
 )
 from slimcodec.gating import GATES, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
@@ -150,8 +151,7 @@ class Codec:
                  rd_lambdas: Sequence[float] | None = None,
                  adapters: Sequence[Any] = (), refine_relaxation: str = "sga",
                  refine_lr: float | None = None, allow_untrained: bool = False) -> None:
-        if max_pixels < 1 or tile < 1:
-            raise ValueError("max_pixels and tile must be positive")
+        check_positive(max_pixels=max_pixels, tile=tile)
         if not allow_untrained and untrained(model):
             raise UntrainedModelError(
                 f"{name or type(model).__name__} has untrained weights: its files would be "

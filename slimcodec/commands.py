@@ -39,8 +39,9 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
+from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
-from slimcodec.utils.console import HELP, run_command, summary
+from slimcodec.utils.console import HELP, positive_int, run_command, summary
 from slimcodec.utils.image import find_images, image_argument, load_rgb
 from slimcodec.utils.io import (
     atomic_write_bytes,
@@ -148,8 +149,8 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
 
 def cmd_compress(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
-    codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
-                       args.gate)
+    codec = codec_for(args.model, args.max_pixels, args.tile)
+    codec = _with_gate(_with_adapters(codec, args.adapter), args.gate)
     domain = _domain(args, codec)
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
     rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
@@ -190,7 +191,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
     data = read_input(args.input)
     model = args.model or writer_of(data)
-    image = _with_adapters(codec_for(model, args.max_pixels), args.adapter).decode(data)
+    image = _with_adapters(codec_for(model, args.max_pixels, args.tile), args.adapter).decode(data)
     write_output(args.output, lambda f: image.save(f, format=fmt))
     summary(args.output, f"{image.width}x{image.height} {image.mode}")
     return 0
@@ -209,8 +210,8 @@ def _format_for(path: str) -> str:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    codec = _with_gate(_with_adapters(codec_for(args.model, args.max_pixels), args.adapter),
-                       args.gate)
+    codec = codec_for(args.model, args.max_pixels, args.tile)
+    codec = _with_gate(_with_adapters(codec, args.adapter), args.gate)
     images = find_images(args.dir)
     if args.json:  # before the work: an input must never become the report
         for image in images:
@@ -458,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "predicts the weights)")
     c.add_argument("--gate", help="learned gate file (`slimcodec gate`) over the --adapter "
                                   "files: it predicts their weights per image")
-    c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    c.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    add_tile_argument(c)
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=HELP["decompress"])
@@ -467,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image file, its format from the extension ('-': PNG on standard "
                         "output)")
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
-    d.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    d.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    add_tile_argument(d)
     d.add_argument("--adapter", action="append",
                    help="domain adapter file (repeatable): the file's domain picks one")
     d.set_defaults(func=cmd_decompress)
@@ -479,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--lmbdas", type=float, nargs="+",
                    help="variable-rate models: the λ to evaluate at each width where they lie "
                         "in its range (default: 5 spread over each width's range)")
-    e.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    e.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
+    add_tile_argument(e)
     e.add_argument("--refine", type=int, default=0,
                    help="refine each latent with this many steps (default: none)")
     e.add_argument("--adapter", action="append",

@@ -97,6 +97,14 @@ class ResourceLimitError(SlimcodecError):
                 f"{max_pixels} (raise it with --max-pixels / max_pixels)")
 
 
+def check_positive(**settings: int | None) -> None:
+    """Raise ``ValueError`` naming the first of ``settings`` (None: not set) below 1: a
+    codec's ``max_pixels`` and ``tile``, in the torch codec, the edge one and the API alike."""
+    for name, value in settings.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be positive, not {value}")
+
+
 class RateError(SlimcodecError, ValueError):
     """A rate setting (λ, quality, target) the model cannot honour; names the valid range."""
 

@@ -18,13 +18,17 @@ width C, 3 at width 192).
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from slimcodec.utils.console import positive_int
+
 __all__ = [
     "DEFAULT_HALO",
     "DEFAULT_TILE",
+    "add_tile_argument",
     "analyze",
     "padded_region",
     "processed_pixels",
@@ -36,6 +40,17 @@ __all__ = [
 
 DEFAULT_TILE = 32  # latent positions: 512 pixels
 DEFAULT_HALO = 3
+
+
+def add_tile_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tile N`` for a command that runs the transforms (``slimcodec`` and
+    ``slimcodec-edge`` alike): their tile size, in latent positions."""
+    parser.add_argument(
+        "--tile", type=positive_int, default=DEFAULT_TILE, metavar="N",
+        help=f"run the transforms in tiles of N latent positions, 16 pixels each (default: "
+             f"{DEFAULT_TILE}, {16 * DEFAULT_TILE} pixels): smaller holds less memory and "
+             "runs slower, as the halo each tile recomputes grows against it")
+
 
 def unchanged(latent: np.ndarray) -> np.ndarray:
     """The ``quantize`` / ``dequantize`` step for callers whose latent coder

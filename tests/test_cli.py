@@ -185,6 +185,38 @@ def test_bad_arguments(tmp_path, photo, capsys):
         assert code == 2 and message in err and err.count("\n") == 1, (argv, err)
 
 
+def test_tile_reaches_the_transforms_and_a_bad_tile_is_refused(tmp_path, photo, capsys,
+                                                               monkeypatch):
+    """``--tile N`` runs compress's analysis and decompress's synthesis in tiles of N latent
+    positions (the 37x50 photo is 3x4 positions: 12 tiles of 1); the image decodes as with
+    the default tile, to float rounding; a tile or pixel limit below 1 is an argument
+    error."""
+    from slimcodec import tiling
+
+    tiles = []
+    real = tiling.spans
+    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
+                                                                real(n, tile, halo))[1])
+    slc, png = tmp_path / "p.slc", tmp_path / "p.png"
+    assert run(capsys, "compress", photo, "-o", slc, "--tile", 1)[0] == 0
+    assert tiles and set(tiles) == {1}
+    tiles.clear()
+    assert run(capsys, "decompress", slc, "-o", png, "--tile", 1)[0] == 0
+    assert tiles and set(tiles) == {1}
+    tiles.clear()
+    assert run(capsys, "decompress", slc, "-o", tmp_path / "d.png")[0] == 0
+    assert set(tiles) == {tiling.DEFAULT_TILE}
+    diff = np.abs(np.asarray(Image.open(png), int) - np.asarray(Image.open(tmp_path / "d.png")))
+    assert diff.max() <= 1
+    for option, bad in [("--tile", "0"), ("--tile", "-3"), ("--tile", "two"),
+                        ("--max-pixels", "0")]:
+        with pytest.raises(SystemExit) as exit_:
+            main(["compress", str(photo), "-o", str(tmp_path / "x.slc"), option, bad])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and f"{option}: {bad!r} is not a" in err, err
+    assert not (tmp_path / "x.slc").exists()
+
+
 def test_subprocess_no_traceback(bad_files, tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "slimcodec", "decompress", str(bad_files["corrupt"]),

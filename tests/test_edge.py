@@ -168,6 +168,31 @@ assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
     assert "(--quality)" in err and "(--target-psnr)" in err  # the options, as typed
 
 
+def test_edge_tile_reaches_the_transforms_and_a_bad_tile_is_refused(exported, tmp_path,
+                                                                    capsys, monkeypatch):
+    from slimcodec import tiling
+
+    _, root = exported
+    Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
+    tiles = []
+    real = tiling.spans
+    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
+                                                                real(n, tile, halo))[1])
+    bundle, slc = str(root / "bundle"), str(tmp_path / "x.slc")
+    assert edge_main(["encode", bundle, str(tmp_path / "in.png"), "-o", slc, "--tile", "1"]) == 0
+    assert tiles and set(tiles) == {1}
+    tiles.clear()
+    assert edge_main(["decode", bundle, slc, "-o", str(tmp_path / "o.png"), "--tile", "2"]) == 0
+    assert tiles and set(tiles) == {2}
+    with pytest.raises(SystemExit) as exit_:
+        edge_main(["decode", bundle, slc, "-o", str(tmp_path / "p.png"), "--tile", "0"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "--tile: '0' is not a positive number" in err
+    assert not (tmp_path / "p.png").exists()
+    with pytest.raises(ValueError, match="tile must be positive, not 0"):
+        EdgeCodec(root / "bundle", tile=0)
+
+
 def lean_and_full_code_alike(model, root):
     """Export ``model`` lean (shared weights) and full; both must write the same files and
     decode them to the same pixels, the lean one in far fewer bytes. Its manifest."""

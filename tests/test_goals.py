@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from content_rd import GOALS, judge_goals, parse_counts
+from content_rd import GOALS, judge_goals, labelled, parse_counts
 
 
 def _at_bounds() -> dict[tuple[str, str], float]:
@@ -59,3 +59,13 @@ def test_counts_are_given_for_every_set_or_one():
     for bad in (["screen=6"], ["0"], ["photos=x"]):
         with pytest.raises(ValueError, match="--count"):
             parse_counts(bad)
+
+
+def test_a_model_file_is_labelled_as_asked_and_a_file_named_with_an_equals_sign_is_a_file(
+        tmp_path):
+    assert labelled("gpu-h200=../runs/model.pt") == ("gpu-h200", "../runs/model.pt")
+    assert labelled("../runs/model.pt") == ("model", "../runs/model.pt")
+    assert labelled("slimcae-vr5") == ("slimcae-vr5", "slimcae-vr5")
+    odd = tmp_path / "a=b.pt"
+    odd.write_bytes(b"")
+    assert labelled(str(odd)) == ("a=b", str(odd))

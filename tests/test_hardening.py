@@ -95,6 +95,27 @@ def test_max_pixels_refuses_before_decoding(small_model, tmp_path):
     assert slimcodec.decompress(data, model=Codec(small_model), max_pixels=1600).size == (40, 40)
 
 
+def test_the_api_s_tile_codes_in_such_tiles_and_leaves_the_codec_given_as_it_is(
+        small_model, monkeypatch):
+    from slimcodec import tiling
+
+    tiles = []
+    real = tiling.spans
+    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
+                                                                real(n, tile, halo))[1])
+    codec = Codec(small_model)
+    data = slimcodec.compress(natural_like(40, 40), model=codec, tile=1)
+    assert tiles and set(tiles) == {1} and codec.tile == tiling.DEFAULT_TILE
+    tiles.clear()
+    assert slimcodec.decompress(data, model=codec, tile=2).size == (40, 40)
+    assert tiles and set(tiles) == {2}
+    for name, value in [("tile", 0), ("tile", -1), ("max_pixels", 0)]:
+        with pytest.raises(ValueError, match=f"{name} must be positive, not {value}"):
+            slimcodec.compress(natural_like(40, 40), model=codec, **{name: value})
+        with pytest.raises(ValueError, match=f"{name} must be positive, not {value}"):
+            Codec(small_model, **{name: value})
+
+
 def test_forged_giant_size_is_refused_in_one_line(tmp_path, capsys):
     """A 44-byte file declaring 32768x32768 once asked for > 10 GB."""
     photo = tmp_path / "p.png"

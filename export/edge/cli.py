@@ -1,8 +1,9 @@
 """``slimcodec-edge``: encode and decode with a bundle, without torch.
 
     slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--domain NAME] [--threads N]
+        [--tile N]
         [--lmbda L | --quality Q | --target-bpp B | --target-size BYTES | --target-psnr P]
-    slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N]
+    slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N] [--tile N]
 
 Bad input (a corrupt file or bundle, a file of another model, an unreadable image) ends with
 one line on stderr and exit status 2, as with ``slimcodec``.
@@ -25,7 +26,8 @@ from slimcodec.rate_control import (
     encode_with_rate,
     rate_arguments,
 )
-from slimcodec.utils.console import summary, warnings_as_lines
+from slimcodec.tiling import add_tile_argument
+from slimcodec.utils.console import positive_int, summary, warnings_as_lines
 from slimcodec.utils.image import image_argument, load_rgb
 from slimcodec.utils.io import check_not_input, read_input, write_output
 
@@ -37,7 +39,7 @@ EXIT_BAD_INPUT = 2
 
 def _codec(args: argparse.Namespace) -> EdgeCodec:
     return EdgeCodec(args.bundle, threads=args.threads, int8=args.int8,
-                     max_pixels=args.max_pixels)
+                     max_pixels=args.max_pixels, tile=args.tile)
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
@@ -84,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--threads", type=int, default=0,
                        help="onnxruntime threads (default: all cores)")
         c.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
-        c.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+        c.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS)
+        add_tile_argument(c)
         if name == "encode":
             c.add_argument("--width", type=int, help="network width (default: the widest)")
             add_rate_arguments(c)

@@ -35,6 +35,7 @@ from slimcodec.errors import (
     RateError,
     ResourceLimitError,
     WidthError,
+    check_positive,
 )
 from slimcodec.gating import entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
@@ -74,6 +75,7 @@ class EdgeCodec:
 
     def __init__(self, bundle: str | os.PathLike | Bundle, threads: int = 0, int8: bool = False,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE) -> None:
+        check_positive(max_pixels=max_pixels, tile=tile)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.int8 = int8
         self.max_pixels = int(max_pixels)

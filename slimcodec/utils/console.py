@@ -17,7 +17,8 @@ from typing import Any
 from slimcodec.errors import SlimcodecError
 from slimcodec.utils.io import STDIO
 
-__all__ = ["EXIT_BAD_INPUT", "HELP", "run_command", "summary", "warnings_as_lines"]
+__all__ = ["EXIT_BAD_INPUT", "HELP", "positive_int", "run_command", "summary",
+           "warnings_as_lines"]
 
 EXIT_BAD_INPUT = 2
 
@@ -41,6 +42,18 @@ HELP = {
     "export": "write a deployment bundle: per-width ONNX graphs, entropy tables, manifest",
     "profile": "MACs, parameters, memory and latency per width",
 }
+
+def positive_int(text: str) -> int:
+    """argparse type of a count or size that must be at least 1 (``--max-pixels``,
+    ``--tile``): anything else is the parser's one-line usage error, naming the option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return value
+
 
 #: The folder holding the ``slimcodec`` and ``export`` packages: warnings raised from code
 #: below it are the tools' own.
