@@ -115,6 +115,19 @@ def test_image(megapixels: float) -> np.ndarray:
     return np.ascontiguousarray(np.tile(tile, reps)[:h, :w])
 
 
+def saved_image(megapixels: float, work: Path) -> tuple[np.ndarray, Path]:
+    """:func:`test_image` and the file the children read it from."""
+    rgb = test_image(megapixels)
+    src = work / f"{megapixels}.npy"
+    np.save(src, rgb)
+    return rgb, src
+
+
+def mib(measured: dict) -> float:
+    """A child's peak above its peak with the model loaded, in MiB."""
+    return (measured["peak_kib"] - measured["base_kib"]) / 1024
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float(10 * np.log10(255**2 / mse))
@@ -158,9 +171,7 @@ def main() -> None:
     same = []
     rows = []
     for mp in args.sizes:
-        rgb = test_image(mp)
-        src = work / f"{mp}.npy"
-        np.save(src, rgb)
+        rgb, src = saved_image(mp, work)
         h, w = rgb.shape[:2]
         result = {}
         for how, tile in [("tiled", "32"), ("whole", "100000")]:
@@ -173,7 +184,6 @@ def main() -> None:
                            8 * slc.stat().st_size / (h * w))
             print(how, mp, enc, dec, flush=True)
         t_enc, t_dec, t_psnr, _t_img, bpp = result["tiled"]
-        mib = lambda r: (r["peak_kib"] - r["base_kib"]) / 1024  # noqa: E731
         row = f"| {h * w / 1e6:.1f} ({w}x{h}) | {bpp:.3f} | {mib(t_enc):.0f} | {mib(t_dec):.0f} | "
         if args.against:
             slc, out = work / f"{mp}-against.slc", work / f"{mp}-against.npy"
@@ -235,9 +245,7 @@ def tile_sizes(args: argparse.Namespace, coder: str, work: Path) -> None:
                "PSNR", "file as the default's", "largest pixel change, default's file"]
     rows = []
     for mp in args.sizes:
-        rgb = test_image(mp)
-        src = work / f"{mp}.npy"
-        np.save(src, rgb)
+        rgb, src = saved_image(mp, work)
         h, w = rgb.shape[:2]
         measured = {}
         for tile in tiles:
@@ -255,7 +263,6 @@ def tile_sizes(args: argparse.Namespace, coder: str, work: Path) -> None:
             child("decode", str(src), str(default_slc), str(cross), str(args.width),
                   str(tile), coder)
             change = int(np.abs(np.load(cross).astype(int) - default_out.astype(int)).max())
-            mib = lambda r: (r["peak_kib"] - r["base_kib"]) / 1024  # noqa: E731
             rows.append(
                 f"| {h * w / 1e6:.1f} ({w}x{h}) | {tile} ({16 * tile}) | {ratio:.2f} | "
                 f"{mib(enc):.0f} | {mib(dec):.0f} | {enc['seconds']:.1f} | "
