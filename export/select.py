@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from slimcodec.errors import ModelMismatchError, SlimcodecError
-from slimcodec.tiling import processed_pixels
+from slimcodec.tiling import DEFAULT_TILE, processed_pixels
 
 __all__ = ["SCALE_RANGE", "Choice", "add_budget_arguments", "apply_budget", "check_profile",
            "has_budget", "load_profile", "select_for", "select_width"]
@@ -186,6 +186,11 @@ def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 
         raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
     if args.width is not None:
         raise SlimcodecError("give --width or a budget, not both")
+    if getattr(args, "tile", DEFAULT_TILE) != DEFAULT_TILE:
+        # Profiles time the default tile, and time does not follow the halo's pixels across
+        # tile sizes (benchmarks/memory.py --tiles): a budget would be a guess.
+        raise SlimcodecError(f"a budget is measured at the default tile ({DEFAULT_TILE}): "
+                             "give --tile or a budget, not both")
     choice = select_for(args, fingerprint=fingerprint, domain_id=domain_id,
                         image_size=image_size)
     args.width = choice.width

@@ -273,6 +273,17 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     assert edge_main([*encode, *budget]) == 0
     assert unpack((tmp_path / "x.slc").read_bytes()).header.width == 8
     assert "budget: width 8" in capsys.readouterr().err
+    # Profiles time the default tile: a budget with another is refused, not guessed at.
+    save_model_file(model, tmp_path / "m.pt")
+    before = (tmp_path / "x.slc").read_bytes()
+    compress = ["compress", *encode[2:], "--model", str(tmp_path / "m.pt")]
+    for tool, argv in ((edge_main, encode), (main, compress)):
+        assert tool([*argv, *budget, "--tile", "16"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "give --tile or a budget, not both" in err, err
+        assert (tmp_path / "x.slc").read_bytes() == before
+    assert edge_main([*encode, *budget, "--tile", "32"]) == 0  # the default's own size
+    capsys.readouterr()
     # An image 5x the profile's pixels: its costs were not measured to scale that far.
     before = (tmp_path / "x.slc").read_bytes()
     Image.fromarray(natural_like(160, 192)).save(tmp_path / "big.png")
