@@ -52,7 +52,7 @@ from slimcodec.codec import prepare_model
 from slimcodec.data import sample_image
 from slimcodec.layers import LambdaModulation, LatentGain, SlimGDNPlus, Slimmable, SwitchGDN
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
-from slimcodec.tiling import processed_pixels
+from slimcodec.tiling import DEFAULT_TILE, processed_pixels
 
 from .bundle import Bundle
 from .edge.runtime import EdgeCodec
@@ -185,11 +185,14 @@ def profile_model(
     eval_json: str | os.PathLike | None = None,
     bundle: str | os.PathLike | None = None,
     adapter: Any = None,
+    tile: int = DEFAULT_TILE,
 ) -> dict[str, Any]:
     """The profile of every width of ``model`` at image ``size`` (height, width); with a
     domain ``adapter`` (:func:`slimcodec.adaptation.load_adapter`), of the adapted codec, as
     a device coding that domain runs it (its MACs, graphs, memory and latency; parameters
-    stay the source's per width, and the adapter's own are reported once)."""
+    stay the source's per width, and the adapter's own are reported once). The edge
+    runtime's latency is timed with the transforms in tiles of ``tile`` latent positions,
+    recorded as ``"tile"``: budgets apply to coders with that tile."""
     import onnxruntime as ort
 
     h, w = size
@@ -207,7 +210,7 @@ def profile_model(
         domain = adapter.domain_id if adapter is not None else 0
         active = traceable_adapter(adapter) if adapter is not None else None
         result: dict[str, Any] = {"model": name, "fingerprint": fp.hex(), "size": [h, w],
-                                  "convention": CONVENTION,
+                                  "tile": tile, "convention": CONVENTION,
                                   "memory": "peak RSS (VmHWM) of one onnxruntime inference "
                                             "in a child process, 1 thread, above its peak "
                                             "with the graph loaded",
@@ -219,7 +222,7 @@ def profile_model(
                                  "method": adapter.method,
                                  "parameters": adapter.parameter_count}
         image = torch.rand(1, 3, h, w)
-        edge = EdgeCodec(loaded, threads=1)
+        edge = EdgeCodec(loaded, threads=1, tile=tile)
         small = (max(16, round(h / 2**0.5 / 16) * 16), max(16, round(w / 2**0.5 / 16) * 16))
         photos = {size: np.asarray(Image.open(sample_image()).convert("RGB")
                                    .resize((size[1], size[0]))) for size in ((h, w), small)}
@@ -278,7 +281,8 @@ def profile_model(
                         repeats, edge.decode_rgb, coded)
                 for part, by_size in times.items():
                     entry[part]["latency_ms"]["edge"] = {
-                        "threads_1": by_size[h, w], "fit": latency_fit(by_size, (h, w), small)}
+                        "threads_1": by_size[h, w],
+                        "fit": latency_fit(by_size, (h, w), small, tile)}
                 if width in points:
                     entry["points"] = points[width]
                 result["widths"].append(entry)
@@ -287,10 +291,10 @@ def profile_model(
 
 
 def latency_fit(times: dict[tuple[int, int], dict[str, float]], size: tuple[int, int],
-                small: tuple[int, int]) -> dict[str, Any]:
+                small: tuple[int, int], tile: int = DEFAULT_TILE) -> dict[str, Any]:
     """Latency as a fixed cost plus a cost per million pixels the tiled transforms run on,
     through the medians at two sizes (a cost per pixel alone where they disagree)."""
-    big, little = processed_pixels(*size), processed_pixels(*small)
+    big, little = processed_pixels(*size, tile=tile), processed_pixels(*small, tile=tile)
     t_big, t_little = times[size]["median"], times[small]["median"]
     slope = (t_big - t_little) / (big - little) * 1e6 if big > little else 0.0
     fixed = t_big - slope * big / 1e6

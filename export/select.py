@@ -29,6 +29,11 @@ Beyond that range (:data:`SCALE_RANGE`) the prediction is not measured: an image
 than 4× is refused in one line that says to profile at its size, and one smaller than
 0.25× is budgeted at 0.25× (an upper bound of what it costs).
 
+**At the profile's tile.** The edge runtime's times are those of the tile the profile
+timed (its ``"tile"``, :func:`check_tile`): a coder with another tile is refused, since
+time does not follow the halos' pixels across tile sizes (``benchmarks/memory.py
+--tiles``).
+
 Nothing fitting is a :class:`~slimcodec.errors.SlimcodecError` that names the narrowest
 width's cost against the limit it breaks. The command-line tools that take a budget
 (`slimcodec compress`, `slimcodec select`, `slimcodec-edge encode`) share its options and
@@ -53,7 +58,7 @@ from slimcodec.errors import ModelMismatchError, SlimcodecError
 from slimcodec.tiling import DEFAULT_TILE, processed_pixels
 
 __all__ = ["SCALE_RANGE", "Choice", "add_budget_arguments", "apply_budget", "check_profile",
-           "has_budget", "load_profile", "select_for", "select_width"]
+           "check_tile", "has_budget", "load_profile", "select_for", "select_width"]
 
 #: The image sizes, relative to the profile's pixel count, over which scaled budgets were
 #: measured to hold (see the module docstring).
@@ -99,6 +104,9 @@ def load_profile(path: str | os.PathLike) -> dict[str, Any]:
     try:
         profile = json.loads(Path(path).read_text())
         profile["widths"][0]["encoder"]["macs"]
+        tile = profile.get("tile", DEFAULT_TILE)
+        if not isinstance(tile, int) or isinstance(tile, bool) or tile < 1:
+            raise ValueError(f"tile {tile!r}")
     except FileNotFoundError:
         raise SlimcodecError(f"{path}: no such profile") from None
     except (OSError, ValueError, KeyError, IndexError, TypeError):
@@ -165,6 +173,8 @@ def select_for(args: argparse.Namespace, target_bpp: float | None = None,
     profile = load_profile(args.profile)
     if fingerprint is not None:
         check_profile(profile, fingerprint, domain_id)
+    if getattr(args, "tile", None) is not None:  # a coder's budget (select codes nothing)
+        check_tile(profile, args.tile)
     return select_width(profile, args.max_latency_ms, args.max_macs, args.max_memory_mb,
                         target_bpp, target_psnr, args.side,
                         threads="threads_all" if args.all_threads else "threads_1",
@@ -186,11 +196,6 @@ def apply_budget(args: argparse.Namespace, fingerprint: bytes, domain_id: int = 
         raise SlimcodecError("a budget needs --profile P.json (slimcodec profile)")
     if args.width is not None:
         raise SlimcodecError("give --width or a budget, not both")
-    if getattr(args, "tile", DEFAULT_TILE) != DEFAULT_TILE:
-        # Profiles time the default tile, and time does not follow the halo's pixels across
-        # tile sizes (benchmarks/memory.py --tiles): a budget would be a guess.
-        raise SlimcodecError(f"a budget is measured at the default tile ({DEFAULT_TILE}): "
-                             "give --tile or a budget, not both")
     choice = select_for(args, fingerprint=fingerprint, domain_id=domain_id,
                         image_size=image_size)
     args.width = choice.width
@@ -238,6 +243,17 @@ def _part_cost(p: dict[str, Any], what: str, runtime: str | None, threads: str,
     return p["peak_memory_bytes"] / 2**20 * scale.pixels
 
 
+def check_tile(profile: dict[str, Any], tile: int) -> None:
+    """Refuse a coder whose tile is not the one the profile timed: time does not follow the
+    halos' pixels across tile sizes (``benchmarks/memory.py --tiles``), so scaling the
+    profile's figures to another tile would be a guess. (A profile from before tiles were
+    recorded timed the default.)"""
+    timed = profile.get("tile", DEFAULT_TILE)
+    if tile != timed:
+        raise SlimcodecError(f"the profile timed tiles of {timed}, this coder's are {tile}: "
+                             f"profile with --tile {tile}, or code with --tile {timed}")
+
+
 def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scale:
     """The image's work and pixels over the profile's; refused beyond :data:`SCALE_RANGE`."""
     if image_size is None:
@@ -257,8 +273,10 @@ def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scal
     # costs stay those of the smallest size measured, an upper bound.
     if scale < lo:
         h, w = round(h0 * lo**0.5), round(w0 * lo**0.5)
-    processed = processed_pixels(h, w)
-    return _Scale(processed / processed_pixels(h0, w0), max(scale, lo), processed)
+    tile = profile.get("tile", DEFAULT_TILE)
+    processed = processed_pixels(h, w, tile=tile)
+    return _Scale(processed / processed_pixels(h0, w0, tile=tile), max(scale, lo),
+                  processed)
 
 
 def _choice(entry: dict[str, Any], lmbda: float | None, bpp: float | None,

@@ -94,7 +94,7 @@ def _width_for_latency(codec: Codec, width: int | None, max_latency_ms: float,
                        profile: str | os.PathLike | None, image_size: tuple[int, int]) -> int:
     """The widest width of ``codec`` whose profiled latency, scaled to the image's size,
     fits (slimcodec_edge.select's choice)."""
-    from slimcodec_edge.select import check_profile, load_profile, select_width
+    from slimcodec_edge.select import check_profile, check_tile, load_profile, select_width
 
     if profile is None:
         raise ValueError("max_latency_ms needs profile=, a `slimcodec profile --json` file")
@@ -102,6 +102,7 @@ def _width_for_latency(codec: Codec, width: int | None, max_latency_ms: float,
         raise ValueError("give width or max_latency_ms, not both")
     measured = load_profile(profile)
     check_profile(measured, codec.fingerprint)
+    check_tile(measured, codec.tile)
     return select_width(measured, max_latency_ms=max_latency_ms, image_size=image_size).width
 
 

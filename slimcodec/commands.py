@@ -395,7 +395,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
         adapter = load_adapter(args.adapter, model)
     result = profile_model(model, str(args.model), (h, w), args.widths, args.repeats,
-                           args.eval, adapter=adapter)
+                           args.eval, adapter=adapter, tile=args.tile)
     _write_json(args.json, result)
     if args.plot:
         plot_profile([result, *others], args.plot)
@@ -672,6 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--eval", help="`slimcodec eval --json` of the same model: RD points")
     pr.add_argument("--adapter", help="profile the codec adapted by this domain adapter file "
                                       "(what `select` must budget for when coding that domain)")
+    add_tile_argument(pr)
     pr.add_argument("--json", required=True, help="write the profile here")
     pr.add_argument("--plot", help="plot (PNG): PSNR against bpp per width with --eval, "
                     "and each width's MACs and latency")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from helpers import natural_like
 from PIL import Image
-from slimcodec_edge.profile import count_macs, profile_model
+from slimcodec_edge.profile import count_macs, latency_fit, profile_model
 from slimcodec_edge.select import select_width
 from test_edge import tiny
 
@@ -25,6 +25,7 @@ def profiled(request, tmp_path_factory):
 def test_profile_schema(profiled):
     model, profile = profiled
     assert profile["size"] == [64, 96] and "1 MAC" in profile["convention"]
+    assert profile["tile"] == 32
     json.dumps(profile)  # plain JSON
     widths = [e["width"] for e in profile["widths"]]
     assert widths == list(model.widths)
@@ -167,6 +168,34 @@ def test_budgets_scale_to_the_image_and_refuse_sizes_not_measured():
                         image_size=(64, 64)).width == 192
 
 
+def test_budgets_scale_by_the_pixels_the_profile_s_tiles_run_on():
+    from slimcodec.tiling import processed_pixels
+
+    for tile in (16, 32):
+        profile = dict(synthetic_profile(), size=[512, 768], tile=tile)
+        work = processed_pixels(1024, 768, tile=tile) / processed_pixels(512, 768, tile=tile)
+        choice = select_width(profile, max_latency_ms=1e3, image_size=(1024, 768))
+        assert choice.scale == pytest.approx(work)
+    assert processed_pixels(1024, 768, tile=16) / processed_pixels(512, 768, tile=16) != work
+
+
+def test_a_profile_times_the_edge_runtime_with_its_tile(monkeypatch):
+    """``profile_model(tile=N)`` (``slimcodec profile --tile N``) times the edge runtime in
+    tiles of N and records it; the fit counts the pixels such tiles run on."""
+    from slimcodec import tiling
+
+    tiles = []
+    real = tiling.spans
+    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
+                                                                real(n, tile, halo))[1])
+    profile = profile_model(tiny("slimcae"), "slimcae", size=(64, 96), widths=[8],
+                            repeats=1, tile=2)
+    assert profile["tile"] == 2 and tiles and set(tiles) == {2}
+    times = {(64, 96): {"median": 10.0}, (48, 64): {"median": 6.0}}
+    fits = [latency_fit(times, (64, 96), (48, 64), tile) for tile in (2, 32)]
+    assert fits[0]["ms_per_mpixel"] != fits[1]["ms_per_mpixel"]
+
+
 def test_budgets_use_the_profiles_fit_of_the_edge_times():
     """Where the profile fitted the edge runtime's time over two sizes, a budget on a small
     image predicts with the fit (its fixed cost stays), on a large one with the scaled
@@ -273,17 +302,28 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     assert edge_main([*encode, *budget]) == 0
     assert unpack((tmp_path / "x.slc").read_bytes()).header.width == 8
     assert "budget: width 8" in capsys.readouterr().err
-    # Profiles time the default tile: a budget with another is refused, not guessed at.
+    # A budget holds for the tile its profile timed: another is refused, not guessed at,
+    # by both tools; a profile of that tile lets it through.
+    assert profile["tile"] == 32
     save_model_file(model, tmp_path / "m.pt")
     before = (tmp_path / "x.slc").read_bytes()
     compress = ["compress", *encode[2:], "--model", str(tmp_path / "m.pt")]
     for tool, argv in ((edge_main, encode), (main, compress)):
         assert tool([*argv, *budget, "--tile", "16"]) == 2
         err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "give --tile or a budget, not both" in err, err
+        assert err.count("\n") == 1 and "profile with --tile 16" in err, err
         assert (tmp_path / "x.slc").read_bytes() == before
-    assert edge_main([*encode, *budget, "--tile", "32"]) == 0  # the default's own size
-    capsys.readouterr()
+    (tmp_path / "p16.json").write_text(json.dumps(dict(profile, tile=16)))
+    budget16 = ["--profile", str(tmp_path / "p16.json"), "--max-macs", str(limit)]
+    assert edge_main([*encode, *budget16, "--tile", "16"]) == 0
+    assert main([*compress, *budget16, "--tile", "16"]) == 0
+    assert edge_main([*encode, *budget16]) == 2
+    assert "or code with --tile 16" in capsys.readouterr().err
+    assert main(["select", *budget16]) == 0  # select codes nothing: any profile's tile
+    (tmp_path / "p0.json").write_text(json.dumps(dict(profile, tile=0)))
+    assert main(["select", "--profile", str(tmp_path / "p0.json"), "--max-macs", "1e12"]) == 2
+    assert "not a slimcodec profile" in capsys.readouterr().err
+    (tmp_path / "x.slc").write_bytes(before)
     # An image 5x the profile's pixels: its costs were not measured to scale that far.
     before = (tmp_path / "x.slc").read_bytes()
     Image.fromarray(natural_like(160, 192)).save(tmp_path / "big.png")
@@ -352,6 +392,8 @@ def test_compress_with_a_latency_budget_through_the_python_api(profiled, tmp_pat
         slimcodec.compress(img, model=codec, max_latency_ms=1e-6, profile=path)
     with pytest.raises(ValueError, match="needs profile"):
         slimcodec.compress(img, model=codec, max_latency_ms=10)
+    with pytest.raises(SlimcodecError, match="profile with --tile 4"):
+        slimcodec.compress(img, model=codec, max_latency_ms=1e6, profile=path, tile=4)
     other = dict(profile, fingerprint="00" * 8)
     path.write_text(json.dumps(other))
     with pytest.raises(slimcodec.ModelMismatchError, match="the profile measured"):
