@@ -400,7 +400,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.plot:
         plot_profile([result, *others], args.plot)
     domain = f", with domain {adapter.domain!r} ({adapter.method})" if adapter else ""
-    print(f"{args.json}: {result['model']} at {w}x{h}{domain}; {result['convention']}")
+    print(f"{args.json}: {result['model']} at {w}x{h}, tiles of {result['tile']}{domain}; "
+          f"{result['convention']}")
     source = result.get("rd_source")
     rd = source is not None
     print(f"{'width':>5} {'enc MMAC':>9} {'dec MMAC':>9} {'params':>9} {'enc ms':>7} "

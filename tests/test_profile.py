@@ -61,7 +61,10 @@ def test_profile_with_eval_shows_what_each_width_costs_and_buys(tmp_path, capsys
                  "--json", str(tmp_path / "rd.json")]) == 0
     base = ["profile", "--model", str(tmp_path / "m.pt"), "--size", "96x64", "--repeats", "1"]
     assert main([*base, "--json", str(tmp_path / "a.json")]) == 0
-    capsys.readouterr()
+    assert "at 96x64, tiles of 32;" in capsys.readouterr().out
+    assert main([*base, "--tile", "2", "--json", str(tmp_path / "t.json")]) == 0
+    assert "at 96x64, tiles of 2;" in capsys.readouterr().out
+    assert json.loads((tmp_path / "t.json").read_text())["tile"] == 2
     assert main([*base, "--eval", str(tmp_path / "rd.json"), "--json", str(tmp_path / "b.json"),
                  "--plot", str(tmp_path / "p.png"), "--compare", str(tmp_path / "a.json")]) == 0
     out = capsys.readouterr().out
