@@ -104,7 +104,7 @@ def load_profile(path: str | os.PathLike) -> dict[str, Any]:
     try:
         profile = json.loads(Path(path).read_text())
         profile["widths"][0]["encoder"]["macs"]
-        tile = profile.get("tile", DEFAULT_TILE)
+        tile = _timed_tile(profile)
         if not isinstance(tile, int) or isinstance(tile, bool) or tile < 1:
             raise ValueError(f"tile {tile!r}")
     except FileNotFoundError:
@@ -243,12 +243,17 @@ def _part_cost(p: dict[str, Any], what: str, runtime: str | None, threads: str,
     return p["peak_memory_bytes"] / 2**20 * scale.pixels
 
 
+def _timed_tile(profile: dict[str, Any]) -> int:
+    """The tile the profile's edge times were measured with (a profile from before tiles
+    were recorded timed the default)."""
+    return profile.get("tile", DEFAULT_TILE)
+
+
 def check_tile(profile: dict[str, Any], tile: int) -> None:
     """Refuse a coder whose tile is not the one the profile timed: time does not follow the
     halos' pixels across tile sizes (``benchmarks/memory.py --tiles``), so scaling the
-    profile's figures to another tile would be a guess. (A profile from before tiles were
-    recorded timed the default.)"""
-    timed = profile.get("tile", DEFAULT_TILE)
+    profile's figures to another tile would be a guess."""
+    timed = _timed_tile(profile)
     if tile != timed:
         raise SlimcodecError(f"the profile timed tiles of {timed}, this coder's are {tile}: "
                              f"profile with --tile {tile}, or code with --tile {timed}")
@@ -273,7 +278,7 @@ def _scale(profile: dict[str, Any], image_size: tuple[int, int] | None) -> _Scal
     # costs stay those of the smallest size measured, an upper bound.
     if scale < lo:
         h, w = round(h0 * lo**0.5), round(w0 * lo**0.5)
-    tile = profile.get("tile", DEFAULT_TILE)
+    tile = _timed_tile(profile)
     processed = processed_pixels(h, w, tile=tile)
     return _Scale(processed / processed_pixels(h0, w0, tile=tile), max(scale, lo),
                   processed)

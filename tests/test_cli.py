@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import aux_trained, natural_like
+from helpers import aux_trained, natural_like, record_argument
 from PIL import Image
 
 from slimcodec.bitstream import MAGIC, unpack
@@ -193,10 +193,7 @@ def test_tile_reaches_the_transforms_and_a_bad_tile_is_refused(tmp_path, photo, 
     error."""
     from slimcodec import tiling
 
-    tiles = []
-    real = tiling.spans
-    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
-                                                                real(n, tile, halo))[1])
+    tiles = record_argument(monkeypatch, tiling, "spans", "tile")
     slc, png = tmp_path / "p.slc", tmp_path / "p.png"
     assert run(capsys, "compress", photo, "-o", slc, "--tile", 1)[0] == 0
     assert tiles and set(tiles) == {1}

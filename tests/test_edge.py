@@ -11,7 +11,13 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from helpers import decode_outcomes, natural_like, run_without_torch, sliced_slimcae
+from helpers import (
+    decode_outcomes,
+    natural_like,
+    record_argument,
+    run_without_torch,
+    sliced_slimcae,
+)
 from PIL import Image
 from slimcodec_edge.bundle import Bundle
 from slimcodec_edge.edge import EdgeCodec
@@ -174,10 +180,7 @@ def test_edge_tile_reaches_the_transforms_and_a_bad_tile_is_refused(exported, tm
 
     _, root = exported
     Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
-    tiles = []
-    real = tiling.spans
-    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
-                                                                real(n, tile, halo))[1])
+    tiles = record_argument(monkeypatch, tiling, "spans", "tile")
     bundle, slc = str(root / "bundle"), str(tmp_path / "x.slc")
     assert edge_main(["encode", bundle, str(tmp_path / "in.png"), "-o", slc, "--tile", "1"]) == 0
     assert tiles and set(tiles) == {1}

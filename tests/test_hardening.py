@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from helpers import SMALL_WIDTHS, natural_like
+from helpers import SMALL_WIDTHS, natural_like, record_argument
 from PIL import Image
 
 import slimcodec
@@ -99,10 +99,7 @@ def test_the_api_s_tile_codes_in_such_tiles_and_leaves_the_codec_given_as_it_is(
         small_model, monkeypatch):
     from slimcodec import tiling
 
-    tiles = []
-    real = tiling.spans
-    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
-                                                                real(n, tile, halo))[1])
+    tiles = record_argument(monkeypatch, tiling, "spans", "tile")
     codec = Codec(small_model)
     data = slimcodec.compress(natural_like(40, 40), model=codec, tile=1)
     assert tiles and set(tiles) == {1} and codec.tile == tiling.DEFAULT_TILE

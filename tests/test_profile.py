@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import natural_like
+from helpers import natural_like, record_argument
 from PIL import Image
 from slimcodec_edge.profile import count_macs, latency_fit, profile_model
 from slimcodec_edge.select import select_width
@@ -187,10 +187,7 @@ def test_a_profile_times_the_edge_runtime_with_its_tile(monkeypatch):
     tiles of N and records it; the fit counts the pixels such tiles run on."""
     from slimcodec import tiling
 
-    tiles = []
-    real = tiling.spans
-    monkeypatch.setattr(tiling, "spans", lambda n, tile, halo: (tiles.append(tile),
-                                                                real(n, tile, halo))[1])
+    tiles = record_argument(monkeypatch, tiling, "spans", "tile")
     profile = profile_model(tiny("slimcae"), "slimcae", size=(64, 96), widths=[8],
                             repeats=1, tile=2)
     assert profile["tile"] == 2 and tiles and set(tiles) == {2}
