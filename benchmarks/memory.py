@@ -168,6 +168,7 @@ def main() -> None:
     columns = list(COLUMNS)
     if args.against:
         columns[4:4] = [f"tiled encode MiB ({label})", f"tiled decode MiB ({label})"]
+        columns[9:9] = [f"encode s ({label})", f"decode s ({label})"]
     same = []
     rows = []
     for mp in args.sizes:
@@ -194,6 +195,8 @@ def main() -> None:
             row += f"{mib(a_enc):.0f} | {mib(a_dec):.0f} | "
         row += (f"{1024 * 1024 * mib(t_dec) / (h * w):.1f} | {t_enc['seconds']:.1f} | "
                f"{t_dec['seconds']:.1f} | ")
+        if args.against:
+            row += f"{a_enc['seconds']:.1f} | {a_dec['seconds']:.1f} | "
         if "whole" in result:
             w_enc, w_dec, w_psnr, _w_img, _ = result["whole"]
             row += (f"{mib(w_enc):.0f} | {mib(w_dec):.0f} | {t_psnr:.3f} | {w_psnr:.3f} | "
@@ -223,11 +226,12 @@ whole, each against the source.
 {chr(10).join(rows)}
 {against_note}
 What still grows with the image under tiling is what must exist whole: the decoded image
-(3 bytes a pixel), when encoding the source, and the latent's arrays, each of 4 bytes a
-value (C/64 bytes a pixel at width C): its symbols and its decoded values, and for a
-hyperprior model the scale indexes and means the entropy coder reads (the hyper transforms
-and the context run on bands of rows, so their working set follows the image's width). The
-transforms' working set is that of one 512x512 tile plus halo. At 1 MP the figures are
+(3 bytes a pixel) or, when encoding, the source, and the latent, 4 bytes a value (C/64
+bytes a pixel at width C): when encoding, its float values and their integer symbols; when
+decoding, its symbols, which become the values in their own memory. A hyperprior model's
+entropy coder also reads the scale indexes whole, 1 byte a value; its means, its hyper
+transforms and the context run on bands of rows, so their working set follows the image's
+width. The transforms' working set is that of one 512x512 tile plus halo. At 1 MP the figures are
 small enough that the allocator's and the thread pools' own growth, which moves them by tens
 of MiB from run to run, is most of them. The CLI refuses images over `--max-pixels`
 (default 67,108,864) before allocating them."""

@@ -117,7 +117,8 @@ class IntegerLayer:
                     contribution = (taps[ky, kx] @ flat).reshape(cout, h, wd)
                     full[:, ky : ky + s * h : s, kx : kx + s * wd : s] += contribution
             out = full[:, p : p + s * h, p : p + s * wd]
-        return out + self.bias[:, None, None]
+        out += self.bias[:, None, None]  # in place: a band's float64 activations are large
+        return out
 
 
 @dataclass(frozen=True)
@@ -152,13 +153,17 @@ class IntegerScaleNet:
             raise ValueError(f"symbols must be (C, h, w), got shape {x.shape}")
         x = np.clip(np.rint(x.astype(np.float64)), -INPUT_BOUND, INPUT_BOUND)
         *hidden, last = self.layers
+        # Each step in place, the same operations in the same order as out of place: the
+        # activations are float64 and as large as the band of the latent they index.
         for layer in hidden:
-            acc = layer.accumulate(x)
-            x = np.clip(np.floor(acc * layer.multiplier[:, None, None] + 0.5), 0,
-                        ACTIVATION_MAX)
-        acc = last.accumulate(x)
-        k = np.floor(acc * last.multiplier[:, None, None] + self.offset)
-        return np.clip(k, 0, self.levels - 1).astype(np.int32)
+            x = layer.accumulate(x)
+            x *= layer.multiplier[:, None, None]
+            x += 0.5
+            np.clip(np.floor(x, out=x), 0, ACTIVATION_MAX, out=x)
+        k = last.accumulate(x)
+        k *= last.multiplier[:, None, None]
+        k += self.offset
+        return np.clip(np.floor(k, out=k), 0, self.levels - 1, out=k).astype(np.int32)
 
     def macs(self, size: tuple[int, int]) -> int:
         """Multiply-adds of :meth:`indexes` on symbols of ``size`` (h, w)."""

@@ -59,11 +59,23 @@ class FactorizedCoder:
         return self.tables.channels
 
     def quantize(self, y: np.ndarray) -> np.ndarray:
-        """:math:`\\lfloor y - m \\rceil` as int32 symbols."""
-        return np.rint(y - self._m(y)).astype(np.int32)
+        """:math:`\\lfloor y - m \\rceil` as int32 symbols, channel by channel (no
+        temporary as large as the latent)."""
+        m = self._m(y)
+        symbols = np.empty(y.shape, np.int32)
+        for c in range(len(y)):
+            symbols[c] = np.rint(y[c] - m[c])
+        return symbols
 
-    def dequantize(self, symbols: np.ndarray) -> np.ndarray:
-        return (symbols + self._m(symbols)).astype(np.float32)
+    def dequantize_in_place(self, symbols: np.ndarray) -> np.ndarray:
+        """:math:`\\hat y` = symbols + :math:`m` as float32, written over ``symbols``
+        channel by channel (a float32 view of their memory: the latent is the largest thing a
+        decoder holds, so it holds it once)."""
+        m = self._m(symbols)
+        y_hat = symbols.view(np.float32)
+        for c in range(len(symbols)):
+            y_hat[c] = symbols[c] + m[c]
+        return y_hat
 
     def _m(self, like: np.ndarray) -> np.ndarray:
         return self.medians.astype(np.float32).reshape(-1, *([1] * (like.ndim - 1)))
@@ -79,7 +91,7 @@ class FactorizedCoder:
         return rans.decode(strings[0], self.tables, (self.channels, *size))
 
     def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
-        return self.dequantize(self.decode_symbols(strings, size))
+        return self.dequantize_in_place(self.decode_symbols(strings, size))
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
@@ -131,38 +143,85 @@ class HyperpriorCoder:
     def encode(self, y: np.ndarray, z_symbols: np.ndarray | None = None) -> tuple[bytes, ...]:
         r"""As :meth:`FactorizedCoder.encode`; ``z_symbols``: code these for :math:`\hat z`
         instead of those of :math:`h_a(y)` (a refined encoder's)."""
+        y = np.asarray(y, np.float32)
         size = y.shape[1:]
         zh, zw = self.z_size(size)
         if z_symbols is None:
             z_symbols = self._z().quantize(self._hyper_latent(y, (zh, zw)))
         elif z_symbols.shape != (self.channels, zh, zw):
             raise ValueError(f"z symbols of shape {z_symbols.shape} for a latent of {size}")
-        indexes, means = self._conditionals(z_symbols, size)
-        y_symbols = self.quantize(np.asarray(y, np.float32), means)
-        del means  # the coder's peak memory is a few latents: free each as soon as done
+
+        def decoded(rows: slice, near: np.ndarray) -> np.ndarray:  # as the decoder sees them
+            return np.rint(y[:, rows] - near).astype(np.float32) + near
+
+        # The means exist a band at a time: besides y, the coder holds the symbols and the
+        # uint8 scale indexes whole, the least the one-pass entropy coder needs.
+        symbols = np.empty(y.shape, np.int32)
+        for rows, coded in self._coded_means(z_symbols, size, decoded):
+            symbols[:, rows] = np.rint(y[:, rows] - coded)
         return (*self._z().encode_symbols(z_symbols),
-                rans.encode(y_symbols, self.y_tables, indexes))
+                rans.encode(symbols, self.y_tables, self._indexes(z_symbols, size)))
 
     def _hyper_latent(self, y: np.ndarray, z_size: tuple[int, int]) -> np.ndarray:
-        r""":math:`h_a(y)`, in bands of rows (the padded copy of ``y`` lives only here)."""
+        r""":math:`h_a(y)`, in bands of rows (each band of ``y`` padded as it is read)."""
         zh, zw = z_size
-        return _by_rows(self.hyper_analysis, _pad(y, (4 * zh, 4 * zw)), zh, 4, 1, self.band)
+        padded = (4 * zh, 4 * zw)
+        return _by_rows(self.hyper_analysis, lambda a, b: _padded_rows(y, padded, a, b), zh, 4,
+                        1, self.band)
 
     def decode(self, strings: tuple[bytes, ...], size: tuple[int, int]) -> np.ndarray:
         _check_count(strings, self.strings)
         z_symbols = self._z().decode_symbols(strings[:1], self.z_size(size))
-        indexes, means = self._conditionals(z_symbols, size)
-        y_symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
+        indexes = self._indexes(z_symbols, size)
+        symbols = rans.decode(strings[1], self.y_tables, indexes.shape, indexes)
         del indexes
-        return self.dequantize(y_symbols, means)
+        # Each band of symbols becomes its values in place, its means computed as it comes:
+        # the decoder holds one latent-sized array, not symbols, means and values.
+        y_hat = symbols.view(np.float32)
+        done = 0  # rows of y_hat written
 
-    def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
-        """The latent's int32 symbols, :math:`\\lfloor y - \\mu \\rceil`, from the hyper means."""
-        return np.rint(y - means).astype(np.int32)
+        def decoded(rows: slice, near: np.ndarray) -> np.ndarray:
+            # rows above `done` are values already (anchors: symbol + hyper mean, exactly
+            # what symbols + near gives there); the rest are still symbols
+            split = min(max(done, rows.start), rows.stop)
+            rest = self._values(symbols[:, split:rows.stop], near[:, split - rows.start:])
+            return np.concatenate([y_hat[:, rows.start:split], rest], axis=1, dtype=np.float32)
 
-    def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
-        """:math:`\\hat y` from its symbols and the hyper means (:meth:`quantize`'s inverse)."""
-        return (symbols + means).astype(np.float32)
+        for rows, coded in self._coded_means(z_symbols, size, decoded):
+            y_hat[:, rows] = self._values(symbols[:, rows], coded)
+            done = rows.stop
+        return y_hat
+
+    def _values(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """:math:`\\hat y` of ``symbols`` coded around ``means`` (summed in float64, then
+        stored as float32, as this kind always has)."""
+        return symbols + means
+
+    def _coded_means(self, z_symbols: np.ndarray, size: tuple[int, int],
+                     decoded: Callable[[slice, np.ndarray], np.ndarray]
+                     ) -> Iterator[tuple[slice, np.ndarray]]:
+        """The means each element of the latent is coded around, in bands of rows from the
+        top: ``(rows, their means)``; here the hyper means (``decoded`` is for the
+        checkerboard's context, which reads the decoded anchors)."""
+        for top, means in self._mean_bands(z_symbols, size):
+            yield slice(top, top + means.shape[1]), means
+
+    def _mean_bands(self, z_symbols: np.ndarray, size: tuple[int, int]
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+        """:math:`h_\\mu(\\hat z)` cropped to the latent's ``size``, in bands of
+        ``4 * band`` rows: ``(first row, means)``."""
+        return _row_pieces(self.hyper_mean, _rows(z_symbols), z_symbols.shape[1], 1, 4,
+                           self.band, size)
+
+    def _indexes(self, z_symbols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """The latent's scale indexes (integer, exact), uint8 where the table allows. The
+        integer network runs on bands of :data:`INDEX_BAND` rows of z: its float64
+        activations are nine times the int32 indexes of their band, and being exact, its
+        result does not depend on the band (the float networks keep ``band``, whose rounding
+        could)."""
+        dtype = np.uint8 if self.y_tables.channels <= 256 else np.int32
+        return _by_rows(self.scale_net.indexes, _rows(z_symbols, z_symbols.dtype),
+                        z_symbols.shape[1], 1, 4, min(self.band, INDEX_BAND), size, dtype)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
@@ -184,13 +243,10 @@ class HyperpriorCoder:
 
     def _conditionals(self, z_symbols: np.ndarray, size: tuple[int, int]
                       ) -> tuple[np.ndarray, np.ndarray]:
-        """Scale indexes (integer, exact) and means (float) of :math:`\\hat y`, cropped to
-        the latent's ``size``."""
-        zh = z_symbols.shape[1]
-        indexes = _by_rows(self.scale_net.indexes, z_symbols, zh, 1, 4, self.band, size)
-        means = _by_rows(self.hyper_mean, z_symbols.astype(np.float32), zh, 1, 4, self.band,
-                         size)
-        return indexes, means
+        """Scale indexes and hyper means of :math:`\\hat y` as whole arrays (for tools and
+        checks that inspect them; coding never holds the means whole)."""
+        means = np.concatenate([m for _, m in self._mean_bands(z_symbols, size)], axis=1)
+        return self._indexes(z_symbols, size), means
 
 
 @dataclass(frozen=True)
@@ -202,34 +258,21 @@ class CheckerboardCoder(HyperpriorCoder):
 
     mean_context: Network | None = None
 
-    def quantize(self, y: np.ndarray, means: np.ndarray) -> np.ndarray:
-        def anchors_hat(rows: slice, near: np.ndarray) -> np.ndarray:  # as decoded
-            return np.rint(y[:, rows] - near).astype(np.float32) + near
-
-        symbols = np.empty(y.shape, np.int32)
-        for rows, coded in self._banded_means(anchors_hat, means):
-            symbols[:, rows] = np.rint(y[:, rows] - coded)
-        return symbols
-
-    def dequantize(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
-        def decoded(rows: slice, near: np.ndarray) -> np.ndarray:
-            return symbols[:, rows].astype(np.float32) + near
-
-        y_hat = np.empty(symbols.shape, np.float32)
-        for rows, coded in self._banded_means(decoded, means):
-            y_hat[:, rows] = symbols[:, rows].astype(np.float32) + coded
-        return y_hat
-
-    def _banded_means(self, decoded: Callable[[slice, np.ndarray], np.ndarray],
-                      means: np.ndarray) -> Iterator[tuple[slice, np.ndarray]]:
-        r""":meth:`_context_means` on bands of ``4 * band`` latent rows, each with
+    def _coded_means(self, z_symbols: np.ndarray, size: tuple[int, int],
+                     decoded: Callable[[slice, np.ndarray], np.ndarray]
+                     ) -> Iterator[tuple[slice, np.ndarray]]:
+        r""":meth:`_context_means` on the bands of the hyper means, each with
         :data:`CONTEXT_HALO` rows around it, so that its memory follows the image's width,
-        as the hyper transforms' does, not its area: ``(rows, their means)`` per band.
-        ``decoded(rows, their hyper means)``: :math:`\hat y` of those rows (only its
-        anchors are read)."""
-        for rows, around, inner in _row_bands(means.shape[1], 4 * self.band, CONTEXT_HALO):
-            near = means[:, around]
+        as the hyper transforms' does, not its area. ``decoded(rows, their hyper means)``:
+        :math:`\hat y` of those rows (only its anchors are read), called band by band from
+        the top."""
+        for rows, around, near in _with_halo(self._mean_bands(z_symbols, size), CONTEXT_HALO):
+            inner = slice(rows.start - around.start, rows.stop - around.start)
             yield rows, self._context_means(decoded(around, near), near, around.start)[:, inner]
+
+    def _values(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
+        """As :meth:`HyperpriorCoder._values`, summed in float32, as this kind always has."""
+        return symbols.astype(np.float32) + means
 
     def _context_means(self, y_hat: np.ndarray, means: np.ndarray, first_row: int = 0
                        ) -> np.ndarray:
@@ -239,9 +282,10 @@ class CheckerboardCoder(HyperpriorCoder):
         if self.mean_context is None:
             raise ValueError("a checkerboard coder needs its mean_context network")
         mask = anchors(means.shape[1:], first_row)
-        seen = np.where(mask, y_hat, means).astype(np.float32)
-        correction = self.mean_context(seen)
-        return np.where(mask, means, means + correction).astype(np.float32)
+        seen = np.where(mask, y_hat, means).astype(np.float32, copy=False)
+        corrected = np.array(self.mean_context(seen), np.float32)  # its own, summed in place
+        corrected += means
+        return np.where(mask, means, corrected).astype(np.float32, copy=False)
 
     @classmethod
     def around(cls, plain: HyperpriorCoder, mean_context: Network) -> CheckerboardCoder:
@@ -276,6 +320,10 @@ CONTEXT_HALO = 3
 HYPER_HALO = 3
 
 
+#: Rows of z the integer scale network runs on at once (:meth:`HyperpriorCoder._indexes`).
+INDEX_BAND = 4
+
+
 def _row_bands(rows: int, band: int, halo: int) -> Iterator[tuple[slice, slice, slice]]:
     """Bands of ``band`` of ``rows`` rows: each band's rows, the rows around them that a
     network with ``halo`` rows of reach reads (clipped to the array), and the band's rows
@@ -286,34 +334,81 @@ def _row_bands(rows: int, band: int, halo: int) -> Iterator[tuple[slice, slice, 
         yield slice(start, stop), slice(lo, hi), slice(start - lo, stop - lo)
 
 
-def _by_rows(fn: Network, x: np.ndarray, rows: int, rows_in: int, rows_out: int,
-             band: int, size: tuple[int, int] | None = None) -> np.ndarray:
-    r"""``fn`` over ``x`` in bands of ``band`` rows of :math:`\hat z` (``rows`` in all):
-    ``x`` has ``rows_in`` rows per row of :math:`\hat z`, the output ``rows_out``;
-    ``size``: crop the output to these rows and columns (each band is written into it)."""
+def _row_pieces(fn: Network, rows_of: Callable[[int, int], np.ndarray], rows: int,
+                rows_in: int, rows_out: int, band: int, size: tuple[int, int] | None = None
+                ) -> Iterator[tuple[int, np.ndarray]]:
+    r"""``fn`` over an input in bands of ``band`` rows of :math:`\hat z` (``rows`` in all),
+    each with :data:`HYPER_HALO` rows of context: ``rows_of(a, b)`` gives the input's rows
+    ``[a, b)``, ``rows_in`` of them per row of :math:`\hat z`; the output has ``rows_out``.
+    ``(first output row, the band's output rows)`` from the top, cropped to ``size`` (rows,
+    columns) when given."""
     if rows <= band:
-        out = fn(x)
-        return out if size is None else np.ascontiguousarray(out[:, :size[0], :size[1]])
-    whole = None
+        out = fn(rows_of(0, rows * rows_in))
+        yield 0, out if size is None else out[:, :size[0], :size[1]]
+        return
     for part, around, inner in _row_bands(rows, band, HYPER_HALO):
-        out = fn(np.ascontiguousarray(x[:, around.start * rows_in : around.stop * rows_in]))
+        out = fn(rows_of(around.start * rows_in, around.stop * rows_in))
         out = out[:, inner.start * rows_out : inner.stop * rows_out]
-        if whole is None:
-            h, w = (rows * rows_out, out.shape[2]) if size is None else size
-            whole = np.empty((out.shape[0], h, w), out.dtype)
         top = part.start * rows_out
-        kept = max(0, min(out.shape[1], whole.shape[1] - top))
-        whole[:, top : top + kept] = out[:, :kept, :whole.shape[2]]
+        if size is not None:
+            out = out[:, : max(0, size[0] - top), : size[1]]
+        if out.shape[1]:
+            yield top, out
+
+
+def _by_rows(fn: Network, rows_of: Callable[[int, int], np.ndarray], rows: int, rows_in: int,
+             rows_out: int, band: int, size: tuple[int, int] | None = None,
+             dtype: np.dtype | type | None = None) -> np.ndarray:
+    """:func:`_row_pieces` gathered into one array (of ``dtype``: the output's own unless
+    given), each band written into it as it comes."""
+    whole = None
+    for top, out in _row_pieces(fn, rows_of, rows, rows_in, rows_out, band, size):
+        if whole is None:
+            h = rows * rows_out if size is None else size[0]
+            whole = np.empty((out.shape[0], h, out.shape[2]), dtype or out.dtype)
+        whole[:, top : top + out.shape[1]] = out
+    assert whole is not None
     return whole
+
+
+def _rows(x: np.ndarray, dtype: type = np.float32) -> Callable[[int, int], np.ndarray]:
+    """``rows_of`` for :func:`_row_pieces`: rows of ``x``, contiguous, as ``dtype``."""
+    return lambda a, b: np.ascontiguousarray(x[:, a:b], dtype)
+
+
+def _with_halo(bands: Iterator[tuple[int, np.ndarray]], halo: int
+               ) -> Iterator[tuple[slice, slice, np.ndarray]]:
+    """Consecutive bands of rows, ``(first row, rows)`` from the top, each with up to
+    ``halo`` rows of its neighbours on either side: ``(its rows, the rows around them,
+    those rows)``; a band and the next one are all it holds (every band but the last has at
+    least ``halo`` rows)."""
+    before: np.ndarray | None = None
+    current = next(bands, None)
+    while current is not None:
+        after = next(bands, None)
+        top, rows = current
+        parts = [rows] if before is None else [before[:, -halo:], rows]
+        if after is not None:
+            parts.append(after[1][:, :halo])
+        first = top - (parts[0].shape[1] if before is not None else 0)
+        window = np.concatenate(parts, axis=1) if len(parts) > 1 else rows
+        yield (slice(top, top + rows.shape[1]), slice(first, first + window.shape[1]), window)
+        before, current = rows, after
 
 
 def _pad(y: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """``y`` replicate-padded on the bottom and right to ``size``."""
+    return _padded_rows(y, size, 0, size[0])
+
+
+def _padded_rows(y: np.ndarray, size: tuple[int, int], start: int, stop: int) -> np.ndarray:
+    """Rows ``[start, stop)`` of ``y`` replicate-padded on the bottom and right to ``size``,
+    as float32: a band of the padded latent, without a padded copy of the whole."""
     h, w = y.shape[1:]
-    if (h, w) == tuple(size):
-        return np.ascontiguousarray(y, dtype=np.float32)
-    return np.pad(y, ((0, 0), (0, size[0] - h), (0, size[1] - w)), mode="edge"
-                  ).astype(np.float32)
+    band = y[:, start:stop] if stop <= h else y[:, np.minimum(np.arange(start, stop), h - 1)]
+    if size[1] > w:
+        band = np.pad(band, ((0, 0), (0, 0), (0, size[1] - w)), mode="edge")
+    return np.ascontiguousarray(band, dtype=np.float32)
 
 
 def _check_count(strings: tuple[bytes, ...], expected: int) -> None:

@@ -93,6 +93,40 @@ def tiny_hyperprior(widths=SMALL_WIDTHS, ranges=SMALL_RANGES, seed: int = 0):
     return model.eval()
 
 
+def tiny_checkerboard(widths=SMALL_WIDTHS, ranges=SMALL_RANGES, context: float | None = 0.3,
+                      seed: int = 0):
+    """A small checkerboard model around :func:`tiny_hyperprior`'s, its context's last layer
+    drawn with this spread (None: as constructed, untrained); updated, in eval mode."""
+    import torch
+
+    from slimcodec.models import CheckerboardSlimCAE
+    from slimcodec.training.trainer import init_from
+
+    plain = tiny_hyperprior(widths, ranges, seed)
+    model = CheckerboardSlimCAE(widths=widths, lambda_ranges=ranges)
+    init_from(model, plain)
+    torch.manual_seed(seed + 1)
+    if context is not None:
+        with torch.no_grad():
+            model.mean_context.layers[-1].weight.normal_(0, context)
+    model.update(force=True)
+    return model.eval()
+
+
+def peak_bytes(call) -> int:
+    """The most memory Python and numpy held at once while ``call()`` ran, above what they
+    held before it (tracemalloc: numpy reports its arrays to it; torch's own tensors are not
+    counted)."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 _DECODE_CHILD = r"""
 import json, sys, pathlib, warnings
 warnings.filterwarnings("ignore")

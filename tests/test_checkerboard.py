@@ -4,7 +4,7 @@ runtime, refinement and its training stage."""
 import numpy as np
 import pytest
 import torch
-from helpers import natural_like, tiny_hyperprior
+from helpers import natural_like, tiny_checkerboard, tiny_hyperprior
 from PIL import Image
 
 from slimcodec.bitstream import unpack
@@ -12,7 +12,6 @@ from slimcodec.codec import Codec
 from slimcodec.latent import anchors
 from slimcodec.models import CheckerboardSlimCAE
 from slimcodec.models.checkerboard import anchor_mask
-from slimcodec.training.trainer import init_from
 from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model_file, save_model_file
 
@@ -23,15 +22,7 @@ RANGES = ((0.002, 0.2), (0.001, 0.05))
 def _model(context: float | None = 0.3, seed: int = 0) -> CheckerboardSlimCAE:
     """A tiny checkerboard model around :func:`tiny_hyperprior`'s, its context's last layer
     drawn with this spread (None: as constructed, untrained)."""
-    plain = tiny_hyperprior(WIDTHS, RANGES, seed)
-    model = CheckerboardSlimCAE(widths=WIDTHS, lambda_ranges=RANGES)
-    init_from(model, plain)
-    torch.manual_seed(seed + 1)
-    if context is not None:
-        with torch.no_grad():
-            model.mean_context.layers[-1].weight.normal_(0, context)
-    model.update(force=True)
-    return model.eval()
+    return tiny_checkerboard(WIDTHS, RANGES, context, seed)
 
 
 @pytest.fixture(scope="module")

@@ -148,6 +148,34 @@ def test_bit_flipped_strings_both_coders_agree(tables):
     assert "entropy-coded string does not end in the coder's initial state" in reasons
 
 
+def test_byte_indexes_code_as_int32_ones_and_are_checked(tables):
+    """uint8 indexes (a hyperprior's, a quarter of int32's memory) give the same string as
+    int32 ones, in both directions and both coders; an index past the tables is refused, and
+    the compiled coder takes no other width."""
+    rng = np.random.default_rng(11)
+    symbols = np.round(rng.laplace(0, 4, (6, 5, 7))).astype(np.int32)
+    indexes = rng.integers(0, tables.channels, symbols.shape)
+    data = rans.encode(symbols, tables, indexes.astype(np.int32))
+    assert rans.encode(symbols, tables, indexes.astype(np.uint8)) == data
+    assert data != rans.encode(symbols, tables)  # the indexes do pick the tables
+    for dtype in (np.uint8, np.int32):
+        np.testing.assert_array_equal(
+            rans.decode(data, tables, symbols.shape, indexes.astype(dtype)), symbols)
+    flat = indexes.astype(np.uint8).reshape(-1)
+    assert rans._encode_py(symbols.reshape(-1), tables, 35, flat) == data
+    bad = flat.copy()
+    bad[17] = tables.channels
+    with pytest.raises(ValueError, match="one table index per symbol"):
+        rans._rans.encode(symbols.reshape(-1), tables.cdfs, tables.lengths, tables.offsets, 35,
+                          bad)
+    with pytest.raises(ValueError, match="one table index per symbol"):
+        rans._rans.decode(data, tables.cdfs, tables.lengths, tables.offsets, 35,
+                          np.empty(symbols.size, np.int32), bad)
+    with pytest.raises(TypeError, match="int32 or uint8"):
+        rans._rans.encode(symbols.reshape(-1), tables.cdfs, tables.lengths, tables.offsets, 35,
+                          flat.astype(np.int16))
+
+
 def test_tables_are_validated(tables):
     bad = tables.cdfs.copy()
     bad[0, 1] = bad[0, 0]  # not strictly increasing

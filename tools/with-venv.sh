@@ -37,10 +37,11 @@ fi
 
 # Two clones sharing one environment re-point it in turn; tests are unaffected either way,
 # since `python -m pytest` puts the clone's own root first on sys.path.
-# A clone made again at the same path lacks the compiled coder the install builds in place:
-# reinstall then too.
-if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ] ||
-   ! compgen -G "$repo/slimcodec/bitstream/_rans*.so" >/dev/null; then
+# A clone made again at the same path lacks the compiled coder the install builds in place,
+# and a pull can bring a newer coder than the one built: reinstall then too.
+coder=$(compgen -G "$repo/slimcodec/bitstream/_rans*.so" | head -n 1 || true)
+if [ "$(cat "$venv/.project" 2>/dev/null)" != "$repo" ] || [ -z "$coder" ] ||
+   [ "$repo/slimcodec/bitstream/_rans.c" -nt "$coder" ]; then
   pip install --no-deps --no-build-isolation -e "$repo"
   echo "$repo" > "$venv/.project"
 fi

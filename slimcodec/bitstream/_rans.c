@@ -17,8 +17,9 @@
  *   decode(data, cdfs, lengths, offsets, plane, out[, indexes]) -> None
  * symbols/out: int32 (n,); cdfs: int32 (m, stride) C-contiguous; lengths, offsets: int32
  * (m,). Symbol i uses CDF i / plane (a channel-major latent: one CDF per channel), or,
- * given indexes (int32 (n,), each in [0, m): a conditional model's table index per
- * element), CDF indexes[i].
+ * given indexes ((n,), each in [0, m): a conditional model's table index per element),
+ * CDF indexes[i]. Indexes are int32, or uint8 (a quarter of the memory: a latent's worth
+ * of them is held whole while coding, and scale tables have far fewer than 256 entries).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -39,6 +40,16 @@ typedef struct {
     const int32_t *offsets;
     Py_ssize_t count;
 } Tables;
+
+/* Per-element table indexes: int32 or uint8, or neither (one CDF per plane). */
+typedef struct {
+    const int32_t *i32;
+    const uint8_t *u8;
+} Indexes;
+
+static inline Py_ssize_t table_of(const Indexes *ix, Py_ssize_t i, Py_ssize_t plane) {
+    return ix->u8 ? ix->u8[i] : ix->i32 ? ix->i32[i] : i / plane;
+}
 
 static uint32_t load_word(const uint8_t *p) {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
@@ -78,9 +89,9 @@ static int get_bits(Decoder *d, uint32_t *val) {
 
 /* Returns NULL on success, else a static message. */
 static const char *decode_all(Decoder *d, const Tables *t, Py_ssize_t plane,
-                              const int32_t *indexes, int32_t *out, Py_ssize_t n) {
+                              const Indexes *indexes, int32_t *out, Py_ssize_t n) {
     for (Py_ssize_t i = 0; i < n; i++) {
-        Py_ssize_t k = indexes ? indexes[i] : i / plane;
+        Py_ssize_t k = table_of(indexes, i, plane);
         const int32_t *cdf = t->cdfs + k * t->stride;
         int32_t len = t->lengths[k];
         int32_t max_value = len - 2;
@@ -154,9 +165,9 @@ static int put_bits(Encoder *e, uint32_t val, uint32_t nbits) {
 }
 
 static const char *encode_all(Encoder *e, const Tables *t, Py_ssize_t plane,
-                              const int32_t *indexes, const int32_t *symbols, Py_ssize_t n) {
+                              const Indexes *indexes, const int32_t *symbols, Py_ssize_t n) {
     for (Py_ssize_t i = n - 1; i >= 0; i--) {
-        Py_ssize_t k = indexes ? indexes[i] : i / plane;
+        Py_ssize_t k = table_of(indexes, i, plane);
         const int32_t *cdf = t->cdfs + k * t->stride;
         int32_t max_value = t->lengths[k] - 2;
         int64_t value = (int64_t)symbols[i] - t->offsets[k];
@@ -253,21 +264,33 @@ static int check_plane(Py_ssize_t n, Py_ssize_t plane, const Tables *t) {
     return 0;
 }
 
-/* The optional per-element table indexes: NULL where none were given, -1 on error. */
+/* The optional per-element table indexes, int32 or uint8: 0 where none were given (both
+ * pointers NULL), 1 where the view holds them, -1 on error. */
 static int get_indexes(PyObject *obj, Py_buffer *view, Py_ssize_t n, const Tables *t,
-                       const int32_t **indexes) {
-    *indexes = NULL;
+                       Indexes *indexes) {
+    indexes->i32 = NULL;
+    indexes->u8 = NULL;
     if (obj == NULL || obj == Py_None) return 0;
-    if (get_int32(obj, view, 0, "indexes") < 0) return -1;
-    const int32_t *idx = view->buf;
-    int bad = view->len / 4 != n;
-    for (Py_ssize_t i = 0; !bad && i < n; i++) bad = idx[i] < 0 || idx[i] >= t->count;
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    int wide = view->itemsize == 4 && strcmp(view->format, "i") == 0;
+    int narrow = view->itemsize == 1 && strcmp(view->format, "B") == 0;
+    if (!wide && !narrow) {
+        PyErr_SetString(PyExc_TypeError, "indexes must be a C-contiguous int32 or uint8 buffer");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    int bad = view->len / view->itemsize != n;
+    for (Py_ssize_t i = 0; !bad && i < n; i++) {
+        Py_ssize_t k = wide ? ((const int32_t *)view->buf)[i] : ((const uint8_t *)view->buf)[i];
+        bad = k < 0 || k >= t->count;
+    }
     if (bad) {
         PyErr_SetString(PyExc_ValueError, "indexes must be one table index per symbol");
         PyBuffer_Release(view);
         return -1;
     }
-    *indexes = idx;
+    if (wide) indexes->i32 = view->buf;
+    else indexes->u8 = view->buf;
     return 1;
 }
 
@@ -276,7 +299,7 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
     Py_ssize_t plane;
     Py_buffer v[5];
     Tables t;
-    const int32_t *indexes;
+    Indexes indexes;
     if (!PyArg_ParseTuple(args, "OOOOn|O", &symbols_obj, &cdfs, &lengths, &offsets, &plane,
                           &index_obj))
         return NULL;
@@ -292,7 +315,7 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
         return NULL;
     }
     int views = 4 + held;
-    if (!indexes && check_plane(n, plane, &t) < 0) {
+    if (!held && check_plane(n, plane, &t) < 0) {
         release(v, views);
         return NULL;
     }
@@ -306,7 +329,7 @@ static PyObject *py_encode(PyObject *self, PyObject *args) {
     Encoder e = {RANS_L, buf, capacity};
     const char *err;
     Py_BEGIN_ALLOW_THREADS
-    err = encode_all(&e, &t, plane, indexes, v[3].buf, n);
+    err = encode_all(&e, &t, plane, &indexes, v[3].buf, n);
     Py_END_ALLOW_THREADS
     release(v, views);
     PyObject *result = NULL;
@@ -322,7 +345,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
     PyObject *cdfs, *lengths, *offsets, *out_obj, *index_obj = NULL;
     Py_ssize_t plane;
     Tables t;
-    const int32_t *indexes;
+    Indexes indexes;
     if (!PyArg_ParseTuple(args, "y*OOOnO|O", &data, &cdfs, &lengths, &offsets, &plane,
                           &out_obj, &index_obj))
         return NULL;
@@ -344,7 +367,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
         return NULL;
     }
     int views = 4 + held;
-    if (!indexes && check_plane(n, plane, &t) < 0) {
+    if (!held && check_plane(n, plane, &t) < 0) {
         release(v, views);
         PyBuffer_Release(&data);
         return NULL;
@@ -357,7 +380,7 @@ static PyObject *py_decode(PyObject *self, PyObject *args) {
         if (d.x < RANS_L) err = "entropy-coded string starts with an invalid coder state";
         else {
             Py_BEGIN_ALLOW_THREADS
-            err = decode_all(&d, &t, plane, indexes, v[3].buf, n);
+            err = decode_all(&d, &t, plane, &indexes, v[3].buf, n);
             Py_END_ALLOW_THREADS
         }
     }

@@ -76,8 +76,9 @@ class EntropyTables:
 def encode(symbols: np.ndarray, tables: EntropyTables, indexes: np.ndarray | None = None
            ) -> bytes:
     """Code a ``(C, H, W)`` integer latent, channel ``c`` with CDF ``c``, or, given
-    ``indexes`` (the latent's shape, each in ``[0, len(tables.cdfs))``), each element with
-    CDF ``indexes[c, h, w]`` (a conditional model: one table per predicted scale)."""
+    ``indexes`` (the latent's shape, each in ``[0, len(tables.cdfs))``; uint8 is read as it
+    is, any other integer type as int32), each element with CDF ``indexes[c, h, w]`` (a
+    conditional model: one table per predicted scale)."""
     symbols = np.ascontiguousarray(symbols, dtype=np.int32)
     plane = _plane(symbols.shape, tables, indexes)
     flat = _flat_indexes(indexes, symbols.shape, tables)
@@ -117,7 +118,9 @@ def _flat_indexes(indexes: np.ndarray | None, shape: tuple[int, ...], tables: En
         return None
     if indexes.shape != tuple(shape):
         raise ValueError(f"indexes of shape {indexes.shape} for a latent of shape {shape}")
-    flat = np.ascontiguousarray(indexes, dtype=np.int32).reshape(-1)
+    # uint8 indexes are coded as they are: a latent's worth held whole is a quarter of int32's
+    dtype = np.uint8 if indexes.dtype == np.uint8 else np.int32
+    flat = np.ascontiguousarray(indexes, dtype=dtype).reshape(-1)
     if flat.min() < 0 or flat.max() >= tables.channels:
         raise ValueError(f"indexes outside [0, {tables.channels})")
     return flat
