@@ -22,7 +22,8 @@ STAGE = HERE / "_stage"
 FILES = {
     "slimcodec": ["__init__.py", "errors.py", "gating.py", "integer_scales.py", "latent.py",
                   "rate_control.py", "tiling.py", "bitstream", "utils/__init__.py",
-                  "utils/console.py", "utils/image.py", "utils/io.py", "utils/metrics.py",
+                  "utils/console.py", "utils/image.py", "utils/io.py", "utils/memory.py",
+                  "utils/metrics.py",
                   "zoo/__init__.py", "zoo/catalog.py"],
     "export": ["__init__.py", "bundle.py", "select.py", "edge"],
 }

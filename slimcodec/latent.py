@@ -214,14 +214,10 @@ class HyperpriorCoder:
                            self.band, size)
 
     def _indexes(self, z_symbols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-        """The latent's scale indexes (integer, exact), uint8 where the table allows. The
-        integer network runs on bands of :data:`INDEX_BAND` rows of z: its float64
-        activations are nine times the int32 indexes of their band, and being exact, its
-        result does not depend on the band (the float networks keep ``band``, whose rounding
-        could)."""
+        """The latent's scale indexes (integer, exact), uint8 where the table allows."""
         dtype = np.uint8 if self.y_tables.channels <= 256 else np.int32
         return _by_rows(self.scale_net.indexes, _rows(z_symbols, z_symbols.dtype),
-                        z_symbols.shape[1], 1, 4, min(self.band, INDEX_BAND), size, dtype)
+                        z_symbols.shape[1], 1, 4, self.band, size, dtype)
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (:func:`coder_from_arrays` reads it back)."""
@@ -318,10 +314,6 @@ CONTEXT_HALO = 3
 #: see at most 2; one more for margin. With it, a band's rows are those of the whole
 #: (exactly, for the integer scales).
 HYPER_HALO = 3
-
-
-#: Rows of z the integer scale network runs on at once (:meth:`HyperpriorCoder._indexes`).
-INDEX_BAND = 4
 
 
 def _row_bands(rows: int, band: int, halo: int) -> Iterator[tuple[slice, slice, slice]]:

@@ -12,8 +12,8 @@ halo of 3 the tiled result is the whole-image one up to float rounding
 image border in both.
 
 What does grow with the image are the arrays that must exist whole: the input or output
-image (3 bytes a pixel) and the integer latent (4 bytes a value: C/64 bytes a pixel at
-width C, 3 at width 192).
+image (3 bytes a pixel) and the latent (4 bytes a value: C/64 bytes a pixel at width C, 3 at
+width 192), which the latent coders (:mod:`slimcodec.latent`) hold about once.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from slimcodec.utils.console import positive_int
+from slimcodec.utils.memory import release_freed_memory
 
 __all__ = [
     "DEFAULT_HALO",
@@ -135,6 +136,7 @@ def synthesize(
     tile (``dequantize`` turns each ``(C, h, w)`` tile back into floats) and return the
     ``size`` ``(H, W, 3)`` uint8 image."""
     height, width = size
+    release_freed_memory()  # the latent coder's freed temporaries, before the tiles'
     out = np.empty((height, width, 3), dtype=np.uint8)
     _, lh, lw = symbols.shape
     for top, bottom, r0, r1 in spans(lh, tile, halo):

@@ -3,6 +3,8 @@ image's coding holds (its transforms run in tiles), so each kind of coder must h
 once beyond its input, never as symbols, means and values side by side (benchmarks/memory.py
 measures the whole process on 12 and 48 MP images)."""
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -66,3 +68,44 @@ def test_encoding_holds_the_symbols_and_byte_indexes_beside_its_input(coder, mon
     peak = peak_bytes(lambda: coder.encode(y))
     assert seen[-1] in (None, np.uint8)
     assert peak < 1.9 * y.nbytes, f"{peak / y.nbytes:.2f} latents"
+
+
+_FRAGMENTED = r"""
+import numpy as np
+from slimcodec.utils.memory import release_freed_memory
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+# 200 MiB in blocks below malloc's threshold for blocks of their own pages, every other one
+# then freed: the freed half stays in the heap, fragmented among the live half
+blocks = [np.ones(16 * 1024, np.float32) for _ in range(3200)]
+del blocks[::2]
+before = rss()
+asked = release_freed_memory()
+print(asked, before - rss())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_heap_memory_is_handed_back():
+    """A heap holding 100 MiB freed among 100 MiB in use: release_freed_memory hands most of
+    the freed pages back (without it they stay resident)."""
+    out = subprocess.run([sys.executable, "-c", _FRAGMENTED], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "True"
+    assert int(out[1]) > 60, f"{out[1]} MiB handed back"
+
+
+def test_synthesis_hands_back_the_latent_coder_s_freed_memory(monkeypatch):
+    """Before its tiles allocate, the synthesis asks for the freed memory of what ran before
+    it (the latent coder's bands) to be handed back: once per image, in both runtimes, as
+    they share :func:`slimcodec.tiling.synthesize`."""
+    from slimcodec import tiling
+
+    calls = []
+    monkeypatch.setattr(tiling, "release_freed_memory", lambda: calls.append(1))
+    y = np.zeros((4, 3, 5), np.float32)
+    tiling.synthesize(lambda x: np.zeros((1, 3, 16 * x.shape[2], 16 * x.shape[3]), np.float32),
+                      tiling.unchanged, y, (40, 70), 16, tile=2)
+    assert calls == [1]

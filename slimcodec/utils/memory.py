@@ -1,0 +1,48 @@
+"""Handing freed memory back to the operating system between the phases of coding.
+
+Decoding runs in phases, each allocating and freeing many band- or tile-sized arrays: the
+latent coder's networks on bands of rows, then the transforms on tiles. glibc's malloc
+keeps what a phase freed in its heaps, fragmented among what is still in use, and raises
+its threshold for serving large blocks with their own pages each time it frees one
+(``mallopt(3)``, ``M_MMAP_THRESHOLD``), so more of the next phase's arrays come from those
+heaps too: the freed pages stay resident beneath the next phase's peak.
+:func:`slimcodec.tiling.synthesize` hands the latent coder's back before its tiles
+(``benchmarks/memory.py`` measures what that saves). Encoding gained nothing from the same
+after its analysis in trials (its peak is the coder's own), so it does not.
+:func:`release_freed_memory` asks the C library to hand them back (``malloc_trim(3)``);
+elsewhere it does nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from collections.abc import Callable
+from functools import cache
+
+__all__ = ["release_freed_memory"]
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, Windows,
+    musl's is a no-op stub either way)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        trim = ctypes.CDLL(None).malloc_trim  # the C library the process already runs on
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+def release_freed_memory() -> bool:
+    """Hand the pages of freed heap memory back to the operating system, as a coding phase
+    ends; True where the C library could be asked (glibc), False where it cannot."""
+    trim = _malloc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
