@@ -38,6 +38,7 @@ import numpy as np
 from slimcodec.bitstream import rans
 from slimcodec.errors import CorruptBitstreamError
 from slimcodec.integer_scales import IntegerScaleNet
+from slimcodec.utils.memory import release_freed_memory
 
 __all__ = ["NETWORKS", "CheckerboardCoder", "FactorizedCoder", "HyperpriorCoder", "LatentCoder",
            "anchors", "coder_from_arrays"]
@@ -155,12 +156,15 @@ class HyperpriorCoder:
             return np.rint(y[:, rows] - near).astype(np.float32) + near
 
         # The means exist a band at a time: besides y, the coder holds the symbols and the
-        # uint8 scale indexes whole, the least the one-pass entropy coder needs.
+        # uint8 scale indexes whole, the least the one-pass entropy coder needs. The indexes
+        # come first, while the symbols do not exist yet: their network's float64 bands are
+        # the coder's largest temporaries.
+        indexes = self._indexes(z_symbols, size)
         symbols = np.empty(y.shape, np.int32)
         for rows, coded in self._coded_means(z_symbols, size, decoded):
             symbols[:, rows] = np.rint(y[:, rows] - coded)
-        return (*self._z().encode_symbols(z_symbols),
-                rans.encode(symbols, self.y_tables, self._indexes(z_symbols, size)))
+            release_freed_memory()  # the band's (slimcodec.utils.memory says why)
+        return (*self._z().encode_symbols(z_symbols), rans.encode(symbols, self.y_tables, indexes))
 
     def _hyper_latent(self, y: np.ndarray, z_size: tuple[int, int]) -> np.ndarray:
         r""":math:`h_a(y)`, in bands of rows (each band of ``y`` padded as it is read)."""
@@ -190,6 +194,7 @@ class HyperpriorCoder:
         for rows, coded in self._coded_means(z_symbols, size, decoded):
             y_hat[:, rows] = self._values(symbols[:, rows], coded)
             done = rows.stop
+            release_freed_memory()
         return y_hat
 
     def _values(self, symbols: np.ndarray, means: np.ndarray) -> np.ndarray:
@@ -216,8 +221,10 @@ class HyperpriorCoder:
     def _indexes(self, z_symbols: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         """The latent's scale indexes (integer, exact), uint8 where the table allows."""
         dtype = np.uint8 if self.y_tables.channels <= 256 else np.int32
-        return _by_rows(self.scale_net.indexes, _rows(z_symbols, z_symbols.dtype),
-                        z_symbols.shape[1], 1, 4, self.band, size, dtype)
+        indexes = _by_rows(self.scale_net.indexes, _rows(z_symbols, z_symbols.dtype),
+                           z_symbols.shape[1], 1, 4, self.band, size, dtype)
+        release_freed_memory()  # its float64 bands, before the latent-sized arrays come
+        return indexes
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (:func:`coder_from_arrays` reads it back)."""

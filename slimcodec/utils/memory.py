@@ -1,16 +1,18 @@
-"""Handing freed memory back to the operating system between the phases of coding.
+"""Handing freed memory back to the operating system as the phases of coding end.
 
-Decoding runs in phases, each allocating and freeing many band- or tile-sized arrays: the
+Coding runs in phases, each allocating and freeing many band- or tile-sized arrays: the
 latent coder's networks on bands of rows, then the transforms on tiles. glibc's malloc
 keeps what a phase freed in its heaps, fragmented among what is still in use, and raises
 its threshold for serving large blocks with their own pages each time it frees one
 (``mallopt(3)``, ``M_MMAP_THRESHOLD``), so more of the next phase's arrays come from those
-heaps too: the freed pages stay resident beneath the next phase's peak.
-:func:`slimcodec.tiling.synthesize` hands the latent coder's back before its tiles
-(``benchmarks/memory.py`` measures what that saves). Encoding gained nothing from the same
-after its analysis in trials (its peak is the coder's own), so it does not.
-:func:`release_freed_memory` asks the C library to hand them back (``malloc_trim(3)``);
-elsewhere it does nothing.
+heaps too: the freed pages pile up beneath the peak. So the latent coder
+(:mod:`slimcodec.latent`) hands back its scale network's temporaries before it allocates
+the latent-sized arrays, and each band's as the band ends, and
+:func:`slimcodec.tiling.synthesize` the coder's before its tiles (``benchmarks/memory.py``
+measures what that saves; a band's pages faulted in again cost no time it could measure).
+Handing back the analysis's tiles before the coder gained nothing in trials, so it is not
+done. :func:`release_freed_memory` asks the C library to hand them back
+(``malloc_trim(3)``); elsewhere it does nothing.
 """
 
 from __future__ import annotations
