@@ -3,6 +3,7 @@ image's coding holds (its transforms run in tiles), so each kind of coder must h
 once beyond its input, never as symbols, means and values side by side (benchmarks/memory.py
 measures the whole process on 12 and 48 MP images)."""
 
+import platform
 import subprocess
 import sys
 from dataclasses import replace
@@ -87,7 +88,7 @@ print(asked, before - rss())
 """
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc_trim")
 def test_freed_heap_memory_is_handed_back():
     """A heap holding 100 MiB freed among 100 MiB in use: release_freed_memory hands most of
     the freed pages back (without it they stay resident)."""
