@@ -7,7 +7,11 @@ against each classical codec and against the first model, ΔPSNR at equal rate, 
 range and the top PSNR. With `--rate-control`, the first model's `--target-bpp` error on the
 photos (median of |reached − target| / target over images and targets). With `--refine N`,
 the first model again with its latents refined by N steps (`slimcodec compress --refine N`:
-the same decoder, a slower encoder). With `--goals`, a table of the first model against
+the same decoder, a slower encoder). Each model codes as `slimcodec compress` does: a
+shipped model with shipped domain adapters through its gate (`--domain auto`); with
+`--without-adapters`, the first model again coded by the model alone (`--domain source`),
+so that the table shows what its adapters buy and cost (encode and decode times: the mean
+per file over every point, in this run). With `--goals`, a table of the first model against
 each target issue 29 sets the default model (:data:`GOALS`), met or not; it needs every
 content set, `--rate-control`, and `slimcae-vr5` among the models. Writes the RESULTS.md
 section ``content-rd-<name>``.
@@ -15,7 +19,7 @@ section ``content-rd-<name>``.
     python benchmarks/content_rd.py --models [LABEL=]runs/x/model.pt slimcae-hp slimcae-vr5 \\
         [--count 8] [--crop 768x512] [--rate-control] [--refine 50] [--sets photos]
     python benchmarks/content_rd.py --models slimcae-hp slimcae-vr5 \\
-        --count 12 illustrations=6 screens=6 --rate-control --goals
+        --count 12 illustrations=6 screens=6 --rate-control --goals [--without-adapters]
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[floa
         for target in TARGETS:
             try:
                 # the cheapest width that reaches it, as the recorded runs searched
-                data, _ = encode_to_target(codec, rgb, target_bpp=target, prefer="cost")
+                data, _ = encode_to_target(codec, rgb, target_bpp=target, prefer="cost",
+                                           domain=codec.default_domain)
             except Exception:  # out of the model's reach on this image: not an error of control
                 continue
             errors.append(abs(8 * len(data) / (rgb.shape[0] * rgb.shape[1]) - target) / target)
@@ -174,6 +179,9 @@ def main() -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="also the first model with its latents refined by STEPS steps")
     p.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS)
+    p.add_argument("--without-adapters", action="store_true",
+                   help="also the first model coded by the model alone (--domain source), "
+                        "without the adapters it ships with")
     p.add_argument("--goals", action="store_true",
                    help="judge the first model against issue 29's targets (see above)")
     args = p.parse_args()
@@ -187,17 +195,23 @@ def main() -> None:
         p.error("--goals needs every content set, --rate-control and slimcae-vr5 in --models")
     sets = content_sets(args)
     name = args.name or models[0][0]
-    # (label, model, refinement steps): the label is what the tables print.
-    entries = [(label, model, 0) for label, model in models]
+    # (label, model, refinement steps, domain): the label is what the tables print; domain
+    # None codes as `slimcodec compress` does (Codec.default_domain).
+    entries = [(label, model, 0, None) for label, model in models]
     if args.refine:
         entries.insert(1, (f"{entries[0][0]} --refine {args.refine}", models[0][1],
-                           args.refine))
+                           args.refine, None))
+    if args.without_adapters:
+        entries.insert(1, (f"{entries[0][0]} --domain source", models[0][1], 0, "source"))
     lines, summary = [], {}
     for label, images in sets.items():
         rgbs = [rgb for _, rgb in images]
-        envs, tops, spans, widest_tops = {}, {}, {}, {}
-        for model, path, steps in entries:
-            points = evaluate(codec_for(path), rgbs, progress=False, refine=steps)["points"]
+        envs, tops, spans, widest_tops, times = {}, {}, {}, {}, {}
+        for model, path, steps, domain in entries:
+            points = evaluate(codec_for(path), rgbs, progress=False, refine=steps,
+                              domain=domain)["points"]
+            times[model] = tuple(float(np.mean([q[k] for q in points]))
+                                 for k in ("enc_ms", "dec_ms"))
             envs[model] = rd_hull([(q["bpp"], q["psnr"]) for q in points])
             tops[model] = max(q["psnr"] for q in points)
             widest = max(q["width"] for q in points)
@@ -206,8 +220,9 @@ def main() -> None:
         hulls = {c: rd_hull(classical_rd(images, c)) for c in CLASSICAL}
         first_name = entries[0][0]
         rows = [table_head(["model", *(f"vs {c}" for c in CLASSICAL), f"vs {first_name}",
-                            "range (bpp)", "top PSNR", *(f"ΔPSNR vs WebP @{r:g}" for r in RATES)])]
-        for model, _, _ in entries:
+                            "range (bpp)", "top PSNR", *(f"ΔPSNR vs WebP @{r:g}" for r in RATES),
+                            "encode / decode ms"])]
+        for model, _, _, _ in entries:
             env = envs[model]
             versus = [fmt(_safe(bd_rate, hulls[c], env), "+.1f", "%") for c in CLASSICAL]
             first = ("—" if model == first_name else
@@ -218,11 +233,12 @@ def main() -> None:
                 gaps.append(fmt(None if a is None or b is None else a - b, "+.2f"))
             rows.append(f"| `{model}` | {' | '.join(versus)} | {first} | "
                         f"{spans[model][0]:.3f}–{spans[model][1]:.3f} | {tops[model]:.2f} | "
-                        f"{' | '.join(gaps)} |")
+                        f"{' | '.join(gaps)} | {times[model][0]:,.0f} / {times[model][1]:,.0f} |")
             summary[f"{label}/{model}"] = {
                 "bd_vs_webp": _safe(bd_rate, hulls["WebP"], env), "top_psnr": tops[model],
                 "widest_top": widest_tops[model], "span": spans[model],
-                "first_vs_this": _safe(bd_rate, env, envs[first_name])}
+                "first_vs_this": _safe(bd_rate, env, envs[first_name]),
+                "enc_ms": times[model][0], "dec_ms": times[model][1]}
         lines.append(f"**{label}** ({len(images)}: {', '.join(n for n, _ in images)})\n\n"
                      + "\n".join(rows))
     text = "\n\n".join(lines)
@@ -241,7 +257,9 @@ def main() -> None:
             "curve on the same images (negative: fewer bits); in the column named after the "
             f"first model, `{entries[0][0]}`'s BD-rate against the row's model (positive: "
             f"`{entries[0][0]}` needs more bits); ΔPSNR at equal rate against WebP, in "
-            "dB.\n\n" + text)
+            "dB; encode / decode ms: the mean per file over every point, times of this run "
+            "(its machine below). Models code as `slimcodec compress` does (a shipped "
+            "model's adapters through its gate, `--domain auto`).\n\n" + text)
     write_section(f"content-rd-{name}", body)
     print(body)
     print(json.dumps(summary))

@@ -1,7 +1,8 @@
 """Build a models distribution (``slimcodec-models``, ``-hp``, ``-hpc``) from the
 checkout around its folder: the distribution's name comes from the pyproject.toml beside
-this file, and it holds the weights of every shipped model the catalog assigns to it
-(``SHIPPED[name]["distribution"]``) but the default's. ``models-hp*/setup.py`` are links to
+this file, and it holds the weights files (``weights_files``: a model's and its adapters') of
+every shipped model the catalog assigns to it (``SHIPPED[name]["distribution"]``) but the
+default's. ``models-hp*/setup.py`` are links to
 this file, so that every models distribution builds one way.
 
 The weights files are copied into ``_stage/<package>/`` first: a wheel may only hold files
@@ -33,7 +34,7 @@ def stage() -> None:
             return
         raise SystemExit(f"{DISTRIBUTION}: no slimcodec checkout at {SOURCE}")
     sys.path.insert(0, str(SOURCE))  # the catalog needs no torch
-    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED, WEIGHTS_DIR
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED, WEIGHTS_DIR, weights_files
 
     shutil.rmtree(STAGE.parent, ignore_errors=True)
     STAGE.mkdir(parents=True)
@@ -41,7 +42,8 @@ def stage() -> None:
         f'"""Weights of slimcodec\'s shipped models ({DISTRIBUTION})."""\n')
     for name, entry in SHIPPED.items():
         if name != DEFAULT_MODEL and entry["distribution"] == DISTRIBUTION:
-            shutil.copy2(WEIGHTS_DIR / entry["weights"], STAGE / entry["weights"])
+            for file in weights_files(name):  # the model's, and its adapters'
+                shutil.copy2(WEIGHTS_DIR / file, STAGE / file)
     version = re.search(r'^__version__ = "([^"]+)"',
                         (SOURCE / "slimcodec" / "__init__.py").read_text(), re.M).group(1)
     (STAGE / "VERSION").write_text(version + "\n")

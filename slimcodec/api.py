@@ -56,7 +56,8 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              target_size: int | None = None, target_psnr: float | None = None,
              lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
-             max_pixels: int | None = None, tile: int | None = None) -> bytes:
+             max_pixels: int | None = None, tile: int | None = None,
+             domain: str | None = None) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
     The rate, one of (none: the middle of the width's range):
@@ -77,16 +78,23 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     latent positions of 16 pixels (:data:`~slimcodec.tiling.DEFAULT_TILE`; smaller holds
     less memory and runs slower, :mod:`slimcodec.tiling`). A rate the model cannot reach, or two
     rate settings at once, raise :class:`RateError`.
+
+    ``domain``: None, the codec's :attr:`~slimcodec.codec.Codec.default_domain` (a shipped
+    model with shipped domain adapters: the gate ``"auto"``, which keeps per image whichever
+    of the model alone and each adapter codes it with the lowest RD loss); ``"source"``: the
+    model alone; an adapter's domain; or another gate (:data:`slimcodec.gating.GATES`).
     """
     from slimcodec.rate_control import encode_with_rate
 
     codec = codec_for(model, max_pixels, tile)
+    domain = codec.default_domain if domain is None else domain
     rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
     if max_latency_ms is not None:
         width = _width_for_latency(codec, width, max_latency_ms, profile, rgb.shape[:2])
     data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                target_bpp=target_bpp, target_size=target_size,
-                               target_psnr=target_psnr, refine=refine, prefer=prefer)
+                               target_psnr=target_psnr, refine=refine, prefer=prefer,
+                               domain=domain)
     return data
 
 

@@ -73,7 +73,8 @@ def cmd_models(args: argparse.Namespace) -> int:
                 for e in ("low", "high")]
         size = (f"{r['bytes'] / 1e6:.0f} MB" if r["bytes"] is not None else
                 f"not installed ({r['distribution']})")
-        table.append((r["name"] + (" (default)" if r["default"] else ""), r["kind"],
+        kind = r["kind"] + "".join(f"; {d} adapter" for d in r["adapters"])
+        table.append((r["name"] + (" (default)" if r["default"] else ""), kind,
                       "/".join(map(str, r["widths"])), *ends, size))
     sizes = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
     for row in table:
@@ -82,6 +83,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     if images:
         print(f"\nrates: mean over {images} (benchmarks/model_table.py); the narrowest "
               "width at its lowest λ, the widest at its highest")
+    if any(r["adapters"] for r in rows):
+        print("adapters: shipped with their model, which codes each image through the one "
+              "that suits it, or none (--domain source: the model alone)")
     return 0
 
 

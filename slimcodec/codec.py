@@ -41,6 +41,7 @@ from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
     CorruptBitstreamError,
+    ModelFileError,
     ModelMismatchError,
     RateError,
     ResourceLimitError,
@@ -48,13 +49,20 @@ from slimcodec.errors import (
     WidthError,
     check_positive,
 )
-from slimcodec.gating import GATES, entropy_domain, gated_file, keep_gated
+from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import fingerprint, load_model, model_meta
-from slimcodec.zoo.catalog import writer_of
+from slimcodec.zoo.catalog import (
+    find_by_fingerprint,
+    install_hint,
+    shipped_adapters,
+    weights_path,
+    writer_of,
+)
 
-__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "model_lock", "prepare_model", "untrained"]
+__all__ = ["DEFAULT_MAX_PIXELS", "Codec", "load_shipped_adapters", "model_lock",
+           "prepare_model", "untrained"]
 
 #: Largest image (height x width) a codec encodes or decodes unless told otherwise: 64 Mi
 #: pixels, about 1.2 GB of peak memory at width 192 (benchmarks/memory.py).
@@ -103,6 +111,34 @@ def untrained(model: SlimCAE) -> bool:
                for eb in model.entropy_bottlenecks)
 
 
+def load_shipped_adapters(model: SlimCAE) -> list[Any]:
+    """The domain adapters that ship with ``model``'s weights, where they are a shipped
+    model's (found by fingerprint: its registered name or a copy of its file), each checked
+    against the catalog's fingerprint; none for any other model. A shipped adapter that is
+    missing or not the one that ships is a :class:`ModelFileError`: files the model wrote
+    with it would not decode."""
+    fp = getattr(model, "file_fingerprint", None) or fingerprint(model)
+    name = find_by_fingerprint(fp)
+    entries = shipped_adapters(name) if name else []
+    if not entries:
+        return []
+    from slimcodec.adaptation import adapter_fingerprint, load_adapter
+
+    adapters = []
+    for entry in entries:
+        path = weights_path(entry["weights"])
+        if path is None:
+            raise ModelFileError(f"the {entry['domain']!r} adapter of {name} is not installed: "
+                                 f"it comes with {install_hint(name)}")
+        adapter = load_adapter(path, model)
+        if (adapter.domain, adapter_fingerprint(adapter)) != (entry["domain"],
+                                                              entry["fingerprint"]):
+            raise ModelFileError(f"{path}: not the {entry['domain']!r} adapter that ships with "
+                                 f"{name} (fingerprint {entry['fingerprint']})")
+        adapters.append(adapter)
+    return adapters
+
+
 def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
     """A tensor function as the torch-free tiler calls it: numpy in, numpy out."""
     return lambda a: fn(torch.from_numpy(a)).numpy()
@@ -141,6 +177,11 @@ class Codec:
             of refinement, :mod:`slimcodec.refine`).
         allow_untrained: code with a model whose entropy models never trained (its files
             are noise: :class:`UntrainedModelError` unless this is set, for tests).
+        adapters: domain adapters (:mod:`slimcodec.adaptation`) to decode and encode with.
+        default_domain: what encoding uses where the caller names no domain (the
+            ``domain=`` of :meth:`encode_rgb`): None, the model alone; a gate
+            (:data:`~slimcodec.gating.GATES`); or a loaded adapter's domain.
+            :meth:`load` makes it ``"auto"`` for a shipped model with shipped adapters.
 
     A codec is safe to share between threads, and so is its model between codecs: calls are
     serialised on a lock per model (:func:`model_lock`).
@@ -149,8 +190,9 @@ class Codec:
     def __init__(self, model: SlimCAE, name: str | None = None, *,
                  max_pixels: int = DEFAULT_MAX_PIXELS, tile: int = tiling.DEFAULT_TILE,
                  rd_lambdas: Sequence[float] | None = None,
-                 adapters: Sequence[Any] = (), refine_relaxation: str = "sga",
-                 refine_lr: float | None = None, allow_untrained: bool = False) -> None:
+                 adapters: Sequence[Any] = (), default_domain: str | None = None,
+                 refine_relaxation: str = "sga", refine_lr: float | None = None,
+                 allow_untrained: bool = False) -> None:
         check_positive(max_pixels=max_pixels, tile=tile)
         if not allow_untrained and untrained(model):
             raise UntrainedModelError(
@@ -175,6 +217,9 @@ class Codec:
         self.adapters: dict[int, Any] = {}
         for adapter in adapters:
             self.add_adapter(adapter)
+        if default_domain not in (None, *GATES):
+            self.adapter_for(default_domain)  # a loaded adapter's, or ModelMismatchError
+        self.default_domain = default_domain
         # A learned gate over the decoder adapters (slimcodec.adaptation.DomainGate), for
         # ``domain="gate"``; decoding never needs it.
         self.gate: Any = None
@@ -201,9 +246,15 @@ class Codec:
     @classmethod
     def load(cls, name_or_path: str | os.PathLike, **kwargs: int) -> Codec:
         """A codec for a registered pretrained model or a model file (with the training λ
-        its metadata records, for refinement)."""
+        its metadata records, for refinement). Where the weights are a shipped model's, its
+        shipped domain adapters come loaded (:func:`load_shipped_adapters`), and the codec
+        encodes through the gate ``auto`` unless told otherwise: each file is coded by
+        whichever of the model alone and its adapters gives the lowest RD loss."""
         lambdas = model_meta(name_or_path).get("lambdas")
-        return cls(load_model(name_or_path), str(name_or_path), rd_lambdas=lambdas, **kwargs)
+        model = load_model(name_or_path)
+        adapters = load_shipped_adapters(model)
+        return cls(model, str(name_or_path), rd_lambdas=lambdas, adapters=adapters,
+                   default_domain="auto" if adapters else None, **kwargs)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -256,7 +307,9 @@ class Codec:
         ``"auto"``: the gate, which codes with every loaded adapter and none and keeps the
         file of the lowest RD loss; ``"mix"``: the gate that weighs the decoder adapters
         (:meth:`_mix`); ``"gate"``: the weights the learned gate :attr:`gate` predicts
-        (:meth:`_gated`). ``None``: the source codec.
+        (:meth:`_gated`). ``None`` or ``"source"``: the model alone. (The front doors,
+        :func:`slimcodec.compress`, :func:`~slimcodec.evaluate.evaluate` and the command
+        line, pass :attr:`default_domain` where their caller names no domain.)
 
         ``mixture``: decoder weights per loaded domain (``bias`` or ``adapters`` adapters,
         multiples of 1/64 in [0, 255/64]), mixed by
@@ -267,6 +320,7 @@ class Codec:
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
+        domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
         if mixture is not None and domain in GATES:

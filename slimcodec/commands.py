@@ -24,12 +24,12 @@ from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import Header, unpack
-from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec
+from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec, load_shipped_adapters
 from slimcodec.data import sample_image
 from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
 from slimcodec.evaluate import evaluate, format_table
-from slimcodec.gating import GATES
+from slimcodec.gating import adapter_domain
 from slimcodec.rate_control import (
     RATE_OPTIONS,
     add_rate_arguments,
@@ -84,7 +84,8 @@ def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None,
     from slimcodec_edge.select import apply_budget
 
     # A gate's choice is per image: budget the source codec.
-    domain_id = codec.adapter_for(domain).domain_id if domain not in (None, *GATES) else 0
+    named = adapter_domain(domain)
+    domain_id = codec.adapter_for(named).domain_id if named is not None else 0
     rate_given = any(getattr(args, o) is not None for o in RATE_OPTIONS)
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.lambda_range if codec.variable_rate else None, rate_given,
@@ -112,7 +113,9 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
 
 
 def _with_adapters(codec: Codec, files: list[str] | None) -> Codec:
-    """A copy of ``codec`` with the adapter files loaded (the cached codec stays as it is)."""
+    """A copy of ``codec`` with the adapter files loaded (the cached codec stays as it is),
+    which encodes with the one file's domain, or through the gate ``auto`` where that file
+    joins others (several files, or a model's shipped adapters)."""
     if not files:
         return codec
     from slimcodec.adaptation import load_adapter
@@ -121,6 +124,8 @@ def _with_adapters(codec: Codec, files: list[str] | None) -> Codec:
     adapted.adapters = dict(codec.adapters)
     for path in files:
         adapted.add_adapter(load_adapter(path, codec.model))
+    only = len(adapted.adapters) == 1
+    adapted.default_domain = next(iter(adapted.adapters.values())).domain if only else "auto"
     return adapted
 
 
@@ -137,14 +142,13 @@ def _with_gate(codec: Codec, path: str | None) -> Codec:
 
 def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
     """The domain to encode with: --domain, else the learned gate's weights (--gate), else
-    the one adapter's, else the gate that picks one."""
+    the codec's default (:func:`_with_adapters`; a shipped model's own adapters: the gate
+    that picks one or none)."""
     if args.domain:
         return args.domain
     if codec.gate is not None:
         return "gate"
-    if len(codec.adapters) == 1:
-        return next(iter(codec.adapters.values())).domain
-    return "auto" if codec.adapters else None
+    return codec.default_domain
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -271,11 +275,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     lambdas = model_meta(args.model).get("lambdas")
     result = adapt(model, args.data, args.method, args.domain, lambdas,
                    DEFAULT_STEPS if args.steps is None else args.steps, args.images,
-                   args.subset, args.lr,
+                   args.subset, args.lr, patch=args.patch,
                    seed=args.seed, output_filter=not args.no_output_filter,
                    entropy_models=args.entropy_models)
     meta = {"domain": args.domain, "method": args.method, "steps": result.steps,
-            "images": result.images, "seconds": round(result.seconds, 1),
+            "patch": args.patch, "images": result.images, "seconds": round(result.seconds, 1),
             "source": str(args.model), "lambdas": lambdas}
     if result.adapter is not None:
         fp = save_adapter(result.adapter, args.output, meta)
@@ -348,11 +352,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.int8_only and not args.int8:
         raise SlimcodecError("--int8-only needs --int8 and --calibration DIR")
     model = load_model(args.model)
-    adapters = []
+    # The model's shipped adapters are built in, so that the bundle decodes every file the
+    # model's codec writes by default; the --adapter files join them.
+    adapters = load_shipped_adapters(model)
     if args.adapter:
         from slimcodec.adaptation import load_adapter
 
-        adapters = [load_adapter(path, model) for path in args.adapter]
+        adapters += [load_adapter(path, model) for path in args.adapter]
     gate = None
     if args.gate:
         from slimcodec.adaptation import load_gate
@@ -454,10 +460,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_budget_arguments(c, required_profile=False)
     c.add_argument("--adapter", action="append",
                    help="domain adapter file (repeatable; with several, the gate picks)")
-    c.add_argument("--domain", help="with --adapter: force this domain ('auto': the gate "
-                   "picks one adapter or none per image; 'mix': the gate weighs the decoder "
-                   "adapters per image, the weights in the file; 'gate': the learned gate "
-                   "predicts the weights)")
+    c.add_argument("--domain", help="code with this adapter's domain ('source': the model "
+                   "alone; 'auto', the default where adapters are loaded or ship with the "
+                   "model: the gate picks one adapter or none per image; 'mix': the gate "
+                   "weighs the decoder adapters per image, the weights in the file; 'gate': "
+                   "the learned gate predicts the weights)")
     c.add_argument("--gate", help="learned gate file (`slimcodec gate`) over the --adapter "
                                   "files: it predicts their weights per image")
     c.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
@@ -490,8 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--adapter", action="append",
                    help="measure the model adapted by this adapter file (repeatable: the "
                         "gate codes each image, as compress does)")
-    e.add_argument("--domain", help="with --adapter: code every image with this domain, or "
-                                    "through the gate ('auto', 'mix', 'gate')")
+    e.add_argument("--domain", help="code every image with this adapter's domain, the model "
+                                    "alone ('source'), or through a gate ('auto', 'mix', "
+                                    "'gate'); default: as compress")
     e.add_argument("--gate", help="learned gate file over the --adapter files (as compress)")
     e.add_argument("--repeats", type=int, default=1,
                    help="code each image this many times per point: times are the medians")
@@ -607,6 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="selective: what to fine-tune (default: %(default)s)")
     a.add_argument("--steps", type=int, help="training steps (default: 400)")
     a.add_argument("--images", type=int, help="use the first K images of --data")
+    a.add_argument("--patch", type=positive_int, default=64,
+                   help="side of the square training crops (default: %(default)s)")
     a.add_argument("--lr", type=float,
                    help="Adam step size (default: 1e-4 for finetune and selective, 3e-3 for "
                         "the adapter methods)")
@@ -660,7 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "of slicing one weights.bin")
     x.add_argument("--adapter", action="append",
                    help="domain adapter file to build in (repeatable): float graphs per width "
-                        "that code and decode that domain's files")
+                        "that code and decode that domain's files (a shipped model's own "
+                        "adapters are always built in)")
     x.add_argument("--gate", help="learned gate file over --adapter files, for the edge "
                                   "runtime's --domain gate")
     x.set_defaults(func=cmd_export)

@@ -69,6 +69,10 @@ def evaluate(
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
 
+    ``domain``: as :meth:`Codec.encode_rgb`'s; None: the codec's
+    :attr:`~slimcodec.codec.Codec.default_domain`, what ``slimcodec compress`` does
+    (``"source"``: the model alone, without the adapters a shipped model comes with).
+
     ``repeats``: code each image that many times at each point; its encode and decode times
     are the medians (a file's bytes and pixels are the same every time).
 
@@ -76,6 +80,7 @@ def evaluate(
     """
     if repeats < 1:
         raise ValueError("repeats must be at least 1")
+    domain = codec.default_domain if domain is None else domain
     settings = operating_points(codec, widths, lmbdas)
     loaded: list[tuple[str, np.ndarray]] = []
     for i, image in enumerate(images):

@@ -24,12 +24,23 @@ import numpy as np
 from slimcodec.bitstream import MIXTURE_UNIT, Bitstream, pack, unpack
 from slimcodec.bitstream.mixture import weighed_header
 
-__all__ = ["GATES", "GateArrays", "entropy_domain", "gate_features", "gated_file", "keep_gated"]
+__all__ = ["GATES", "SOURCE", "GateArrays", "adapter_domain", "entropy_domain", "gate_features",
+           "gated_file", "keep_gated"]
 
 #: The ``domain=`` values by which an encoder chooses per image how to use its adapters:
 #: pick one or none (``auto``), weigh them by search (``mix``) or by the learned gate
 #: (``gate``).
 GATES = ("auto", "mix", "gate")
+#: The ``domain=`` value that codes with the model alone, whatever adapters are loaded: what
+#: a codec whose model ships with adapters (and so encodes through ``auto`` by default) is
+#: told to skip them with. Neither it nor a gate can name an adapter's domain.
+SOURCE = "source"
+
+
+def adapter_domain(domain: str | None) -> str | None:
+    """The adapter a ``domain=`` value names, if it names one: None for the model alone
+    (None or :data:`SOURCE`) and for the gates, which choose among the adapters."""
+    return None if domain in (None, SOURCE, *GATES) else domain
 
 
 def gate_features(latent: np.ndarray, channels: int, width_index: int, widths: int,

@@ -210,7 +210,9 @@ def record_argument(monkeypatch, module, name: str, argument: str) -> list:
     signature = inspect.signature(real)
 
     def spy(*args, **kwargs):
-        seen.append(signature.bind(*args, **kwargs).arguments[argument])
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()  # an argument left to its default is seen as that
+        seen.append(bound.arguments[argument])
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, name, spy)

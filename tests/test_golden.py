@@ -9,7 +9,9 @@ import pytest
 from PIL import Image
 
 import slimcodec
+from slimcodec.bitstream import unpack
 from slimcodec.zoo import find_by_fingerprint, list_models
+from slimcodec.zoo.catalog import shipped_adapters
 
 GOLDEN = Path(__file__).parent / "golden"
 CASES = sorted(GOLDEN.glob("*.json"))
@@ -20,6 +22,8 @@ def test_golden_file_decodes_to_its_image(meta):
     info = json.loads(meta.read_text())
     data = meta.with_suffix(".slc").read_bytes()
     assert find_by_fingerprint(bytes.fromhex(info["fingerprint"])) == info["model"]
+    # a shipped adapter's file: the domain the model's codec must find among its own adapters
+    assert unpack(data).header.domain == info.get("domain_id", 0)
     decoded = np.asarray(slimcodec.decompress(data))  # the writer found by fingerprint
     expected = np.asarray(Image.open(meta.with_suffix(".png")))
     assert decoded.shape == expected.shape
@@ -29,9 +33,12 @@ def test_golden_file_decodes_to_its_image(meta):
     assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
-def test_every_shipped_model_has_a_golden_file():
-    golden = {json.loads(c.read_text())["model"] for c in CASES}
-    assert set(list_models(pretrained=True)) <= golden
+def test_every_shipped_model_and_adapter_has_a_golden_file():
+    golden = {(info["model"], info.get("domain")) for info in
+              (json.loads(c.read_text()) for c in CASES)}
+    models = list_models(pretrained=True)
+    assert {(m, None) for m in models} <= golden
+    assert {(m, a["domain"]) for m in models for a in shipped_adapters(m)} <= golden
 
 
 RETIRED_FILES = sorted((GOLDEN / "retired").glob("*.slc"))

@@ -119,11 +119,13 @@ print(json.dumps(loaded))
 
 
 def test_the_wheel_ships_the_default_models_weights_alone():
-    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED
+    """The default model's weights and its adapters', nothing else."""
+    from slimcodec.zoo.catalog import DEFAULT_MODEL, SHIPPED, weights_files
 
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     weights = [g for g in data["package-data"]["slimcodec.zoo"] if g.endswith(".pt")]
-    assert weights == [f"weights/{SHIPPED[DEFAULT_MODEL]['weights']}"]
+    assert weights == [f"weights/{f}" for f in weights_files(DEFAULT_MODEL)]
+    assert weights[0] == f"weights/{SHIPPED[DEFAULT_MODEL]['weights']}"
 
 
 def test_the_other_models_weights_come_from_their_distribution(tmp_path, monkeypatch):
@@ -163,6 +165,7 @@ def test_each_models_wheel_holds_its_shipped_models(tmp_path):
         MODELS_DISTRIBUTIONS,
         SHIPPED,
         distribution_folder,
+        weights_files,
     )
 
     assert {e["distribution"] for n, e in SHIPPED.items()
@@ -182,9 +185,9 @@ def test_each_models_wheel_holds_its_shipped_models(tmp_path):
         (wheel,) = (tmp_path / "dist").glob(f"{dist.replace('-', '_')}-*.whl")
         held[dist] = {n.split("/")[-1] for n in zipfile.ZipFile(wheel).namelist()
                       if n.endswith(".pt")}
-        assert held[dist] == {e["weights"] for n, e in SHIPPED.items()
+        assert held[dist] == {f for n, e in SHIPPED.items() for f in weights_files(n)
                               if n != DEFAULT_MODEL and e["distribution"] == dist}, dist
-    assert set().union(*held.values()) == {e["weights"] for n, e in SHIPPED.items()
+    assert set().union(*held.values()) == {f for n in SHIPPED for f in weights_files(n)
                                            if n != DEFAULT_MODEL}
 
 

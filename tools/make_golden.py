@@ -4,7 +4,10 @@ tests/test_golden.py decodes every golden file with today's code and compares th
 with the committed image, so that no change can stop a shipped model from decoding the files
 it wrote. Run once when a model is shipped (never over an existing golden file):
 
-    python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L]
+    python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L] [--domain D]
+
+``--domain``: a file coded with the model's shipped adapter for that domain (golden files
+``MODEL.DOMAIN.*``), so that the adapter's files keep decoding too.
 """
 
 import argparse
@@ -26,22 +29,26 @@ def main() -> None:
     p.add_argument("model")
     p.add_argument("--width", type=int)
     p.add_argument("--lmbda", type=float)
+    p.add_argument("--domain", help="a shipped adapter's domain")
     args = p.parse_args()
-    stem = GOLDEN / args.model
-    if stem.with_suffix(".slc").exists():
-        raise SystemExit(f"{stem}.slc exists: golden files are never rewritten")
+    stem = f"{args.model}.{args.domain}" if args.domain else args.model
+    files = {ext: GOLDEN / f"{stem}.{ext}" for ext in ("slc", "png", "json")}
+    if files["slc"].exists():
+        raise SystemExit(f"{files['slc']} exists: golden files are never rewritten")
     codec = codec_for(args.model)
     rgb, _ = load_rgb(sample_image())
     crop = np.ascontiguousarray(rgb[200:250, 180:243])  # 63x50: odd sizes, some padding
-    data = codec.encode_rgb(crop, args.width, lmbda=args.lmbda)
+    data = codec.encode_rgb(crop, args.width, lmbda=args.lmbda, domain=args.domain)
     decoded, header = codec.decode_rgb(data)
     GOLDEN.mkdir(exist_ok=True)
-    stem.with_suffix(".slc").write_bytes(data)
-    Image.fromarray(decoded).save(stem.with_suffix(".png"))
-    stem.with_suffix(".json").write_text(json.dumps({
+    files["slc"].write_bytes(data)
+    Image.fromarray(decoded).save(files["png"])
+    files["json"].write_text(json.dumps({
         "model": args.model, "fingerprint": codec.fingerprint.hex(), "width": header.width,
-        "lmbda": header.rate if args.lmbda is not None else None}, indent=2) + "\n")
-    print(f"{stem}.slc: {len(data)} bytes, width {header.width}")
+        "lmbda": header.rate if args.lmbda is not None else None,
+        **({"domain": args.domain, "domain_id": header.domain} if args.domain else {})},
+        indent=2) + "\n")
+    print(f"{files['slc']}: {len(data)} bytes, width {header.width}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from slimcodec.errors import SlimcodecError
-from slimcodec.gating import GATES
+from slimcodec.gating import adapter_domain
 from slimcodec.rate_control import (
     RATE_OPTIONS,
     add_rate_arguments,
@@ -45,8 +45,8 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _codec(args)
-    domain_id = (codec.bundle.domain_id(args.domain)
-                 if args.domain not in (None, *GATES) else 0)
+    named = adapter_domain(args.domain)
+    domain_id = codec.bundle.domain_id(named) if named is not None else 0
     variable = codec.bundle.variable_rate
     rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
     choice = apply_budget(args, codec.fingerprint, domain_id,

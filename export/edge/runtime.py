@@ -37,7 +37,7 @@ from slimcodec.errors import (
     WidthError,
     check_positive,
 )
-from slimcodec.gating import entropy_domain, gated_file, keep_gated
+from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
 from slimcodec.utils.image import ImageLike, load_rgb
@@ -204,8 +204,9 @@ class EdgeCodec:
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
-        name; ``"auto"``, the gate: code with the source and every built-in adapter and
-        keep the file of the lowest RD loss (as :meth:`slimcodec.codec.Codec.encode_rgb`);
+        name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
+        source and every built-in adapter and keep the file of the lowest RD loss (as
+        :meth:`slimcodec.codec.Codec.encode_rgb`);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
         learned gate (:meth:`_gated`)."""
         height, img_width = rgb.shape[:2]
@@ -222,7 +223,8 @@ class EdgeCodec:
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
             return self._gated(rgb, width, grayscale, lmbda)
-        domain_id = self.bundle.domain_id(domain) if domain is not None else 0
+        named = adapter_domain(domain)  # None: the model alone ("source" says so too)
+        domain_id = self.bundle.domain_id(named) if named is not None else 0
         coder = self.coder(width, lmbda, domain_id)
         y = tiling.analyze(self._transform(width, "analysis", lmbda, domain_id), rgb,
                            self.bundle.downsampling, tiling.unchanged, self.tile)

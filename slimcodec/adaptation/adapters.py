@@ -45,6 +45,7 @@ from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
 from slimcodec.errors import ModelFileError, ModelMismatchError
+from slimcodec.gating import GATES, SOURCE
 from slimcodec.layers import SlimConv2d, Slimmable
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.io import atomic_write
@@ -111,6 +112,9 @@ class DomainAdapter(nn.Module):
         super().__init__()
         if method not in ADAPTER_METHODS:
             raise ValueError(f"unknown adapter method {method!r}; expected {ADAPTER_METHODS}")
+        if domain in (SOURCE, *GATES):
+            raise ValueError(f"{domain!r} is a reserved domain= value (the model alone, or a "
+                             "gate), not a name for a domain")
         if entropy_models is None:
             entropy_models = method == "extend"
         self.method = method

@@ -27,7 +27,9 @@ __all__ = [
     "install_hint",
     "retired_error",
     "retired_writer",
+    "shipped_adapters",
     "shipped_table",
+    "weights_files",
     "weights_path",
     "writer_of",
 ]
@@ -47,7 +49,10 @@ DEFAULT_MODEL = "slimcae-hpc"
 _WIDTHS = [192, 144, 96, 72, 48]
 #: Every model that ships weights: its file, the fingerprint of those weights, its kind,
 #: and the distribution that installs its weights when it is not the default (a 43 MB
-#: file has one to itself).
+#: file has one to itself); ``adapters``: the domain adapters that ship with it (each its
+#: domain, file and fingerprint), which its codec loads and encodes through by default
+#: (the gate ``auto``: each image's file is coded with whichever of the model alone and its
+#: adapters gives the lowest RD loss; ``slimcodec.codec.Codec.load``).
 SHIPPED: dict[str, dict[str, Any]] = {
     "slimcae": {"weights": "slimcae.pt", "fingerprint": "424d47da02a81639",
                 "kind": "factorized prior, one rate per width", "widths": _WIDTHS,
@@ -63,7 +68,10 @@ SHIPPED: dict[str, dict[str, Any]] = {
                     "widths": _WIDTHS, "distribution": "slimcodec-models"},
     "slimcae-hpc": {"weights": "slimcae-hpc.pt", "fingerprint": "e0ef39987ee2345b",
                     "kind": "mean-scale hyperprior, checkerboard mean context, variable rate",
-                    "widths": _WIDTHS, "distribution": "slimcodec-models-hpc"},
+                    "widths": _WIDTHS, "distribution": "slimcodec-models-hpc",
+                    "adapters": [{"domain": "illustration",
+                                  "weights": "slimcae-hpc.illustration.pt",
+                                  "fingerprint": "2824e600420158a1"}]},
 }
 
 #: Research models retired from the package (allowed before 1.0, see
@@ -109,6 +117,18 @@ def weights_path(file: str) -> Path | None:
     return None
 
 
+def shipped_adapters(name: str) -> list[dict[str, str]]:
+    """The domain adapters that ship with the registered model ``name`` (none for any
+    other name or a model file)."""
+    entry = SHIPPED.get(name)
+    return list(entry.get("adapters", [])) if entry else []
+
+
+def weights_files(name: str) -> list[str]:
+    """Every weights file the shipped model ``name`` installs: its own, then its adapters'."""
+    return [SHIPPED[name]["weights"], *(a["weights"] for a in shipped_adapters(name))]
+
+
 def find_by_fingerprint(fp: bytes) -> str | None:
     """The shipped model whose weights have this fingerprint, if any (from this table: no
     weights file is read)."""
@@ -145,7 +165,8 @@ def _retired(name: str, release: str, what: str) -> RetiredModelError:
 
 def shipped_table() -> list[dict[str, Any]]:
     """One row per shipped model, the default first: name, kind, widths, file size (None
-    where its weights are not installed), whether it is the default, and its measured rate
+    where its weights are not installed), whether it is the default, the domains of its
+    shipped adapters, and its measured rate
     range (``None`` where not measured for these
     weights), with the images it was measured on."""
     measured = json.loads(MEASURED.read_text()) if MEASURED.is_file() else {"models": {}}
@@ -159,5 +180,6 @@ def shipped_table() -> list[dict[str, Any]]:
                      "bytes": path.stat().st_size if path else None,
                      "distribution": entry["distribution"],
                      "default": name == DEFAULT_MODEL, "measured": ends,
+                     "adapters": [a["domain"] for a in shipped_adapters(name)],
                      "images": measured.get("images")})
     return rows
