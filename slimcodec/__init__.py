@@ -22,7 +22,7 @@ warnings.filterwarnings(
     "ignore", message="`torch.jit.script` is deprecated", category=FutureWarning
 )
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _LAZY = {
     "DEFAULT_MODEL": "slimcodec.api",
