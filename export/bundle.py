@@ -41,12 +41,19 @@ The fingerprint is the model's: a bundle writes and reads the very files ``slimc
 A bundle is confined to its folder: every file the manifest names is a plain name inside
 it (no folder part, no ``..``, not absolute), and every file is checked against its SHA-256
 before it is used, the tables on loading, each graph when it is first opened.
-A file's domain id (0: no adapter) selects the graphs and tables it decodes with; the
-manifest's optional ``domains`` maps each id to its name, adapter method and graphs
-(bundles without it read as before), and the optional ``mixture`` lists the ids the mixing
-graphs take weights for, in input order, and the optional ``gate`` names the learned
-gate's file, its domains (in output order after the source), the latent channels and model
-widths its features use, and a variable-rate model's λ bounds.
+A file's domain id (0: no adapter) selects the graphs and tables it decodes with. The
+manifest's optional parts (a bundle without one reads as before):
+
+- ``domains`` maps each id to its name, adapter method and graphs, and whether the
+  adapter codes the source's strings (``codes_as_source``: it changes the decoder alone
+  and has no entropy tables of its own, so the gate ``auto`` codes the image once);
+- ``mixture`` lists the ids the mixing graphs take weights for, in input order;
+- ``gate`` names the learned gate's file, its domains (in output order after the source),
+  the latent channels and model widths its features use, and a variable-rate model's λ
+  bounds;
+- ``default_domain`` is what ``slimcodec-edge encode`` codes with where it is told no
+  ``--domain``: ``auto`` for a model exported with its shipped adapters, as
+  ``slimcodec compress`` does.
 """
 
 from __future__ import annotations
@@ -182,6 +189,10 @@ class Bundle:
         for domain, entry in self.domains.items():
             if not 0 < domain < 1 << 16 or not entry["name"]:
                 raise ValueError(f"bad domain {domain}")
+            as_source = entry.get("codes_as_source", False)
+            if not isinstance(as_source, bool) or (as_source and entry.get("own_tables")):
+                raise ValueError(f"bad codes_as_source of domain {domain}: an adapter with "
+                                 "its own entropy tables codes its own strings")
             graph_sets.append((f", domain {domain}", entry["graphs"]))
         if self.latent_kind not in NETWORKS:
             raise ValueError(f"unknown latent kind {self.latent_kind!r}")
@@ -205,6 +216,9 @@ class Bundle:
                 raise ValueError(f"bad gate domains {gate['domains']}")
             if any(w not in gate["widths"] for w in self.widths) or gate["channels"] < 1:
                 raise ValueError("bad gate widths or channels")
+        if self.default_domain not in (None, *self._gates(),
+                                       *(e["name"] for e in self.domains.values())):
+            raise ValueError(f"bad default domain {self.default_domain!r}")
         if self.variable_rate:
             lo, hi = self.lambda_bounds
             if not 0 < lo <= hi or self.rate_anchors < 1:
@@ -296,6 +310,20 @@ class Bundle:
     def domains(self) -> dict[int, dict[str, Any]]:
         """The domain adapters built in, by the id files carry: name, method, graphs."""
         return {int(k): v for k, v in (self.manifest.get("domains") or {}).items()}
+
+    @property
+    def default_domain(self) -> str | None:
+        """What the edge command line encodes with where it is told no ``--domain``: the
+        ``domain=`` value of the codec the bundle was exported from (``"auto"`` for a model
+        exported with its shipped adapters), or None, the model alone."""
+        return self.manifest.get("default_domain")
+
+    def _gates(self) -> tuple[str, ...]:
+        """The gates this bundle can run: ``auto`` with adapters, ``mix`` with a mixing
+        graph, ``gate`` with a learned gate."""
+        m = self.manifest
+        return tuple(g for g, has in (("auto", "domains" in m), ("mix", "mixture" in m),
+                                      ("gate", "gate" in m)) if has)
 
     def domain_id(self, name: str) -> int:
         """The id of the built-in domain adapter called ``name``."""

@@ -173,8 +173,23 @@ def _export_domains(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[in
                 if own:
                     tables.update(_coder_arrays(model, w, adapter.domain_id))
         domains[str(adapter.domain_id)] = {"name": adapter.domain, "method": adapter.method,
-                                           "own_tables": own, "graphs": graphs}
+                                           "own_tables": own, "graphs": graphs,
+                                           "codes_as_source": adapter.codes_as_source}
     return domains
+
+
+def _check_default_domain(default_domain: str | None, adapters: Sequence[Any], gate: Any
+                          ) -> None:
+    """Refuse a default domain the bundle could not code with: the gates need adapters
+    (``mix`` a decoder-side one, ``gate`` a learned gate), a name a built-in adapter."""
+    from slimcodec.adaptation import MIXABLE_METHODS
+
+    can = [a.domain for a in adapters]
+    can += ["auto"] * bool(adapters) + ["gate"] * (gate is not None)
+    can += ["mix"] * any(a.method in MIXABLE_METHODS for a in adapters)
+    if default_domain is not None and default_domain not in can:
+        raise ValueError(f"default domain {default_domain!r}: the bundle can code with "
+                         f"{', '.join(map(repr, can)) or 'the model alone'}")
 
 
 def _export_mixture(model: SlimCAE, adapters: Sequence[Any], widths: Sequence[int],
@@ -215,6 +230,7 @@ def export_bundle(
     gate: Any = None,
     shared_weights: bool = True,
     int8_only: bool = False,
+    default_domain: str | None = None,
 ) -> Path:
     """Write ``model``'s bundle to the folder ``out`` (replaced as a whole, atomically);
     with ``calibration``, int8 graphs too (of the source and of each adapter). ``adapters``: loaded
@@ -230,7 +246,10 @@ def export_bundle(
     every width's graphs slice (:mod:`slimcodec_edge.shared_weights`; False: each graph
     holds its own, about twice the bytes; int8 graphs too). ``int8_only`` (with
     ``calibration``): the int8 graphs (transforms and the latent coder's networks) in place
-    of the float ones, which are left out (the mixing graphs stay float). Returns ``out``."""
+    of the float ones, which are left out (the mixing graphs stay float).
+    ``default_domain``: what ``slimcodec-edge encode`` codes with where it is told no
+    ``--domain`` (as :attr:`slimcodec.codec.Codec.default_domain`): a gate the bundle can
+    run or a built-in adapter's name; None, the model alone. Returns ``out``."""
     out = Path(out)
     widths = list(model.widths if widths is None else widths)
     for w in widths:
@@ -242,6 +261,7 @@ def export_bundle(
         gate.check_adapters({a.domain_id: a for a in adapters})
     if int8_only and calibration is None:
         raise ValueError("an int8-only bundle needs calibration images")
+    _check_default_domain(default_domain, adapters, gate)
     fp = prepare_model(model)  # CDF tables that match the weights, as the codec uses them
     variable = isinstance(model, ModulatedSlimCAE)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -282,6 +302,8 @@ def export_bundle(
             manifest["mixture"] = mixture
         if gate is not None:
             manifest["gate"] = _export_gate(gate, work)
+        if default_domain is not None:
+            manifest["default_domain"] = default_domain
         if rd_lambdas is not None and not variable:
             manifest["rd_lambdas"] = {str(w): float(rd_lambdas[model.widths.index(w)])
                                       for w in widths}

@@ -391,11 +391,22 @@ class Codec:
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
               refine: int, report: dict[str, Any] | None) -> bytes:
-        """Code with the source and every loaded adapter; keep the lowest RD loss."""
-        candidates = []
-        for domain in [None, *(a.domain for a in self.adapters.values())]:
-            data = self.encode_rgb(rgb, width, grayscale, lmbda, refine, domain=domain)
-            candidates.append((self.rd_loss(rgb, data), domain or "", data))
+        """Code with the source and every loaded adapter; keep the lowest RD loss.
+
+        An adapter that changes the decoder alone (``codes_as_source``) codes the source's
+        strings, so, unless refinement tunes the latent to its decoder, its candidate is the
+        source's file with its domain in the header: the image is analysed and entropy
+        coded once, and each candidate decoded (the same files as coding each anew).
+        """
+        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
+        candidates = [(self.rd_loss(rgb, source), "", source)]
+        for adapter in self.adapters.values():
+            if adapter.codes_as_source and not refine:
+                data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
+            else:
+                data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
+                                       domain=adapter.domain)
+            candidates.append((self.rd_loss(rgb, data), adapter.domain, data))
         _, domain, data = min(candidates)
         if report is not None:
             report["gate"] = {d or "source": c for c, d, _ in candidates}

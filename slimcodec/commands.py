@@ -355,6 +355,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     # The model's shipped adapters are built in, so that the bundle decodes every file the
     # model's codec writes by default; the --adapter files join them.
     adapters = load_shipped_adapters(model)
+    default_domain = "auto" if adapters else None  # as Codec.load: the shipped gate
     if args.adapter:
         from slimcodec.adaptation import load_adapter
 
@@ -367,7 +368,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_bundle(model, args.output, str(args.model), args.widths,
                         args.calibration if args.int8 else None, adapters=adapters,
                         rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate,
-                        shared_weights=not args.no_shared_weights, int8_only=args.int8_only)
+                        shared_weights=not args.no_shared_weights, int8_only=args.int8_only,
+                        default_domain=default_domain)
     manifest = json.loads((out / "manifest.json").read_text())
     print(f"{out}: {manifest['model']} ({manifest['fingerprint']}), widths "
           f"{' '.join(map(str, manifest['widths']))}"

@@ -98,6 +98,8 @@ def test_a_symlinked_graph_is_refused(bundle):
     lambda m: _graph(m).update(sha256="zz"),
     lambda m: m.update(widths=[200000]),
     lambda m: m.pop("tables_sha256"),
+    lambda m: m.update(default_domain="auto"),  # a gate with no adapter to pick
+    lambda m: m.update(default_domain="screen"),  # no such adapter built in
 ])
 def test_malformed_manifests_are_one_line_errors_at_load(bundle, change):
     _edit(bundle, change)
@@ -162,3 +164,40 @@ def test_tables_that_would_inflate_past_the_limit_are_refused(bundle, monkeypatc
     monkeypatch.setattr(bundle_module, "MAX_ARRAY_BYTES", 1 << 20)
     with pytest.raises(BundleError, match=r"declare \d+ bytes, over 1048576"):
         EdgeCodec(bundle).encode_rgb(natural_like(16, 16), 16)
+
+
+@pytest.mark.parametrize("entropy_models, flag", [(True, True), (None, 1), (None, "yes")])
+def test_a_domain_claims_the_sources_strings_only_as_a_bool_without_tables(
+        tmp_path, entropy_models, flag):
+    """The gate relabels the source's file for a ``codes_as_source`` domain: a manifest
+    that says so of an adapter with its own entropy tables, or says it in anything but a
+    bool, is refused."""
+    from slimcodec.adaptation import DomainAdapter
+
+    model = sliced_slimcae((16, 8))
+    adapter = DomainAdapter(model, "adapters", "screen", entropy_models=entropy_models)
+    for eb in adapter.bottlenecks:
+        eb.update(force=True)
+    root = tmp_path / "bundle"
+    export_bundle(model, root, "tiny", adapters=[adapter.eval()])
+    (entry,) = Bundle.load(root).domains.values()
+    assert entry["codes_as_source"] is (entropy_models is None)
+    _edit(root, lambda m: next(iter(m["domains"].values())).update(codes_as_source=flag))
+    with pytest.raises(BundleError, match="bad codes_as_source") as info:
+        Bundle.load(root)
+    assert "\n" not in str(info.value)
+
+
+def test_export_refuses_a_default_domain_it_could_not_code_with(tmp_path):
+    from slimcodec.adaptation import DomainAdapter
+
+    model = sliced_slimcae((16, 8))
+    extend = DomainAdapter(model, "extend", "photo")
+    for default, adapters in (("auto", []), ("mix", [extend]), ("gate", [extend]),
+                              ("screen", [extend])):
+        with pytest.raises(ValueError, match=f"default domain '{default}'"):
+            export_bundle(model, tmp_path / "b", "tiny", adapters=adapters,
+                          default_domain=default)
+    assert not (tmp_path / "b").exists()
+    export_bundle(model, tmp_path / "b", "tiny", adapters=[extend], default_domain="photo")
+    assert Bundle.load(tmp_path / "b").default_domain == "photo"

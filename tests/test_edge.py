@@ -490,7 +490,7 @@ def test_export_cli_builds_adapters_in(exported, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
+def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     from slimcodec.adaptation import DomainAdapter
     from slimcodec.bitstream.rate import rd_loss
 
@@ -510,7 +510,13 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
     lambdas = [0.01, 0.003] if kind == "slimcae" else None
     export_bundle(model, tmp_path / "b", kind, adapters=[screen, art], rd_lambdas=lambdas)
     edge = EdgeCodec(tmp_path / "b")
+    # Both adapters change the decoder alone, so the manifest says that they code the
+    # source's strings and the gate analyses and entropy codes the image once.
+    assert all(e["codes_as_source"] for e in edge.bundle.domains.values())
+    domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
     data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto")
+    assert domains == ["auto", None]
+    monkeypatch.undo()
     weight = edge.bundle.rd_weight(width, lmbda)
     losses = {}
     for adapter in (None, screen, art):
@@ -519,6 +525,9 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path):
                                                               len(f), weight)
     assert len(set(losses.values())) == 3 and losses[art.domain_id] < losses[0]
     assert unpack(data).header.domain == min(losses, key=losses.get)
+    chosen = {0: None, screen.domain_id: "screen", art.domain_id: "art"}
+    assert data == edge.encode_rgb(rgb, width, lmbda=lmbda,  # as coding it anew
+                                   domain=chosen[min(losses, key=losses.get)])
     # The weighing gate's files decode through the bundle's mixing graph, the file's weights
     # its input: as slimcodec decodes them, to one level.
     codec = Codec(model, rd_lambdas=lambdas, adapters=[screen, art])

@@ -2,6 +2,7 @@
 default, built into its bundles, refused when missing or foreign."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -33,12 +34,27 @@ def test_the_default_model_loads_its_shipped_adapters_and_codes_through_the_gate
     domains = record_argument(monkeypatch, Codec, "encode_rgb", "domain")
     image = natural_like(48, 64)
     gated = slimcodec.compress(image, width=48)
-    # the front door asked for the gate, which coded the model alone and each adapter
-    assert domains == ["auto", None, *(e["domain"] for e in shipped)]
+    # the front door asked for the gate, which coded the image once: the shipped adapter
+    # changes the decoder alone, so its candidate is the model's file relabelled
+    assert domains == ["auto", None]
     domains.clear()
     alone = slimcodec.compress(image, width=48, domain=SOURCE)
     assert domains == [SOURCE] and unpack(alone).header.domain == 0
     assert gated in {alone, codec.encode_rgb(image, 48, domain=shipped[0]["domain"])}
+
+
+def test_a_decoder_only_adapters_file_is_the_models_relabelled():
+    """What lets the gate code once: through the shipped adapter, the strings are the model
+    alone's and the header differs in its domain alone."""
+    codec = codec_for(DEFAULT_MODEL)
+    image = natural_like(40, 56, seed=3)
+    for adapter in codec.adapters.values():
+        assert adapter.codes_as_source
+        for width in (192, 48):
+            alone = unpack(codec.encode_rgb(image, width))
+            through = unpack(codec.encode_rgb(image, width, domain=adapter.domain))
+            assert through.strings == alone.strings
+            assert through.header == replace(alone.header, domain=adapter.domain_id)
 
 
 def test_evaluate_measures_what_compress_does(monkeypatch):
@@ -109,12 +125,24 @@ def test_a_missing_or_foreign_shipped_adapter_is_refused(shipped_tiny, screens):
         Codec.load(weights / "tiny.pt")
 
 
-def test_a_shipped_models_bundle_builds_its_adapters_in(shipped_tiny, tmp_path):
+def test_a_shipped_models_bundle_builds_its_adapters_in(shipped_tiny, tmp_path, monkeypatch):
+    from slimcodec_edge.edge import EdgeCodec
+    from slimcodec_edge.edge.cli import main as edge_main
+
     weights, _ = shipped_tiny
     assert main(["export", "--model", str(weights / "tiny.pt"), "-o", str(tmp_path / "b"),
                  "--widths", "8"]) == 0
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     assert [d["name"] for d in manifest["domains"].values()] == ["screen"]
+    # and the bundle encodes as the model's codec does: through the gate unless told source
+    assert manifest["default_domain"] == "auto"
+    Image.fromarray(natural_like(32, 48)).save(tmp_path / "in.png")
+    domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
+    for told, first in (([], "auto"), (["--domain", SOURCE], SOURCE)):
+        domains.clear()
+        assert edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",
+                          str(tmp_path / "x.slc"), *told]) == 0
+        assert domains[0] == first
 
 
 @pytest.mark.parametrize("name", [SOURCE, *GATES])

@@ -45,7 +45,8 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 def cmd_encode(args: argparse.Namespace) -> int:
     check_not_input(args.output, args.input)
     codec = _codec(args)
-    named = adapter_domain(args.domain)
+    domain = args.domain or codec.bundle.default_domain  # the exporter's, as slimcodec's
+    named = adapter_domain(domain)
     domain_id = codec.bundle.domain_id(named) if named is not None else 0
     variable = codec.bundle.variable_rate
     rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
@@ -55,7 +56,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
                           image_size=rgb.shape[:2])
     if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
-    data, search = encode_with_rate(codec, rgb, grayscale, args.width, domain=args.domain,
+    data, search = encode_with_rate(codec, rgb, grayscale, args.width, domain=domain,
                                     **rate_arguments(args))
     if args.verbose and search is not None:
         print(f"rate control: {search.describe()}", file=sys.stderr)
@@ -97,7 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(slimcodec export --adapter); 'auto': the gate "
                                             "picks it, or none, by RD loss; 'mix': the gate "
                                             "weighs the decoder adapters; 'gate': the learned "
-                                            "gate (slimcodec export --gate) weighs them")
+                                            "gate (slimcodec export --gate) weighs them; "
+                                            "'source': the model alone (default: the "
+                                            "bundle's, 'auto' where export built in the "
+                                            "model's shipped adapters)")
             add_budget_arguments(c, required_profile=False)
         c.set_defaults(func=func)
     return p

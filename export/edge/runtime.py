@@ -214,11 +214,7 @@ class EdgeCodec:
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
         if domain == "auto":
-            weight = self.bundle.rd_weight(width, lmbda)
-            files = [self.encode_rgb(rgb, width, grayscale, lmbda, name)
-                     for name in (None, *(e["name"] for e in self.bundle.domains.values()))]
-            return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
-                                                       len(data), weight))
+            return self._gate(rgb, width, grayscale, lmbda)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
@@ -233,6 +229,22 @@ class EdgeCodec:
         header = Header(self.fingerprint, width, (height, img_width), grayscale, kind,
                         0.0 if lmbda is None else lmbda, domain_id)
         return pack(Bitstream(header, strings))
+
+    def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
+              ) -> bytes:
+        """As slimcodec's ``--domain auto``: the source and every built-in adapter, the
+        lowest RD loss. An adapter the manifest says ``codes_as_source`` (decoder alone, no
+        entropy tables of its own) codes the source's strings, so its candidate is the
+        source's file relabelled and the image is analysed and entropy coded once."""
+        weight = self.bundle.rd_weight(width, lmbda)
+        source = self.encode_rgb(rgb, width, grayscale, lmbda)
+        files = [source]
+        for domain, entry in self.bundle.domains.items():
+            files.append(gated_file(source, 0, {domain: 1.0}, ())
+                         if entry.get("codes_as_source")
+                         else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
+        return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
+                                                   len(data), weight))
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
              ) -> bytes:

@@ -177,6 +177,13 @@ class DomainAdapter(nn.Module):
         return self.bottlenecks[index]
 
     @property
+    def codes_as_source(self) -> bool:
+        """Whether a file coded through this adapter holds the source's strings: it changes
+        the decoder alone (a :data:`MIXABLE_METHODS` method) and has no entropy models of its
+        own, so only the file's domain field differs (the gate ``auto`` relies on it)."""
+        return self.method in MIXABLE_METHODS and not len(self.bottlenecks)
+
+    @property
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
