@@ -39,7 +39,8 @@ imports numpy alone.
 (:meth:`~slimcodec.codec.Codec.encode_rgb`), so the search measures the very file it
 returns: refinement lowers the rate at a given λ, and searching plain λ first would miss
 the target by that much. Each pass then costs the refinement's steps, and the gate
-(``domain="auto"``) codes every pass once per loaded adapter (``"mix"``: decodes it once per
+(``domain="auto"``) decodes every pass once per loaded adapter, and codes it again for each
+adapter that does not code the model's own strings (``"mix"``: decodes it once per
 weighting it tries).
 """
 
