@@ -139,6 +139,14 @@ def load_shipped_adapters(model: SlimCAE) -> list[Any]:
     return adapters
 
 
+def shipped_default_domain(shipped: Sequence[Any]) -> str | None:
+    """The domain a model codes with where its caller names none, given its ``shipped``
+    adapters (:func:`load_shipped_adapters`): the gate ``auto`` where some ship with it, so
+    that each file is coded by whichever of the model alone and its adapters gives the lowest
+    RD loss; else the model alone (None). One rule for the codec and the exported bundle."""
+    return "auto" if shipped else None
+
+
 def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray], np.ndarray]:
     """A tensor function as the torch-free tiler calls it: numpy in, numpy out."""
     return lambda a: fn(torch.from_numpy(a)).numpy()
@@ -254,7 +262,7 @@ class Codec:
         model = load_model(name_or_path)
         adapters = load_shipped_adapters(model)
         return cls(model, str(name_or_path), rd_lambdas=lambdas, adapters=adapters,
-                   default_domain="auto" if adapters else None, **kwargs)
+                   default_domain=shipped_default_domain(adapters), **kwargs)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -383,9 +391,16 @@ class Codec:
                             "records none): pass Codec(..., rd_lambdas=...)")
         return float(self.rd_lambdas[self.widths.index(width)])
 
-    def rd_loss(self, rgb: np.ndarray, data: bytes) -> float:
-        """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels)."""
-        decoded, header = self.decode_rgb(data)
+    def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: torch.Tensor | None = None
+                ) -> float:
+        """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels). ``y_hat``:
+        the file's latent, already entropy decoded (:meth:`decode_latent`), so that files
+        holding the same strings decode it once."""
+        if y_hat is None:
+            decoded, header = self.decode_rgb(data)
+        else:
+            header = unpack(data).header
+            decoded = self.synthesize_rgb(y_hat, header)  # checks the header
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         return rd_loss(rgb, decoded, len(data), self.rd_weight(header.width, lmbda))
 
@@ -396,17 +411,21 @@ class Codec:
         An adapter that changes the decoder alone (``codes_as_source``) codes the source's
         strings, so, unless refinement tunes the latent to its decoder, its candidate is the
         source's file with its domain in the header: the image is analysed and entropy
-        coded once, and each candidate decoded (the same files as coding each anew).
+        coded once, its latent entropy decoded once, and synthesized per candidate (the same
+        files and losses as coding and decoding each anew).
         """
         source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
-        candidates = [(self.rd_loss(rgb, source), "", source)]
+        y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
+        candidates = [(self.rd_loss(rgb, source, y_hat), "", source)]
         for adapter in self.adapters.values():
             if adapter.codes_as_source and not refine:
                 data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
+                loss = self.rd_loss(rgb, data, y_hat)
             else:
                 data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
                                        domain=adapter.domain)
-            candidates.append((self.rd_loss(rgb, data), adapter.domain, data))
+                loss = self.rd_loss(rgb, data)
+            candidates.append((loss, adapter.domain, data))
         _, domain, data = min(candidates)
         if report is not None:
             report["gate"] = {d or "source": c for c, d, _ in candidates}
@@ -553,28 +572,56 @@ class Codec:
 
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
-        bitstream = unpack(data)
-        header = bitstream.header
+        bitstream = self._checked(data)
+        with self._decoding_point(bitstream.header):  # one point (one mixture) for both halves
+            y_hat = self._entropy_decode(bitstream)
+            return self._synthesize(y_hat, bitstream.header), bitstream.header
+
+    def decode_latent(self, data: bytes) -> tuple[torch.Tensor, Header]:
+        r"""The file's entropy-decoded latent :math:`\hat y` (what the synthesis takes), and
+        its header: the first half of :meth:`decode_rgb`."""
+        bitstream = self._checked(data)
+        with self._decoding_point(bitstream.header):
+            return self._entropy_decode(bitstream), bitstream.header
+
+    def synthesize_rgb(self, y_hat: torch.Tensor, header: Header) -> np.ndarray:
+        """The uint8 image the synthesis makes of ``y_hat`` as a file with ``header`` says
+        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`."""
         self.check(header)
-        factor = self.model.downsampling
-        latent = tuple(-(-side // factor) for side in header.image_size)
-        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
+        with self._decoding_point(header):
+            return self._synthesize(y_hat, header)
+
+    def _checked(self, data: bytes) -> Bitstream:
+        bitstream = unpack(data)
+        self.check(bitstream.header)
+        return bitstream
+
+    def _entropy_decode(self, bitstream: Bitstream) -> torch.Tensor:
+        """The latent of a checked file, at the operating point its header sets."""
+        h, w = bitstream.header.image_size
+        latent = tuple(-(-side // self.model.downsampling) for side in (h, w))
+        coder = self.model.latent_coder()
+        return _out_of_memory(f"decoding a {w}x{h} image",
+                              lambda: coder.decode(bitstream.strings, latent))
+
+    def _synthesize(self, y_hat: torch.Tensor, header: Header) -> np.ndarray:
+        """The image of ``y_hat``, at the operating point ``header`` sets."""
         h, w = header.image_size
+        return _out_of_memory(
+            f"decoding a {w}x{h} image",
+            lambda: tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
+                                      header.image_size, self.model.downsampling, self.tile))
+
+    def _decoding_point(self, header: Header) -> Any:
+        """:meth:`operating_point` as a (checked) file's header sets it."""
+        lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         adapter = self.adapters.get(header.domain) if header.domain else None
         if header.mixture:
             try:
                 adapter = self._mixture(header.mixture, adapter)
             except ValueError as exc:  # a writer that mixed what cannot be mixed
                 raise CorruptBitstreamError(f"corrupt slimcodec file: {exc}") from None
-        with self.operating_point(header.width, lmbda, adapter):
-            coder = self.model.latent_coder()
-            y_hat = _out_of_memory(f"decoding a {w}x{h} image",
-                                   lambda: coder.decode(bitstream.strings, latent))
-            rgb = _out_of_memory(
-                f"decoding a {w}x{h} image",
-                lambda: tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
-                                          header.image_size, factor, self.tile))
-        return rgb, header
+        return self.operating_point(header.width, lmbda, adapter)
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (mode ``L`` for grayscale sources, else ``RGB``)."""

@@ -24,7 +24,12 @@ from tqdm import tqdm
 
 from slimcodec.api import DEFAULT_MODEL, codec_for, writer_of
 from slimcodec.bitstream import Header, unpack
-from slimcodec.codec import DEFAULT_MAX_PIXELS, Codec, load_shipped_adapters
+from slimcodec.codec import (
+    DEFAULT_MAX_PIXELS,
+    Codec,
+    load_shipped_adapters,
+    shipped_default_domain,
+)
 from slimcodec.data import sample_image
 from slimcodec.domains import GENERATORS
 from slimcodec.errors import SlimcodecError
@@ -355,7 +360,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     # The model's shipped adapters are built in, so that the bundle decodes every file the
     # model's codec writes by default; the --adapter files join them.
     adapters = load_shipped_adapters(model)
-    default_domain = "auto" if adapters else None  # as Codec.load: the shipped gate
+    default_domain = shipped_default_domain(adapters)  # from the shipped ones, not --adapter
     if args.adapter:
         from slimcodec.adaptation import load_adapter
 

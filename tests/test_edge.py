@@ -514,8 +514,9 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     # source's strings and the gate analyses and entropy codes the image once.
     assert all(e["codes_as_source"] for e in edge.bundle.domains.values())
     domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
+    latents = record_argument(monkeypatch, EdgeCodec, "decode_latent", "data")
     data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto")
-    assert domains == ["auto", None]
+    assert domains == ["auto", None] and len(latents) == 1  # one latent, decoded once
     monkeypatch.undo()
     weight = edge.bundle.rd_weight(width, lmbda)
     losses = {}

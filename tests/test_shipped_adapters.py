@@ -57,6 +57,20 @@ def test_a_decoder_only_adapters_file_is_the_models_relabelled():
             assert through.header == replace(alone.header, domain=adapter.domain_id)
 
 
+def test_the_gate_decodes_the_shared_latent_once_to_the_same_losses(monkeypatch):
+    """The relabelled candidates share one entropy-decoded latent: the gate's losses are
+    those of decoding each file anew."""
+    codec = codec_for(DEFAULT_MODEL)
+    image = natural_like(40, 56, seed=5)
+    latents = record_argument(monkeypatch, Codec, "decode_latent", "data")
+    report = {}
+    codec.encode_rgb(image, 48, domain="auto", report=report)
+    assert len(latents) == 1
+    assert set(report["gate"]) == {SOURCE, *(a.domain for a in codec.adapters.values())}
+    for domain, loss in report["gate"].items():
+        assert loss == codec.rd_loss(image, codec.encode_rgb(image, 48, domain=domain))
+
+
 def test_evaluate_measures_what_compress_does(monkeypatch):
     from slimcodec.evaluate import evaluate
 

@@ -235,16 +235,25 @@ class EdgeCodec:
         """As slimcodec's ``--domain auto``: the source and every built-in adapter, the
         lowest RD loss. An adapter the manifest says ``codes_as_source`` (decoder alone, no
         entropy tables of its own) codes the source's strings, so its candidate is the
-        source's file relabelled and the image is analysed and entropy coded once."""
+        source's file relabelled: the image is analysed and entropy coded once, and its
+        latent entropy decoded once and synthesized per candidate."""
         weight = self.bundle.rd_weight(width, lmbda)
         source = self.encode_rgb(rgb, width, grayscale, lmbda)
-        files = [source]
+        y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
+
+        def loss(data: bytes, relabelled: bool) -> float:
+            decoded = (self.synthesize_rgb(y_hat, unpack(data).header) if relabelled
+                       else self.decode_rgb(data)[0])
+            return rd_loss(rgb, decoded, len(data), weight)
+
+        candidates = [(loss(source, True), source)]
         for domain, entry in self.bundle.domains.items():
-            files.append(gated_file(source, 0, {domain: 1.0}, ())
-                         if entry.get("codes_as_source")
-                         else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
-        return min(files, key=lambda data: rd_loss(rgb, self.decode_rgb(data)[0],
-                                                   len(data), weight))
+            if entry.get("codes_as_source"):
+                data = gated_file(source, 0, {domain: 1.0}, ())
+            else:
+                data = self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"])
+            candidates.append((loss(data, bool(entry.get("codes_as_source"))), data))
+        return min(candidates, key=lambda c: c[0])[1]  # the first of the lowest loss
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
              ) -> bytes:
@@ -321,6 +330,11 @@ class EdgeCodec:
     def decode_rgb(self, data: bytes) -> tuple[np.ndarray, Header]:
         """Decompress to an ``(H, W, 3)`` uint8 array; also returns the header."""
         y_hat, header = self.decode_latent(data)
+        return self.synthesize_rgb(y_hat, header), header
+
+    def synthesize_rgb(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
+        """The uint8 image the synthesis makes of ``y_hat`` as a file with ``header`` says
+        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`."""
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         if header.mixture:  # the domain field names the entropy models; the weights, the graph
             synthesis = self._transform(header.width, "mix", lmbda,
@@ -332,7 +346,7 @@ class EdgeCodec:
                                     self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
-        return rgb, header
+        return rgb
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (``L`` for grayscale sources, else ``RGB``)."""
