@@ -71,7 +71,9 @@ SHIPPED: dict[str, dict[str, Any]] = {
                     "widths": _WIDTHS, "distribution": "slimcodec-models-hpc",
                     "adapters": [{"domain": "illustration",
                                   "weights": "slimcae-hpc.illustration.pt",
-                                  "fingerprint": "2824e600420158a1"}]},
+                                  "fingerprint": "2824e600420158a1"},
+                                 {"domain": "screen", "weights": "slimcae-hpc.screen.pt",
+                                  "fingerprint": "87660b7d9898b889"}]},
 }
 
 #: Research models retired from the package (allowed before 1.0, see
