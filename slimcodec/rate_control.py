@@ -39,8 +39,9 @@ imports numpy alone.
 (:meth:`~slimcodec.codec.Codec.encode_rgb`), so the search measures the very file it
 returns: refinement lowers the rate at a given λ, and searching plain λ first would miss
 the target by that much. Each pass then costs the refinement's steps, and the gate
-(``domain="auto"``) decodes every pass once per loaded adapter, and codes it again for each
-adapter that does not code the model's own strings (``"mix"``: decodes it once per
+(``domain="auto"``) entropy decodes every pass once and synthesizes it once per candidate
+(the model alone and each loaded adapter), and codes it again for each adapter that does
+not code the model's own strings (``"mix"``: decodes it once per
 weighting it tries).
 """
 
