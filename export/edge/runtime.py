@@ -248,11 +248,10 @@ class EdgeCodec:
 
         candidates = [(loss(source, True), source)]
         for domain, entry in self.bundle.domains.items():
-            if entry.get("codes_as_source"):
-                data = gated_file(source, 0, {domain: 1.0}, ())
-            else:
-                data = self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"])
-            candidates.append((loss(data, bool(entry.get("codes_as_source"))), data))
+            relabelled = bool(entry.get("codes_as_source"))
+            data = (gated_file(source, 0, {domain: 1.0}, ()) if relabelled
+                    else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
+            candidates.append((loss(data, relabelled), data))
         return min(candidates, key=lambda c: c[0])[1]  # the first of the lowest loss
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
