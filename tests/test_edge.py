@@ -118,6 +118,22 @@ def test_files_cross_between_runtimes(exported, size):
         assert (ta != tb).mean() < 0.01
 
 
+def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):
+    """synthesize_rgb (decode_rgb's second half, public) refuses a header its runtime cannot
+    decode with the typed error decode_rgb gives, in PyTorch and on the edge."""
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    width, lmbda = settings(torch_codec)[0]
+    data = torch_codec.encode_rgb(natural_like(32, 48), width, lmbda=lmbda)
+    y_hat, header = edge.decode_latent(data)
+    assert edge.synthesize_rgb(y_hat, header).shape == (32, 48, 3)
+    unknown_width = replace(header, width=max(torch_codec.widths) + 8)
+    with pytest.raises(CorruptBitstreamError, match="no width"):
+        edge.synthesize_rgb(y_hat, unknown_width)
+    with pytest.raises(CorruptBitstreamError, match="no width"):
+        torch_codec.synthesize_rgb(torch.from_numpy(y_hat), unknown_width)
+
+
 def test_edge_runtime_never_imports_torch(exported, tmp_path):
     _, root = exported
     Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")

@@ -334,6 +334,7 @@ class EdgeCodec:
     def synthesize_rgb(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The uint8 image the synthesis makes of ``y_hat`` as a file with ``header`` says
         (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`."""
+        self.check(header)  # a header this bundle cannot decode is a typed error, as in decode
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         if header.mixture:  # the domain field names the entropy models; the weights, the graph
             synthesis = self._transform(header.width, "mix", lmbda,
