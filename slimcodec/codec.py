@@ -36,7 +36,7 @@ from slimcodec.bitstream import (
     pack,
     unpack,
 )
-from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.checks import check_header, check_image_size, check_latent
 from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
@@ -391,7 +391,7 @@ class Codec:
                             "records none): pass Codec(..., rd_lambdas=...)")
         return float(self.rd_lambdas[self.widths.index(width)])
 
-    def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: torch.Tensor | None = None
+    def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None = None
                 ) -> float:
         """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels). ``y_hat``:
         the file's latent, already entropy decoded (:meth:`decode_latent`), so that files
@@ -577,17 +577,20 @@ class Codec:
             y_hat = self._entropy_decode(bitstream)
             return self._synthesize(y_hat, bitstream.header), bitstream.header
 
-    def decode_latent(self, data: bytes) -> tuple[torch.Tensor, Header]:
+    def decode_latent(self, data: bytes) -> tuple[np.ndarray, Header]:
         r"""The file's entropy-decoded latent :math:`\hat y` (what the synthesis takes), and
         its header: the first half of :meth:`decode_rgb`."""
         bitstream = self._checked(data)
         with self._decoding_point(bitstream.header):
             return self._entropy_decode(bitstream), bitstream.header
 
-    def synthesize_rgb(self, y_hat: torch.Tensor, header: Header) -> np.ndarray:
+    def synthesize_rgb(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The uint8 image the synthesis makes of ``y_hat`` as a file with ``header`` says
-        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`."""
+        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`. A
+        header this model cannot decode, or a latent not of the shape it makes, is refused
+        with a typed error."""
         self.check(header)
+        check_latent(y_hat, header, self.model.downsampling)
         with self._decoding_point(header):
             return self._synthesize(y_hat, header)
 
@@ -596,7 +599,7 @@ class Codec:
         self.check(bitstream.header)
         return bitstream
 
-    def _entropy_decode(self, bitstream: Bitstream) -> torch.Tensor:
+    def _entropy_decode(self, bitstream: Bitstream) -> np.ndarray:
         """The latent of a checked file, at the operating point its header sets."""
         h, w = bitstream.header.image_size
         latent = tuple(-(-side // self.model.downsampling) for side in (h, w))
@@ -604,7 +607,7 @@ class Codec:
         return _out_of_memory(f"decoding a {w}x{h} image",
                               lambda: coder.decode(bitstream.strings, latent))
 
-    def _synthesize(self, y_hat: torch.Tensor, header: Header) -> np.ndarray:
+    def _synthesize(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The image of ``y_hat``, at the operating point ``header`` sets."""
         h, w = header.image_size
         return _out_of_memory(

@@ -9,6 +9,7 @@ __all__ = [
     "BundleError",
     "CorruptBitstreamError",
     "ImageError",
+    "LatentError",
     "LossyConversionWarning",
     "ModelFileError",
     "ModelMismatchError",
@@ -73,6 +74,11 @@ class WidthError(SlimcodecError, ValueError):
 
 class ImageError(SlimcodecError, ValueError):
     """An input image that cannot be read or converted."""
+
+
+class LatentError(SlimcodecError, ValueError):
+    """A latent handed to ``synthesize_rgb`` that is not the shape its header makes: not a
+    float ``(width, H/16, W/16)`` array (names both shapes)."""
 
 
 class LossyConversionWarning(UserWarning):

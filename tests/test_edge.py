@@ -26,7 +26,7 @@ from slimcodec_edge.onnx_export import export_bundle
 
 from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import BundleError, CorruptBitstreamError, ModelMismatchError
+from slimcodec.errors import BundleError, CorruptBitstreamError, LatentError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
 from slimcodec.training.trainer import init_from
 from slimcodec.zoo import save_model_file
@@ -131,7 +131,29 @@ def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):
     with pytest.raises(CorruptBitstreamError, match="no width"):
         edge.synthesize_rgb(y_hat, unknown_width)
     with pytest.raises(CorruptBitstreamError, match="no width"):
-        torch_codec.synthesize_rgb(torch.from_numpy(y_hat), unknown_width)
+        torch_codec.synthesize_rgb(y_hat, unknown_width)
+
+
+def test_synthesis_refuses_a_latent_its_header_does_not_make_in_both_runtimes(exported):
+    """A latent of another width, size or type than the header's file decodes to is a
+    typed error in both runtimes, not an image of the wrong size or a failure inside the
+    transform."""
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    width, lmbda = settings(torch_codec)[0]
+    data = torch_codec.encode_rgb(natural_like(32, 48), width, lmbda=lmbda)
+    y_hat, header = edge.decode_latent(data)
+    narrower = replace(header, width=min(w for w in torch_codec.widths if w != width))
+    wrong = {"another width's header": (y_hat, narrower),
+             "a cropped latent": (y_hat[:, :-1], header),
+             "a tensor": (torch.from_numpy(y_hat), header),
+             "integer symbols": (y_hat.astype(np.int32), header)}
+    for runtime in (torch_codec, edge):
+        assert runtime.synthesize_rgb(y_hat, header).shape == (32, 48, 3)
+        for what, (latent, latent_header) in wrong.items():
+            with pytest.raises(LatentError):
+                runtime.synthesize_rgb(latent, latent_header)
+                pytest.fail(f"{type(runtime).__name__} synthesized {what}")
 
 
 def test_edge_runtime_never_imports_torch(exported, tmp_path):

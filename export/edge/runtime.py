@@ -25,7 +25,7 @@ from PIL import Image
 
 from slimcodec import tiling
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
-from slimcodec.bitstream.checks import check_header, check_image_size
+from slimcodec.bitstream.checks import check_header, check_image_size, check_latent
 from slimcodec.bitstream.mixture import weighed_header, weight_grid
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import (
@@ -333,8 +333,11 @@ class EdgeCodec:
 
     def synthesize_rgb(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The uint8 image the synthesis makes of ``y_hat`` as a file with ``header`` says
-        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`."""
-        self.check(header)  # a header this bundle cannot decode is a typed error, as in decode
+        (its width, λ and domain or mixture): the second half of :meth:`decode_rgb`. A
+        header this bundle cannot decode, or a latent not of the shape it makes, is refused
+        with a typed error, as in the PyTorch codec."""
+        self.check(header)
+        check_latent(y_hat, header, self.bundle.downsampling)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         if header.mixture:  # the domain field names the entropy models; the weights, the graph
             synthesis = self._transform(header.width, "mix", lmbda,

@@ -12,13 +12,14 @@ import numpy as np
 from slimcodec.errors import (
     CorruptBitstreamError,
     ImageError,
+    LatentError,
     ModelMismatchError,
     ResourceLimitError,
 )
 
 from .container import MAX_IMAGE_SIDE, Header, RateKind
 
-__all__ = ["check_header", "check_image_size"]
+__all__ = ["check_header", "check_image_size", "check_latent"]
 
 
 def check_image_size(height: int, width: int, max_pixels: int) -> None:
@@ -68,3 +69,18 @@ def check_header(header: Header, *, name: str, fingerprint: bytes, widths: Seque
                 f"file was coded with the adapter of domain id {domain}, which {name} "
                 f"does not hold (it holds: {held or 'none'}){missing_domain}")
     check_image_size(*header.image_size, max_pixels)
+
+
+def check_latent(y_hat: object, header: Header, factor: int) -> None:
+    """Raise ``LatentError`` unless ``y_hat`` is the float latent a file with ``header``
+    decodes to: a numpy ``(width, ceil(H / factor), ceil(W / factor))`` array, ``factor``
+    the model's downsampling. A latent of another shape would be synthesized into an image
+    of the wrong size or fail deep inside the transform."""
+    height, width = header.image_size
+    expected = (header.width, -(-height // factor), -(-width // factor))
+    if not isinstance(y_hat, np.ndarray) or not np.issubdtype(y_hat.dtype, np.floating):
+        raise LatentError(f"a latent must be a float numpy array of shape {expected} "
+                          f"(decode_latent's), not {type(y_hat).__name__}")
+    if y_hat.shape != expected:
+        raise LatentError(f"latent of shape {y_hat.shape} for a {header.width}-channel "
+                          f"{width}x{height} file, which decodes to {expected}")
