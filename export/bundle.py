@@ -18,7 +18,9 @@ Layout of a bundle folder (written by :mod:`slimcodec_edge.onnx_export`, read he
     synthesis-<w>-mix.onnx   latent, weights (K,) [, lmbda] -> image: the source's synthesis
                              with the K decoder-side adapters (``bias``, ``adapters``) mixed,
                              each stage x + sum_k weights[k] (A_k(x) - x); it decodes the
-                             weighing gate's files (``slimcodec compress --domain mix``)
+                             weighing gate's files (``slimcodec compress --domain mix``);
+                             with --int8 a ``.int8.onnx`` one too (the only one with
+                             --int8-only)
     weights.bin              the float graphs' large weights, stored once (a lean bundle's,
                              manifest ``shared_weights``: file, SHA-256, tensors): every
                              width's graphs read slices of it as ONNX external data
@@ -371,14 +373,16 @@ class Bundle:
             self._shared_checked = True
         return graph
 
-    def mixture_graph(self, width: int) -> Path:
-        """The checked path of a width's mixing synthesis graph (float: there is no int8)."""
+    def mixture_graph(self, width: int, int8: bool = False) -> Path:
+        """The checked path of a width's mixing synthesis graph (its int8 one where asked
+        for and exported; bundles from before int8 mixing graphs have the float one)."""
         entry = (self.manifest.get("mixture") or {}).get("graphs", {}).get(str(width), {})
         if "synthesis" not in entry:
             raise ModelMismatchError(f"{self.name}'s bundle has no graphs that mix domain "
                                      "adapters (export it with its bias or adapters --adapter "
                                      "files)")
-        return self._with_shared(self._checked(entry["synthesis"]))
+        kind = "synthesis_int8" if int8 and "synthesis_int8" in entry else "synthesis"
+        return self._with_shared(self._checked(entry[kind]))
 
     def gate(self) -> GateArrays:
         """The learned gate's arrays (checked against the manifest's SHA-256)."""

@@ -245,8 +245,8 @@ def export_bundle(
     ``domain="gate"``. ``shared_weights``: the float graphs' weights pooled in one file that
     every width's graphs slice (:mod:`slimcodec_edge.shared_weights`; False: each graph
     holds its own, about twice the bytes; int8 graphs too). ``int8_only`` (with
-    ``calibration``): the int8 graphs (transforms and the latent coder's networks) in place
-    of the float ones, which are left out (the mixing graphs stay float).
+    ``calibration``): the int8 graphs (transforms, the latent coder's networks, the mixing
+    synthesis) in place of the float ones, which are left out.
     ``default_domain``: what ``slimcodec-edge encode`` codes with where it is told no
     ``--domain`` (as :attr:`slimcodec.codec.Codec.default_domain`): a gate the bundle can
     run or a built-in adapter's name; None, the model alone. Returns ``out``."""
@@ -340,9 +340,12 @@ def _export_gate(gate: Any, root: Path) -> dict[str, Any]:
 
 
 def _drop_float_transforms(root: Path, manifest: dict[str, Any]) -> None:
-    """An int8-only bundle: each width's int8 analysis and synthesis graphs become its
-    graphs, the float ones are deleted (the manifest's ``int8.only``)."""
+    """An int8-only bundle: each width's int8 graphs (analysis, synthesis, the coder's
+    networks, the mixing synthesis) become its graphs, the float ones are deleted (the
+    manifest's ``int8.only``)."""
     sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
+    if "mixture" in manifest:
+        sets.append(manifest["mixture"]["graphs"])
     for graphs in sets:
         for entry in graphs.values():
             for kind in [k for k in entry if f"{k}_int8" in entry]:

@@ -117,10 +117,15 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     # The source's graphs, then each built-in domain's, calibrated on what they code in use.
     graph_sets = [(0, manifest["graphs"]),
                   *((d, e["graphs"]) for d, e in bundle.domains.items())]
+    latents: dict[int, list[dict[str, np.ndarray]]] = {}  # the source's synthesis feeds
     for domain, graphs in graph_sets:
         for w in bundle.widths:
-            _quantize_width(root, bundle, float_codec, graphs[str(w)], w, domain, tiles)
+            fed = _quantize_width(root, bundle, float_codec, graphs[str(w)], w, domain, tiles)
+            if not domain:
+                latents[w] = fed
         _slice_widest(root, graphs, bundle.widths)
+    if "mixture" in manifest:
+        _quantize_mixture(root, manifest["mixture"], latents)
     int8_codec = EdgeCodec(bundle, int8=True)
     for domain, _ in graph_sets:
         costs = {str(w): _rd_cost(float_codec, int8_codec, bundle, w, domain, tiles)
@@ -141,8 +146,10 @@ def _lambdas(bundle: Bundle, width: int) -> list[float | None]:
 
 
 def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[str, Any],
-                    width: int, domain: int, tiles: list[np.ndarray]) -> None:
-    """int8 analysis and synthesis graphs of one width (of one domain), into ``entry``."""
+                    width: int, domain: int, tiles: list[np.ndarray]
+                    ) -> list[dict[str, np.ndarray]]:
+    """int8 analysis and synthesis graphs of one width (of one domain), into ``entry``;
+    returns the synthesis's calibration feeds."""
     feeds: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in QUANTISED}
     for lmbda in _lambdas(bundle, width):
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
@@ -158,20 +165,43 @@ def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[st
             feeds["analysis"].append({"image": x, **extra})
             feeds["synthesis"].append({"latent": y_hat, **extra})
     for kind in ("analysis", "synthesis", *bundle.coder_graphs):
-        source = root / entry[kind]["file"]
-        target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
-        # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
-        logging.disable(logging.WARNING)
-        try:
-            quantize_static(str(source), str(target), _Reader(feeds[kind]),
-                            quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
-                            op_types_to_quantize=["Conv", "ConvTranspose"],
-                            nodes_to_exclude=_float_nodes(source),
-                            calibrate_method=CalibrationMethod.MinMax)
-        finally:
-            logging.disable(logging.NOTSET)
-        entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+        _quantize(root, entry, kind, feeds[kind])
+    return feeds["synthesis"]
+
+
+def _quantize_mixture(root: Path, mixture: dict[str, Any],
+                      latents: dict[int, list[dict[str, np.ndarray]]]) -> None:
+    """int8 mixing synthesis graphs (``--domain mix`` files), calibrated on the source's
+    synthesis feeds with each member alone and all in equal parts: their decoder weights
+    quantise to the source's int8 synthesis's (per-channel scales of the same weights), so
+    that a lean bundle stores them once, and an int8-only bundle needs no float decoder."""
+    members = len(mixture["domains"])
+    weightings = [*np.eye(members, dtype=np.float32),
+                  np.full(members, 1 / members, np.float32)]
+    for w, fed in latents.items():
+        _quantize(root, mixture["graphs"][str(w)], "synthesis",
+                  [{**feed, "weights": weights} for feed in fed for weights in weightings])
+    _slice_widest(root, mixture["graphs"], tuple(latents))
+
+
+def _quantize(root: Path, entry: dict[str, Any], kind: str,
+              feeds: list[dict[str, np.ndarray]]) -> None:
+    """The int8 graph of ``entry``'s ``kind`` graph, calibrated on ``feeds``, recorded in
+    ``entry`` as ``{kind}_int8``."""
+    source = root / entry[kind]["file"]
+    target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
+    # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
+    logging.disable(logging.WARNING)
+    try:
+        quantize_static(str(source), str(target), _Reader(feeds),
+                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=ACTIVATIONS, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "ConvTranspose"],
+                        nodes_to_exclude=_float_nodes(source),
+                        calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        logging.disable(logging.NOTSET)
+    entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
 
 
 def _recording(network: Any, into: list[dict[str, np.ndarray]]) -> Any:

@@ -450,6 +450,36 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
         assert len(quantised) == len(convs) - 1, graph.name
 
 
+def test_int8_export_quantises_the_mixing_graph_too(tmp_path):
+    """--int8 quantises the mixing synthesis too, so that an int8-only bundle of a model
+    with decoder adapters holds no float graph (no float decoder beside the int8 one), and
+    mixed files decode through the int8 graph, the same with or without the float ones."""
+    from slimcodec.adaptation import DomainAdapter
+
+    model = tiny("slimcae-vr")
+    adapters = [DomainAdapter(model, "adapters", name) for name in ("screen", "art")]
+    with torch.no_grad():
+        for adapter in adapters:
+            for p in adapter.parameters():
+                p.add_(torch.randn_like(p) * 0.05)
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
+    for name, only in (("b", False), ("c", True)):
+        export_bundle(model, tmp_path / name, "tiny", calibration=tmp_path / "cal.png",
+                      calibration_images=1, adapters=adapters, int8_only=only)
+    names = {f.name for f in (tmp_path / "c").iterdir()}
+    assert "synthesis-8-mix.int8.onnx" in names
+    assert not [n for n in names if n.endswith(".onnx") and not n.endswith(".int8.onnx")]
+    codec = Codec(model, adapters=adapters)
+    width = codec.widths[0]
+    lmbda = codec.lambda_range(width)[0]
+    rgb = natural_like(64, 80)
+    mixed = codec.encode_rgb(rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.25})
+    floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
+    quantised = ints.decode_rgb(mixed)[0]
+    assert not np.array_equal(quantised, floats.decode_rgb(mixed)[0])  # the int8 graph
+    assert np.array_equal(EdgeCodec(tmp_path / "c").decode_rgb(mixed)[0], quantised)
+
+
 @pytest.mark.parametrize("method, entropy_models",
                          [("extend", None), ("adapters", None), ("adapters", True)])
 @pytest.mark.parametrize("kind", KINDS)

@@ -115,12 +115,11 @@ class EdgeCodec:
 
     def session(self, width: int, kind: str, domain: int = 0) -> ort.InferenceSession:
         """The onnxruntime session of a width's ``analysis`` or ``synthesis`` graph (of a
-        domain's adapter for ``domain`` > 0), or of its ``mix`` graph (float always)."""
+        domain's adapter for ``domain`` > 0), or of its ``mix`` graph."""
         key = (width, kind, domain)
         if key not in self._sessions:
-            int8 = self.int8 and kind != "mix"  # mixing graphs: float always
-            path = (self.bundle.mixture_graph(width) if kind == "mix"
-                    else self.bundle.graph(width, kind, int8, domain))
+            path = (self.bundle.mixture_graph(width, self.int8) if kind == "mix"
+                    else self.bundle.graph(width, kind, self.int8, domain))
             try:
                 options = (self.coder_options if kind in self.bundle.coder_graphs
                            else self.options)
