@@ -108,7 +108,27 @@ def _export(module: nn.Module, args: tuple[Tensor, ...], names: list[str], outpu
     finally:
         for m, training in modes:
             m.training = training
-    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    graph = onnx.load(str(path))
+    _constants_as_initializers(graph.graph)
+    onnx.save(graph, str(path))
+    onnx.checker.check_model(graph, full_check=True)
+
+
+def _constants_as_initializers(graph: onnx.GraphProto) -> None:
+    """Make each ``Constant`` node that holds a kernel (a float tensor of 2 or more axes)
+    an initialiser of the same name. A domain adapter's weights enter the trace as
+    constants (it is not a submodule of the model, :func:`traceable_adapter`); as
+    initialisers they are weights like the model's: the lean bundle pools the large ones
+    (:mod:`slimcodec_edge.shared_weights`) and ``--int8`` quantises them per channel to
+    int8 (a constant would be quantised as an activation, and kept in float beside it).
+    The same tensors, so the same arithmetic."""
+    for node in [n for n in graph.node if n.op_type == "Constant"]:
+        value = next((a.t for a in node.attribute if a.name == "value"), None)
+        if value is None or len(value.dims) < 2 or value.data_type != onnx.TensorProto.FLOAT:
+            continue
+        value.name = node.output[0]
+        graph.initializer.append(value)
+        graph.node.remove(node)
 
 
 def _coder_arrays(model: SlimCAE, width: int, domain: int = 0) -> dict[str, np.ndarray]:

@@ -7,10 +7,10 @@ coder networks (``hyper_analysis``, ``hyper_mean``, a checkerboard model's
 while coding those latents, at three λ across the width's range for a variable-rate model.
 The convolutions' weights are int8 per channel and their activations 16-bit (MinMax
 ranges), in QDQ form (``QuantizeLinear``/``DequantizeLinear`` around each quantised op),
-which any onnxruntime build runs. The GDNs stay in float, and so do the two convolutions at
-the pixels' side (the analysis's first, the synthesis's last): about 1% of the weights,
-and a large share of the rounding error that reaches the pixels. Weights take a quarter of
-the float graph's bytes.
+which any onnxruntime build runs. The GDNs stay in float, and so do the convolutions at
+the pixels' side (the analysis's first, the synthesis's last and a domain adapter's output
+filter after it): about 1% of the weights, and a large share of the rounding error that
+reaches the pixels. Weights take a quarter of the float graph's bytes.
 
 **Shared int8 weights.** Quantised on its own, a narrower width's weights get scales from
 its own slice of each row, so its int8 tensors are not slices of the widest width's and a
@@ -74,20 +74,27 @@ class _Reader(CalibrationDataReader):
 #: Sequential, ``/g_a.1/...`` when its layers run one by one (a variable-rate model's
 #: modulations, or a domain adapter's stages, sit between them).
 _GDN_SCOPE = re.compile(r"^/(g_a/)?g_a\.[135]/|^/(g_s/)?g_s\.[024]/")
+#: The synthesis's own layers (a domain adapter's stages are traced outside this scope).
+_SYNTHESIS_SCOPE = re.compile(r"^/(g_s/)?g_s\.\d+/")
 
 
 def _float_nodes(path: Path) -> list[str]:
     """The nodes left in float: the GDNs' own (their 1x1 convolution among them), and the
-    convolutions at the pixels' side, the analysis's first and the synthesis's last (a
-    small share of the weights, a large share of the rounding error that reaches the
-    pixels)."""
+    convolutions at the pixels' side, the analysis's first and the synthesis's last with
+    whatever follows it (a domain adapter's output filter): a small share of the weights,
+    a large share of the rounding error that reaches the pixels."""
     import onnx
 
     nodes = onnx.load(str(path)).graph.node
     convs = [n.name for n in nodes if n.op_type in ("Conv", "ConvTranspose")
              and not _GDN_SCOPE.match(n.name)]
-    edge = convs[:1] if path.name.startswith("analysis") else (
-        convs[-1:] if path.name.startswith("synthesis") else [])
+    edge: list[str] = []
+    if path.name.startswith("analysis"):
+        edge = convs[:1]
+    elif path.name.startswith("synthesis") and convs:
+        last = max((i for i, n in enumerate(convs) if _SYNTHESIS_SCOPE.match(n)),
+                   default=len(convs) - 1)
+        edge = convs[last:]
     return [n.name for n in nodes if _GDN_SCOPE.match(n.name)] + edge
 
 

@@ -433,9 +433,10 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
     assert not np.array_equal(quantised, reference)  # the domain's int8 graphs, not float
     # Every int8 graph, the source's and the domain's, quantises convolutions but leaves the
     # GDNs in float (a domain graph's layers are traced under other scope names), and the
-    # convolutions at the pixels' side: the analysis's first, the synthesis's last.
+    # convolutions at the pixels' side: the analysis's first, the synthesis's last and the
+    # adapter's output filter after it.
     import onnx
-    from slimcodec_edge.quantize import _GDN_SCOPE
+    from slimcodec_edge.quantize import _GDN_SCOPE, _SYNTHESIS_SCOPE
 
     for graph in (tmp_path / "b").glob("*.int8.onnx"):
         nodes = onnx.load(str(graph)).graph.node
@@ -445,9 +446,16 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
         quantised = [n.name for n in nodes if n.op_type in ("Conv", "ConvTranspose")
                      and any(i in dequantised for i in n.input)]
         assert quantised and not [q for q in quantised if _GDN_SCOPE.match(q)], graph.name
-        pixel_side = convs[0] if graph.name.startswith("analysis") else convs[-1]
-        assert pixel_side.name not in quantised, graph.name
-        assert len(quantised) == len(convs) - 1, graph.name
+        if graph.name.startswith("analysis"):
+            pixel_side = convs[:1]
+        elif graph.name.startswith("synthesis"):
+            last = [i for i, n in enumerate(convs) if _SYNTHESIS_SCOPE.match(n.name)][-1]
+            pixel_side = convs[last:]
+            assert "-d" not in graph.name or len(pixel_side) == 3, graph.name  # + the filter
+        else:  # a coder network's: no pixels' side
+            pixel_side = []
+        assert not {n.name for n in pixel_side} & set(quantised), graph.name
+        assert len(quantised) == len(convs) - len(pixel_side), graph.name
 
 
 def test_int8_export_quantises_the_mixing_graph_too(tmp_path):
@@ -469,6 +477,16 @@ def test_int8_export_quantises_the_mixing_graph_too(tmp_path):
     names = {f.name for f in (tmp_path / "c").iterdir()}
     assert "synthesis-8-mix.int8.onnx" in names
     assert not [n for n in names if n.endswith(".onnx") and not n.endswith(".int8.onnx")]
+    # The adapters' kernels are weights like the model's, not constants of the trace: the
+    # int8 graphs quantise them per channel (a constant would be quantised as an activation
+    # and kept in float), and the lean bundle pools them (large ones) in weights.bin.
+    import onnx
+
+    for graph in [*(tmp_path / "b").glob("*.onnx"), *(tmp_path / "c").glob("*.onnx")]:
+        nodes = onnx.load(str(graph), load_external_data=False).graph.node
+        kernels = [a.t.name or n.name for n in nodes if n.op_type == "Constant"
+                   for a in n.attribute if len(a.t.dims) >= 2]
+        assert not kernels, (graph.name, kernels)
     codec = Codec(model, adapters=adapters)
     width = codec.widths[0]
     lmbda = codec.lambda_range(width)[0]
