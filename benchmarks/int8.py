@@ -4,11 +4,15 @@ calibrated on: rate, PSNR, decode time and graph size per width.
 The export calibrates on the first `--calibration-images` of `--calibration` and reports the
 RD cost on those same tiles; this measures it on other photos, coded whole by the edge
 runtime with the float graphs and with the int8 graphs of one bundle (a variable-rate model
-at the middle of each width's λ range). Decode times: onnxruntime on one thread, the two
-kinds' runs interleaved, as a ratio.
+at the middle and at the top of each width's λ range, ``--at``: the top is where the latent
+is largest). Decode times: onnxruntime on one thread, the two kinds' runs interleaved, as a
+ratio, at the first point.
 
     python benchmarks/int8.py [--models slimcae-hp] [--images ../shared/data/photos] \\
-        [--activations8]
+        [--at middle top] [--activations8] [--int8-means]
+
+``--int8-means``: also the widest width with an int8 ``h_μ`` (a hyperprior's), as bundles
+were exported before 0.6.0, to show why it stays float.
 """
 
 from __future__ import annotations
@@ -45,39 +49,55 @@ def decode_ratio(float_codec: EdgeCodec, int8_codec: EdgeCodec, data: bytes, rep
     return statistics.median(times[1]) / statistics.median(times[0])
 
 
+#: Where in a width's λ range to measure (a variable-rate model): its low end to its high.
+POINTS = {"bottom": 0.0, "middle": 0.5, "top": 1.0}
+
+
 def measure(root: Path, label: str, widths: list[int] | None,
-            images: list[tuple[str, np.ndarray]], repeats: int) -> list[str]:
-    """One table row per width of the bundle ``root``: its float graphs against its int8
-    ones on ``images``."""
+            images: list[tuple[str, np.ndarray]], repeats: int, at: list[str]) -> list[str]:
+    """One table row per width and point of the bundle ``root``: its float graphs against
+    its int8 ones on ``images``."""
     floats = EdgeCodec(root, threads=1)
     ints = EdgeCodec(root, threads=1, int8=True)
     rows = []
     for width in widths or floats.widths:
-        lmbda = None
-        if floats.bundle.variable_rate:
-            lo, hi = floats.bundle.lambda_range(width)
-            lmbda = float(np.sqrt(lo * hi))
-        sums = np.zeros(5)
-        for _, rgb in images:
-            for i, codec in enumerate((floats, ints)):
-                data = codec.encode_rgb(rgb, width, lmbda=lmbda)
-                sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-                sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
-                if i == 0:  # a float encoder's file, decoded with the int8 graphs
-                    sums[4] += psnr(rgb, ints.decode_rgb(data)[0])
-        bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = sums / len(images)
-        ratio = decode_ratio(floats, ints, floats.encode_rgb(images[0][1], width, lmbda=lmbda),
-                             repeats)
-        kinds = ("analysis", "synthesis", *floats.bundle.coder_graphs)
-        graphs = floats.bundle.manifest["graphs"][str(width)]
-        sizes = [sum((root / graphs[k + suffix]["file"]).stat().st_size for k in kinds)
-                 for suffix in ("", "_int8")]
-        rows.append(f"| {label} | {width} | {bpp_f:.4f} | {psnr_f:.2f} | {bpp_q:.4f} | "
-                    f"{psnr_q:.2f} | {100 * (bpp_q / bpp_f - 1):+.2f}% | "
-                    f"{psnr_q - psnr_f:+.2f} | {psnr_x - psnr_f:+.2f} | ×{ratio:.2f} | "
-                    f"{sizes[1] / sizes[0]:.0%} |")
-        print(rows[-1], flush=True)
+        for n, point in enumerate(at if floats.bundle.variable_rate else ["—"]):
+            rows.append(_row(root, label, floats, ints, width, point, images,
+                             repeats if n == 0 else 0))
+            print(rows[-1], flush=True)
     return rows
+
+
+def _row(root: Path, label: str, floats: EdgeCodec, ints: EdgeCodec, width: int, point: str,
+         images: list[tuple[str, np.ndarray]], repeats: int) -> str:
+    """The table row of ``width`` at the λ ``point`` of its range (``—``: a single-rate
+    model); decode time only with ``repeats``."""
+    lmbda = None
+    if point in POINTS:
+        lo, hi = floats.bundle.lambda_range(width)
+        lmbda = float(np.exp(np.log(lo) + POINTS[point] * (np.log(hi) - np.log(lo))))
+    sums = np.zeros(5)
+    for _, rgb in images:
+        for i, codec in enumerate((floats, ints)):
+            data = codec.encode_rgb(rgb, width, lmbda=lmbda)
+            sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
+            sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
+            if i == 0:  # a float encoder's file, decoded with the int8 graphs
+                sums[4] += psnr(rgb, ints.decode_rgb(data)[0])
+    bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = sums / len(images)
+    time_ratio = "—"
+    if repeats:
+        data = floats.encode_rgb(images[0][1], width, lmbda=lmbda)
+        time_ratio = f"×{decode_ratio(floats, ints, data, repeats):.2f}"
+    kinds = ("analysis", "synthesis", *floats.bundle.coder_graphs)
+    graphs = floats.bundle.manifest["graphs"][str(width)]
+    sizes = [sum((root / graphs[k]["file"]).stat().st_size for k in kinds),  # a float
+             sum((root / graphs.get(f"{k}_int8", graphs[k])["file"]).stat().st_size  # graph
+                 for k in kinds)]  # the int8 runtime runs where there is no int8 one
+    lmbda_cell = "—" if lmbda is None else f"{point} ({lmbda:.3g})"
+    return (f"| {label} | {width} | {lmbda_cell} | {bpp_f:.4f} | {psnr_f:.2f} | {bpp_q:.4f} | "
+            f"{psnr_q:.2f} | {100 * (bpp_q / bpp_f - 1):+.2f}% | {psnr_q - psnr_f:+.2f} | "
+            f"{psnr_x - psnr_f:+.2f} | {time_ratio} | {sizes[1] / sizes[0]:.0%} |")
 
 
 def kernels(path: Path) -> str:
@@ -108,6 +128,10 @@ def main() -> None:
     p.add_argument("--count", type=int, default=6, help="test images")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--int8-means", action="store_true",
+                   help="also the widest width with an int8 h_μ (before 0.6.0)")
+    p.add_argument("--at", nargs="+", choices=list(POINTS), default=["middle", "top"],
+                   help="where in each width's λ range (a variable-rate model)")
     p.add_argument("--activations8", action="store_true",
                    help="also the widest width with 8-bit activations (what they would buy "
                         "in time, and cost without quantisation-aware training)")
@@ -126,7 +150,19 @@ def main() -> None:
                                  calibration=args.calibration,
                                  calibration_images=args.calibration_images,
                                  shared_weights=False)
-            rows += measure(root, f"`{name}`", None, images, args.repeats)
+            rows += measure(root, f"`{name}`", None, images, args.repeats, args.at)
+            if args.int8_means and "hyper_mean" in model.coder_networks():
+                quantize.QUANTISED = (*quantize.QUANTISED, "hyper_mean")
+                try:
+                    root_means = export_bundle(model, Path(tmp) / "means", name,
+                                               widths=[model.widths[0]],
+                                               calibration=args.calibration,
+                                               calibration_images=args.calibration_images,
+                                               shared_weights=False)
+                finally:
+                    quantize.QUANTISED = quantize.QUANTISED[:-1]
+                rows += measure(root_means, f"`{name}`, int8 h_μ (before 0.6.0)",
+                                [model.widths[0]], images, args.repeats, args.at)
             if args.activations8:  # what 8-bit activations would buy, at the widest width
                 quantize.ACTIVATIONS = QuantType.QUInt8
                 try:
@@ -138,7 +174,7 @@ def main() -> None:
                 finally:
                     quantize.ACTIVATIONS = QuantType.QUInt16
                 rows += measure(root8, f"`{name}`, 8-bit activations", [model.widths[0]],
-                                images, args.repeats)
+                                images, args.repeats, args.at[:1])
                 entry = json.loads((root8 / "manifest.json").read_text())["graphs"][
                     str(model.widths[0])]
                 ran = {k: kernels(root8 / entry[f"{k}_int8"]["file"])
@@ -152,16 +188,21 @@ def main() -> None:
 Calibration: the first {args.calibration_images} images of `{args.calibration}` (the
 export's default). Test: {len(images)} images of `{args.images}` ({names}), centre crop
 {args.crop}, coded whole by the edge runtime (`slimcodec-edge`), with the float and with
-the int8 graphs of the same bundle; a variable-rate model at the middle of each width's λ
-range. "float file": a file the float graphs wrote, decoded with the int8 ones (a
-hyperprior's int8 h_μ computes the means slightly differently), against the float decode.
-Decode time: onnxruntime, one thread, median of {args.repeats} runs of each kind,
-interleaved, int8 over float. Graph size: the int8 graphs (transforms, and a hyperprior's
-coder networks) over the float ones. "8-bit activations" (`--activations8`): the widest
+the int8 graphs of the same bundle; a variable-rate model at the λ of the column, a point
+of each width's λ range (`--at {' '.join(args.at)}`, the range's ends on a log scale).
+"float file": a file the float graphs wrote, decoded with the int8 ones (a checkerboard
+model's int8 context corrects the means slightly differently; h_μ stays float), against
+the float decode. Decode time: onnxruntime, one thread, median of {args.repeats} runs of
+each kind, interleaved, int8 over float, at the first point. Graph size: the graphs the
+int8 runtime runs (transforms, and a hyperprior's coder networks, h_μ float) over the
+float ones. "8-bit activations" (`--activations8`): the widest
 width exported again with 8-bit activations instead of 16, the same calibration, no
 quantisation-aware training: what they would buy in time, and what they cost without it.
+"int8 h_μ" (`--int8-means`): the widest width exported again with h_μ quantised too, as
+before 0.6.0.
 
-{table_head(["model", "width", "float bpp", "float PSNR (dB)", "int8 bpp", "int8 PSNR (dB)",
+{table_head(["model", "width", "λ", "float bpp", "float PSNR (dB)", "int8 bpp",
+             "int8 PSNR (dB)",
              "Δ bpp", "Δ PSNR (dB)", "float file Δ PSNR (dB)", "decode time",
              "graph size"])}
 {chr(10).join(rows)}
