@@ -22,7 +22,10 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from common import load_test_images, parse_crop, table_head, write_section
@@ -100,6 +103,27 @@ def _row(root: Path, label: str, floats: EdgeCodec, ints: EdgeCodec, width: int,
             f"{psnr_x - psnr_f:+.2f} | {time_ratio} | {sizes[1] / sizes[0]:.0%} |")
 
 
+@contextmanager
+def quantised_as(**settings: Any) -> Iterator[None]:
+    """:mod:`slimcodec_edge.quantize`'s module settings (``ACTIVATIONS``, ``QUANTISED``)
+    changed inside the block, for an export that is not the default one."""
+    saved = {k: getattr(quantize, k) for k in settings}
+    for k, v in settings.items():
+        setattr(quantize, k, v)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            setattr(quantize, k, v)
+
+
+def export_widest(model: Any, name: str, root: Path, args: argparse.Namespace) -> Path:
+    """The int8 bundle of ``model``'s widest width alone, calibrated as the main one."""
+    return export_bundle(model, root, name, widths=[model.widths[0]],
+                         calibration=args.calibration,
+                         calibration_images=args.calibration_images, shared_weights=False)
+
+
 def kernels(path: Path) -> str:
     """What onnxruntime's CPU provider runs a graph's convolutions as, once it has optimised
     it: integer kernels (QLinearConv) or float ones (Conv, ConvTranspose)."""
@@ -152,27 +176,13 @@ def main() -> None:
                                  shared_weights=False)
             rows += measure(root, f"`{name}`", None, images, args.repeats, args.at)
             if args.int8_means and "hyper_mean" in model.coder_networks():
-                quantize.QUANTISED = (*quantize.QUANTISED, "hyper_mean")
-                try:
-                    root_means = export_bundle(model, Path(tmp) / "means", name,
-                                               widths=[model.widths[0]],
-                                               calibration=args.calibration,
-                                               calibration_images=args.calibration_images,
-                                               shared_weights=False)
-                finally:
-                    quantize.QUANTISED = quantize.QUANTISED[:-1]
+                with quantised_as(QUANTISED=(*quantize.QUANTISED, "hyper_mean")):
+                    root_means = export_widest(model, name, Path(tmp) / "means", args)
                 rows += measure(root_means, f"`{name}`, int8 h_μ (before 0.6.0)",
                                 [model.widths[0]], images, args.repeats, args.at)
             if args.activations8:  # what 8-bit activations would buy, at the widest width
-                quantize.ACTIVATIONS = QuantType.QUInt8
-                try:
-                    root8 = export_bundle(model, Path(tmp) / "bundle8", name,
-                                          widths=[model.widths[0]],
-                                          calibration=args.calibration,
-                                          calibration_images=args.calibration_images,
-                                          shared_weights=False)
-                finally:
-                    quantize.ACTIVATIONS = QuantType.QUInt16
+                with quantised_as(ACTIVATIONS=QuantType.QUInt8):
+                    root8 = export_widest(model, name, Path(tmp) / "bundle8", args)
                 rows += measure(root8, f"`{name}`, 8-bit activations", [model.widths[0]],
                                 images, args.repeats, args.at[:1])
                 entry = json.loads((root8 / "manifest.json").read_text())["graphs"][
