@@ -386,9 +386,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         for d, entry in int8.get("domains", {}).items()]
     for where, widths in reports:
         for w, cost in widths.items():
-            print(f"  int8{where} width {w}: {cost['bpp_change']:+.2%} bpp, "
-                  f"{cost['psnr_change']:+.2f} dB against float on {int8['images']} "
-                  "calibration images")
+            top = cost.get("top")  # a variable-rate width's: the top of its λ range
+            points = [("", cost)] + ([("at the top λ ", top)] if top else [])
+            print(f"  int8{where} width {w} against float on {int8['images']} calibration "
+                  "images: " + "; ".join(
+                      f"{at}{c['bpp_change']:+.2%} bpp, {c['psnr_change']:+.2f} dB, a float "
+                      f"file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
+                      for at, c in points))
     return 0
 
 
