@@ -169,8 +169,9 @@ def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[st
     for lmbda in _lambdas(bundle, width):
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
         float_coder = float_codec.coder(width, lmbda, domain)
-        # The same coder, its networks recording what they are fed.
+        # The same coder, the networks that get int8 graphs recording what they are fed.
         networks = {kind: _recording(getattr(float_coder, kind), feeds[kind])
+                    if kind in QUANTISED else getattr(float_coder, kind)
                     for kind in bundle.coder_graphs}
         coder = bundle.coder(width, lmbda, domain, networks) if networks else float_coder
         analysis = float_codec.session(width, "analysis", domain)
@@ -287,10 +288,9 @@ def _width_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, d
     (the middle alone once hid a 3 dB loss there)."""
     if not bundle.variable_rate:
         return _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, None)
-    lo, hi = bundle.lambda_range(width)
-    cost = _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles,
-                    float(np.sqrt(lo * hi)))
-    return {**cost, "top": _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, hi)}
+    _, middle, top = _lambdas(bundle, width)  # the points it was calibrated at
+    cost = _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, middle)
+    return {**cost, "top": _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, top)}
 
 
 def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
