@@ -9,10 +9,11 @@ is largest). Decode times: onnxruntime on one thread, the two kinds' runs interl
 ratio, at the first point.
 
     python benchmarks/int8.py [--models slimcae-hp] [--images ../shared/data/photos] \\
-        [--at middle top] [--activations8] [--int8-means]
+        [--at middle top] [--activations8] [--means qdq float]
 
-``--int8-means``: also the widest width with an int8 ``h_μ`` (a hyperprior's), as bundles
-were exported before 0.6.0, to show why it stays float.
+``--means``: also the widest width with a hyperprior's ``h_μ`` quantised as the transforms
+are, its activations too (``qdq``, as 0.5.0 exported it), or left float, against the int8
+weights and float activations bundles get.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def decode_ratio(float_codec: EdgeCodec, int8_codec: EdgeCodec, data: bytes, rep
             times[i].append(time.perf_counter() - t0)
     return statistics.median(times[1]) / statistics.median(times[0])
 
+
+#: The ``--means`` variants: a label, and the quantisation settings that export them.
+MEANS = {"qdq": ("h_μ's activations quantised too (0.5.0)", {"WEIGHTS_ONLY": ()}),
+         "float": ("float h_μ", {"QUANTISED": tuple(k for k in quantize.QUANTISED
+                                                    if k != "hyper_mean")})}
 
 #: Where in a width's λ range to measure (a variable-rate model): its low end to its high.
 POINTS = {"bottom": 0.0, "middle": 0.5, "top": 1.0}
@@ -105,8 +111,8 @@ def _row(root: Path, label: str, floats: EdgeCodec, ints: EdgeCodec, width: int,
 
 @contextmanager
 def quantised_as(**settings: Any) -> Iterator[None]:
-    """:mod:`slimcodec_edge.quantize`'s module settings (``ACTIVATIONS``, ``QUANTISED``)
-    changed inside the block, for an export that is not the default one."""
+    """:mod:`slimcodec_edge.quantize`'s module settings (``ACTIVATIONS``, ``QUANTISED``,
+    ``WEIGHTS_ONLY``) changed inside the block, for an export that is not the default one."""
     saved = {k: getattr(quantize, k) for k in settings}
     for k, v in settings.items():
         setattr(quantize, k, v)
@@ -152,8 +158,9 @@ def main() -> None:
     p.add_argument("--count", type=int, default=6, help="test images")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--int8-means", action="store_true",
-                   help="also the widest width with an int8 h_μ (before 0.6.0)")
+    p.add_argument("--means", nargs="*", default=[], choices=list(MEANS),
+                   help="also the widest width with a hyperprior's h_μ quantised with "
+                        "its activations (qdq) or float")
     p.add_argument("--at", nargs="+", choices=list(POINTS), default=["middle", "top"],
                    help="where in each width's λ range (a variable-rate model)")
     p.add_argument("--activations8", action="store_true",
@@ -175,11 +182,12 @@ def main() -> None:
                                  calibration_images=args.calibration_images,
                                  shared_weights=False)
             rows += measure(root, f"`{name}`", None, images, args.repeats, args.at)
-            if args.int8_means and "hyper_mean" in model.coder_networks():
-                with quantised_as(QUANTISED=(*quantize.QUANTISED, "hyper_mean")):
-                    root_means = export_widest(model, name, Path(tmp) / "means", args)
-                rows += measure(root_means, f"`{name}`, int8 h_μ (before 0.6.0)",
-                                [model.widths[0]], images, args.repeats, args.at)
+            for means in args.means if "hyper_mean" in model.coder_networks() else []:
+                label, settings = MEANS[means]
+                with quantised_as(**settings):
+                    root_means = export_widest(model, name, Path(tmp) / means, args)
+                rows += measure(root_means, f"`{name}`, {label}", [model.widths[0]], images,
+                                args.repeats, args.at)
             if args.activations8:  # what 8-bit activations would buy, at the widest width
                 with quantised_as(ACTIVATIONS=QuantType.QUInt8):
                     root8 = export_widest(model, name, Path(tmp) / "bundle8", args)
@@ -201,15 +209,16 @@ export's default). Test: {len(images)} images of `{args.images}` ({names}), cent
 the int8 graphs of the same bundle; a variable-rate model at the λ of the column, a point
 of each width's λ range (`--at {' '.join(args.at)}`, the range's ends on a log scale).
 "float file": a file the float graphs wrote, decoded with the int8 ones (a checkerboard
-model's int8 context corrects the means slightly differently; h_μ stays float), against
-the float decode. Decode time: onnxruntime, one thread, median of {args.repeats} runs of
-each kind, interleaved, int8 over float, at the first point. Graph size: the graphs the
-int8 runtime runs (transforms, and a hyperprior's coder networks, h_μ float) over the
-float ones. "8-bit activations" (`--activations8`): the widest
-width exported again with 8-bit activations instead of 16, the same calibration, no
-quantisation-aware training: what they would buy in time, and what they cost without it.
-"int8 h_μ" (`--int8-means`): the widest width exported again with h_μ quantised too, as
-before 0.6.0.
+model's int8 context and h_μ's int8 weights compute the means slightly differently),
+against the float decode. Decode time: onnxruntime,
+one thread, median of {args.repeats} runs of each kind, interleaved, int8 over float, at
+the first point. Graph size: the graphs the int8 runtime runs (transforms, and a
+hyperprior's coder networks) over the float ones. "8-bit activations" (`--activations8`):
+the widest width exported again with 8-bit activations instead of 16, the same
+calibration, no quantisation-aware training: what they would buy in time, and what they
+cost without it. `--means qdq float`: the widest width exported again with h_μ's
+activations quantised too (16-bit on the calibration's ranges, as 0.5.0 exported it), or
+with h_μ float; bundles get int8 weights and float activations.
 
 {table_head(["model", "width", "λ", "float bpp", "float PSNR (dB)", "int8 bpp",
              "int8 PSNR (dB)",

@@ -356,7 +356,7 @@ class Bundle:
         int8 = int8 and not self.int8_only  # an int8-only bundle's graphs are the int8 ones
         per_width = graphs.get(str(width), {})
         if int8 and kind not in ("analysis", "synthesis") and f"{kind}_int8" not in per_width:
-            int8 = False  # h_μ (float by design), or a bundle from before int8 coder networks
+            int8 = False  # a bundle from before int8 coder networks
         entry = per_width.get(f"{kind}_int8" if int8 else kind)
         if entry is None:
             what = f"{kind} graph{' (int8)' if int8 else ''}"

@@ -2,15 +2,15 @@
 
 Each width's analysis graph is calibrated on tiles of the calibration images, its synthesis
 graph on the quantised latents of those tiles (what it decodes in use), and a hyperprior's
-coder networks (``hyper_analysis``, ``hyper_mean``, a checkerboard model's
-``mean_context``) on what the latent coder feeds them
-while coding those latents, at three λ across the width's range for a variable-rate model.
-The convolutions' weights are int8 per channel and their activations 16-bit (MinMax
-ranges), in QDQ form (``QuantizeLinear``/``DequantizeLinear`` around each quantised op),
-which any onnxruntime build runs. The GDNs stay in float, and so do the convolutions at
-the pixels' side (the analysis's first, the synthesis's last and a domain adapter's output
-filter after it): about 1% of the weights, and a large share of the rounding error that
-reaches the pixels. Weights take a quarter of the float graph's bytes.
+coder networks (``hyper_analysis``, a checkerboard model's ``mean_context``) on what the
+latent coder feeds them while coding those latents, at three λ across the width's range for
+a variable-rate model. The convolutions' weights are int8 per channel and their activations
+16-bit (MinMax ranges), in QDQ form (``QuantizeLinear``/``DequantizeLinear`` around each
+quantised op), which any onnxruntime build runs; ``h_μ``'s weights are int8 per channel
+and its activations float (:data:`WEIGHTS_ONLY`). The GDNs stay in float, and so do the
+convolutions at the pixels' side (the analysis's first, the synthesis's last and a domain
+adapter's output filter after it): about 1% of the weights, and a large share of the
+rounding error that reaches the pixels. Weights take a quarter of the float graph's bytes.
 
 **Shared int8 weights.** Quantised on its own, a narrower width's weights get scales from
 its own slice of each row, so its int8 tensors are not slices of the widest width's and a
@@ -19,8 +19,9 @@ narrower width's int8 weights are therefore replaced by the leading slice of the
 width's, with the leading slice of its per-channel scales: the same weights rounded to the
 widest row's grid (at most half a step of that grid off). The pool then stores them once.
 
-**The means.** ``hyper_mean`` stays float (:data:`QUANTISED` says why); an int8
-``mean_context`` corrects the means with a small error. The means never reach the entropy
+**The means.** ``hyper_mean`` computes them in float from int8 weights
+(:data:`WEIGHTS_ONLY` says why), and an int8 ``mean_context`` corrects them, each with a
+small error. The means never reach the entropy
 coder's tables (the scales are the integer network's, exact everywhere), so a file stays
 decodable by every decoder; a decoder whose means differ from the encoder's shifts each
 reconstructed latent value by that difference. The report records it: ``psnr_cross`` is a
@@ -52,15 +53,18 @@ from onnxruntime.quantization import (
 from .bundle import Bundle, file_digest
 
 #: The graphs of a width that get int8 versions (the coder's networks where it has them).
-#: Not ``hyper_mean``: its means are absolute, as large as the latent, which a high λ makes
-#: large, so its int8 weights' error moves them by steps there, and a file a float encoder
-#: wrote decodes around other means than it was coded around: 3.3 dB lower at the top of
-#: `slimcae-hpc`'s widest width on six photos, 0.2 at the middle (`python
-#: benchmarks/int8.py --models slimcae-hpc --int8-means`). In float it computes the means
-#: every float decoder does. ``mean_context`` only corrects the means: int8 costs it little.
-QUANTISED = ("analysis", "synthesis", "hyper_analysis", "mean_context")
+QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean", "mean_context")
 
-__all__ = ["ACTIVATIONS", "QUANTISED", "quantize_bundle"]
+#: The graphs whose int8 versions quantise their weights alone, their activations float.
+#: ``hyper_mean``'s means are absolute, as large as the latent, which a high λ makes large:
+#: with activations quantised on the ranges the calibration tiles reached, the means of an
+#: image that reaches beyond them were clipped, and a file a float encoder wrote decoded
+#: around other means than it was coded around: 3.3 dB lower at the top of `slimcae-hpc`'s
+#: widest width on six photos, 0.2 at the middle (`python benchmarks/int8.py --models
+#: slimcae-hpc --means qdq`). Its weights' int8 rounding alone moves them far less.
+WEIGHTS_ONLY = ("hyper_mean",)
+
+__all__ = ["ACTIVATIONS", "QUANTISED", "WEIGHTS_ONLY", "quantize_bundle"]
 
 #: Activation type of the quantised convolutions. 8-bit activations cost too much without
 #: quantisation-aware training (the latent has too many levels for 256; for `slimcae-hp`
@@ -169,9 +173,10 @@ def _quantize_width(root: Path, bundle: Bundle, float_codec: Any, entry: dict[st
     for lmbda in _lambdas(bundle, width):
         extra = {} if lmbda is None else {"lmbda": np.array([lmbda], np.float32)}
         float_coder = float_codec.coder(width, lmbda, domain)
-        # The same coder, the networks that get int8 graphs recording what they are fed.
+        # The same coder, the networks calibrated for int8 graphs recording their feeds.
         networks = {kind: _recording(getattr(float_coder, kind), feeds[kind])
-                    if kind in QUANTISED else getattr(float_coder, kind)
+                    if kind in QUANTISED and kind not in WEIGHTS_ONLY
+                    else getattr(float_coder, kind)
                     for kind in bundle.coder_graphs}
         coder = bundle.coder(width, lmbda, domain, networks) if networks else float_coder
         analysis = float_codec.session(width, "analysis", domain)
@@ -202,10 +207,14 @@ def _quantize_mixture(root: Path, mixture: dict[str, Any],
 
 def _quantize(root: Path, entry: dict[str, Any], kind: str,
               feeds: list[dict[str, np.ndarray]]) -> None:
-    """The int8 graph of ``entry``'s ``kind`` graph, calibrated on ``feeds``, recorded in
-    ``entry`` as ``{kind}_int8``."""
+    """The int8 graph of ``entry``'s ``kind`` graph, calibrated on ``feeds`` (none for
+    :data:`WEIGHTS_ONLY` ones), recorded in ``entry`` as ``{kind}_int8``."""
     source = root / entry[kind]["file"]
     target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
+    if kind in WEIGHTS_ONLY:
+        _quantize_weights(source, target)
+        entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+        return
     # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
     logging.disable(logging.WARNING)
     try:
@@ -218,6 +227,42 @@ def _quantize(root: Path, entry: dict[str, Any], kind: str,
     finally:
         logging.disable(logging.NOTSET)
     entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+
+
+def _quantize_weights(source: Path, target: Path) -> None:
+    """``source`` with every convolution's kernel int8, symmetric per output channel (the
+    axis :func:`_int8_weights` and the shared pool read), dequantised by a
+    ``DequantizeLinear`` in front of the convolution; activations stay float."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    dequantise = []
+    for node in graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose") or node.input[1] not in inits:
+            continue
+        name = node.input[1]
+        kernel = numpy_helper.to_array(inits[name])
+        axis = 0 if node.op_type == "Conv" else 1  # the output channels' axis
+        others = tuple(a for a in range(kernel.ndim) if a != axis)
+        scale = np.abs(kernel).max(axis=others).astype(np.float32) / 127
+        scale[scale == 0] = 1  # an all-zero kernel: any scale codes it
+        shape = [-1 if a == axis else 1 for a in range(kernel.ndim)]
+        q = np.clip(np.round(kernel / scale.reshape(shape)), -127, 127).astype(np.int8)
+        graph.initializer.remove(inits[name])
+        graph.initializer.extend([numpy_helper.from_array(q, f"{name}_quantized"),
+                                  numpy_helper.from_array(scale, f"{name}_scale"),
+                                  numpy_helper.from_array(np.zeros_like(q, shape=scale.shape),
+                                                          f"{name}_zero_point")])
+        dequantise.append(helper.make_node(
+            "DequantizeLinear", [f"{name}_quantized", f"{name}_scale", f"{name}_zero_point"],
+            [name], name=f"{name}_DequantizeLinear", axis=axis))
+    for node in reversed(dequantise):  # before every node that reads them
+        graph.node.insert(0, node)
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(target))
 
 
 def _recording(network: Any, into: list[dict[str, np.ndarray]]) -> Any:

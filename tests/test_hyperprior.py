@@ -374,11 +374,11 @@ def test_edge_and_slimcodec_cross_decode_hyperprior_files_at_every_width(codec, 
 
 
 def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec, tmp_path):
-    """--int8: the encoder's coder network gets an int8 graph too, a narrower width's int8
-    weights are slices of the widest's (so the lean pool stores them once), h_μ stays float
-    so that files of the float graphs decode with the int8 ones around the very means they
-    were coded around, and the int8-only bundle writes the files the full bundle's int8
-    graphs write."""
+    """--int8: the coder's networks get int8 graphs too, h_μ's with float activations so that
+    files of the float graphs decode with the int8 ones around nearly the very means they
+    were coded around; a narrower width's quantised weights are slices of the widest's (so
+    the lean pool stores them once), and the int8-only bundle writes the files the full
+    bundle's int8 graphs write, with no float graph left."""
     import onnx
     from onnx import numpy_helper
     from slimcodec_edge.edge import EdgeCodec
@@ -390,37 +390,47 @@ def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec
                   calibration_images=1)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
     for w in WIDTHS:
-        assert "hyper_analysis_int8" in manifest["graphs"][str(w)]
-        assert "hyper_mean_int8" not in manifest["graphs"][str(w)]
         cost = manifest["int8"]["widths"][str(w)]
         top = cost["top"]  # and at the top of the width's λ range, where the latent is largest
         assert top["lmbda"] > cost["lmbda"]
         for point in (cost, top):
             assert abs(point["psnr_cross"] - point["psnr_float"]) < 0.5
-    for kind in ("analysis", "synthesis", "hyper_analysis"):
-        wide, narrow = (
-            [tuple(numpy_helper.to_array(t, base_dir=str(tmp_path / "b")) for t in q[:2])
-             for q in _int8_weights(onnx.load(str(tmp_path / "b" / manifest["graphs"][str(w)]
-                                                  [f"{kind}_int8"]["file"])))]
-            for w in WIDTHS)
+
+    def weights(w: int, kind: str) -> list[tuple[np.ndarray, np.ndarray]]:
+        graph = onnx.load(str(tmp_path / "b" / manifest["graphs"][str(w)][f"{kind}_int8"]
+                              ["file"]))
+        return [tuple(numpy_helper.to_array(t) for t in q[:2])
+                for q in _int8_weights(graph)]
+
+    for kind in ("analysis", "synthesis", "hyper_analysis", "hyper_mean"):
+        wide, narrow = (weights(w, kind) for w in WIDTHS)
         assert wide and len(wide) == len(narrow)
         for (wq, ws), (nq, ns) in zip(wide, narrow, strict=True):
             assert np.array_equal(nq, wq[tuple(slice(0, n) for n in nq.shape)]), kind
             assert np.array_equal(ns, ws[: len(ns)]), kind
     floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
     rgb = natural_like(45, 70, seed=9)
-    data = floats.encode_rgb(rgb, 8)
-    # The same symbols around the same means: h_μ is float in both.
-    y_int8, y_float = ints.decode_latent(data)[0], floats.decode_latent(data)[0]
-    assert np.array_equal(y_int8, y_float)
-    crossed, _ = ints.decode_rgb(data)
-    assert np.abs(crossed.astype(int) - floats.decode_rgb(data)[0].astype(int)).mean() < 2
+    for lmbda in codec.lambda_range(8):
+        data = floats.encode_rgb(rgb, 8, lmbda=lmbda)
+        # The same symbols around nearly the same means.
+        y_int8, y_float = ints.decode_latent(data)[0], floats.decode_latent(data)[0]
+        assert np.abs(y_int8 - y_float).max() < 0.01
+        crossed, _ = ints.decode_rgb(data)
+        assert np.abs(crossed.astype(int) - floats.decode_rgb(data)[0].astype(int)).mean() < 2
+    # h_μ's means follow the float ones however far beyond the calibration an image takes
+    # them: its activations are float, nothing clips them at the ranges it reached.
+    hyper = np.random.default_rng(0).normal(0, 1, (1, 8, 3, 4)).astype(np.float32)
+    for scale in (1, 1000):
+        means = [codec.session(8, "hyper_mean").run(None, {"input": scale * hyper})[0]
+                 for codec in (floats, ints)]
+        assert np.abs(means[1] - means[0]).max() < 0.02 * np.abs(means[0]).max()
     export_bundle(codec.model, tmp_path / "c", "tiny-hp", calibration=tmp_path / "cal.png",
                   calibration_images=1, int8_only=True)
     only = EdgeCodec(tmp_path / "c")
-    assert not (tmp_path / "c" / "hyper_analysis-8.onnx").exists()
-    assert (tmp_path / "c" / "hyper_mean-8.onnx").exists()  # float, the only one
+    for kind in ("analysis", "synthesis", "hyper_analysis", "hyper_mean"):
+        assert not (tmp_path / "c" / f"{kind}-8.onnx").exists()
     assert only.encode_rgb(rgb, 8) == ints.encode_rgb(rgb, 8)
+    assert only.decode_rgb(data)[0].tobytes() == crossed.tobytes()
     sizes = {b: sum(f.stat().st_size for f in (tmp_path / b).iterdir()) for b in "bc"}
     assert sizes["c"] < sizes["b"]
 
