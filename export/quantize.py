@@ -30,7 +30,8 @@ file written with float graphs decoded with int8 ones.
 The RD cost is measured, not assumed: every calibration image is encoded and decoded with
 the float graphs and with the int8 ones by the edge runtime, and the manifest records the
 mean bpp and PSNR of both per width (a variable-rate width's at the middle of its λ range,
-and under ``top`` at its top).
+and under ``top`` at its top); with decoder adapters, ``mixture`` records what the int8
+mixing graph costs a file that weighs them all.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,8 @@ from onnxruntime.quantization import (
     QuantType,
     quantize_static,
 )
+
+from slimcodec.gating import gated_file
 
 from .bundle import Bundle, file_digest
 
@@ -146,12 +150,17 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
         _quantize_mixture(root, manifest["mixture"], latents)
     int8_codec = EdgeCodec(bundle, int8=True)
     for domain, _ in graph_sets:
-        costs = {str(w): _width_cost(float_codec, int8_codec, bundle, w, domain, tiles)
-                 for w in bundle.widths}
+        costs = {str(w): _at_points(bundle, w, lambda lmbda, w=w, domain=domain: _rd_cost(
+            float_codec, int8_codec, bundle, w, domain, tiles, lmbda)) for w in bundle.widths}
         if domain:
             report.setdefault("domains", {})[str(domain)] = {"widths": costs}
         else:
             report["widths"] = costs
+    if "mixture" in manifest:
+        report["mixture"] = {"widths": {str(w): _at_points(
+            bundle, w, lambda lmbda, w=w: _mixture_cost(float_codec, int8_codec, bundle, w,
+                                                        tiles, lmbda))
+            for w in bundle.widths}}
     return report
 
 
@@ -326,16 +335,34 @@ def _slice_widest(root: Path, graphs: dict[str, Any], widths: tuple[int, ...]) -
             entry["sha256"] = file_digest(path)
 
 
-def _width_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
-                tiles: list[np.ndarray]) -> dict[str, Any]:
-    """A width's report: :func:`_rd_cost` at the middle of a variable-rate width's λ range,
-    and under ``top`` at its top, where the latent is largest and int8 errors grow with it
-    (the middle alone once hid a 3 dB loss there)."""
+def _at_points(bundle: Bundle, width: int,
+               cost: Callable[[float | None], dict[str, Any]]) -> dict[str, Any]:
+    """A width's report: ``cost`` at the middle of a variable-rate width's λ range, and
+    under ``top`` at its top, where the latent is largest and int8 errors grow with it (the
+    middle alone once hid a 3 dB loss there)."""
     if not bundle.variable_rate:
-        return _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, None)
+        return cost(None)
     _, middle, top = _lambdas(bundle, width)  # the points it was calibrated at
-    cost = _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, middle)
-    return {**cost, "top": _rd_cost(float_codec, int8_codec, bundle, width, domain, tiles, top)}
+    return {**cost(middle), "top": cost(top)}
+
+
+def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
+                  tiles: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
+    """Mean PSNR of the calibration tiles' source files weighed with every adapter of the
+    mixture in equal parts, decoded through the float and the int8 mixing graphs: what the
+    int8 one costs a mixed file (the weights are the encoder's choice, the graph the
+    decoder's, so a file any encoder mixed decodes with either)."""
+    members = bundle.mixture_domains
+    weights = dict.fromkeys(members, np.floor(64 / len(members)) / 64)
+    own = {d for d in members if bundle.domains[d].get("own_tables")}
+    sums = np.zeros(2)
+    for x in tiles:
+        rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
+        mixed = gated_file(float_codec.encode_rgb(rgb, width, lmbda=lmbda), 0, weights, own)
+        sums += [_psnr(rgb, codec.decode_rgb(mixed)[0]) for codec in (float_codec, int8_codec)]
+    psnr_f, psnr_q = sums / len(tiles)
+    return {"lmbda": lmbda, "weights": float(weights[members[0]]), "psnr_float": psnr_f,
+            "psnr_int8": psnr_q, "psnr_change": psnr_q - psnr_f}
 
 
 def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,

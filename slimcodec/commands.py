@@ -386,14 +386,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         for d, entry in int8.get("domains", {}).items()]
     for where, widths in reports:
         for w, cost in widths.items():
-            top = cost.get("top")  # a variable-rate width's: the top of its λ range
-            points = [("", cost)] + ([("at the top λ ", top)] if top else [])
             print(f"  int8{where} width {w} against float on {int8['images']} calibration "
                   "images: " + "; ".join(
                       f"{at}{c['bpp_change']:+.2%} bpp, {c['psnr_change']:+.2f} dB, a float "
                       f"file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
-                      for at, c in points))
+                      for at, c in _int8_points(cost)))
+    for w, cost in (int8.get("mixture") or {}).get("widths", {}).items():
+        print(f"  int8 mixing graph width {w}, a float file weighing each adapter "
+              f"{cost['weights']:.2f}, decoded: " + "; ".join(
+                  f"{at}{c['psnr_change']:+.2f} dB" for at, c in _int8_points(cost)))
     return 0
+
+
+def _int8_points(cost: dict) -> list[tuple[str, dict]]:
+    """A width's int8 report as (label, cost) points: its own, and a variable-rate width's
+    at the top of its λ range."""
+    top = cost.get("top")
+    return [("", cost)] + ([("at the top λ ", top)] if top else [])
 
 
 def cmd_profile(args: argparse.Namespace) -> int:

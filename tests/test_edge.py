@@ -458,11 +458,13 @@ def test_int8_export_quantises_the_adapters_graphs_too(kind, tmp_path):
         assert len(quantised) == len(convs) - len(pixel_side), graph.name
 
 
-def test_int8_export_quantises_the_mixing_graph_too(tmp_path):
+def test_int8_export_quantises_the_mixing_graph_too(tmp_path, capsys):
     """--int8 quantises the mixing synthesis too, so that an int8-only bundle of a model
     with decoder adapters holds no float graph (no float decoder beside the int8 one), and
-    mixed files decode through the int8 graph, the same with or without the float ones."""
-    from slimcodec.adaptation import DomainAdapter
+    mixed files decode through the int8 graph, the same with or without the float ones;
+    slimcodec export says what it costs a mixed file."""
+    from slimcodec.adaptation import DomainAdapter, save_adapter
+    from slimcodec.cli import main as cli_main
 
     model = tiny("slimcae-vr")
     adapters = [DomainAdapter(model, "adapters", name) for name in ("screen", "art")]
@@ -470,12 +472,33 @@ def test_int8_export_quantises_the_mixing_graph_too(tmp_path):
         for adapter in adapters:
             for p in adapter.parameters():
                 p.add_(torch.randn_like(p) * 0.05)
-    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
-    for name, only in (("b", False), ("c", True)):
-        export_bundle(model, tmp_path / name, "tiny", calibration=tmp_path / "cal.png",
-                      calibration_images=1, adapters=adapters, int8_only=only)
+    (tmp_path / "cal").mkdir()
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal" / "cal.png")
+    save_model_file(model, tmp_path / "m.pt")
+    for adapter in adapters:
+        save_adapter(adapter, tmp_path / f"{adapter.domain}.adapter")
+    assert cli_main(["export", "--model", str(tmp_path / "m.pt"), "-o", str(tmp_path / "b"),
+                     "--int8", "--calibration", str(tmp_path / "cal"),
+                     *(a for d in ("screen", "art")
+                       for a in ("--adapter", str(tmp_path / f"{d}.adapter")))]) == 0
+    printed = capsys.readouterr().out
+    export_bundle(model, tmp_path / "c", "tiny", calibration=tmp_path / "cal",
+                  calibration_images=1, adapters=adapters, int8_only=True)
     names = {f.name for f in (tmp_path / "c").iterdir()}
     assert "synthesis-8-mix.int8.onnx" in names
+    # The export's report says what the int8 mixing graph costs a mixed file, per width, at
+    # the middle and the top of its λ range.
+    report = json.loads((tmp_path / "b" / "manifest.json").read_text())["int8"]["mixture"]
+    assert set(report["widths"]) == {str(w) for w in model.widths}
+    for cost in report["widths"].values():
+        for point in (cost, cost["top"]):
+            assert point["weights"] == 0.5 and point["psnr_int8"] != point["psnr_float"]
+            assert abs(point["psnr_change"]) < 1
+    lines = {line.split(",")[0].strip(): line for line in printed.splitlines()}
+    for w in model.widths:
+        line = lines[f"int8 mixing graph width {w}"]
+        assert "a float file weighing each adapter 0.50, decoded: " in line
+        assert "dB; at the top λ " in line
     assert not [n for n in names if n.endswith(".onnx") and not n.endswith(".int8.onnx")]
     # The adapters' kernels are weights like the model's, not constants of the trace: the
     # int8 graphs quantise them per channel (a constant would be quantised as an activation
