@@ -21,11 +21,11 @@ widest row's grid (at most half a step of that grid off). The pool then stores t
 
 **The means.** ``hyper_mean`` computes them in float from int8 weights
 (:data:`WEIGHTS_ONLY` says why), and an int8 ``mean_context`` corrects them, each with a
-small error. The means never reach the entropy
-coder's tables (the scales are the integer network's, exact everywhere), so a file stays
-decodable by every decoder; a decoder whose means differ from the encoder's shifts each
-reconstructed latent value by that difference. The report records it: ``psnr_cross`` is a
-file written with float graphs decoded with int8 ones.
+small error. The means never reach the entropy coder's tables (the scales are the integer
+network's, exact everywhere), so a file stays decodable by every decoder; a decoder whose
+means differ from the encoder's shifts each reconstructed latent value by that difference.
+The report records it: ``psnr_cross`` is a file written with float graphs decoded with
+int8 ones.
 
 The RD cost is measured, not assumed: every calibration image is encoded and decoded with
 the float graphs and with the int8 ones by the edge runtime, and the manifest records the
@@ -111,6 +111,11 @@ def _float_nodes(path: Path) -> list[str]:
                    default=len(convs) - 1)
         edge = convs[last:]
     return [n.name for n in nodes if _GDN_SCOPE.match(n.name)] + edge
+
+
+def _tile_rgb(x: np.ndarray) -> np.ndarray:
+    """A calibration tile (``(1, 3, H, W)`` float in [0, 1]) as the uint8 image it came from."""
+    return np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -222,8 +227,14 @@ def _quantize(root: Path, entry: dict[str, Any], kind: str,
     target = source.with_name(source.name.replace(".onnx", ".int8.onnx"))
     if kind in WEIGHTS_ONLY:
         _quantize_weights(source, target)
-        entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
-        return
+    else:
+        _quantize_static(source, target, feeds)
+    entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
+
+
+def _quantize_static(source: Path, target: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+    """``source`` in QDQ form: int8 weights per channel and 16-bit activations calibrated
+    on ``feeds``, the nodes :func:`_float_nodes` names left in float."""
     # onnxruntime logs advice (pre-processing, an opset upgrade for 16-bit) at WARNING.
     logging.disable(logging.WARNING)
     try:
@@ -235,7 +246,6 @@ def _quantize(root: Path, entry: dict[str, Any], kind: str,
                         calibrate_method=CalibrationMethod.MinMax)
     finally:
         logging.disable(logging.NOTSET)
-    entry[f"{kind}_int8"] = {"file": target.name, "sha256": file_digest(target)}
 
 
 def _quantize_weights(source: Path, target: Path) -> None:
@@ -356,8 +366,7 @@ def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
     weights = dict.fromkeys(members, np.floor(64 / len(members)) / 64)
     own = {d for d in members if bundle.domains[d].get("own_tables")}
     sums = np.zeros(2)
-    for x in tiles:
-        rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    for rgb in map(_tile_rgb, tiles):
         mixed = gated_file(float_codec.encode_rgb(rgb, width, lmbda=lmbda), 0, weights, own)
         sums += [_psnr(rgb, codec.decode_rgb(mixed)[0]) for codec in (float_codec, int8_codec)]
     psnr_f, psnr_q = sums / len(tiles)
@@ -371,8 +380,7 @@ def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, doma
     ``lmbda``."""
     name = bundle.domains[domain]["name"] if domain else None
     sums = np.zeros(5)
-    for x in tiles:
-        rgb = np.ascontiguousarray((x[0].transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    for rgb in map(_tile_rgb, tiles):
         for i, codec in enumerate((float_codec, int8_codec)):
             data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain=name)
             sums[2 * i] += 8 * len(data) / rgb[..., 0].size
