@@ -22,6 +22,7 @@ from common import table_head, write_section
 from PIL import Image
 from slimcodec_edge.edge import EdgeCodec
 from slimcodec_edge.onnx_export import export_bundle
+from slimcodec_edge.quantize import describe_report
 
 from slimcodec.codec import load_shipped_adapters, shipped_default_domain
 from slimcodec.data import sample_image
@@ -70,11 +71,7 @@ def main() -> None:
                                  calibration=args.calibration, int8_only=True, **shipped)
             rows.append((f"all {len(model.widths)} widths, int8 only (lean)", int8))
             int8_graphs = sum(f.stat().st_size for f in int8.glob("*.int8.onnx"))
-            costs = json.loads((int8 / "manifest.json").read_text())["int8"]["widths"]
-            cost_rows = "; ".join(
-                f"{w}: {100 * c['bpp_change']:+.2f}% bpp, {c['psnr_change']:+.2f} dB, a float "
-                f"file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
-                for w, c in costs.items())
+            report = describe_report(json.loads((int8 / "manifest.json").read_text()))
             int8_line = (f"\n- int8 only against the lean float bundle: "
                          f"**{size(int8) / size(lean):.3f}x** (target <= 0.35): the int8 "
                          f"graphs {int8_graphs / 2**20:.1f} MiB, weights.bin (the widest "
@@ -82,8 +79,9 @@ def main() -> None:
                          f"the GDNs' float weights) {size(int8, '.bin') / 2**20:.1f} MiB, "
                          f"entropy tables {size(int8, '.npz') / 2**20:.1f} MiB (calibrated "
                          f"on `{args.calibration}`).\n- What int8 costs on those calibration "
-                         f"tiles, per width at its middle λ (the export's own report; "
-                         f"`benchmarks/int8.py` measures held-out photos): {cost_rows}.")
+                         f"tiles (the export's own report, as `slimcodec export` prints it; "
+                         f"`benchmarks/int8.py` measures held-out photos):"
+                         + "".join(f"\n  - {line}" for line in report))
         lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
         whole_ratio = size(lean) / size(alone)
         table = "\n".join(

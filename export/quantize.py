@@ -68,7 +68,7 @@ QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean", "mean_cont
 #: slimcae-hpc --means qdq`). Its weights' int8 rounding alone moves them far less.
 WEIGHTS_ONLY = ("hyper_mean",)
 
-__all__ = ["ACTIVATIONS", "QUANTISED", "WEIGHTS_ONLY", "quantize_bundle"]
+__all__ = ["ACTIVATIONS", "QUANTISED", "WEIGHTS_ONLY", "describe_report", "quantize_bundle"]
 
 #: Activation type of the quantised convolutions. 8-bit activations cost too much without
 #: quantisation-aware training (the latent has too many levels for 256; for `slimcae-hp`
@@ -391,3 +391,32 @@ def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, doma
     return {"lmbda": lmbda, "bpp_float": bpp_f, "psnr_float": psnr_f, "bpp_int8": bpp_q,
             "psnr_int8": psnr_q, "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f,
             "psnr_cross": psnr_cross}
+
+
+def describe_report(manifest: dict[str, Any]) -> list[str]:
+    """The manifest's int8 report in words, a line per width (of the source, of each
+    domain, of the mixing graphs): what ``slimcodec export`` prints."""
+    int8 = manifest.get("int8") or {}
+    lines = []
+    reports = [("", int8.get("widths", {}))] + [
+        (f" domain {manifest['domains'][d]['name']!r}", entry["widths"])
+        for d, entry in int8.get("domains", {}).items()]
+    for where, widths in reports:
+        for w, cost in widths.items():
+            lines.append(f"int8{where} width {w} against float on {int8['images']} calibration "
+                         "images: " + "; ".join(
+                             f"{at}{c['bpp_change']:+.2%} bpp, {c['psnr_change']:+.2f} dB, a "
+                             f"float file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
+                             for at, c in _points(cost)))
+    for w, cost in (int8.get("mixture") or {}).get("widths", {}).items():
+        lines.append(f"int8 mixing graph width {w}, a float file weighing each adapter "
+                     f"{cost['weights']:.2f}, decoded: " + "; ".join(
+                         f"{at}{c['psnr_change']:+.2f} dB" for at, c in _points(cost)))
+    return lines
+
+
+def _points(cost: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A width's report as (label, cost) points: its own, and a variable-rate width's at
+    the top of its λ range."""
+    top = cost.get("top")
+    return [("", cost)] + ([("at the top λ ", top)] if top else [])

@@ -351,6 +351,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from slimcodec_edge.onnx_export import export_bundle  # the deployment wing, loaded on demand
+    from slimcodec_edge.quantize import describe_report
 
     if args.int8 and not args.calibration:
         raise SlimcodecError("--int8 needs --calibration DIR (images to calibrate on)")
@@ -380,29 +381,9 @@ def cmd_export(args: argparse.Namespace) -> int:
           f"{' '.join(map(str, manifest['widths']))}"
           + (", variable rate" if manifest["variable_rate"] else "")
           + "".join(f", domain {d['name']!r}" for d in manifest.get("domains", {}).values()))
-    int8 = manifest.get("int8") or {}
-    reports = [("", int8.get("widths", {}))] + [
-        (f" domain {manifest['domains'][d]['name']!r}", entry["widths"])
-        for d, entry in int8.get("domains", {}).items()]
-    for where, widths in reports:
-        for w, cost in widths.items():
-            print(f"  int8{where} width {w} against float on {int8['images']} calibration "
-                  "images: " + "; ".join(
-                      f"{at}{c['bpp_change']:+.2%} bpp, {c['psnr_change']:+.2f} dB, a float "
-                      f"file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
-                      for at, c in _int8_points(cost)))
-    for w, cost in (int8.get("mixture") or {}).get("widths", {}).items():
-        print(f"  int8 mixing graph width {w}, a float file weighing each adapter "
-              f"{cost['weights']:.2f}, decoded: " + "; ".join(
-                  f"{at}{c['psnr_change']:+.2f} dB" for at, c in _int8_points(cost)))
+    for line in describe_report(manifest):
+        print(f"  {line}")
     return 0
-
-
-def _int8_points(cost: dict) -> list[tuple[str, dict]]:
-    """A width's int8 report as (label, cost) points: its own, and a variable-rate width's
-    at the top of its λ range."""
-    top = cost.get("top")
-    return [("", cost)] + ([("at the top λ ", top)] if top else [])
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
