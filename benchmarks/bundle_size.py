@@ -78,9 +78,9 @@ def main() -> None:
                          f"width's int8 weights, every narrower width's slices of them, and "
                          f"the GDNs' float weights) {size(int8, '.bin') / 2**20:.1f} MiB, "
                          f"entropy tables {size(int8, '.npz') / 2**20:.1f} MiB (calibrated "
-                         f"on `{args.calibration}`).\n- What int8 costs on those calibration "
-                         f"tiles (the export's own report, as `slimcodec export` prints it; "
-                         f"`benchmarks/int8.py` measures held-out photos):"
+                         f"on `{args.calibration}`).\n- What int8 costs (the export's own report, "
+                         f"as `slimcodec export` prints it, on tiles of the calibration "
+                         f"folder; `benchmarks/int8.py` measures other photos, whole):"
                          + "".join(f"\n  - {line}" for line in report))
         lean_ratio = (size(lean, ".onnx") + size(lean, ".bin")) / widest_graphs
         whole_ratio = size(lean) / size(alone)

@@ -27,11 +27,12 @@ means differ from the encoder's shifts each reconstructed latent value by that d
 The report records it: ``psnr_cross`` is a file written with float graphs decoded with
 int8 ones.
 
-The RD cost is measured, not assumed: every calibration image is encoded and decoded with
-the float graphs and with the int8 ones by the edge runtime, and the manifest records the
-mean bpp and PSNR of both per width (a variable-rate width's at the middle of its λ range,
-and under ``top`` at its top); with decoder adapters, ``mixture`` records what the int8
-mixing graph costs a file that weighs them all.
+The RD cost is measured, not assumed: images of the calibration folder beyond the
+calibrated ones (as many again, where it has them; else the calibration images) are
+encoded and decoded with the float graphs and with the int8 ones by the edge runtime, and
+the manifest records the mean bpp and PSNR of both per width (a variable-rate width's at
+the middle of its λ range, and under ``top`` at its top); with decoder adapters,
+``mixture`` records what the int8 mixing graph costs a file that weighs them all.
 """
 
 from __future__ import annotations
@@ -131,12 +132,19 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     from .edge.runtime import EdgeCodec
     from .onnx_export import calibration_tiles
 
-    tiles = list(calibration_tiles(calibration, images))
+    found = list(calibration_tiles(calibration, images + images))
+    tiles, held_out = found[:images], found[images:]
     if not tiles:
         raise ValueError(f"{calibration}: no readable calibration images")
+    # What int8 costs is measured on images it was not calibrated on where the folder has
+    # more (its activations' ranges are those the calibration reached: on the calibration
+    # tiles an image beyond them never shows), else on the calibration tiles themselves.
+    measured = held_out or tiles
     bundle = Bundle(root, manifest)
     float_codec = EdgeCodec(bundle)
     report: dict[str, Any] = {"images": len(tiles), "calibration": str(calibration),
+                              "measured_on": {"images": len(measured),
+                                              "held_out": bool(held_out)},
                               "format": "QDQ: int8 weights per channel, 16-bit activations, "
                                         "GDNs in float; narrower widths' weights are "
                                         "slices of the widest's",
@@ -156,7 +164,8 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     int8_codec = EdgeCodec(bundle, int8=True)
     for domain, _ in graph_sets:
         costs = {str(w): _at_points(bundle, w, lambda lmbda, w=w, domain=domain: _rd_cost(
-            float_codec, int8_codec, bundle, w, domain, tiles, lmbda)) for w in bundle.widths}
+            float_codec, int8_codec, bundle, w, domain, measured, lmbda))
+            for w in bundle.widths}
         if domain:
             report.setdefault("domains", {})[str(domain)] = {"widths": costs}
         else:
@@ -164,7 +173,7 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     if "mixture" in manifest:
         report["mixture"] = {"widths": {str(w): _at_points(
             bundle, w, lambda lmbda, w=w: _mixture_cost(float_codec, int8_codec, bundle, w,
-                                                        tiles, lmbda))
+                                                        measured, lmbda))
             for w in bundle.widths}}
     return report
 
@@ -358,7 +367,7 @@ def _at_points(bundle: Bundle, width: int,
 
 def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
                   tiles: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
-    """Mean PSNR of the calibration tiles' source files weighed with every adapter of the
+    """Mean PSNR of the ``tiles``' source files weighed with every adapter of the
     mixture in equal parts, decoded through the float and the int8 mixing graphs: what the
     int8 one costs a mixed file (the weights are the encoder's choice, the graph the
     decoder's, so a file any encoder mixed decodes with either)."""
@@ -376,7 +385,7 @@ def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
 
 def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
              tiles: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
-    """Mean bpp and PSNR of the calibration tiles coded with float and with int8 graphs at
+    """Mean bpp and PSNR of the ``tiles`` coded with float and with int8 graphs at
     ``lmbda``."""
     name = bundle.domains[domain]["name"] if domain else None
     sums = np.zeros(5)
@@ -401,10 +410,12 @@ def describe_report(manifest: dict[str, Any]) -> list[str]:
     reports = [("", int8.get("widths", {}))] + [
         (f" domain {manifest['domains'][d]['name']!r}", entry["widths"])
         for d, entry in int8.get("domains", {}).items()]
+    measured = int8.get("measured_on") or {"images": int8.get("images"), "held_out": False}
+    on = (f"{measured['images']} {'held-out' if measured['held_out'] else 'calibration'} "
+          "images")
     for where, widths in reports:
         for w, cost in widths.items():
-            lines.append(f"int8{where} width {w} against float on {int8['images']} calibration "
-                         "images: " + "; ".join(
+            lines.append(f"int8{where} width {w} against float on {on}: " + "; ".join(
                              f"{at}{c['bpp_change']:+.2%} bpp, {c['psnr_change']:+.2f} dB, a "
                              f"float file decoded {c['psnr_cross'] - c['psnr_float']:+.2f} dB"
                              for at, c in _points(cost)))

@@ -26,6 +26,7 @@ from slimcodec.integer_scales import ACTIVATION_MAX, INPUT_BOUND, IntegerScaleNe
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
 from slimcodec.models.hyperprior import SCALE_TABLE
 from slimcodec.training.trainer import init_from
+from slimcodec.utils.metrics import psnr
 from slimcodec.utils.tensors import to_tensor
 from slimcodec.zoo import load_model_file, save_model_file
 
@@ -385,10 +386,14 @@ def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec
     from slimcodec_edge.onnx_export import export_bundle
     from slimcodec_edge.quantize import _int8_weights
 
-    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal.png")
-    export_bundle(codec.model, tmp_path / "b", "tiny-hp", calibration=tmp_path / "cal.png",
+    (tmp_path / "cal").mkdir()
+    held_out = natural_like(64, 80, seed=3)
+    Image.fromarray(natural_like(64, 80)).save(tmp_path / "cal" / "a.png")
+    Image.fromarray(held_out).save(tmp_path / "cal" / "b.png")  # not calibrated on
+    export_bundle(codec.model, tmp_path / "b", "tiny-hp", calibration=tmp_path / "cal",
                   calibration_images=1)
     manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert manifest["int8"]["measured_on"] == {"images": 1, "held_out": True}
     for w in WIDTHS:
         cost = manifest["int8"]["widths"][str(w)]
         top = cost["top"]  # and at the top of the width's λ range, where the latent is largest
@@ -409,6 +414,11 @@ def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec
             assert np.array_equal(nq, wq[tuple(slice(0, n) for n in nq.shape)]), kind
             assert np.array_equal(ns, ws[: len(ns)]), kind
     floats, ints = EdgeCodec(tmp_path / "b"), EdgeCodec(tmp_path / "b", int8=True)
+    # The report measured the image it was not calibrated on.
+    cost = manifest["int8"]["widths"]["8"]
+    data = floats.encode_rgb(held_out, 8, lmbda=cost["lmbda"])
+    assert cost["bpp_float"] == 8 * len(data) / held_out[..., 0].size
+    assert cost["psnr_float"] == pytest.approx(psnr(held_out, floats.decode_rgb(data)[0]))
     rgb = natural_like(45, 70, seed=9)
     for lmbda in codec.lambda_range(8):
         data = floats.encode_rgb(rgb, 8, lmbda=lmbda)
@@ -424,7 +434,7 @@ def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec
         means = [codec.session(8, "hyper_mean").run(None, {"input": scale * hyper})[0]
                  for codec in (floats, ints)]
         assert np.abs(means[1] - means[0]).max() < 0.02 * np.abs(means[0]).max()
-    export_bundle(codec.model, tmp_path / "c", "tiny-hp", calibration=tmp_path / "cal.png",
+    export_bundle(codec.model, tmp_path / "c", "tiny-hp", calibration=tmp_path / "cal",
                   calibration_images=1, int8_only=True)
     only = EdgeCodec(tmp_path / "c")
     for kind in ("analysis", "synthesis", "hyper_analysis", "hyper_mean"):
