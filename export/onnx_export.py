@@ -9,7 +9,8 @@ Every graph passes ``onnx.checker``. The layout is in :mod:`slimcodec_edge.bundl
 
 ``int8``: onnxruntime's static quantisation (:mod:`slimcodec_edge.quantize`: QDQ, int8 weights,
 16-bit activations) calibrated on a folder of images, one graph pair per width, and the RD
-cost of each width's int8 graphs measured against its float ones on those images.
+cost of each width's int8 graphs measured against its float ones on the folder's next
+images (on those calibrated on where it has no more).
 """
 
 from __future__ import annotations

@@ -132,7 +132,7 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     from .edge.runtime import EdgeCodec
     from .onnx_export import calibration_tiles
 
-    found = list(calibration_tiles(calibration, images + images))
+    found = list(calibration_tiles(calibration, 2 * images))
     tiles, held_out = found[:images], found[images:]
     if not tiles:
         raise ValueError(f"{calibration}: no readable calibration images")
@@ -145,9 +145,9 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     report: dict[str, Any] = {"images": len(tiles), "calibration": str(calibration),
                               "measured_on": {"images": len(measured),
                                               "held_out": bool(held_out)},
-                              "format": "QDQ: int8 weights per channel, 16-bit activations, "
-                                        "GDNs in float; narrower widths' weights are "
-                                        "slices of the widest's",
+                              "format": "QDQ: int8 weights per channel, 16-bit activations "
+                                        "(h_μ's float), GDNs in float; narrower widths' "
+                                        "weights are slices of the widest's",
                               "widths": {}}
     # The source's graphs, then each built-in domain's, calibrated on what they code in use.
     graph_sets = [(0, manifest["graphs"]),
