@@ -2,8 +2,9 @@
 calibrated on: rate, PSNR, decode time and graph size per width.
 
 The export calibrates on the first `--calibration-images` of `--calibration` and reports the
-RD cost on those same tiles; this measures it on other photos, coded whole by the edge
-runtime with the float graphs and with the int8 graphs of one bundle (a variable-rate model
+RD cost on tiles of the folder's next images (``quantize.rd_cost``); this measures it the
+same way on other photos, coded whole by the edge runtime with the float graphs and with
+the int8 graphs of one bundle (a variable-rate model
 at the middle and at the top of each width's λ range, ``--at``: the top is where the latent
 is largest). Decode times: onnxruntime on one thread, the two kinds' runs interleaved, as a
 ratio, at the first point.
@@ -35,7 +36,6 @@ from slimcodec_edge import quantize
 from slimcodec_edge.edge import EdgeCodec
 from slimcodec_edge.onnx_export import export_bundle
 
-from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import load_model
 
 
@@ -85,15 +85,9 @@ def _row(root: Path, label: str, floats: EdgeCodec, ints: EdgeCodec, width: int,
     if point in POINTS:
         lo, hi = floats.bundle.lambda_range(width)
         lmbda = float(np.exp(np.log(lo) + POINTS[point] * (np.log(hi) - np.log(lo))))
-    sums = np.zeros(5)
-    for _, rgb in images:
-        for i, codec in enumerate((floats, ints)):
-            data = codec.encode_rgb(rgb, width, lmbda=lmbda)
-            sums[2 * i] += 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-            sums[2 * i + 1] += psnr(rgb, codec.decode_rgb(data)[0])
-            if i == 0:  # a float encoder's file, decoded with the int8 graphs
-                sums[4] += psnr(rgb, ints.decode_rgb(data)[0])
-    bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = sums / len(images)
+    cost = quantize.rd_cost(floats, ints, [rgb for _, rgb in images], width, lmbda)
+    bpp_f, psnr_f, bpp_q, psnr_q, psnr_x = (cost[k] for k in (
+        "bpp_float", "psnr_float", "bpp_int8", "psnr_int8", "psnr_cross"))
     time_ratio = "—"
     if repeats:
         data = floats.encode_rgb(images[0][1], width, lmbda=lmbda)

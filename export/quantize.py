@@ -69,7 +69,8 @@ QUANTISED = ("analysis", "synthesis", "hyper_analysis", "hyper_mean", "mean_cont
 #: slimcae-hpc --means qdq`). Its weights' int8 rounding alone moves them far less.
 WEIGHTS_ONLY = ("hyper_mean",)
 
-__all__ = ["ACTIVATIONS", "QUANTISED", "WEIGHTS_ONLY", "describe_report", "quantize_bundle"]
+__all__ = ["ACTIVATIONS", "QUANTISED", "WEIGHTS_ONLY", "describe_report", "quantize_bundle",
+           "rd_cost"]
 
 #: Activation type of the quantised convolutions. 8-bit activations cost too much without
 #: quantisation-aware training (the latent has too many levels for 256; for `slimcae-hp`
@@ -139,7 +140,7 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
     # What int8 costs is measured on images it was not calibrated on where the folder has
     # more (its activations' ranges are those the calibration reached: on the calibration
     # tiles an image beyond them never shows), else on the calibration tiles themselves.
-    measured = held_out or tiles
+    measured = [_tile_rgb(x) for x in held_out or tiles]
     bundle = Bundle(root, manifest)
     float_codec = EdgeCodec(bundle)
     report: dict[str, Any] = {"images": len(tiles), "calibration": str(calibration),
@@ -163,9 +164,9 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
         _quantize_mixture(root, manifest["mixture"], latents)
     int8_codec = EdgeCodec(bundle, int8=True)
     for domain, _ in graph_sets:
-        costs = {str(w): _at_points(bundle, w, lambda lmbda, w=w, domain=domain: _rd_cost(
-            float_codec, int8_codec, bundle, w, domain, measured, lmbda))
-            for w in bundle.widths}
+        name = bundle.domains[domain]["name"] if domain else None
+        costs = {str(w): _at_points(bundle, w, lambda lmbda, w=w, name=name: rd_cost(
+            float_codec, int8_codec, measured, w, lmbda, name)) for w in bundle.widths}
         if domain:
             report.setdefault("domains", {})[str(domain)] = {"widths": costs}
         else:
@@ -366,8 +367,8 @@ def _at_points(bundle: Bundle, width: int,
 
 
 def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
-                  tiles: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
-    """Mean PSNR of the ``tiles``' source files weighed with every adapter of the
+                  images: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
+    """Mean PSNR of the ``images``' source files weighed with every adapter of the
     mixture in equal parts, decoded through the float and the int8 mixing graphs: what the
     int8 one costs a mixed file (the weights are the encoder's choice, the graph the
     decoder's, so a file any encoder mixed decodes with either)."""
@@ -375,28 +376,30 @@ def _mixture_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int,
     weights = dict.fromkeys(members, np.floor(64 / len(members)) / 64)
     own = {d for d in members if bundle.domains[d].get("own_tables")}
     sums = np.zeros(2)
-    for rgb in map(_tile_rgb, tiles):
+    for rgb in images:
         mixed = gated_file(float_codec.encode_rgb(rgb, width, lmbda=lmbda), 0, weights, own)
         sums += [_psnr(rgb, codec.decode_rgb(mixed)[0]) for codec in (float_codec, int8_codec)]
-    psnr_f, psnr_q = sums / len(tiles)
+    psnr_f, psnr_q = sums / len(images)
     return {"lmbda": lmbda, "weights": float(weights[members[0]]), "psnr_float": psnr_f,
             "psnr_int8": psnr_q, "psnr_change": psnr_q - psnr_f}
 
 
-def _rd_cost(float_codec: Any, int8_codec: Any, bundle: Bundle, width: int, domain: int,
-             tiles: list[np.ndarray], lmbda: float | None) -> dict[str, Any]:
-    """Mean bpp and PSNR of the ``tiles`` coded with float and with int8 graphs at
-    ``lmbda``."""
-    name = bundle.domains[domain]["name"] if domain else None
+def rd_cost(float_codec: Any, int8_codec: Any, images: list[np.ndarray], width: int,
+            lmbda: float | None, domain: str | None = None) -> dict[str, Any]:
+    """Mean bpp and PSNR of ``images`` (uint8 ``(H, W, 3)``) coded with a bundle's float
+    and its int8 graphs (two :class:`~slimcodec_edge.edge.EdgeCodec`) at ``width`` and
+    ``lmbda``, through the adapter ``domain`` (None: the model alone), and of each float
+    file decoded with the int8 graphs (``psnr_cross``): the export's report, and
+    ``benchmarks/int8.py``'s."""
     sums = np.zeros(5)
-    for rgb in map(_tile_rgb, tiles):
+    for rgb in images:
         for i, codec in enumerate((float_codec, int8_codec)):
-            data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain=name)
+            data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain=domain)
             sums[2 * i] += 8 * len(data) / rgb[..., 0].size
             sums[2 * i + 1] += _psnr(rgb, codec.decode_rgb(data)[0])
             if i == 0:  # a float encoder's file, decoded by the int8 graphs
                 sums[4] += _psnr(rgb, int8_codec.decode_rgb(data)[0])
-    bpp_f, psnr_f, bpp_q, psnr_q, psnr_cross = sums / len(tiles)
+    bpp_f, psnr_f, bpp_q, psnr_q, psnr_cross = sums / len(images)
     return {"lmbda": lmbda, "bpp_float": bpp_f, "psnr_float": psnr_f, "bpp_int8": bpp_q,
             "psnr_int8": psnr_q, "bpp_change": bpp_q / bpp_f - 1, "psnr_change": psnr_q - psnr_f,
             "psnr_cross": psnr_cross}
