@@ -49,7 +49,7 @@ from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE
 from slimcodec.utils.rd import bd_rate
-from slimcodec.zoo import load_model, model_meta
+from slimcodec.zoo import load_model
 
 CODERS = ("source", "named", "auto", "mix", "learned")
 
@@ -76,7 +76,7 @@ def main() -> None:
     args = p.parse_args()
     w, h = (int(v) for v in args.crop.split("x"))
     source = load_model(args.model)
-    lambdas = model_meta(args.model).get("lambdas")
+    lambdas = source.file_meta.get("lambdas")
     photos = [rgb for _, rgb in load_test_images(args.photos, (w, h))]
     art = load_test_images(args.art, None)
     half = len(art) // 2

@@ -52,7 +52,7 @@ from slimcodec.errors import (
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.zoo import fingerprint, load_model, model_meta
+from slimcodec.zoo import fingerprint, load_model
 from slimcodec.zoo.catalog import (
     find_by_fingerprint,
     install_hint,
@@ -258,8 +258,8 @@ class Codec:
         shipped domain adapters come loaded (:func:`load_shipped_adapters`), and the codec
         encodes through the gate ``auto`` unless told otherwise: each file is coded by
         whichever of the model alone and its adapters gives the lowest RD loss."""
-        lambdas = model_meta(name_or_path).get("lambdas")
         model = load_model(name_or_path)
+        lambdas = model.file_meta.get("lambdas")
         adapters = load_shipped_adapters(model)
         return cls(model, str(name_or_path), rd_lambdas=lambdas, adapters=adapters,
                    default_domain=shipped_default_domain(adapters), **kwargs)

@@ -55,11 +55,7 @@ from slimcodec.utils.io import (
     read_input,
     write_output,
 )
-from slimcodec.zoo import (
-    load_model,
-    model_meta,
-    save_model_file,
-)
+from slimcodec.zoo import load_model, save_model_file
 
 GENERATE_MAX_PIXELS = 1 << 22  # per generated image (`slimcodec generate --size`)
 
@@ -245,7 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     h, w = result["per_image"][0]["size"]
     print(f"slimcodec demo: model {codec.name} ({codec.fingerprint.hex()}), "
           f"{image.name} {w}x{h}")
-    summary = model_meta(args.model).get("summary")
+    summary = codec.model.file_meta.get("summary")
     if summary:
         print(f"model: {summary}")
     print(format_table(result))
@@ -277,7 +273,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
 
     check_writable(args.output)  # now, not after minutes of adaptation
     model = load_model(args.model)
-    lambdas = model_meta(args.model).get("lambdas")
+    lambdas = model.file_meta.get("lambdas")
     result = adapt(model, args.data, args.method, args.domain, lambdas,
                    DEFAULT_STEPS if args.steps is None else args.steps, args.images,
                    args.subset, args.lr, patch=args.patch,
@@ -373,7 +369,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         gate = load_gate(args.gate, model, {a.domain_id: a for a in adapters})
     out = export_bundle(model, args.output, str(args.model), args.widths,
                         args.calibration if args.int8 else None, adapters=adapters,
-                        rd_lambdas=model_meta(args.model).get("lambdas"), gate=gate,
+                        rd_lambdas=model.file_meta.get("lambdas"), gate=gate,
                         shared_weights=not args.no_shared_weights, int8_only=args.int8_only,
                         default_domain=default_domain)
     manifest = json.loads((out / "manifest.json").read_text())

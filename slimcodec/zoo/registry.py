@@ -28,7 +28,7 @@ from slimcodec.models import (
 )
 
 from .catalog import DEFAULT_MODEL, install_hint, retired_error, weights_path
-from .checkpoint import load_model_file, read_model_file
+from .checkpoint import load_model_file, read_model_meta
 
 __all__ = [
     "create_model",
@@ -141,9 +141,9 @@ def load_model(name_or_path: str | os.PathLike) -> nn.Module:
 def model_meta(name_or_path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` dict of a model file or registered model's weights ({} if none)."""
     if is_model_path(name_or_path):
-        return read_model_file(name_or_path).get("meta", {})
+        return read_model_meta(name_or_path)
     entry = _entry(str(name_or_path))
-    return read_model_file(entry.weights_path).get("meta", {}) if entry.has_weights else {}
+    return read_model_meta(entry.weights_path) if entry.has_weights else {}
 
 
 # -- the shipped models -------------------------------------------------------------------
