@@ -130,8 +130,11 @@ def encode_to_target(
     refine: int = 0,
     domain: str | None = None,
     prefer: str = "quality",
+    target_size: int | None = None,
 ) -> tuple[bytes, RateSearch]:
-    """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp`` or ``target_psnr``.
+    """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
+    (the whole file's bytes: searched as the bpp it means for this image, and reported in
+    bytes) or ``target_psnr``.
 
     ``refine`` (latent refinement steps, PyTorch codec only) and ``domain`` (an adapter's,
     or ``"auto"``) apply to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
@@ -139,9 +142,15 @@ def encode_to_target(
     """
     if not codec.variable_rate:
         raise RateError(f"{codec.name} is single-rate: targets need a variable-rate model")
-    if (target_bpp is None) == (target_psnr is None):
-        raise ValueError("give exactly one of target_bpp and target_psnr")
+    if [target_bpp, target_size, target_psnr].count(None) != 2:
+        raise ValueError("give exactly one of target_bpp, target_size and target_psnr")
+    pixels = rgb.shape[0] * rgb.shape[1]
+    if target_size is not None:
+        if not target_size > 0:
+            raise RateError(f"target size {target_size} is not a positive number of bytes")
+        target_bpp = 8 * target_size / pixels
     target = target_bpp if target_bpp is not None else target_psnr
+    assert target is not None
     if not target > 0 or not math.isfinite(target):
         raise RateError(f"target {target} is not a positive number")
     if max_passes < 2:
@@ -150,7 +159,6 @@ def encode_to_target(
         raise ValueError(f"prefer must be one of {PREFER}, not {prefer!r}")
     by_psnr = target_psnr is not None
     tol = tolerance if tolerance is not None else (0.02 if by_psnr else DEFAULT_TOLERANCE)
-    pixels = rgb.shape[0] * rgb.shape[1]
     tried: list[tuple[int, float, float, float | None]] = []
 
     def measure(w: int, lmbda: float) -> tuple[bytes, float, float | None]:
@@ -172,13 +180,17 @@ def encode_to_target(
         if found is not None:
             data, lmbda, bpp, quality, passes = found
             return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
-    unit = "dB" if by_psnr else "bpp"
+    # In the unit the target was given in: a size target's in bytes.
+    unit = "dB" if by_psnr else "bpp" if target_size is None else "bytes"
+    shown = ((lambda v: f"{v:.4g}") if target_size is None else
+             (lambda v: f"{round(v * pixels / 8)}"))
     where = f"width {widths[0]}" if width is not None else "the model"
     # Only the end beyond which the target lies may have been measured: say which.
-    reach = (f"at most {max(ends):.4g}" if target > max(ends) else
-             f"at least {min(ends):.4g}" if target < min(ends) else
-             f"{min(ends):.4g}-{max(ends):.4g}")
-    raise RateError(f"target {target:g} {unit} is out of reach: {where} reaches {reach} "
+    reach = (f"at most {shown(max(ends))}" if target > max(ends) else
+             f"at least {shown(min(ends))}" if target < min(ends) else
+             f"{shown(min(ends))}-{shown(max(ends))}")
+    asked = f"{target:g}" if target_size is None else f"{target_size}"
+    raise RateError(f"target {asked} {unit} is out of reach: {where} reaches {reach} "
                     f"{unit} on this image")
 
 
@@ -272,14 +284,10 @@ def encode_with_rate(
         # Named as the API's keyword and as the command line's option: both reach here.
         both = [f"{name} (--{name.replace('_', '-')})" for name in given]
         raise RateError(f"give one rate setting, not {' and '.join(both)}")
-    if target_size is not None:
-        if not target_size > 0:
-            raise RateError(f"target size {target_size} is not a positive number of bytes")
-        target_bpp = 8 * target_size / (rgb.shape[0] * rgb.shape[1])
-    if target_bpp is not None or target_psnr is not None:
+    if target_bpp is not None or target_size is not None or target_psnr is not None:
         return encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
                                 max_passes=max_passes, refine=refine, domain=domain,
-                                prefer=prefer)
+                                prefer=prefer, target_size=target_size)
     if quality is not None:
         lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
     data = codec.encode_rgb(rgb, width, grayscale, lmbda, domain=domain,

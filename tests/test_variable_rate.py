@@ -16,7 +16,7 @@ from slimcodec.codec import Codec
 from slimcodec.errors import RateError
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
-from slimcodec.rate_control import encode_to_target, quality_to_lambda
+from slimcodec.rate_control import encode_to_target, encode_with_rate, quality_to_lambda
 from slimcodec.training import TrainConfig, train
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import save_model_file
@@ -77,6 +77,12 @@ def test_out_of_range_lambda_and_targets_give_the_range(codec, image, tmp_path, 
         codec.encode_rgb(image, 16, lmbda=0.5)
     with pytest.raises(RateError, match=r"out of reach.*reaches"):
         encode_to_target(codec, image, target_bpp=50.0)
+    # A size target is answered in bytes: the smallest file the model writes of this image.
+    smallest = min(len(codec.encode_rgb(image, w, lmbda=codec.lambda_range(w)[0]))
+                   for w in codec.widths)
+    with pytest.raises(RateError, match=rf"target 10 bytes .* reaches at least {smallest} "
+                                        r"bytes on this image"):
+        encode_with_rate(codec, image, target_size=10)
     path = tmp_path / "img.png"
     Image.fromarray(image).save(path)
     for option in (["--lmbda", "1e-6"], ["--target-bpp", "0.0001"], ["--quality", "101"]):
