@@ -77,7 +77,7 @@ from slimcodec.gating import GateArrays
 from slimcodec.latent import NETWORKS, LatentCoder, Network, coder_from_arrays
 
 __all__ = ["FORMAT", "GATE", "MANIFEST", "TABLES", "VERSION", "Bundle", "file_digest",
-           "sliced_table", "table_key"]
+           "graph_tables", "sliced_table", "table_key"]
 
 FORMAT = "slimcodec-bundle"
 VERSION = 1
@@ -134,6 +134,16 @@ def _check_entry(entry: Any) -> None:
     if not isinstance(digest, str) or len(digest) != 64 or \
             any(c not in "0123456789abcdef" for c in digest):
         raise ValueError(f"file {name!r} has no valid SHA-256")
+
+
+def graph_tables(manifest: dict[str, Any]) -> list[dict[str, dict[str, dict[str, Any]]]]:
+    """A manifest's graph tables (width -> kind -> ``{"file", "sha256"}``): the source's,
+    each built-in domain's, and the mixing graphs' where it has them."""
+    tables = [manifest["graphs"],
+              *(d["graphs"] for d in (manifest.get("domains") or {}).values())]
+    if "mixture" in manifest:
+        tables.append(manifest["mixture"]["graphs"])
+    return tables
 
 
 def sliced_table(source: np.ndarray, shape: Any) -> np.ndarray:
@@ -240,10 +250,7 @@ class Bundle:
         """Every ``{"file", "sha256"}`` entry the manifest holds: the graphs (int8 ones
         included, as ``*_int8`` keys beside the float ones) and the gate's arrays."""
         m = self.manifest
-        sets = [m["graphs"], *(d["graphs"] for d in (m.get("domains") or {}).values())]
-        if "mixture" in m:
-            sets.append(m["mixture"]["graphs"])
-        entries = [g for graphs in sets for per_width in graphs.values()
+        entries = [g for graphs in graph_tables(m) for per_width in graphs.values()
                    for g in per_width.values()]
         return entries + [m[k] for k in ("gate", "shared_weights") if k in m]
 

@@ -38,7 +38,16 @@ from slimcodec.utils.image import find_images, load_rgb
 from slimcodec.utils.io import atomic_write_bytes
 from slimcodec.zoo.checkpoint import arch_name
 
-from .bundle import FORMAT, GATE, MANIFEST, TABLES, VERSION, file_digest, table_key
+from .bundle import (
+    FORMAT,
+    GATE,
+    MANIFEST,
+    TABLES,
+    VERSION,
+    file_digest,
+    graph_tables,
+    table_key,
+)
 from .shared_weights import pool_tables, share_weights
 
 __all__ = ["export_bundle", "graph_modules", "traceable_adapter"]
@@ -364,10 +373,7 @@ def _drop_float_transforms(root: Path, manifest: dict[str, Any]) -> None:
     """An int8-only bundle: each width's int8 graphs (analysis, synthesis, the coder's
     networks, the mixing synthesis) become its graphs, the float ones are deleted (the
     manifest's ``int8.only``)."""
-    sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
-    if "mixture" in manifest:
-        sets.append(manifest["mixture"]["graphs"])
-    for graphs in sets:
+    for graphs in graph_tables(manifest):
         for entry in graphs.values():
             for kind in [k for k in entry if f"{k}_int8" in entry]:
                 (root / entry[kind]["file"]).unlink()
@@ -377,19 +383,14 @@ def _drop_float_transforms(root: Path, manifest: dict[str, Any]) -> None:
 
 def _graph_files(manifest: dict[str, Any]) -> list[str]:
     """Every graph's file name: the source's, each domain's, the mixing ones, int8 ones."""
-    sets = [manifest["graphs"], *(d["graphs"] for d in manifest.get("domains", {}).values())]
-    if "mixture" in manifest:
-        sets.append(manifest["mixture"]["graphs"])
-    return [g["file"] for graphs in sets for entry in graphs.values() for g in entry.values()]
+    return [g["file"] for graphs in graph_tables(manifest) for entry in graphs.values()
+            for g in entry.values()]
 
 
 def _seal(root: Path, manifest: dict[str, Any]) -> None:
     """Record the SHA-256 of every graph (and of the gate's arrays) and write the
     manifest."""
-    domain_graphs = [d["graphs"] for d in manifest.get("domains", {}).values()]
-    if "mixture" in manifest:
-        domain_graphs.append(manifest["mixture"]["graphs"])
-    for graphs in (manifest["graphs"], *domain_graphs):
+    for graphs in graph_tables(manifest):
         for entry in graphs.values():
             for graph in entry.values():
                 graph["sha256"] = file_digest(root / graph["file"])
