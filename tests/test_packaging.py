@@ -103,6 +103,11 @@ b = unpack(open("x.slc", "rb").read())
 retired = replace(b.header, fingerprint=bytes.fromhex("360e00cfdbddd306"))
 open("y.slc", "wb").write(pack(Bitstream(retired, b.strings)))
 assert main(["decode", {str(bundle)!r}, "y.slc", "-o", "y.png"]) == 2
+# A warning the runtime's own code raises is one line, as in a checkout.
+import warnings, slimcodec_edge.bundle
+from slimcodec.utils.console import warnings_as_lines
+with warnings_as_lines("slimcodec-edge"):
+    warnings.warn_explicit("edge-own", UserWarning, slimcodec_edge.bundle.__file__, 1)
 loaded = {{m: getattr(sys.modules[m], "__file__", None) for m in list(sys.modules)
           if m.split(".")[0] in ("slimcodec", "slimcodec_edge")}}
 print(json.dumps(loaded))
@@ -115,6 +120,7 @@ print(json.dumps(loaded))
     assert not outside, outside
     assert Image.open(tmp_path / "out.png").size == (52, 40)
     assert "slimcae-vr2, a research model retired" in child.stderr
+    assert "slimcodec-edge: warning: edge-own\n" in child.stderr, child.stderr[-3000:]
     assert not (tmp_path / "y.png").exists()
 
 

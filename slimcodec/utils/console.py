@@ -55,10 +55,11 @@ def positive_int(text: str) -> int:
     return value
 
 
-#: The folder holding the ``slimcodec`` and ``export`` packages: warnings raised from code
-#: below it are the tools' own.
+#: The folder holding the ``slimcodec`` package and the deployment one (``export`` in a
+#: checkout, ``slimcodec_edge`` once installed): warnings raised from code below them are
+#: the tools' own.
 _ROOT = Path(__file__).resolve().parents[2]
-_OWN = ("slimcodec", "export")
+_OWN = ("slimcodec", "export", "slimcodec_edge")
 
 
 def _is_own(filename: str) -> bool:
