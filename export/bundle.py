@@ -304,6 +304,20 @@ class Bundle:
         lo, hi = self.manifest["variable_rate"]["lambda_ranges"][self.widths.index(width)]
         return float(lo), float(hi)
 
+    @property
+    def clipping_int8_means(self) -> bool:
+        """Whether the bundle's int8 ``hyper_mean`` graphs quantise their activations, as
+        slimcodec 0.5.0 exported them: the means of an image beyond the ranges the
+        calibration reached were clipped (:data:`slimcodec_edge.quantize.WEIGHTS_ONLY`).
+        Exports since record the graphs they quantise as weights alone (``int8.weights_only``).
+        """
+        int8 = self.manifest.get("int8")  # none yet while the exporter quantises
+        if not int8 or "hyper_mean" in int8.get("weights_only", ()):
+            return False
+        return any(kind.startswith("hyper_mean") and g["file"].endswith(".int8.onnx")
+                   for graphs in graph_tables(self.manifest) for per_width in graphs.values()
+                   for kind, g in per_width.items())
+
     def rd_weight(self, width: int, lmbda: float | None) -> float:
         """The λ that weighs rate against distortion at ``width``: the file's for a
         variable-rate bundle, the width's training λ (``rd_lambdas``) for a single-rate one."""

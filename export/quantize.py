@@ -149,6 +149,9 @@ def quantize_bundle(root: Path, manifest: dict[str, Any], calibration: str | os.
                               "format": "QDQ: int8 weights per channel, 16-bit activations "
                                         "(h_μ's float), GDNs in float; narrower widths' "
                                         "weights are slices of the widest's",
+                              # What the runtime tells an older bundle by (Bundle's
+                              # clipping_int8_means).
+                              "weights_only": list(WEIGHTS_ONLY),
                               "widths": {}}
     # The source's graphs, then each built-in domain's, calibrated on what they code in use.
     graph_sets = [(0, manifest["graphs"]),

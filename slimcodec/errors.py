@@ -18,6 +18,7 @@ __all__ = [
     "ResourceLimitError",
     "RetiredModelError",
     "SlimcodecError",
+    "StaleBundleWarning",
     "TruncatedBitstreamError",
     "UnknownModelError",
     "UnsupportedVersionError",
@@ -84,6 +85,11 @@ class LatentError(SlimcodecError, ValueError):
 class LossyConversionWarning(UserWarning):
     """An input image carries what the codec cannot code (transparency, more than 8 bits,
     further frames): it is converted, and the warning says what was lost."""
+
+
+class StaleBundleWarning(UserWarning):
+    """A bundle an older slimcodec exported that still loads and decodes, but with a known
+    fault that exporting it again removes: the warning names the fault and its cost."""
 
 
 class ModelFileError(SlimcodecError):

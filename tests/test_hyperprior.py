@@ -3,8 +3,10 @@
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from PIL import Image
 
 from slimcodec.bitstream import Bitstream, pack, unpack
 from slimcodec.codec import Codec
-from slimcodec.errors import CorruptBitstreamError, ModelMismatchError
+from slimcodec.errors import CorruptBitstreamError, ModelMismatchError, StaleBundleWarning
 from slimcodec.integer_scales import ACTIVATION_MAX, INPUT_BOUND, IntegerScaleNet
 from slimcodec.models import HyperpriorSlimCAE, ModulatedSlimCAE
 from slimcodec.models.hyperprior import SCALE_TABLE
@@ -443,6 +445,21 @@ def test_int8_hyperprior_bundle_quantises_the_coder_and_shares_its_weights(codec
     assert only.decode_rgb(data)[0].tobytes() == crossed.tobytes()
     sizes = {b: sum(f.stat().st_size for f in (tmp_path / b).iterdir()) for b in "bc"}
     assert sizes["c"] < sizes["b"]
+    # A 0.5.0 int8 bundle (h_μ's activations quantised; its manifest says nothing of it)
+    # still decodes, with a warning that names the fault, and only where int8 graphs run.
+    for name in "bc":
+        stale = tmp_path / f"{name}-0.5.0"
+        shutil.copytree(tmp_path / name, stale)
+        old = json.loads((stale / "manifest.json").read_text())
+        del old["int8"]["weights_only"]
+        (stale / "manifest.json").write_text(json.dumps(old))
+        with pytest.warns(StaleBundleWarning, match="h_μ clips the means.*export the bundle"):
+            assert EdgeCodec(stale, int8=name == "b").decode_rgb(data)[0].tobytes() == \
+                crossed.tobytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EdgeCodec(tmp_path / "b-0.5.0"), EdgeCodec(tmp_path / "b", int8=True)
+        EdgeCodec(tmp_path / "c")
 
 
 def test_factorized_bundle_refuses_hyperprior_files_and_the_reverse(codec, bundle, tmp_path):

@@ -17,6 +17,7 @@ input, and ``encode(..., domain="mix")`` searches the weights as slimcodec does;
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -34,6 +35,7 @@ from slimcodec.errors import (
     ModelMismatchError,
     RateError,
     ResourceLimitError,
+    StaleBundleWarning,
     WidthError,
     check_positive,
 )
@@ -78,6 +80,12 @@ class EdgeCodec:
         check_positive(max_pixels=max_pixels, tile=tile)
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.load(bundle)
         self.int8 = int8
+        if (int8 or self.bundle.int8_only) and self.bundle.clipping_int8_means:
+            warnings.warn(f"{self.bundle.root}: exported by slimcodec 0.5.0, whose int8 h_μ "
+                          "clips the means at high rates (a file a float encoder wrote "
+                          "decodes up to 3.3 dB below its float decode at the top of the "
+                          "widest width); export the bundle again", StaleBundleWarning,
+                          stacklevel=2)
         self.max_pixels = int(max_pixels)
         self.tile = int(tile)
         # The coder's networks run on bands of rows as wide as the image: an arena would keep
