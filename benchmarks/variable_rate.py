@@ -8,7 +8,9 @@ Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, na
   against JPEG 4:2:0, WebP and AVIF (BD-rate, ΔPSNR at equal rate) and against `slimcae` at
   its own points and, for a model other than `slimcae-vr`, against `slimcae-vr`'s envelope
   (`--previous`); plots of bpp against PSNR per width and against decoder MACs.
-* `rate_control`: `--target-bpp` over the folder: median and worst relative error, passes.
+* `rate_control`: `--target-bpp` over the folder (through the model's gate where it ships
+  adapters, timed against every pass through the gate): median and worst relative error,
+  passes; `--name N` writes `rate_control-MODEL-N` (another folder's images).
 * `vr_refined` (``--only refined``): the envelope with content-adaptive encoding
   (`--refine N`, `--effort 4` is 100 steps) against the plain one and the classical codecs,
   on the first ``--refine-count`` images at ``--refine-crop`` (refining every point of 12
@@ -20,7 +22,7 @@ Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, na
     python benchmarks/variable_rate.py --images ../shared/data/photos --crop 768x512 \\
         [--model slimcae-vr5] [--previous slimcae-vr5] [--penalty-runs runs-vr-penalty] \\
         [--targets 0.1 0.2 0.4 0.8] [--only rd rate penalty refined] \\
-        [--refine-steps 100] [--refine-count 6] [--refine-crop 384x256]
+        [--refine-steps 100] [--refine-count 6] [--refine-crop 384x256] [--name N]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 import zlib
 from pathlib import Path
 
@@ -36,6 +39,7 @@ from common import (
     FIGURES,
     classical_rd,
     fmt,
+    held_out_screens,
     load_test_images,
     parse_crop,
     table_head,
@@ -46,6 +50,7 @@ from slimcodec_edge.profile import count_macs
 from slimcodec.api import codec_for
 from slimcodec.errors import RateError
 from slimcodec.evaluate import evaluate
+from slimcodec.gating import GATES
 from slimcodec.rate_control import encode_to_target
 from slimcodec.utils.rd import bd_rate, bpp_span, psnr_at_rate, rd_hull
 
@@ -259,22 +264,41 @@ Refined against plain, per width (BD-rate, encode time as a multiple of plain's)
     print(body)
 
 
-def rate_control_section(model: str, images, targets: list[float], max_passes: int) -> None:
+#: How ``--prefer`` picks the width, as the section says it.
+WIDTH_ORDER = {"cost": "the cheapest", "quality": "the widest"}
+
+
+def rate_control_section(model: str, images, targets: list[float], max_passes: int,
+                         name: str | None = None, prefer: str = "cost") -> None:
+    """``--target-bpp`` as ``slimcodec compress`` searches it (through the model's gate where
+    it has one). A gate's search codes its passes with the model alone and the gate once
+    (:mod:`slimcodec.rate_control`); it is timed against the search that codes every pass
+    through the gate, side by side, image by image."""
     codec = codec_for(model)
-    rows, errors, passes, misses = [], [], [], 0
+    gated = codec.default_domain in GATES
+    rows, errors, passes, misses, fast, slow, same = [], [], [], 0, [], [], []
     for target in targets:
         errs, used = [], []
         for _, rgb in images:
             try:
-                # the cheapest width that reaches it, as the recorded runs searched
+                t0 = time.perf_counter()
                 data, search = encode_to_target(codec, rgb, target_bpp=target,
-                                                max_passes=max_passes, prefer="cost")
+                                                max_passes=max_passes, prefer=prefer,
+                                                domain=codec.default_domain)
+                t1 = time.perf_counter()
+                if gated:
+                    each, _ = encode_to_target(codec, rgb, target_bpp=target,
+                                               max_passes=max_passes, prefer=prefer,
+                                               domain=codec.default_domain, gate_proxy=False)
+                    fast.append(t1 - t0)
+                    slow.append(time.perf_counter() - t1)
+                    same.append(each == data)
             except RateError:  # out of reach on this image: counted apart
                 misses += 1
                 continue
             achieved = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
             errs.append(abs(achieved - target) / target)
-            used.append(search.passes)
+            used.append(len(search.tried))
         errors += errs
         passes += used
         median = statistics.median(errs) * 100 if errs else None
@@ -283,12 +307,15 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                     f"{fmt(worst, '.2f', '%')} | "
                     f"{fmt(statistics.mean(used) if used else None, '.1f')} | "
                     f"{max(used) if used else 'n/a'} |")
+    how = (f"through its gate (`--domain {codec.default_domain}`, as `slimcodec compress` "
+           "codes), " if gated else "")
     body = f"""## Rate control: `--target-bpp` on `{model}`
 
-Each image of the `{section_name("vr_rd", model)}` section coded at each target by
-`encode_to_target` (cheapest width that reaches the target, then λ by regula falsi in log
-rate; at most {max_passes} encoder passes per width tried). Error: |achieved − target| /
-target, bpp from the real file.
+{len(images)} images ({", ".join(n for n, _ in images)}) coded at each target {how}by
+`encode_to_target` ({WIDTH_ORDER[prefer]} width that reaches the target, then λ by regula
+falsi in log rate; at most {max_passes} encoder passes per width tried). Error: |achieved −
+target| / target, bpp from the real file. Passes: every encode of the search, at every width
+tried.
 
 {table_head(["target bpp", "images", "median error", "worst error", "mean passes", "max passes"])}
 {chr(10).join(rows)}
@@ -296,7 +323,15 @@ target, bpp from the real file.
 Over all targets: median error **{statistics.median(errors) * 100:.2f}%** (target <= 3%), worst
 {max(errors) * 100:.2f}%, passes {statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
-    write_section(section_name("rate_control", model), body)
+    if gated:
+        body += f"""
+
+**The gate's search.** Its passes coded with the model alone and the gate coding once at the
+λ found: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s with every
+pass through the gate (**{sum(slow) / sum(fast):.2f}x**, the two alternating image by image,
+same run); the same file in {sum(same)} of {len(same)} (where not, the gate kept an adapter's
+own strings on the way, and each search landed on its own λ)."""
+    write_section(section_name("rate_control", model) + (f"-{name}" if name else ""), body)
     print(body)
 
 
@@ -356,6 +391,12 @@ def main() -> None:
                    help="an earlier variable-rate model whose envelope the model's is set against")
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
     p.add_argument("--max-passes", type=int, default=10)
+    p.add_argument("--name", help="rate: a suffix of the section's name (other images)")
+    p.add_argument("--screens", type=int, metavar="N",
+                   help="rate: the N held-out generated screens instead of --images")
+    p.add_argument("--prefer", default="cost", choices=["cost", "quality"],
+                   help="rate: which width a target takes (default: the cheapest that "
+                        "reaches it, as the recorded runs searched)")
     p.add_argument("--penalty-runs", help="runs folder of benchmarks/train_vr_penalty.sh")
     p.add_argument("--only", choices=["rd", "rate", "penalty", "refined"], nargs="+",
                    default=["rd", "rate", "penalty"])
@@ -369,7 +410,9 @@ def main() -> None:
     if "rd" in args.only:
         rd_section(args.model, images, crop, args.reference, args.previous)
     if "rate" in args.only:
-        rate_control_section(args.model, images, args.targets, args.max_passes)
+        rate_images = held_out_screens(args.screens, crop) if args.screens else images
+        rate_control_section(args.model, rate_images, args.targets, args.max_passes,
+                             args.name, args.prefer)
     if "penalty" in args.only and args.penalty_runs:
         penalty_section(Path(args.penalty_runs), images)
     if "refined" in args.only:

@@ -43,6 +43,14 @@ the target by that much. Each pass then costs the refinement's steps, and the ga
 (the model alone and each loaded adapter), and codes it again for each adapter that does
 not code the model's own strings (``"mix"``: decodes it once per
 weighting it tries).
+
+**A gate's rate target** (bpp or size, without refinement) is searched with the model
+alone, whose passes skip the gate's syntheses, and the gate then codes once at the λ found.
+Its file is returned where it holds the model alone's strings, so the rate the search
+measured (the gate kept the model alone or a decoder adapter, which code those strings), and
+a gate that writes its weights into the header still meets the tolerance; otherwise (an
+adapter with entropy models of its own won) that width is searched through the gate, pass
+by pass. The file returned is always one the search coded and measured.
 """
 
 from __future__ import annotations
@@ -57,6 +65,7 @@ import numpy as np
 
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
+from slimcodec.gating import GATES, SOURCE
 from slimcodec.utils.metrics import psnr
 
 __all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
@@ -131,6 +140,7 @@ def encode_to_target(
     domain: str | None = None,
     prefer: str = "quality",
     target_size: int | None = None,
+    gate_proxy: bool = True,
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
     (the whole file's bytes: searched as the bpp it means for this image, and reported in
@@ -139,6 +149,8 @@ def encode_to_target(
     ``refine`` (latent refinement steps, PyTorch codec only) and ``domain`` (an adapter's,
     or ``"auto"``) apply to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
     Without ``width``, ``prefer`` says which width (see the module docstring).
+    ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
+    (see the module docstring); False: every pass through the gate.
     """
     if not codec.variable_rate:
         raise RateError(f"{codec.name} is single-rate: targets need a variable-rate model")
@@ -161,8 +173,9 @@ def encode_to_target(
     tol = tolerance if tolerance is not None else (0.02 if by_psnr else DEFAULT_TOLERANCE)
     tried: list[tuple[int, float, float, float | None]] = []
 
-    def measure(w: int, lmbda: float) -> tuple[bytes, float, float | None]:
-        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=domain,
+    def measure(w: int, lmbda: float, how: str | None = domain
+                ) -> tuple[bytes, float, float | None]:
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how,
                                 **({"refine": refine} if refine else {}))
         bpp = 8 * len(data) / pixels
         quality = psnr(rgb, codec.decode_rgb(data)[0]) if by_psnr else None
@@ -175,7 +188,22 @@ def encode_to_target(
     widths = ([codec.resolve_width(width)] if width is not None else
               sorted(codec.widths, reverse=prefer == "quality"))
     ends: list[float] = []  # every range end measured, for the message when none reaches
+    # A gate's pass synthesizes the image once per candidate, but the file it keeps mostly
+    # holds the model alone's strings (its decoder adapters code them), whose rate is the
+    # model alone's: so a rate target is searched with the model alone and the gate codes
+    # once, at the λ found. Where it keeps other strings (an adapter with entropy models of
+    # its own) and misses the target, the width is searched through the gate as before.
+    proxy = SOURCE if gate_proxy and domain in GATES and not by_psnr and not refine else None
     for w in widths:
+        if proxy is not None:
+            found = _search(codec, w, target, tol, max_passes, by_psnr,
+                            lambda w_, lmbda: measure(w_, lmbda, proxy), value, [])
+            if found is not None:
+                plain, lmbda, _, _, passes = found
+                data, bpp, _ = measure(w, lmbda)
+                if unpack(data).strings == unpack(plain).strings and (
+                        len(data) == len(plain) or abs(math.log(bpp / target)) <= math.log1p(tol)):
+                    return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
         found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends)
         if found is not None:
             data, lmbda, bpp, quality, passes = found

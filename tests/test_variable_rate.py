@@ -127,6 +127,51 @@ def test_target_search_measures_the_refined_adapted_file(codec, image, tmp_path,
     assert code == 0 and "encoder passes" in capsys.readouterr().err
 
 
+def test_a_gates_rate_target_is_searched_with_the_model_alone(codec, image):
+    """A bpp target through the gate ``auto``: the passes code with the model alone (no
+    syntheses) and the gate codes once, at the λ found, its file kept where it holds the
+    model alone's strings (a decoder adapter won, or none); where it holds others, the width
+    is searched through the gate, pass by pass."""
+    from slimcodec.adaptation import DomainAdapter
+
+    class Counting(Codec):
+        def encode_rgb(self, *args, domain=None, **kwargs):
+            self.domains.append(domain)
+            return super().encode_rgb(*args, domain=domain, **kwargs)
+
+    lo = len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) * 8 / image[..., 0].size
+    hi = len(codec.encode_rgb(image, 16, lmbda=RANGE[1])) * 8 / image[..., 0].size
+    target = math.sqrt(lo * hi)
+    gated = Counting(codec.model, codec.name,
+                     adapters=[DomainAdapter(codec.model, "bias", "d")])
+    gated.domains = []
+    data, search = encode_to_target(gated, image, target_bpp=target, width=16,
+                                    domain="auto")
+    assert gated.domains.count("auto") == 1 and gated.domains.count("source") >= 3
+    assert data == gated.encode_rgb(image, 16, lmbda=search.lmbda, domain="auto")
+    assert abs(math.log(8 * len(data) / image[..., 0].size / target)) <= math.log1p(0.01)
+    # Every pass through the gate (the gate keeping the model alone's strings at each): the
+    # same λ one by one, so the same file, for a gate pass per search pass.
+    gated.domains = []
+    each, _ = encode_to_target(gated, image, target_bpp=target, width=16, domain="auto",
+                               gate_proxy=False)
+    assert each == data and gated.domains.count("auto") == search.passes - 1 > 1
+
+    class Elsewhere(Counting):
+        """A gate that keeps other strings than the model alone's: those of a lower λ."""
+
+        def _gate(self, rgb, width, grayscale, lmbda, refine, report):
+            return self.encode_rgb(rgb, width, grayscale, math.sqrt(lmbda * RANGE[0]))
+
+    other = Elsewhere(codec.model, codec.name)
+    other.domains = []
+    data, search = encode_to_target(other, image, target_bpp=target, width=16,
+                                    domain="auto")
+    assert other.domains.count("auto") > 1
+    assert data == other.encode_rgb(image, 16, lmbda=search.lmbda, domain="auto")
+    assert abs(math.log(8 * len(data) / image[..., 0].size / target)) <= math.log1p(0.01)
+
+
 def test_target_picks_the_widest_width_or_the_cheapest_that_reaches_it(codec, image):
     narrow_top = 8 * len(codec.encode_rgb(image, 8, lmbda=RANGE[1])) / image[..., 0].size
     wide_bottom = 8 * len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) / image[..., 0].size
