@@ -162,6 +162,37 @@ def decode_outcomes(setup: str, files, timeout: float = 600) -> dict:
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 
+def assert_hostile_files_typed(codec, bundle, tmp_path, seed: int) -> None:
+    """Quick fuzz of a variable-rate codec's files (the long run: benchmarks/fuzz.py): files
+    of three images at both ends of every width's λ range made hostile, each decoded by a
+    model file of ``codec``'s model and by the edge runtime with ``bundle``, in a child
+    process; every one must end in a typed error or an image, and the strings reach the
+    entropy decoder."""
+    from slimcodec.bitstream.hostile import KINDS, hostile_files
+    from slimcodec.zoo import save_model_file
+
+    save_model_file(codec.model, tmp_path / "model.pt")
+    valid = [codec.encode_rgb(natural_like(h, w, seed=h), width, lmbda=lmbda)
+             for h, w in [(16, 16), (33, 47), (64, 20)] for width in codec.widths
+             for lmbda in codec.lambda_range(width)]
+    files = tmp_path / "files"
+    files.mkdir()
+    count = 40 * len(KINDS)
+    for i, (_, data) in enumerate(hostile_files(valid, count, seed=seed)):
+        (files / f"{i:05d}.slc").write_bytes(data)
+    setups = [
+        "from slimcodec.codec import Codec\nfrom slimcodec.zoo import load_model_file\n"
+        f"codec = Codec(load_model_file({str(tmp_path / 'model.pt')!r}), max_pixels=1 << 20)",
+        "from slimcodec_edge.edge import EdgeCodec\n"
+        f"codec = EdgeCodec({str(bundle)!r}, max_pixels=1 << 20)",
+    ]
+    for setup in setups:
+        counts = decode_outcomes(setup, files)
+        assert sum(counts.values()) == count
+        assert counts.get("refused by the entropy decoder", 0) > 60, counts
+        assert counts.get("decoded", 0) < count // 2, counts
+
+
 _NO_TORCH = """
 import sys
 class NoTorch:

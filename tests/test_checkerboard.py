@@ -168,32 +168,11 @@ def test_hostile_checkerboard_files_end_in_typed_errors_in_both_runtimes(codec, 
     """Quick fuzz of the default model's kind (the long run: benchmarks/fuzz.py --model
     slimcae-hpc [--edge]): hostile strings and headers of checkerboard files, every one a
     typed error or an image, in slimcodec and in the edge runtime."""
-    from helpers import decode_outcomes
+    from helpers import assert_hostile_files_typed
     from slimcodec_edge.onnx_export import export_bundle
 
-    from slimcodec.bitstream.hostile import KINDS, hostile_files
-
-    save_model_file(codec.model, tmp_path / "hpc.pt")
     export_bundle(codec.model, tmp_path / "bundle", "tiny-hpc")
-    valid = [codec.encode_rgb(natural_like(h, w, seed=h), width, lmbda=lmbda)
-             for h, w in [(16, 16), (33, 47), (64, 20)] for width in WIDTHS
-             for lmbda in codec.lambda_range(width)]
-    files = tmp_path / "files"
-    files.mkdir()
-    count = 40 * len(KINDS)
-    for i, (_, data) in enumerate(hostile_files(valid, count, seed=3)):
-        (files / f"{i:05d}.slc").write_bytes(data)
-    setups = [
-        "from slimcodec.codec import Codec\nfrom slimcodec.zoo import load_model_file\n"
-        f"codec = Codec(load_model_file({str(tmp_path / 'hpc.pt')!r}), max_pixels=1 << 20)",
-        "from slimcodec_edge.edge import EdgeCodec\n"
-        f"codec = EdgeCodec({str(tmp_path / 'bundle')!r}, max_pixels=1 << 20)",
-    ]
-    for setup in setups:
-        counts = decode_outcomes(setup, files)
-        assert sum(counts.values()) == count
-        assert counts.get("refused by the entropy decoder", 0) > 60, counts
-        assert counts.get("decoded", 0) < count // 2, counts
+    assert_hostile_files_typed(codec, tmp_path / "bundle", tmp_path, seed=3)
 
 
 def test_refinement_codes_checkerboard_files_no_worse(codec):

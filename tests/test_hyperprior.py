@@ -543,30 +543,9 @@ def test_profile_counts_the_hyper_networks(codec, bundle):
 def test_hostile_hyperprior_files_end_in_typed_errors_in_both_runtimes(codec, bundle, tmp_path):
     """Quick fuzz (the long run: benchmarks/fuzz.py --model): hostile z and y strings and
     headers, every one a typed error or an image, in slimcodec and in the edge runtime."""
-    from helpers import decode_outcomes
+    from helpers import assert_hostile_files_typed
 
-    from slimcodec.bitstream.hostile import KINDS, hostile_files
-
-    save_model_file(codec.model, tmp_path / "hp.pt")
-    valid = [codec.encode_rgb(natural_like(h, w, seed=h), width, lmbda=lmbda)
-             for h, w in [(16, 16), (33, 47), (64, 20)] for width in WIDTHS
-             for lmbda in codec.lambda_range(width)]
-    files = tmp_path / "files"
-    files.mkdir()
-    count = 40 * len(KINDS)
-    for i, (_, data) in enumerate(hostile_files(valid, count, seed=2)):
-        (files / f"{i:05d}.slc").write_bytes(data)
-    setups = [
-        "from slimcodec.codec import Codec\nfrom slimcodec.zoo import load_model_file\n"
-        f"codec = Codec(load_model_file({str(tmp_path / 'hp.pt')!r}), max_pixels=1 << 20)",
-        f"from slimcodec_edge.edge import EdgeCodec\ncodec = EdgeCodec({str(bundle)!r}, "
-        "max_pixels=1 << 20)",
-    ]
-    for setup in setups:
-        counts = decode_outcomes(setup, files)
-        assert sum(counts.values()) == count
-        assert counts.get("refused by the entropy decoder", 0) > 60, counts
-        assert counts.get("decoded", 0) < count // 2, counts
+    assert_hostile_files_typed(codec, bundle, tmp_path, seed=2)
 
 
 def test_hyper_transforms_in_row_bands_give_the_whole_images_result(codec):
