@@ -273,6 +273,13 @@ class Codec:
         """Whether the model takes a λ (a ``slimcae-vr``), written in every file."""
         return isinstance(self.model, ModulatedSlimCAE)
 
+    @property
+    def gate_keeps_source_strings(self) -> bool:
+        """Whether the gate ``auto`` (without refinement) always keeps the model alone's
+        strings: every loaded adapter codes them (``codes_as_source``), so whichever it
+        picks, its file is the model alone's but for the domain field."""
+        return all(a.codes_as_source for a in self.adapters.values())
+
     def lambda_range(self, width: int) -> tuple[float, float]:
         """The λ range a variable-rate model was trained for at ``width``."""
         if not self.variable_rate:

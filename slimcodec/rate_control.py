@@ -50,7 +50,10 @@ Its file is returned where it holds the model alone's strings, so the rate the s
 measured (the gate kept the model alone or a decoder adapter, which code those strings), and
 a gate that writes its weights into the header still meets the tolerance; otherwise (an
 adapter with entropy models of its own won) that width is searched through the gate, pass
-by pass. The file returned is always one the search coded and measured.
+by pass. The file returned is always one the search coded and measured. Where every loaded
+adapter codes the model alone's strings (``gate_keeps_source_strings``: the default model's
+do), the gate ``auto``'s files are the model alone's but for their domain field, so a width
+the model alone cannot reach is passed over without a pass through the gate.
 """
 
 from __future__ import annotations
@@ -91,6 +94,9 @@ class RateCodec(Protocol):
 
     @property
     def variable_rate(self) -> bool: ...
+
+    @property
+    def gate_keeps_source_strings(self) -> bool: ...
 
     def lambda_range(self, width: int) -> tuple[float, float]: ...
 
@@ -193,11 +199,19 @@ def encode_to_target(
     # model alone's: so a rate target is searched with the model alone and the gate codes
     # once, at the λ found. Where it keeps other strings (an adapter with entropy models of
     # its own) and misses the target, the width is searched through the gate as before.
+    # Where the gate is ``auto`` and every adapter codes the model alone's strings, its
+    # files are the model alone's byte for byte but for the domain field: a width the model
+    # alone cannot reach, the gate cannot either, and costs no pass through it.
     proxy = SOURCE if gate_proxy and domain in GATES and not by_psnr and not refine else None
+    exact = proxy is not None and domain == "auto" and codec.gate_keeps_source_strings
     for w in widths:
         if proxy is not None:
+            reached: list[float] = []
             found = _search(codec, w, target, tol, max_passes, by_psnr,
-                            lambda w_, lmbda: measure(w_, lmbda, proxy), value, [])
+                            lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached)
+            if found is None and exact:
+                ends += reached
+                continue
             if found is not None:
                 plain, lmbda, _, _, passes = found
                 data, bpp, _ = measure(w, lmbda)

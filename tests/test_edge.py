@@ -622,6 +622,7 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     # Both adapters change the decoder alone, so the manifest says that they code the
     # source's strings and the gate analyses and entropy codes the image once.
     assert all(e["codes_as_source"] for e in edge.bundle.domains.values())
+    assert edge.gate_keeps_source_strings  # (what a rate target's search relies on)
     domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
     latents = record_argument(monkeypatch, EdgeCodec, "decode_latent", "data")
     data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto")

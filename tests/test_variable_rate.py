@@ -156,6 +156,16 @@ def test_a_gates_rate_target_is_searched_with_the_model_alone(codec, image):
     each, _ = encode_to_target(gated, image, target_bpp=target, width=16, domain="auto",
                                gate_proxy=False)
     assert each == data and gated.domains.count("auto") == search.passes - 1 > 1
+    # Its adapter codes the model alone's strings, so a width the model alone cannot reach
+    # (the widest, for a target below its lowest rate) costs no pass through the gate.
+    assert gated.gate_keeps_source_strings
+    bottom = {w: 8 * len(codec.encode_rgb(image, w, lmbda=codec.lambda_range(w)[0]))
+              / image[..., 0].size for w in (16, 8)}
+    assert bottom[8] < bottom[16]
+    gated.domains = []
+    data, search = encode_to_target(gated, image, target_bpp=math.sqrt(bottom[8] * bottom[16]),
+                                    domain="auto")
+    assert search.width == 8 and gated.domains.count("auto") == 1
 
     class Elsewhere(Counting):
         """A gate that keeps other strings than the model alone's: those of a lower λ."""

@@ -114,6 +114,13 @@ class EdgeCodec:
         """Whether the bundle's model takes a λ (and so a quality or a rate target)."""
         return self.bundle.variable_rate
 
+    @property
+    def gate_keeps_source_strings(self) -> bool:
+        """Whether the gate ``auto`` always keeps the model alone's strings: every built-in
+        adapter codes them (the manifest's ``codes_as_source``), so whichever it picks, its
+        file is the model alone's but for the domain field."""
+        return all(e.get("codes_as_source", False) for e in self.bundle.domains.values())
+
     def lambda_range(self, width: int) -> tuple[float, float]:
         """The λ range the model was trained for at ``width``."""
         if not self.variable_rate:
