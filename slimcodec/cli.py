@@ -15,11 +15,11 @@ import json
 import sys
 from collections.abc import Sequence
 
-from slimcodec.bitstream import unpack
+from slimcodec.bitstream import domain_id, unpack
 from slimcodec.data import sample_image
 from slimcodec.utils.console import HELP, run_command
 from slimcodec.utils.io import read_input
-from slimcodec.zoo.catalog import RETIRED, find_by_fingerprint
+from slimcodec.zoo.catalog import RETIRED, find_by_fingerprint, shipped_adapters
 
 __all__ = ["main", "sample_image"]
 
@@ -31,10 +31,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     bitstream = unpack(data)
     h = bitstream.header
     retired = RETIRED.get(h.fingerprint.hex())
+    model = find_by_fingerprint(h.fingerprint)
+    # The adapter that coded it, where it is one that ships with the model (the gate's pick).
+    shipped = {domain_id(a["domain"]): a["domain"] for a in shipped_adapters(model or "")}
     info = {
         "file_bytes": len(data),
         "fingerprint": h.fingerprint.hex(),
-        "model": find_by_fingerprint(h.fingerprint) or (
+        "model": model or (
             f"{retired[0]} (retired: slimcodec {retired[1]} decodes it)" if retired else None),
         "width": h.width,
         "image_height": h.image_size[0],
@@ -43,7 +46,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         "rate_kind": h.rate_kind.name.lower(),
         "rate": h.rate,
         "domain": h.domain,
+        "domain_name": "source" if h.domain == 0 else shipped.get(h.domain),
         "mixture": {str(d): w for d, w in h.mixture},
+        "mixture_names": {shipped.get(d, str(d)): w for d, w in h.mixture},
         "string_bytes": [len(s) for s in bitstream.strings],
         "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
     }

@@ -57,6 +57,25 @@ def test_a_decoder_only_adapters_file_is_the_models_relabelled():
             assert through.header == replace(alone.header, domain=adapter.domain_id)
 
 
+def test_info_names_the_shipped_adapter_that_coded_a_file(tmp_path, capsys):
+    """`slimcodec info` (no torch) names the domain field's adapter, and a mixture's, where
+    they ship with the file's model: what the gate chose."""
+    codec = codec_for(DEFAULT_MODEL)
+    image = natural_like(32, 48, seed=5)
+    names = [e["domain"] for e in catalog.shipped_adapters(DEFAULT_MODEL)]
+    files = {"alone": codec.encode_rgb(image, 48),
+             "through": codec.encode_rgb(image, 48, domain=names[0]),
+             "mixed": codec.encode_rgb(image, 48, mixture=dict.fromkeys(names, 0.25))}
+    info = {}
+    for label, data in files.items():
+        (tmp_path / f"{label}.slc").write_bytes(data)
+        assert main(["info", str(tmp_path / f"{label}.slc"), "--json"]) == 0
+        info[label] = json.loads(capsys.readouterr().out)
+    assert info["alone"]["domain_name"] == "source" and info["alone"]["mixture_names"] == {}
+    assert info["through"]["domain_name"] == names[0]
+    assert info["mixed"]["mixture_names"] == dict.fromkeys(names, 0.25)
+
+
 def test_the_gate_decodes_the_shared_latent_once_to_the_same_losses(monkeypatch):
     """The relabelled candidates share one entropy-decoded latent: the gate's losses are
     those of decoding each file anew."""

@@ -37,13 +37,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
-import zlib
 from typing import Any
 
 import torch
 from compressai.entropy_models import EntropyBottleneck
 from torch import Tensor, nn
 
+from slimcodec.bitstream import domain_id
 from slimcodec.errors import ModelFileError, ModelMismatchError
 from slimcodec.gating import GATES, SOURCE
 from slimcodec.layers import SlimConv2d, Slimmable
@@ -61,13 +61,6 @@ FILE_FORMAT = "slimcodec-adapter"
 #: ``extend`` had them); older files still load.
 FILE_VERSION = 3
 READABLE_VERSIONS = (1, 2, 3)
-
-
-def domain_id(name: str) -> int:
-    """The container's domain id for a domain name: 1..65535, from its CRC-32."""
-    if not name:
-        raise ValueError("a domain needs a name")
-    return zlib.crc32(name.encode()) % 65535 + 1
 
 
 def _residual(widths: tuple[int, ...]) -> SlimConv2d:

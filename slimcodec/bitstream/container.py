@@ -30,6 +30,7 @@ __all__ = [
     "Bitstream",
     "Header",
     "RateKind",
+    "domain_id",
     "pack",
     "unpack",
 ]
@@ -128,6 +129,14 @@ class Bitstream:
 
     header: Header
     strings: tuple[bytes, ...]
+
+
+def domain_id(name: str) -> int:
+    """The domain field's id for a domain adapter's name: 1..65535, from its CRC-32 (0 is the
+    model alone)."""
+    if not name:
+        raise ValueError("a domain needs a name")
+    return zlib.crc32(name.encode()) % 65535 + 1
 
 
 def _pack_rate(kind: RateKind, rate: float) -> bytes:
