@@ -157,8 +157,8 @@ def _from_planes(entry: Any) -> torch.Tensor:
     if not isinstance(planes, torch.Tensor) or planes.dtype != torch.uint8 or \
             planes.shape != (size, math.prod(shape)):
         raise ValueError("byte planes do not fit their dtype and shape")
-    # Row by row into the interleaved bytes: reads stay contiguous, and it takes a quarter
-    # of the time of planes.T.contiguous() (a model's worth: 0.05 s against 0.21 s).
+    # Row by row into the interleaved bytes: the reads stay contiguous, several times faster
+    # than the strided copy of planes.T.contiguous().
     values = torch.empty((planes.shape[1], size), dtype=torch.uint8)
     for i in range(size):
         values[:, i] = planes[i]
@@ -220,7 +220,7 @@ def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
-def file_meta(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
+def _checked_meta(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` dict of a model file's payload ({} if it has none)."""
     meta = payload.get("meta", {})
     if not isinstance(meta, dict):
@@ -230,15 +230,15 @@ def file_meta(payload: dict[str, Any], path: str | os.PathLike) -> dict[str, Any
 
 def read_model_meta(path: str | os.PathLike) -> dict[str, Any]:
     """The ``meta`` dict of a model file, without decoding its weights."""
-    return file_meta(read_payload(path, FILE_FORMAT, READABLE_VERSIONS, "model",
-                                  MODEL_FIELDS), path)
+    return _checked_meta(read_payload(path, FILE_FORMAT, READABLE_VERSIONS, "model",
+                                      MODEL_FIELDS), path)
 
 
 def load_model_file(path: str | os.PathLike) -> nn.Module:
     """Load a model file, verify its fingerprint and return the model in eval mode, with
     the file's fingerprint and ``meta`` dict as ``file_fingerprint`` and ``file_meta``."""
     payload = read_model_file(path)
-    meta = file_meta(payload, path)
+    meta = _checked_meta(payload, path)
     try:
         model = build(payload["arch"], payload["config"])
         model.load_state_dict(payload["state_dict"])
