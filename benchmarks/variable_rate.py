@@ -324,13 +324,14 @@ Over all targets: median error **{statistics.median(errors) * 100:.2f}%** (targe
 {max(errors) * 100:.2f}%, passes {statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
     if gated:
+        differ = ("" if all(same) else " (where not, the gate kept an adapter's own strings on "
+                  "the way, and each search landed on its own λ)")
         body += f"""
 
 **The gate's search.** Its passes coded with the model alone and the gate coding once at the
 λ found: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s with every
 pass through the gate (**{sum(slow) / sum(fast):.2f}x**, the two alternating image by image,
-same run); the same file in {sum(same)} of {len(same)} (where not, the gate kept an adapter's
-own strings on the way, and each search landed on its own λ)."""
+same run); the same file in {sum(same)} of {len(same)}{differ}."""
     write_section(section_name("rate_control", model) + (f"-{name}" if name else ""), body)
     print(body)
 
