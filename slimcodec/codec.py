@@ -152,6 +152,13 @@ def _numpy(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[np.ndarray],
     return lambda a: fn(torch.from_numpy(a)).numpy()
 
 
+def _synthesis(model: SlimCAE) -> Callable[[np.ndarray], np.ndarray]:
+    """The model's synthesis as the tiler calls it, on channels-last tensors: oneDNN's own
+    layout, in which the synthesis's convolutions and an adapter's output filter run
+    faster on a CPU (``benchmarks/coding_speed.py``); the sums are the same."""
+    return _numpy(lambda y: model.synthesis(y.contiguous(memory_format=torch.channels_last)))
+
+
 
 def _size(strings: tuple[bytes, ...]) -> int:
     return sum(len(s) for s in strings)
@@ -521,7 +528,7 @@ class Codec:
         candidates = []
         for label, data in (("plain", latent.encode(y)), ("refined", refined)):
             y_hat = latent.decode(data, y.shape[1:])
-            decoded = tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
+            decoded = tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
             candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,
@@ -619,7 +626,7 @@ class Codec:
         h, w = header.image_size
         return _out_of_memory(
             f"decoding a {w}x{h} image",
-            lambda: tiling.synthesize(_numpy(self.model.synthesis), tiling.unchanged, y_hat,
+            lambda: tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
                                       header.image_size, self.model.downsampling, self.tile))
 
     def _decoding_point(self, header: Header) -> Any:

@@ -148,6 +148,19 @@ def test_grayscale_source_decodes_to_grayscale(codec):
     assert out.mode == "L" and out.size == (40, 24)
 
 
+def test_the_synthesis_runs_on_channels_last_tensors(codec):
+    """oneDNN's own layout, faster on a CPU (benchmarks/coding_speed.py); the encoder's
+    analysis is left as it was, so files keep their bytes."""
+    layouts = []
+    hook = codec.model.g_s[0].register_forward_pre_hook(
+        lambda _, args: layouts.append(args[0].is_contiguous(memory_format=torch.channels_last)))
+    try:
+        codec.decode(codec.encode(natural_like(40, 56), 16))
+    finally:
+        hook.remove()
+    assert layouts and all(layouts)
+
+
 def test_codec_rejects_bad_width_and_giant_images(codec):
     with pytest.raises(slimcodec.WidthError, match=r"width 10 is not one of small's: \[16"):
         codec.encode(natural_like(8, 8), 10)

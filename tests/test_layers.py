@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck
 from compressai.layers import GDN
 from torch import nn
@@ -13,7 +14,9 @@ from slimcodec.layers import (
     SyncFreeEntropyBottleneck,
     make_gdn,
     reparametrised_once,
+    slimmable,
 )
+from slimcodec.layers.subpixel import subpixel_conv_transpose2d, subpixel_weight
 
 WIDTHS = (12, 8, 4)
 
@@ -47,6 +50,53 @@ def test_slim_transposed_conv_equals_plain_with_in_out_layout(index):
     out = layer(x)
     assert out.shape[-2:] == (12, 18)  # upsamples exactly by the stride
     assert torch.equal(out, plain(x))
+
+
+@pytest.mark.parametrize("kernel, stride", [(9, 4), (5, 2), (3, 1), (7, 3), (9, 2), (1, 2)])
+def test_the_subpixel_form_computes_the_transposed_convolution(kernel, stride):
+    """Values and the weight's gradient, in float64, where only rounding can differ."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    w = torch.randn(6, 3, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64)
+    ref = F.conv_transpose2d(x, w, b, stride, kernel // 2, output_padding=stride - 1)
+    out = subpixel_conv_transpose2d(x, w, b, stride, kernel // 2)
+    assert out.shape == ref.shape == (2, 3, 5 * stride, 7 * stride)
+    assert torch.allclose(out, ref, rtol=0, atol=1e-12)
+    grad = torch.randn_like(ref)
+    expected, got = (torch.autograd.grad(y, w, grad)[0] for y in (ref, out))
+    assert torch.allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_the_subpixel_form_refuses_a_kernel_that_does_not_upsample_exactly():
+    with pytest.raises(ValueError, match="odd kernel"):
+        subpixel_weight(torch.zeros(4, 3, 4, 4), 2, 2)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::torch.jit.TracerWarning")
+def test_few_outputs_run_as_subpixel_on_the_cpu_and_transposed_when_traced(monkeypatch):
+    """The synthesis's last layer (cout·s² <= cin) is computed in the convolution form; a
+    trace (ONNX export, fvcore's MAC count) sees the transposed convolution; layers with
+    many outputs keep it too."""
+    calls = []
+    transposed = F.conv_transpose2d
+    monkeypatch.setattr(slimmable.F, "conv_transpose2d",
+                        lambda *a, **k: calls.append(a[1].shape) or transposed(*a, **k))
+    torch.manual_seed(0)
+    last = SlimConvTranspose2d((48, 32), 3, 9, stride=4)  # 3·16 <= 48, not <= 32
+    x = torch.randn(1, 48, 3, 4)
+    out = last(x)
+    assert calls == []
+    assert torch.allclose(out, transposed(x, last.weight, last.bias, 4, 4, output_padding=3),
+                          atol=1e-5)
+    traced = torch.jit.trace(last, x, check_trace=False)
+    assert calls == [(48, 3, 9, 9)]
+    assert torch.equal(traced(x), transposed(x, last.weight, last.bias, 4, 4, output_padding=3))
+    last.set_width_index(1)
+    last(x[:, :32])
+    middle = SlimConvTranspose2d(48, 48, 5, stride=2)
+    middle(x)
+    assert calls[1:] == [(32, 3, 9, 9), (48, 48, 5, 5)]
 
 
 def test_fixed_image_channels_and_no_bias():

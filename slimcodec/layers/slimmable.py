@@ -14,8 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .subpixel import subpixel_conv_transpose2d
 
 __all__ = ["SlimConv2d", "SlimConvTranspose2d", "Slimmable", "leading"]
 
@@ -115,6 +118,9 @@ class SlimConvTranspose2d(_SlimConvNd):
     def forward(self, x: Tensor) -> Tensor:
         cin, cout = self.in_channels, self.out_channels
         bias = leading(self.bias, cout) if self.bias is not None else None
+        if self._subpixel(x, cin, cout):
+            return subpixel_conv_transpose2d(x, leading(self.weight, cin, cout), bias,
+                                             self.stride, self.padding)
         return F.conv_transpose2d(
             x,
             leading(self.weight, cin, cout),
@@ -124,3 +130,12 @@ class SlimConvTranspose2d(_SlimConvNd):
             output_padding=self.stride - 1,
         )
 
+    def _subpixel(self, x: Tensor, cin: int, cout: int) -> bool:
+        """Whether to compute this call as a convolution and a pixel shuffle
+        (:mod:`.subpixel`): on a CPU, where PyTorch's transposed convolution is slow with
+        few output channels (``cout·s² <= cin``: the synthesis's last layer). Not when
+        traced (ONNX export, fvcore's MAC counts), which keep the layer as it is:
+        onnxruntime's transposed convolution is the faster one, and MACs count the
+        architecture's multiply-adds, not the zero taps of the convolution form."""
+        return (x.device.type == "cpu" and cout * self.stride ** 2 <= cin
+                and not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export())
