@@ -56,7 +56,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
-            print(f"{key:>13}: {value}")
+            # the header stores λ as float32: 0.04, not 0.03999999910593033 (--json: as is)
+            print(f"{key:>13}: {value:.6g}" if isinstance(value, float) else
+                  f"{key:>13}: {value}")
     return 0
 
 

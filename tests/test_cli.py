@@ -92,6 +92,10 @@ def test_info(tmp_path, photo, capsys):
     assert info["model"] == DEFAULT_MODEL and info["file_bytes"] == slc.stat().st_size
     code, out, _ = run(capsys, "info", slc)
     assert code == 0 and "fingerprint" in out
+    # λ is stored as float32: shown to 6 digits, not as 0.004183...9 (the JSON keeps it)
+    lines = dict(map(str.strip, line.split(": ", 1)) for line in out.strip().splitlines())
+    assert repr(info["rate"]) != f"{info['rate']:.6g}"
+    assert (lines["rate"], lines["bpp"]) == (f"{info['rate']:.6g}", f"{info['bpp']:.6g}")
 
 
 def test_eval_writes_json(tmp_path, capsys):
