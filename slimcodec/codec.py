@@ -159,7 +159,6 @@ def _synthesis(model: SlimCAE) -> Callable[[np.ndarray], np.ndarray]:
     return _numpy(lambda y: model.synthesis(y.contiguous(memory_format=torch.channels_last)))
 
 
-
 def _size(strings: tuple[bytes, ...]) -> int:
     return sum(len(s) for s in strings)
 
