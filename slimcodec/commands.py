@@ -46,12 +46,13 @@ from slimcodec.rate_control import (
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
-from slimcodec.utils.console import HELP, positive_int, run_command, summary
+from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
 from slimcodec.utils.image import find_images, image_argument, load_rgb
 from slimcodec.utils.io import (
     atomic_write_bytes,
     check_not_input,
     check_writable,
+    output_paths,
     read_input,
     write_output,
 )
@@ -153,12 +154,19 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    check_not_input(args.output, args.input)
+    pairs = output_paths(args.input, args.output, ".slc")
     codec = codec_for(args.model, args.max_pixels, args.tile)
     codec = _with_gate(_with_adapters(codec, args.adapter), args.gate)
     domain = _domain(args, codec)
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
-    rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
+    # each image its own copy of the options: a budget sets the width for its size
+    return for_each_file(pairs, lambda source, output: _compress(
+        copy.copy(args), codec, domain, steps, source, output))
+
+
+def _compress(args: argparse.Namespace, codec: Codec, domain: str | None, steps: int,
+              source: str, output: str) -> None:
+    rgb, grayscale = load_rgb(image_argument(source), max_pixels=codec.max_pixels)
     _apply_budget(args, codec, domain, rgb.shape[:2])
     search = None
     if steps and not _searching(args):  # the one pass gets a progress bar
@@ -171,10 +179,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
                                         domain=domain, **rate_arguments(args))
         if args.verbose and search is not None:
             print(f"rate control: {search.describe()}", file=sys.stderr)
-    write_output(args.output, lambda f: f.write(data))
-    summary(args.output, coded_summary(data, search) +
-            _domain_words(codec, unpack(data).header))
-    return 0
+    write_output(output, lambda f: f.write(data))
+    summary(output, coded_summary(data, search) + _domain_words(codec, unpack(data).header))
 
 
 def _searching(args: argparse.Namespace) -> bool:
@@ -192,14 +198,18 @@ def _domain_words(codec: Codec, header: Header) -> str:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    check_not_input(args.output, args.input)
-    fmt = _format_for(args.output)  # before decoding: a bad extension should cost nothing
-    data = read_input(args.input)
-    model = args.model or writer_of(data)
-    image = _with_adapters(codec_for(model, args.max_pixels, args.tile), args.adapter).decode(data)
-    write_output(args.output, lambda f: image.save(f, format=fmt))
-    summary(args.output, f"{image.width}x{image.height} {image.mode}")
-    return 0
+    pairs = output_paths(args.input, args.output, ".png")
+    for _, output in pairs:
+        _format_for(output)  # before decoding: a bad extension should cost nothing
+
+    def decompress(source: str, output: str) -> None:
+        data = read_input(source)
+        codec = codec_for(args.model or writer_of(data), args.max_pixels, args.tile)
+        image = _with_adapters(codec, args.adapter).decode(data)
+        write_output(output, lambda f: image.save(f, format=_format_for(output)))
+        summary(output, f"{image.width}x{image.height} {image.mode}")
+
+    return for_each_file(pairs, decompress, decoding=True)
 
 
 def _format_for(path: str) -> str:
@@ -441,8 +451,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "allocating anything (default: %(default)s)")
 
     c = sub.add_parser("compress", help=HELP["compress"])
-    c.add_argument("input", help="image file ('-': standard input)")
-    c.add_argument("-o", "--output", required=True, help=".slc file ('-': standard output)")
+    c.add_argument("input", nargs="+", help="image file ('-': standard input), or several")
+    c.add_argument("-o", "--output", required=True,
+                   help=".slc file ('-': standard output), or a folder: each input's name "
+                        "with .slc (several inputs need one)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
     add_rate_arguments(c)
@@ -469,10 +481,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=HELP["decompress"])
-    d.add_argument("input", help=".slc file ('-': standard input)")
+    d.add_argument("input", nargs="+", help=".slc file ('-': standard input), or several")
     d.add_argument("-o", "--output", required=True,
                    help="image file, its format from the extension ('-': PNG on standard "
-                        "output)")
+                        "output), or a folder: each input's name with .png (several inputs "
+                        "need one)")
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
     d.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     add_tile_argument(d)

@@ -71,6 +71,60 @@ def test_dash_is_standard_input_and_output(tmp_path, photo, monkeypatch, capsysb
     assert b"standard input: not an image" in capsysbinary.readouterr().err
 
 
+def test_several_files_are_coded_into_a_folder_each_as_alone(tmp_path, photo, capsys):
+    """One process for many files: each written into the folder under its own name, the
+    same bytes and pixels as coded alone; a bad file is one line naming it, the others are
+    still coded, and the exit status says that one failed."""
+    other = tmp_path / "other.png"
+    Image.fromarray(natural_like(40, 31, seed=3)).save(other)
+    (tmp_path / "broken.png").write_bytes(b"junk")
+    coded, decoded = tmp_path / "coded", tmp_path / "decoded"
+    coded.mkdir()
+    decoded.mkdir()
+    code, out, err = run(capsys, "compress", photo, tmp_path / "broken.png", other, "-o", coded,
+                         "--width", 48)
+    assert code == 2 and sorted(p.name for p in coded.iterdir()) == ["other.slc", "photo.slc"]
+    assert out.count("\n") == 2 and err.splitlines() == [
+        f"slimcodec: error: {tmp_path / 'broken.png'}: not a readable image (cannot "
+        f"identify image file '{tmp_path / 'broken.png'}')",
+        "slimcodec: error: 1 of 3 files failed"]
+    code, _, _ = run(capsys, "compress", other, "-o", tmp_path / "alone.slc", "--width", 48)
+    assert (coded / "other.slc").read_bytes() == (tmp_path / "alone.slc").read_bytes()
+    code, out, err = run(capsys, "decompress", *sorted(coded.iterdir()), "-o", decoded)
+    assert code == 0 and err == "" and out.count("\n") == 2
+    run(capsys, "decompress", tmp_path / "alone.slc", "-o", tmp_path / "alone.png")
+    assert np.array_equal(np.asarray(Image.open(decoded / "other.png")),
+                          np.asarray(Image.open(tmp_path / "alone.png")))
+    # one input and a folder: written into it, as with several
+    assert run(capsys, "decompress", coded / "photo.slc", "-o", tmp_path)[0] == 0
+    assert (tmp_path / "photo.png").exists()
+
+
+@pytest.mark.parametrize("case", ["same name", "not a folder", "standard input",
+                                  "standard input alone", "an input"])
+def test_several_files_that_would_lose_something_are_refused_before_any_work(
+        tmp_path, photo, capsys, case):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    twin = tmp_path / "photo.jpg"
+    Image.open(photo).save(twin)
+    inputs, output, message = {
+        "same name": ([photo, twin], folder, "would both be written to"),
+        "not a folder": ([photo, twin], tmp_path / "x.slc", "names an existing folder"),
+        "standard input": (["-", photo], folder, "standard input ('-') is coded alone"),
+        "standard input alone": (["-"], folder, "standard input ('-') is coded alone"),
+        "an input": ([photo, folder / "kept.slc"], folder, "is the input file"),
+    }[case]
+    if case == "an input":  # its output, the folder's kept.slc, is that input
+        (folder / "kept.slc").write_bytes(b"keep")
+    before = sorted(p.name for p in folder.iterdir())
+    code, out, err = run(capsys, "compress", *inputs, "-o", output, "--width", 48)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in folder.iterdir()) == before
+    if case == "an input":
+        assert (folder / "kept.slc").read_bytes() == b"keep"
+
+
 def test_output_onto_the_input_is_refused(tmp_path, photo, capsys):
     before = photo.read_bytes()
     code, _, err = run(capsys, "compress", photo, "-o", photo.parent / "." / photo.name)

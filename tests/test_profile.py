@@ -275,6 +275,34 @@ def test_select_cli_and_compress_with_a_budget(profiled, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "no width fits" in err
 
 
+def test_a_budget_picks_each_images_width_when_several_are_compressed(profiled, tmp_path,
+                                                                     capsys):
+    """A budget scales with each image's size: in one call, each file is the one compress
+    writes for that image alone (the first image's choice does not carry over)."""
+    from slimcodec.bitstream import unpack
+
+    model, profile = profiled
+    (tmp_path / "p.json").write_text(json.dumps(profile))
+    save_model_file(model, tmp_path / "m.pt")
+    limit = str(profile["widths"][0]["decoder"]["macs"] * 1.01)  # the widest, at its size
+    Image.fromarray(natural_like(64, 96)).save(tmp_path / "small.png")
+    Image.fromarray(natural_like(128, 96, seed=1)).save(tmp_path / "large.png")  # 2x: narrower
+    budget = ["--model", str(tmp_path / "m.pt"), "--profile", str(tmp_path / "p.json"),
+              "--max-macs", limit]
+    (tmp_path / "out").mkdir()
+    assert main(["compress", str(tmp_path / "small.png"), str(tmp_path / "large.png"), "-o",
+                 str(tmp_path / "out"), *budget]) == 0
+    for name in ("small", "large"):
+        assert main(["compress", str(tmp_path / f"{name}.png"), "-o",
+                     str(tmp_path / f"{name}.slc"), *budget]) == 0
+        assert (tmp_path / "out" / f"{name}.slc").read_bytes() == \
+            (tmp_path / f"{name}.slc").read_bytes()
+    widths = [unpack((tmp_path / f"{n}.slc").read_bytes()).header.width
+              for n in ("small", "large")]
+    assert widths[0] == model.widths[0] and widths[1] < widths[0]
+    capsys.readouterr()
+
+
 def test_profile_of_an_adapted_codec_counts_the_adapter(profiled, tmp_path, capsys):
     from slimcodec.adaptation import DomainAdapter, save_adapter
 

@@ -12,7 +12,7 @@ one line on stderr and exit status 2, as with ``slimcodec``.
 from __future__ import annotations
 
 import argparse
-import os
+import copy
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,14 +27,19 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.tiling import add_tile_argument
-from slimcodec.utils.console import positive_int, summary, warnings_as_lines
+from slimcodec.utils.console import (
+    for_each_file,
+    positive_int,
+    run_command,
+    summary,
+)
 from slimcodec.utils.image import image_argument, load_rgb
-from slimcodec.utils.io import check_not_input, read_input, write_output
+from slimcodec.utils.io import output_paths, read_input, write_output
 
 from ..select import add_budget_arguments, apply_budget
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
 
-EXIT_BAD_INPUT = 2
+PROG = "slimcodec-edge"
 
 
 def _codec(args: argparse.Namespace) -> EdgeCodec:
@@ -43,13 +48,20 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    check_not_input(args.output, args.input)
+    pairs = output_paths(args.input, args.output, ".slc")
     codec = _codec(args)
     domain = args.domain or codec.bundle.default_domain  # the exporter's, as slimcodec's
+    # each image its own copy of the options: a budget sets the width for its size
+    return for_each_file(pairs, lambda source, output: _encode(
+        copy.copy(args), codec, domain, source, output), prog=PROG)
+
+
+def _encode(args: argparse.Namespace, codec: EdgeCodec, domain: str | None, source: str,
+            output: str) -> None:
     named = adapter_domain(domain)
     domain_id = codec.bundle.domain_id(named) if named is not None else 0
     variable = codec.bundle.variable_rate
-    rgb, grayscale = load_rgb(image_argument(args.input), max_pixels=codec.max_pixels)
+    rgb, grayscale = load_rgb(image_argument(source), max_pixels=codec.max_pixels)
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
                           rate_given=any(getattr(args, o) is not None for o in RATE_OPTIONS),
@@ -60,30 +72,37 @@ def cmd_encode(args: argparse.Namespace) -> int:
                                     **rate_arguments(args))
     if args.verbose and search is not None:
         print(f"rate control: {search.describe()}", file=sys.stderr)
-    write_output(args.output, lambda f: f.write(data))
-    summary(args.output, coded_summary(data, search))
-    return 0
+    write_output(output, lambda f: f.write(data))
+    summary(output, coded_summary(data, search))
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    check_not_input(args.output, args.input)
-    if Path(args.output).suffix.lower() not in ("", ".png"):
-        raise SlimcodecError(f"{args.output}: write decoded images as .png")
-    image = _codec(args).decode(read_input(args.input))
-    write_output(args.output, lambda f: image.save(f, format="PNG"))
-    summary(args.output, f"{image.width}x{image.height} {image.mode}")
-    return 0
+    pairs = output_paths(args.input, args.output, ".png")
+    for _, output in pairs:
+        if Path(output).suffix.lower() not in ("", ".png"):
+            raise SlimcodecError(f"{output}: write decoded images as .png")
+    codec = _codec(args)
+
+    def decode(source: str, output: str) -> None:
+        image = codec.decode(read_input(source))
+        write_output(output, lambda f: image.save(f, format="PNG"))
+        summary(output, f"{image.width}x{image.height} {image.mode}")
+
+    return for_each_file(pairs, decode, decoding=True, prog=PROG)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="slimcodec-edge", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     for name, func, what in (("encode", cmd_encode, "an image"), ("decode", cmd_decode,
                                                                    "a .slc file")):
         c = sub.add_parser(name, help=f"{name} {what}")
         c.add_argument("bundle", help="bundle folder written by `slimcodec export`")
-        c.add_argument("input", help="'-': standard input")
-        c.add_argument("-o", "--output", required=True, help="'-': standard output")
+        c.add_argument("input", nargs="+", help="'-': standard input; or several files")
+        c.add_argument("-o", "--output", required=True,
+                       help="'-': standard output; or a folder: each input's name with "
+                            f"{'.slc' if name == 'encode' else '.png'} (several inputs "
+                            "need one)")
         c.add_argument("--threads", type=int, default=0,
                        help="onnxruntime threads (default: all cores)")
         c.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")
@@ -109,24 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        with warnings_as_lines("slimcodec-edge"):
-            return args.func(args)
-    except KeyboardInterrupt:
-        print("slimcodec-edge: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("SLIMCODEC_DEBUG"):
-            raise
-        known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
-        if not known and args.command != "decode":
-            raise
-        if isinstance(exc, OSError) and exc.filename:
-            message = f"{exc.filename}: {exc.strerror}"
-        else:
-            message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"slimcodec-edge: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    return run_command(args, args.func, PROG, decoding=("decode",))
 
 
 if __name__ == "__main__":

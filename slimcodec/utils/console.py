@@ -17,8 +17,8 @@ from typing import Any
 from slimcodec.errors import SlimcodecError
 from slimcodec.utils.io import STDIO
 
-__all__ = ["EXIT_BAD_INPUT", "HELP", "positive_int", "run_command", "summary",
-           "warnings_as_lines"]
+__all__ = ["EXIT_BAD_INPUT", "HELP", "for_each_file", "positive_int", "run_command",
+           "summary", "warnings_as_lines"]
 
 EXIT_BAD_INPUT = 2
 
@@ -101,6 +101,41 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _bad_input(exc: BaseException, decoding: bool) -> bool:
+    """Whether ``exc`` is bad input, worth one line and no traceback: typed errors, bad
+    option values (ValueError), missing or unwritable paths (OSError), exhausted memory,
+    and, for a command that decodes a file, whatever the file provokes. Anything else is a
+    bug, and its traceback the report."""
+    known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
+    return known or _is_allocator_error(exc) or decoding
+
+
+def for_each_file(pairs: list[tuple[str, str]], code: Callable[[str, str], None],
+                  decoding: bool = False, prog: str = "slimcodec") -> int:
+    """Run ``code(input, output)`` for each pair (:func:`~slimcodec.utils.io.output_paths`).
+    One pair: its errors are the command's. Several: a file's bad input is one line on
+    stderr, naming the file, and the others are still coded; the exit status is then
+    :data:`EXIT_BAD_INPUT`, after a line that counts the failures."""
+    if len(pairs) == 1:
+        code(*pairs[0])
+        return 0
+    failed = 0
+    for source, target in pairs:
+        try:
+            code(source, target)
+        except Exception as exc:
+            if os.environ.get("SLIMCODEC_DEBUG") or not _bad_input(exc, decoding):
+                raise
+            line = _one_line(exc)
+            print(f"{prog}: error: {line if source in line else f'{source}: {line}'}",
+                  file=sys.stderr)
+            failed += 1
+    if failed:
+        print(f"{prog}: error: {failed} of {len(pairs)} files failed", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0
+
+
 def _is_allocator_error(exc: BaseException) -> bool:
     """torch reports an exhausted allocator as a RuntimeError."""
     text = str(exc).lower()
@@ -117,9 +152,11 @@ def _terminate(signum: int, frame: Any) -> None:
 
 
 def run_command(args: argparse.Namespace, func: Callable[[argparse.Namespace], int],
-                prog: str = "slimcodec") -> int:
+                prog: str = "slimcodec",
+                decoding: tuple[str, ...] = ("decompress", "info")) -> int:
     """Run a parsed command: bad input ends in one line on stderr and exit status 2,
-    Ctrl-C in 130, SIGTERM in 143 (after every cleanup)."""
+    Ctrl-C in 130, SIGTERM in 143 (after every cleanup). ``decoding``: the commands that
+    read a file a writer made, whatever error it provokes being bad input."""
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
@@ -133,13 +170,7 @@ def run_command(args: argparse.Namespace, func: Callable[[argparse.Namespace], i
         print(f"{prog}: terminated", file=sys.stderr)
         return 128 + signal.SIGTERM
     except Exception as exc:
-        if os.environ.get("SLIMCODEC_DEBUG"):
-            raise
-        # Bad input is never worth a traceback: typed errors, bad option values (ValueError),
-        # missing or unwritable paths (OSError), exhausted memory, and whatever a file being
-        # decoded provokes. Anything else is a bug, and its traceback the report.
-        known = isinstance(exc, (SlimcodecError, OSError, ValueError, MemoryError))
-        if not (known or _is_allocator_error(exc) or args.command in ("decompress", "info")):
+        if os.environ.get("SLIMCODEC_DEBUG") or not _bad_input(exc, args.command in decoding):
             raise
         print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT

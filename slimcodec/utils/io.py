@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["STDIO", "atomic_write", "atomic_write_bytes", "check_not_input", "check_writable",
-           "read_input", "write_output"]
+           "output_paths", "read_input", "write_output"]
 
 STDIO = "-"
 
@@ -165,3 +165,31 @@ def check_not_input(output: str | os.PathLike, source: str | os.PathLike) -> Non
     if os.path.samefile(output, source):
         raise ValueError(f"{output} is the input file; writing it would destroy the input "
                          "(choose another -o)")
+
+
+def output_paths(inputs: list[str], output: str, suffix: str) -> list[tuple[str, str]]:
+    """Each input with the path a command writes it to: ``output`` itself for one input,
+    unless ``output`` is a folder; in a folder (several inputs need one), the input's name
+    with ``suffix`` for its extension. Raises ``ValueError`` before any work for what
+    would lose something: several inputs without an existing folder, standard input among
+    several, two inputs that would write the same file, an output that is an input."""
+    if len(inputs) == 1 and not (output != STDIO and os.path.isdir(output)):
+        pairs = [(inputs[0], output)]
+    else:
+        if STDIO in inputs:  # it has no name to write into a folder under
+            raise ValueError("standard input ('-') is coded alone, to the file -o names "
+                             "(or '-')")
+        if output == STDIO or not os.path.isdir(output):
+            raise ValueError(f"{output}: with several inputs, -o names an existing folder "
+                             "that each output is written into")
+        pairs = [(i, os.path.join(output, Path(i).stem + suffix)) for i in inputs]
+        seen: dict[str, str] = {}
+        for source, target in pairs:
+            key = os.path.normcase(os.path.abspath(target))
+            if key in seen:
+                raise ValueError(f"{seen[key]} and {source} would both be written to {target}")
+            seen[key] = source
+    for _, target in pairs:
+        for source in inputs:
+            check_not_input(target, source)
+    return pairs
