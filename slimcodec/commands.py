@@ -202,10 +202,15 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     for _, output in pairs:
         _format_for(output)  # before decoding: a bad extension should cost nothing
 
+    codecs: dict[str, Codec] = {}  # per model: loaded once, with the adapter files
+
     def decompress(source: str, output: str) -> None:
         data = read_input(source)
-        codec = codec_for(args.model or writer_of(data), args.max_pixels, args.tile)
-        image = _with_adapters(codec, args.adapter).decode(data)
+        model = args.model or writer_of(data)
+        if model not in codecs:
+            codec = codec_for(model, args.max_pixels, args.tile)
+            codecs[model] = _with_adapters(codec, args.adapter)
+        image = codecs[model].decode(data)
         write_output(output, lambda f: image.save(f, format=_format_for(output)))
         summary(output, f"{image.width}x{image.height} {image.mode}")
 

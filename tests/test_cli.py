@@ -100,6 +100,21 @@ def test_several_files_are_coded_into_a_folder_each_as_alone(tmp_path, photo, ca
     assert (tmp_path / "photo.png").exists()
 
 
+def test_several_files_load_their_model_once(tmp_path, photo, capsys, monkeypatch):
+    from slimcodec import commands
+
+    coded = tmp_path / "coded"
+    coded.mkdir()
+    other = tmp_path / "other.png"
+    Image.fromarray(natural_like(30, 20, seed=2)).save(other)
+    assert run(capsys, "compress", photo, other, "-o", coded, "--width", 48)[0] == 0
+    loads = []
+    load = commands.codec_for
+    monkeypatch.setattr(commands, "codec_for", lambda *a: loads.append(a[0]) or load(*a))
+    assert run(capsys, "decompress", *sorted(coded.iterdir()), "-o", tmp_path)[0] == 0
+    assert loads == [DEFAULT_MODEL]
+
+
 @pytest.mark.parametrize("case", ["same name", "not a folder", "standard input",
                                   "standard input alone", "an input"])
 def test_several_files_that_would_lose_something_are_refused_before_any_work(
