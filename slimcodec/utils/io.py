@@ -163,16 +163,29 @@ def check_not_input(output: str | os.PathLike, source: str | os.PathLike) -> Non
                                                   and os.path.exists(source)):
         return
     if os.path.samefile(output, source):
-        raise ValueError(f"{output} is the input file; writing it would destroy the input "
-                         "(choose another -o)")
+        raise _destroys_input(output)
+
+
+def _destroys_input(output: str | os.PathLike) -> ValueError:
+    return ValueError(f"{output} is the input file; writing it would destroy the input "
+                      "(choose another -o)")
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    """What identifies an existing file whatever its path (device, inode); None for
+    standard input or output and paths that do not exist."""
+    if path == STDIO or not os.path.exists(path):
+        return None
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def output_paths(inputs: list[str], output: str, suffix: str) -> list[tuple[str, str]]:
     """Each input with the path a command writes it to: ``output`` itself for one input,
     unless ``output`` is a folder; in a folder (several inputs need one), the input's name
     with ``suffix`` for its extension. Raises ``ValueError`` before any work for what
-    would lose something: several inputs without an existing folder, standard input among
-    several, two inputs that would write the same file, an output that is an input."""
+    would lose something: several inputs without an existing folder, standard input into
+    a folder, two inputs that would write the same file, an output that is an input."""
     if len(inputs) == 1 and not (output != STDIO and os.path.isdir(output)):
         pairs = [(inputs[0], output)]
     else:
@@ -189,7 +202,8 @@ def output_paths(inputs: list[str], output: str, suffix: str) -> list[tuple[str,
             if key in seen:
                 raise ValueError(f"{seen[key]} and {source} would both be written to {target}")
             seen[key] = source
+    read = {_file_id(source) for source in inputs} - {None}  # once: thousands of inputs
     for _, target in pairs:
-        for source in inputs:
-            check_not_input(target, source)
+        if _file_id(target) in read:
+            raise _destroys_input(target)
     return pairs
