@@ -52,6 +52,7 @@ from slimcodec.errors import (
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
+from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import fingerprint, load_model
 from slimcodec.zoo.catalog import (
     find_by_fingerprint,
@@ -409,13 +410,18 @@ class Codec:
         """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels). ``y_hat``:
         the file's latent, already entropy decoded (:meth:`decode_latent`), so that files
         holding the same strings decode it once."""
+        return self._measured(rgb, data, y_hat)[0]
+
+    def _measured(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None
+                  ) -> tuple[float, np.ndarray]:
+        """:meth:`rd_loss`, and the pixels the file decodes to."""
         if y_hat is None:
             decoded, header = self.decode_rgb(data)
         else:
             header = unpack(data).header
             decoded = self.synthesize_rgb(y_hat, header)  # checks the header
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        return rd_loss(rgb, decoded, len(data), self.rd_weight(header.width, lmbda))
+        return rd_loss(rgb, decoded, len(data), self.rd_weight(header.width, lmbda)), decoded
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
               refine: int, report: dict[str, Any] | None) -> bytes:
@@ -425,24 +431,30 @@ class Codec:
         strings, so, unless refinement tunes the latent to its decoder, its candidate is the
         source's file with its domain in the header: the image is analysed and entropy
         coded once, its latent entropy decoded once, and synthesized per candidate (the same
-        files and losses as coding and decoding each anew).
+        files and losses as coding and decoding each anew). ``report`` receives each
+        candidate's loss (``gate``), the one kept (``domain``) and the PSNR its file decodes
+        to (``psnr``: a PSNR target's search needs no decode of its own).
         """
         source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
-        candidates = [(self.rd_loss(rgb, source, y_hat), "", source)]
+        loss, decoded = self._measured(rgb, source, y_hat)
+        losses, best = {"": loss}, (loss, "", source, decoded)
         for adapter in self.adapters.values():
             if adapter.codes_as_source and not refine:
                 data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
-                loss = self.rd_loss(rgb, data, y_hat)
+                loss, decoded = self._measured(rgb, data, y_hat)
             else:
                 data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
                                        domain=adapter.domain)
-                loss = self.rd_loss(rgb, data)
-            candidates.append((loss, adapter.domain, data))
-        _, domain, data = min(candidates)
+                loss, decoded = self._measured(rgb, data, None)
+            losses[adapter.domain] = loss
+            if (loss, adapter.domain) < best[:2]:  # only the best pixels are kept
+                best = (loss, adapter.domain, data, decoded)
+        _, domain, data, decoded = best
         if report is not None:
-            report["gate"] = {d or "source": c for c, d, _ in candidates}
+            report["gate"] = {d or "source": c for d, c in losses.items()}
             report["domain"] = domain or None
+            report["psnr"] = psnr(rgb, decoded)
         return data
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
@@ -532,10 +544,10 @@ class Codec:
             mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
             candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,
                                10 * math.log10(1 / max(mse, 1e-12))))
-        _, label, data, psnr = min(candidates)
+        _, label, data, predicted = min(candidates)
         report.update({"steps": steps, "lmbda": weight, "chosen": label,
                        "loss_plain": candidates[0][0], "loss_refined": candidates[1][0],
-                       "psnr_predicted": psnr,
+                       "psnr_predicted": predicted,
                        "bytes_plain": _size(candidates[0][2]), "bytes": _size(data)})
         return data
 

@@ -42,7 +42,8 @@ the target by that much. Each pass then costs the refinement's steps, and the ga
 (``domain="auto"``) entropy decodes every pass once and synthesizes it once per candidate
 (the model alone and each loaded adapter), and codes it again for each adapter that does
 not code the model's own strings (``"mix"``: decodes it once per
-weighting it tries).
+weighting it tries). A PSNR target's pass through the gate ``auto`` takes the kept file's
+PSNR from the gate's own decode (its ``report``), not from a decode of its own.
 
 **A gate's rate target** (bpp or size, without refinement) is searched with the model
 alone, whose passes skip the gate's syntheses, and the gate then codes once at the λ found.
@@ -181,10 +182,15 @@ def encode_to_target(
 
     def measure(w: int, lmbda: float, how: str | None = domain
                 ) -> tuple[bytes, float, float | None]:
-        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how,
+        report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, report=report,
                                 **({"refine": refine} if refine else {}))
         bpp = 8 * len(data) / pixels
-        quality = psnr(rgb, codec.decode_rgb(data)[0]) if by_psnr else None
+        quality = None
+        if by_psnr:
+            quality = report.get("psnr") if how == "auto" else None
+            if quality is None:
+                quality = psnr(rgb, codec.decode_rgb(data)[0])
         tried.append((w, unpack(data).header.rate, bpp, quality))
         return data, bpp, quality
 

@@ -28,6 +28,7 @@ from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import BundleError, CorruptBitstreamError, LatentError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
+from slimcodec.utils.metrics import psnr
 from slimcodec.training.trainer import init_from
 from slimcodec.zoo import save_model_file
 
@@ -637,9 +638,12 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     assert edge.gate_keeps_source_strings  # (what a rate target's search relies on)
     domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
     latents = record_argument(monkeypatch, EdgeCodec, "decode_latent", "data")
-    data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto")
+    report = {}
+    data = edge.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", report=report)
     assert domains == ["auto", None] and len(latents) == 1  # one latent, decoded once
     monkeypatch.undo()
+    # what the kept file decodes to, from the gate's own decode (a PSNR target needs it)
+    assert report["psnr"] == psnr(rgb, edge.decode_rgb(data)[0])
     weight = edge.bundle.rd_weight(width, lmbda)
     losses = {}
     for adapter in (None, screen, art):
@@ -654,6 +658,9 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     # The weighing gate's files decode through the bundle's mixing graph, the file's weights
     # its input: as slimcodec decodes them, to one level.
     codec = Codec(model, rd_lambdas=lambdas, adapters=[screen, art])
+    report = {}
+    kept = codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", report=report)
+    assert report["domain"] == "art" and report["psnr"] == psnr(rgb, codec.decode_rgb(kept)[0])
     mixed = codec.encode_rgb(rgb, width, lmbda=lmbda, mixture={"screen": 0.5, "art": 0.25})
     theirs, ours = codec.decode_rgb(mixed)[0], edge.decode_rgb(mixed)[0]
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1

@@ -182,6 +182,26 @@ def test_a_gates_rate_target_is_searched_with_the_model_alone(codec, image):
     assert abs(math.log(8 * len(data) / image[..., 0].size / target)) <= math.log1p(0.01)
 
 
+def test_a_gates_psnr_target_takes_each_pass_psnr_from_the_gate(codec, image, monkeypatch):
+    """The gate ``auto`` decodes every candidate to compare them: a PSNR target's pass takes
+    the kept file's PSNR from it (``report["psnr"]``), exactly the file's, without decoding
+    the file again; the model alone's passes decode theirs."""
+    from slimcodec import rate_control
+    from slimcodec.adaptation import DomainAdapter
+
+    gated = Codec(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
+    top, _ = codec.decode_rgb(codec.encode_rgb(image, 8, lmbda=RANGE[1]))
+    target = psnr(image, top) - 0.3  # inside width 8's range (as the test below)
+    measured = []
+    monkeypatch.setattr(rate_control, "psnr", lambda a, b: measured.append(1) or psnr(a, b))
+    data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto")
+    assert measured == [] and search.passes >= 3
+    assert search.psnr == psnr(image, gated.decode_rgb(data)[0])
+    assert abs(search.psnr - target) <= 0.1
+    _, alone = encode_to_target(gated, image, target_psnr=target, width=8, domain="source")
+    assert len(measured) == alone.passes
+
+
 def test_target_picks_the_widest_width_or_the_cheapest_that_reaches_it(codec, image):
     narrow_top = 8 * len(codec.encode_rgb(image, 8, lmbda=RANGE[1])) / image[..., 0].size
     wide_bottom = 8 * len(codec.encode_rgb(image, 16, lmbda=RANGE[0])) / image[..., 0].size

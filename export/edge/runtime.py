@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -43,6 +44,7 @@ from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_ga
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
 from slimcodec.utils.image import ImageLike, load_rgb
+from slimcodec.utils.metrics import psnr
 from slimcodec.zoo.catalog import writer_of
 
 from ..bundle import Bundle
@@ -216,11 +218,13 @@ class EdgeCodec:
         return data
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
-                   lmbda: float | None = None, domain: str | None = None) -> bytes:
+                   lmbda: float | None = None, domain: str | None = None,
+                   report: dict[str, Any] | None = None) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
         source and every built-in adapter and keep the file of the lowest RD loss (as
-        :meth:`slimcodec.codec.Codec.encode_rgb`);
+        :meth:`slimcodec.codec.Codec.encode_rgb`; ``report`` then receives the PSNR its file
+        decodes to, ``psnr``);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
         learned gate (:meth:`_gated`)."""
         height, img_width = rgb.shape[:2]
@@ -228,7 +232,7 @@ class EdgeCodec:
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
         if domain == "auto":
-            return self._gate(rgb, width, grayscale, lmbda)
+            return self._gate(rgb, width, grayscale, lmbda, report)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
@@ -244,8 +248,8 @@ class EdgeCodec:
                         0.0 if lmbda is None else lmbda, domain_id)
         return pack(Bitstream(header, strings))
 
-    def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
-              ) -> bytes:
+    def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
+              report: dict[str, Any] | None = None) -> bytes:
         """As slimcodec's ``--domain auto``: the source and every built-in adapter, the
         lowest RD loss. An adapter the manifest says ``codes_as_source`` (decoder alone, no
         entropy tables of its own) codes the source's strings, so its candidate is the
@@ -255,18 +259,22 @@ class EdgeCodec:
         source = self.encode_rgb(rgb, width, grayscale, lmbda)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
 
-        def loss(data: bytes, relabelled: bool) -> float:
+        def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, np.ndarray]:
             decoded = (self.synthesize_rgb(y_hat, unpack(data).header) if relabelled
                        else self.decode_rgb(data)[0])
-            return rd_loss(rgb, decoded, len(data), weight)
+            return rd_loss(rgb, decoded, len(data), weight), data, decoded
 
-        candidates = [(loss(source, True), source)]
+        best = measured(source, True)
         for domain, entry in self.bundle.domains.items():
             relabelled = bool(entry.get("codes_as_source"))
             data = (gated_file(source, 0, {domain: 1.0}, ()) if relabelled
                     else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
-            candidates.append((loss(data, relabelled), data))
-        return min(candidates, key=lambda c: c[0])[1]  # the first of the lowest loss
+            candidate = measured(data, relabelled)
+            if candidate[0] < best[0]:  # the first of the lowest loss; its pixels alone kept
+                best = candidate
+        if report is not None:
+            report["psnr"] = psnr(rgb, best[2])
+        return best[1]
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
              ) -> bytes:
