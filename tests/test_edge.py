@@ -28,8 +28,8 @@ from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import BundleError, CorruptBitstreamError, LatentError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
-from slimcodec.utils.metrics import psnr
 from slimcodec.training.trainer import init_from
+from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import save_model_file
 
 KINDS = ["slimcae", "slimcae-vr"]
