@@ -10,7 +10,10 @@ both decodes of the same file with the source.
 
     python benchmarks/memory.py [--model M (default: the default model)] [--sizes 1 12 48] \
         [--width 192] [--whole-up-to 12] [--against DIR [--against-label LABEL]] \
-        [--runtime torch|edge] [--tiles 16 32 64]
+        [--runtime torch|edge] [--tiles 16 32 64] [--domain auto]
+
+``--domain auto`` encodes through the gate over the model's shipped adapters (what
+``slimcodec compress`` does with the default), section ``memory-MODEL-auto``.
 
 ``--runtime edge`` measures the torch-free edge runtime (``slimcodec_edge.EdgeCodec``, all
 threads) on a bundle of the model exported once at the start, instead of ``Codec``.
@@ -56,19 +59,25 @@ def status(key):  # kB; VmHWM is this process's own peak (ru_maxrss inherits the
         if line.startswith(key + ":"):
             return int(line.split()[1])
 mode, src, slc, out, width, tile, name = sys.argv[1:8]
+name, _, domain = name.partition("@")  # NAME@DOMAIN: encode with that domain (a gate)
+domain = domain or None
 if name.startswith("edge:"):  # the torch-free runtime on an exported bundle
     from slimcodec_edge.edge import EdgeCodec
     codec = EdgeCodec(name[5:], tile=int(tile), max_pixels=1 << 28)
+elif domain:  # with the model's shipped adapters
+    from slimcodec.codec import Codec
+    codec = Codec.load(name, tile=int(tile), max_pixels=1 << 28)
 else:
     from slimcodec.codec import Codec
     from slimcodec.zoo import load_model
     codec = Codec(load_model(name), tile=int(tile), max_pixels=1 << 28)
 rgb = np.load(src, mmap_mode="r") if mode == "encode" else None
-codec.decode_rgb(codec.encode_rgb(np.zeros((16, 16, 3), np.uint8), int(width)))  # warm up
+warm = np.zeros((16, 16, 3), np.uint8)
+codec.decode_rgb(codec.encode_rgb(warm, int(width), domain=domain))  # warm up
 base = status("VmHWM")
 t0 = time.perf_counter()
 if mode == "encode":
-    data = codec.encode_rgb(np.asarray(rgb), int(width))
+    data = codec.encode_rgb(np.asarray(rgb), int(width), domain=domain)
     open(slc, "wb").write(data)
 else:
     image, _ = codec.decode_rgb(open(slc, "rb").read())
@@ -146,6 +155,8 @@ def main() -> None:
     p.add_argument("--runtime", choices=("torch", "edge"), default="torch")
     p.add_argument("--tiles", type=int, nargs="+",
                    help="measure these tile sizes (latent positions) against the default's")
+    p.add_argument("--domain", help="encode with this domain: 'auto', the gate over the "
+                                    "model's shipped adapters (default: the model alone)")
     args = p.parse_args()
     if args.tiles and args.against:
         p.error("--tiles and --against measure different things: give one")
@@ -161,6 +172,8 @@ def main() -> None:
         shutil.rmtree(bundle, ignore_errors=True)  # never a stale export
         export_bundle(load_model(args.model), bundle, args.model)
         coder = f"edge:{bundle}"
+    if args.domain:
+        coder += f"@{args.domain}"
     if args.tiles:
         tile_sizes(args, coder, work)
         return
@@ -212,6 +225,7 @@ same run; its files and decoded images are {"the same" if all(same) else "**not*
 as this checkout's, byte for byte.
 """
     runtime = "" if args.runtime == "torch" else ", the edge runtime"
+    runtime += f", encoding through `--domain {args.domain}`" if args.domain else ""
     body = f"""## Memory: tiled coding of large images (`{args.model}`{runtime}, width {args.width})
 
 Peak RSS of a child process above its peak with the model loaded (`VmHWM`, MiB; {
@@ -235,8 +249,8 @@ width. The transforms' working set is that of one 512x512 tile plus halo. At 1 M
 small enough that the allocator's and the thread pools' own growth, which moves them by tens
 of MiB from run to run, is most of them. The CLI refuses images over `--max-pixels`
 (default 67,108,864) before allocating them."""
-    write_section(f"memory-{args.model}" + ("-edge" if args.runtime == "edge" else ""),
-                  body)
+    write_section(f"memory-{args.model}" + ("-edge" if args.runtime == "edge" else "")
+                  + (f"-{args.domain}" if args.domain else ""), body)
 
 
 def tile_sizes(args: argparse.Namespace, coder: str, work: Path) -> None:

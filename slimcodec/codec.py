@@ -52,7 +52,7 @@ from slimcodec.errors import (
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.utils.metrics import psnr
+from slimcodec.utils.metrics import mean_squared_error, psnr
 from slimcodec.zoo import fingerprint, load_model
 from slimcodec.zoo.catalog import (
     find_by_fingerprint,
@@ -413,15 +413,16 @@ class Codec:
         return self._measured(rgb, data, y_hat)[0]
 
     def _measured(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None
-                  ) -> tuple[float, np.ndarray]:
-        """:meth:`rd_loss`, and the pixels the file decodes to."""
+                  ) -> tuple[float, float]:
+        """:meth:`rd_loss`, and the PSNR of the pixels the file decodes to."""
         if y_hat is None:
             decoded, header = self.decode_rgb(data)
         else:
             header = unpack(data).header
             decoded = self.synthesize_rgb(y_hat, header)  # checks the header
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        return rd_loss(rgb, decoded, len(data), self.rd_weight(header.width, lmbda)), decoded
+        weight = self.rd_weight(header.width, lmbda)
+        return rd_loss(rgb, decoded, len(data), weight), psnr(rgb, decoded)
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
               refine: int, report: dict[str, Any] | None) -> bytes:
@@ -437,24 +438,22 @@ class Codec:
         """
         source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
-        loss, decoded = self._measured(rgb, source, y_hat)
-        losses, best = {"": loss}, (loss, "", source, decoded)
+        loss, quality = self._measured(rgb, source, y_hat)
+        candidates = [(loss, "", source, quality)]
         for adapter in self.adapters.values():
             if adapter.codes_as_source and not refine:
                 data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
-                loss, decoded = self._measured(rgb, data, y_hat)
+                loss, quality = self._measured(rgb, data, y_hat)
             else:
                 data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
                                        domain=adapter.domain)
-                loss, decoded = self._measured(rgb, data, None)
-            losses[adapter.domain] = loss
-            if (loss, adapter.domain) < best[:2]:  # only the best pixels are kept
-                best = (loss, adapter.domain, data, decoded)
-        _, domain, data, decoded = best
+                loss, quality = self._measured(rgb, data, None)
+            candidates.append((loss, adapter.domain, data, quality))
+        _, domain, data, quality = min(candidates, key=lambda c: c[:2])
         if report is not None:
-            report["gate"] = {d or "source": c for d, c in losses.items()}
+            report["gate"] = {d or "source": c for c, d, _, _ in candidates}
             report["domain"] = domain or None
-            report["psnr"] = psnr(rgb, decoded)
+            report["psnr"] = quality
         return data
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
@@ -541,7 +540,7 @@ class Codec:
             y_hat = latent.decode(data, y.shape[1:])
             decoded = tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
                                         rgb.shape[:2], self.model.downsampling, self.tile)
-            mse = float(np.mean((decoded.astype(np.float64) - rgb) ** 2)) / 255**2
+            mse = mean_squared_error(decoded, rgb) / 255**2
             candidates.append((rd_loss(rgb, decoded, _size(data), weight), label, data,
                                10 * math.log10(1 / max(mse, 1e-12))))
         _, label, data, predicted = min(candidates)

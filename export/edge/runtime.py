@@ -259,22 +259,21 @@ class EdgeCodec:
         source = self.encode_rgb(rgb, width, grayscale, lmbda)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
 
-        def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, np.ndarray]:
+        def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, float]:
             decoded = (self.synthesize_rgb(y_hat, unpack(data).header) if relabelled
                        else self.decode_rgb(data)[0])
-            return rd_loss(rgb, decoded, len(data), weight), data, decoded
+            return rd_loss(rgb, decoded, len(data), weight), data, psnr(rgb, decoded)
 
-        best = measured(source, True)
+        candidates = [measured(source, True)]
         for domain, entry in self.bundle.domains.items():
             relabelled = bool(entry.get("codes_as_source"))
             data = (gated_file(source, 0, {domain: 1.0}, ()) if relabelled
                     else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
-            candidate = measured(data, relabelled)
-            if candidate[0] < best[0]:  # the first of the lowest loss; its pixels alone kept
-                best = candidate
+            candidates.append(measured(data, relabelled))
+        _, data, quality = min(candidates, key=lambda c: c[0])  # the first of the lowest loss
         if report is not None:
-            report["psnr"] = psnr(rgb, best[2])
-        return best[1]
+            report["psnr"] = quality
+        return data
 
     def _mix(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None
              ) -> bytes:

@@ -15,13 +15,15 @@ import math
 
 import numpy as np
 
+from slimcodec.utils.metrics import mean_squared_error
+
 __all__ = ["anchor_index", "normalized_log_lambda", "rd_loss"]
 
 
 def rd_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float) -> float:
     """λ·255²·MSE + bpp of a file of ``nbytes`` that decodes ``original`` (H, W, 3 uint8)
     to ``decoded``: the loss the codecs are trained on, measured on real bytes and pixels."""
-    mse = float(np.mean((decoded.astype(np.float64) - original) ** 2)) / 255**2
+    mse = mean_squared_error(decoded, original) / 255**2
     return lmbda * 255**2 * mse + 8 * nbytes / (original.shape[0] * original.shape[1])
 
 
