@@ -412,9 +412,10 @@ class Codec:
         holding the same strings decode it once."""
         return self._measured(rgb, data, y_hat)[0]
 
-    def _measured(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None
-                  ) -> tuple[float, float]:
-        """:meth:`rd_loss`, and the PSNR of the pixels the file decodes to."""
+    def _measured(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None,
+                  quality: bool = False) -> tuple[float, float | None]:
+        """:meth:`rd_loss`, and with ``quality`` the PSNR of the pixels the file decodes to
+        (another pass over the image: only where a caller reads it)."""
         if y_hat is None:
             decoded, header = self.decode_rgb(data)
         else:
@@ -422,7 +423,7 @@ class Codec:
             decoded = self.synthesize_rgb(y_hat, header)  # checks the header
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         weight = self.rd_weight(header.width, lmbda)
-        return rd_loss(rgb, decoded, len(data), weight), psnr(rgb, decoded)
+        return rd_loss(rgb, decoded, len(data), weight), psnr(rgb, decoded) if quality else None
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
               refine: int, report: dict[str, Any] | None) -> bytes:
@@ -438,16 +439,17 @@ class Codec:
         """
         source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
-        loss, quality = self._measured(rgb, source, y_hat)
+        reported = report is not None
+        loss, quality = self._measured(rgb, source, y_hat, reported)
         candidates = [(loss, "", source, quality)]
         for adapter in self.adapters.values():
             if adapter.codes_as_source and not refine:
                 data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
-                loss, quality = self._measured(rgb, data, y_hat)
+                loss, quality = self._measured(rgb, data, y_hat, reported)
             else:
                 data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
                                        domain=adapter.domain)
-                loss, quality = self._measured(rgb, data, None)
+                loss, quality = self._measured(rgb, data, None, reported)
             candidates.append((loss, adapter.domain, data, quality))
         _, domain, data, quality = min(candidates, key=lambda c: c[:2])
         if report is not None:

@@ -183,12 +183,13 @@ def encode_to_target(
     def measure(w: int, lmbda: float, how: str | None = domain
                 ) -> tuple[bytes, float, float | None]:
         report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
-        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, report=report,
+        asked = {"report": report} if by_psnr and how == "auto" else {}
+        data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, **asked,
                                 **({"refine": refine} if refine else {}))
         bpp = 8 * len(data) / pixels
         quality = None
         if by_psnr:
-            quality = report.get("psnr") if how == "auto" else None
+            quality = report.get("psnr")
             if quality is None:
                 quality = psnr(rgb, codec.decode_rgb(data)[0])
         tried.append((w, unpack(data).header.rate, bpp, quality))

@@ -200,6 +200,15 @@ def test_a_gates_psnr_target_takes_each_pass_psnr_from_the_gate(codec, image, mo
     assert abs(search.psnr - target) <= 0.1
     _, alone = encode_to_target(gated, image, target_psnr=target, width=8, domain="source")
     assert len(measured) == alone.passes
+    # and a gate asked for no report measures no PSNR (another pass over the image)
+    from slimcodec import codec as codec_module
+
+    qualities = []
+    monkeypatch.setattr(codec_module, "psnr", lambda a, b: qualities.append(1) or psnr(a, b))
+    gated.encode_rgb(image, 8, lmbda=RANGE[0], domain="auto")
+    assert qualities == []
+    gated.encode_rgb(image, 8, lmbda=RANGE[0], domain="auto", report={})
+    assert len(qualities) == 2  # the model alone's candidate and the adapter's
 
 
 def test_target_picks_the_widest_width_or_the_cheapest_that_reaches_it(codec, image):

@@ -259,10 +259,11 @@ class EdgeCodec:
         source = self.encode_rgb(rgb, width, grayscale, lmbda)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
 
-        def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, float]:
+        def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, float | None]:
             decoded = (self.synthesize_rgb(y_hat, unpack(data).header) if relabelled
                        else self.decode_rgb(data)[0])
-            return rd_loss(rgb, decoded, len(data), weight), data, psnr(rgb, decoded)
+            quality = psnr(rgb, decoded) if report is not None else None  # only if read
+            return rd_loss(rgb, decoded, len(data), weight), data, quality
 
         candidates = [measured(source, True)]
         for domain, entry in self.bundle.domains.items():
