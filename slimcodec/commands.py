@@ -47,7 +47,7 @@ from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effor
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
-from slimcodec.utils.image import find_images, image_argument, load_rgb
+from slimcodec.utils.image import IMAGE_SUFFIXES, find_images, image_argument, load_rgb
 from slimcodec.utils.io import (
     atomic_write_bytes,
     check_not_input,
@@ -154,14 +154,15 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
-    pairs = output_paths(args.input, args.output, ".slc")
+    pairs = output_paths(args.input, args.output, ".slc", takes=IMAGE_SUFFIXES,
+                         what="image")
     codec = codec_for(args.model, args.max_pixels, args.tile)
     codec = _with_gate(_with_adapters(codec, args.adapter), args.gate)
     domain = _domain(args, codec)
     steps = args.refine if args.refine is not None else steps_for_effort(args.effort)
     # each image its own copy of the options: a budget sets the width for its size
     return for_each_file(pairs, lambda source, output: _compress(
-        copy.copy(args), codec, domain, steps, source, output))
+        copy.copy(args), codec, domain, steps, source, output), args.output)
 
 
 def _compress(args: argparse.Namespace, codec: Codec, domain: str | None, steps: int,
@@ -198,7 +199,8 @@ def _domain_words(codec: Codec, header: Header) -> str:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
-    pairs = output_paths(args.input, args.output, ".png")
+    pairs = output_paths(args.input, args.output, ".png", takes=(".slc",),
+                         what=".slc file")
     for _, output in pairs:
         _format_for(output)  # before decoding: a bad extension should cost nothing
 
@@ -214,7 +216,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
         write_output(output, lambda f: image.save(f, format=_format_for(output)))
         summary(output, f"{image.width}x{image.height} {image.mode}")
 
-    return for_each_file(pairs, decompress, decoding=True)
+    return for_each_file(pairs, decompress, args.output, decoding=True)
 
 
 def _format_for(path: str) -> str:
@@ -456,10 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "allocating anything (default: %(default)s)")
 
     c = sub.add_parser("compress", help=HELP["compress"])
-    c.add_argument("input", nargs="+", help="image file ('-': standard input), or several")
+    c.add_argument("input", nargs="+", help="image file ('-': standard input), or several, "
+                   "or folders (their images, subfolders included)")
     c.add_argument("-o", "--output", required=True,
                    help=".slc file ('-': standard output), or a folder: each input's name "
-                        "with .slc (several inputs need one)")
+                        "with .slc, a folder's images at their paths below it (several "
+                        "inputs need one; a folder input makes it)")
     c.add_argument("--model", default=DEFAULT_MODEL, help=model_help)
     c.add_argument("--width", type=int, help="network width (default: the widest)")
     add_rate_arguments(c)
@@ -486,11 +490,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compress)
 
     d = sub.add_parser("decompress", help=HELP["decompress"])
-    d.add_argument("input", nargs="+", help=".slc file ('-': standard input), or several")
+    d.add_argument("input", nargs="+", help=".slc file ('-': standard input), or several, "
+                   "or folders (their .slc files, subfolders included)")
     d.add_argument("-o", "--output", required=True,
                    help="image file, its format from the extension ('-': PNG on standard "
-                        "output), or a folder: each input's name with .png (several inputs "
-                        "need one)")
+                        "output), or a folder: each input's name with .png, a folder's files "
+                        "at their paths below it (several inputs need one; a folder input "
+                        "makes it)")
     d.add_argument("--model", help="model name or file (default: the one that wrote the file)")
     d.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, help=pixels_help)
     add_tile_argument(d)

@@ -100,6 +100,54 @@ def test_several_files_are_coded_into_a_folder_each_as_alone(tmp_path, photo, ca
     assert (tmp_path / "photo.png").exists()
 
 
+def test_a_folder_is_coded_file_by_file_into_the_same_tree(tmp_path, photo, capsys):
+    """A folder input stands for the images below it: each coded as alone, to its path
+    below the folder under -o (made where missing), other files left out; its .slc files
+    decode the same way. A bad image is its line, and its subfolder is not left behind."""
+    tree = tmp_path / "tree"
+    (tree / "sub" / "deeper").mkdir(parents=True)
+    (tree / "bad").mkdir()
+    Image.open(photo).save(tree / "top.png")
+    Image.fromarray(natural_like(24, 30, seed=1)).save(tree / "sub" / "deeper" / "low.JPG")
+    (tree / "sub" / "notes.txt").write_text("not an image")
+    (tree / "bad" / "broken.png").write_bytes(b"junk")
+    coded = tmp_path / "new" / "coded"  # -o and its parent are made
+    code, out, err = run(capsys, "compress", tree, "-o", coded, "--width", 48)
+    assert code == 2 and out.count("\n") == 2 and "broken.png" in err
+    assert sorted(p.relative_to(coded).as_posix() for p in coded.rglob("*")) == [
+        "sub", "sub/deeper", "sub/deeper/low.slc", "top.slc"]  # no bad/, no notes
+    run(capsys, "compress", photo, "-o", tmp_path / "alone.slc", "--width", 48)
+    assert (coded / "top.slc").read_bytes() == (tmp_path / "alone.slc").read_bytes()
+    code, out, err = run(capsys, "decompress", coded, "-o", tmp_path / "decoded")
+    assert code == 0 and err == "" and out.count("\n") == 2
+    assert Image.open(tmp_path / "decoded" / "sub" / "deeper" / "low.png").size == (30, 24)
+    assert sorted(p.name for p in (tmp_path / "decoded").iterdir()) == ["sub", "top.png"]
+    # a file's -o is made by no one: a typo in its folder is an error, not a new folder
+    code, _, err = run(capsys, "compress", photo, "-o", tmp_path / "typo" / "p.slc")
+    assert code == 2 and "No such file or directory" in err and not (tmp_path / "typo").exists()
+
+
+@pytest.mark.parametrize("case", ["no image", "a file", "standard output", "same name"])
+def test_a_folder_that_would_lose_something_is_refused_before_any_work(tmp_path, photo,
+                                                                      capsys, case):
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    Image.open(photo).save(tree / "a.png")
+    Image.open(photo).save(tree / "sub" / "a.png")
+    kept = tmp_path / "kept.slc"
+    kept.write_bytes(b"keep")
+    inputs, output, message = {
+        "no image": ([tree / "empty"], tmp_path / "out", "a folder with no image below it"),
+        "a file": ([tree], kept, "not a folder"),
+        "standard output": ([tree], "-", "not a folder"),
+        "same name": ([tree, tree / "sub"], tmp_path / "out", "would both be written to"),
+    }[case]
+    code, out, err = run(capsys, "compress", *inputs, "-o", output, "--width", 48)
+    assert code == 2 and out == "" and message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists() and kept.read_bytes() == b"keep"
+
+
 def test_several_files_load_their_model_once(tmp_path, photo, capsys, monkeypatch):
     from slimcodec import commands
 

@@ -158,13 +158,15 @@ def test_synthesis_refuses_a_latent_its_header_does_not_make_in_both_runtimes(ex
 
 
 def test_edge_runtime_never_imports_torch(exported, tmp_path):
-    """Nor does it with several files, coded into a folder each as alone."""
+    """Nor does it with several files, coded into a folder each as alone, or a folder's."""
     _, root = exported
     Image.fromarray(natural_like(40, 52)).save(tmp_path / "in.png")
     Image.fromarray(natural_like(24, 30, seed=1)).save(tmp_path / "two.png")
     coded, decoded = tmp_path / "coded", tmp_path / "decoded"
     coded.mkdir()
     decoded.mkdir()
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    Image.fromarray(natural_like(40, 52)).save(tmp_path / "tree" / "sub" / "in.png")
     run_without_torch(f"""
 from slimcodec_edge.edge.cli import main
 assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
@@ -175,7 +177,15 @@ assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "in.png")!r},
              {str(tmp_path / "two.png")!r}, "-o", {str(coded)!r}]) == 0
 assert main(["decode", {str(root / "bundle")!r}, {str(coded / "in.slc")!r},
              {str(coded / "two.slc")!r}, "-o", {str(decoded)!r}]) == 0
+assert main(["encode", {str(root / "bundle")!r}, {str(tmp_path / "tree")!r},
+             "-o", {str(tmp_path / "tree-coded")!r}]) == 0
+assert main(["decode", {str(root / "bundle")!r}, {str(tmp_path / "tree-coded")!r},
+             "-o", {str(tmp_path / "tree-decoded")!r}]) == 0
 """)
+    tree_coded = (tmp_path / "tree-coded" / "sub" / "in.slc").read_bytes()
+    assert tree_coded == (coded / "in.slc").read_bytes()
+    assert (Image.open(tmp_path / "tree-decoded" / "sub" / "in.png").tobytes()
+            == Image.open(decoded / "in.png").tobytes())
     assert Image.open(tmp_path / "out.png").size == (52, 40)
     assert (coded / "in.slc").read_bytes() == (tmp_path / "x.slc").read_bytes()
     assert Image.open(decoded / "in.png").tobytes() == Image.open(tmp_path / "out.png").tobytes()

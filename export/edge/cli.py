@@ -33,7 +33,7 @@ from slimcodec.utils.console import (
     run_command,
     summary,
 )
-from slimcodec.utils.image import image_argument, load_rgb
+from slimcodec.utils.image import IMAGE_SUFFIXES, image_argument, load_rgb
 from slimcodec.utils.io import output_paths, read_input, write_output
 
 from ..select import add_budget_arguments, apply_budget
@@ -48,12 +48,13 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    pairs = output_paths(args.input, args.output, ".slc")
+    pairs = output_paths(args.input, args.output, ".slc", takes=IMAGE_SUFFIXES,
+                         what="image")
     codec = _codec(args)
     domain = args.domain or codec.bundle.default_domain  # the exporter's, as slimcodec's
     # each image its own copy of the options: a budget sets the width for its size
     return for_each_file(pairs, lambda source, output: _encode(
-        copy.copy(args), codec, domain, source, output), prog=PROG)
+        copy.copy(args), codec, domain, source, output), args.output, prog=PROG)
 
 
 def _encode(args: argparse.Namespace, codec: EdgeCodec, domain: str | None, source: str,
@@ -77,7 +78,8 @@ def _encode(args: argparse.Namespace, codec: EdgeCodec, domain: str | None, sour
 
 
 def cmd_decode(args: argparse.Namespace) -> int:
-    pairs = output_paths(args.input, args.output, ".png")
+    pairs = output_paths(args.input, args.output, ".png", takes=(".slc",),
+                         what=".slc file")
     for _, output in pairs:
         if Path(output).suffix.lower() not in ("", ".png"):
             raise SlimcodecError(f"{output}: write decoded images as .png")
@@ -88,7 +90,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         write_output(output, lambda f: image.save(f, format="PNG"))
         summary(output, f"{image.width}x{image.height} {image.mode}")
 
-    return for_each_file(pairs, decode, decoding=True, prog=PROG)
+    return for_each_file(pairs, decode, args.output, decoding=True, prog=PROG)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,11 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                    "a .slc file")):
         c = sub.add_parser(name, help=f"{name} {what}")
         c.add_argument("bundle", help="bundle folder written by `slimcodec export`")
-        c.add_argument("input", nargs="+", help="'-': standard input; or several files")
+        c.add_argument("input", nargs="+", help="'-': standard input; or several files, or "
+                       "folders (their " + ("images" if name == "encode" else ".slc files")
+                       + ", subfolders included)")
         c.add_argument("-o", "--output", required=True,
                        help="'-': standard output; or a folder: each input's name with "
-                            f"{'.slc' if name == 'encode' else '.png'} (several inputs "
-                            "need one)")
+                            f"{'.slc' if name == 'encode' else '.png'}, a folder's files at "
+                            "their paths below it (several inputs need one; a folder input "
+                            "makes it)")
         c.add_argument("--threads", type=int, default=0,
                        help="onnxruntime threads (default: all cores)")
         c.add_argument("--int8", action="store_true", help="use the bundle's int8 graphs")

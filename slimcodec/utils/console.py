@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from slimcodec.errors import SlimcodecError
-from slimcodec.utils.io import STDIO
+from slimcodec.utils.io import STDIO, folders_for
 
 __all__ = ["EXIT_BAD_INPUT", "HELP", "for_each_file", "positive_int", "run_command",
            "summary", "warnings_as_lines"]
@@ -110,19 +110,22 @@ def _bad_input(exc: BaseException, decoding: bool) -> bool:
     return known or _is_allocator_error(exc) or decoding
 
 
-def for_each_file(pairs: list[tuple[str, str]], code: Callable[[str, str], None],
+def for_each_file(pairs: list[tuple[str, str]], code: Callable[[str, str], None], into: str,
                   decoding: bool = False, prog: str = "slimcodec") -> int:
-    """Run ``code(input, output)`` for each pair (:func:`~slimcodec.utils.io.output_paths`).
+    """Run ``code(input, output)`` for each pair (:func:`~slimcodec.utils.io.output_paths`
+    of ``into``, the -o argument: the folders of a folder input's files are made there).
     One pair: its errors are the command's. Several: a file's bad input is one line on
     stderr, naming the file, and the others are still coded; the exit status is then
     :data:`EXIT_BAD_INPUT`, after a line that counts the failures."""
     if len(pairs) == 1:
-        code(*pairs[0])
+        with folders_for(pairs[0][1], into):
+            code(*pairs[0])
         return 0
     failed = 0
     for source, target in pairs:
         try:
-            code(source, target)
+            with folders_for(target, into):
+                code(source, target)
         except Exception as exc:
             if os.environ.get("SLIMCODEC_DEBUG") or not _bad_input(exc, decoding):
                 raise

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from slimcodec.errors import ImageError, LossyConversionWarning, ResourceLimitError
-from slimcodec.utils.io import STDIO, read_input
+from slimcodec.utils.io import STDIO, files_under, read_input
 
 __all__ = ["IMAGE_SUFFIXES", "ImageLike", "find_images", "image_argument", "load_rgb", "to_rgb"]
 
@@ -52,7 +52,7 @@ def find_images(root: str | os.PathLike) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise ImageError(f"{root}: no such file or directory")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files_under(root, IMAGE_SUFFIXES)
 
 
 def image_argument(path: str) -> ImageLike:

@@ -14,17 +14,18 @@ What a write replaces, by what the path is:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 __all__ = ["STDIO", "atomic_write", "atomic_write_bytes", "check_not_input", "check_writable",
-           "output_paths", "read_input", "write_output"]
+           "files_under", "folders_for", "output_paths", "read_input", "write_output"]
 
 STDIO = "-"
 
@@ -180,30 +181,81 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-def output_paths(inputs: list[str], output: str, suffix: str) -> list[tuple[str, str]]:
+def files_under(folder: str | os.PathLike, suffixes: Iterable[str]) -> list[Path]:
+    """The files under ``folder`` (recursive, not into linked folders; sorted) whose
+    extension, in any case, is one of ``suffixes``."""
+    suffixes = {s.lower() for s in suffixes}
+    return sorted(p for p in Path(folder).rglob("*")
+                  if p.suffix.lower() in suffixes and p.is_file())
+
+
+def output_paths(inputs: list[str], output: str, suffix: str, takes: Iterable[str] = (),
+                 what: str = "file") -> list[tuple[str, str]]:
     """Each input with the path a command writes it to: ``output`` itself for one input,
     unless ``output`` is a folder; in a folder (several inputs need one), the input's name
-    with ``suffix`` for its extension. Raises ``ValueError`` before any work for what
-    would lose something: several inputs without an existing folder, standard input into
-    a folder, two inputs that would write the same file, an output that is an input."""
-    if len(inputs) == 1 and not (output != STDIO and os.path.isdir(output)):
+    with ``suffix`` for its extension. An input that is a folder stands for its files with
+    an extension in ``takes`` (:func:`files_under`; ``what`` names them), each written to
+    its path below that folder, under ``output`` (made where missing). Raises
+    ``ValueError`` before any work for what would lose something: several inputs without
+    a folder, standard input into a folder, two inputs that would write the same file, an
+    output that is an input."""
+    named: list[tuple[str, str]] = []  # each input file, with its output's name in a folder
+    from_folder = False
+    for i in inputs:
+        if i != STDIO and os.path.isdir(i):
+            found = files_under(i, takes)
+            if not found:
+                raise ValueError(f"{i}: a folder with no {what} below it")
+            named += [(str(p), str(p.relative_to(i).with_suffix(suffix))) for p in found]
+            from_folder = True
+        else:
+            named.append((i, Path(i).stem + suffix))
+    into = output != STDIO and os.path.isdir(output)
+    if len(named) == 1 and not (from_folder or into):
         pairs = [(inputs[0], output)]
     else:
         if STDIO in inputs:  # it has no name to write into a folder under
             raise ValueError("standard input ('-') is coded alone, to the file -o names "
                              "(or '-')")
-        if output == STDIO or not os.path.isdir(output):
+        if not into and from_folder and (output == STDIO or os.path.lexists(output)):
+            raise ValueError(f"{output}: not a folder; a folder's files are written into "
+                             "the folder -o names (made if missing)")
+        if not into and not from_folder:
             raise ValueError(f"{output}: with several inputs, -o names an existing folder "
                              "that each output is written into")
-        pairs = [(i, os.path.join(output, Path(i).stem + suffix)) for i in inputs]
+        pairs = [(source, os.path.join(output, name)) for source, name in named]
         seen: dict[str, str] = {}
         for source, target in pairs:
             key = os.path.normcase(os.path.abspath(target))
             if key in seen:
                 raise ValueError(f"{seen[key]} and {source} would both be written to {target}")
             seen[key] = source
-    read = {_file_id(source) for source in inputs} - {None}  # once: thousands of inputs
+    read = {_file_id(source) for source, _ in named} - {None}  # once: thousands of inputs
     for _, target in pairs:
         if _file_id(target) in read:
             raise _destroys_input(target)
     return pairs
+
+
+@contextlib.contextmanager
+def folders_for(path: str, into: str) -> Iterator[None]:
+    """For a ``path`` below the folder ``into`` (-o, for a folder's files), make the
+    folders from ``into`` down to it where missing, for the block that writes it; those
+    it made are removed again if the block leaves them empty (the write failed): a failed
+    file leaves nothing behind. Any other path is left to fail as it would."""
+    made = []
+    folder = Path(path).parent
+    if path != STDIO and into != STDIO and folder.is_relative_to(into):
+        while not folder.exists():
+            made.append(folder)
+            folder = folder.parent
+    for f in reversed(made):
+        f.mkdir(exist_ok=True)
+    try:
+        yield
+    finally:
+        for f in made:
+            try:
+                f.rmdir()  # only if empty
+            except OSError:
+                break
