@@ -12,6 +12,7 @@ from PIL import Image
 from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import UnknownModelError, check_positive
+from slimcodec.scaling import coded_size
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import DEFAULT_MODEL, find_by_fingerprint, is_model_path, retired_writer
 
@@ -57,7 +58,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None, tile: int | None = None,
-             domain: str | None = None) -> bytes:
+             domain: str | None = None, scale: float = 1.0) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
     The rate, one of (none: the middle of the width's range):
@@ -83,6 +84,9 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     model with shipped domain adapters: the gate ``"auto"``, which keeps per image whichever
     of the model alone and each adapter codes it with the lowest RD loss); ``"source"``: the
     model alone; an adapter's domain; or another gate (:data:`slimcodec.gating.GATES`).
+
+    ``scale``: code the image upsampled by this factor, 1 to 4 (:mod:`slimcodec.scaling`):
+    quality beyond the model's ceiling at high rates, for ``scale²`` times the work.
     """
     from slimcodec.rate_control import encode_with_rate
 
@@ -90,11 +94,12 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     domain = codec.default_domain if domain is None else domain
     rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
     if max_latency_ms is not None:
-        width = _width_for_latency(codec, width, max_latency_ms, profile, rgb.shape[:2])
+        width = _width_for_latency(codec, width, max_latency_ms, profile,
+                                   coded_size(*rgb.shape[:2], scale))
     data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                target_bpp=target_bpp, target_size=target_size,
                                target_psnr=target_psnr, refine=refine, prefer=prefer,
-                               domain=domain)
+                               domain=domain, scale=scale)
     return data
 
 

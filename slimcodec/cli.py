@@ -42,6 +42,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "width": h.width,
         "image_height": h.image_size[0],
         "image_width": h.image_size[1],
+        "coded_height": h.coded[0],  # the image's own, unless coded upsampled (--scale)
+        "coded_width": h.coded[1],
         "grayscale": h.grayscale,
         "rate_kind": h.rate_kind.name.lower(),
         "rate": h.rate,

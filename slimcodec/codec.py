@@ -51,6 +51,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.scaling import encode_at_scale, to_image_size
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import mean_squared_error, psnr
 from slimcodec.zoo import fingerprint, load_model
@@ -317,7 +318,7 @@ class Codec:
                    report: dict[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None,
                    domain: str | None = None,
-                   mixture: Mapping[str, float] | None = None) -> bytes:
+                   mixture: Mapping[str, float] | None = None, scale: float = 1.0) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
         ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
@@ -337,11 +338,20 @@ class Codec:
         multiples of 1/64 in [0, 255/64]), mixed by
         :class:`~slimcodec.adaptation.AdapterMixture`; ``domain`` then names the domain whose
         entropy models code the latent (None: the source's). The file carries the weights.
+
+        ``scale``: code the image upsampled by this factor, 1 to 4 (:mod:`slimcodec.scaling`:
+        quality beyond the transforms' ceiling, for ``scale²`` times the work); the rate
+        and ``report``'s PSNR are the original's.
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
+        if scale != 1:
+            return encode_at_scale(
+                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, refine, report,
+                                              progress, domain, mixture),
+                self.decode_rgb, rgb, scale, self.max_pixels, report)
         domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
@@ -627,7 +637,7 @@ class Codec:
 
     def _entropy_decode(self, bitstream: Bitstream) -> np.ndarray:
         """The latent of a checked file, at the operating point its header sets."""
-        h, w = bitstream.header.image_size
+        h, w = bitstream.header.coded
         latent = tuple(-(-side // self.model.downsampling) for side in (h, w))
         coder = self.model.latent_coder()
         return _out_of_memory(f"decoding a {w}x{h} image",
@@ -635,11 +645,12 @@ class Codec:
 
     def _synthesize(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The image of ``y_hat``, at the operating point ``header`` sets."""
-        h, w = header.image_size
-        return _out_of_memory(
+        h, w = header.coded
+        return to_image_size(_out_of_memory(
             f"decoding a {w}x{h} image",
             lambda: tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
-                                      header.image_size, self.model.downsampling, self.tile))
+                                      header.coded, self.model.downsampling, self.tile)),
+            header)
 
     def _decoding_point(self, header: Header) -> Any:
         """:meth:`operating_point` as a (checked) file's header sets it."""

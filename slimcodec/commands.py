@@ -44,6 +44,7 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
+from slimcodec.scaling import coded_size
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
@@ -81,8 +82,8 @@ def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None,
                   image_size: tuple[int, int]) -> None:
     """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
     variable-rate model without another rate option, --lmbda) from the profile, which must
-    be this model's, its figures scaled to the image; a target then searches λ at that
-    width."""
+    be this model's, its figures scaled to the image as coded (``image_size``: the size
+    --scale codes); a target then searches λ at that width."""
     from slimcodec_edge.select import apply_budget
 
     # A gate's choice is per image: budget the source codec.
@@ -101,12 +102,12 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
                     ) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
     tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
-                      for side in rgb.shape[:2])
+                      for side in coded_size(*rgb.shape[:2], args.scale))
     report: dict[str, Any] = {}
     with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
               disable=not sys.stderr.isatty() and not args.verbose) as bar:
         data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update,
-                                domain)
+                                domain, scale=args.scale)
     if args.verbose and "chosen" in report:
         print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f} plain, "
               f"{report['loss_refined']:.4f} refined), predicted PSNR "
@@ -168,7 +169,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace, codec: Codec, domain: str | None, steps: int,
               source: str, output: str) -> None:
     rgb, grayscale = load_rgb(image_argument(source), max_pixels=codec.max_pixels)
-    _apply_budget(args, codec, domain, rgb.shape[:2])
+    _apply_budget(args, codec, domain, coded_size(*rgb.shape[:2], args.scale))
     search = None
     if steps and not _searching(args):  # the one pass gets a progress bar
         lmbda = args.lmbda
@@ -240,13 +241,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             check_not_input(args.json, image)
         check_writable(args.json)
     domain = _domain(args, codec)
+    coded_size(1, 1, args.scale)  # a bad scale before the work
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
-                      refine=args.refine, domain=domain, repeats=args.repeats)
+                      refine=args.refine, domain=domain, repeats=args.repeats,
+                      scale=args.scale)
     if args.json:
         _write_json(args.json, result)
     repeats = f", times: medians of {args.repeats} runs" if args.repeats > 1 else ""
+    scaled = f", coded at scale {args.scale:g}" if args.scale != 1 else ""
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} "
-          f"images{repeats}")
+          f"images{scaled}{repeats}")
     print(format_table(result))
     return 0
 
@@ -524,6 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gate", help="learned gate file over the --adapter files (as compress)")
     e.add_argument("--repeats", type=int, default=1,
                    help="code each image this many times per point: times are the medians")
+    e.add_argument("--scale", type=float, default=1.0,
+                   help="code each image upsampled by this factor, as compress --scale "
+                        "(default: %(default)g)")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

@@ -65,6 +65,7 @@ def evaluate(
     refine: int = 0,
     domain: str | None = None,
     repeats: int = 1,
+    scale: float = 1.0,
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
@@ -75,6 +76,9 @@ def evaluate(
 
     ``repeats``: code each image that many times at each point; its encode and decode times
     are the medians (a file's bytes and pixels are the same every time).
+
+    ``scale``: code each image upsampled by it (:mod:`slimcodec.scaling`); rates and
+    PSNRs are the original's.
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
@@ -95,7 +99,7 @@ def evaluate(
     # One untimed pass per width on a small crop: the first call pays one-off set-up costs.
     warm = loaded[0][1][:64, :64]
     for w, lmbda in settings:
-        codec.decode_rgb(codec.encode_rgb(warm, w, lmbda=lmbda))
+        codec.decode_rgb(codec.encode_rgb(warm, w, lmbda=lmbda, scale=scale))
 
     per_point: dict[tuple[int, float | None], list[dict[str, Any]]] = {s: [] for s in settings}
     bar = tqdm(total=len(loaded) * len(settings), desc="eval", unit="code",
@@ -106,7 +110,8 @@ def evaluate(
             enc, dec = [], []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain)
+                data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain,
+                                        scale=scale)
                 t1 = time.perf_counter()
                 out, _ = codec.decode_rgb(data)
                 enc.append(t1 - t0)
@@ -143,6 +148,7 @@ def evaluate(
         "refine": refine,
         "domain": domain,
         "repeats": repeats,
+        "scale": scale,
         "points": points,
         "per_image": [r for records in per_point.values() for r in records],
     }

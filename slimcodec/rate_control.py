@@ -148,13 +148,15 @@ def encode_to_target(
     prefer: str = "quality",
     target_size: int | None = None,
     gate_proxy: bool = True,
+    scale: float = 1.0,
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
     (the whole file's bytes: searched as the bpp it means for this image, and reported in
     bytes) or ``target_psnr``.
 
-    ``refine`` (latent refinement steps, PyTorch codec only) and ``domain`` (an adapter's,
-    or ``"auto"``) apply to every pass, as in :meth:`~slimcodec.codec.Codec.encode_rgb`.
+    ``refine`` (latent refinement steps, PyTorch codec only), ``domain`` (an adapter's,
+    or ``"auto"``) and ``scale`` (:mod:`slimcodec.scaling`) apply to every pass, as in
+    :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
     Without ``width``, ``prefer`` says which width (see the module docstring).
     ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
     (see the module docstring); False: every pass through the gate.
@@ -185,7 +187,7 @@ def encode_to_target(
         report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
         asked = {"report": report} if by_psnr and how == "auto" else {}
         data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, **asked,
-                                **({"refine": refine} if refine else {}))
+                                **_options(refine, scale))
         bpp = 8 * len(data) / pixels
         quality = None
         if by_psnr:
@@ -319,6 +321,7 @@ def encode_with_rate(
     domain: str | None = None,
     max_passes: int = DEFAULT_MAX_PASSES,
     prefer: str = "quality",
+    scale: float = 1.0,
 ) -> tuple[bytes, RateSearch | None]:
     """Encode ``rgb`` with at most one rate setting (none: the width's middle λ).
 
@@ -336,12 +339,18 @@ def encode_with_rate(
     if target_bpp is not None or target_size is not None or target_psnr is not None:
         return encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
                                 max_passes=max_passes, refine=refine, domain=domain,
-                                prefer=prefer, target_size=target_size)
+                                prefer=prefer, target_size=target_size, scale=scale)
     if quality is not None:
         lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
     data = codec.encode_rgb(rgb, width, grayscale, lmbda, domain=domain,
-                            **({"refine": refine} if refine else {}))
+                            **_options(refine, scale))
     return data, None
+
+
+def _options(refine: int, scale: float) -> dict[str, Any]:
+    """The encoder's keywords that are not their defaults (a codec without refinement
+    takes no ``refine``)."""
+    return {**({"refine": refine} if refine else {}), **({"scale": scale} if scale != 1 else {})}
 
 
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -365,11 +374,16 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
                       help="encoder passes per width for a target search (default: "
                            "%(default)s)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="code the image upsampled by this factor, 1-4 (Lanczos; the "
+                             "decoder resamples back): quality beyond the model's ceiling "
+                             "at high rates, for scale² the time (default: %(default)g)")
 
 
 def rate_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`encode_with_rate`'s rate keywords from :func:`add_rate_arguments`' options."""
-    return {name: getattr(args, name) for name in (*RATE_OPTIONS, "max_passes", "prefer")}
+    return {name: getattr(args, name)
+            for name in (*RATE_OPTIONS, "max_passes", "prefer", "scale")}
 
 
 def coded_summary(data: bytes, search: RateSearch | None = None) -> str:
@@ -380,5 +394,7 @@ def coded_summary(data: bytes, search: RateSearch | None = None) -> str:
     rate = f", λ {header.rate:.6g}" if header.rate_kind == RateKind.LAMBDA else ""
     quality = f", {search.psnr:.2f} dB" if search is not None and search.psnr else ""
     passes = f" ({len(search.tried)} encoder passes)" if search is not None else ""
-    return (f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp{quality}, {w}x{h}, "
-            f"width {header.width}{rate}{passes}")
+    coded = (f" (coded at {header.coded[1]}x{header.coded[0]})" if header.coded_size
+             else "")
+    return (f"{len(data)} bytes, {8 * len(data) / (h * w):.4f} bpp{quality}, {w}x{h}"
+            f"{coded}, width {header.width}{rate}{passes}")

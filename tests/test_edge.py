@@ -119,6 +119,23 @@ def test_files_cross_between_runtimes(exported, size):
         assert (ta != tb).mean() < 0.01
 
 
+def test_files_coded_at_a_scale_cross_between_runtimes(exported):
+    """A file coded upsampled (``scale``) by either runtime: the same coded size, the
+    latent of that size, and the image's size decoded by both, within one level."""
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    rgb = natural_like(37, 50, seed=2)
+    width, lmbda = settings(torch_codec)[-1]
+    for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
+        data = writer.encode_rgb(rgb, width, lmbda=lmbda, scale=1.5)
+        assert unpack(data).header.coded_size == (56, 75)
+        ours, _ = reader.decode_rgb(data)
+        theirs, _ = writer.decode_rgb(data)
+        assert ours.shape == (37, 50, 3)
+        assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+        assert reader.decode_latent(data)[0].shape == (width, 4, 5)
+
+
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):
     """synthesize_rgb (decode_rgb's second half, public) refuses a header its runtime cannot
     decode with the typed error decode_rgb gives, in PyTorch and on the edge."""

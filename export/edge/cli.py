@@ -26,6 +26,7 @@ from slimcodec.rate_control import (
     encode_with_rate,
     rate_arguments,
 )
+from slimcodec.scaling import coded_size
 from slimcodec.tiling import add_tile_argument
 from slimcodec.utils.console import (
     for_each_file,
@@ -66,7 +67,7 @@ def _encode(args: argparse.Namespace, codec: EdgeCodec, domain: str | None, sour
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
                           rate_given=any(getattr(args, o) is not None for o in RATE_OPTIONS),
-                          image_size=rgb.shape[:2])
+                          image_size=coded_size(*rgb.shape[:2], args.scale))
     if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
     data, search = encode_with_rate(codec, rgb, grayscale, args.width, domain=domain,

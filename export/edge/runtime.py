@@ -43,6 +43,7 @@ from slimcodec.errors import (
 from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
+from slimcodec.scaling import encode_at_scale, to_image_size
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo.catalog import writer_of
@@ -219,18 +220,23 @@ class EdgeCodec:
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None,
-                   report: dict[str, Any] | None = None) -> bytes:
+                   report: dict[str, Any] | None = None, scale: float = 1.0) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
         source and every built-in adapter and keep the file of the lowest RD loss (as
         :meth:`slimcodec.codec.Codec.encode_rgb`; ``report`` then receives the PSNR its file
         decodes to, ``psnr``);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
-        learned gate (:meth:`_gated`)."""
+        learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it, as
+        slimcodec does (:mod:`slimcodec.scaling`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
+        if scale != 1:
+            return encode_at_scale(
+                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
+                self.decode_rgb, rgb, scale, self.max_pixels, report)
         if domain == "auto":
             return self._gate(rgb, width, grayscale, lmbda, report)
         if domain == "mix":
@@ -339,7 +345,7 @@ class EdgeCodec:
         header = bitstream.header
         self.check(header)
         factor = self.bundle.downsampling
-        latent = tuple(-(-side // factor) for side in header.image_size)
+        latent = tuple(-(-side // factor) for side in header.coded)
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
         coder = self.coder(header.width, lmbda, header.domain)
         try:
@@ -367,11 +373,11 @@ class EdgeCodec:
         else:
             synthesis = self._transform(header.width, "synthesis", lmbda, header.domain)
         try:
-            rgb = tiling.synthesize(synthesis, tiling.unchanged, y_hat, header.image_size,
+            rgb = tiling.synthesize(synthesis, tiling.unchanged, y_hat, header.coded,
                                     self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
-        return rgb
+        return to_image_size(rgb, header)
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (``L`` for grayscale sources, else ``RGB``)."""

@@ -69,6 +69,7 @@ def check_header(header: Header, *, name: str, fingerprint: bytes, widths: Seque
                 f"file was coded with the adapter of domain id {domain}, which {name} "
                 f"does not hold (it holds: {held or 'none'}){missing_domain}")
     check_image_size(*header.image_size, max_pixels)
+    check_image_size(*header.coded, max_pixels)  # what the transforms make
 
 
 def check_latent(y_hat: object, header: Header, factor: int) -> None:
@@ -76,7 +77,7 @@ def check_latent(y_hat: object, header: Header, factor: int) -> None:
     decodes to: a numpy ``(width, ceil(H / factor), ceil(W / factor))`` array, ``factor``
     the model's downsampling. A latent of another shape would be synthesized into an image
     of the wrong size or fail deep inside the transform."""
-    height, width = header.image_size
+    height, width = header.coded
     expected = (header.width, -(-height // factor), -(-width // factor))
     if not isinstance(y_hat, np.ndarray) or not np.issubdtype(y_hat.dtype, np.floating):
         raise LatentError(f"a latent must be a float numpy array of shape {expected} "

@@ -24,6 +24,7 @@ __all__ = [
     "FINGERPRINT_SIZE",
     "FORMAT_VERSION",
     "MAGIC",
+    "MAX_CODING_SCALE",
     "MAX_IMAGE_SIDE",
     "MAX_MIXTURE",
     "MIXTURE_UNIT",
@@ -48,12 +49,16 @@ _LENGTH = struct.Struct("<I")
 _CRC = struct.Struct("<I")
 _FLAG_GRAYSCALE = 0x01
 _FLAG_MIXTURE = 0x02
-_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE
+_FLAG_CODED_SIZE = 0x04
+_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE
 # The optional mixture block (flag bit 1), right after the fixed header: a count, then per
 # member its domain id and its weight in 1/64ths (exact in binary floating point, so every
 # decoder applies the same weights).
 _MIXTURE_COUNT = struct.Struct("<B")
 _MIXTURE_MEMBER = struct.Struct("<HB")
+_CODED_SIZE = struct.Struct("<II")
+#: How far a coded side may exceed the image's (the encoder's ``scale``, at most).
+MAX_CODING_SCALE = 4
 MIXTURE_UNIT = 64
 MAX_MIXTURE = 8
 
@@ -83,6 +88,10 @@ class Header:
             pairs, each weight a multiple of 1/:data:`MIXTURE_UNIT` in [0, 255/64], the
             coding domain among them (at weight 0 if it does not decode); empty for a file
             of one domain.
+        coded_size: ``(height, width)`` of the image the transforms coded, where the
+            encoder upsampled the original (``scale``): each side at least the image's and
+            at most :data:`MAX_CODING_SCALE` times it, not both equal; the decoder
+            resamples its output to ``image_size``. None: the original itself.
     """
 
     fingerprint: bytes
@@ -93,6 +102,13 @@ class Header:
     rate: float = 0.0
     domain: int = 0
     mixture: tuple[tuple[int, float], ...] = ()
+    coded_size: tuple[int, int] | None = None
+
+    @property
+    def coded(self) -> tuple[int, int]:
+        """``(height, width)`` of the image the latent codes: :attr:`coded_size`, or the
+        image's own."""
+        return self.coded_size or self.image_size
 
     def __post_init__(self) -> None:
         if len(self.fingerprint) != FINGERPRINT_SIZE:
@@ -121,6 +137,15 @@ class Header:
                 raise ValueError(f"mixture member ({d}, {weight}) out of range")
         if self.mixture and self.domain not in (0, *ids):
             raise ValueError(f"domain {self.domain} is not one of the mixture's")
+        if self.coded_size is not None:
+            ch, cw = self.coded_size
+            if not (h <= ch <= min(MAX_CODING_SCALE * h, MAX_IMAGE_SIDE)
+                    and w <= cw <= min(MAX_CODING_SCALE * w, MAX_IMAGE_SIDE)):
+                raise ValueError(f"coded size {ch}x{cw} for a {h}x{w} image (each side "
+                                 f"1..{MAX_CODING_SCALE}x the image's, at most "
+                                 f"{MAX_IMAGE_SIDE})")
+            if (ch, cw) == (h, w):
+                raise ValueError("a coded size equal to the image's (written as none)")
 
 
 @dataclass(frozen=True)
@@ -156,7 +181,8 @@ def pack(bitstream: Bitstream) -> bytes:
         _FIXED.pack(
             MAGIC,
             FORMAT_VERSION,
-            (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0),
+            (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0)
+            | (_FLAG_CODED_SIZE if h.coded_size else 0),
             h.fingerprint,
             h.width,
             int(h.rate_kind),
@@ -171,6 +197,8 @@ def pack(bitstream: Bitstream) -> bytes:
         out += _MIXTURE_COUNT.pack(len(h.mixture))
         for d, weight in h.mixture:
             out += _MIXTURE_MEMBER.pack(d, int(weight * MIXTURE_UNIT))
+    if h.coded_size:
+        out += _CODED_SIZE.pack(*h.coded_size)
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -204,6 +232,9 @@ def unpack(data: bytes) -> Bitstream:
             raise TruncatedBitstreamError("truncated slimcodec file: mixture block cut")
         (members,) = _MIXTURE_COUNT.unpack_from(data, _FIXED.size)
         lengths_start += _MIXTURE_COUNT.size + members * _MIXTURE_MEMBER.size
+    coded_start = lengths_start
+    if flags & _FLAG_CODED_SIZE:
+        lengths_start += _CODED_SIZE.size
     lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
@@ -243,6 +274,8 @@ def unpack(data: bytes) -> Bitstream:
             mixture.append((d, units / MIXTURE_UNIT))
         if flags & _FLAG_MIXTURE and not mixture:
             raise ValueError("an empty mixture")
+        coded_size = (_CODED_SIZE.unpack_from(data, coded_start)
+                      if flags & _FLAG_CODED_SIZE else None)
         header = Header(
             fingerprint=fingerprint,
             width=width,
@@ -252,6 +285,7 @@ def unpack(data: bytes) -> Bitstream:
             rate=float(rate),
             domain=domain,
             mixture=tuple(mixture),
+            coded_size=coded_size,
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")

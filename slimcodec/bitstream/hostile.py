@@ -148,6 +148,20 @@ def forged_mixture(data: bytes, rng: random.Random) -> bytes:
     return _seal(body)
 
 
+def forged_coded_size(data: bytes, rng: random.Random) -> bytes:
+    """A coded-size block set in (flag bit 2): the image's own size (never written), a
+    scale any encoder could have used (the strings then code another latent), a side
+    below the image's or beyond 4x, or huge."""
+    body = _body(data)
+    h, w = struct.unpack_from("<II", body, _HEIGHT)
+    sides = [lambda s: s, lambda s: s - 1, lambda s: round(s * 1.5), lambda s: 2 * s,
+             lambda s: 4 * s, lambda s: 4 * s + 1, lambda s: 32768, lambda s: 0xFFFFFFFF]
+    block = struct.pack("<II", rng.choice(sides)(h) % (1 << 32), rng.choice(sides)(w) % (1 << 32))
+    body[5] |= 0x04
+    body[_LENGTHS:_LENGTHS] = block
+    return _seal(body)
+
+
 KINDS = {
     "mutated": mutated,
     "random payload": random_payload,
@@ -156,6 +170,7 @@ KINDS = {
     "forged size": forged_size,
     "forged fields": forged_fields,
     "forged mixture": forged_mixture,
+    "forged coded size": forged_coded_size,
 }
 
 

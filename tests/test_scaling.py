@@ -1,0 +1,147 @@
+"""Coding at a higher resolution than the image's (``scale``): the container's coded size,
+the codec's encode and decode around it, rate control and the command line."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from helpers import natural_like
+
+from slimcodec.api import codec_for
+from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
+from slimcodec.bitstream.container import MAX_CODING_SCALE
+from slimcodec.cli import main
+from slimcodec.errors import CorruptBitstreamError, LatentError, ResourceLimitError
+from slimcodec.rate_control import encode_with_rate
+from slimcodec.scaling import coded_size
+from slimcodec.utils.metrics import psnr
+from slimcodec.zoo import DEFAULT_MODEL
+
+FP = bytes(range(8))
+
+
+def _file(coded: tuple[int, int] | None, image=(37, 50)) -> bytes:
+    return pack(Bitstream(Header(FP, 96, image, rate_kind=RateKind.LAMBDA, rate=0.01,
+                                 coded_size=coded), (b"\x01" * 8,)))
+
+
+def _with_coded(data: bytes, coded: tuple[int, int]) -> bytes:
+    """``data`` (a file with a coded size) with another coded size and a valid CRC: what a
+    buggy or hostile writer makes."""
+    body = bytearray(data[:-4])
+    body[32:40] = struct.pack("<II", *coded)
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def test_the_coded_size_round_trips_and_costs_nine_bytes_only_where_written():
+    plain, scaled = _file(None), _file((74, 100))
+    assert unpack(plain).header.coded_size is None and unpack(plain).header.coded == (37, 50)
+    header = unpack(scaled).header
+    assert header.coded_size == (74, 100) and header.coded == (74, 100)
+    assert header.image_size == (37, 50) and len(scaled) == len(plain) + 8
+    assert scaled[5] & 0x04 and not plain[5] & 0x04  # the flag; bytes 32..40 the size
+
+
+@pytest.mark.parametrize("coded, why", [
+    ((36, 50), "each side"), ((37, 49), "each side"),
+    ((37 * MAX_CODING_SCALE + 1, 50), "each side"), ((37, 50), "equal to the image's")])
+def test_a_coded_size_no_encoder_writes_is_refused(coded, why):
+    with pytest.raises(ValueError, match=why):
+        _file(coded)
+    with pytest.raises(CorruptBitstreamError, match=why):
+        unpack(_with_coded(_file((74, 100)), coded))
+
+
+def test_coded_size_rounds_each_side_and_refuses_what_no_container_holds():
+    assert coded_size(37, 50, 1.5) == (56, 75) and coded_size(37, 50, 1) == (37, 50)
+    for bad in (0.5, MAX_CODING_SCALE + 0.5, float("nan")):
+        with pytest.raises(ValueError, match="scale"):
+            coded_size(37, 50, bad)
+    with pytest.raises(ResourceLimitError):
+        coded_size(20000, 10, 2)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return codec_for(DEFAULT_MODEL)
+
+
+def test_a_scaled_file_decodes_to_the_image_at_higher_quality(codec):
+    """Coded at 2×, a file decodes to the image's size, through both halves too; at the
+    top of the range it reaches more than the model at the image's own size can."""
+    rgb = natural_like(40, 52, seed=4)
+    width = max(codec.widths)
+    top = codec.lambda_range(width)[1]
+    alone = codec.encode_rgb(rgb, width, lmbda=top)
+    data = codec.encode_rgb(rgb, width, lmbda=top, scale=2)
+    header = unpack(data).header
+    assert header.image_size == (40, 52) and header.coded_size == (80, 104)
+    decoded, _ = codec.decode_rgb(data)
+    assert decoded.shape == (40, 52, 3)
+    assert psnr(rgb, decoded) > psnr(rgb, codec.decode_rgb(alone)[0]) + 1
+    y_hat, _ = codec.decode_latent(data)
+    assert y_hat.shape == (width, 5, 7)  # the coded size's latent, not the image's (3, 4)
+    assert np.array_equal(codec.synthesize_rgb(y_hat, header), decoded)
+    with pytest.raises(LatentError):
+        codec.synthesize_rgb(codec.decode_latent(alone)[0], header)
+    assert codec.encode_rgb(rgb, width, lmbda=top, scale=1) == alone
+
+
+def test_rate_control_measures_the_original_at_a_scale(codec):
+    """A target's rate counts the image's pixels and its PSNR the image's, not the coded
+    image's: the search lands on the target as it does at scale 1."""
+    rgb = natural_like(48, 64, seed=5)
+    data, search = encode_with_rate(codec, rgb, target_bpp=1.2, scale=1.5)
+    assert unpack(data).header.coded_size == (72, 96)
+    assert abs(8 * len(data) / (48 * 64) / 1.2 - 1) < 0.03 and search.bpp == pytest.approx(
+        8 * len(data) / (48 * 64))
+    data, search = encode_with_rate(codec, rgb, target_psnr=26, scale=1.5, domain="auto")
+    assert search.psnr == pytest.approx(psnr(rgb, codec.decode_rgb(data)[0]))
+
+
+def test_the_coded_size_counts_against_the_pixel_limit(codec):
+    rgb = natural_like(40, 52)
+    small = codec_for(DEFAULT_MODEL, max_pixels=40 * 52 * 2)
+    small.encode_rgb(rgb, 48, scale=1.2)
+    with pytest.raises(ResourceLimitError):
+        small.encode_rgb(rgb, 48, scale=2)
+    data = codec.encode_rgb(rgb, 48, scale=2)
+    with pytest.raises(ResourceLimitError):
+        small.decode_rgb(data)
+
+
+def test_the_command_line_codes_at_a_scale(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(natural_like(37, 50)).save(tmp_path / "p.png")
+    slc = tmp_path / "p.slc"
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), "--scale", "2",
+                 "--width", "48"]) == 0
+    assert "50x37 (coded at 100x74)" in capsys.readouterr().out
+    assert main(["decompress", str(slc), "-o", str(tmp_path / "d.png")]) == 0
+    assert Image.open(tmp_path / "d.png").size == (50, 37)
+    capsys.readouterr()
+    assert main(["info", str(slc), "--json"]) == 0
+    assert '"coded_height": 74' in capsys.readouterr().out
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), "--scale", "9"]) == 2
+    assert "scale 9 is outside 1..4" in capsys.readouterr().err
+
+
+def test_eval_codes_at_a_scale_as_compress_does(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.fromarray(natural_like(37, 50)).save(tmp_path / "images" / "p.png")
+    rd = tmp_path / "rd.json"
+    assert main(["eval", str(tmp_path / "images"), "--widths", "48", "--scale", "2",
+                 "--json", str(rd), "-q"]) == 0
+    assert "coded at scale 2" in capsys.readouterr().out
+    result = json.loads(rd.read_text())
+    assert result["scale"] == 2
+    point = result["points"][0]
+    assert main(["compress", str(tmp_path / "images" / "p.png"), "-o", str(tmp_path / "p.slc"),
+                 "--width", "48", "--lmbda", repr(point["lmbda"]), "--scale", "2"]) == 0
+    assert point["bpp"] == 8 * (tmp_path / "p.slc").stat().st_size / (37 * 50)
