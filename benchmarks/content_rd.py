@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from common import (
+    COMPARED,
     classical_rd,
     fmt,
     held_out_screens,
@@ -44,7 +45,7 @@ from slimcodec.evaluate import evaluate
 from slimcodec.rate_control import encode_to_target
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
-CLASSICAL = ("JPEG 4:2:0", "WebP", "AVIF")
+CLASSICAL = COMPARED
 RATES = (0.1, 0.25, 0.5, 1.0, 1.5)
 TARGETS = (0.1, 0.25, 0.5, 1.0)
 #: Issue 29's targets for the default model: (content set, what, comparison, bound).

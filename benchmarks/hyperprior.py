@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import (
+    COMPARED,
     classical_rd,
     fmt,
     load_test_images,
@@ -193,7 +194,7 @@ def main() -> None:
     result = evaluate(codec, rgbs, progress=True)
     ref = evaluate(reference, rgbs, progress=True)
     env, ref_env = envelope(result["points"]), envelope(ref["points"])
-    classical = {name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")}
+    classical = {name: classical_rd(images, name) for name in COMPARED}
 
     # Determinism and the integer path's cost, at each width's middle λ.
     samples, float_differ, float_total, bytes_int, bytes_float = {}, 0, 0, 0, 0

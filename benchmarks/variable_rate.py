@@ -36,6 +36,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    COMPARED,
     FIGURES,
     classical_rd,
     fmt,
@@ -87,7 +88,7 @@ def _sizes(images) -> str:
 def _classical(images) -> dict[str, list[tuple[float, float]]]:
     sizes = _sizes(images)
     curves = _cached(f"classical-{sizes}", lambda: {
-        name: classical_rd(images, name) for name in ("JPEG 4:2:0", "WebP", "AVIF")})
+        name: classical_rd(images, name) for name in COMPARED})
     return {name: [tuple(p) for p in curve] for name, curve in curves.items()}  # JSON
 
 
