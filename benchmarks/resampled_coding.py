@@ -8,10 +8,11 @@ the transforms' work (:mod:`slimcodec.scaling`). This codes each held-out photo 
 generated screen) at each scale as ``slimcodec compress --scale S`` does (through the
 model's gate, real files: the header's coded size counted), at one width (default: the
 widest) and the 5 λ of ``slimcodec eval``; PSNR against the original, bits per pixel of
-the original; JPEG, WebP and AVIF on the same images in the same run. Writes the
-RESULTS.md section ``resampled-coding-<model>``.
+the original; JPEG, WebP and AVIF on the same images in the same run. A scale written
+``S:FILTER`` resamples with that filter (``--resampling``; default ``lanczos``). Writes
+the RESULTS.md section ``resampled-coding-<model>``.
 
-    python benchmarks/resampled_coding.py [--model slimcae-hpc] [--scales 1 1.5 2] \\
+    python benchmarks/resampled_coding.py [--model slimcae-hpc] [--scales 1 1.5 2 2:box] \\
         [--count 12] [--screens 6] [--width 192] [--crop 768x512]
 """
 
@@ -40,7 +41,8 @@ from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 RATES = (0.25, 0.5, 1.0, 1.5)
 
 
-def scale_curve(codec, images, width: int, scale: float) -> tuple[list, float, float]:
+def scale_curve(codec, images, width: int, scale: float, resampling: str
+                ) -> tuple[list, float, float]:
     """Mean (bpp, PSNR) per λ of ``slimcodec eval``, and the mean encode and decode ms."""
     points, enc, dec = [], [], []
     for lmbda in lambdas_for_eval(codec, width):
@@ -49,7 +51,8 @@ def scale_curve(codec, images, width: int, scale: float) -> tuple[list, float, f
             h, w = rgb.shape[:2]
             t = time.perf_counter()
             data = codec.encode_rgb(rgb, width, lmbda=float(lmbda),
-                                    domain=codec.default_domain, scale=scale)
+                                    domain=codec.default_domain, scale=scale,
+                                    resampling=resampling)
             t1 = time.perf_counter()
             decoded = codec.decode_rgb(data)[0]
             dec.append(time.perf_counter() - t1)
@@ -86,14 +89,16 @@ def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="slimcae-hpc")
-    p.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0])
+    p.add_argument("--scales", nargs="+", default=["1", "1.5", "2", "2:box"],
+                   help="S or S:FILTER (lanczos, box)")
     p.add_argument("--count", type=int, default=12, help="held-out photos")
     p.add_argument("--screens", type=int, default=6, help="held-out generated screens")
     p.add_argument("--width", type=int, help="default: the widest")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--photos", default="../shared/data/photos")
     args = p.parse_args()
-    if args.scales[0] != 1:
+    scales = [(float(v.split(":")[0]), [*v.split(":"), "lanczos"][1]) for v in args.scales]
+    if scales[0] != (1, "lanczos"):
         p.error("--scales starts with 1: the model as it codes today, the row others are "
                 "measured against")
     crop = parse_crop(args.crop)
@@ -105,9 +110,9 @@ def main() -> None:
     tables = []
     for name, images in sets.items():
         curves, times = {}, {}
-        for s in args.scales:
-            label = f"×{s:g}"
-            curves[label], *times[label] = scale_curve(codec, images, width, s)
+        for s, resampling in scales:
+            label = f"×{s:g}" + (f" {resampling}" if s != 1 and resampling != "lanczos" else "")
+            curves[label], *times[label] = scale_curve(codec, images, width, s, resampling)
             print(name, label, [(round(b, 3), round(q, 2)) for b, q in curves[label]],
                   flush=True)
         curves["envelope"] = rd_hull([pt for c in list(curves.values()) for pt in c])
@@ -115,8 +120,9 @@ def main() -> None:
     body = (
         f"## Coding at a higher resolution: `{args.model}`, width {width}\n\n"
         f"Each image coded as `slimcodec compress --scale S` codes it (upsampled by S "
-        f"with Pillow's Lanczos filter, through the gate, real files; the decoder "
-        f"downsamples back) at the 5 λ of `slimcodec eval`; PSNR against the original, "
+        f"with Pillow's Lanczos filter, or `box`: `--resampling box`, nearest up and area "
+        f"down; through the gate, real files; the decoder resamples back) at the 5 λ of "
+        f"`slimcodec eval`; PSNR against the original, "
         f"bits per pixel of the original, means over the images per λ. `envelope`: the "
         f"convex hull of every scale's points, what a coder choosing the scale per rate "
         f"would reach (no coder chooses it yet: `--scale` is the caller's). `vs ×1`: "

@@ -58,7 +58,8 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None, tile: int | None = None,
-             domain: str | None = None, scale: float = 1.0) -> bytes:
+             domain: str | None = None, scale: float = 1.0,
+             resampling: str = "lanczos") -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
     The rate, one of (none: the middle of the width's range):
@@ -86,7 +87,8 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     model alone; an adapter's domain; or another gate (:data:`slimcodec.gating.GATES`).
 
     ``scale``: code the image upsampled by this factor, 1 to 4 (:mod:`slimcodec.scaling`):
-    quality beyond the model's ceiling at high rates, for ``scale²`` times the work.
+    quality beyond the model's ceiling at high rates, for ``scale²`` times the work;
+    ``resampling``, its filter (``"lanczos"``, or ``"box"``, which keeps text's edges).
     """
     from slimcodec.rate_control import encode_with_rate
 
@@ -99,7 +101,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                target_bpp=target_bpp, target_size=target_size,
                                target_psnr=target_psnr, refine=refine, prefer=prefer,
-                               domain=domain, scale=scale)
+                               domain=domain, scale=scale, resampling=resampling)
     return data
 
 

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from slimcodec.bitstream import domain_id, unpack
+from slimcodec.bitstream.container import RESAMPLING
 from slimcodec.data import sample_image
 from slimcodec.utils.console import HELP, run_command
 from slimcodec.utils.io import read_input
@@ -44,6 +45,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "image_width": h.image_size[1],
         "coded_height": h.coded[0],  # the image's own, unless coded upsampled (--scale)
         "coded_width": h.coded[1],
+        "resampling": RESAMPLING[h.resampling] if h.coded_size else None,
         "grayscale": h.grayscale,
         "rate_kind": h.rate_kind.name.lower(),
         "rate": h.rate,

@@ -318,7 +318,8 @@ class Codec:
                    report: dict[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None,
                    domain: str | None = None,
-                   mixture: Mapping[str, float] | None = None, scale: float = 1.0) -> bytes:
+                   mixture: Mapping[str, float] | None = None, scale: float = 1.0,
+                   resampling: str = "lanczos") -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
         ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
@@ -339,9 +340,10 @@ class Codec:
         :class:`~slimcodec.adaptation.AdapterMixture`; ``domain`` then names the domain whose
         entropy models code the latent (None: the source's). The file carries the weights.
 
-        ``scale``: code the image upsampled by this factor, 1 to 4 (:mod:`slimcodec.scaling`:
-        quality beyond the transforms' ceiling, for ``scale²`` times the work); the rate
-        and ``report``'s PSNR are the original's.
+        ``scale``: code the image upsampled by this factor, 1 to 4, with the filter
+        ``resampling`` (``"lanczos"`` or ``"box"``; :mod:`slimcodec.scaling`: quality beyond
+        the transforms' ceiling, for ``scale²`` times the work); the rate and ``report``'s
+        PSNR are the original's.
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
@@ -351,7 +353,7 @@ class Codec:
             return encode_at_scale(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, refine, report,
                                               progress, domain, mixture),
-                self.decode_rgb, rgb, scale, self.max_pixels, report)
+                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling)
         domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")

@@ -44,7 +44,7 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
-from slimcodec.scaling import coded_size
+from slimcodec.scaling import FILTERS, coded_size
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
@@ -107,7 +107,7 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
     with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
               disable=not sys.stderr.isatty() and not args.verbose) as bar:
         data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update,
-                                domain, scale=args.scale)
+                                domain, scale=args.scale, resampling=args.resampling)
     if args.verbose and "chosen" in report:
         print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f} plain, "
               f"{report['loss_refined']:.4f} refined), predicted PSNR "
@@ -244,11 +244,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     coded_size(1, 1, args.scale)  # a bad scale before the work
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
                       refine=args.refine, domain=domain, repeats=args.repeats,
-                      scale=args.scale)
+                      scale=args.scale, resampling=args.resampling)
     if args.json:
         _write_json(args.json, result)
     repeats = f", times: medians of {args.repeats} runs" if args.repeats > 1 else ""
-    scaled = f", coded at scale {args.scale:g}" if args.scale != 1 else ""
+    scaled = (f", coded at scale {args.scale:g} ({args.resampling})" if args.scale != 1
+              else "")
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} "
           f"images{scaled}{repeats}")
     print(format_table(result))
@@ -531,6 +532,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scale", type=float, default=1.0,
                    help="code each image upsampled by this factor, as compress --scale "
                         "(default: %(default)g)")
+    e.add_argument("--resampling", default="lanczos", choices=FILTERS,
+                   help="--scale's filter, as compress --resampling (default: %(default)s)")
     e.add_argument("--json", help="write the results here")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_eval)

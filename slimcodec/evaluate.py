@@ -66,6 +66,7 @@ def evaluate(
     domain: str | None = None,
     repeats: int = 1,
     scale: float = 1.0,
+    resampling: str = "lanczos",
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
@@ -77,8 +78,8 @@ def evaluate(
     ``repeats``: code each image that many times at each point; its encode and decode times
     are the medians (a file's bytes and pixels are the same every time).
 
-    ``scale``: code each image upsampled by it (:mod:`slimcodec.scaling`); rates and
-    PSNRs are the original's.
+    ``scale``: code each image upsampled by it with the filter ``resampling``
+    (:mod:`slimcodec.scaling`); rates and PSNRs are the original's.
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
@@ -99,7 +100,8 @@ def evaluate(
     # One untimed pass per width on a small crop: the first call pays one-off set-up costs.
     warm = loaded[0][1][:64, :64]
     for w, lmbda in settings:
-        codec.decode_rgb(codec.encode_rgb(warm, w, lmbda=lmbda, scale=scale))
+        codec.decode_rgb(codec.encode_rgb(warm, w, lmbda=lmbda, scale=scale,
+                                          resampling=resampling))
 
     per_point: dict[tuple[int, float | None], list[dict[str, Any]]] = {s: [] for s in settings}
     bar = tqdm(total=len(loaded) * len(settings), desc="eval", unit="code",
@@ -111,7 +113,7 @@ def evaluate(
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain,
-                                        scale=scale)
+                                        scale=scale, resampling=resampling)
                 t1 = time.perf_counter()
                 out, _ = codec.decode_rgb(data)
                 enc.append(t1 - t0)
@@ -149,6 +151,7 @@ def evaluate(
         "domain": domain,
         "repeats": repeats,
         "scale": scale,
+        "resampling": resampling,
         "points": points,
         "per_image": [r for records in per_point.values() for r in records],
     }

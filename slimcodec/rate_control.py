@@ -70,6 +70,7 @@ import numpy as np
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
 from slimcodec.gating import GATES, SOURCE
+from slimcodec.scaling import FILTERS
 from slimcodec.utils.metrics import psnr
 
 __all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
@@ -149,13 +150,15 @@ def encode_to_target(
     target_size: int | None = None,
     gate_proxy: bool = True,
     scale: float = 1.0,
+    resampling: str = "lanczos",
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
     (the whole file's bytes: searched as the bpp it means for this image, and reported in
     bytes) or ``target_psnr``.
 
     ``refine`` (latent refinement steps, PyTorch codec only), ``domain`` (an adapter's,
-    or ``"auto"``) and ``scale`` (:mod:`slimcodec.scaling`) apply to every pass, as in
+    or ``"auto"``) and ``scale`` with ``resampling`` (:mod:`slimcodec.scaling`) apply to
+    every pass, as in
     :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
     Without ``width``, ``prefer`` says which width (see the module docstring).
     ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
@@ -187,7 +190,7 @@ def encode_to_target(
         report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
         asked = {"report": report} if by_psnr and how == "auto" else {}
         data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, **asked,
-                                **_options(refine, scale))
+                                **_options(refine, scale, resampling))
         bpp = 8 * len(data) / pixels
         quality = None
         if by_psnr:
@@ -322,6 +325,7 @@ def encode_with_rate(
     max_passes: int = DEFAULT_MAX_PASSES,
     prefer: str = "quality",
     scale: float = 1.0,
+    resampling: str = "lanczos",
 ) -> tuple[bytes, RateSearch | None]:
     """Encode ``rgb`` with at most one rate setting (none: the width's middle λ).
 
@@ -339,18 +343,20 @@ def encode_with_rate(
     if target_bpp is not None or target_size is not None or target_psnr is not None:
         return encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
                                 max_passes=max_passes, refine=refine, domain=domain,
-                                prefer=prefer, target_size=target_size, scale=scale)
+                                prefer=prefer, target_size=target_size, scale=scale,
+                                resampling=resampling)
     if quality is not None:
         lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
     data = codec.encode_rgb(rgb, width, grayscale, lmbda, domain=domain,
-                            **_options(refine, scale))
+                            **_options(refine, scale, resampling))
     return data, None
 
 
-def _options(refine: int, scale: float) -> dict[str, Any]:
+def _options(refine: int, scale: float, resampling: str) -> dict[str, Any]:
     """The encoder's keywords that are not their defaults (a codec without refinement
     takes no ``refine``)."""
-    return {**({"refine": refine} if refine else {}), **({"scale": scale} if scale != 1 else {})}
+    scaled = {"scale": scale, "resampling": resampling} if scale != 1 else {}
+    return {**({"refine": refine} if refine else {}), **scaled}
 
 
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -378,12 +384,16 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="code the image upsampled by this factor, 1-4 (Lanczos; the "
                              "decoder resamples back): quality beyond the model's ceiling "
                              "at high rates, for scale² the time (default: %(default)g)")
+    parser.add_argument("--resampling", default="lanczos", choices=FILTERS,
+                        help="the filter --scale upsamples and the decoder resamples with: "
+                             "lanczos, or box (nearest up, area down: keeps text's edges) "
+                             "(default: %(default)s)")
 
 
 def rate_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`encode_with_rate`'s rate keywords from :func:`add_rate_arguments`' options."""
     return {name: getattr(args, name)
-            for name in (*RATE_OPTIONS, "max_passes", "prefer", "scale")}
+            for name in (*RATE_OPTIONS, "max_passes", "prefer", "scale", "resampling")}
 
 
 def coded_summary(data: bytes, search: RateSearch | None = None) -> str:

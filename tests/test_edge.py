@@ -119,21 +119,26 @@ def test_files_cross_between_runtimes(exported, size):
         assert (ta != tb).mean() < 0.01
 
 
-def test_files_coded_at_a_scale_cross_between_runtimes(exported):
-    """A file coded upsampled (``scale``) by either runtime: the same coded size, the
-    latent of that size, and the image's size decoded by both, within one level."""
+@pytest.mark.parametrize("scale, resampling", [(1.5, "lanczos"), (2, "box")])
+def test_files_coded_at_a_scale_cross_between_runtimes(exported, scale, resampling):
+    """A file coded upsampled (``scale``) by either runtime: the same coded size and
+    filter, the latent of that size, and the image's size decoded by both, within one
+    level."""
     model, root = exported
     torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
     rgb = natural_like(37, 50, seed=2)
     width, lmbda = settings(torch_codec)[-1]
+    size = {1.5: (56, 75), 2: (74, 100)}[scale]
     for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
-        data = writer.encode_rgb(rgb, width, lmbda=lmbda, scale=1.5)
-        assert unpack(data).header.coded_size == (56, 75)
+        data = writer.encode_rgb(rgb, width, lmbda=lmbda, scale=scale, resampling=resampling)
+        header = unpack(data).header
+        assert header.coded_size == size and header.resampling == ("lanczos", "box").index(
+            resampling)
         ours, _ = reader.decode_rgb(data)
         theirs, _ = writer.decode_rgb(data)
         assert ours.shape == (37, 50, 3)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
-        assert reader.decode_latent(data)[0].shape == (width, 4, 5)
+        assert reader.decode_latent(data)[0].shape == (width, *(-(-n // 16) for n in size))
 
 
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):

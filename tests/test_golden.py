@@ -25,8 +25,9 @@ def test_golden_file_decodes_to_its_image(meta):
     # a shipped adapter's file: the domain the model's codec must find among its own adapters
     assert unpack(data).header.domain == info.get("domain_id", 0)
     # a file coded upsampled (--scale): its coded size, resampled back to the image's
-    assert unpack(data).header.coded_size == (tuple(info["coded_size"]) if "coded_size" in info
-                                              else None)
+    header = unpack(data).header
+    assert header.coded_size == (tuple(info["coded_size"]) if "coded_size" in info else None)
+    assert header.resampling == info.get("resampling", 0)
     decoded = np.asarray(slimcodec.decompress(data))  # the writer found by fingerprint
     expected = np.asarray(Image.open(meta.with_suffix(".png")))
     assert decoded.shape == expected.shape

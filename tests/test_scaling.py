@@ -10,7 +10,7 @@ from helpers import natural_like
 
 from slimcodec.api import codec_for
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
-from slimcodec.bitstream.container import MAX_CODING_SCALE
+from slimcodec.bitstream.container import MAX_CODING_SCALE, RESAMPLING
 from slimcodec.cli import main
 from slimcodec.errors import CorruptBitstreamError, LatentError, ResourceLimitError
 from slimcodec.rate_control import encode_with_rate
@@ -21,36 +21,40 @@ from slimcodec.zoo import DEFAULT_MODEL
 FP = bytes(range(8))
 
 
-def _file(coded: tuple[int, int] | None, image=(37, 50)) -> bytes:
+def _file(coded: tuple[int, int] | None, image=(37, 50), resampling: int = 0) -> bytes:
     return pack(Bitstream(Header(FP, 96, image, rate_kind=RateKind.LAMBDA, rate=0.01,
-                                 coded_size=coded), (b"\x01" * 8,)))
+                                 coded_size=coded, resampling=resampling), (b"\x01" * 8,)))
 
 
-def _with_coded(data: bytes, coded: tuple[int, int]) -> bytes:
-    """``data`` (a file with a coded size) with another coded size and a valid CRC: what a
-    buggy or hostile writer makes."""
+def _with_coded(data: bytes, coded: tuple[int, int], resampling: int = 0) -> bytes:
+    """``data`` (a file with a coded size) with another coded size and filter, and a valid
+    CRC: what a buggy or hostile writer makes."""
     body = bytearray(data[:-4])
-    body[32:40] = struct.pack("<II", *coded)
+    body[32:41] = struct.pack("<IIB", *coded, resampling)
     return bytes(body) + struct.pack("<I", zlib.crc32(body))
 
 
 def test_the_coded_size_round_trips_and_costs_nine_bytes_only_where_written():
-    plain, scaled = _file(None), _file((74, 100))
+    plain, scaled = _file(None), _file((74, 100), resampling=1)
     assert unpack(plain).header.coded_size is None and unpack(plain).header.coded == (37, 50)
     header = unpack(scaled).header
     assert header.coded_size == (74, 100) and header.coded == (74, 100)
-    assert header.image_size == (37, 50) and len(scaled) == len(plain) + 8
-    assert scaled[5] & 0x04 and not plain[5] & 0x04  # the flag; bytes 32..40 the size
+    assert header.image_size == (37, 50) and header.resampling == 1
+    assert len(scaled) == len(plain) + 9
+    assert scaled[5] & 0x04 and not plain[5] & 0x04  # the flag; bytes 32..41 the block
 
 
-@pytest.mark.parametrize("coded, why", [
-    ((36, 50), "each side"), ((37, 49), "each side"),
-    ((37 * MAX_CODING_SCALE + 1, 50), "each side"), ((37, 50), "equal to the image's")])
-def test_a_coded_size_no_encoder_writes_is_refused(coded, why):
+@pytest.mark.parametrize("coded, resampling, why", [
+    ((36, 50), 0, "each side"), ((37, 49), 0, "each side"),
+    ((37 * MAX_CODING_SCALE + 1, 50), 0, "each side"), ((37, 50), 0, "equal to the image's"),
+    ((74, 100), len(RESAMPLING), "unknown")])
+def test_a_coded_size_no_encoder_writes_is_refused(coded, resampling, why):
     with pytest.raises(ValueError, match=why):
-        _file(coded)
+        _file(coded, resampling=resampling)
     with pytest.raises(CorruptBitstreamError, match=why):
-        unpack(_with_coded(_file((74, 100)), coded))
+        unpack(_with_coded(_file((74, 100)), coded, resampling))
+    with pytest.raises(ValueError, match="without a coded size"):
+        _file(None, resampling=1)
 
 
 def test_coded_size_rounds_each_side_and_refuses_what_no_container_holds():
@@ -123,7 +127,8 @@ def test_the_command_line_codes_at_a_scale(tmp_path, capsys):
     assert Image.open(tmp_path / "d.png").size == (50, 37)
     capsys.readouterr()
     assert main(["info", str(slc), "--json"]) == 0
-    assert '"coded_height": 74' in capsys.readouterr().out
+    info = capsys.readouterr().out
+    assert '"coded_height": 74' in info and '"resampling": "lanczos"' in info
     assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), "--scale", "9"]) == 2
     assert "scale 9 is outside 1..4" in capsys.readouterr().err
 
@@ -145,3 +150,24 @@ def test_eval_codes_at_a_scale_as_compress_does(tmp_path, capsys):
     assert main(["compress", str(tmp_path / "images" / "p.png"), "-o", str(tmp_path / "p.slc"),
                  "--width", "48", "--lmbda", repr(point["lmbda"]), "--scale", "2"]) == 0
     assert point["bpp"] == 8 * (tmp_path / "p.slc").stat().st_size / (37 * 50)
+
+
+def test_box_resampling_undoes_an_integer_scale_and_keeps_text_sharper(codec):
+    """``box`` upsamples by repeating pixels and the decoder averages them back: the file
+    says so, and on a screen (thin strokes) the top λ decodes closer than ``lanczos``."""
+    from slimcodec.domains import render_screen
+    from slimcodec.scaling import FILTERS, resample
+
+    rgb = render_screen(3, (64, 96))
+    up = resample(rgb, (128, 192), FILTERS["box"][0])
+    assert np.array_equal(resample(up, (64, 96), FILTERS["box"][1]), rgb)
+    width = max(codec.widths)
+    top = codec.lambda_range(width)[1]
+    quality = {}
+    for resampling in ("lanczos", "box"):
+        data = codec.encode_rgb(rgb, width, lmbda=top, scale=2, resampling=resampling)
+        assert unpack(data).header.resampling == RESAMPLING.index(resampling)
+        quality[resampling] = psnr(rgb, codec.decode_rgb(data)[0])
+    assert quality["box"] > quality["lanczos"] + 1, quality
+    with pytest.raises(ValueError, match="resampling 'cubic'"):
+        codec.encode_rgb(rgb, width, scale=2, resampling="cubic")

@@ -5,11 +5,13 @@ with the committed image, so that no change can stop a shipped model from decodi
 it wrote. Run once when a model is shipped (never over an existing golden file):
 
     python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L] [--domain D] [--scale S]
+        [--resampling box]
 
 ``--domain``: a file coded with the model's shipped adapter for that domain (golden files
 ``MODEL.DOMAIN.*``), so that the adapter's files keep decoding too. ``--scale``: a file
-coded upsampled (``slimcodec compress --scale``; golden files ``MODEL.scaleS.*``), so that
-such files keep decoding, their resampling included.
+coded upsampled (``slimcodec compress --scale``; golden files ``MODEL.scaleS.*``, with
+``--resampling box`` ``MODEL.scaleS-box.*``), so that such files keep decoding, their
+resampling included.
 """
 
 import argparse
@@ -33,9 +35,11 @@ def main() -> None:
     p.add_argument("--lmbda", type=float)
     p.add_argument("--domain", help="a shipped adapter's domain")
     p.add_argument("--scale", type=float, default=1.0, help="code the image upsampled")
+    p.add_argument("--resampling", default="lanczos", help="--scale's filter")
     args = p.parse_args()
     stem = f"{args.model}.{args.domain}" if args.domain else args.model
     stem += f".scale{args.scale:g}" if args.scale != 1 else ""
+    stem += f"-{args.resampling}" if args.scale != 1 and args.resampling != "lanczos" else ""
     files = {ext: GOLDEN / f"{stem}.{ext}" for ext in ("slc", "png", "json")}
     if files["slc"].exists():
         raise SystemExit(f"{files['slc']} exists: golden files are never rewritten")
@@ -43,7 +47,7 @@ def main() -> None:
     rgb, _ = load_rgb(sample_image())
     crop = np.ascontiguousarray(rgb[200:250, 180:243])  # 63x50: odd sizes, some padding
     data = codec.encode_rgb(crop, args.width, lmbda=args.lmbda, domain=args.domain,
-                            scale=args.scale)
+                            scale=args.scale, resampling=args.resampling)
     decoded, header = codec.decode_rgb(data)
     GOLDEN.mkdir(exist_ok=True)
     files["slc"].write_bytes(data)
@@ -52,7 +56,8 @@ def main() -> None:
         "model": args.model, "fingerprint": codec.fingerprint.hex(), "width": header.width,
         "lmbda": header.rate if args.lmbda is not None else None,
         **({"domain": args.domain, "domain_id": header.domain} if args.domain else {}),
-        **({"coded_size": list(header.coded_size)} if header.coded_size else {})},
+        **({"coded_size": list(header.coded_size), "resampling": header.resampling}
+           if header.coded_size else {})},
         indent=2) + "\n")
     print(f"{files['slc']}: {len(data)} bytes, width {header.width}")
 

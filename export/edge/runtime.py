@@ -220,15 +220,16 @@ class EdgeCodec:
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None,
-                   report: dict[str, Any] | None = None, scale: float = 1.0) -> bytes:
+                   report: dict[str, Any] | None = None, scale: float = 1.0,
+                   resampling: str = "lanczos") -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
         source and every built-in adapter and keep the file of the lowest RD loss (as
         :meth:`slimcodec.codec.Codec.encode_rgb`; ``report`` then receives the PSNR its file
         decodes to, ``psnr``);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
-        learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it, as
-        slimcodec does (:mod:`slimcodec.scaling`)."""
+        learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it with the
+        filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
@@ -236,7 +237,7 @@ class EdgeCodec:
         if scale != 1:
             return encode_at_scale(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
-                self.decode_rgb, rgb, scale, self.max_pixels, report)
+                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling)
         if domain == "auto":
             return self._gate(rgb, width, grayscale, lmbda, report)
         if domain == "mix":

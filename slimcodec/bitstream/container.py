@@ -28,6 +28,7 @@ __all__ = [
     "MAX_IMAGE_SIDE",
     "MAX_MIXTURE",
     "MIXTURE_UNIT",
+    "RESAMPLING",
     "Bitstream",
     "Header",
     "RateKind",
@@ -56,9 +57,12 @@ _KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE
 # decoder applies the same weights).
 _MIXTURE_COUNT = struct.Struct("<B")
 _MIXTURE_MEMBER = struct.Struct("<HB")
-_CODED_SIZE = struct.Struct("<II")
+_CODED_SIZE = struct.Struct("<IIB")
 #: How far a coded side may exceed the image's (the encoder's ``scale``, at most).
 MAX_CODING_SCALE = 4
+#: The coded-size block's resampling filters, by id: how a decoder resizes its output to
+#: the image's size (:mod:`slimcodec.scaling` says how the encoder upsampled).
+RESAMPLING = ("lanczos", "box")
 MIXTURE_UNIT = 64
 MAX_MIXTURE = 8
 
@@ -92,6 +96,8 @@ class Header:
             encoder upsampled the original (``scale``): each side at least the image's and
             at most :data:`MAX_CODING_SCALE` times it, not both equal; the decoder
             resamples its output to ``image_size``. None: the original itself.
+        resampling: with a coded size, the filter the decoder resamples with, an index
+            into :data:`RESAMPLING`; 0 without one.
     """
 
     fingerprint: bytes
@@ -103,6 +109,7 @@ class Header:
     domain: int = 0
     mixture: tuple[tuple[int, float], ...] = ()
     coded_size: tuple[int, int] | None = None
+    resampling: int = 0
 
     @property
     def coded(self) -> tuple[int, int]:
@@ -146,6 +153,9 @@ class Header:
                                  f"{MAX_IMAGE_SIDE})")
             if (ch, cw) == (h, w):
                 raise ValueError("a coded size equal to the image's (written as none)")
+        if not 0 <= self.resampling < (len(RESAMPLING) if self.coded_size else 1):
+            raise ValueError(f"resampling filter {self.resampling} "
+                             + ("unknown" if self.coded_size else "without a coded size"))
 
 
 @dataclass(frozen=True)
@@ -198,7 +208,7 @@ def pack(bitstream: Bitstream) -> bytes:
         for d, weight in h.mixture:
             out += _MIXTURE_MEMBER.pack(d, int(weight * MIXTURE_UNIT))
     if h.coded_size:
-        out += _CODED_SIZE.pack(*h.coded_size)
+        out += _CODED_SIZE.pack(*h.coded_size, h.resampling)
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -274,8 +284,10 @@ def unpack(data: bytes) -> Bitstream:
             mixture.append((d, units / MIXTURE_UNIT))
         if flags & _FLAG_MIXTURE and not mixture:
             raise ValueError("an empty mixture")
-        coded_size = (_CODED_SIZE.unpack_from(data, coded_start)
-                      if flags & _FLAG_CODED_SIZE else None)
+        coded_size, resampling = None, 0
+        if flags & _FLAG_CODED_SIZE:
+            *coded_size, resampling = _CODED_SIZE.unpack_from(data, coded_start)
+            coded_size = tuple(coded_size)
         header = Header(
             fingerprint=fingerprint,
             width=width,
@@ -286,6 +298,7 @@ def unpack(data: bytes) -> Bitstream:
             domain=domain,
             mixture=tuple(mixture),
             coded_size=coded_size,
+            resampling=resampling,
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")

@@ -151,12 +151,13 @@ def forged_mixture(data: bytes, rng: random.Random) -> bytes:
 def forged_coded_size(data: bytes, rng: random.Random) -> bytes:
     """A coded-size block set in (flag bit 2): the image's own size (never written), a
     scale any encoder could have used (the strings then code another latent), a side
-    below the image's or beyond 4x, or huge."""
+    below the image's or beyond 4x, or huge; either filter, or an unknown one."""
     body = _body(data)
     h, w = struct.unpack_from("<II", body, _HEIGHT)
     sides = [lambda s: s, lambda s: s - 1, lambda s: round(s * 1.5), lambda s: 2 * s,
              lambda s: 4 * s, lambda s: 4 * s + 1, lambda s: 32768, lambda s: 0xFFFFFFFF]
-    block = struct.pack("<II", rng.choice(sides)(h) % (1 << 32), rng.choice(sides)(w) % (1 << 32))
+    block = struct.pack("<IIB", rng.choice(sides)(h) % (1 << 32),
+                        rng.choice(sides)(w) % (1 << 32), rng.choice([0, 0, 1, 1, 2, 255]))
     body[5] |= 0x04
     body[_LENGTHS:_LENGTHS] = block
     return _seal(body)
