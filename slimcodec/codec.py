@@ -349,7 +349,7 @@ class Codec:
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
-        if scale != 1:
+        if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             return encode_at_scale(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, refine, report,
                                               progress, domain, mixture),

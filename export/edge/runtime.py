@@ -234,7 +234,7 @@ class EdgeCodec:
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
-        if scale != 1:
+        if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             return encode_at_scale(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
                 self.decode_rgb, rgb, scale, self.max_pixels, report, resampling)
