@@ -44,7 +44,7 @@ from slimcodec.rate_control import (
     rate_arguments,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
-from slimcodec.scaling import FILTERS, coded_size
+from slimcodec.scaling import FILTERS, check_scale, coded_size
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
@@ -157,6 +157,7 @@ def _domain(args: argparse.Namespace, codec: Codec) -> str | None:
 def cmd_compress(args: argparse.Namespace) -> int:
     pairs = output_paths(args.input, args.output, ".slc", takes=IMAGE_SUFFIXES,
                          what="image")
+    check_scale(args.scale)  # before the work, once for every file
     codec = codec_for(args.model, args.max_pixels, args.tile)
     codec = _with_gate(_with_adapters(codec, args.adapter), args.gate)
     domain = _domain(args, codec)
@@ -241,7 +242,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             check_not_input(args.json, image)
         check_writable(args.json)
     domain = _domain(args, codec)
-    coded_size(1, 1, args.scale)  # a bad scale before the work
+    check_scale(args.scale)  # before the work
     result = evaluate(codec, images, args.widths, progress=not args.quiet, lmbdas=args.lmbdas,
                       refine=args.refine, domain=domain, repeats=args.repeats,
                       scale=args.scale, resampling=args.resampling)

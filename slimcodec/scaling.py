@@ -37,7 +37,8 @@ from slimcodec.bitstream.container import (
 from slimcodec.errors import ResourceLimitError
 from slimcodec.utils.metrics import psnr
 
-__all__ = ["FILTERS", "coded_size", "encode_at_scale", "resample", "to_image_size"]
+__all__ = ["FILTERS", "check_scale", "coded_size", "encode_at_scale", "resample",
+           "to_image_size"]
 
 #: Each filter of the container's :data:`RESAMPLING`: Pillow's filter for the encoder's
 #: upsampling, and for the decoder's resizing to the image's size.
@@ -45,13 +46,20 @@ FILTERS = {"lanczos": (Image.LANCZOS, Image.LANCZOS), "box": (Image.NEAREST, Ima
 assert tuple(FILTERS) == RESAMPLING
 
 
+def check_scale(scale: float) -> None:
+    """Raise ``ValueError`` unless ``scale`` is 1 to
+    :data:`~slimcodec.bitstream.container.MAX_CODING_SCALE` (the command lines call it
+    before any work)."""
+    if not 1 <= scale <= MAX_CODING_SCALE:
+        raise ValueError(f"scale {scale:g} is outside 1..{MAX_CODING_SCALE}")
+
+
 def coded_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The size an image of ``height × width`` is coded at for ``scale`` (1 to
     :data:`~slimcodec.bitstream.container.MAX_CODING_SCALE`): each side times the scale,
     rounded. Raises ``ValueError`` for a scale out of range, and
     :class:`~slimcodec.errors.ResourceLimitError` for a side a container cannot hold."""
-    if not 1 <= scale <= MAX_CODING_SCALE:
-        raise ValueError(f"scale {scale:g} is outside 1..{MAX_CODING_SCALE}")
+    check_scale(scale)
     size = (round(height * scale), round(width * scale))
     if max(size) > MAX_IMAGE_SIDE:
         raise ResourceLimitError(f"a {width}x{height} image at scale {scale:g} would be coded "

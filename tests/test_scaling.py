@@ -129,8 +129,11 @@ def test_the_command_line_codes_at_a_scale(tmp_path, capsys):
     assert main(["info", str(slc), "--json"]) == 0
     info = capsys.readouterr().out
     assert '"coded_height": 74' in info and '"resampling": "lanczos"' in info
-    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), "--scale", "9"]) == 2
-    assert "scale 9 is outside 1..4" in capsys.readouterr().err
+    # refused once, before any work, however many files
+    Image.fromarray(natural_like(20, 24)).save(tmp_path / "q.png")
+    assert main(["compress", str(tmp_path / "p.png"), str(tmp_path / "q.png"), "-o",
+                 str(tmp_path), "--scale", "9"]) == 2
+    assert capsys.readouterr().err == "slimcodec: error: scale 9 is outside 1..4\n"
 
 
 def test_eval_codes_at_a_scale_as_compress_does(tmp_path, capsys):

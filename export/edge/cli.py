@@ -27,7 +27,7 @@ from slimcodec.rate_control import (
     encode_with_rate,
     rate_arguments,
 )
-from slimcodec.scaling import coded_size
+from slimcodec.scaling import check_scale, coded_size
 from slimcodec.tiling import add_tile_argument
 from slimcodec.utils.console import (
     for_each_file,
@@ -52,6 +52,7 @@ def _codec(args: argparse.Namespace) -> EdgeCodec:
 def cmd_encode(args: argparse.Namespace) -> int:
     pairs = output_paths(args.input, args.output, ".slc", takes=IMAGE_SUFFIXES,
                          what="image")
+    check_scale(args.scale)  # before the work, once for every file
     codec = _codec(args)
     domain = args.domain or codec.bundle.default_domain  # the exporter's, as slimcodec's
     # each image its own copy of the options: a budget sets the width for its size
