@@ -305,13 +305,16 @@ class Codec:
 
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
                refine: int = 0, report: dict[str, Any] | None = None,
-               domain: str | None = None) -> bytes:
+               domain: str | None = None, scale: float = 1.0,
+               resampling: str = "lanczos") -> bytes:
         """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: the
         model's current width, the widest unless :meth:`~SlimCAE.set_width` chose another)
         and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`); see
-        :meth:`encode_rgb` for ``refine``, ``report`` and ``domain``."""
+        :meth:`encode_rgb` for ``refine``, ``report``, ``domain``, ``scale`` and
+        ``resampling``."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
-        return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report, domain=domain)
+        return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report, domain=domain,
+                               scale=scale, resampling=resampling)
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, refine: int = 0,

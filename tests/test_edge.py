@@ -139,6 +139,11 @@ def test_files_coded_at_a_scale_cross_between_runtimes(exported, scale, resampli
         assert ours.shape == (37, 50, 3)
         assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
         assert reader.decode_latent(data)[0].shape == (width, *(-(-n // 16) for n in size))
+    # the front doors take it too, and write the same file
+    for codec in (torch_codec, edge):
+        front = codec.encode(rgb, width, lmbda, scale=scale, resampling=resampling)
+        assert front == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=scale,
+                                         resampling=resampling)
 
 
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):

@@ -206,16 +206,19 @@ class EdgeCodec:
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
                domain: str | None = None, *, quality: float | None = None,
                target_bpp: float | None = None, target_size: int | None = None,
-               target_psnr: float | None = None, prefer: str = "quality") -> bytes:
+               target_psnr: float | None = None, prefer: str = "quality",
+               scale: float = 1.0, resampling: str = "lanczos") -> bytes:
         """Compress an image (path, PIL image or uint8 array) to container bytes; with
         ``domain``, through that built-in domain adapter. The rate, one of: ``lmbda``,
         ``quality`` (1-100), ``target_bpp``, ``target_size`` (bytes) or ``target_psnr``,
         searched as ``slimcodec.compress`` does it
-        (:func:`slimcodec.rate_control.encode_with_rate`, the same code)."""
+        (:func:`slimcodec.rate_control.encode_with_rate`, the same code); ``scale`` and
+        ``resampling`` as :meth:`encode_rgb`'s."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
         data, _ = encode_with_rate(self, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                    target_bpp=target_bpp, target_size=target_size,
-                                   target_psnr=target_psnr, domain=domain, prefer=prefer)
+                                   target_psnr=target_psnr, domain=domain, prefer=prefer,
+                                   scale=scale, resampling=resampling)
         return data
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
