@@ -7,8 +7,10 @@ against each classical codec and against the first model, ΔPSNR at equal rate, 
 range and the top PSNR. With `--rate-control`, the first model's `--target-bpp` error on the
 photos (median of |reached − target| / target over images and targets). With `--refine N`,
 the first model again with its latents refined by N steps (`slimcodec compress --refine N`:
-the same decoder, a slower encoder). Each model codes as `slimcodec compress` does: a
-shipped model with shipped domain adapters through its gate (`--domain auto`); with
+the same decoder, a slower encoder). Each model codes as `slimcodec compress` does: at the
+scale it chooses per image and point (`--scale auto`; `--scale S` fixes one, `--scale 1`
+the image's own size, as every run before 0.6 coded), a shipped model with shipped domain
+adapters through its gate (`--domain auto`); with
 `--without-adapters`, the first model again coded by the model alone (`--domain source`),
 so that the table shows what its adapters buy and cost (encode and decode times: the mean
 per file over every point, in this run). With `--goals`, a table of the first model against
@@ -43,6 +45,7 @@ from common import (
 from slimcodec.api import codec_for
 from slimcodec.evaluate import evaluate
 from slimcodec.rate_control import encode_to_target
+from slimcodec.scaling import AUTO, parse_scale
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
 CLASSICAL = COMPARED
@@ -150,7 +153,7 @@ def labelled(model: str) -> tuple[str, str]:
     return Path(model).stem, model
 
 
-def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[float]:
+def target_errors(model: str, images: list[tuple[str, np.ndarray]], scale) -> list[float]:
     codec = codec_for(model)
     errors = []
     for _, rgb in images:
@@ -158,7 +161,7 @@ def target_errors(model: str, images: list[tuple[str, np.ndarray]]) -> list[floa
             try:
                 # the cheapest width that reaches it, as the recorded runs searched
                 data, _ = encode_to_target(codec, rgb, target_bpp=target, prefer="cost",
-                                           domain=codec.default_domain)
+                                           domain=codec.default_domain, scale=scale)
             except Exception:  # out of the model's reach on this image: not an error of control
                 continue
             errors.append(abs(8 * len(data) / (rgb.shape[0] * rgb.shape[1]) - target) / target)
@@ -183,6 +186,9 @@ def main() -> None:
     p.add_argument("--without-adapters", action="store_true",
                    help="also the first model coded by the model alone (--domain source), "
                         "without the adapters it ships with")
+    p.add_argument("--scale", type=parse_scale, default=AUTO,
+                   help="the scale every model codes at: auto (as compress, the default) or "
+                        "a factor (1: the image's own size)")
     p.add_argument("--goals", action="store_true",
                    help="judge the first model against issue 29's targets (see above)")
     args = p.parse_args()
@@ -210,7 +216,7 @@ def main() -> None:
         envs, tops, spans, widest_tops, times = {}, {}, {}, {}, {}
         for model, path, steps, domain in entries:
             points = evaluate(codec_for(path), rgbs, progress=False, refine=steps,
-                              domain=domain)["points"]
+                              domain=domain, scale=args.scale)["points"]
             times[model] = tuple(float(np.mean([q[k] for q in points]))
                                  for k in ("enc_ms", "dec_ms"))
             envs[model] = rd_hull([(q["bpp"], q["psnr"]) for q in points])
@@ -244,7 +250,7 @@ def main() -> None:
                      + "\n".join(rows))
     text = "\n\n".join(lines)
     if args.rate_control and "photos" in sets:
-        errors = target_errors(models[0][1], sets["photos"])
+        errors = target_errors(models[0][1], sets["photos"], args.scale)
         median = 100 * float(np.median(errors)) if errors else None
         text += (f"\n\nRate control, `{name}` on the photos, `--target-bpp` {TARGETS} at the "
                  f"cheapest width that reaches each: median error **{fmt(median, '.2f', '%')}** "
@@ -260,7 +266,10 @@ def main() -> None:
             f"`{entries[0][0]}` needs more bits); ΔPSNR at equal rate against WebP, in "
             "dB; encode / decode ms: the mean per file over every point, times of this run "
             "(its machine below). Models code as `slimcodec compress` does (a shipped "
-            "model's adapters through its gate, `--domain auto`).\n\n" + text)
+            "model's adapters through its gate, `--domain auto`), "
+            + ("at the scale it chooses per image and point (`--scale auto`)"
+               if args.scale == AUTO else f"at scale {args.scale:g} (`--scale`)")
+            + ".\n\n" + text)
     write_section(f"content-rd-{name}", body)
     print(body)
     print(json.dumps(summary))

@@ -12,7 +12,7 @@ from PIL import Image
 from slimcodec.bitstream import Header, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import UnknownModelError, check_positive
-from slimcodec.scaling import coded_size
+from slimcodec.scaling import AUTO, Scale, coded_size, fixed_scale
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.zoo import DEFAULT_MODEL, find_by_fingerprint, is_model_path, retired_writer
 
@@ -58,7 +58,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              lmbda: float | None = None, prefer: str = "quality", refine: int = 0,
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None, tile: int | None = None,
-             domain: str | None = None, scale: float = 1.0,
+             domain: str | None = None, scale: Scale = AUTO,
              resampling: str = "lanczos") -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
@@ -89,13 +89,17 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     ``scale``: code the image upsampled by this factor, 1 to 4 (:mod:`slimcodec.scaling`):
     quality beyond the model's ceiling at high rates, for ``scale²`` times the work;
     ``resampling``, its filter (``"lanczos"``, or ``"box"``, which keeps text's edges).
+    The default, ``"auto"``, chooses both per image: the lowest RD loss on a probe of the
+    image (:func:`~slimcodec.scaling.choose_scale`); for a target, the smallest scale that
+    reaches it; with ``max_latency_ms``, the image's own size.
     """
     from slimcodec.rate_control import encode_with_rate
 
     codec = codec_for(model, max_pixels, tile)
     domain = codec.default_domain if domain is None else domain
     rgb, grayscale = load_rgb(image, max_pixels=codec.max_pixels)
-    if max_latency_ms is not None:
+    if max_latency_ms is not None:  # a width chosen for one coded size
+        scale = fixed_scale(scale)
         width = _width_for_latency(codec, width, max_latency_ms, profile,
                                    coded_size(*rgb.shape[:2], scale))
     data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,

@@ -51,7 +51,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
-from slimcodec.scaling import encode_at_scale, to_image_size
+from slimcodec.scaling import AUTO, Scale, encode_scaled, to_image_size
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import mean_squared_error, psnr
 from slimcodec.zoo import fingerprint, load_model
@@ -305,12 +305,13 @@ class Codec:
 
     def encode(self, image: ImageLike, width: int | None = None, lmbda: float | None = None,
                refine: int = 0, report: dict[str, Any] | None = None,
-               domain: str | None = None, scale: float = 1.0,
+               domain: str | None = None, scale: Scale = AUTO,
                resampling: str = "lanczos") -> bytes:
         """Compress ``image`` (path, PIL image or uint8 array) at ``width`` (default: the
         model's current width, the widest unless :meth:`~SlimCAE.set_width` chose another)
         and, for a variable-rate model, ``lmbda`` (default: :meth:`default_lambda`); see
-        :meth:`encode_rgb` for ``refine``, ``report``, ``domain``, ``scale`` and
+        :meth:`encode_rgb` for ``refine``, ``report``, ``domain``, ``scale`` (here, as
+        ``slimcodec compress``, :data:`~slimcodec.scaling.AUTO` unless given) and
         ``resampling``."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
         return self.encode_rgb(rgb, width, grayscale, lmbda, refine, report, domain=domain,
@@ -321,7 +322,7 @@ class Codec:
                    report: dict[str, Any] | None = None,
                    progress: Callable[[int], None] | None = None,
                    domain: str | None = None,
-                   mixture: Mapping[str, float] | None = None, scale: float = 1.0,
+                   mixture: Mapping[str, float] | None = None, scale: Scale = 1.0,
                    resampling: str = "lanczos") -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
@@ -346,17 +347,24 @@ class Codec:
         ``scale``: code the image upsampled by this factor, 1 to 4, with the filter
         ``resampling`` (``"lanczos"`` or ``"box"``; :mod:`slimcodec.scaling`: quality beyond
         the transforms' ceiling, for ``scale²`` times the work); the rate and ``report``'s
-        PSNR are the original's.
+        PSNR are the original's. :data:`~slimcodec.scaling.AUTO`: the scale and filter of
+        the lowest RD loss on a probe of the image
+        (:func:`~slimcodec.scaling.choose_scale`; ``report`` says which).
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
-            return encode_at_scale(
+            plain = refine or report is not None  # a probe codes without either
+            return encode_scaled(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, refine, report,
                                               progress, domain, mixture),
-                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling)
+                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
+                probe_encode=(lambda coded: self.encode_rgb(
+                    coded, width, grayscale, lmbda, domain=domain, mixture=mixture))
+                if plain else None,
+                weight=lambda: self._scale_weight(width, lmbda))
         domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
@@ -419,6 +427,14 @@ class Codec:
             raise RateError(f"{self.name}'s training λ per width is unknown (its model file "
                             "records none): pass Codec(..., rd_lambdas=...)")
         return float(self.rd_lambdas[self.widths.index(width)])
+
+    def _scale_weight(self, width: int, lmbda: float | None) -> float | None:
+        """The RD weight ``scale="auto"`` chooses by; None where there is none (a
+        single-rate model that records no training λ: it codes at scale 1)."""
+        try:
+            return self.rd_weight(width, lmbda)
+        except RateError:
+            return None
 
     def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None = None
                 ) -> float:

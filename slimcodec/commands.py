@@ -42,9 +42,10 @@ from slimcodec.rate_control import (
     encode_with_rate,
     quality_to_lambda,
     rate_arguments,
+    scale_argument,
 )
 from slimcodec.refine import DEFAULT_REFINE_STEPS, EFFORT_STEPS, steps_for_effort
-from slimcodec.scaling import FILTERS, check_scale, coded_size
+from slimcodec.scaling import AUTO, FILTERS, check_scale, coded_size, fixed_scale
 from slimcodec.tiling import add_tile_argument
 from slimcodec.training import ARCHS, TrainConfig, train
 from slimcodec.utils.console import HELP, for_each_file, positive_int, run_command, summary
@@ -82,17 +83,21 @@ def _apply_budget(args: argparse.Namespace, codec: Codec, domain: str | None,
                   image_size: tuple[int, int]) -> None:
     """With a budget (--budget-ms, --max-macs, --max-memory-mb), set --width (and, for a
     variable-rate model without another rate option, --lmbda) from the profile, which must
-    be this model's, its figures scaled to the image as coded (``image_size``: the size
-    --scale codes); a target then searches λ at that width."""
-    from slimcodec_edge.select import apply_budget
+    be this model's, its figures scaled to the image (``image_size``) as coded at --scale,
+    which a budget fixes (:func:`~slimcodec.scaling.fixed_scale`: ``auto`` codes at the
+    image's own size); a target then searches λ at that width."""
+    from slimcodec_edge.select import apply_budget, has_budget
 
+    if not has_budget(args):
+        return
+    args.scale = fixed_scale(args.scale)
     # A gate's choice is per image: budget the source codec.
     named = adapter_domain(domain)
     domain_id = codec.adapter_for(named).domain_id if named is not None else 0
     rate_given = any(getattr(args, o) is not None for o in RATE_OPTIONS)
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.lambda_range if codec.variable_rate else None, rate_given,
-                          image_size)
+                          coded_size(*image_size, args.scale))
     if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
 
@@ -101,10 +106,12 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
                     grayscale: bool, lmbda: float | None, steps: int, domain: str | None
                     ) -> bytes:
     """Encode with latent refinement, a progress bar on a terminal (or with -v)."""
-    tiles = math.prod(-(-side // (codec.model.downsampling * codec.tile))
-                      for side in coded_size(*rgb.shape[:2], args.scale))
+    # auto's scale is chosen inside the encode: its bar counts steps without a total
+    tiles = None if args.scale == AUTO else math.prod(
+        -(-side // (codec.model.downsampling * codec.tile))
+        for side in coded_size(*rgb.shape[:2], args.scale))
     report: dict[str, Any] = {}
-    with tqdm(total=steps * tiles, desc="refine", unit="step", file=sys.stderr,
+    with tqdm(total=steps * tiles if tiles else None, desc="refine", unit="step", file=sys.stderr,
               disable=not sys.stderr.isatty() and not args.verbose) as bar:
         data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update,
                                 domain, scale=args.scale, resampling=args.resampling)
@@ -170,7 +177,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace, codec: Codec, domain: str | None, steps: int,
               source: str, output: str) -> None:
     rgb, grayscale = load_rgb(image_argument(source), max_pixels=codec.max_pixels)
-    _apply_budget(args, codec, domain, coded_size(*rgb.shape[:2], args.scale))
+    _apply_budget(args, codec, domain, rgb.shape[:2])
     search = None
     if steps and not _searching(args):  # the one pass gets a progress bar
         lmbda = args.lmbda
@@ -249,8 +256,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _write_json(args.json, result)
     repeats = f", times: medians of {args.repeats} runs" if args.repeats > 1 else ""
-    scaled = (f", coded at scale {args.scale:g} ({args.resampling})" if args.scale != 1
-              else "")
+    scaled = ("" if args.scale == 1 else ", scale chosen per image (auto)"
+              if args.scale == AUTO else f", coded at scale {args.scale:g} ({args.resampling})")
     print(f"model {result['model']} ({result['fingerprint']}), {result['images']} "
           f"images{scaled}{repeats}")
     print(format_table(result))
@@ -530,9 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--gate", help="learned gate file over the --adapter files (as compress)")
     e.add_argument("--repeats", type=int, default=1,
                    help="code each image this many times per point: times are the medians")
-    e.add_argument("--scale", type=float, default=1.0,
-                   help="code each image upsampled by this factor, as compress --scale "
-                        "(default: %(default)g)")
+    e.add_argument("--scale", type=scale_argument, default=AUTO,
+                   help="code each image upsampled by this factor, or choose it per image "
+                        "(auto), as compress --scale (default: %(default)s)")
     e.add_argument("--resampling", default="lanczos", choices=FILTERS,
                    help="--scale's filter, as compress --resampling (default: %(default)s)")
     e.add_argument("--json", help="write the results here")

@@ -18,9 +18,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from slimcodec.bitstream.container import RESAMPLING
 from slimcodec.codec import Codec
 from slimcodec.errors import ImageError, SlimcodecError
 from slimcodec.rate_control import lambdas_for_eval
+from slimcodec.scaling import AUTO, Scale
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import ms_ssim, psnr
 
@@ -65,7 +67,7 @@ def evaluate(
     refine: int = 0,
     domain: str | None = None,
     repeats: int = 1,
-    scale: float = 1.0,
+    scale: Scale = AUTO,
     resampling: str = "lanczos",
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
@@ -79,7 +81,9 @@ def evaluate(
     are the medians (a file's bytes and pixels are the same every time).
 
     ``scale``: code each image upsampled by it with the filter ``resampling``
-    (:mod:`slimcodec.scaling`); rates and PSNRs are the original's.
+    (:mod:`slimcodec.scaling`); the default, ``"auto"``, chooses both per image and point,
+    as ``slimcodec compress`` does; rates and PSNRs are the original's, and each image's
+    record says the size it was coded at (``coded_size``) and the filter.
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
@@ -115,7 +119,7 @@ def evaluate(
                 data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain,
                                         scale=scale, resampling=resampling)
                 t1 = time.perf_counter()
-                out, _ = codec.decode_rgb(data)
+                out, header = codec.decode_rgb(data)
                 enc.append(t1 - t0)
                 dec.append(time.perf_counter() - t1)
             record = {
@@ -128,6 +132,9 @@ def evaluate(
                 "ms_ssim": ms_ssim(rgb, out),
                 "enc_ms": 1000 * float(np.median(enc)),
                 "dec_ms": 1000 * float(np.median(dec)),
+                "coded_size": list(header.coded),
+                "resampling": (RESAMPLING[header.resampling] if header.coded_size
+                               else None),
             }
             if lmbda is not None:
                 record["lmbda"] = lmbda

@@ -70,7 +70,7 @@ import numpy as np
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
 from slimcodec.gating import GATES, SOURCE
-from slimcodec.scaling import FILTERS
+from slimcodec.scaling import AUTO, CANDIDATES, FILTERS, Scale, check_auto_filter, parse_scale
 from slimcodec.utils.metrics import psnr
 
 __all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
@@ -149,7 +149,7 @@ def encode_to_target(
     prefer: str = "quality",
     target_size: int | None = None,
     gate_proxy: bool = True,
-    scale: float = 1.0,
+    scale: Scale = 1.0,
     resampling: str = "lanczos",
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
@@ -160,6 +160,9 @@ def encode_to_target(
     or ``"auto"``) and ``scale`` with ``resampling`` (:mod:`slimcodec.scaling`) apply to
     every pass, as in
     :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
+    ``scale="auto"``: the smallest of the Lanczos scales of
+    :data:`~slimcodec.scaling.CANDIDATES` that reaches the target (each searched as a
+    given scale is, the next only where the target lies above the last one's reach).
     Without ``width``, ``prefer`` says which width (see the module docstring).
     ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
     (see the module docstring); False: every pass through the gate.
@@ -184,13 +187,18 @@ def encode_to_target(
     by_psnr = target_psnr is not None
     tol = tolerance if tolerance is not None else (0.02 if by_psnr else DEFAULT_TOLERANCE)
     tried: list[tuple[int, float, float, float | None]] = []
+    check_auto_filter(scale, resampling)
+    # (scale, filter) in the order tried: the given one, or "auto"'s from the cheapest
+    scales = ([(s, f) for s, f in CANDIDATES if f == "lanczos"] if scale == AUTO
+              else [(scale, resampling)])
+    coding = scales[0]
 
     def measure(w: int, lmbda: float, how: str | None = domain
                 ) -> tuple[bytes, float, float | None]:
         report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
         asked = {"report": report} if by_psnr and how == "auto" else {}
         data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, **asked,
-                                **_options(refine, scale, resampling))
+                                **_options(refine, *coding))
         bpp = 8 * len(data) / pixels
         quality = None
         if by_psnr:
@@ -216,29 +224,35 @@ def encode_to_target(
     # alone cannot reach, the gate cannot either, and costs no pass through it.
     proxy = SOURCE if gate_proxy and domain in GATES and not by_psnr and not refine else None
     exact = proxy is not None and domain == "auto" and codec.gate_keeps_source_strings
-    for w in widths:
-        if proxy is not None:
-            reached: list[float] = []
-            found = _search(codec, w, target, tol, max_passes, by_psnr,
-                            lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached)
-            if found is None and exact:
-                ends += reached
-                continue
+    for step in scales:
+        if ends and target < min(ends):  # below a smaller scale's reach: so below this one's
+            break
+        coding = step  # what ``measure`` codes at
+        for w in widths:
+            if proxy is not None:
+                reached: list[float] = []
+                found = _search(codec, w, target, tol, max_passes, by_psnr,
+                                lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached)
+                if found is None and exact:
+                    ends += reached
+                    continue
+                if found is not None:
+                    plain, lmbda, _, _, passes = found
+                    data, bpp, _ = measure(w, lmbda)
+                    if unpack(data).strings == unpack(plain).strings and (
+                            len(data) == len(plain)
+                            or abs(math.log(bpp / target)) <= math.log1p(tol)):
+                        return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
+            found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends)
             if found is not None:
-                plain, lmbda, _, _, passes = found
-                data, bpp, _ = measure(w, lmbda)
-                if unpack(data).strings == unpack(plain).strings and (
-                        len(data) == len(plain) or abs(math.log(bpp / target)) <= math.log1p(tol)):
-                    return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
-        found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends)
-        if found is not None:
-            data, lmbda, bpp, quality, passes = found
-            return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
+                data, lmbda, bpp, quality, passes = found
+                return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
     # In the unit the target was given in: a size target's in bytes.
     unit = "dB" if by_psnr else "bpp" if target_size is None else "bytes"
     shown = ((lambda v: f"{v:.4g}") if target_size is None else
              (lambda v: f"{round(v * pixels / 8)}"))
-    where = f"width {widths[0]}" if width is not None else "the model"
+    where = (f"width {widths[0]}" if width is not None else "the model") + (
+        f" up to scale {coding[0]:g}" if scale == AUTO else "")
     # Only the end beyond which the target lies may have been measured: say which.
     reach = (f"at most {shown(max(ends))}" if target > max(ends) else
              f"at least {shown(min(ends))}" if target < min(ends) else
@@ -324,7 +338,7 @@ def encode_with_rate(
     domain: str | None = None,
     max_passes: int = DEFAULT_MAX_PASSES,
     prefer: str = "quality",
-    scale: float = 1.0,
+    scale: Scale = 1.0,
     resampling: str = "lanczos",
 ) -> tuple[bytes, RateSearch | None]:
     """Encode ``rgb`` with at most one rate setting (none: the width's middle λ).
@@ -352,7 +366,7 @@ def encode_with_rate(
     return data, None
 
 
-def _options(refine: int, scale: float, resampling: str) -> dict[str, Any]:
+def _options(refine: int, scale: Scale, resampling: str) -> dict[str, Any]:
     """The encoder's keywords that are not their defaults (a codec without refinement
     takes no ``refine``)."""
     scaled = {"scale": scale, "resampling": resampling} if scale != 1 else {}
@@ -380,14 +394,24 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
     rate.add_argument("--max-passes", type=int, default=DEFAULT_MAX_PASSES,
                       help="encoder passes per width for a target search (default: "
                            "%(default)s)")
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="code the image upsampled by this factor, 1-4 (Lanczos; the "
-                             "decoder resamples back): quality beyond the model's ceiling "
-                             "at high rates, for scale² the time (default: %(default)g)")
+    parser.add_argument("--scale", type=scale_argument, default=AUTO,
+                        help="code the image upsampled by this factor, 1-4 (the decoder "
+                             "resamples back): quality beyond the model's ceiling at high "
+                             "rates, for scale² the time; auto: the scale and filter of the "
+                             "lowest RD loss on a probe of the image, and for a target the "
+                             "smallest scale that reaches it (default: %(default)s)")
     parser.add_argument("--resampling", default="lanczos", choices=FILTERS,
                         help="the filter --scale upsamples and the decoder resamples with: "
                              "lanczos, or box (nearest up, area down: keeps text's edges) "
                              "(default: %(default)s)")
+
+
+def scale_argument(text: str) -> Scale:
+    """``--scale``'s type: ``auto`` or a number, in argparse's terms."""
+    try:
+        return parse_scale(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def rate_arguments(args: argparse.Namespace) -> dict[str, Any]:

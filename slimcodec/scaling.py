@@ -13,6 +13,17 @@ the original's pixels. Two filters (:data:`~slimcodec.bitstream.container.RESAMP
 undoes an integer scale's upsampling exactly and keeps text's edges.
 ``benchmarks/resampled_coding.py`` measures what each scale buys and costs (section
 ``resampled-coding-slimcae-hpc``).
+
+**Choosing the scale** (``scale="auto"``, what ``slimcodec compress`` does unless told a
+scale). Which scale codes an image best depends on λ and on the image: at low rates the
+image's own size wins, at high rates an upsampled one (photos with Lanczos, text with
+``box``). :func:`choose_scale` codes a *probe* of the image, a 2×2 mosaic of
+:data:`PROBE_TILE`-pixel tiles from across it, at each of :data:`CANDIDATES` (scale and
+filter) and keeps the one whose file has the lowest RD loss
+(:func:`~slimcodec.bitstream.rate.rd_loss`, the loss the gate between adapters uses) on the
+probe at the file's λ; the image is then coded once at that scale. An image no larger than
+the mosaic is its own probe, and the best candidate's file is the one returned. The probe
+costs about a sixth of the candidates' work on a 768×512 image, less on larger ones.
 """
 
 from __future__ import annotations
@@ -34,11 +45,40 @@ from slimcodec.bitstream.container import (
     pack,
     unpack,
 )
+from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import ResourceLimitError
 from slimcodec.utils.metrics import psnr
 
-__all__ = ["FILTERS", "check_scale", "coded_size", "encode_at_scale", "resample",
-           "to_image_size"]
+__all__ = [
+    "AUTO",
+    "CANDIDATES",
+    "FILTERS",
+    "PROBE_TILE",
+    "Scale",
+    "check_auto_filter",
+    "check_scale",
+    "choose_scale",
+    "coded_size",
+    "encode_at_scale",
+    "encode_scaled",
+    "fixed_scale",
+    "parse_scale",
+    "probe_of",
+    "resample",
+    "to_image_size",
+]
+
+#: A coding scale: a factor (1 to :data:`~slimcodec.bitstream.container.MAX_CODING_SCALE`)
+#: or :data:`AUTO`.
+Scale = float | str
+#: The scale that has the encoder choose, per image, among :data:`CANDIDATES`.
+AUTO = "auto"
+#: What :data:`AUTO` chooses among, (scale, filter), the cheapest first: the image's own
+#: size, and the upsamplings ``benchmarks/resampled_coding.py`` found to pay at some rate
+#: (Lanczos for photos, ``box`` for text).
+CANDIDATES = ((1.0, "lanczos"), (1.5, "lanczos"), (2.0, "lanczos"), (2.0, "box"))
+#: The side, in pixels, of each of the four tiles of :func:`probe_of`'s mosaic.
+PROBE_TILE = 128
 
 #: Each filter of the container's :data:`RESAMPLING`: Pillow's filter for the encoder's
 #: upsampling, and for the decoder's resizing to the image's size.
@@ -46,19 +86,52 @@ FILTERS = {"lanczos": (Image.LANCZOS, Image.LANCZOS), "box": (Image.NEAREST, Ima
 assert tuple(FILTERS) == RESAMPLING
 
 
-def check_scale(scale: float) -> None:
-    """Raise ``ValueError`` unless ``scale`` is 1 to
+def check_scale(scale: Scale) -> None:
+    """Raise ``ValueError`` unless ``scale`` is :data:`AUTO` or 1 to
     :data:`~slimcodec.bitstream.container.MAX_CODING_SCALE` (the command lines call it
     before any work)."""
+    if scale == AUTO:
+        return
+    if isinstance(scale, str):
+        raise ValueError(f"scale {scale!r} is neither {AUTO!r} nor a number")
     if not 1 <= scale <= MAX_CODING_SCALE:
         raise ValueError(f"scale {scale:g} is outside 1..{MAX_CODING_SCALE}")
+
+
+def check_auto_filter(scale: Scale, resampling: str) -> None:
+    """Raise ``ValueError`` where a filter other than the default is given with
+    :data:`AUTO`, which chooses the filter too."""
+    if scale == AUTO and resampling != "lanczos":
+        raise ValueError(f"scale {AUTO!r} chooses the filter too: give a scale (--scale) "
+                         f"to code with resampling {resampling!r}")
+
+
+def fixed_scale(scale: Scale) -> float:
+    """What a budget codes at (a latency, MAC or memory cap, whose width is chosen for one
+    coded size before any coding): ``scale`` where it is a factor, and for :data:`AUTO` the
+    image's own size, 1, the cheapest."""
+    return 1.0 if scale == AUTO else float(scale)
+
+
+def parse_scale(text: str) -> Scale:
+    """A ``--scale`` argument as the command lines take it: :data:`AUTO`, or a number (its
+    range is :func:`check_scale`'s, checked before the work)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"scale {text!r} is neither {AUTO!r} nor a number") from None
 
 
 def coded_size(height: int, width: int, scale: float) -> tuple[int, int]:
     """The size an image of ``height × width`` is coded at for ``scale`` (1 to
     :data:`~slimcodec.bitstream.container.MAX_CODING_SCALE`): each side times the scale,
-    rounded. Raises ``ValueError`` for a scale out of range, and
-    :class:`~slimcodec.errors.ResourceLimitError` for a side a container cannot hold."""
+    rounded. Raises ``ValueError`` for a scale out of range (or :data:`AUTO`, which has no
+    size until it chooses), and :class:`~slimcodec.errors.ResourceLimitError` for a side a
+    container cannot hold."""
+    if scale == AUTO:
+        raise ValueError(f"scale {AUTO!r} has no coded size until the encoder chooses one")
     check_scale(scale)
     size = (round(height * scale), round(width * scale))
     if max(size) > MAX_IMAGE_SIDE:
@@ -110,4 +183,86 @@ def encode_at_scale(encode: Callable[[np.ndarray], bytes],
     if measured:
         quality = psnr(rgb, decode(data)[0])
         report.update(dict.fromkeys(measured, quality))  # type: ignore[union-attr]
+    return data
+
+
+def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
+    """The part of ``rgb`` :func:`choose_scale` codes: four ``tile``-pixel squares centred
+    on the quarter points of its height and width (on the 16-pixel grid), as one 2×2
+    mosaic; None where the image is no larger than that (it is its own probe)."""
+    height, width = rgb.shape[:2]
+    if height * width <= 4 * tile * tile or min(height, width) < 2 * tile:
+        return None
+
+    def starts(side: int) -> list[int]:  # within the side, which is at least 2 tiles
+        return [round(side * f - tile / 2) // 16 * 16 for f in (0.25, 0.75)]
+
+    return np.concatenate([np.concatenate([rgb[r:r + tile, c:c + tile] for c in starts(width)],
+                                          axis=1) for r in starts(height)], axis=0)
+
+
+def choose_scale(encode: Callable[[np.ndarray], bytes],
+                 decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
+                 weight: float, max_pixels: int
+                 ) -> tuple[tuple[float, str], bytes | None, dict[str, float]]:
+    """The candidate of :data:`CANDIDATES` (scale, filter) whose file of ``rgb``'s probe
+    (:func:`probe_of`) has the lowest RD loss at ``weight`` (the file's λ); the first of
+    the lowest. The scales are tried from the smallest, and the search stops at the first
+    scale none of whose filters lowers the loss: at low rates, where the image's own size
+    wins, the larger scales' work (4× and more) is spared. ``encode`` codes at scale 1,
+    as :func:`encode_at_scale`'s. Also returns the chosen candidate's file where ``rgb`` is
+    its own probe (else None), and each candidate's loss by name (``"2:box"``), of those
+    tried."""
+    probe = probe_of(rgb)
+    sample = rgb if probe is None else probe
+    losses, files = {}, {}
+    for scale in dict.fromkeys(s for s, _ in CANDIDATES):
+        lowered = False
+        for resampling in (f for s, f in CANDIDATES if s == scale):
+            name = f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
+            try:
+                data = encode_at_scale(encode, decode, sample, scale, max_pixels, None,
+                                       resampling)
+            except ResourceLimitError:  # too large to code upsampled: the others remain
+                continue
+            losses[name] = rd_loss(sample, decode(data)[0], len(data), weight)
+            files[name] = (scale, resampling), data
+            lowered |= losses[name] == min(losses.values())
+        if not lowered:
+            break
+    if not losses:
+        raise ResourceLimitError(f"a {rgb.shape[1]}x{rgb.shape[0]} image is too large to code")
+    best = min(losses, key=losses.__getitem__)
+    chosen, data = files[best]
+    return chosen, data if probe is None else None, losses
+
+
+def encode_scaled(encode: Callable[[np.ndarray], bytes],
+                  decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
+                  scale: Scale, max_pixels: int, report: dict[str, Any] | None = None,
+                  resampling: str = "lanczos",
+                  probe_encode: Callable[[np.ndarray], bytes] | None = None,
+                  weight: Callable[[], float | None] | None = None) -> bytes:
+    """:func:`encode_at_scale` at ``scale``; for :data:`AUTO`, at the scale and filter
+    :func:`choose_scale` chooses, the probe coded by ``probe_encode`` (default ``encode``:
+    a caller that refines latents probes without) at the RD ``weight()``. Where a codec has
+    no weight (a single-rate model whose training λ is unknown), :data:`AUTO` codes at
+    scale 1. ``report`` receives the scale and filter chosen (``scale``, ``resampling``)
+    and each candidate's loss (``scale_losses``)."""
+    if scale != AUTO:
+        return encode_at_scale(encode, decode, rgb, scale, max_pixels, report, resampling)
+    check_auto_filter(scale, resampling)
+    rd_weight = weight() if weight is not None else None
+    if rd_weight is None:
+        if report is not None:
+            report.update({"scale": 1.0, "resampling": "lanczos", "scale_losses": {}})
+        return encode_at_scale(encode, decode, rgb, 1.0, max_pixels, report)
+    (chosen, filter_), data, losses = choose_scale(probe_encode or encode, decode, rgb,
+                                                   rd_weight, max_pixels)
+    if data is None or probe_encode is not None or report is not None:
+        # the image itself at the chosen scale (a probe coded its own file, but not with
+        # what this encode adds: refinement, a report)
+        data = encode_at_scale(encode, decode, rgb, chosen, max_pixels, report, filter_)
+    if report is not None:
+        report.update({"scale": chosen, "resampling": filter_, "scale_losses": losses})
     return data

@@ -219,7 +219,10 @@ def test_public_api_quality_targets_and_paths(tmp_path):
     bpp = 8 * len(data) / (64 * 96)
     assert abs(bpp - 0.5) <= 0.01 and slimcodec.read_header(data).width == 96
     with pytest.raises(slimcodec.RateError, match=r"width 96 reaches at most 0\.8"):
-        slimcodec.compress(img, target_bpp=1.5, width=96)
+        slimcodec.compress(img, target_bpp=1.5, width=96, scale=1)
+    upsampled = slimcodec.compress(img, target_bpp=1.5, width=96)  # the scale, unless told
+    assert slimcodec.read_header(upsampled).coded_size is not None
+    assert abs(8 * len(upsampled) / (64 * 96) - 1.5) <= 0.015
     sharp = slimcodec.compress(img, target_psnr=26.0, width=144)
     assert slimcodec.read_header(sharp).width == 144
     path = tmp_path / "x.slc"

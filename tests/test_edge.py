@@ -144,6 +144,16 @@ def test_files_coded_at_a_scale_cross_between_runtimes(exported, scale, resampli
         front = codec.encode(rgb, width, lmbda, scale=scale, resampling=resampling)
         assert front == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=scale,
                                          resampling=resampling)
+        # and choose the scale unless told, each its candidate of the lowest RD loss (a
+        # single-rate model that records no training λ has no loss to choose by: scale 1)
+        report = {}
+        chosen = codec.encode_rgb(rgb, width, lmbda=lmbda, scale="auto", report=report)
+        assert codec.encode(rgb, width, lmbda) == chosen
+        losses = report["scale_losses"] or {"1": 0.0}
+        assert min(losses.values()) == pytest.approx(losses[f"{report['scale']:g}" + (
+            "" if report["resampling"] == "lanczos" else ":box")])
+        assert chosen == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=report["scale"],
+                                          resampling=report["resampling"])
 
 
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):

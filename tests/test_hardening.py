@@ -117,7 +117,7 @@ def test_forged_giant_size_is_refused_in_one_line(tmp_path, capsys):
     """A 44-byte file declaring 32768x32768 once asked for > 10 GB."""
     photo = tmp_path / "p.png"
     Image.fromarray(natural_like(16, 16)).save(photo)
-    run(capsys, "compress", photo, "-o", tmp_path / "p.slc", "--width", 48)
+    run(capsys, "compress", photo, "-o", tmp_path / "p.slc", "--width", 48, "--scale", 1)
     body = bytearray((tmp_path / "p.slc").read_bytes()[:-4])
     struct.pack_into("<II", body, 23, 32768, 32768)
     (tmp_path / "giant.slc").write_bytes(bytes(body) + struct.pack("<I", zlib.crc32(body)))
@@ -232,7 +232,7 @@ def test_shipped_model_quality_floor_per_width():
 
     rgb, _ = load_rgb(sample_image())
     for width, floor in FLOORS.items():
-        data = slimcodec.compress(rgb, width=width, model="slimcae")
+        data = slimcodec.compress(rgb, width=width, model="slimcae", scale=1)
         out = np.asarray(slimcodec.decompress(data))
         assert psnr(rgb, out) > floor, width
         assert 8 * len(data) / rgb.shape[0] / rgb.shape[1] < 0.3

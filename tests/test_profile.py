@@ -344,6 +344,16 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     assert edge_main([*encode, *budget]) == 0
     assert unpack((tmp_path / "x.slc").read_bytes()).header.width == 8
     assert "budget: width 8" in capsys.readouterr().err
+    # The budget's width is chosen for the image's own size, so the scale auto would
+    # choose is not: at the top of the range it codes upsampled only without a budget.
+    if getattr(model, "lambda_bounds", None):
+        top = ["--quality", "100"]
+        for argv, upsampled in (([*encode, *top, "--width", "8"], True),
+                                ([*encode, *top, *budget], False)):
+            assert edge_main(argv) == 0
+            coded = unpack((tmp_path / "x.slc").read_bytes()).header.coded_size
+            assert (coded is not None) == upsampled, argv
+        capsys.readouterr()
     # A budget holds for the tile its profile timed: another is refused, not guessed at,
     # by both tools; a profile of that tile lets it through.
     assert profile["tile"] == 32

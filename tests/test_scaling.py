@@ -175,3 +175,99 @@ def test_box_resampling_undoes_an_integer_scale_and_keeps_text_sharper(codec):
     for scale in (2, 1):
         with pytest.raises(ValueError, match="resampling 'cubic'"):
             codec.encode_rgb(rgb, width, scale=scale, resampling="cubic")
+
+
+def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
+    """``scale="auto"`` on an image that is its own probe: the file is the one the chosen
+    (scale, filter) codes, its RD loss the lowest of every candidate's, measured here anew;
+    the image's own size at the bottom of the range (where ×1.5 does not lower the loss,
+    so ×2 is not tried), an upsampling at the top."""
+    from slimcodec.scaling import AUTO, CANDIDATES, probe_of
+
+    rgb = natural_like(48, 64, seed=6)
+    assert probe_of(rgb) is None
+    width = max(codec.widths)
+    chosen = {}
+    for lmbda in codec.lambda_range(width):
+        report = {}
+        data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+        losses = {(s, f): codec.rd_loss(rgb, codec.encode_rgb(rgb, width, lmbda=lmbda, scale=s,
+                                                              resampling=f))
+                  for s, f in CANDIDATES}
+        best = min(losses, key=losses.__getitem__)
+        assert (report["scale"], report["resampling"]) == best
+        assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=best[0],
+                                        resampling=best[1])
+        assert codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO) == data  # no report
+        chosen[lmbda] = best[0], set(report["scale_losses"])
+    low, high = codec.lambda_range(width)
+    assert chosen[low] == (1, {"1", "1.5"}), chosen
+    assert chosen[high][0] > 1 and len(chosen[high][1]) == len(CANDIDATES), chosen
+
+
+def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
+    """An image larger than the probe is chosen for by four tiles from across it, then
+    coded once, whole, at the choice."""
+    from slimcodec.scaling import AUTO, PROBE_TILE, probe_of
+
+    rgb = natural_like(272, 304, seed=7)
+    probe = probe_of(rgb)
+    t = PROBE_TILE
+    assert probe.shape == (2 * t, 2 * t, 3)
+    # centred on the quarter points, on the 16-pixel grid: 272/4 - 64 = 4 -> 0, 204 - 64 -> 128
+    assert np.array_equal(probe[:t, :t], rgb[0:t, 0:t])
+    assert np.array_equal(probe[t:, :t], rgb[128:128 + t, 0:t])
+    assert np.array_equal(probe[t:, t:], rgb[128:128 + t, 160:160 + t])
+    top = codec.lambda_range(48)[1]
+    report = {}
+    data = codec.encode_rgb(rgb, 48, lmbda=top, scale=AUTO, report=report)
+    losses = report["scale_losses"]
+    assert losses[min(losses, key=losses.__getitem__)] == min(losses.values())
+    best = min(losses, key=losses.__getitem__)
+    assert (f"{report['scale']:g}" + ("" if report["resampling"] == "lanczos" else ":box")
+            == best)
+    assert data == codec.encode_rgb(rgb, 48, lmbda=top, scale=report["scale"],
+                                    resampling=report["resampling"])
+
+
+def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monkeypatch):
+    from slimcodec.errors import RateError
+    from slimcodec.scaling import AUTO
+
+    rgb = natural_like(48, 64, seed=5)
+    width = max(codec.widths)
+    top = 8 * len(codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1])) / (48 * 64)
+    data, _ = encode_with_rate(codec, rgb, target_bpp=top * 0.8, scale=AUTO)
+    assert unpack(data).header.coded_size is None  # the image's own size reaches it
+    data, search = encode_with_rate(codec, rgb, target_bpp=top * 1.3, scale=AUTO)
+    assert unpack(data).header.coded_size is not None
+    assert abs(search.bpp / (top * 1.3) - 1) < 0.01
+    with pytest.raises(RateError, match="up to scale 2 reaches at most"):
+        encode_with_rate(codec, rgb, target_bpp=100, scale=AUTO)
+    scales = []
+    encode = codec.encode_rgb
+    monkeypatch.setattr(codec, "encode_rgb", lambda *a, **k: (
+        scales.append(k.get("scale", 1)), encode(*a, **k))[1])
+    with pytest.raises(RateError, match="at least"):
+        encode_with_rate(codec, rgb, target_bpp=0.001, scale=AUTO)
+    assert set(scales) == {1}  # below the image's own size's reach: no larger scale is tried
+    with pytest.raises(ValueError, match="chooses the filter too"):
+        encode_with_rate(codec, rgb, target_bpp=1, scale=AUTO, resampling="box")
+
+
+def test_compress_chooses_the_scale_unless_told(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(natural_like(37, 50)).save(tmp_path / "p.png")
+    slc, top = tmp_path / "p.slc", ["--quality", "100", "--width", "48"]
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), *top]) == 0
+    assert "(coded at" in capsys.readouterr().out
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), *top,
+                 "--scale", "1"]) == 0
+    assert "(coded at" not in capsys.readouterr().out
+    assert main(["compress", str(tmp_path / "p.png"), "-o", str(slc), *top,
+                 "--resampling", "box"]) == 2
+    assert "chooses the filter too" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse's usage error, as for any malformed option
+        main(["compress", str(tmp_path / "p.png"), "-o", str(slc), "--scale", "big"])
+    assert "neither 'auto' nor a number" in capsys.readouterr().err

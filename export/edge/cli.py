@@ -27,7 +27,7 @@ from slimcodec.rate_control import (
     encode_with_rate,
     rate_arguments,
 )
-from slimcodec.scaling import check_scale, coded_size
+from slimcodec.scaling import check_scale, coded_size, fixed_scale
 from slimcodec.tiling import add_tile_argument
 from slimcodec.utils.console import (
     for_each_file,
@@ -38,7 +38,7 @@ from slimcodec.utils.console import (
 from slimcodec.utils.image import IMAGE_SUFFIXES, image_argument, load_rgb
 from slimcodec.utils.io import output_paths, read_input, write_output
 
-from ..select import add_budget_arguments, apply_budget
+from ..select import add_budget_arguments, apply_budget, has_budget
 from .runtime import DEFAULT_MAX_PIXELS, EdgeCodec
 
 PROG = "slimcodec-edge"
@@ -66,10 +66,12 @@ def _encode(args: argparse.Namespace, codec: EdgeCodec, domain: str | None, sour
     domain_id = codec.bundle.domain_id(named) if named is not None else 0
     variable = codec.bundle.variable_rate
     rgb, grayscale = load_rgb(image_argument(source), max_pixels=codec.max_pixels)
+    if has_budget(args):  # its width is chosen for one coded size
+        args.scale = fixed_scale(args.scale)
     choice = apply_budget(args, codec.fingerprint, domain_id,
                           codec.bundle.lambda_range if variable else None,
                           rate_given=any(getattr(args, o) is not None for o in RATE_OPTIONS),
-                          image_size=coded_size(*rgb.shape[:2], args.scale))
+                          image_size=coded_size(*rgb.shape[:2], fixed_scale(args.scale)))
     if choice is not None:
         print(f"budget: width {choice.width} ({choice.reason})", file=sys.stderr)
     data, search = encode_with_rate(codec, rgb, grayscale, args.width, domain=domain,

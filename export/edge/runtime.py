@@ -43,7 +43,7 @@ from slimcodec.errors import (
 from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
-from slimcodec.scaling import encode_at_scale, to_image_size
+from slimcodec.scaling import AUTO, Scale, encode_scaled, to_image_size
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo.catalog import writer_of
@@ -190,6 +190,14 @@ class EdgeCodec:
             raise WidthError(f"width {width} is not one of {self.name}'s: {list(self.widths)}")
         return width
 
+    def _scale_weight(self, width: int, lmbda: float | None) -> float | None:
+        """The RD weight ``scale="auto"`` chooses by; None where the bundle records none (it
+        then codes at scale 1, as slimcodec's codec does)."""
+        try:
+            return self.bundle.rd_weight(width, lmbda)
+        except BundleError:
+            return None
+
     def _lambda(self, width: int, lmbda: float | None) -> float | None:
         if not self.bundle.variable_rate:
             if lmbda is not None:
@@ -207,13 +215,14 @@ class EdgeCodec:
                domain: str | None = None, *, quality: float | None = None,
                target_bpp: float | None = None, target_size: int | None = None,
                target_psnr: float | None = None, prefer: str = "quality",
-               scale: float = 1.0, resampling: str = "lanczos") -> bytes:
+               scale: Scale = AUTO, resampling: str = "lanczos") -> bytes:
         """Compress an image (path, PIL image or uint8 array) to container bytes; with
         ``domain``, through that built-in domain adapter. The rate, one of: ``lmbda``,
         ``quality`` (1-100), ``target_bpp``, ``target_size`` (bytes) or ``target_psnr``,
         searched as ``slimcodec.compress`` does it
         (:func:`slimcodec.rate_control.encode_with_rate`, the same code); ``scale`` and
-        ``resampling`` as :meth:`encode_rgb`'s."""
+        ``resampling`` as :meth:`encode_rgb`'s (``scale``, unless given,
+        :data:`~slimcodec.scaling.AUTO`, as ``slimcodec-edge encode``'s)."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
         data, _ = encode_with_rate(self, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                    target_bpp=target_bpp, target_size=target_size,
@@ -223,7 +232,7 @@ class EdgeCodec:
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None,
-                   report: dict[str, Any] | None = None, scale: float = 1.0,
+                   report: dict[str, Any] | None = None, scale: Scale = 1.0,
                    resampling: str = "lanczos") -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
@@ -232,15 +241,20 @@ class EdgeCodec:
         decodes to, ``psnr``);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
         learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it with the
-        filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`)."""
+        filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`; ``"auto"``:
+        the scale and filter of the lowest RD loss on a probe of the image)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
-            return encode_at_scale(
+            return encode_scaled(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
-                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling)
+                self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
+                probe_encode=(lambda coded: self.encode_rgb(coded, width, grayscale, lmbda,
+                                                            domain))
+                if report is not None else None,
+                weight=lambda: self._scale_weight(width, lmbda))
         if domain == "auto":
             return self._gate(rgb, width, grayscale, lmbda, report)
         if domain == "mix":
