@@ -19,11 +19,12 @@ scale). Which scale codes an image best depends on λ and on the image: at low r
 image's own size wins, at high rates an upsampled one (photos with Lanczos, text with
 ``box``). :func:`choose_scale` codes a *probe* of the image, a 2×2 mosaic of
 :data:`PROBE_TILE`-pixel tiles from across it, at each of :data:`CANDIDATES` (scale and
-filter) and keeps the one whose file has the lowest RD loss
-(:func:`~slimcodec.bitstream.rate.rd_loss`, the loss the gate between adapters uses) on the
-probe at the file's λ; the image is then coded once at that scale. An image no larger than
-the mosaic is its own probe, and the best candidate's file is the one returned. The probe
-costs about a sixth of the candidates' work on a 768×512 image, less on larger ones.
+filter), from the smallest scale, stopping at the first scale that lowers no loss, and
+keeps the one whose file has the lowest RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`,
+the loss the gate between adapters uses) on the probe at the file's λ; the image is then
+coded once at that scale. An image no larger than the mosaic is its own probe, and the
+best candidate's file is the one returned. The probe is a sixth of a 768×512 image's
+pixels, less of a larger one's.
 """
 
 from __future__ import annotations
@@ -187,18 +188,22 @@ def encode_at_scale(encode: Callable[[np.ndarray], bytes],
 
 
 def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
-    """The part of ``rgb`` :func:`choose_scale` codes: four ``tile``-pixel squares centred
-    on the quarter points of its height and width (on the 16-pixel grid), as one 2×2
-    mosaic; None where the image is no larger than that (it is its own probe)."""
+    """The part of ``rgb`` :func:`choose_scale` codes: ``tile``-pixel squares centred on
+    the quarter points of its height and width (on the 16-pixel grid), as one 2×2 mosaic;
+    along a side shorter than two tiles, the whole side (a strip's probe is 1×2 tiles of
+    its height). None where that would be the whole image: it is its own probe."""
     height, width = rgb.shape[:2]
-    if height * width <= 4 * tile * tile or min(height, width) < 2 * tile:
+
+    def spans(side: int) -> list[tuple[int, int]]:  # (start, length) along one side
+        if side < 2 * tile:
+            return [(0, side)]
+        return [(round(side * f - tile / 2) // 16 * 16, tile) for f in (0.25, 0.75)]
+
+    rows, cols = spans(height), spans(width)
+    if sum(n for _, n in rows) * sum(n for _, n in cols) >= height * width:
         return None
-
-    def starts(side: int) -> list[int]:  # within the side, which is at least 2 tiles
-        return [round(side * f - tile / 2) // 16 * 16 for f in (0.25, 0.75)]
-
-    return np.concatenate([np.concatenate([rgb[r:r + tile, c:c + tile] for c in starts(width)],
-                                          axis=1) for r in starts(height)], axis=0)
+    return np.concatenate([np.concatenate([rgb[r:r + h, c:c + w] for c, w in cols], axis=1)
+                           for r, h in rows], axis=0)
 
 
 def choose_scale(encode: Callable[[np.ndarray], bytes],

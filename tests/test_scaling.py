@@ -218,6 +218,10 @@ def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
     assert np.array_equal(probe[:t, :t], rgb[0:t, 0:t])
     assert np.array_equal(probe[t:, :t], rgb[128:128 + t, 0:t])
     assert np.array_equal(probe[t:, t:], rgb[128:128 + t, 160:160 + t])
+    strip = natural_like(100, 600, seed=8)  # shorter than two tiles: its whole height
+    assert np.array_equal(probe_of(strip), np.concatenate(
+        [strip[:, 80:80 + t], strip[:, 384:384 + t]], axis=1))  # 600/4 - 64 = 86 -> 80
+    assert probe_of(natural_like(256, 256)) is None  # the mosaic would be the image
     top = codec.lambda_range(48)[1]
     report = {}
     data = codec.encode_rgb(rgb, 48, lmbda=top, scale=AUTO, report=report)
