@@ -78,7 +78,8 @@ class Curve:
 
 
 def curve(codec: Codec, images, domain: str | None = None) -> Curve:
-    return pooled([evaluate(codec, images, progress=False, domain=domain)])
+    # scale 1: the model at the image's own size, so that the adapter is what differs
+    return pooled([evaluate(codec, images, progress=False, domain=domain, scale=1)])
 
 
 def pooled(results: list[dict]) -> Curve:
@@ -280,7 +281,7 @@ def cross_validate(args, root: Path, source, base: Codec, lambdas, art, art_crop
             codec, domain = adapted_codec(source, args.model, lambdas, result, path, "art",
                                           args.gate)
             results.append(evaluate(codec, [art_crops[j] for j in held], progress=False,
-                                    domain=domain))
+                                    domain=domain, scale=1))
             forgetting.append(bd_rate(photo_curve.points, curve(codec, photos).points))
             print(f"{method} fold {i + 1}/{k}: {seconds:.0f} s", flush=True)
         known = [f for f in forgetting if f is not None]

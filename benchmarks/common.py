@@ -97,8 +97,9 @@ def classical_rd(images: Sequence[tuple[str, np.ndarray]], name: str) -> list[Po
 
 
 def model_rd(model: str, images: Sequence[tuple[str, np.ndarray]]) -> list[dict]:
-    """The ``slimcodec eval`` points of a model (real container bytes), widest first."""
-    result = evaluate(codec_for(model), [rgb for _, rgb in images], progress=False)
+    """The ``slimcodec eval --scale 1`` points of a model (real container bytes), widest
+    first: at the image's own size, where the training objective (:func:`rd_loss`) holds."""
+    result = evaluate(codec_for(model), [rgb for _, rgb in images], progress=False, scale=1)
     return result["points"]
 
 

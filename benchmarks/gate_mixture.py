@@ -113,7 +113,8 @@ def main() -> None:
         plain = None
         for coder in CODERS:
             domain = {"source": None, "named": own, "learned": "gate"}.get(coder, coder)
-            result = evaluate(codec, images, progress=False, domain=domain)
+            # scale 1: the model at the image's own size, so that the coder is what differs
+            result = evaluate(codec, images, progress=False, domain=domain, scale=1)
             target = pooled([result]).points
             plain = plain or target  # the source's, coded first
             enc = np.mean([r["enc_ms"] for r in result["per_image"]])

@@ -191,8 +191,9 @@ def main() -> None:
     rgbs = [rgb for _, rgb in images]
     codec, reference = codec_for(args.model), codec_for(args.reference)
 
-    result = evaluate(codec, rgbs, progress=True)
-    ref = evaluate(reference, rgbs, progress=True)
+    # scale 1: each model at the image's own size, so that the entropy model is what differs
+    result = evaluate(codec, rgbs, progress=True, scale=1)
+    ref = evaluate(reference, rgbs, progress=True, scale=1)
     env, ref_env = envelope(result["points"]), envelope(ref["points"])
     classical = {name: classical_rd(images, name) for name in COMPARED}
 

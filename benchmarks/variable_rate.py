@@ -78,7 +78,9 @@ def section_name(base: str, model: str) -> str:
 def _points(codec, sizes: str, rgbs, refine: int = 0) -> list[dict]:
     """``codec``'s RD points on the images (``sizes`` names them), measured once and kept."""
     key = f"{codec.fingerprint.hex()}-{sizes}" + (f"-refine{refine}" if refine else "")
-    return _cached(key, lambda: evaluate(codec, rgbs, progress=False, refine=refine)["points"])
+    # scale 1: the model at the image's own size (what the cache, kept across runs, holds)
+    return _cached(key, lambda: evaluate(codec, rgbs, progress=False, refine=refine,
+                                         scale=1)["points"])
 
 
 def _sizes(images) -> str:
@@ -342,13 +344,14 @@ def penalty_section(runs: Path, images) -> None:
     lambdas = [float(p.parent.name[6:]) for p in fixed]
     fixed_curve = []
     for path in fixed:
-        pt = evaluate(codec_for(path), [rgb for _, rgb in images], progress=False)["points"][0]
+        pt = evaluate(codec_for(path), [rgb for _, rgb in images], progress=False,
+                      scale=1)["points"][0]
         fixed_curve.append((pt["bpp"], pt["psnr"]))
     rows, curves = [], {}
     for path in sorted(runs.glob("vr-anchors-*/model.pt")):
         codec = codec_for(path)
         pts = evaluate(codec, [rgb for _, rgb in images], progress=False,
-                       lmbdas=lambdas)["points"]
+                       lmbdas=lambdas, scale=1)["points"]
         curve = [(p["bpp"], p["psnr"]) for p in pts]
         curves[path.parent.name] = curve
         bd = bd_rate(fixed_curve, curve)
