@@ -9,17 +9,18 @@ generated screen) at each scale as ``slimcodec compress --scale S`` does (throug
 model's gate, real files: the header's coded size counted), at one width (default: the
 widest) and the 5 λ of ``slimcodec eval``; PSNR against the original, bits per pixel of
 the original; JPEG, WebP and AVIF on the same images in the same run. A scale written
-``S:FILTER`` resamples with that filter (``--resampling``; default ``lanczos``). Writes
-the RESULTS.md section ``resampled-coding-<model>``.
+``S:FILTER`` resamples with that filter (``--resampling``; default ``lanczos``); ``auto``
+codes as ``slimcodec compress`` does unless told a scale, choosing it per image and λ
+(:func:`slimcodec.scaling.choose_scale`). Writes the RESULTS.md section
+``resampled-coding-<model>`` (``--name``: another suffix).
 
-    python benchmarks/resampled_coding.py [--model slimcae-hpc] [--scales 1 1.5 2 2:box] \\
-        [--count 12] [--screens 6] [--width 192] [--crop 768x512]
+    python benchmarks/resampled_coding.py [--model slimcae-hpc] [--scales 1 1.5 2 2:box auto] \\
+        [--count 12] [--screens 6] [--width 192] [--crop 768x512] [--name SUFFIX]
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 from common import (
@@ -34,33 +35,22 @@ from common import (
 )
 
 from slimcodec.api import codec_for
-from slimcodec.evaluate import lambdas_for_eval
-from slimcodec.utils.metrics import psnr
+from slimcodec.evaluate import evaluate
+from slimcodec.scaling import AUTO, parse_scale
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
 RATES = (0.25, 0.5, 1.0, 1.5)
 
 
-def scale_curve(codec, images, width: int, scale: float, resampling: str
+def scale_curve(codec, images, width: int, scale, resampling: str
                 ) -> tuple[list, float, float]:
-    """Mean (bpp, PSNR) per λ of ``slimcodec eval``, and the mean encode and decode ms."""
-    points, enc, dec = [], [], []
-    for lmbda in lambdas_for_eval(codec, width):
-        bpps, psnrs = [], []
-        for _, rgb in images:
-            h, w = rgb.shape[:2]
-            t = time.perf_counter()
-            data = codec.encode_rgb(rgb, width, lmbda=float(lmbda),
-                                    domain=codec.default_domain, scale=scale,
-                                    resampling=resampling)
-            t1 = time.perf_counter()
-            decoded = codec.decode_rgb(data)[0]
-            dec.append(time.perf_counter() - t1)
-            enc.append(t1 - t)
-            bpps.append(8 * len(data) / (h * w))
-            psnrs.append(psnr(rgb, decoded))
-        points.append((float(np.mean(bpps)), float(np.mean(psnrs))))
-    return points, 1000 * float(np.mean(enc)), 1000 * float(np.mean(dec))
+    """Mean (bpp, PSNR) per λ of ``slimcodec eval`` (:func:`~slimcodec.evaluate.evaluate`,
+    as ``slimcodec eval --scale`` codes), and the mean encode and decode ms per file."""
+    points = evaluate(codec, [rgb for _, rgb in images], [width], progress=False,
+                      scale=scale, resampling=resampling)["points"]
+    return ([(p["bpp"], p["psnr"]) for p in points],
+            float(np.mean([p["enc_ms"] for p in points])),
+            float(np.mean([p["dec_ms"] for p in points])))
 
 
 def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple]) -> str:
@@ -90,14 +80,16 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="slimcae-hpc")
     p.add_argument("--scales", nargs="+", default=["1", "1.5", "2", "2:box"],
-                   help="S or S:FILTER (lanczos, box)")
+                   help="S or S:FILTER (lanczos, box), or auto (the scale compress chooses "
+                        "per image and λ)")
     p.add_argument("--count", type=int, default=12, help="held-out photos")
     p.add_argument("--screens", type=int, default=6, help="held-out generated screens")
     p.add_argument("--width", type=int, help="default: the widest")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--photos", default="../shared/data/photos")
+    p.add_argument("--name", help="section suffix (default: the model's name)")
     args = p.parse_args()
-    scales = [(float(v.split(":")[0]), [*v.split(":"), "lanczos"][1]) for v in args.scales]
+    scales = [(parse_scale(v.split(":")[0]), [*v.split(":"), "lanczos"][1]) for v in args.scales]
     if scales[0] != (1, "lanczos"):
         p.error("--scales starts with 1: the model as it codes today, the row others are "
                 "measured against")
@@ -111,11 +103,13 @@ def main() -> None:
     for name, images in sets.items():
         curves, times = {}, {}
         for s, resampling in scales:
-            label = f"×{s:g}" + (f" {resampling}" if s != 1 and resampling != "lanczos" else "")
+            label = "auto" if s == AUTO else f"×{s:g}" + (
+                f" {resampling}" if s != 1 and resampling != "lanczos" else "")
             curves[label], *times[label] = scale_curve(codec, images, width, s, resampling)
             print(name, label, [(round(b, 3), round(q, 2)) for b, q in curves[label]],
                   flush=True)
-        curves["envelope"] = rd_hull([pt for c in list(curves.values()) for pt in c])
+        curves["envelope"] = rd_hull([pt for label, c in curves.items() if label != "auto"
+                                      for pt in c])
         tables.append(set_table(name, images, curves, times))
     body = (
         f"## Coding at a higher resolution: `{args.model}`, width {width}\n\n"
@@ -125,11 +119,12 @@ def main() -> None:
         f"`slimcodec eval`; PSNR against the original, "
         f"bits per pixel of the original, means over the images per λ. `envelope`: the "
         f"convex hull of every scale's points, what a coder choosing the scale per rate "
-        f"would reach (no coder chooses it yet: `--scale` is the caller's). `vs ×1`: "
+        f"would reach; `auto`, where measured, what `--scale auto` (compress's default) "
+        f"reaches by choosing it per image and λ. `vs ×1`: "
         f"BD-rate against the model at the image's own size (n/a where the curves share "
         f"no PSNR). Times: per file, resampling included.\n\n"
         + "\n\n".join(tables))
-    write_section(f"resampled-coding-{args.model}", body)
+    write_section(f"resampled-coding-{args.name or args.model}", body)
 
 
 if __name__ == "__main__":

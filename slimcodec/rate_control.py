@@ -25,7 +25,9 @@ at the same rate a wider width codes at least as well over their common range (o
 interpolated in log rate). ``prefer="cost"`` tries them narrowest first: the cheapest width
 that reaches the target, for a device that must save time. A width whose range does not
 reach the target costs one or two passes to find out. A target no width reaches raises
-:class:`RateError` naming the range that can be reached on that image.
+:class:`RateError` naming the range that can be reached on that image. With
+``scale="auto"`` (``slimcodec compress``'s default) the search runs at the image's own size,
+and at a larger scale (×1.5, then ×2) only where no width reaches the target there.
 
 **One entry point for every rate setting.** :func:`encode_with_rate` takes one of ``lmbda``,
 ``quality``, ``target_bpp``, ``target_size`` (bytes of the whole file) and ``target_psnr``,

@@ -3,7 +3,7 @@
     slimcodec-edge encode BUNDLE IN.png -o OUT.slc [--width W] [--domain NAME] [--threads N]
         [--tile N]
         [--lmbda L | --quality Q | --target-bpp B | --target-size BYTES | --target-psnr P]
-        [--scale S [--resampling lanczos|box]]
+        [--scale auto|S [--resampling lanczos|box]]
     slimcodec-edge decode BUNDLE IN.slc -o OUT.png [--threads N] [--tile N]
 
 Bad input (a corrupt file or bundle, a file of another model, an unreadable image) ends with
