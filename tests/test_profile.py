@@ -360,6 +360,14 @@ def test_budgets_pick_the_width_on_the_edge_and_refuse_another_models_profile(
     save_model_file(model, tmp_path / "m.pt")
     before = (tmp_path / "x.slc").read_bytes()
     compress = ["compress", *encode[2:], "--model", str(tmp_path / "m.pt")]
+    if getattr(model, "lambda_bounds", None):  # slimcodec's budget fixes the scale too
+        for argv, upsampled in (([*compress, *top, "--width", "8"], True),
+                                ([*compress, *top, *budget], False)):
+            assert main(argv) == 0
+            coded = unpack((tmp_path / "x.slc").read_bytes()).header.coded_size
+            assert (coded is not None) == upsampled, argv
+        capsys.readouterr()
+        before = (tmp_path / "x.slc").read_bytes()
     for tool, argv in ((edge_main, encode), (main, compress)):
         assert tool([*argv, *budget, "--tile", "16"]) == 2
         err = capsys.readouterr().err
