@@ -51,7 +51,14 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
-from slimcodec.scaling import AUTO, Scale, encode_scaled, to_image_size
+from slimcodec.scaling import (
+    AUTO,
+    Scale,
+    check_auto_filter,
+    encode_scaled,
+    gate_auto,
+    to_image_size,
+)
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import mean_squared_error, psnr
 from slimcodec.zoo import fingerprint, load_model
@@ -349,12 +356,29 @@ class Codec:
         the transforms' ceiling, for ``scale²`` times the work); the rate and ``report``'s
         PSNR are the original's. :data:`~slimcodec.scaling.AUTO`: the scale and filter of
         the lowest RD loss on a probe of the image
-        (:func:`~slimcodec.scaling.choose_scale`; ``report`` says which).
+        (:func:`~slimcodec.scaling.choose_scale`; ``report`` says which); with the gate
+        ``"auto"``, the gate then chooses the domain on the probe at that scale, and the
+        image is coded once, with both (:func:`~slimcodec.scaling.gate_auto`; ``report``'s
+        ``gate`` and ``domain`` are then the probe's).
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
+        if domain == "auto" and mixture is None:  # the gate, at a scale or choosing it
+            if scale != AUTO:
+                return self._gate(rgb, width, grayscale, lmbda, refine, report, scale,
+                                  resampling)
+            check_auto_filter(scale, resampling)  # before the probe's work
+            return gate_auto(
+                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda image, at, filter_, gated: self._gate(image, width, grayscale, lmbda,
+                                                             0, gated, at, filter_),
+                lambda chosen, at, filter_: self.encode_rgb(
+                    rgb, width, grayscale, lmbda, refine, report, progress, chosen,
+                    scale=at, resampling=filter_),
+                self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
+                report)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             plain = refine or report is not None  # a probe codes without either
             return encode_scaled(
@@ -371,8 +395,6 @@ class Codec:
         if mixture is not None and domain in GATES:
             raise ValueError("mixture= fixes the weights: domain names the domain whose "
                              "entropy models code the latent, or is None")
-        if domain == "auto":
-            return self._gate(rgb, width, grayscale, lmbda, refine, report)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda, refine, report)
         if domain == "gate":
@@ -457,8 +479,11 @@ class Codec:
         return rd_loss(rgb, decoded, len(data), weight), psnr(rgb, decoded) if quality else None
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
-              refine: int, report: dict[str, Any] | None) -> bytes:
+              refine: int, report: dict[str, Any] | None, scale: float = 1.0,
+              resampling: str = "lanczos") -> bytes:
         """Code with the source and every loaded adapter; keep the lowest RD loss.
+        Each candidate is coded at ``scale`` with ``resampling``, its loss measured on
+        ``rgb``'s own pixels.
 
         An adapter that changes the decoder alone (``codes_as_source``) codes the source's
         strings, so, unless refinement tunes the latent to its decoder, its candidate is the
@@ -468,7 +493,8 @@ class Codec:
         candidate's loss (``gate``), the one kept (``domain``) and the PSNR its file decodes
         to (``psnr``: a PSNR target's search needs no decode of its own).
         """
-        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
+        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine, scale=scale,
+                                 resampling=resampling)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
         reported = report is not None
         loss, quality = self._measured(rgb, source, y_hat, reported)
@@ -479,7 +505,8 @@ class Codec:
                 loss, quality = self._measured(rgb, data, y_hat, reported)
             else:
                 data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
-                                       domain=adapter.domain)
+                                       domain=adapter.domain, scale=scale,
+                                       resampling=resampling)
                 loss, quality = self._measured(rgb, data, None, reported)
             candidates.append((loss, adapter.domain, data, quality))
         _, domain, data, quality = min(candidates, key=lambda c: c[:2])

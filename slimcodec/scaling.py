@@ -25,6 +25,10 @@ the loss the gate between adapters uses) on the probe at the file's λ; the imag
 coded once at that scale. An image no larger than the mosaic is its own probe, and the
 best candidate's file is the one returned. The probe is a sixth of a 768×512 image's
 pixels, less of a larger one's.
+
+**With the gate** (``domain="auto"``, the shipped models' default), the scale is chosen
+with the model alone, then the domain by the gate on the probe at that scale, and the
+image is coded once with both (:func:`gate_auto`).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from slimcodec.bitstream.container import (
 )
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import ResourceLimitError
+from slimcodec.gating import SOURCE
 from slimcodec.utils.metrics import psnr
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "encode_at_scale",
     "encode_scaled",
     "fixed_scale",
+    "gate_auto",
     "parse_scale",
     "probe_of",
     "resample",
@@ -270,4 +276,33 @@ def encode_scaled(encode: Callable[[np.ndarray], bytes],
         data = encode_at_scale(encode, decode, rgb, chosen, max_pixels, report, filter_)
     if report is not None:
         report.update({"scale": chosen, "resampling": filter_, "scale_losses": losses})
+    return data
+
+
+
+def gate_auto(plain: Callable[[np.ndarray], bytes],
+              gate: Callable[[np.ndarray, float, str, dict[str, Any]], bytes],
+              settled: Callable[[str, float, str], bytes],
+              decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
+              weight: float | None, max_pixels: int, report: dict[str, Any] | None) -> bytes:
+    """:data:`AUTO` with the gate ``auto``: the scale and filter that :func:`choose_scale`
+    chooses with the model alone (``plain`` codes at scale 1), then the domain that the gate
+    chooses on the probe at that scale (``gate(image, scale, filter, report)``: each
+    candidate's loss, ``gate``, measured on the image's own pixels, and the domain kept,
+    ``domain``, None for the model alone), and ``settled(domain, scale, filter)``, the image
+    coded once with both. The gate's syntheses thus run once, on the probe, instead of on
+    every candidate of the scale and again on the whole image. ``report`` receives the
+    probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and what
+    ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
+    says why it cannot weigh either)."""
+    if weight is None:
+        return gate(rgb, 1.0, "lanczos", report if report is not None else {})
+    (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels)
+    probe = probe_of(rgb)
+    gated: dict[str, Any] = {}
+    gate(rgb if probe is None else probe, scale, filter_, gated)
+    data = settled(gated["domain"] or SOURCE, scale, filter_)
+    if report is not None:
+        report.update({"domain": gated["domain"], "gate": gated["gate"], "scale": scale,
+                       "resampling": filter_, "scale_losses": losses})
     return data

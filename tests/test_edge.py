@@ -662,6 +662,7 @@ def test_export_cli_builds_adapters_in(exported, tmp_path, capsys):
 def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     from slimcodec.adaptation import DomainAdapter
     from slimcodec.bitstream.rate import rd_loss
+    from slimcodec.scaling import probe_of
 
     model = tiny(kind)
     rgb = natural_like(32, 48)
@@ -691,6 +692,24 @@ def test_the_edge_gate_keeps_the_lowest_rd_loss(kind, tmp_path, monkeypatch):
     monkeypatch.undo()
     # what the kept file decodes to, from the gate's own decode (a PSNR target needs it)
     assert report["psnr"] == psnr(rgb, edge.decode_rgb(data)[0])
+    # with the scale chosen too (the front door's default), the gate codes the probe alone,
+    # at the scale the model alone chose, and the image is coded with the domain of the
+    # probe's lowest loss, as slimcodec does
+    big = natural_like(272, 304, seed=3)
+    gated = record_argument(monkeypatch, EdgeCodec, "_gate", "rgb")
+    report = {}
+    scaled = edge.encode_rgb(big, width, lmbda=lmbda, domain="auto", scale="auto",
+                             report=report)
+    assert len(gated) == 1 and np.array_equal(gated[0], probe_of(big))
+    monkeypatch.undo()
+    alone = {}
+    edge.encode_rgb(big, width, lmbda=lmbda, scale="auto", report=alone)
+    at = report["scale"], report["resampling"]
+    assert at == (alone["scale"], alone["resampling"])
+    chosen = min(report["gate"], key=report["gate"].get)
+    assert (report["domain"] or "source") == chosen and len(report["gate"]) == 3
+    assert scaled == edge.encode_rgb(big, width, lmbda=lmbda, domain=chosen, scale=at[0],
+                                     resampling=at[1])
     weight = edge.bundle.rd_weight(width, lmbda)
     losses = {}
     for adapter in (None, screen, art):

@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 import pytest
-from helpers import natural_like
+from helpers import natural_like, record_argument
 
 from slimcodec.api import codec_for
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
@@ -232,6 +232,50 @@ def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
             == best)
     assert data == codec.encode_rgb(rgb, 48, lmbda=top, scale=report["scale"],
                                     resampling=report["resampling"])
+
+
+def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe(
+        codec, monkeypatch):
+    """With the gate (``domain="auto"``, the shipped default), the scale is the model
+    alone's choice, the gate codes the probe alone, at that scale, each candidate's loss
+    measured on the probe's own pixels, and the image is coded once, with the domain of the
+    probe's lowest loss: the file that domain codes at that scale. At a given scale the
+    gate's losses are the image's own pixels' too."""
+    from slimcodec.codec import Codec
+    from slimcodec.domains.screen import render_screen
+    from slimcodec.scaling import AUTO, probe_of
+
+    rgb = render_screen(3, (272, 304))
+    width = min(codec.widths)
+    lmbda = codec.lambda_range(width)[1]
+    gated = record_argument(monkeypatch, Codec, "_gate", "rgb")
+    report = {}
+    data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO, report=report)
+    probe = probe_of(rgb)
+    assert len(gated) == 1 and np.array_equal(gated[0], probe)
+    monkeypatch.undo()
+    alone = {}
+    codec.encode_rgb(rgb, width, lmbda=lmbda, domain="source", scale=AUTO, report=alone)
+    at = report["scale"], report["resampling"]
+    assert at == (alone["scale"], alone["resampling"]) and at[0] > 1
+    assert report["scale_losses"] == alone["scale_losses"]
+    assert set(report["gate"]) == {"source", *(a.domain for a in codec.adapters.values())}
+    for domain, loss in report["gate"].items():
+        assert loss == codec.rd_loss(probe, codec.encode_rgb(
+            probe, width, lmbda=lmbda, domain=domain, scale=at[0], resampling=at[1]))
+    chosen = min(report["gate"], key=report["gate"].__getitem__)
+    assert (report["domain"] or "source") == chosen
+    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, domain=chosen, scale=at[0],
+                                    resampling=at[1])
+    with pytest.raises(ValueError, match="chooses the filter too"):
+        codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO,
+                         resampling="box")
+    small = rgb[:40, :56]
+    report = {}
+    codec.encode_rgb(small, width, lmbda=lmbda, domain="auto", scale=2, report=report)
+    for domain, loss in report["gate"].items():
+        assert loss == codec.rd_loss(small, codec.encode_rgb(small, width, lmbda=lmbda,
+                                                             domain=domain, scale=2))
 
 
 def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monkeypatch):

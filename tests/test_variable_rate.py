@@ -170,8 +170,10 @@ def test_a_gates_rate_target_is_searched_with_the_model_alone(codec, image):
     class Elsewhere(Counting):
         """A gate that keeps other strings than the model alone's: those of a lower λ."""
 
-        def _gate(self, rgb, width, grayscale, lmbda, refine, report):
-            return self.encode_rgb(rgb, width, grayscale, math.sqrt(lmbda * RANGE[0]))
+        def _gate(self, rgb, width, grayscale, lmbda, refine, report, scale=1.0,
+                  resampling="lanczos"):
+            return self.encode_rgb(rgb, width, grayscale, math.sqrt(lmbda * RANGE[0]),
+                                   scale=scale, resampling=resampling)
 
     other = Elsewhere(codec.model, codec.name)
     other.domains = []

@@ -43,7 +43,14 @@ from slimcodec.errors import (
 from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
 from slimcodec.rate_control import encode_with_rate
-from slimcodec.scaling import AUTO, Scale, encode_scaled, to_image_size
+from slimcodec.scaling import (
+    AUTO,
+    Scale,
+    check_auto_filter,
+    encode_scaled,
+    gate_auto,
+    to_image_size,
+)
 from slimcodec.utils.image import ImageLike, load_rgb
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo.catalog import writer_of
@@ -237,16 +244,30 @@ class EdgeCodec:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
         source and every built-in adapter and keep the file of the lowest RD loss (as
-        :meth:`slimcodec.codec.Codec.encode_rgb`; ``report`` then receives the PSNR its file
-        decodes to, ``psnr``);
+        :meth:`slimcodec.codec.Codec.encode_rgb`; ``report`` then receives each candidate's
+        loss, ``gate``, the domain kept, ``domain``, and the PSNR its file decodes to,
+        ``psnr``);
         ``"mix"``, the gate that weighs the decoder adapters (:meth:`_mix`); ``"gate"``, the
         learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it with the
         filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`; ``"auto"``:
-        the scale and filter of the lowest RD loss on a probe of the image)."""
+        the scale and filter of the lowest RD loss on a probe of the image, then with the
+        gate ``"auto"`` its domain on the probe, :func:`~slimcodec.scaling.gate_auto`)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
+        if domain == "auto":  # the gate, at a scale or choosing it
+            if scale != AUTO:
+                return self._gate(rgb, width, grayscale, lmbda, report, scale, resampling)
+            check_auto_filter(scale, resampling)  # before the probe's work
+            return gate_auto(
+                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda image, at, filter_, gated: self._gate(image, width, grayscale, lmbda,
+                                                             gated, at, filter_),
+                lambda chosen, at, filter_: self.encode_rgb(
+                    rgb, width, grayscale, lmbda, chosen, report, at, filter_),
+                self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
+                report)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             return encode_scaled(
                 lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
@@ -255,8 +276,6 @@ class EdgeCodec:
                                                             domain))
                 if report is not None else None,
                 weight=lambda: self._scale_weight(width, lmbda))
-        if domain == "auto":
-            return self._gate(rgb, width, grayscale, lmbda, report)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
@@ -273,14 +292,17 @@ class EdgeCodec:
         return pack(Bitstream(header, strings))
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,
-              report: dict[str, Any] | None = None) -> bytes:
-        """As slimcodec's ``--domain auto``: the source and every built-in adapter, the
-        lowest RD loss. An adapter the manifest says ``codes_as_source`` (decoder alone, no
-        entropy tables of its own) codes the source's strings, so its candidate is the
-        source's file relabelled: the image is analysed and entropy coded once, and its
+              report: dict[str, Any] | None = None, scale: float = 1.0,
+              resampling: str = "lanczos") -> bytes:
+        """As slimcodec's ``--domain auto``: the source and every built-in adapter, each
+        coded at ``scale`` with ``resampling``, the lowest RD loss on ``rgb``'s pixels. An
+        adapter the manifest says ``codes_as_source`` (decoder alone, no entropy tables of
+        its own) codes the source's strings, so its candidate is the source's file
+        relabelled: the image is analysed and entropy coded once, and its
         latent entropy decoded once and synthesized per candidate."""
         weight = self.bundle.rd_weight(width, lmbda)
-        source = self.encode_rgb(rgb, width, grayscale, lmbda)
+        source = self.encode_rgb(rgb, width, grayscale, lmbda, scale=scale,
+                                 resampling=resampling)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
 
         def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, float | None]:
@@ -289,14 +311,17 @@ class EdgeCodec:
             quality = psnr(rgb, decoded) if report is not None else None  # only if read
             return rd_loss(rgb, decoded, len(data), weight), data, quality
 
-        candidates = [measured(source, True)]
+        candidates = [(*measured(source, True), None)]
         for domain, entry in self.bundle.domains.items():
             relabelled = bool(entry.get("codes_as_source"))
             data = (gated_file(source, 0, {domain: 1.0}, ()) if relabelled
-                    else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"]))
-            candidates.append(measured(data, relabelled))
-        _, data, quality = min(candidates, key=lambda c: c[0])  # the first of the lowest loss
+                    else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"],
+                                         scale=scale, resampling=resampling))
+            candidates.append((*measured(data, relabelled), entry["name"]))
+        _, data, quality, name = min(candidates, key=lambda c: c[0])  # the first of the lowest
         if report is not None:
+            report["gate"] = {n or "source": loss for loss, _, _, n in candidates}
+            report["domain"] = name
             report["psnr"] = quality
         return data
 
