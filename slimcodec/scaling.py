@@ -27,8 +27,9 @@ best candidate's file is the one returned. The probe is a sixth of a 768×512 im
 pixels, less of a larger one's.
 
 **With the gate** (``domain="auto"``, the shipped models' default), the scale is chosen
-with the model alone, then the domain by the gate on the probe at that scale, and the
-image is coded once with both (:func:`gate_auto`).
+with the model alone, then the domain by the gate on the probe at that scale and at the
+image's own size, and the image is coded once with the pair of the lower loss
+(:func:`gate_auto`).
 """
 
 from __future__ import annotations
@@ -289,8 +290,10 @@ def gate_auto(plain: Callable[[np.ndarray], bytes],
     chooses with the model alone (``plain`` codes at scale 1), then the domain that the gate
     chooses on the probe at that scale (``gate(image, scale, filter, report)``: each
     candidate's loss, ``gate``, measured on the image's own pixels, and the domain kept,
-    ``domain``, None for the model alone), and ``settled(domain, scale, filter)``, the image
-    coded once with both. The gate's syntheses thus run once, on the probe, instead of on
+    ``domain``, None for the model alone), or at the image's own size where the gate's
+    lowest loss there is lower (an adapter can make scale 1 win where the model alone
+    needed an upsampling: screens at low rates), and ``settled(domain, scale, filter)``,
+    the image coded once with both. The gate's syntheses thus run once, on the probe, instead of on
     every candidate of the scale and again on the whole image. ``report`` receives the
     probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and what
     ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
@@ -299,8 +302,14 @@ def gate_auto(plain: Callable[[np.ndarray], bytes],
         return gate(rgb, 1.0, "lanczos", report if report is not None else {})
     (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels)
     probe = probe_of(rgb)
+    sample = rgb if probe is None else probe
     gated: dict[str, Any] = {}
-    gate(rgb if probe is None else probe, scale, filter_, gated)
+    gate(sample, scale, filter_, gated)
+    if scale != 1:  # an adapter may code the image's own size better than any upsampling
+        own: dict[str, Any] = {}
+        gate(sample, 1.0, "lanczos", own)
+        if min(own["gate"].values()) < min(gated["gate"].values()):
+            (scale, filter_), gated = (1.0, "lanczos"), own
     data = settled(gated["domain"] or SOURCE, scale, filter_)
     if report is not None:
         report.update({"domain": gated["domain"], "gate": gated["gate"], "scale": scale,
