@@ -357,9 +357,10 @@ class Codec:
         PSNR are the original's. :data:`~slimcodec.scaling.AUTO`: the scale and filter of
         the lowest RD loss on a probe of the image
         (:func:`~slimcodec.scaling.choose_scale`; ``report`` says which); with the gate
-        ``"auto"``, the gate then chooses the domain on the probe at that scale, and the
-        image is coded once, with both (:func:`~slimcodec.scaling.gate_auto`; ``report``'s
-        ``gate`` and ``domain`` are then the probe's).
+        ``"auto"``, the gate then chooses the domain on the probe at that scale and at scale
+        1, and the image is coded once, with the pair of the lower loss
+        (:func:`~slimcodec.scaling.gate_auto`; ``report``'s ``gate`` and ``domain`` are
+        then the probe's).
         """
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)

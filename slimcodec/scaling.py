@@ -280,7 +280,6 @@ def encode_scaled(encode: Callable[[np.ndarray], bytes],
     return data
 
 
-
 def gate_auto(plain: Callable[[np.ndarray], bytes],
               gate: Callable[[np.ndarray, float, str, dict[str, Any]], bytes],
               settled: Callable[[str, float, str], bytes],
@@ -293,10 +292,10 @@ def gate_auto(plain: Callable[[np.ndarray], bytes],
     ``domain``, None for the model alone), or at the image's own size where the gate's
     lowest loss there is lower (an adapter can make scale 1 win where the model alone
     needed an upsampling: screens at low rates), and ``settled(domain, scale, filter)``,
-    the image coded once with both. The gate's syntheses thus run once, on the probe, instead of on
-    every candidate of the scale and again on the whole image. ``report`` receives the
-    probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and what
-    ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
+    the image coded once with both. The gate's syntheses thus run on the probe alone,
+    instead of on every candidate of the scale and again on the whole image. ``report``
+    receives the probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and
+    what ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
     says why it cannot weigh either)."""
     if weight is None:
         return gate(rgb, 1.0, "lanczos", report if report is not None else {})
