@@ -179,9 +179,10 @@ def test_box_resampling_undoes_an_integer_scale_and_keeps_text_sharper(codec):
 
 def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     """``scale="auto"`` on an image that is its own probe: the file is the one the chosen
-    (scale, filter) codes, its RD loss the lowest of every candidate's, measured here anew;
-    the image's own size at the bottom of the range (where ×1.5 does not lower the loss,
-    so ×2 is not tried), an upsampling at the top."""
+    (scale, filter) codes, its RD loss the lowest of every candidate's tried, measured here
+    anew; the image's own size at the bottom of the range (where ×1.5 does not lower the
+    loss, so ×2 is not tried), an upsampling at the top, where ×3 ``box`` is not tried
+    since ``box`` did not lead at ×2."""
     from slimcodec.scaling import AUTO, CANDIDATES, probe_of
 
     rgb = natural_like(48, 64, seed=6)
@@ -191,18 +192,65 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     for lmbda in codec.lambda_range(width):
         report = {}
         data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+        tried = set(report["scale_losses"])
         losses = {(s, f): codec.rd_loss(rgb, codec.encode_rgb(rgb, width, lmbda=lmbda, scale=s,
                                                               resampling=f))
-                  for s, f in CANDIDATES}
+                  for s, f in CANDIDATES if _name(s, f) in tried}
         best = min(losses, key=losses.__getitem__)
         assert (report["scale"], report["resampling"]) == best
         assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=best[0],
                                         resampling=best[1])
         assert codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO) == data  # no report
-        chosen[lmbda] = best[0], set(report["scale_losses"])
+        chosen[lmbda] = best, tried
     low, high = codec.lambda_range(width)
-    assert chosen[low] == (1, {"1", "1.5"}), chosen
-    assert chosen[high][0] > 1 and len(chosen[high][1]) == len(CANDIDATES), chosen
+    assert chosen[low] == ((1, "lanczos"), {"1", "1.5"}), chosen
+    assert chosen[high] == ((2, "lanczos"), {"1", "1.5", "2", "2:box"}), chosen
+
+
+def _name(scale: float, resampling: str) -> str:
+    """A candidate's name in a report's ``scale_losses``."""
+    return f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
+
+
+def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
+    """Text at the top of the widest width's range: ×2 ``box`` leads, so ×3 ``box`` is
+    tried, and its lower loss chosen (screens' top quality); a photo-like image at the same
+    λ, where Lanczos leads at ×2, is spared ×3 (the test above)."""
+    from slimcodec.domains.screen import render_screen
+    from slimcodec.scaling import AUTO
+
+    rgb = render_screen(3, (64, 96))
+    width = max(codec.widths)
+    lmbda = codec.lambda_range(width)[1]
+    report = {}
+    data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    losses = report["scale_losses"]
+    assert min(losses, key=losses.__getitem__) == "3:box", losses
+    assert losses["2:box"] < losses["2"], losses
+    assert unpack(data).header.coded_size == (192, 288)
+    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=3, resampling="box")
+
+
+def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
+    """Where the probe fits the pixel limit at a scale but the image does not, that scale
+    is not tried: the image is coded at the best scale it can be (a larger image at a high
+    rate would otherwise be refused, though it fits at its own size)."""
+    from slimcodec.domains.screen import render_screen
+    from slimcodec.scaling import AUTO, PROBE_TILE
+
+    rgb = render_screen(3, (272, 304))
+    width = max(codec.widths)
+    lmbda = codec.lambda_range(width)[1]
+    report = {}
+    codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    assert report["scale"] == 3, report["scale_losses"]
+    limit = (3 * 2 * PROBE_TILE) ** 2  # the probe fits at ×3, the image does not
+    small = codec_for(DEFAULT_MODEL, max_pixels=limit)
+    report = {}
+    data = small.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    assert (report["scale"], report["resampling"]) == (2, "box"), report["scale_losses"]
+    assert "3:box" not in report["scale_losses"]
+    assert small.decode_rgb(data)[0].shape == rgb.shape
 
 
 def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
