@@ -72,7 +72,15 @@ import numpy as np
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
 from slimcodec.gating import GATES, SOURCE
-from slimcodec.scaling import AUTO, CANDIDATES, FILTERS, Scale, check_auto_filter, parse_scale
+from slimcodec.scaling import (
+    AUTO,
+    CANDIDATES,
+    FILTERS,
+    Scale,
+    check_auto_filter,
+    fits,
+    parse_scale,
+)
 from slimcodec.utils.metrics import psnr
 
 __all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
@@ -92,6 +100,7 @@ class RateCodec(Protocol):
     :class:`slimcodec_edge.edge.runtime.EdgeCodec` both have it)."""
 
     name: str
+    max_pixels: int
 
     @property
     def widths(self) -> Sequence[int]: ...
@@ -164,7 +173,8 @@ def encode_to_target(
     :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
     ``scale="auto"``: the smallest of the Lanczos scales of
     :data:`~slimcodec.scaling.CANDIDATES` that reaches the target (each searched as a
-    given scale is, the next only where the target lies above the last one's reach).
+    given scale is, the next only where the target lies above the last one's reach; none
+    at which the image would exceed the codec's ``max_pixels``).
     Without ``width``, ``prefer`` says which width (see the module docstring).
     ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
     (see the module docstring); False: every pass through the gate.
@@ -191,7 +201,10 @@ def encode_to_target(
     tried: list[tuple[int, float, float, float | None]] = []
     check_auto_filter(scale, resampling)
     # (scale, filter) in the order tried: the given one, or "auto"'s from the cheapest
-    scales = ([(s, f) for s, f in CANDIDATES if f == "lanczos"] if scale == AUTO
+    # (those at which the image would exceed the codec's pixel limit left out; scale 1
+    # stays, to refuse an image too large at its own size as any encode does)
+    scales = ([(s, f) for s, f in CANDIDATES if f == "lanczos"
+               and (s == 1 or fits(*rgb.shape[:2], s, codec.max_pixels))] if scale == AUTO
               else [(scale, resampling)])
     coding = scales[0]
 

@@ -70,6 +70,7 @@ __all__ = [
     "coded_size",
     "encode_at_scale",
     "encode_scaled",
+    "fits",
     "fixed_scale",
     "gate_auto",
     "parse_scale",
@@ -149,6 +150,17 @@ def coded_size(height: int, width: int, scale: float) -> tuple[int, int]:
         raise ResourceLimitError(f"a {width}x{height} image at scale {scale:g} would be coded "
                                  f"at {size[1]}x{size[0]}, beyond {MAX_IMAGE_SIDE} pixels a side")
     return size
+
+
+def fits(height: int, width: int, scale: float, max_pixels: int) -> bool:
+    """Whether an image of ``height × width`` can be coded at ``scale`` under
+    ``max_pixels`` (and a container's side): what :data:`AUTO` tries, so that the scale it
+    chooses always codes."""
+    try:
+        check_image_size(*coded_size(height, width, scale), max_pixels)
+    except ResourceLimitError:
+        return False
+    return True
 
 
 def resample(rgb: np.ndarray, size: tuple[int, int], method: int) -> np.ndarray:
@@ -242,12 +254,9 @@ def choose_scale(encode: Callable[[np.ndarray], bytes],
         filters = [f for s, f in CANDIDATES if s == scale]
         for resampling in (f for f in filters if f not in seen or f == leader):
             name = f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
-            try:
-                check_image_size(*coded_size(*rgb.shape[:2], scale), max_pixels)
-                data = encode_at_scale(encode, decode, sample, scale, max_pixels, None,
-                                       resampling)
-            except ResourceLimitError:  # too large to code upsampled: the others remain
+            if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused
                 continue
+            data = encode_at_scale(encode, decode, sample, scale, max_pixels, None, resampling)
             losses[name] = rd_loss(sample, decode(data)[0], len(data), weight)
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())
@@ -293,7 +302,7 @@ def encode_scaled(encode: Callable[[np.ndarray], bytes],
 
 
 def gate_auto(plain: Callable[[np.ndarray], bytes],
-              gate: Callable[[np.ndarray, float, str, dict[str, Any]], bytes],
+              gate: Callable[[np.ndarray, float, str, dict[str, Any] | None], bytes],
               settled: Callable[[str, float, str], bytes],
               decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
               weight: float | None, max_pixels: int, report: dict[str, Any] | None) -> bytes:
@@ -310,7 +319,7 @@ def gate_auto(plain: Callable[[np.ndarray], bytes],
     what ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
     says why it cannot weigh either)."""
     if weight is None:
-        return gate(rgb, 1.0, "lanczos", report if report is not None else {})
+        return gate(rgb, 1.0, "lanczos", report)
     (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels)
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe

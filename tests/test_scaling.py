@@ -349,6 +349,12 @@ def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monk
     assert abs(search.bpp / (top * 1.3) - 1) < 0.01
     with pytest.raises(RateError, match="up to scale 2 reaches at most"):
         encode_with_rate(codec, rgb, target_bpp=100, scale=AUTO)
+    small = codec_for(DEFAULT_MODEL, max_pixels=72 * 96)  # ×1.5 fits the limit, ×2 not
+    with pytest.raises(RateError, match=r"up to scale 1\.5 reaches at most"):
+        encode_with_rate(small, rgb, target_bpp=100, scale=AUTO)
+    with pytest.raises(ResourceLimitError):  # too large at its own size: refused as ever
+        encode_with_rate(codec_for(DEFAULT_MODEL, max_pixels=48 * 63), rgb, target_bpp=1,
+                         scale=AUTO)
     scales = []
     encode = codec.encode_rgb
     monkeypatch.setattr(codec, "encode_rgb", lambda *a, **k: (
