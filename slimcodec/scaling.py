@@ -86,7 +86,7 @@ Scale = float | str
 AUTO = "auto"
 #: What :data:`AUTO` chooses among, (scale, filter), the cheapest first: the image's own
 #: size, and the upsamplings ``benchmarks/resampled_coding.py`` found to pay at some rate
-#: (Lanczos for photos, ``box`` for text; ×3 ``box`` lifts screens' top rate above 35 dB).
+#: (Lanczos for photos, ``box`` for text; ×3 ``box`` lifts screens' top quality above 35 dB).
 CANDIDATES = ((1.0, "lanczos"), (1.5, "lanczos"), (2.0, "lanczos"), (2.0, "box"),
               (3.0, "box"))
 #: The side, in pixels, of each of the four tiles of :func:`probe_of`'s mosaic.
