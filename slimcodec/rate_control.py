@@ -171,10 +171,11 @@ def encode_to_target(
     or ``"auto"``) and ``scale`` with ``resampling`` (:mod:`slimcodec.scaling`) apply to
     every pass, as in
     :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
-    ``scale="auto"``: the smallest of the Lanczos scales of
-    :data:`~slimcodec.scaling.CANDIDATES` that reaches the target (each searched as a
-    given scale is, the next only where the target lies above the last one's reach; none
-    at which the image would exceed the codec's ``max_pixels``).
+    ``scale="auto"``: the first of :data:`~slimcodec.scaling.CANDIDATES` (by scale, the
+    cheapest first; Lanczos before ``box`` at a scale) that reaches the target (each
+    searched as a given scale is, the next only where the target lies above the last one's
+    reach; none at which the image would exceed the codec's ``max_pixels``): so text
+    reaches the quality of ×3 ``box`` where no smaller scale does.
     Without ``width``, ``prefer`` says which width (see the module docstring).
     ``gate_proxy``: search a gate's rate target with the model alone, the gate coding once
     (see the module docstring); False: every pass through the gate.
@@ -203,8 +204,8 @@ def encode_to_target(
     # (scale, filter) in the order tried: the given one, or "auto"'s from the cheapest
     # (those at which the image would exceed the codec's pixel limit left out; scale 1
     # stays, to refuse an image too large at its own size as any encode does)
-    scales = ([(s, f) for s, f in CANDIDATES if f == "lanczos"
-               and (s == 1 or fits(*rgb.shape[:2], s, codec.max_pixels))] if scale == AUTO
+    scales = ([(s, f) for s, f in CANDIDATES
+               if s == 1 or fits(*rgb.shape[:2], s, codec.max_pixels)] if scale == AUTO
               else [(scale, resampling)])
     coding = scales[0]
 

@@ -347,7 +347,7 @@ def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monk
     data, search = encode_with_rate(codec, rgb, target_bpp=top * 1.3, scale=AUTO)
     assert unpack(data).header.coded_size is not None
     assert abs(search.bpp / (top * 1.3) - 1) < 0.01
-    with pytest.raises(RateError, match="up to scale 2 reaches at most"):
+    with pytest.raises(RateError, match="up to scale 3 reaches at most"):
         encode_with_rate(codec, rgb, target_bpp=100, scale=AUTO)
     small = codec_for(DEFAULT_MODEL, max_pixels=72 * 96)  # ×1.5 fits the limit, ×2 not
     with pytest.raises(RateError, match=r"up to scale 1\.5 reaches at most"):
@@ -364,6 +364,20 @@ def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monk
     assert set(scales) == {1}  # below the image's own size's reach: no larger scale is tried
     with pytest.raises(ValueError, match="chooses the filter too"):
         encode_with_rate(codec, rgb, target_bpp=1, scale=AUTO, resampling="box")
+
+
+def test_a_quality_target_on_text_reaches_through_box():
+    """A PSNR target above what every Lanczos scale reaches on text is searched on at ×2
+    and ×3 ``box``, whose edges reach it (auto's candidates, the cheapest first)."""
+    from slimcodec.domains.screen import render_screen
+    from slimcodec.scaling import AUTO
+
+    codec = codec_for(DEFAULT_MODEL)
+    rgb = render_screen(3, (64, 96))
+    data, search = encode_with_rate(codec, rgb, target_psnr=35.5, scale=AUTO)
+    header = unpack(data).header
+    assert header.coded_size == (192, 288) and RESAMPLING[header.resampling] == "box"
+    assert abs(psnr(rgb, codec.decode_rgb(data)[0]) - 35.5) <= 0.02 * 35.5, search
 
 
 def test_compress_chooses_the_scale_unless_told(tmp_path, capsys):
