@@ -64,6 +64,7 @@ __all__ = [
     "FILTERS",
     "PROBE_TILE",
     "Scale",
+    "candidate_name",
     "check_auto_filter",
     "check_scale",
     "choose_scale",
@@ -209,6 +210,11 @@ def encode_at_scale(encode: Callable[[np.ndarray], bytes],
     return data
 
 
+def candidate_name(scale: float, resampling: str) -> str:
+    """A candidate's name in :func:`choose_scale`'s losses (``"1.5"``, ``"2:box"``)."""
+    return f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
+
+
 def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
     """The part of ``rgb`` :func:`choose_scale` codes: ``tile``-pixel squares centred on
     the quarter points of its height and width (on the 16-pixel grid), as one 2×2 mosaic;
@@ -249,13 +255,13 @@ def choose_scale(encode: Callable[[np.ndarray], bytes],
     files: dict[str, tuple[tuple[float, str], bytes]] = {}
     seen: set[str] = set()  # the filters of the smaller scales' candidates
     for scale in dict.fromkeys(s for s, _ in CANDIDATES):
+        if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
+            break  # at this scale and every larger one
         lowered = False
         leader = files[min(losses, key=losses.__getitem__)][0][1] if losses else None
         filters = [f for s, f in CANDIDATES if s == scale]
         for resampling in (f for f in filters if f not in seen or f == leader):
-            name = f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
-            if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused
-                continue
+            name = candidate_name(scale, resampling)
             data = encode_at_scale(encode, decode, sample, scale, max_pixels, None, resampling)
             losses[name] = rd_loss(sample, decode(data)[0], len(data), weight)
             files[name] = (scale, resampling), data

@@ -183,7 +183,7 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     anew; the image's own size at the bottom of the range (where ×1.5 does not lower the
     loss, so ×2 is not tried), an upsampling at the top, where ×3 ``box`` is not tried
     since ``box`` did not lead at ×2."""
-    from slimcodec.scaling import AUTO, CANDIDATES, probe_of
+    from slimcodec.scaling import AUTO, CANDIDATES, candidate_name, probe_of
 
     rgb = natural_like(48, 64, seed=6)
     assert probe_of(rgb) is None
@@ -195,7 +195,7 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
         tried = set(report["scale_losses"])
         losses = {(s, f): codec.rd_loss(rgb, codec.encode_rgb(rgb, width, lmbda=lmbda, scale=s,
                                                               resampling=f))
-                  for s, f in CANDIDATES if _name(s, f) in tried}
+                  for s, f in CANDIDATES if candidate_name(s, f) in tried}
         best = min(losses, key=losses.__getitem__)
         assert (report["scale"], report["resampling"]) == best
         assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=best[0],
@@ -205,11 +205,6 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     low, high = codec.lambda_range(width)
     assert chosen[low] == ((1, "lanczos"), {"1", "1.5"}), chosen
     assert chosen[high] == ((2, "lanczos"), {"1", "1.5", "2", "2:box"}), chosen
-
-
-def _name(scale: float, resampling: str) -> str:
-    """A candidate's name in a report's ``scale_losses``."""
-    return f"{scale:g}" + ("" if resampling == "lanczos" else f":{resampling}")
 
 
 def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
