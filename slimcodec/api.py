@@ -91,7 +91,8 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     ``resampling``, its filter (``"lanczos"``, or ``"box"``, which keeps text's edges).
     The default, ``"auto"``, chooses both per image: the lowest RD loss on a probe of the
     image (:func:`~slimcodec.scaling.choose_scale`); for a target, the smallest scale that
-    reaches it; with ``max_latency_ms``, the image's own size.
+    reaches it, or the one the probe prefers at the λ found where that codes the target
+    better; with ``max_latency_ms``, the image's own size.
     """
     from slimcodec.rate_control import encode_with_rate
 

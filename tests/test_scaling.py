@@ -330,15 +330,22 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
                                                              domain=domain, scale=2))
 
 
-def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monkeypatch):
+def test_a_target_with_auto_searches_the_smallest_scale_that_reaches_it_first(
+        codec, monkeypatch):
     from slimcodec.errors import RateError
     from slimcodec.scaling import AUTO
 
     rgb = natural_like(48, 64, seed=5)
     width = max(codec.widths)
-    top = 8 * len(codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1])) / (48 * 64)
-    data, _ = encode_with_rate(codec, rgb, target_bpp=top * 0.8, scale=AUTO)
-    assert unpack(data).header.coded_size is None  # the image's own size reaches it
+    low, top = (8 * len(codec.encode_rgb(rgb, width, lmbda=lmbda)) / (48 * 64)
+                for lmbda in codec.lambda_range(width))
+    data, _ = encode_with_rate(codec, rgb, target_bpp=low * 1.2, scale=AUTO)
+    assert unpack(data).header.coded_size is None  # the image's own size reaches it, best
+    # near the top of its own size's reach, a larger scale codes the same rate better
+    data, search = encode_with_rate(codec, rgb, width=width, target_bpp=top * 0.8, scale=AUTO)
+    own, _ = encode_with_rate(codec, rgb, width=width, target_bpp=top * 0.8, scale=1)
+    assert unpack(data).header.coded_size is not None and abs(search.bpp / (top * 0.8) - 1) < 0.01
+    assert psnr(rgb, codec.decode_rgb(data)[0]) > psnr(rgb, codec.decode_rgb(own)[0]) + 0.1
     data, search = encode_with_rate(codec, rgb, target_bpp=top * 1.3, scale=AUTO)
     assert unpack(data).header.coded_size is not None
     assert abs(search.bpp / (top * 1.3) - 1) < 0.01
@@ -359,6 +366,85 @@ def test_a_target_with_auto_takes_the_smallest_scale_that_reaches_it(codec, monk
     assert set(scales) == {1}  # below the image's own size's reach: no larger scale is tried
     with pytest.raises(ValueError, match="chooses the filter too"):
         encode_with_rate(codec, rgb, target_bpp=1, scale=AUTO, resampling="box")
+
+
+@pytest.mark.parametrize("preferred, at, wins", [((1.0, "lanczos"), "top", 1.0),
+                                                  ((1.5, "lanczos"), "top", 1.5),
+                                                  ((1.5, "lanczos"), "low", 1.0)])
+def test_a_target_with_auto_keeps_the_better_of_the_first_scale_and_the_probes(
+        codec, monkeypatch, preferred, at, wins):
+    """A target the image's own size reaches is searched again at the scale the encoder's
+    probe prefers at the λ found, where that is a larger one, and the file of the higher
+    PSNR at the target is kept (near the top of the own size's reach, the larger scale's;
+    at a low rate, the own size's); where the probe prefers the image's own size, nothing
+    else is coded."""
+    import slimcodec.rate_control as rc
+    from slimcodec.scaling import AUTO
+
+    rgb = natural_like(48, 64, seed=5)
+    width = max(codec.widths)
+    low, top = (8 * len(codec.encode_rgb(rgb, width, lmbda=lmbda)) / (48 * 64)
+                for lmbda in codec.lambda_range(width))
+    target = top * 0.8 if at == "top" else low * 1.2
+    own, found = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=1)
+    asked = []
+    monkeypatch.setattr(rc, "choose_scale", lambda encode, decode, image, weight, limit: (
+        asked.append(weight), (preferred, None, {}))[1])
+    scales = []
+    encode = codec.encode_rgb
+    monkeypatch.setattr(codec, "encode_rgb", lambda *a, **k: (
+        scales.append(k.get("scale", 1)), encode(*a, **k))[1])
+    data, search = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=AUTO)
+    assert asked == [found.lmbda]  # one probe, at the λ the image's own size reached it with
+    assert set(scales) == {1, *preferred[:1]}
+    header = unpack(data).header
+    assert (header.coded_size is None, header.coded_size) == (
+        (True, None) if wins == 1 else (False, coded_size(48, 64, wins)))
+    assert abs(search.bpp / target - 1) < 0.01
+    if wins == 1:
+        assert data == own
+    else:  # the larger scale's file, at the target, and sharper
+        assert search.psnr == psnr(rgb, codec.decode_rgb(data)[0])
+        assert search.psnr > psnr(rgb, codec.decode_rgb(own)[0])
+
+
+@pytest.mark.parametrize("by_psnr, other, kept", [
+    (False, (2.0, 0.5), "other"),   # sharper, at the target rate
+    (False, (8.0, 0.5), "own"),     # blurrier
+    (False, (2.0, 0.6), "own"),     # sharper, but off the target rate
+    (True, (b"o" * 90, 30.0), "other"),   # at the target PSNR, fewer bytes
+    (True, (b"o" * 110, 30.0), "own"),    # more bytes
+    (True, (b"o" * 90, 31.0), "own")])    # fewer bytes, off the target PSNR
+def test_a_targets_second_scale_wins_only_on_target_and_better(monkeypatch, by_psnr, other,
+                                                                 kept):
+    """What :func:`_better_scale` keeps of the two files a target with ``auto`` searched:
+    the probe's scale's only where it meets the target and is better there."""
+    import slimcodec.rate_control as rc
+    from slimcodec.rate_control import RateSearch
+
+    rgb = natural_like(48, 64, seed=1)
+    noise = np.random.default_rng(0).standard_normal(rgb.shape)
+    own = b"s" * 100
+    if by_psnr:
+        other_data, other_search = other[0], RateSearch(192, 0.005, 0.4, other[1], 6)
+        target, tol, decoded = 30.0, 0.02, {}
+    else:
+        other_data, other_search = b"o" * 100, RateSearch(192, 0.005, other[1], None, 6)
+        target, tol = 0.5, 0.01
+        decoded = {own: 4.0, other_data: other[0]}  # noise levels: lower is sharper
+
+    class Codec:
+        max_pixels = 10**9
+
+        def decode_rgb(self, data):
+            return np.clip(rgb + decoded[data] * noise, 0, 255).astype(np.uint8), None
+
+    monkeypatch.setattr(rc, "choose_scale", lambda *a: ((1.5, "lanczos"), None, {}))
+    steps = [(1.0, "lanczos"), (1.5, "lanczos")]
+    data, search = rc._better_scale(
+        Codec(), rgb, False, (own, RateSearch(192, 0.01, 0.5, 30.0, 5)), steps[0], steps,
+        lambda step, widths, below: (other_data, other_search), by_psnr, target, tol)
+    assert data == (own if kept == "own" else other_data) and search.passes == 11
 
 
 def test_a_quality_target_on_text_reaches_through_box():
