@@ -14,13 +14,21 @@ codes as ``slimcodec compress`` does unless told a scale, choosing it per image 
 (:func:`slimcodec.scaling.choose_scale`). Writes the RESULTS.md section
 ``resampled-coding-<model>`` (``--name``: another suffix).
 
+``--targets``: also ``slimcodec compress --target-bpp R`` at the same width for each scale
+setting, at each rate of the ΔPSNR columns: the PSNR each reached at that rate (means over
+the images every setting reached it on), beside WebP's at the same rate (interpolated on
+its curve), the encoder's passes and its time per file (the search's every pass). That is
+where ``auto``'s choice of scale for a target shows (:func:`slimcodec.rate_control.
+encode_to_target`): ``1`` is the image's own size whatever the rate.
+
     python benchmarks/resampled_coding.py [--model slimcae-hpc] [--scales 1 1.5 2 2:box auto] \\
-        [--count 12] [--screens 6] [--width 192] [--crop 768x512] [--name SUFFIX]
+        [--count 12] [--screens 6] [--width 192] [--crop 768x512] [--targets] [--name SUFFIX]
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 
 import numpy as np
 from common import (
@@ -35,8 +43,11 @@ from common import (
 )
 
 from slimcodec.api import codec_for
+from slimcodec.errors import RateError
 from slimcodec.evaluate import evaluate
+from slimcodec.rate_control import encode_to_target
 from slimcodec.scaling import AUTO, parse_scale
+from slimcodec.utils.metrics import psnr
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
 RATES = (0.25, 0.5, 1.0, 1.5)
@@ -76,6 +87,54 @@ def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple
             + "\n".join(rows))
 
 
+def target_runs(codec, images, width: int, scale, resampling: str) -> dict[float, list]:
+    """Per rate of :data:`RATES`, per image: (PSNR, bpp, encoder passes, encode ms) of
+    ``--target-bpp`` at ``width`` (through the model's gate, as compress codes), or None
+    where the target is out of reach at that scale."""
+    runs: dict[float, list] = {}
+    for rate in RATES:
+        runs[rate] = []
+        for _, rgb in images:
+            start = time.perf_counter()
+            try:
+                data, search = encode_to_target(codec, rgb, target_bpp=rate, width=width,
+                                                domain=codec.default_domain, scale=scale,
+                                                resampling=resampling)
+            except RateError:
+                runs[rate].append(None)
+                continue
+            ms = 1000 * (time.perf_counter() - start)
+            runs[rate].append((psnr(rgb, codec.decode_rgb(data)[0]),
+                               8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
+                               len(search.tried), ms))
+    return runs
+
+
+def target_table(images, runs: dict[str, dict[float, list]]) -> str:
+    """PSNR at each target rate per scale setting, on the images every setting reached it
+    on, beside WebP's at that rate."""
+    webp = [classical_rd([image], "WebP") for image in images]
+    rows = []
+    for rate in RATES:
+        kept = [i for i in range(len(images)) if all(r[rate][i] for r in runs.values())]
+        cells = []
+        for by_rate in runs.values():
+            got = [by_rate[rate][i] for i in kept]
+            cells.append("n/a" if not got else
+                         f"{np.mean([g[0] for g in got]):.2f} dB "
+                         f"({np.mean([abs(g[1] / rate - 1) for g in got]) * 100:.2f}%, "
+                         f"{np.mean([g[2] for g in got]):.1f} passes, "
+                         f"{np.mean([g[3] for g in got]):,.0f} ms)")
+        ref = [psnr_at_rate(webp[i], rate) for i in kept]
+        ref = [v for v in ref if v is not None]
+        rows.append(f"| {rate:g} | {len(kept)} | " + " | ".join(cells)
+                    + f" | {fmt(np.mean(ref) if ref else None, '.2f')} |")
+    head = table_head(["target bpp", "images", *(f"{label}: PSNR (rate error, passes, "
+                                                 "encode)" for label in runs),
+                       "WebP at that rate (dB)"])
+    return head + "\n" + "\n".join(rows)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="slimcae-hpc")
@@ -87,6 +146,8 @@ def main() -> None:
     p.add_argument("--width", type=int, help="default: the widest")
     p.add_argument("--crop", default="768x512")
     p.add_argument("--photos", default="../shared/data/photos")
+    p.add_argument("--targets", action="store_true",
+                   help="also --target-bpp at each rate of the ΔPSNR columns, per scale")
     p.add_argument("--name", help="section suffix (default: the model's name)")
     args = p.parse_args()
     scales = [(parse_scale(v.split(":")[0]), [*v.split(":"), "lanczos"][1]) for v in args.scales]
@@ -101,16 +162,22 @@ def main() -> None:
         sets["screens"] = held_out_screens(args.screens, crop)
     tables = []
     for name, images in sets.items():
-        curves, times = {}, {}
+        curves, times, targets = {}, {}, {}
         for s, resampling in scales:
             label = "auto" if s == AUTO else f"×{s:g}" + (
                 f" {resampling}" if s != 1 and resampling != "lanczos" else "")
             curves[label], *times[label] = scale_curve(codec, images, width, s, resampling)
             print(name, label, [(round(b, 3), round(q, 2)) for b, q in curves[label]],
                   flush=True)
+            if args.targets:
+                targets[label] = target_runs(codec, images, width, s, resampling)
+                print(name, label, "targets", targets[label], flush=True)
         curves["envelope"] = rd_hull([pt for label, c in curves.items() if label != "auto"
                                       for pt in c])
         tables.append(set_table(name, images, curves, times))
+        if targets:
+            tables.append(f"`--target-bpp` on the {name}, width {width}:\n\n"
+                          + target_table(images, targets))
     body = (
         f"## Coding at a higher resolution: `{args.model}`, width {width}\n\n"
         f"Each image coded as `slimcodec compress --scale S` codes it (upsampled by S "
@@ -122,7 +189,13 @@ def main() -> None:
         f"would reach; `auto`, where measured, what `--scale auto` (compress's default) "
         f"reaches by choosing it per image and λ. `vs ×1`: "
         f"BD-rate against the model at the image's own size (n/a where the curves share "
-        f"no PSNR). Times: per file, resampling included.\n\n"
+        f"no PSNR). Times: per file, resampling included."
+        + (" Targets (`--targets`): `slimcodec compress --target-bpp R --width "
+           f"{width}` per scale setting, the PSNR reached, mean over the images every "
+           "setting reached R on (how many: `images`), with the mean relative rate error, "
+           "the encoder's passes and the whole search's time per file; WebP's PSNR "
+           "interpolated on its curve at R, per image." if args.targets else "")
+        + "\n\n"
         + "\n\n".join(tables))
     write_section(f"resampled-coding-{args.name or args.model}", body)
 
