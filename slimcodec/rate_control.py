@@ -318,10 +318,9 @@ def _better_scale(
     """``scale="auto"``'s target: ``result``, found at ``step``, the first candidate that
     reaches the target, or the same target at the candidate that
     :func:`~slimcodec.scaling.choose_scale` prefers on the image's probe at the λ found
-    (the model alone, as the encoder chooses: the probe coded through a gate kept text's
-    best scale from a target, ``benchmarks/resampled_coding.py --targets``), where that is
-    a larger one and its file meets the target too and is better there: a higher PSNR at
-    the target rate, or fewer bytes at the target PSNR. The first candidate that reaches a
+    (the model alone, as the encoder's probe codes), where that is a larger one and its
+    file meets the target too and is better there: a higher PSNR at the target rate, or
+    fewer bytes at the target PSNR. The first candidate that reaches a
     rate is not the best at it: on photos a ×1.5 file at 0.5 bpp is sharper than the ×1
     file that reaches 0.5 bpp near its ceiling. Costs the probe where the first candidate
     stays, and a second search at the found width, from the λ found down, where the probe
