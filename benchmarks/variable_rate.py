@@ -315,8 +315,9 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
     body = f"""## Rate control: `--target-bpp` on `{model}`
 
 {len(images)} images ({", ".join(n for n, _ in images)}) coded at each target {how}by
-`encode_to_target` ({WIDTH_ORDER[prefer]} width that reaches the target, then λ by regula
-falsi in log rate; at most {max_passes} encoder passes per width tried). Error: |achieved −
+`encode_to_target` ({WIDTH_ORDER[prefer]} width that reaches the target, then λ from the
+top of its range down by secant steps in log rate, by regula falsi once a pass lands below
+the target; at most {max_passes} encoder passes per width tried). Error: |achieved −
 target| / target, bpp from the real file. Passes: every encode of the search, at every width
 tried.
 

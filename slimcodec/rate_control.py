@@ -11,11 +11,16 @@ so Q = 1 is the width's lowest rate and Q = 100 its highest; the map is monotone
 rate with it (``tests/test_variable_rate.py``).
 
 **Targets.** ``--target-bpp`` and ``--target-psnr`` search λ for the image at hand: bpp and
-PSNR both rise with λ, so the search brackets the target between the range's ends and
-narrows the bracket by interpolation in (log λ, log bpp) (regula falsi, with a bisection step
-whenever interpolation stalls). Every pass is one real encode (bpp counts the whole
-container); PSNR targets also decode. The search stops within ``tolerance`` of the target or
-after ``max_passes`` passes per width, and keeps the pass nearest the target.
+PSNR both rise with λ, near-linearly in (log λ, log bpp). The search codes the top of the
+width's range first, steps down by the secant through the passes so far (the first step
+along a typical slope, :data:`PRIOR_SLOPE`; no step more than :data:`GROWTH` times the one
+before) until a pass lands below the target, and then narrows that bracket by regula falsi
+(Illinois). So the range's bottom is coded only where a step would pass it, or where the
+passes run out before a pass lands below the target: a target below the width's reach is
+always found out. (Before 0.6.0 it coded both ends first; ``docs/rate_control.md`` compares
+the two.) Every pass is one real encode (bpp counts the whole container); PSNR targets also
+decode. The search stops within ``tolerance`` of the target or after ``max_passes`` passes
+per width, and keeps the pass nearest the target.
 
 Unless a width is given, the search also picks the width. By default (``prefer="quality"``)
 widths are tried widest first, so the target is met by the widest width that reaches it:
@@ -24,7 +29,9 @@ at the same rate a wider width codes at least as well over their common range (o
 0.3 bpp is 33.6 dB at width 192 and 32.9 dB at width 96, the narrowest that reaches it,
 interpolated in log rate). ``prefer="cost"`` tries them narrowest first: the cheapest width
 that reaches the target, for a device that must save time. A width whose range does not
-reach the target costs one or two passes to find out. A target no width reaches raises
+reach the target costs one or two passes to find out; where the width tried before it lay
+wholly above the target, a width is searched from its range's bottom up, so one pass
+refuses it if it does too. A target no width reaches raises
 :class:`RateError` naming the range that can be reached on that image. With
 ``scale="auto"`` (``slimcodec compress``'s default) the search runs at the image's own size,
 and at a larger scale of :data:`~slimcodec.scaling.CANDIDATES` (×1.5, ×2, then ``box`` at
@@ -99,6 +106,14 @@ DEFAULT_MAX_PASSES = 10
 RATE_OPTIONS = ("lmbda", "quality", "target_bpp", "target_size", "target_psnr")
 #: Which width a target search takes when none is given (see the module docstring).
 PREFER = ("quality", "cost")
+#: The slope a target search's first step assumes, d axis / d log λ (by ``by_psnr``): the
+#: default model's rate grows as λ^0.23 to λ^0.35 at every width (its ``slimcodec eval``
+#: points on the held-out photos, section ``hyperprior-slimcae-hpc`` of
+#: ``benchmarks/RESULTS.md``), its PSNR by 0.2 to 1.2 dB per e-fold of λ; the secant
+#: through the passes measured replaces it from the second step on.
+PRIOR_SLOPE = {False: 0.28, True: 0.6}
+#: The most each of a target search's steps may grow over the one before it.
+GROWTH = 3.0
 
 
 class RateCodec(Protocol):
@@ -256,11 +271,14 @@ def encode_to_target(
         nonlocal coding, ends
         coding = step  # what ``measure`` codes at
         for w in ws:
+            # Where the last range end measured (the width before's) lies above the target,
+            # this width likely does too: its bottom first, one pass to find out.
+            upward = bool(ends) and ends[-1] > target
             if proxy is not None:
                 reached: list[float] = []
                 found = _search(codec, w, target, tol, max_passes, by_psnr,
                                 lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached,
-                                below)
+                                below, upward)
                 if found is None and exact:
                     ends += reached
                     continue
@@ -269,10 +287,10 @@ def encode_to_target(
                     data, bpp, _ = measure(w, lmbda)
                     if unpack(data).strings == unpack(plain).strings and (
                             len(data) == len(plain)
-                            or abs(math.log(bpp / target)) <= math.log1p(tol)):
+                            or _on_target(bpp, target, tol, False)):
                         return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
             found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends,
-                            below)
+                            below, upward)
             if found is not None:
                 data, lmbda, bpp, quality, passes = found
                 return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
@@ -336,8 +354,8 @@ def _better_scale(
     if other is None:
         return result
     other_data, other_found = other
-    met = (abs(other_found.psnr - target) <= tol if by_psnr  # type: ignore[operator]
-           else abs(math.log(other_found.bpp / target)) <= math.log1p(tol))
+    met = _on_target(other_found.psnr if by_psnr else other_found.bpp,  # type: ignore[arg-type]
+                     target, tol, by_psnr)
     passes = found.passes + other_found.passes
     if by_psnr:
         better = met and len(other_data) < len(data)
@@ -361,32 +379,72 @@ def _search(
     value: Callable[[float, float | None], float],
     ends: list[float],
     below: float | None = None,
+    upward: bool = False,
 ) -> tuple[bytes, float, float, float | None, int] | None:
-    """Search λ at one width (Illinois regula falsi in log λ); None if out of its reach.
-    ``below``: search from there down, not from the top of the width's range."""
+    """Search λ at one width; None if out of its reach. ``below``: search from there down,
+    not from the top of the width's range; ``upward``: from the bottom of the range up.
+
+    In x = log λ, against f = the axis (:func:`_axis`) less the target's: one end of the
+    range first (the top, or the bottom where ``upward``: a width whose reach lies beyond
+    the target on that side costs one pass), then toward the other end by secant steps,
+    the first along :data:`PRIOR_SLOPE`, no step more than :data:`GROWTH` times the one
+    before (a flat stretch's secant, near the top of PSNR's range, would leap far past the
+    target), until a pass lands beyond the target; then Illinois regula falsi inside that
+    bracket. A step past the other end measures that end (the target beyond it: None), and
+    so does the last pass while every pass has landed on the first end's side, so that the
+    width's reach is always known before it is given up on."""
     lo, hi = range_ends = codec.lambda_range(width)
     hi = hi if below is None else below
-    goal = _axis(target, by_psnr)
-    slack = tol if by_psnr else math.log1p(tol)
+    goal, slack = _axis(target, by_psnr), _slack(tol, by_psnr)
+    x_lo, x_hi = math.log(lo), math.log(hi)
+    # d: the way the steps go in x; d * f < 0 on the first end's side of the target
+    first, far, d = (x_lo, x_hi, 1) if upward else (x_hi, x_lo, -1)
 
-    def run(lmbda: float) -> tuple[tuple[bytes, float, float | None], float, float]:
+    def run(x: float) -> tuple[tuple[bytes, float, float | None], float, float]:
+        lmbda = lo if x == x_lo else hi if x == x_hi else math.exp(x)
         result = measure(width, lmbda)
         v = value(result[1], result[2])
         if lmbda in range_ends:
             ends.append(v)
         return result, lmbda, _axis(v, by_psnr) - goal
 
-    top = run(hi)  # the top first: a width that cannot reach the target costs one pass
-    if top[2] < -slack:
+    best = run(first)
+    if d * best[2] > slack:  # the target lies beyond this end of the range
         return None
-    bottom = run(lo)
-    if bottom[2] > slack:
-        return None
-    passes, best = 2, min(top, bottom, key=lambda r: abs(r[2]))
-    (xa, fa), (xb, fb), side = (math.log(lo), bottom[2]), (math.log(hi), top[2]), 0
+    passes = 1
+    # The bracket: (xa, fa) below the target (f < 0), (xb, fb) above it; until a pass lands
+    # beyond the target, one of them is None, and `near` and `earlier` the last two passes.
+    near: tuple[float, float] = (first, best[2])
+    earlier: tuple[float, float] | None = None
+    xa, fa = near if upward else (None, None)
+    xb, fb = (None, None) if upward else near
+    side = 0
     while abs(best[2]) > slack and passes < max_passes:
+        if xa is None or fa is None or xb is None or fb is None:  # a step toward `far`
+            gap = -d * near[1]  # how far the target lies ahead, > 0
+            if earlier is None:
+                step = gap / PRIOR_SLOPE[by_psnr]
+            else:
+                last = abs(earlier[0] - near[0])
+                slope = (-d * earlier[1] - gap) / last
+                step = min(gap / slope if slope > 0 else math.inf, GROWTH * last)
+            x = near[0] + d * step
+            x = far if d * (x - far) >= 0 or passes == max_passes - 1 else x
+            current = run(x)
+            passes += 1
+            best = min(best, current, key=lambda r: abs(r[2]))
+            f = current[2]
+            if d * f < 0:  # still on the first end's side
+                if x == far and -d * f > slack:
+                    return None  # and beyond the other end too
+                earlier, near = near, (x, f)
+            if f < 0:
+                xa, fa, side = x, f, -1
+            else:
+                xb, fb, side = x, f, 1
+            continue
         x = (xa * fb - xb * fa) / (fb - fa) if fb != fa else 0.5 * (xa + xb)
-        current = run(math.exp(x))
+        current = run(x)
         passes += 1
         best = min(best, current, key=lambda r: abs(r[2]))
         if current[2] < 0:
@@ -404,6 +462,17 @@ def _search(
 def _axis(v: float, by_psnr: bool) -> float:
     """The search's axis: log bpp (rate is near-linear in log λ there), or PSNR in dB."""
     return v if by_psnr else math.log(max(v, 1e-9))
+
+
+def _slack(tol: float, by_psnr: bool) -> float:
+    """The tolerance on :func:`_axis`: ``tol`` dB, or a relative ``tol`` in log bpp."""
+    return tol if by_psnr else math.log1p(tol)
+
+
+def _on_target(v: float, target: float, tol: float, by_psnr: bool) -> bool:
+    """Whether ``v`` (bpp, or PSNR where ``by_psnr``) lies within ``tol`` of ``target``,
+    as the search judges it."""
+    return abs(_axis(v, by_psnr) - _axis(target, by_psnr)) <= _slack(tol, by_psnr)
 
 
 def lambdas_for_eval(codec: RateCodec, width: int, count: int = 5) -> Sequence[float]:
