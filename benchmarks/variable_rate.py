@@ -10,7 +10,8 @@ Sections written to RESULTS.md (a model other than `slimcae-vr` gets its own, na
   (`--previous`); plots of bpp against PSNR per width and against decoder MACs.
 * `rate_control`: `--target-bpp` over the folder (through the model's gate where it ships
   adapters, timed against every pass through the gate): median and worst relative error,
-  passes; `--name N` writes `rate_control-MODEL-N` (another folder's images).
+  passes; `--name N` writes `rate_control-MODEL-N` (another folder's images);
+  `--psnr-targets 30 32 34`: `--target-psnr` instead, error in dB.
 * `vr_refined` (``--only refined``): the envelope with content-adaptive encoding
   (`--refine N`, `--effort 4` is 100 steps) against the plain one and the classical codecs,
   on the first ``--refine-count`` images at ``--refine-crop`` (refining every point of 12
@@ -272,24 +273,30 @@ WIDTH_ORDER = {"cost": "the cheapest", "quality": "the widest"}
 
 
 def rate_control_section(model: str, images, targets: list[float], max_passes: int,
-                         name: str | None = None, prefer: str = "cost") -> None:
-    """``--target-bpp`` as ``slimcodec compress`` searches it (through the model's gate where
-    it has one). A gate's search codes its passes with the model alone and the gate once
+                         name: str | None = None, prefer: str = "cost",
+                         by_psnr: bool = False) -> None:
+    """``--target-bpp`` (``--target-psnr`` where ``by_psnr``: ``targets`` in dB) as
+    ``slimcodec compress`` searches it (through the model's gate where it has one). A gate's
+    bpp search codes its passes with the model alone and the gate once
     (:mod:`slimcodec.rate_control`); it is timed against the search that codes every pass
-    through the gate, side by side, image by image."""
+    through the gate, side by side, image by image. A PSNR search passes through the gate
+    every time: nothing to time it against."""
     codec = codec_for(model)
     gated = codec.default_domain in GATES
+    timed = gated and not by_psnr
+    goal = "target_psnr" if by_psnr else "target_bpp"
+    spec, unit = (".3f", " dB") if by_psnr else (".2f", "%")  # errors: dB, or % of the target
     rows, errors, passes, misses, fast, slow, same = [], [], [], 0, [], [], []
     for target in targets:
         errs, used = [], []
         for _, rgb in images:
             try:
                 t0 = time.perf_counter()
-                data, search = encode_to_target(codec, rgb, target_bpp=target,
+                data, search = encode_to_target(codec, rgb, **{goal: target},
                                                 max_passes=max_passes, prefer=prefer,
                                                 domain=codec.default_domain)
                 t1 = time.perf_counter()
-                if gated:
+                if timed:
                     each, _ = encode_to_target(codec, rgb, target_bpp=target,
                                                max_passes=max_passes, prefer=prefer,
                                                domain=codec.default_domain, gate_proxy=False)
@@ -300,34 +307,40 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                 misses += 1
                 continue
             achieved = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
-            errs.append(abs(achieved - target) / target)
+            errs.append(abs(search.psnr - target) if by_psnr  # type: ignore[operator]
+                        else abs(achieved - target) / target * 100)
             used.append(len(search.tried))
         errors += errs
         passes += used
-        median = statistics.median(errs) * 100 if errs else None
-        worst = max(errs) * 100 if errs else None
-        rows.append(f"| {target:g} | {len(errs)} | {fmt(median, '.2f', '%')} | "
-                    f"{fmt(worst, '.2f', '%')} | "
+        median = statistics.median(errs) if errs else None
+        worst = max(errs) if errs else None
+        rows.append(f"| {target:g} | {len(errs)} | {fmt(median, spec, unit)} | "
+                    f"{fmt(worst, spec, unit)} | "
                     f"{fmt(statistics.mean(used) if used else None, '.1f')} | "
                     f"{max(used) if used else 'n/a'} |")
     how = (f"through its gate (`--domain {codec.default_domain}`, as `slimcodec compress` "
            "codes), " if gated else "")
-    body = f"""## Rate control: `--target-bpp` on `{model}`
+    option, axis, error = (("--target-psnr", "PSNR", "|achieved − target| in dB (tolerance "
+                            "0.02 dB), the PSNR of the decoded file") if by_psnr else
+                           ("--target-bpp", "log rate", "|achieved − target| / target, bpp "
+                            "from the real file"))
+    body = f"""## Rate control: `{option}` on `{model}`
 
 {len(images)} images ({", ".join(n for n, _ in images)}) coded at each target {how}by
 `encode_to_target` ({WIDTH_ORDER[prefer]} width that reaches the target, then λ from the
-top of its range down by secant steps in log rate, by regula falsi once a pass lands below
-the target; at most {max_passes} encoder passes per width tried). Error: |achieved −
-target| / target, bpp from the real file. Passes: every encode of the search, at every width
-tried.
+top of its range down by secant steps in {axis}, by regula falsi once a pass lands below
+the target; at most {max_passes} encoder passes per width tried). Error: {error}.
+Passes: every encode of the search, at every width tried.
 
-{table_head(["target bpp", "images", "median error", "worst error", "mean passes", "max passes"])}
+{table_head(["target dB" if by_psnr else "target bpp", "images", "median error",
+             "worst error", "mean passes", "max passes"])}
 {chr(10).join(rows)}
 
-Over all targets: median error **{statistics.median(errors) * 100:.2f}%** (target <= 3%), worst
-{max(errors) * 100:.2f}%, passes {statistics.mean(passes):.1f} on average, {max(passes)} at most;
+Over all targets: median error **{fmt(statistics.median(errors), spec, unit)}**{"" if by_psnr
+else " (target <= 3%)"}, worst {fmt(max(errors), spec, unit)}, passes
+{statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
-    if gated:
+    if timed:
         differ = ("" if all(same) else " (where not, the gate kept an adapter's own strings on "
                   "the way, and each search landed on its own λ)")
         body += f"""
@@ -396,6 +409,8 @@ def main() -> None:
     p.add_argument("--previous", default="slimcae-vr5",
                    help="an earlier variable-rate model whose envelope the model's is set against")
     p.add_argument("--targets", type=float, nargs="+", default=[0.1, 0.2, 0.4, 0.8])
+    p.add_argument("--psnr-targets", type=float, nargs="+", metavar="DB",
+                   help="rate: search these PSNRs (--target-psnr) instead of --targets' bpp")
     p.add_argument("--max-passes", type=int, default=10)
     p.add_argument("--name", help="rate: a suffix of the section's name (other images)")
     p.add_argument("--screens", type=int, metavar="N",
@@ -417,8 +432,9 @@ def main() -> None:
         rd_section(args.model, images, crop, args.reference, args.previous)
     if "rate" in args.only:
         rate_images = held_out_screens(args.screens, crop) if args.screens else images
-        rate_control_section(args.model, rate_images, args.targets, args.max_passes,
-                             args.name, args.prefer)
+        rate_control_section(args.model, rate_images, args.psnr_targets or args.targets,
+                             args.max_passes, args.name, args.prefer,
+                             by_psnr=args.psnr_targets is not None)
     if "penalty" in args.only and args.penalty_runs:
         penalty_section(Path(args.penalty_runs), images)
     if "refined" in args.only:
