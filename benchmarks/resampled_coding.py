@@ -104,7 +104,10 @@ def target_runs(codec, images, width: int, scale, resampling: str) -> dict[float
                 runs[rate].append(None)
                 continue
             ms = 1000 * (time.perf_counter() - start)
-            runs[rate].append((psnr(rgb, codec.decode_rgb(data)[0]),
+            # auto's search decoded its file to weigh the scales; others did not
+            quality = (search.psnr if search.psnr is not None
+                       else psnr(rgb, codec.decode_rgb(data)[0]))
+            runs[rate].append((quality,
                                8 * len(data) / (rgb.shape[0] * rgb.shape[1]),
                                len(search.tried), ms))
     return runs

@@ -412,12 +412,11 @@ def _search(
     if d * best[2] > slack:  # the target lies beyond this end of the range
         return None
     passes = 1
-    # The bracket: (xa, fa) below the target (f < 0), (xb, fb) above it; until a pass lands
-    # beyond the target, one of them is None, and `near` and `earlier` the last two passes.
+    # Until a pass lands beyond the target, `near` and `earlier` are the last two passes;
+    # then the bracket: (xa, fa) below the target (f < 0), (xb, fb) above it.
     near: tuple[float, float] = (first, best[2])
     earlier: tuple[float, float] | None = None
-    xa, fa = near if upward else (None, None)
-    xb, fb = (None, None) if upward else near
+    xa = fa = xb = fb = None
     side = 0
     while abs(best[2]) > slack and passes < max_passes:
         if xa is None or fa is None or xb is None or fb is None:  # a step toward `far`
@@ -438,10 +437,9 @@ def _search(
                 if x == far and -d * f > slack:
                     return None  # and beyond the other end too
                 earlier, near = near, (x, f)
-            if f < 0:
-                xa, fa, side = x, f, -1
-            else:
-                xb, fb, side = x, f, 1
+            else:  # beyond the target: the bracket, this pass replacing the end on its side
+                (xa, fa), (xb, fb) = ((x, f), near) if f < 0 else (near, (x, f))
+                side = -1 if f < 0 else 1
             continue
         x = (xa * fb - xb * fa) / (fb - fa) if fb != fa else 0.5 * (xa + xb)
         current = run(x)
