@@ -39,7 +39,9 @@ and at a larger scale of :data:`~slimcodec.scaling.CANDIDATES` (×1.5, ×2, then
 always the best at it: at the λ found, the encoder's probe
 (:func:`~slimcodec.scaling.choose_scale`) may prefer a larger scale, and there the target is
 searched again at the same width, the better of the two files kept (a higher PSNR at the
-target rate, fewer bytes at the target PSNR).
+target rate, fewer bytes at the target PSNR). That search starts below the λ found, whose
+rate (or PSNR) at the larger scale it predicts from the probe's two files instead of coding
+it: one pass at the larger scale's pixels saved.
 
 **One entry point for every rate setting.** :func:`encode_with_rate` takes one of ``lmbda``,
 ``quality``, ``target_bpp``, ``target_size`` (bytes of the whole file) and ``target_psnr``,
@@ -89,6 +91,7 @@ from slimcodec.scaling import (
     CANDIDATES,
     FILTERS,
     Scale,
+    candidate_name,
     check_auto_filter,
     choose_scale,
     fits,
@@ -264,21 +267,24 @@ def encode_to_target(
     proxy = SOURCE if gate_proxy and domain in GATES and not by_psnr and not refine else None
     exact = proxy is not None and domain == "auto" and codec.gate_keeps_source_strings
 
-    def search(step: tuple[float, str], ws: Sequence[int], below: float | None = None
-               ) -> tuple[bytes, RateSearch] | None:
+    def search(step: tuple[float, str], ws: Sequence[int], below: float | None = None,
+               start: float | None = None) -> tuple[bytes, RateSearch] | None:
         """The target searched at one (scale, filter), width by width (λ from ``below``
-        down, where given); None where none of ``ws`` reaches it there."""
+        down, where given, ``start`` the value predicted there: see :func:`_search`); None
+        where none of ``ws`` reaches it there."""
         nonlocal coding, ends
         coding = step  # what ``measure`` codes at
         for w in ws:
             # Where the last range end measured (the width before's) lies above the target,
-            # this width likely does too: its bottom first, one pass to find out.
-            upward = bool(ends) and ends[-1] > target
+            # this width likely does too: its bottom first, one pass to find out. (Not from
+            # ``below``, a larger scale's search from the λ a smaller one found, whose
+            # end there is predicted: the smaller scale's ends say nothing of its bottom.)
+            upward = below is None and bool(ends) and ends[-1] > target
             if proxy is not None:
                 reached: list[float] = []
                 found = _search(codec, w, target, tol, max_passes, by_psnr,
                                 lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached,
-                                below, upward)
+                                below, upward, start)
                 if found is None and exact:
                     ends += reached
                     continue
@@ -290,7 +296,7 @@ def encode_to_target(
                             or _on_target(bpp, target, tol, False)):
                         return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
             found = _search(codec, w, target, tol, max_passes, by_psnr, measure, value, ends,
-                            below, upward)
+                            below, upward, start)
             if found is not None:
                 data, lmbda, bpp, quality, passes = found
                 return data, RateSearch(w, lmbda, bpp, quality, passes, tried)
@@ -327,7 +333,7 @@ def _better_scale(
     result: tuple[bytes, RateSearch],
     step: tuple[float, str],
     scales: Sequence[tuple[float, str]],
-    search: Callable[[tuple[float, str], Sequence[int], float | None],
+    search: Callable[[tuple[float, str], Sequence[int], float | None, float | None],
                      tuple[bytes, RateSearch] | None],
     by_psnr: bool,
     target: float,
@@ -342,15 +348,20 @@ def _better_scale(
     rate is not the best at it: on photos a ×1.5 file at 0.5 bpp is sharper than the ×1
     file that reaches 0.5 bpp near its ceiling. Costs the probe where the first candidate
     stays, and a second search at the found width, from the λ found down, where the probe
-    prefers another."""
+    prefers another. That search's first end, the λ found, is not coded: its value there
+    is predicted from the found file's by the probe's (bpp times the ratio of the two
+    candidates' bpp on the probe, PSNR plus the difference of their PSNRs), and its first
+    pass is a step below it (:func:`_search`'s ``start``)."""
     data, found = result
+    probe: dict[str, tuple[float, float]] = {}
     preferred, _, _ = choose_scale(
         lambda image: codec.encode_rgb(image, found.width, grayscale, found.lmbda),
-        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels)
+        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, probe)
     if preferred not in scales[scales.index(step) + 1:]:  # those before it fell short
         return result
     # At the λ found a larger scale codes more bits and more dB: the target lies below it.
-    other = search(preferred, [found.width], found.lmbda)
+    other = search(preferred, [found.width], found.lmbda,
+                   _predicted(found, probe, step, preferred, by_psnr))
     if other is None:
         return result
     other_data, other_found = other
@@ -368,6 +379,22 @@ def _better_scale(
     return data, replace(found, psnr=quality, passes=passes)
 
 
+def _predicted(found: RateSearch, probe: dict[str, tuple[float, float]],
+               step: tuple[float, str], other: tuple[float, str], by_psnr: bool
+               ) -> float | None:
+    """What the image coded at the candidate ``other`` is predicted to reach at the λ
+    ``found`` reached the target with at ``step``: the found value moved as the two
+    candidates' files of the probe differ (``probe``: :func:`~slimcodec.scaling.choose_scale`'s
+    ``measured``), by their bpp's ratio or their PSNRs' difference. None where the probe
+    did not code both."""
+    a, b = probe.get(candidate_name(*step)), probe.get(candidate_name(*other))
+    if a is None or b is None:
+        return None
+    if by_psnr:
+        return None if found.psnr is None else found.psnr + b[1] - a[1]
+    return found.bpp * b[0] / a[0]
+
+
 def _search(
     codec: RateCodec,
     width: int,
@@ -380,9 +407,13 @@ def _search(
     ends: list[float],
     below: float | None = None,
     upward: bool = False,
+    start: float | None = None,
 ) -> tuple[bytes, float, float, float | None, int] | None:
     """Search λ at one width; None if out of its reach. ``below``: search from there down,
     not from the top of the width's range; ``upward``: from the bottom of the range up.
+    ``start``: the value (bpp or PSNR) predicted at the first end, which is then not coded
+    where the prediction puts it beyond the slack on its side of the target (the first
+    pass is the step from it); the passes alone are ever returned.
 
     In x = log λ, against f = the axis (:func:`_axis`) less the target's: one end of the
     range first (the top, or the bottom where ``upward``: a width whose reach lies beyond
@@ -408,17 +439,24 @@ def _search(
             ends.append(v)
         return result, lmbda, _axis(v, by_psnr) - goal
 
-    best = run(first)
-    if d * best[2] > slack:  # the target lies beyond this end of the range
-        return None
-    passes = 1
-    # Until a pass lands beyond the target, `near` and `earlier` are the last two passes;
-    # then the bracket: (xa, fa) below the target (f < 0), (xb, fb) above it.
-    near: tuple[float, float] = (first, best[2])
+    # Until a pass lands beyond the target, `near` and `earlier` are the last two passes
+    # (the first may be the prediction); then the bracket: (xa, fa) below the target
+    # (f < 0), (xb, fb) above it.
+    predicted = None if start is None else _axis(start, by_psnr) - goal
+    best: tuple[tuple[bytes, float, float | None], float, float] | None = None
+    passes = 0
+    if predicted is not None and d * predicted < -slack:
+        near = (first, predicted)
+    else:
+        best = run(first)
+        if d * best[2] > slack:  # the target lies beyond this end of the range
+            return None
+        passes = 1
+        near = (first, best[2])
     earlier: tuple[float, float] | None = None
     xa = fa = xb = fb = None
     side = 0
-    while abs(best[2]) > slack and passes < max_passes:
+    while best is None or (abs(best[2]) > slack and passes < max_passes):
         if xa is None or fa is None or xb is None or fb is None:  # a step toward `far`
             gap = -d * near[1]  # how far the target lies ahead, > 0
             if earlier is None:
@@ -431,7 +469,7 @@ def _search(
             x = far if d * (x - far) >= 0 or passes == max_passes - 1 else x
             current = run(x)
             passes += 1
-            best = min(best, current, key=lambda r: abs(r[2]))
+            best = current if best is None else min(best, current, key=lambda r: abs(r[2]))
             f = current[2]
             if d * f < 0:  # still on the first end's side
                 if x == far and -d * f > slack:
@@ -444,7 +482,7 @@ def _search(
         x = (xa * fb - xb * fa) / (fb - fa) if fb != fa else 0.5 * (xa + xb)
         current = run(x)
         passes += 1
-        best = min(best, current, key=lambda r: abs(r[2]))
+        best = min(best, current, key=lambda r: abs(r[2]))  # type: ignore[type-var]
         if current[2] < 0:
             xa, fa = x, current[2]
             fb = fb / 2 if side == -1 else fb  # Illinois: halve the end that stays

@@ -236,7 +236,8 @@ def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
 
 def choose_scale(encode: Callable[[np.ndarray], bytes],
                  decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
-                 weight: float, max_pixels: int
+                 weight: float, max_pixels: int,
+                 measured: dict[str, tuple[float, float]] | None = None
                  ) -> tuple[tuple[float, str], bytes | None, dict[str, float]]:
     """The candidate of :data:`CANDIDATES` (scale, filter) whose file of ``rgb``'s probe
     (:func:`probe_of`) has the lowest RD loss at ``weight`` (the file's λ); the first of
@@ -248,7 +249,8 @@ def choose_scale(encode: Callable[[np.ndarray], bytes],
     ``max_pixels`` (or a container's side) is not tried: the chosen scale always codes.
     ``encode`` codes at scale 1, as :func:`encode_at_scale`'s. Also returns the chosen
     candidate's file where ``rgb`` is its own probe (else None), and each candidate's loss
-    by name (``"2:box"``), of those tried."""
+    by name (``"2:box"``), of those tried; ``measured`` receives each one's (bpp, PSNR) on
+    the probe, by the same names."""
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     losses: dict[str, float] = {}
@@ -263,7 +265,11 @@ def choose_scale(encode: Callable[[np.ndarray], bytes],
         for resampling in (f for f in filters if f not in seen or f == leader):
             name = candidate_name(scale, resampling)
             data = encode_at_scale(encode, decode, sample, scale, max_pixels, None, resampling)
-            losses[name] = rd_loss(sample, decode(data)[0], len(data), weight)
+            decoded = decode(data)[0]
+            losses[name] = rd_loss(sample, decoded, len(data), weight)
+            if measured is not None:
+                measured[name] = (8 * len(data) / (sample.shape[0] * sample.shape[1]),
+                                  psnr(sample, decoded))
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())
         seen.update(filters)

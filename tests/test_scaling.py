@@ -388,7 +388,7 @@ def test_a_target_with_auto_keeps_the_better_of_the_first_scale_and_the_probes(
     target = top * 0.8 if at == "top" else low * 1.2
     own, found = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=1)
     asked = []
-    monkeypatch.setattr(rc, "choose_scale", lambda encode, decode, image, weight, limit: (
+    monkeypatch.setattr(rc, "choose_scale", lambda encode, decode, image, weight, limit, _: (
         asked.append(weight), (preferred, None, {}))[1])
     scales = []
     encode = codec.encode_rgb
@@ -406,6 +406,40 @@ def test_a_target_with_auto_keeps_the_better_of_the_first_scale_and_the_probes(
     else:  # the larger scale's file, at the target, and sharper
         assert search.psnr == psnr(rgb, codec.decode_rgb(data)[0])
         assert search.psnr > psnr(rgb, codec.decode_rgb(own)[0])
+
+
+def test_a_targets_second_search_predicts_its_first_end_from_the_probe(codec, monkeypatch):
+    """Where the probe coded both candidates, the second search does not code the λ the
+    first found at the larger scale: the rate there is predicted from the found file's by
+    the probe's ratio, and its first pass is the step below it. The file still meets the
+    target."""
+    import slimcodec.rate_control as rc
+    from slimcodec.scaling import AUTO, candidate_name, encode_at_scale
+
+    rgb = natural_like(48, 64, seed=5)
+    width = max(codec.widths)
+    target = 0.8 * 8 * len(codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1])
+                           ) / (48 * 64)
+
+    def probe(encode, decode, image, weight, limit, measured):
+        for scale in (1.0, 1.5):  # the image is its own probe
+            data = encode_at_scale(encode, decode, image, scale, limit)
+            measured[candidate_name(scale, "lanczos")] = (
+                8 * len(data) / (48 * 64), psnr(image, decode(data)[0]))
+        return (1.5, "lanczos"), None, {}
+
+    monkeypatch.setattr(rc, "choose_scale", probe)
+    coded = []
+    encode = codec.encode_rgb
+    monkeypatch.setattr(codec, "encode_rgb", lambda *a, **k: (
+        coded.append((k.get("scale", 1), a[3])), encode(*a, **k))[1])
+    _, found = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=1)
+    coded.clear()
+    data, search = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=AUTO)
+    larger = [lmbda for scale, lmbda in coded if scale == 1.5]
+    assert larger and found.lmbda not in larger, coded
+    assert unpack(data).header.coded_size == coded_size(48, 64, 1.5)  # sharper there
+    assert abs(search.bpp / target - 1) < 0.01
 
 
 @pytest.mark.parametrize("by_psnr, other, kept", [
@@ -443,7 +477,7 @@ def test_a_targets_second_scale_wins_only_on_target_and_better(monkeypatch, by_p
     steps = [(1.0, "lanczos"), (1.5, "lanczos")]
     data, search = rc._better_scale(
         Codec(), rgb, False, (own, RateSearch(192, 0.01, 0.5, 30.0, 5)), steps[0], steps,
-        lambda step, widths, below: (other_data, other_search), by_psnr, target, tol)
+        lambda step, widths, below, start: (other_data, other_search), by_psnr, target, tol)
     assert data == (own if kept == "own" else other_data) and search.passes == 11
 
 

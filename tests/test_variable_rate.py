@@ -243,7 +243,8 @@ class _Curve:
     def lambda_range(self, width):
         return self.ends
 
-    def search(self, target, by_psnr=False, max_passes=10, ends=None, upward=False):
+    def search(self, target, by_psnr=False, max_passes=10, ends=None, upward=False,
+               below=None, start=None):
         def measure(width, lmbda):
             self.asked.append(lmbda)
             v = self.curve(lmbda)
@@ -252,7 +253,7 @@ class _Curve:
         self.asked = []
         return rate_control._search(self, 192, target, 0.02 if by_psnr else 0.01, max_passes,
                                     by_psnr, measure, lambda bpp, q: q if by_psnr else bpp,
-                                    [] if ends is None else ends, upward=upward)
+                                    [] if ends is None else ends, below, upward, start)
 
 
 # The default model's rate at width 192 on the held-out photos (its eval points, section
@@ -286,6 +287,38 @@ def test_a_target_below_a_widths_reach_is_refused_whatever_the_passes(max_passes
     assert curve.search(0.9 * curve.curve(0.002), max_passes=max_passes, ends=ends) is None
     assert curve.asked[-1] == 0.002 and ends[-1] == curve.curve(0.002)
     assert len(curve.asked) <= max_passes
+
+
+@pytest.mark.parametrize("error", [1.0, 0.8, 1.2])
+def test_a_predicted_first_end_is_not_coded_and_saves_its_pass(error):
+    """``--scale auto``'s second search starts at the λ the first found, where the larger
+    scale's rate is predicted from the probe (``start``): that end is not coded and the
+    first pass is the step from it, so an exact prediction saves that pass on every search;
+    one a fifth off either way still meets every target without coding that end."""
+    curve = _Curve(lambda lmbda: float(np.exp(np.polyval(_HPC_192, np.log(lmbda)))))
+    fewer = []
+    for below in (0.1, 0.3, 0.8):
+        for target in np.geomspace(0.2, 0.75 * curve.curve(below), 5):
+            curve.search(target, below=below)
+            coded = len(curve.asked)
+            _, _, bpp, _, used = curve.search(target, below=below,
+                                              start=error * curve.curve(below))
+            assert below not in curve.asked and used == len(curve.asked) <= 10
+            assert abs(math.log(bpp / target)) <= math.log1p(0.01)
+            fewer.append(coded - used)
+    if error == 1:
+        assert fewer == [1] * len(fewer), fewer
+
+
+def test_a_prediction_within_the_slack_or_beyond_the_target_is_coded():
+    """A predicted end that lies within the tolerance of the target, or on its far side, is
+    measured as every first end is: a file could be that end, or the target lie beyond it."""
+    curve = _Curve(lambda lmbda: float(np.exp(np.polyval(_HPC_192, np.log(lmbda)))))
+    target = curve.curve(0.5)
+    assert curve.search(target, below=0.5, start=target * 1.005)[4] == 1
+    assert curve.asked == [0.5]
+    assert curve.search(target * 1.2, below=0.5, start=target * 1.1) is None
+    assert curve.asked == [0.5]
 
 
 def test_each_step_of_a_target_search_grows_at_most_threefold():
