@@ -277,13 +277,13 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                          by_psnr: bool = False) -> None:
     """``--target-bpp`` (``--target-psnr`` where ``by_psnr``: ``targets`` in dB) as
     ``slimcodec compress`` searches it (through the model's gate where it has one). A gate's
-    bpp search codes its passes with the model alone and the gate once
-    (:mod:`slimcodec.rate_control`); it is timed against the search that codes every pass
-    through the gate, side by side, image by image. A PSNR search passes through the gate
-    every time: nothing to time it against."""
+    search codes its passes with the model alone and the gate once at the λ found (a PSNR
+    target's, then on through the gate from there down where the gate kept an adapter above
+    the target: :mod:`slimcodec.rate_control`); it is timed against the search that codes
+    every pass through the gate, side by side, image by image."""
     codec = codec_for(model)
     gated = codec.default_domain in GATES
-    timed = gated and not by_psnr
+    timed = gated
     goal = "target_psnr" if by_psnr else "target_bpp"
     spec, unit = (".3f", " dB") if by_psnr else (".2f", "%")  # errors: dB, or % of the target
     rows, errors, passes, misses, fast, slow, same = [], [], [], 0, [], [], []
@@ -297,7 +297,7 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                                                 domain=codec.default_domain)
                 t1 = time.perf_counter()
                 if timed:
-                    each, _ = encode_to_target(codec, rgb, target_bpp=target,
+                    each, _ = encode_to_target(codec, rgb, **{goal: target},
                                                max_passes=max_passes, prefer=prefer,
                                                domain=codec.default_domain, gate_proxy=False)
                     fast.append(t1 - t0)
@@ -306,9 +306,8 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
             except RateError:  # out of reach on this image: counted apart
                 misses += 1
                 continue
-            achieved = 8 * len(data) / (rgb.shape[0] * rgb.shape[1])
             errs.append(abs(search.psnr - target) if by_psnr  # type: ignore[operator]
-                        else abs(achieved - target) / target * 100)
+                        else abs(8 * len(data) / rgb[..., 0].size - target) / target * 100)
             used.append(len(search.tried))
         errors += errs
         passes += used
@@ -341,14 +340,17 @@ else " (target <= 3%)"}, worst {fmt(max(errors), spec, unit)}, passes
 {statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
     if timed:
-        differ = ("" if all(same) else " (where not, the gate kept an adapter's own strings on "
-                  "the way, and each search landed on its own λ)")
+        differ = ("" if all(same) else " (where not, the gate kept an adapter on the way, "
+                  + ("above the model alone's PSNR, " if by_psnr else "with its own strings, ")
+                  + "and each search landed on its own λ within the tolerance)")
+        further = (", then on through the gate from there down where it kept an adapter above "
+                   "the target" if by_psnr else "")
         body += f"""
 
 **The gate's search.** Its passes coded with the model alone and the gate coding once at the
-λ found: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s with every
-pass through the gate (**{sum(slow) / sum(fast):.2f}x**, the two alternating image by image,
-same run); the same file in {sum(same)} of {len(same)}{differ}."""
+λ found{further}: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s
+with every pass through the gate (**{sum(slow) / sum(fast):.2f}x**, the two alternating image by
+image, same run); the same file in {sum(same)} of {len(same)}{differ}."""
     write_section(section_name("rate_control", model) + (f"-{name}" if name else ""), body)
     print(body)
 

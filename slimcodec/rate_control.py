@@ -264,8 +264,15 @@ def encode_to_target(
     # Where the gate is ``auto`` and every adapter codes the model alone's strings, its
     # files are the model alone's byte for byte but for the domain field: a width the model
     # alone cannot reach, the gate cannot either, and costs no pass through it.
-    proxy = SOURCE if gate_proxy and domain in GATES and not by_psnr and not refine else None
-    exact = proxy is not None and domain == "auto" and codec.gate_keeps_source_strings
+    # A PSNR target too, there: of the same strings the gate keeps the file of the lowest
+    # RD loss, so the highest PSNR, at least the model alone's at every λ. From the λ the
+    # model alone reaches it with, the gate's crossing lies at that λ or below it: the gate
+    # codes there once, and where it kept an adapter whose PSNR lies above the target, the
+    # target is searched through the gate from there down, that pass its first end.
+    keeps = domain == "auto" and codec.gate_keeps_source_strings
+    proxy = (SOURCE if gate_proxy and domain in GATES and not refine and (not by_psnr or keeps)
+             else None)
+    exact = proxy is not None and keeps
 
     def search(step: tuple[float, str], ws: Sequence[int], below: float | None = None,
                start: float | None = None) -> tuple[bytes, RateSearch] | None:
@@ -285,13 +292,26 @@ def encode_to_target(
                 found = _search(codec, w, target, tol, max_passes, by_psnr,
                                 lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached,
                                 below, upward, start)
-                if found is None and exact:
+                # (a PSNR the model alone's top falls short of, an adapter may reach)
+                if found is None and exact and (not by_psnr or min(reached) > target):
                     ends += reached
                     continue
                 if found is not None:
                     plain, lmbda, _, _, passes = found
-                    data, bpp, _ = measure(w, lmbda)
-                    if unpack(data).strings == unpack(plain).strings and (
+                    data, bpp, quality = measure(w, lmbda)
+                    if by_psnr:
+                        assert quality is not None
+                        if _on_target(quality, target, tol, True):
+                            return data, RateSearch(w, lmbda, bpp, quality, passes + 1, tried)
+                        if quality > target:  # an adapter above it: from λ down, the gate's
+                            gated = _search(codec, w, target, tol, max_passes, by_psnr,
+                                            measure, value, ends, lmbda, False, quality)
+                            if gated is None:  # above it down to the range's bottom
+                                continue
+                            data, lmbda, bpp, quality, more = gated
+                            return data, RateSearch(w, lmbda, bpp, quality,
+                                                    passes + 1 + more, tried)
+                    elif unpack(data).strings == unpack(plain).strings and (
                             len(data) == len(plain)
                             or _on_target(bpp, target, tol, False)):
                         return data, RateSearch(w, lmbda, bpp, None, passes + 1, tried)
@@ -318,12 +338,15 @@ def encode_to_target(
     where = (f"width {widths[0]}" if width is not None else "the model") + (
         f" up to scale {coding[0]:g}" if scale == AUTO else "")
     # Only the end beyond which the target lies may have been measured: say which.
+    # Inside the whole span, the target fell beyond an end of every range tried: between two.
+    inside = min(ends) <= target <= max(ends)
     reach = (f"at most {shown(max(ends))}" if target > max(ends) else
              f"at least {shown(min(ends))}" if target < min(ends) else
              f"{shown(min(ends))}-{shown(max(ends))}")
     asked = f"{target:g}" if target_size is None else f"{target_size}"
     raise RateError(f"target {asked} {unit} is out of reach: {where} reaches {reach} "
-                    f"{unit} on this image")
+                    f"{unit} on this image" + (", but it falls between the ranges of two of "
+                                               "the widths or scales tried" if inside else ""))
 
 
 def _better_scale(

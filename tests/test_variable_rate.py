@@ -186,25 +186,26 @@ def test_a_gates_rate_target_is_searched_with_the_model_alone(codec, image):
 
 
 def test_a_gates_psnr_target_takes_each_pass_psnr_from_the_gate(codec, image, monkeypatch):
-    """The gate ``auto`` decodes every candidate to compare them: a PSNR target's pass takes
-    the kept file's PSNR from it (``report["psnr"]``), exactly the file's, without decoding
-    the file again; the model alone's passes decode theirs."""
+    """The gate ``auto`` decodes every candidate to compare them: a PSNR target's pass
+    through it takes the kept file's PSNR from it (``report["psnr"]``), exactly the file's,
+    without decoding the file again; the model alone's passes decode theirs."""
     from slimcodec.adaptation import DomainAdapter
 
     gated = Codec(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
-    # A PSNR the gate reaches, a quarter of the way down width 8's range (where this
-    # untrained model's PSNR falls with λ: 0.3 dB below the top lies in a jump of its curve)
-    quarter = RANGE[0] ** 0.25 * RANGE[1] ** 0.75
-    target = psnr(image, gated.decode_rgb(gated.encode_rgb(image, 8, lmbda=quarter,
-                                                           domain="auto"))[0])
+    target = _quarter_psnr(gated, image)
     measured = []
     monkeypatch.setattr(rate_control, "psnr", lambda a, b: measured.append(1) or psnr(a, b))
-    data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto")
+    data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto",
+                                    gate_proxy=False)
     assert measured == [] and search.passes >= 3
     assert search.psnr == psnr(image, gated.decode_rgb(data)[0])
     assert abs(search.psnr - target) <= 0.1
     _, alone = encode_to_target(gated, image, target_psnr=target, width=8, domain="source")
     assert len(measured) == alone.passes
+    # searched with the model alone, the gate once: the model alone's passes decode
+    measured.clear()
+    data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto")
+    assert len(measured) == search.passes - 1 and search.passes >= 3
     # and a gate asked for no report measures no PSNR (another pass over the image)
     from slimcodec import codec as codec_module
 
@@ -214,6 +215,69 @@ def test_a_gates_psnr_target_takes_each_pass_psnr_from_the_gate(codec, image, mo
     assert qualities == []
     gated.encode_rgb(image, 8, lmbda=RANGE[0], domain="auto", report={})
     assert len(qualities) == 2  # the model alone's candidate and the adapter's
+
+
+def _quarter_psnr(codec, image, width=8):
+    """A PSNR ``width`` reaches, a quarter of the way down its range (where this untrained
+    model's PSNR falls with λ: 0.3 dB below the top lies in a jump of its curve)."""
+    quarter = RANGE[0] ** 0.25 * RANGE[1] ** 0.75
+    return psnr(image, codec.decode_rgb(codec.encode_rgb(image, width, lmbda=quarter,
+                                                         domain="auto"))[0])
+
+
+@pytest.mark.parametrize("sharper", [0.0, 0.05])
+def test_a_gates_psnr_target_is_searched_with_the_model_alone_then_the_gate(
+        codec, image, sharper):
+    """A PSNR target through the gate ``auto`` whose adapters code the model alone's strings:
+    the model alone's passes find λ, the gate codes there once, and where it kept an adapter
+    above the target (here a gate that reports its files ``sharper`` dB above the model
+    alone's, as a decoder adapter that won would), the search goes on through the gate from
+    that λ down, without coding it again."""
+    from slimcodec.adaptation import DomainAdapter
+
+    class Sharper(Codec):
+        def encode_rgb(self, *args, domain=None, report=None, **kwargs):
+            self.asked.append((domain, args[3] if len(args) > 3 else kwargs.get("lmbda")))
+            data = super().encode_rgb(*args, domain=domain, report=report, **kwargs)
+            if domain == "auto" and report is not None:
+                report["psnr"] += sharper
+            return data
+
+    gated = Sharper(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
+    gated.asked = []
+    target = _quarter_psnr(gated, image)
+    gated.asked = []
+    data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto")
+    passes = [(d, x) for d, x in gated.asked if d is not None]  # not the gate's own codings
+    # (0.1 dB: this untrained model's PSNR is flat and jumpy below the top of width 8)
+    assert abs(search.psnr - target) <= 0.1 and search.passes == len(passes)
+    assert unpack(data).header.rate == pytest.approx(search.lmbda, rel=1e-6)
+    alone = [lmbda for domain, lmbda in passes if domain == "source"]
+    through = [lmbda for domain, lmbda in passes if domain == "auto"]
+    assert len(alone) >= 2 and passes[:len(alone)] == [("source", x) for x in alone]
+    if not sharper:  # the gate kept the model alone's file (its adapter does nothing yet)
+        assert through == [float(np.float32(alone[-1]))] or through == [alone[-1]]
+    else:  # the first through the gate at the model alone's λ, the rest below it, once each
+        assert len(through) >= 2 and through[0] in (alone[-1], float(np.float32(alone[-1])))
+        assert all(x < through[0] for x in through[1:]), through
+
+
+def test_a_target_between_two_widths_ranges_says_so(codec, image, monkeypatch):
+    """A target inside the span of every range measured, but beyond an end of each (width 8
+    tops out below it, width 16 starts above it), is refused with a line that says it falls
+    between two ranges, not one that seems to say the span reaches it."""
+    spans = {16: [10.0, 20.0], 8: [1.0, 5.0]}
+
+    def search(codec_, width, target, tol, passes, by_psnr, measure, value, ends, *rest):
+        ends += spans[width]
+        return None
+
+    monkeypatch.setattr(rate_control, "_search", search)
+    with pytest.raises(RateError, match=r"reaches 1-20 bpp on this image, but it falls "
+                                        r"between the ranges of two of the widths"):
+        encode_to_target(codec, image, target_bpp=7)
+    with pytest.raises(RateError, match=r"reaches at most 20 bpp on this image$"):
+        encode_to_target(codec, image, target_bpp=30)
 
 
 def test_target_picks_the_widest_width_or_the_cheapest_that_reaches_it(codec, image):
