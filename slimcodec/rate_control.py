@@ -70,7 +70,11 @@ adapter with entropy models of its own won) that width is searched through the g
 by pass. The file returned is always one the search coded and measured. Where every loaded
 adapter codes the model alone's strings (``gate_keeps_source_strings``: the default model's
 do), the gate ``auto``'s files are the model alone's but for their domain field, so a width
-the model alone cannot reach is passed over without a pass through the gate.
+the model alone cannot reach is passed over without a pass through the gate. There a PSNR
+target is searched so too: the gate keeps the file of the highest PSNR of those strings,
+never below the model alone's, so the gate codes once at the λ the model alone found and,
+where it kept an adapter above the target, the target is searched on through the gate
+from that λ down (that file its first end, not coded again).
 """
 
 from __future__ import annotations
