@@ -793,7 +793,10 @@ def test_moved_lambda_bounds_compute_what_the_old_ones_did():
     lo, hi = model.lambda_bounds
     moved.move_lambda_bounds((lo * hi / 0.8, 0.8))
     assert moved.lambda_bounds == (lo * hi / 0.8, 0.8)
-    x = torch.rand(1, 3, 64, 64)
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    # float32 rounding apart (the rewritten modulations reach the same values by another
+    # sum: 1.5e-5 on one CPU's kernels), the same latent and image
+    close = {"rtol": 1e-4, "atol": 1e-4}
     with torch.no_grad():
         for width in WIDTHS:
             model.set_width(width)
@@ -801,10 +804,10 @@ def test_moved_lambda_bounds_compute_what_the_old_ones_did():
             for lmbda in (*model.lambda_range(width), 0.01):
                 lam = torch.tensor([lmbda])
                 y = model.analysis(x, lam)
-                torch.testing.assert_close(moved.analysis(x, lam), y, rtol=1e-5, atol=1e-5)
+                torch.testing.assert_close(moved.analysis(x, lam), y, **close)
                 y_hat = torch.round(y)
                 torch.testing.assert_close(moved.synthesis(y_hat, lam),
-                                           model.synthesis(y_hat, lam), rtol=1e-5, atol=1e-5)
+                                           model.synthesis(y_hat, lam), **close)
     with pytest.raises(ValueError, match="keep the middle"):
         copy.deepcopy(model).move_lambda_bounds((lo, 0.8))
     with pytest.raises(ValueError, match="contain every width's range"):
