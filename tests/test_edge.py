@@ -28,6 +28,7 @@ from slimcodec.bitstream import MAGIC, Bitstream, pack, rans, unpack
 from slimcodec.codec import Codec
 from slimcodec.errors import BundleError, CorruptBitstreamError, LatentError, ModelMismatchError
 from slimcodec.models import ModulatedSlimCAE
+from slimcodec.scaling import candidate_name
 from slimcodec.training.trainer import init_from
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import save_model_file
@@ -150,8 +151,8 @@ def test_files_coded_at_a_scale_cross_between_runtimes(exported, scale, resampli
         chosen = codec.encode_rgb(rgb, width, lmbda=lmbda, scale="auto", report=report)
         assert codec.encode(rgb, width, lmbda) == chosen
         losses = report["scale_losses"] or {"1": 0.0}
-        assert min(losses.values()) == pytest.approx(losses[f"{report['scale']:g}" + (
-            "" if report["resampling"] == "lanczos" else ":box")])
+        assert min(losses.values()) == pytest.approx(
+            losses[candidate_name(report["scale"], report["resampling"])])
         assert chosen == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=report["scale"],
                                           resampling=report["resampling"])
 

@@ -14,7 +14,7 @@ from slimcodec.bitstream.container import MAX_CODING_SCALE, RESAMPLING
 from slimcodec.cli import main
 from slimcodec.errors import CorruptBitstreamError, LatentError, ResourceLimitError
 from slimcodec.rate_control import encode_with_rate
-from slimcodec.scaling import coded_size
+from slimcodec.scaling import candidate_name, coded_size
 from slimcodec.utils.metrics import psnr
 from slimcodec.zoo import DEFAULT_MODEL
 
@@ -183,7 +183,7 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     anew; the image's own size at the bottom of the range (where ×1.5 does not lower the
     loss, so ×2 is not tried), an upsampling at the top, where ×3 ``box`` is not tried
     since ``box`` did not lead at ×2."""
-    from slimcodec.scaling import AUTO, CANDIDATES, candidate_name, probe_of
+    from slimcodec.scaling import AUTO, CANDIDATES, probe_of
 
     rgb = natural_like(48, 64, seed=6)
     assert probe_of(rgb) is None
@@ -271,8 +271,7 @@ def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
     losses = report["scale_losses"]
     assert losses[min(losses, key=losses.__getitem__)] == min(losses.values())
     best = min(losses, key=losses.__getitem__)
-    assert (f"{report['scale']:g}" + ("" if report["resampling"] == "lanczos" else ":box")
-            == best)
+    assert candidate_name(report["scale"], report["resampling"]) == best
     assert data == codec.encode_rgb(rgb, 48, lmbda=top, scale=report["scale"],
                                     resampling=report["resampling"])
 
@@ -414,7 +413,7 @@ def test_a_targets_second_search_predicts_its_first_end_from_the_probe(codec, mo
     the probe's ratio, and its first pass is the step below it. The file still meets the
     target."""
     import slimcodec.rate_control as rc
-    from slimcodec.scaling import AUTO, candidate_name, encode_at_scale
+    from slimcodec.scaling import AUTO, encode_at_scale
 
     rgb = natural_like(48, 64, seed=5)
     width = max(codec.widths)
