@@ -283,7 +283,7 @@ def encode_to_target(
         """The target searched at one (scale, filter), width by width (λ from ``below``
         down, where given, ``start`` the value predicted there: see :func:`_search`); None
         where none of ``ws`` reaches it there."""
-        nonlocal coding, ends
+        nonlocal coding, ends, proxy
         coding = step  # what ``measure`` codes at
         for w in ws:
             # Where the last range end measured (the width before's) lies above the target,
@@ -291,11 +291,11 @@ def encode_to_target(
             # ``below``, a larger scale's search from the λ a smaller one found, whose
             # end there is predicted: the smaller scale's ends say nothing of its bottom.)
             upward = below is None and bool(ends) and ends[-1] > target
-            if proxy is not None:
+            if proxy is not None:  # (on the model alone first, while that pays)
                 reached: list[float] = []
                 found = _search(codec, w, target, tol, max_passes, by_psnr,
-                                lambda w_, lmbda: measure(w_, lmbda, proxy), value, reached,
-                                below, upward, start)
+                                lambda w_, lmbda, how=proxy: measure(w_, lmbda, how), value,
+                                reached, below, upward, start)
                 # (a PSNR the model alone's top falls short of, an adapter may reach)
                 if found is None and exact and (not by_psnr or min(reached) > target):
                     ends += reached
@@ -308,6 +308,9 @@ def encode_to_target(
                         if _on_target(quality, target, tol, True):
                             return data, RateSearch(w, lmbda, bpp, quality, passes + 1, tried)
                         if quality > target:  # an adapter above it: from λ down, the gate's
+                            # and on this image's other widths, every pass through the gate
+                            # (screens: the model alone's passes would be spent for nothing)
+                            proxy = None
                             gated = _search(codec, w, target, tol, max_passes, by_psnr,
                                             measure, value, ends, lmbda, False, quality)
                             if gated is None:  # above it down to the range's bottom

@@ -260,6 +260,17 @@ def test_a_gates_psnr_target_is_searched_with_the_model_alone_then_the_gate(
     else:  # the first through the gate at the model alone's λ, the rest below it, once each
         assert len(through) >= 2 and through[0] in (alone[-1], float(np.float32(alone[-1])))
         assert all(x < through[0] for x in through[1:]), through
+        # Once the gate kept an adapter above the target, the image's other widths are
+        # searched through the gate alone (the model alone's passes would be spent for
+        # nothing): here a gate 5 dB sharper, which no width brings down to the target.
+        top = gated.encode_rgb(image, 16, lmbda=RANGE[1], domain="source")
+        sharper, target = 5.0, psnr(image, gated.decode_rgb(top)[0]) - 0.01  # width 16's top
+        gated.asked = []
+        with pytest.raises(RateError):
+            encode_to_target(gated, image, target_psnr=target, domain="auto")
+        passes = [d for d, _ in gated.asked if d is not None]
+        assert "auto" in passes and "source" in passes
+        assert "source" not in passes[passes.index("auto"):], passes
 
 
 def test_a_target_between_two_widths_ranges_says_so(codec, image, monkeypatch):
