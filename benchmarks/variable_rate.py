@@ -343,12 +343,15 @@ else " (target <= 3%)"}, worst {fmt(max(errors), spec, unit)}, passes
         differ = ("" if all(same) else " (where not, the gate kept an adapter on the way, "
                   + ("above the model alone's PSNR, " if by_psnr else "with its own strings, ")
                   + "and each search landed on its own λ within the tolerance)")
-        further = (", then on through the gate from there down where it kept an adapter above "
-                   "the target" if by_psnr else "")
+        first, further = ((" Every pass through the gate where the gate kept an adapter on the "
+                           "image's probe (a 256x256 mosaic of it) at the top of the first "
+                           "width's range; else its", ", then on through the gate from there "
+                           "down where it kept an adapter above the target") if by_psnr
+                          else (" Its", ""))
         body += f"""
 
-**The gate's search.** Its passes coded with the model alone and the gate coding once at the
-λ found{further}: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s
+**The gate's search.**{first} passes coded with the model alone and the gate coding once at
+the λ found{further}: {sum(fast):.1f} s for the {len(fast)} searches, against {sum(slow):.1f} s
 with every pass through the gate (**{sum(slow) / sum(fast):.2f}x**, the two alternating image by
 image, same run); the same file in {sum(same)} of {len(same)}{differ}."""
     write_section(section_name("rate_control", model) + (f"-{name}" if name else ""), body)

@@ -74,7 +74,10 @@ the model alone cannot reach is passed over without a pass through the gate. The
 target is searched so too: the gate keeps the file of the highest PSNR of those strings,
 never below the model alone's, so the gate codes once at the λ the model alone found and,
 where it kept an adapter above the target, the target is searched on through the gate
-from that λ down (that file its first end, not coded again).
+from that λ down (that file its first end, not coded again). Unless the gate keeps an
+adapter on the image's probe (:func:`~slimcodec.scaling.probe_of`, a sixth of a 768×512
+image's pixels) at the top of the first width's range, as it does on screens: then every
+pass goes through the gate, as the model alone's would only find a λ to search down from.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ from slimcodec.scaling import (
     choose_scale,
     fits,
     parse_scale,
+    probe_of,
 )
 from slimcodec.utils.metrics import psnr
 
@@ -277,6 +281,8 @@ def encode_to_target(
     proxy = (SOURCE if gate_proxy and domain in GATES and not refine and (not by_psnr or keeps)
              else None)
     exact = proxy is not None and keeps
+    if exact and by_psnr and _gate_keeps_an_adapter(codec, rgb, widths[0], grayscale, scales[0]):
+        proxy = None  # (screens: the screen adapter, well above the model alone's PSNR)
 
     def search(step: tuple[float, str], ws: Sequence[int], below: float | None = None,
                start: float | None = None) -> tuple[bytes, RateSearch] | None:
@@ -354,6 +360,20 @@ def encode_to_target(
     raise RateError(f"target {asked} {unit} is out of reach: {where} reaches {reach} "
                     f"{unit} on this image" + (", but it falls between the ranges of two of "
                                                "the widths or scales tried" if inside else ""))
+
+
+def _gate_keeps_an_adapter(codec: RateCodec, rgb: np.ndarray, width: int, grayscale: bool,
+                           step: tuple[float, str]) -> bool:
+    """Whether the gate ``auto`` keeps an adapter on ``rgb``'s probe
+    (:func:`~slimcodec.scaling.probe_of`, or the image where it is its own) at the top of
+    ``width``'s range, coded at ``step`` (scale, filter): what a PSNR target's search
+    looks at before it searches with the model alone."""
+    probe = probe_of(rgb)
+    seen: dict[str, Any] = {}
+    codec.encode_rgb(rgb if probe is None else probe, width, grayscale,
+                     codec.lambda_range(width)[1], domain="auto", report=seen,
+                     **_options(0, *step))
+    return seen.get("domain") is not None
 
 
 def _better_scale(

@@ -1,5 +1,6 @@
 """Variable rate (issue 12): modulation, the container's λ, rate control."""
 
+import contextlib
 import json
 import math
 from itertools import pairwise
@@ -236,19 +237,29 @@ def test_a_gates_psnr_target_is_searched_with_the_model_alone_then_the_gate(
     from slimcodec.adaptation import DomainAdapter
 
     class Sharper(Codec):
+        """A gate that keeps its adapter, ``sharper`` dB above the model alone, below the
+        top of the range (as on a photo where it wins at some rates)."""
+
         def encode_rgb(self, *args, domain=None, report=None, **kwargs):
-            self.asked.append((domain, args[3] if len(args) > 3 else kwargs.get("lmbda")))
+            lmbda = args[3] if len(args) > 3 else kwargs.get("lmbda")
+            self.asked.append((domain, lmbda))
+            self.coded_widths.append(args[1])
             data = super().encode_rgb(*args, domain=domain, report=report, **kwargs)
-            if domain == "auto" and report is not None:
+            if domain == "auto" and report is not None and sharper and lmbda < RANGE[1]:
                 report["psnr"] += sharper
+                report["domain"] = "d"
             return data
 
     gated = Sharper(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
-    gated.asked = []
+    gated.asked, gated.coded_widths = [], []
     target = _quarter_psnr(gated, image)
     gated.asked = []
     data, search = encode_to_target(gated, image, target_psnr=target, width=8, domain="auto")
     passes = [(d, x) for d, x in gated.asked if d is not None]  # not the gate's own codings
+    # First the gate on the image's probe (this image is its own) at the top of the range,
+    # not a pass of the search: it kept the model alone, whose passes search.
+    assert passes[0] == ("auto", RANGE[1])
+    passes = passes[1:]
     # (0.1 dB: this untrained model's PSNR is flat and jumpy below the top of width 8)
     assert abs(search.psnr - target) <= 0.1 and search.passes == len(passes)
     assert unpack(data).header.rate == pytest.approx(search.lmbda, rel=1e-6)
@@ -262,15 +273,59 @@ def test_a_gates_psnr_target_is_searched_with_the_model_alone_then_the_gate(
         assert all(x < through[0] for x in through[1:]), through
         # Once the gate kept an adapter above the target, the image's other widths are
         # searched through the gate alone (the model alone's passes would be spent for
-        # nothing): here a gate 5 dB sharper, which no width brings down to the target.
-        top = gated.encode_rgb(image, 16, lmbda=RANGE[1], domain="source")
-        sharper, target = 5.0, psnr(image, gated.decode_rgb(top)[0]) - 0.01  # width 16's top
+        # nothing): here a gate 5 dB sharper below the top of the range, which width 8
+        # (the first, with prefer="cost") does not bring down to the target.
+        sharper = 5.0
+        gated.asked, gated.coded_widths = [], []
+        # (whether width 16 reaches it through the gate matters not here)
+        with contextlib.suppress(RateError):
+            encode_to_target(gated, image, target_psnr=target, domain="auto", prefer="cost")
+        passes = [(d, w) for (d, _), w in zip(gated.asked, gated.coded_widths, strict=True)
+                  if d is not None]
+        # the probe through the gate (it kept the model alone), then the model alone's
+        assert passes[:2] == [("auto", 8), ("source", 8)], passes
+        after = passes[[d for d, _ in passes].index("auto", 1):]
+        assert ("auto", 16) in after and all(d == "auto" for d, _ in after), passes
+
+
+def test_a_psnr_target_where_the_gate_keeps_an_adapter_on_the_probe_goes_through_it(
+        codec, image):
+    """Where the gate ``auto`` keeps an adapter on the image's probe at the top of the
+    range (screens: the screen adapter), a PSNR target's every pass goes through the gate,
+    as with ``gate_proxy=False``: the model alone's passes would find a λ the gate's
+    search then starts from anyway. The same passes, the same file. The probe is the
+    scale probe's mosaic (a 256x256 of a larger image), or a small image itself."""
+    from slimcodec.adaptation import DomainAdapter
+
+    class Kept(Codec):
+        """A gate that reports keeping its adapter, 0.5 dB above the model alone."""
+
+        def encode_rgb(self, *args, domain=None, report=None, **kwargs):
+            self.asked.append((domain, args[0].shape[:2]))
+            data = super().encode_rgb(*args, domain=domain, report=report, **kwargs)
+            if domain == "auto" and report is not None:
+                report["psnr"] += 0.5
+                report["domain"] = "d"
+            return data
+
+    gated = Kept(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
+    gated.asked = []
+    target = _quarter_psnr(gated, image) + 0.5
+    runs = []
+    for proxy in (True, False):
         gated.asked = []
-        with pytest.raises(RateError):
-            encode_to_target(gated, image, target_psnr=target, domain="auto")
-        passes = [d for d, _ in gated.asked if d is not None]
-        assert "auto" in passes and "source" in passes
-        assert "source" not in passes[passes.index("auto"):], passes
+        data, search = encode_to_target(gated, image, target_psnr=target, width=8,
+                                        domain="auto", gate_proxy=proxy)
+        runs.append((data, search.passes, search.lmbda, list(gated.asked)))
+    assert runs[0][:3] == runs[1][:3]
+    passes = [d for d, _ in runs[0][3] if d is not None]
+    assert passes == ["auto"] * (1 + runs[0][1]) and runs[0][1] >= 2, passes  # the probe's
+    gated.asked = []
+    large = natural_like(288, 320, seed=6)
+    assert rate_control._gate_keeps_an_adapter(gated, large, 8, False, (1.0, "lanczos"))
+    assert gated.asked[0] == ("auto", (256, 256))
+    plain = Codec(codec.model, codec.name, adapters=[DomainAdapter(codec.model, "bias", "d")])
+    assert not rate_control._gate_keeps_an_adapter(plain, large, 8, False, (1.0, "lanczos"))
 
 
 def test_a_target_between_two_widths_ranges_says_so(codec, image, monkeypatch):
