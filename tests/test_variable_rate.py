@@ -407,6 +407,17 @@ def test_a_target_search_steps_down_from_the_top_and_lands_in_few_passes():
     assert max(passes) <= 4 and np.mean(passes) <= 3.75, passes
 
 
+def test_illinois_halves_the_staying_end_from_the_brackets_first_step():
+    """Regula falsi on a curve flat at the bottom of the range and steep at its top (bpp =
+    0.1 + 5 λ², a rate the steps overshoot downward): the bracket's side is recorded as it
+    forms, so the first regula falsi pass that lands on the same side as the pass that
+    formed it halves the staying end at once (Illinois). Without that, 10 passes."""
+    curve = _Curve(lambda lmbda: 0.1 + 5 * lmbda ** 2)
+    _, _, bpp, _, used = curve.search(0.2055)
+    assert abs(math.log(bpp / 0.2055)) <= math.log1p(0.01)
+    assert used == len(curve.asked) <= 7, curve.asked
+
+
 @pytest.mark.parametrize("max_passes", range(2, 11))
 def test_a_target_below_a_widths_reach_is_refused_whatever_the_passes(max_passes):
     """A curve so flat that its secant steps stop short of the range's bottom: the last pass
