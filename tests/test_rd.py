@@ -66,3 +66,19 @@ def test_mean_squared_error_is_numpys_exactly_and_makes_no_whole_image_copy():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 3 * 8 * BAND_ROWS * 400 * 3 < 8 * a.size / 2  # a band's, not the image's
+
+
+def test_ms_ssim_of_a_read_only_image_warns_of_nothing():
+    """A decoded image may be a read-only view; torch warns (once per process, so in a
+    process of its own here) of a tensor made from one. MS-SSIM takes float64 copies."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np\n"
+            "from slimcodec.utils.metrics import ms_ssim\n"
+            "a = np.random.default_rng(0).integers(0, 256, (192, 192, 3), dtype=np.uint8)\n"
+            "a.flags.writeable = False\n"
+            "assert abs(ms_ssim(a, a) - 1) < 1e-9\n")
+    run = subprocess.run([sys.executable, "-W", "error", "-c", code], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr[-2000:]

@@ -44,6 +44,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:
     import torch  # here, not above: psnr serves the torch-free edge runtime's rate control
     from pytorch_msssim import ms_ssim as _ms_ssim
 
-    ta = torch.from_numpy(a).permute(2, 0, 1)[None].double()
-    tb = torch.from_numpy(b).permute(2, 0, 1)[None].double()
+    # (float64 copies: a decoded image may be a read-only view, which torch warns about)
+    ta = torch.from_numpy(a.astype(np.float64)).permute(2, 0, 1)[None]
+    tb = torch.from_numpy(b.astype(np.float64)).permute(2, 0, 1)[None]
     return float(_ms_ssim(ta, tb, data_range=255.0))
