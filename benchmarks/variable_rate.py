@@ -279,11 +279,11 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
     ``slimcodec compress`` searches it (through the model's gate where it has one). A gate's
     search codes its passes with the model alone and the gate once at the λ found (a PSNR
     target's, then on through the gate from there down where the gate kept an adapter above
-    the target: :mod:`slimcodec.rate_control`); it is timed against the search that codes
-    every pass through the gate, side by side, image by image."""
+    the target, or every pass through the gate where it keeps one on the image's probe:
+    :mod:`slimcodec.rate_control`); it is timed against the search that codes every pass
+    through the gate, side by side, image by image."""
     codec = codec_for(model)
-    gated = codec.default_domain in GATES
-    timed = gated
+    gated = codec.default_domain in GATES  # then timed against every pass through the gate
     goal = "target_psnr" if by_psnr else "target_bpp"
     spec, unit = (".3f", " dB") if by_psnr else (".2f", "%")  # errors: dB, or % of the target
     rows, errors, passes, misses, fast, slow, same = [], [], [], 0, [], [], []
@@ -296,7 +296,7 @@ def rate_control_section(model: str, images, targets: list[float], max_passes: i
                                                 max_passes=max_passes, prefer=prefer,
                                                 domain=codec.default_domain)
                 t1 = time.perf_counter()
-                if timed:
+                if gated:
                     each, _ = encode_to_target(codec, rgb, **{goal: target},
                                                max_passes=max_passes, prefer=prefer,
                                                domain=codec.default_domain, gate_proxy=False)
@@ -339,7 +339,7 @@ Over all targets: median error **{fmt(statistics.median(errors), spec, unit)}**{
 else " (target <= 3%)"}, worst {fmt(max(errors), spec, unit)}, passes
 {statistics.mean(passes):.1f} on average, {max(passes)} at most;
 {misses} image-target pairs out of reach (the search says so and names the reachable range)."""
-    if timed:
+    if gated:
         differ = ("" if all(same) else " (where not, the gate kept an adapter on the way, "
                   + ("above the model alone's PSNR, " if by_psnr else "with its own strings, ")
                   + "and each search landed on its own λ within the tolerance)")
