@@ -46,7 +46,7 @@ from slimcodec.api import codec_for
 from slimcodec.errors import RateError
 from slimcodec.evaluate import evaluate
 from slimcodec.rate_control import encode_to_target
-from slimcodec.scaling import AUTO, parse_scale
+from slimcodec.scaling import AUTO, FILTERS, coded_size, parse_scale, resample, upsample
 from slimcodec.utils.metrics import psnr
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
@@ -64,7 +64,28 @@ def scale_curve(codec, images, width: int, scale, resampling: str
             float(np.mean([p["dec_ms"] for p in points])))
 
 
-def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple]) -> str:
+def round_trip(images, scale: float, resampling: str) -> str:
+    """The resampling alone: mean (and lowest) PSNR of each image upsampled to ``scale``'s
+    coded size and resized back as the decoder does, from the plain upsampling → from the
+    encoder's (:func:`~slimcodec.scaling.upsample`, back-projected): the ceiling each puts
+    on a file coded from it; and the upsampling's mean ms per image, each way."""
+    got, ms = {}, {}
+    for steps in (0, None):
+        got[steps], ms[steps] = [], []
+        for _, rgb in images:
+            start = time.perf_counter()
+            up = upsample(rgb, coded_size(*rgb.shape[:2], scale), resampling, steps)
+            ms[steps].append(1000 * (time.perf_counter() - start))
+            got[steps].append(psnr(rgb, resample(up, rgb.shape[:2], FILTERS[resampling][1])))
+    if all(np.isinf(v) for v in got[0]):
+        return "exact"
+    return (f"{np.mean(got[0]):.1f} → {np.mean(got[None]):.1f} "
+            f"(lowest {min(got[0]):.1f} → {min(got[None]):.1f}); "
+            f"{np.mean(ms[0]):.0f} → {np.mean(ms[None]):.0f} ms")
+
+
+def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple],
+              trips: dict[str, str]) -> str:
     ref = {c: classical_rd(images, c) for c in COMPARED}
     native = curves[next(iter(curves))]
     rows = []
@@ -79,10 +100,10 @@ def set_table(name: str, images, curves: dict[str, list], times: dict[str, tuple
         rows.append(f"| {label} | " + " | ".join(bd) + f" | {against} | "
                     f"{min(b for b, _ in pts):.3f}–{max(b for b, _ in pts):.3f} | "
                     f"{max(p for _, p in pts):.2f} | " + " | ".join(deltas)
-                    + f" | {fmt(enc, '.0f')} | {fmt(dec, '.0f')} |")
+                    + f" | {fmt(enc, '.0f')} | {fmt(dec, '.0f')} | {trips.get(label, '—')} |")
     head = table_head(["coded at", *(f"vs {c}" for c in COMPARED), "vs ×1", "range (bpp)",
                        "top PSNR", *(f"ΔPSNR vs WebP @{r}" for r in RATES), "encode ms",
-                       "decode ms"])
+                       "decode ms", "resampling alone (dB)"])
     return (f"**{name}** ({len(images)}: {', '.join(n for n, _ in images)})\n\n{head}\n"
             + "\n".join(rows))
 
@@ -165,11 +186,13 @@ def main() -> None:
         sets["screens"] = held_out_screens(args.screens, crop)
     tables = []
     for name, images in sets.items():
-        curves, times, targets = {}, {}, {}
+        curves, times, targets, trips = {}, {}, {}, {}
         for s, resampling in scales:
             label = "auto" if s == AUTO else f"×{s:g}" + (
                 f" {resampling}" if s != 1 and resampling != "lanczos" else "")
             curves[label], *times[label] = scale_curve(codec, images, width, s, resampling)
+            if s not in (AUTO, 1):
+                trips[label] = round_trip(images, s, resampling)
             print(name, label, [(round(b, 3), round(q, 2)) for b, q in curves[label]],
                   flush=True)
             if args.targets:
@@ -177,22 +200,26 @@ def main() -> None:
                 print(name, label, "targets", targets[label], flush=True)
         curves["envelope"] = rd_hull([pt for label, c in curves.items() if label != "auto"
                                       for pt in c])
-        tables.append(set_table(name, images, curves, times))
+        tables.append(set_table(name, images, curves, times, trips))
         if targets:
             tables.append(f"`--target-bpp` on the {name}, width {width}:\n\n"
                           + target_table(images, targets))
     body = (
         f"## Coding at a higher resolution: `{args.model}`, width {width}\n\n"
         f"Each image coded as `slimcodec compress --scale S` codes it (upsampled by S "
-        f"with Pillow's Lanczos filter, or `box`: `--resampling box`, nearest up and area "
-        f"down; through the gate, real files; the decoder resamples back) at the 5 λ of "
-        f"`slimcodec eval`; PSNR against the original, "
+        f"with Pillow's Lanczos filter, back-projected, or `box`: `--resampling box`, nearest "
+        f"up and area down; through the gate, real files; the decoder resamples back) at "
+        f"the 5 λ of `slimcodec eval`; PSNR against the original, "
         f"bits per pixel of the original, means over the images per λ. `envelope`: the "
         f"convex hull of every scale's points, what a coder choosing the scale per rate "
         f"would reach; `auto`, where measured, what `--scale auto` (compress's default) "
         f"reaches by choosing it per image and λ. `vs ×1`: "
         f"BD-rate against the model at the image's own size (n/a where the curves share "
-        f"no PSNR). Times: per file, resampling included."
+        f"no PSNR). Times: per file, resampling included. `resampling alone`: the PSNR "
+        f"of the images upsampled and resized back, no coding, from the plain upsampling → "
+        f"from the encoder's, back-projected so that the decoder's resizing returns the "
+        f"image (`slimcodec.scaling.upsample`; mean, and the lowest): a ceiling on the "
+        f"files; and the upsampling's time per image, each way."
         + (" Targets (`--targets`): `slimcodec compress --target-bpp R --width "
            f"{width}` per scale setting, the PSNR reached, mean over the images every "
            "setting reached R on (how many: `images`), with the mean relative rate error, "

@@ -203,12 +203,27 @@ def upsample(rgb: np.ndarray, size: tuple[int, int], resampling: str,
     upsampled = resample(rgb, size, up)
     if not steps or rgb.shape[:2] == tuple(size):
         return upsampled
-    target, u = rgb.astype(np.int16), upsampled.astype(np.int16)
+    # In place and by bands of rows: the upsampled image is the large one (a 12 MP image
+    # at ×2 is 48 MP), so its int16 sum and 8-bit copies are the only full-size arrays.
+    u = upsampled.astype(np.int16)
+    del upsampled
+    target = rgb.astype(np.int16)
     for _ in range(steps):
-        error = target - resample(np.clip(u, 0, 255).astype(np.uint8), rgb.shape[:2], down)
-        carried = np.clip(error + 128, 0, 255).astype(np.uint8)
-        u += resample(carried, size, up).astype(np.int16) - 128
-    return np.clip(u, 0, 255).astype(np.uint8)
+        error = target - resample(_clipped(u), rgb.shape[:2], down)
+        np.add(error, 128, out=error)
+        carried = np.clip(error, 0, 255).astype(np.uint8)
+        u += resample(carried, size, up)
+        u -= 128
+    return _clipped(u)
+
+
+def _clipped(values: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``values`` (int16) clipped to 8 bits, a band of ``rows`` at a time (no full-size
+    temporary)."""
+    out = np.empty(values.shape, np.uint8)
+    for top in range(0, values.shape[0], rows):
+        out[top:top + rows] = np.clip(values[top:top + rows], 0, 255)
+    return out
 
 
 def to_image_size(rgb: np.ndarray, header: Header) -> np.ndarray:
