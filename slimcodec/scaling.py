@@ -102,9 +102,10 @@ PROBE_TILE = 128
 FILTERS = {"lanczos": (Image.LANCZOS, Image.LANCZOS), "box": (Image.NEAREST, Image.BOX)}
 assert tuple(FILTERS) == RESAMPLING
 #: Back-projection steps of :func:`upsample` per filter: Lanczos down undoes Lanczos up only
-#: to 40–61 dB on the held-out photos at ×1.5 and ×2 (a ceiling on what a file coded
-#: upsampled decodes to), three steps take that to 54–82 dB; ``box`` averaging undoes
-#: nearest-neighbour exactly.
+#: to about 48 dB on the held-out photos at ×1.5 and ×2, 40 on the worst (a ceiling on what
+#: a file coded upsampled decodes to); three steps take that to 59–65 dB, 54–56 on the
+#: worst (section ``resampled-coding-slimcae-hpc-back-projection``); ``box`` averaging
+#: undoes nearest-neighbour exactly.
 BACK_PROJECTIONS = {"lanczos": 3, "box": 0}
 
 
@@ -188,11 +189,11 @@ def upsample(rgb: np.ndarray, size: tuple[int, int], resampling: str,
     (:func:`to_image_size`), is ``rgb``, or as near as 8-bit pixels allow.
 
     Lanczos down after Lanczos up is a low-pass filter, not the identity, so a file coded
-    from the plain upsampling decodes at best to that filter's output: 40–57 dB on the
-    held-out photos at ×2, short of what the transforms reach there. Iterative
-    back-projection (Irani and Peleg, "Improving resolution by image registration", CVGIP
-    1991) corrects the upsampled image by the upsampled error of its downsampling,
-    :math:`u_{k+1} = u_k + U(x - D(u_k))` from :math:`u_0 = U(x)`, for
+    from the plain upsampling decodes at best to that filter's output (48 dB on average on
+    the held-out photos at ×2, 40 on the worst), short of what the transforms reach there.
+    Iterative back-projection (Irani and Peleg, "Improving resolution by image
+    registration", CVGIP 1991) corrects the upsampled image by the upsampled error of its
+    downsampling, :math:`u_{k+1} = u_k + U(x - D(u_k))` from :math:`u_0 = U(x)`, for
     :data:`BACK_PROJECTIONS` steps (or ``steps``). ``D`` is the decoder's own 8-bit
     resizing, so the error corrected is the one a decoder makes (each step's error is
     carried in 8 bits about 128; after the first step it is a few levels). The decoder is
