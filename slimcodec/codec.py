@@ -57,6 +57,7 @@ from slimcodec.scaling import (
     check_auto_filter,
     encode_scaled,
     gate_auto,
+    per_image_pixel,
     to_image_size,
 )
 from slimcodec.utils.image import ImageLike, load_rgb
@@ -371,25 +372,27 @@ class Codec:
                 return self._gate(rgb, width, grayscale, lmbda, refine, report, scale,
                                   resampling)
             check_auto_filter(scale, resampling)  # before the probe's work
+            # (each call at its scale's λ, its keyword lmbda: scaling.coding_lambda)
             return gate_auto(
-                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda),
-                lambda image, at, filter_, gated: self._gate(image, width, grayscale, lmbda,
-                                                             0, gated, at, filter_),
-                lambda chosen, at, filter_: self.encode_rgb(
+                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda image, at, filter_, gated, lmbda=lmbda: self._gate(
+                    image, width, grayscale, lmbda, 0, gated, at, filter_),
+                lambda chosen, at, filter_, lmbda=lmbda: self.encode_rgb(
                     rgb, width, grayscale, lmbda, refine, report, progress, chosen,
                     scale=at, resampling=filter_),
                 self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
-                report)
+                report, self._lowest_lambda(width))
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             plain = refine or report is not None  # a probe codes without either
             return encode_scaled(
-                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, refine, report,
-                                              progress, domain, mixture),
+                lambda coded, lmbda=lmbda: self.encode_rgb(
+                    coded, width, grayscale, lmbda, refine, report, progress, domain, mixture),
                 self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
-                probe_encode=(lambda coded: self.encode_rgb(
+                probe_encode=(lambda coded, lmbda=lmbda: self.encode_rgb(
                     coded, width, grayscale, lmbda, domain=domain, mixture=mixture))
                 if plain else None,
-                weight=lambda: self._scale_weight(width, lmbda))
+                weight=lambda: self._scale_weight(width, lmbda),
+                lowest=self._lowest_lambda(width))
         domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
@@ -459,6 +462,11 @@ class Codec:
         except RateError:
             return None
 
+    def _lowest_lambda(self, width: int) -> float | None:
+        """The lowest λ ``scale="auto"`` codes a candidate at (:func:`~slimcodec.scaling.
+        coding_lambda`); None for a single-rate model, which codes its one rate."""
+        return self.lambda_range(width)[0] if self.variable_rate else None
+
     def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None = None
                 ) -> float:
         """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels). ``y_hat``:
@@ -476,7 +484,8 @@ class Codec:
             header = unpack(data).header
             decoded = self.synthesize_rgb(y_hat, header)  # checks the header
         lmbda = header.rate if header.rate_kind == RateKind.LAMBDA else None
-        weight = self.rd_weight(header.width, lmbda)
+        weight = per_image_pixel(self.rd_weight(header.width, lmbda), header.image_size,
+                                 header.coded_size)
         return rd_loss(rgb, decoded, len(data), weight), psnr(rgb, decoded) if quality else None
 
     def _gate(self, rgb: np.ndarray, width: int, grayscale: bool, lmbda: float | None,

@@ -404,9 +404,9 @@ def _better_scale(
     pass is a step below it (:func:`_search`'s ``start``)."""
     data, found = result
     probe: dict[str, tuple[float, float]] = {}
-    preferred, _, _ = choose_scale(
+    preferred, _, _ = choose_scale(  # every candidate at the λ found (lowest None)
         lambda image: codec.encode_rgb(image, found.width, grayscale, found.lmbda),
-        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, probe)
+        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, None, probe)
     if preferred not in scales[scales.index(step) + 1:]:  # those before it fell short
         return result
     # At the λ found a larger scale codes more bits and more dB: the target lies below it.

@@ -25,8 +25,11 @@ filter), from the smallest scale, stopping at the first scale that lowers no los
 filter goes on to a larger scale only where it leads, and no scale is tried at which the
 image would be coded beyond the pixel limit), and keeps the one whose file has the lowest
 RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`,
-the loss the gate between adapters uses) on the probe at the file's λ; the image is then
-coded once at that scale. An image no larger than the mosaic is its own probe, and the
+the loss the gate between adapters uses) on the probe at the RD weight asked for (λ); the
+image is then coded once at that scale. A candidate at scale ``s`` is coded at λ/s²
+(:func:`coding_lambda`): a model's λ weighs bits per coded pixel, and at λ/s² every scale
+trades rate for distortion per pixel of the image alike, so the choice follows the
+envelope of the scales' curves (the file's header holds the λ it was coded at). An image no larger than the mosaic is its own probe, and the
 best candidate's file is the one returned. The probe is a sixth of a 768×512 image's
 pixels, less of a larger one's.
 
@@ -40,6 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -67,17 +71,20 @@ __all__ = [
     "FILTERS",
     "PROBE_TILE",
     "Scale",
+    "at_lambda",
     "candidate_name",
     "check_auto_filter",
     "check_scale",
     "choose_scale",
     "coded_size",
+    "coding_lambda",
     "encode_at_scale",
     "encode_scaled",
     "fits",
     "fixed_scale",
     "gate_auto",
     "parse_scale",
+    "per_image_pixel",
     "probe_of",
     "resample",
     "to_image_size",
@@ -290,47 +297,91 @@ def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
                            for r, h in rows], axis=0)
 
 
-def choose_scale(encode: Callable[[np.ndarray], bytes],
+def coding_lambda(weight: float, scale: float, lowest: float) -> float:
+    """The λ :data:`AUTO` codes a candidate at ``scale`` with, for the RD ``weight`` (the
+    file's λ): ``weight / scale²``, not below the width's ``lowest``. A model's λ weighs its
+    distortion against its bits per *coded* pixel, ``scale²`` of them per pixel of the
+    image: at the file's own λ an upsampled candidate spends as if its bits were ``scale²``
+    times cheaper, and against the image's own size it loses the comparison at the weight
+    where its point at ``weight / scale²`` would win it (so ``auto`` stayed at ×1 near its
+    ceiling, below the envelope of the scales). At ``weight / scale²`` every candidate
+    trades rate for distortion per pixel of the image alike."""
+    return max(weight / scale**2, lowest)
+
+
+def per_image_pixel(weight: float, image_size: tuple[int, int],
+                    coded: tuple[int, int] | None) -> float:
+    """The RD weight that a file coded at the size ``coded`` (None: the image's own) at the
+    λ ``weight`` trades by per pixel of the image (``image_size``): ``weight`` times the
+    coded pixels per image pixel, ``scale²`` (:func:`coding_lambda`). The gate weighs a
+    file's candidates by it, so that its losses at two scales compare."""
+    if coded is None:
+        return weight
+    return weight * coded[0] * coded[1] / (image_size[0] * image_size[1])
+
+
+def at_lambda(encode: Callable[..., bytes], weight: float, scale: float,
+              lowest: float | None) -> Callable[..., bytes]:
+    """``encode`` (whose keyword ``lmbda`` defaults to the file's λ) coding a candidate at
+    ``scale`` at :func:`coding_lambda`; as it is for a single-rate codec (``lowest`` None:
+    one rate, at every scale)."""
+    if lowest is None:
+        return encode
+    return partial(encode, lmbda=coding_lambda(weight, scale, lowest))
+
+
+def choose_scale(encode: Callable[..., bytes],
                  decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
-                 weight: float, max_pixels: int,
+                 weight: float, max_pixels: int, lowest: float | None,
                  measured: dict[str, tuple[float, float]] | None = None
                  ) -> tuple[tuple[float, str], bytes | None, dict[str, float]]:
     """The candidate of :data:`CANDIDATES` (scale, filter) whose file of ``rgb``'s probe
     (:func:`probe_of`) has the lowest RD loss at ``weight`` (the file's λ); the first of
-    the lowest. The scales are tried from the smallest, and the search stops at the first
+    the lowest. Each candidate is coded at :func:`coding_lambda` (``lowest``: the
+    width's lowest λ; None, a single-rate codec: at its one rate), as the image then is.
+    The scales are tried from the smallest, and the search stops at the first
     scale none of whose filters lowers the loss: at low rates, where the image's own size
     wins, the larger scales' work (4× and more) is spared. A filter tried at a smaller
     scale is tried at a larger one only where it leads (×3 ``box`` only after ×2 ``box``
-    won: text, not photos). The candidates are upsampled without :func:`upsample`'s
-    back-projection, as the rule was measured (with it, ×2 Lanczos edges out ×2 ``box`` on
-    text's probe, and text would lose ×3 ``box``), and cheaper. A candidate at which the
+    won: text, not photos); where a scale has two filters, they are compared for that on
+    the plain Lanczos upsampling too, without :func:`upsample`'s back-projection, as the
+    rule was measured (back-projected, ×2 Lanczos edges out ×2 ``box`` on text's probe,
+    and text would lose ×3 ``box``). A candidate at which the
     image itself would be coded beyond ``max_pixels`` (or a container's side) is not
     tried: the chosen scale always codes. ``encode`` codes at scale 1, as
-    :func:`encode_at_scale`'s. Also returns the chosen candidate's file where ``rgb`` is
-    its own probe and that file is the one :func:`encode_at_scale` writes (else None; a
-    Lanczos upsampling is back-projected there), and each candidate's loss by name
-    (``"2:box"``), of those tried; ``measured`` receives each one's (bpp, PSNR) on the
-    probe, by the same names."""
+    :func:`encode_at_scale`'s, at its keyword ``lmbda``. Also returns the chosen
+    candidate's file where ``rgb`` is its own probe (else None), and each candidate's
+    loss by name (``"2:box"``), of those tried; ``measured`` receives each one's (bpp,
+    PSNR) on the probe, by the same names."""
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     losses: dict[str, float] = {}
+    leading: dict[str, tuple[float, str]] = {}  # what a filter's lead is judged on
     files: dict[str, tuple[tuple[float, str], bytes]] = {}
     seen: set[str] = set()  # the filters of the smaller scales' candidates
+
+    def coded(scale: float, resampling: str, steps: int | None) -> tuple[bytes, float]:
+        data = encode_at_scale(at_lambda(encode, weight, scale, lowest), decode, sample,
+                               scale, max_pixels, None, resampling, steps)
+        decoded = decode(data)[0]
+        if measured is not None and steps is None:
+            measured[candidate_name(scale, resampling)] = (
+                8 * len(data) / (sample.shape[0] * sample.shape[1]), psnr(sample, decoded))
+        return data, rd_loss(sample, decoded, len(data), weight)
+
     for scale in dict.fromkeys(s for s, _ in CANDIDATES):
         if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
             break  # at this scale and every larger one
         lowered = False
-        leader = files[min(losses, key=losses.__getitem__)][0][1] if losses else None
+        leader = min(leading.values())[1] if leading else None
         filters = [f for s, f in CANDIDATES if s == scale]
         for resampling in (f for f in filters if f not in seen or f == leader):
             name = candidate_name(scale, resampling)
-            data = encode_at_scale(encode, decode, sample, scale, max_pixels, None, resampling,
-                                   back_projections=0)
-            decoded = decode(data)[0]
-            losses[name] = rd_loss(sample, decoded, len(data), weight)
-            if measured is not None:
-                measured[name] = (8 * len(data) / (sample.shape[0] * sample.shape[1]),
-                                  psnr(sample, decoded))
+            data, losses[name] = coded(scale, resampling, None)
+            plain = losses[name]
+            if len(filters) > 1 and BACK_PROJECTIONS[resampling]:
+                plain = coded(scale, resampling, 0)[1]
+            leading[name] = (plain, resampling)
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())
         seen.update(filters)
@@ -340,19 +391,22 @@ def choose_scale(encode: Callable[[np.ndarray], bytes],
         raise ResourceLimitError(f"a {rgb.shape[1]}x{rgb.shape[0]} image is too large to code")
     best = min(losses, key=losses.__getitem__)
     chosen, data = files[best]
-    own = probe is None and (chosen[0] == 1 or not BACK_PROJECTIONS[chosen[1]])
-    return chosen, data if own else None, losses
+    return chosen, data if probe is None else None, losses
 
 
-def encode_scaled(encode: Callable[[np.ndarray], bytes],
+def encode_scaled(encode: Callable[..., bytes],
                   decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
                   scale: Scale, max_pixels: int, report: dict[str, Any] | None = None,
                   resampling: str = "lanczos",
-                  probe_encode: Callable[[np.ndarray], bytes] | None = None,
-                  weight: Callable[[], float | None] | None = None) -> bytes:
+                  probe_encode: Callable[..., bytes] | None = None,
+                  weight: Callable[[], float | None] | None = None,
+                  lowest: float | None = None) -> bytes:
     """:func:`encode_at_scale` at ``scale``; for :data:`AUTO`, at the scale and filter
     :func:`choose_scale` chooses, the probe coded by ``probe_encode`` (default ``encode``:
-    a caller that refines latents probes without) at the RD ``weight()``. Where a codec has
+    a caller that refines latents probes without) at the RD ``weight()``, and the image at
+    the chosen scale's :func:`coding_lambda` (``lowest``: the width's lowest λ, None for a
+    single-rate codec). ``encode`` and ``probe_encode`` code at scale 1, at their keyword
+    ``lmbda`` (default: the file's λ). Where a codec has
     no weight (a single-rate model whose training λ is unknown), :data:`AUTO` codes at
     scale 1. ``report`` receives the scale and filter chosen (``scale``, ``resampling``)
     and each candidate's loss (``scale_losses``)."""
@@ -365,21 +419,23 @@ def encode_scaled(encode: Callable[[np.ndarray], bytes],
             report.update({"scale": 1.0, "resampling": "lanczos", "scale_losses": {}})
         return encode_at_scale(encode, decode, rgb, 1.0, max_pixels, report)
     (chosen, filter_), data, losses = choose_scale(probe_encode or encode, decode, rgb,
-                                                   rd_weight, max_pixels)
+                                                   rd_weight, max_pixels, lowest)
     if data is None or probe_encode is not None or report is not None:
         # the image itself at the chosen scale (a probe coded its own file, but not with
         # what this encode adds: refinement, a report)
-        data = encode_at_scale(encode, decode, rgb, chosen, max_pixels, report, filter_)
+        data = encode_at_scale(at_lambda(encode, rd_weight, chosen, lowest), decode, rgb,
+                               chosen, max_pixels, report, filter_)
     if report is not None:
         report.update({"scale": chosen, "resampling": filter_, "scale_losses": losses})
     return data
 
 
-def gate_auto(plain: Callable[[np.ndarray], bytes],
-              gate: Callable[[np.ndarray, float, str, dict[str, Any] | None], bytes],
-              settled: Callable[[str, float, str], bytes],
+def gate_auto(plain: Callable[..., bytes],
+              gate: Callable[..., bytes],
+              settled: Callable[..., bytes],
               decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
-              weight: float | None, max_pixels: int, report: dict[str, Any] | None) -> bytes:
+              weight: float | None, max_pixels: int, report: dict[str, Any] | None,
+              lowest: float | None = None) -> bytes:
     """:data:`AUTO` with the gate ``auto``: the scale and filter that :func:`choose_scale`
     chooses with the model alone (``plain`` codes at scale 1), then the domain that the gate
     chooses on the probe at that scale (``gate(image, scale, filter, report)``: each
@@ -390,21 +446,26 @@ def gate_auto(plain: Callable[[np.ndarray], bytes],
     the image coded once with both. The gate's syntheses thus run on the probe alone,
     instead of on every candidate of the scale and again on the whole image. ``report``
     receives the probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and
-    what ``settled`` reports. Without an RD ``weight``, the gate codes the image at scale 1 (and
-    says why it cannot weigh either)."""
+    what ``settled`` reports. Each call codes at a scale's :func:`coding_lambda` (keyword
+    ``lmbda``; ``lowest`` as :func:`choose_scale`'s). Without an RD ``weight``, the gate
+    codes the image at scale 1 (and says why it cannot weigh either)."""
     if weight is None:
         return gate(rgb, 1.0, "lanczos", report)
-    (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels)
+
+    def at_scale(call: Callable[..., bytes], scale: float) -> Callable[..., bytes]:
+        return at_lambda(call, weight, scale, lowest)
+
+    (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels, lowest)
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     gated: dict[str, Any] = {}
-    gate(sample, scale, filter_, gated)
+    at_scale(gate, scale)(sample, scale, filter_, gated)
     if scale != 1:  # an adapter may code the image's own size better than any upsampling
         own: dict[str, Any] = {}
-        gate(sample, 1.0, "lanczos", own)
+        at_scale(gate, 1.0)(sample, 1.0, "lanczos", own)
         if min(own["gate"].values()) < min(gated["gate"].values()):
             (scale, filter_), gated = (1.0, "lanczos"), own
-    data = settled(gated["domain"] or SOURCE, scale, filter_)
+    data = at_scale(settled, scale)(gated["domain"] or SOURCE, scale, filter_)
     if report is not None:
         report.update({"domain": gated["domain"], "gate": gated["gate"], "scale": scale,
                        "resampling": filter_, "scale_losses": losses})

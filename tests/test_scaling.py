@@ -11,6 +11,7 @@ from helpers import natural_like, record_argument
 from slimcodec.api import codec_for
 from slimcodec.bitstream import Bitstream, Header, RateKind, pack, unpack
 from slimcodec.bitstream.container import MAX_CODING_SCALE, RESAMPLING
+from slimcodec.bitstream.rate import rd_loss
 from slimcodec.cli import main
 from slimcodec.errors import CorruptBitstreamError, LatentError, ResourceLimitError
 from slimcodec.rate_control import encode_with_rate
@@ -203,12 +204,37 @@ def test_a_file_coded_upsampled_with_lanczos_is_coded_from_the_corrected_image(c
         return upsample(*args, **kwargs)
 
     monkeypatch.setattr(scaling, "upsample", counted)
-    auto = codec.encode_rgb(rgb, width, lmbda=top, scale="auto")  # the image is its probe
+    report: dict = {}
+    auto = codec.encode_rgb(rgb, width, lmbda=top, scale="auto", report=report)  # its probe
     header = unpack(auto).header
     assert header.coded_size is not None and RESAMPLING[header.resampling] == "lanczos"
-    assert 0 in steps[:-1] and steps[-1] is None  # the candidates plain, the file corrected
+    # every candidate weighed on the corrected upsampling it would be coded from; the plain
+    # one only beside box, at the scale with two filters
+    assert steps.count(0) == ("2:box" in report["scale_losses"]) and steps[-1] is None
     scale = header.coded_size[0] / 48
-    assert auto == codec.encode_rgb(rgb, width, lmbda=top, scale=scale)
+    lmbda = scaling.coding_lambda(top, scale, codec.lambda_range(width)[0])
+    assert lmbda == top / scale**2 and header.rate == pytest.approx(lmbda, rel=1e-6)
+    assert auto == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=scale)
+
+
+def test_auto_codes_each_scale_at_the_same_trade_off_per_image_pixel(codec):
+    """At scale s a model's λ weighs its bits per coded pixel, s² per image pixel: ``auto``
+    codes a candidate at λ/s² (not below the width's range), and the gate weighs a file's
+    loss per image pixel (λ·s²), so that files at two scales compare."""
+    from slimcodec.scaling import coding_lambda
+
+    assert coding_lambda(0.8, 2.0, 0.002) == 0.2
+    assert coding_lambda(0.004, 2.0, 0.002) == 0.002  # the width's lowest
+    assert coding_lambda(0.04, 1.0, 0.002) == 0.04
+    rgb = natural_like(48, 64, seed=3)
+    width = max(codec.widths)
+    lmbda = codec.default_lambda(width)
+    report: dict = {}
+    data = codec._gate(rgb, width, False, lmbda, 0, report, 2.0)
+    assert unpack(data).header.coded_size == (96, 128)
+    decoded = codec.decode_rgb(data)[0]
+    assert report["gate"][report["domain"] or "source"] == pytest.approx(
+        rd_loss(rgb, decoded, len(data), 4 * unpack(data).header.rate))
 
 
 def test_box_resampling_undoes_an_integer_scale_and_keeps_text_sharper(codec, monkeypatch):
@@ -243,34 +269,36 @@ def test_auto_keeps_the_candidate_of_the_lowest_rd_loss(codec):
     anew; the image's own size at the bottom of the range (where ×1.5 does not lower the
     loss, so ×2 is not tried), an upsampling at the top, where ×3 ``box`` is not tried
     since ``box`` did not lead at ×2."""
-    from slimcodec.scaling import AUTO, CANDIDATES, probe_of
+    from slimcodec.scaling import AUTO, CANDIDATES, coding_lambda, probe_of
 
     rgb = natural_like(48, 64, seed=6)
     assert probe_of(rgb) is None
     width = max(codec.widths)
+    low, high = codec.lambda_range(width)
     chosen = {}
-    for lmbda in codec.lambda_range(width):
+    for lmbda in (low, high):
         report = {}
         data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
         tried = set(report["scale_losses"])
-        losses = {(s, f): codec.rd_loss(rgb, codec.encode_rgb(rgb, width, lmbda=lmbda, scale=s,
-                                                              resampling=f))
-                  for s, f in CANDIDATES if candidate_name(s, f) in tried}
+        files = {(s, f): codec.encode_rgb(rgb, width, lmbda=coding_lambda(lmbda, s, low),
+                                          scale=s, resampling=f)
+                 for s, f in CANDIDATES if candidate_name(s, f) in tried}
+        losses = {c: rd_loss(rgb, codec.decode_rgb(d)[0], len(d), lmbda)
+                  for c, d in files.items()}
         best = min(losses, key=losses.__getitem__)
         assert (report["scale"], report["resampling"]) == best
-        assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=best[0],
-                                        resampling=best[1])
+        assert data == files[best]
         assert codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO) == data  # no report
         chosen[lmbda] = best, tried
-    low, high = codec.lambda_range(width)
     assert chosen[low] == ((1, "lanczos"), {"1", "1.5"}), chosen
     assert chosen[high] == ((2, "lanczos"), {"1", "1.5", "2", "2:box"}), chosen
 
 
 def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
-    """Text at the top of the widest width's range: ×2 ``box`` leads, so ×3 ``box`` is
-    tried, and its lower loss chosen (screens' top quality); a photo-like image at the same
-    λ, where Lanczos leads at ×2, is spared ×3 (the test above)."""
+    """Text at the top of the widest width's range: ×2 ``box`` leads the plainly upsampled
+    ×2 Lanczos (though not the back-projected one), so ×3 ``box`` is tried, and its lower
+    loss chosen (screens' top quality), the file at λ/9; a photo-like image at the same λ,
+    where Lanczos leads at ×2, is spared ×3 (the test above)."""
     from slimcodec.domains.screen import render_screen
     from slimcodec.scaling import AUTO
 
@@ -281,9 +309,8 @@ def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
     data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
     losses = report["scale_losses"]
     assert min(losses, key=losses.__getitem__) == "3:box", losses
-    assert losses["2:box"] < losses["2"], losses
     assert unpack(data).header.coded_size == (192, 288)
-    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, scale=3, resampling="box")
+    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda / 9, scale=3, resampling="box")
 
 
 def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
@@ -303,8 +330,9 @@ def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
     small = codec_for(DEFAULT_MODEL, max_pixels=limit)
     report = {}
     data = small.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
-    assert (report["scale"], report["resampling"]) == (2, "box"), report["scale_losses"]
-    assert "3:box" not in report["scale_losses"]
+    # (×2 box leads plain ×2 Lanczos, but the back-projected one codes text better)
+    assert (report["scale"], report["resampling"]) == (2, "lanczos"), report["scale_losses"]
+    assert "2:box" in report["scale_losses"] and "3:box" not in report["scale_losses"]
     assert small.decode_rgb(data)[0].shape == rgb.shape
 
 
@@ -332,8 +360,8 @@ def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
     assert losses[min(losses, key=losses.__getitem__)] == min(losses.values())
     best = min(losses, key=losses.__getitem__)
     assert candidate_name(report["scale"], report["resampling"]) == best
-    assert data == codec.encode_rgb(rgb, 48, lmbda=top, scale=report["scale"],
-                                    resampling=report["resampling"])
+    assert data == codec.encode_rgb(rgb, 48, lmbda=top / report["scale"] ** 2,
+                                    scale=report["scale"], resampling=report["resampling"])
 
 
 def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe(
@@ -345,7 +373,7 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     gate's losses are the image's own pixels' too."""
     from slimcodec.codec import Codec
     from slimcodec.domains.screen import render_screen
-    from slimcodec.scaling import AUTO, gate_auto, probe_of
+    from slimcodec.scaling import AUTO, coding_lambda, gate_auto, probe_of
 
     rgb = render_screen(3, (272, 304))
     width = min(codec.widths)
@@ -362,12 +390,13 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     assert at == (alone["scale"], alone["resampling"]) and at[0] > 1
     assert report["scale_losses"] == alone["scale_losses"]
     assert set(report["gate"]) == {"source", *(a.domain for a in codec.adapters.values())}
+    coded = coding_lambda(lmbda, at[0], codec.lambda_range(width)[0])
     for domain, loss in report["gate"].items():
         assert loss == codec.rd_loss(probe, codec.encode_rgb(
-            probe, width, lmbda=lmbda, domain=domain, scale=at[0], resampling=at[1]))
+            probe, width, lmbda=coded, domain=domain, scale=at[0], resampling=at[1]))
     chosen = min(report["gate"], key=report["gate"].__getitem__)
     assert (report["domain"] or "source") == chosen
-    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda, domain=chosen, scale=at[0],
+    assert data == codec.encode_rgb(rgb, width, lmbda=coded, domain=chosen, scale=at[0],
                                     resampling=at[1])
     with pytest.raises(ValueError, match="chooses the filter too"):
         codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO,
@@ -447,7 +476,7 @@ def test_a_target_with_auto_keeps_the_better_of_the_first_scale_and_the_probes(
     target = top * 0.8 if at == "top" else low * 1.2
     own, found = encode_with_rate(codec, rgb, width=width, target_bpp=target, scale=1)
     asked = []
-    monkeypatch.setattr(rc, "choose_scale", lambda encode, decode, image, weight, limit, _: (
+    monkeypatch.setattr(rc, "choose_scale", lambda encode, decode, image, weight, *_: (
         asked.append(weight), (preferred, None, {}))[1])
     scales = []
     encode = codec.encode_rgb
@@ -480,7 +509,7 @@ def test_a_targets_second_search_predicts_its_first_end_from_the_probe(codec, mo
     target = 0.8 * 8 * len(codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1])
                            ) / (48 * 64)
 
-    def probe(encode, decode, image, weight, limit, measured):
+    def probe(encode, decode, image, weight, limit, lowest, measured):
         for scale in (1.0, 1.5):  # the image is its own probe
             data = encode_at_scale(encode, decode, image, scale, limit)
             measured[candidate_name(scale, "lanczos")] = (

@@ -49,6 +49,7 @@ from slimcodec.scaling import (
     check_auto_filter,
     encode_scaled,
     gate_auto,
+    per_image_pixel,
     to_image_size,
 )
 from slimcodec.utils.image import ImageLike, load_rgb
@@ -205,6 +206,10 @@ class EdgeCodec:
         except BundleError:
             return None
 
+    def _lowest_lambda(self, width: int) -> float | None:
+        """As slimcodec's codec: the lowest λ ``scale="auto"`` codes a candidate at."""
+        return self.bundle.lambda_range(width)[0] if self.bundle.variable_rate else None
+
     def _lambda(self, width: int, lmbda: float | None) -> float | None:
         if not self.bundle.variable_rate:
             if lmbda is not None:
@@ -260,22 +265,25 @@ class EdgeCodec:
             if scale != AUTO:
                 return self._gate(rgb, width, grayscale, lmbda, report, scale, resampling)
             check_auto_filter(scale, resampling)  # before the probe's work
+            # (each call at its scale's λ, its keyword lmbda: scaling.coding_lambda)
             return gate_auto(
-                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda),
-                lambda image, at, filter_, gated: self._gate(image, width, grayscale, lmbda,
-                                                             gated, at, filter_),
-                lambda chosen, at, filter_: self.encode_rgb(
+                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda image, at, filter_, gated, lmbda=lmbda: self._gate(
+                    image, width, grayscale, lmbda, gated, at, filter_),
+                lambda chosen, at, filter_, lmbda=lmbda: self.encode_rgb(
                     rgb, width, grayscale, lmbda, chosen, report, at, filter_),
                 self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
-                report)
+                report, self._lowest_lambda(width))
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             return encode_scaled(
-                lambda coded: self.encode_rgb(coded, width, grayscale, lmbda, domain, report),
+                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda,
+                                                           domain, report),
                 self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
-                probe_encode=(lambda coded: self.encode_rgb(coded, width, grayscale, lmbda,
-                                                            domain))
+                probe_encode=(lambda coded, lmbda=lmbda: self.encode_rgb(
+                    coded, width, grayscale, lmbda, domain))
                 if report is not None else None,
-                weight=lambda: self._scale_weight(width, lmbda))
+                weight=lambda: self._scale_weight(width, lmbda),
+                lowest=self._lowest_lambda(width))
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
@@ -300,9 +308,11 @@ class EdgeCodec:
         its own) codes the source's strings, so its candidate is the source's file
         relabelled: the image is analysed and entropy coded once, and its
         latent entropy decoded once and synthesized per candidate."""
-        weight = self.bundle.rd_weight(width, lmbda)
         source = self.encode_rgb(rgb, width, grayscale, lmbda, scale=scale,
                                  resampling=resampling)
+        header = unpack(source).header
+        weight = per_image_pixel(self.bundle.rd_weight(width, lmbda), header.image_size,
+                                 header.coded_size)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
 
         def measured(data: bytes, relabelled: bool) -> tuple[float, bytes, float | None]:
