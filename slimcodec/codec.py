@@ -469,7 +469,9 @@ class Codec:
 
     def rd_loss(self, rgb: np.ndarray, data: bytes, y_hat: np.ndarray | None = None
                 ) -> float:
-        """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels). ``y_hat``:
+        """λ·255²·MSE + bpp of a file (its real bytes, its decoded 8-bit pixels; λ per pixel
+        of the image, :func:`~slimcodec.scaling.per_image_pixel`: s² times the file's λ
+        where it was coded upsampled by s). ``y_hat``:
         the file's latent, already entropy decoded (:meth:`decode_latent`), so that files
         holding the same strings decode it once."""
         return self._measured(rgb, data, y_hat)[0]

@@ -25,12 +25,13 @@ filter), from the smallest scale, stopping at the first scale that lowers no los
 filter goes on to a larger scale only where it leads, and no scale is tried at which the
 image would be coded beyond the pixel limit), and keeps the one whose file has the lowest
 RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`,
-the loss the gate between adapters uses) on the probe at the RD weight asked for (λ); the
-image is then coded once at that scale. A candidate at scale ``s`` is coded at λ/s²
+the loss the gate between adapters uses) on the probe at the λ asked for; the image is
+then coded once at that scale. A candidate at scale ``s`` is coded at λ/s²
 (:func:`coding_lambda`): a model's λ weighs bits per coded pixel, and at λ/s² every scale
-trades rate for distortion per pixel of the image alike, so the choice follows the
-envelope of the scales' curves (the file's header holds the λ it was coded at). An image no larger than the mosaic is its own probe, and the
-best candidate's file is the one returned. The probe is a sixth of a 768×512 image's
+trades rate for distortion per pixel of the image alike, so that the choice follows the
+envelope of the scales' curves (the file's header holds the λ it was coded at). An image
+no larger than the mosaic is its own probe, and the best candidate's file is the one
+returned. The probe is a sixth of a 768×512 image's
 pixels, less of a larger one's.
 
 **With the gate** (``domain="auto"``, the shipped models' default), the scale is chosen
@@ -336,8 +337,8 @@ def choose_scale(encode: Callable[..., bytes],
                  measured: dict[str, tuple[float, float]] | None = None
                  ) -> tuple[tuple[float, str], bytes | None, dict[str, float]]:
     """The candidate of :data:`CANDIDATES` (scale, filter) whose file of ``rgb``'s probe
-    (:func:`probe_of`) has the lowest RD loss at ``weight`` (the file's λ); the first of
-    the lowest. Each candidate is coded at :func:`coding_lambda` (``lowest``: the
+    (:func:`probe_of`) has the lowest RD loss at ``weight`` (the λ asked for); the first
+    of the lowest. Each candidate is coded at :func:`coding_lambda` (``lowest``: the
     width's lowest λ; None, a single-rate codec: at its one rate), as the image then is.
     The scales are tried from the smallest, and the search stops at the first
     scale none of whose filters lowers the loss: at low rates, where the image's own size
@@ -373,7 +374,7 @@ def choose_scale(encode: Callable[..., bytes],
         if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
             break  # at this scale and every larger one
         lowered = False
-        leader = min(leading.values())[1] if leading else None
+        leader = leading[min(leading, key=lambda n: leading[n][0])][1] if leading else None
         filters = [f for s, f in CANDIDATES if s == scale]
         for resampling in (f for f in filters if f not in seen or f == leader):
             name = candidate_name(scale, resampling)
