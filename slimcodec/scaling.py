@@ -300,7 +300,7 @@ def probe_of(rgb: np.ndarray, tile: int = PROBE_TILE) -> np.ndarray | None:
 
 def coding_lambda(weight: float, scale: float, lowest: float) -> float:
     """The λ :data:`AUTO` codes a candidate at ``scale`` with, for the RD ``weight`` (the
-    file's λ): ``weight / scale²``, not below the width's ``lowest``. A model's λ weighs its
+    λ asked for): ``weight / scale²``, not below the width's ``lowest``. A model's λ weighs its
     distortion against its bits per *coded* pixel, ``scale²`` of them per pixel of the
     image: at the file's own λ an upsampled candidate spends as if its bits were ``scale²``
     times cheaper, and against the image's own size it loses the comparison at the weight
@@ -323,7 +323,7 @@ def per_image_pixel(weight: float, image_size: tuple[int, int],
 
 def at_lambda(encode: Callable[..., bytes], weight: float, scale: float,
               lowest: float | None) -> Callable[..., bytes]:
-    """``encode`` (whose keyword ``lmbda`` defaults to the file's λ) coding a candidate at
+    """``encode`` (whose keyword ``lmbda`` defaults to the λ asked for) coding a candidate at
     ``scale`` at :func:`coding_lambda`; as it is for a single-rate codec (``lowest`` None:
     one rate, at every scale)."""
     if lowest is None:
@@ -407,7 +407,7 @@ def encode_scaled(encode: Callable[..., bytes],
     a caller that refines latents probes without) at the RD ``weight()``, and the image at
     the chosen scale's :func:`coding_lambda` (``lowest``: the width's lowest λ, None for a
     single-rate codec). ``encode`` and ``probe_encode`` code at scale 1, at their keyword
-    ``lmbda`` (default: the file's λ). Where a codec has
+    ``lmbda`` (default: the λ asked for). Where a codec has
     no weight (a single-rate model whose training λ is unknown), :data:`AUTO` codes at
     scale 1. ``report`` receives the scale and filter chosen (``scale``, ``resampling``)
     and each candidate's loss (``scale_losses``)."""
