@@ -380,8 +380,8 @@ def choose_scale(encode: Callable[..., bytes],
             name = candidate_name(scale, resampling)
             data, losses[name] = coded(scale, resampling, None)
             plain = losses[name]
-            if len(filters) > 1 and BACK_PROJECTIONS[resampling]:
-                plain = coded(scale, resampling, 0)[1]
+            if len(filters) > 1 and BACK_PROJECTIONS[resampling]:  # beside box: the rule's
+                plain = coded(scale, resampling, 0)[1]  # comparison, on the plain upsampling
             leading[name] = (plain, resampling)
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())
