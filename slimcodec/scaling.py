@@ -357,7 +357,7 @@ def choose_scale(encode: Callable[..., bytes],
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     losses: dict[str, float] = {}
-    leading: dict[str, tuple[float, str]] = {}  # what a filter's lead is judged on
+    leading: dict[str, float] = {}  # the losses a filter's lead is judged on
     files: dict[str, tuple[tuple[float, str], bytes]] = {}
     seen: set[str] = set()  # the filters of the smaller scales' candidates
 
@@ -374,7 +374,7 @@ def choose_scale(encode: Callable[..., bytes],
         if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
             break  # at this scale and every larger one
         lowered = False
-        leader = leading[min(leading, key=lambda n: leading[n][0])][1] if leading else None
+        leader = files[min(leading, key=leading.__getitem__)][0][1] if leading else None
         filters = [f for s, f in CANDIDATES if s == scale]
         for resampling in (f for f in filters if f not in seen or f == leader):
             name = candidate_name(scale, resampling)
@@ -382,7 +382,7 @@ def choose_scale(encode: Callable[..., bytes],
             plain = losses[name]
             if len(filters) > 1 and BACK_PROJECTIONS[resampling]:  # beside box: the rule's
                 plain = coded(scale, resampling, 0)[1]  # comparison, on the plain upsampling
-            leading[name] = (plain, resampling)
+            leading[name] = plain
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())
         seen.update(filters)
