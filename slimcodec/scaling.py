@@ -344,12 +344,12 @@ def choose_scale(encode: Callable[..., bytes],
     scale none of whose filters lowers the loss: at low rates, where the image's own size
     wins, the larger scales' work (4× and more) is spared. A filter tried at a smaller
     scale is tried at a larger one only where it leads (×3 ``box`` only after ×2 ``box``
-    won: text, not photos); where a scale has two filters, they are compared for that on
-    the plain Lanczos upsampling too, without :func:`upsample`'s back-projection, as the
-    rule was measured (back-projected, ×2 Lanczos edges out ×2 ``box`` on text's probe,
-    and text would lose ×3 ``box``). A candidate at which the
-    image itself would be coded beyond ``max_pixels`` (or a container's side) is not
-    tried: the chosen scale always codes. ``encode`` codes at scale 1, as
+    won: text, not photos); where a scale has two filters and the image fits the next
+    scale, they are compared for that on the plain Lanczos upsampling too, without
+    :func:`upsample`'s back-projection, as the rule was measured (back-projected, ×2
+    Lanczos edges out ×2 ``box`` on text's probe, and text would lose ×3 ``box``). A
+    candidate at which the image itself would be coded beyond ``max_pixels`` (or a
+    container's side) is not tried: the chosen scale always codes. ``encode`` codes at scale 1, as
     :func:`encode_at_scale`'s, at its keyword ``lmbda``. Also returns the chosen
     candidate's file where ``rgb`` is its own probe (else None), and each candidate's
     loss by name (``"2:box"``), of those tried; ``measured`` receives each one's (bpp,
@@ -370,9 +370,12 @@ def choose_scale(encode: Callable[..., bytes],
                 8 * len(data) / (sample.shape[0] * sample.shape[1]), psnr(sample, decoded))
         return data, rd_loss(sample, decoded, len(data), weight)
 
-    for scale in dict.fromkeys(s for s, _ in CANDIDATES):
+    scales = list(dict.fromkeys(s for s, _ in CANDIDATES))
+    for scale, larger in zip(scales, [*scales[1:], None], strict=True):
         if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
             break  # at this scale and every larger one
+        # the lead is judged for the next scale alone: not where the image cannot go there
+        judged = larger is not None and fits(*rgb.shape[:2], larger, max_pixels)
         lowered = False
         leader = files[min(leading, key=leading.__getitem__)][0][1] if leading else None
         filters = [f for s, f in CANDIDATES if s == scale]
@@ -380,8 +383,8 @@ def choose_scale(encode: Callable[..., bytes],
             name = candidate_name(scale, resampling)
             data, losses[name] = coded(scale, resampling, None)
             plain = losses[name]
-            if len(filters) > 1 and BACK_PROJECTIONS[resampling]:  # beside box: the rule's
-                plain = coded(scale, resampling, 0)[1]  # comparison, on the plain upsampling
+            if judged and len(filters) > 1 and BACK_PROJECTIONS[resampling]:  # beside box:
+                plain = coded(scale, resampling, 0)[1]  # the rule's comparison, plainly
             leading[name] = plain
             files[name] = (scale, resampling), data
             lowered |= losses[name] == min(losses.values())

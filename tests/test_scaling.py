@@ -313,10 +313,12 @@ def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
     assert data == codec.encode_rgb(rgb, width, lmbda=lmbda / 9, scale=3, resampling="box")
 
 
-def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
+def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec, monkeypatch):
     """Where the probe fits the pixel limit at a scale but the image does not, that scale
     is not tried: the image is coded at the best scale it can be (a larger image at a high
-    rate would otherwise be refused, though it fits at its own size)."""
+    rate would otherwise be refused, though it fits at its own size). Nor is the plain ×2
+    Lanczos probe coded then: it only judges whether ×3 ``box`` is tried."""
+    from slimcodec import scaling
     from slimcodec.domains.screen import render_screen
     from slimcodec.scaling import AUTO, PROBE_TILE
 
@@ -324,8 +326,11 @@ def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
     width = max(codec.widths)
     lmbda = codec.lambda_range(width)[1]
     report = {}
+    steps = record_argument(monkeypatch, scaling, "upsample", "steps")
     codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
     assert report["scale"] == 3, report["scale_losses"]
+    assert steps.count(0) == 1  # the plain ×2 Lanczos, beside ×2 box
+    steps.clear()
     limit = (3 * 2 * PROBE_TILE) ** 2  # the probe fits at ×3, the image does not
     small = codec_for(DEFAULT_MODEL, max_pixels=limit)
     report = {}
@@ -334,6 +339,7 @@ def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec):
     assert (report["scale"], report["resampling"]) == (2, "lanczos"), report["scale_losses"]
     assert "2:box" in report["scale_losses"] and "3:box" not in report["scale_losses"]
     assert small.decode_rgb(data)[0].shape == rgb.shape
+    assert steps and 0 not in steps, steps
 
 
 def test_auto_chooses_on_a_mosaic_of_a_larger_image(codec):
