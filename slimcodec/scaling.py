@@ -45,6 +45,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
+from itertools import takewhile
 from typing import Any
 
 import numpy as np
@@ -349,8 +350,8 @@ def choose_scale(encode: Callable[..., bytes],
     :func:`upsample`'s back-projection, as the rule was measured (back-projected, ×2
     Lanczos edges out ×2 ``box`` on text's probe, and text would lose ×3 ``box``). A
     candidate at which the image itself would be coded beyond ``max_pixels`` (or a
-    container's side) is not tried: the chosen scale always codes. ``encode`` codes at scale 1, as
-    :func:`encode_at_scale`'s, at its keyword ``lmbda``. Also returns the chosen
+    container's side) is not tried: the chosen scale always codes. ``encode`` codes at
+    scale 1, as :func:`encode_at_scale`'s, at its keyword ``lmbda``. Also returns the chosen
     candidate's file where ``rgb`` is its own probe (else None), and each candidate's
     loss by name (``"2:box"``), of those tried; ``measured`` receives each one's (bpp,
     PSNR) on the probe, by the same names."""
@@ -370,12 +371,11 @@ def choose_scale(encode: Callable[..., bytes],
                 8 * len(data) / (sample.shape[0] * sample.shape[1]), psnr(sample, decoded))
         return data, rd_loss(sample, decoded, len(data), weight)
 
-    scales = list(dict.fromkeys(s for s, _ in CANDIDATES))
-    for scale, larger in zip(scales, [*scales[1:], None], strict=True):
-        if not fits(*rgb.shape[:2], scale, max_pixels):  # the image would be refused,
-            break  # at this scale and every larger one
-        # the lead is judged for the next scale alone: not where the image cannot go there
-        judged = larger is not None and fits(*rgb.shape[:2], larger, max_pixels)
+    # the scales tried: up to the first at which the image would be refused
+    scales = list(takewhile(lambda s: fits(*rgb.shape[:2], s, max_pixels),
+                            dict.fromkeys(s for s, _ in CANDIDATES)))
+    for i, scale in enumerate(scales):
+        judged = i + 1 < len(scales)  # a filter's lead is judged for the next scale alone
         lowered = False
         leader = files[min(leading, key=leading.__getitem__)][0][1] if leading else None
         filters = [f for s, f in CANDIDATES if s == scale]
