@@ -13,15 +13,18 @@ the image's own size, as every run before 0.6 coded), a shipped model with shipp
 adapters through its gate (`--domain auto`); with
 `--without-adapters`, the first model again coded by the model alone (`--domain source`),
 so that the table shows what its adapters buy and cost (encode and decode times: the mean
-per file over every point, in this run). With `--goals`, a table of the first model against
-each target issue 29 sets the default model (:data:`GOALS`), met or not; it needs every
-content set, `--rate-control`, and `slimcae-vr5` among the models. Writes the RESULTS.md
+per file over every point, in this run); with `--without-palette`, the first model again
+without the palette (`slimcodec compress --no-palette`), what it buys and costs. With
+`--goals`, a table of the first model against each target issue 29 sets the default
+model (:data:`GOALS`), met or not; it needs every content set, `--rate-control`, and
+`slimcae-vr5` among the models. Writes the RESULTS.md
 section ``content-rd-<name>``.
 
     python benchmarks/content_rd.py --models [LABEL=]runs/x/model.pt slimcae-hp slimcae-vr5 \\
         [--count 8] [--crop 768x512] [--rate-control] [--refine 50] [--sets photos]
     python benchmarks/content_rd.py --models slimcae-hp slimcae-vr5 \\
-        --count 12 illustrations=6 screens=6 --rate-control --goals [--without-adapters]
+        --count 12 illustrations=6 screens=6 --rate-control --goals [--without-adapters] \\
+        [--without-palette]
 """
 
 from __future__ import annotations
@@ -186,6 +189,8 @@ def main() -> None:
     p.add_argument("--without-adapters", action="store_true",
                    help="also the first model coded by the model alone (--domain source), "
                         "without the adapters it ships with")
+    p.add_argument("--without-palette", action="store_true",
+                   help="also the first model coded without the palette (--no-palette)")
     p.add_argument("--scale", type=parse_scale, default=AUTO,
                    help="the scale every model codes at: auto (as compress, the default) or "
                         "a factor (1: the image's own size)")
@@ -202,21 +207,24 @@ def main() -> None:
         p.error("--goals needs every content set, --rate-control and slimcae-vr5 in --models")
     sets = content_sets(args)
     name = args.name or models[0][0]
-    # (label, model, refinement steps, domain): the label is what the tables print; domain
-    # None codes as `slimcodec compress` does (Codec.default_domain).
-    entries = [(label, model, 0, None) for label, model in models]
+    # (label, model, refinement steps, domain, palette): the label is what the tables print;
+    # domain None codes as `slimcodec compress` does (Codec.default_domain).
+    entries = [(label, model, 0, None, True) for label, model in models]
     if args.refine:
         entries.insert(1, (f"{entries[0][0]} --refine {args.refine}", models[0][1],
-                           args.refine, None))
+                           args.refine, None, True))
     if args.without_adapters:
-        entries.insert(1, (f"{entries[0][0]} --domain source", models[0][1], 0, "source"))
+        entries.insert(1, (f"{entries[0][0]} --domain source", models[0][1], 0, "source",
+                           True))
+    if args.without_palette:
+        entries.insert(1, (f"{entries[0][0]} --no-palette", models[0][1], 0, None, False))
     lines, summary = [], {}
     for label, images in sets.items():
         rgbs = [rgb for _, rgb in images]
         envs, tops, spans, widest_tops, times = {}, {}, {}, {}, {}
-        for model, path, steps, domain in entries:
+        for model, path, steps, domain, palette in entries:
             points = evaluate(codec_for(path), rgbs, progress=False, refine=steps,
-                              domain=domain, scale=args.scale)["points"]
+                              domain=domain, scale=args.scale, palette=palette)["points"]
             times[model] = tuple(float(np.mean([q[k] for q in points]))
                                  for k in ("enc_ms", "dec_ms"))
             envs[model] = rd_hull([(q["bpp"], q["psnr"]) for q in points])
@@ -229,7 +237,7 @@ def main() -> None:
         rows = [table_head(["model", *(f"vs {c}" for c in CLASSICAL), f"vs {first_name}",
                             "range (bpp)", "top PSNR", *(f"ΔPSNR vs WebP @{r:g}" for r in RATES),
                             "encode / decode ms"])]
-        for model, _, _, _ in entries:
+        for model, *_ in entries:
             env = envs[model]
             versus = [fmt(_safe(bd_rate, hulls[c], env), "+.1f", "%") for c in CLASSICAL]
             first = ("—" if model == first_name else

@@ -21,9 +21,9 @@ STAGE = HERE / "_stage"
 # What the edge runtime imports, and nothing more (the packaging test checks both ways).
 FILES = {
     "slimcodec": ["__init__.py", "errors.py", "gating.py", "integer_scales.py", "latent.py",
-                  "rate_control.py", "scaling.py", "tiling.py", "bitstream", "utils/__init__.py",
-                  "utils/console.py", "utils/image.py", "utils/io.py", "utils/memory.py",
-                  "utils/metrics.py",
+                  "palette.py", "rate_control.py", "scaling.py", "tiling.py", "bitstream",
+                  "utils/__init__.py", "utils/console.py", "utils/image.py", "utils/io.py",
+                  "utils/memory.py", "utils/metrics.py",
                   "zoo/__init__.py", "zoo/catalog.py"],
     "export": ["__init__.py", "bundle.py", "select.py", "edge"],
 }

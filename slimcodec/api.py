@@ -59,7 +59,7 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
              max_latency_ms: float | None = None, profile: str | os.PathLike | None = None,
              max_pixels: int | None = None, tile: int | None = None,
              domain: str | None = None, scale: Scale = AUTO,
-             resampling: str = "lanczos") -> bytes:
+             resampling: str = "lanczos", palette: bool = True) -> bytes:
     """Compress an image (path, PIL image or uint8 array) to container bytes.
 
     The rate, one of (none: the middle of the width's range):
@@ -93,6 +93,10 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     image (:func:`~slimcodec.scaling.choose_scale`); for a target, the smallest scale that
     reaches it, or the one the probe prefers at the λ found where that codes the target
     better; with ``max_latency_ms``, the image's own size.
+
+    ``palette``: where the image is drawn in few colours (screens) and it lowers the RD
+    loss, the file carries its most frequent colours, onto which every decoder snaps its
+    output (:mod:`slimcodec.palette`); False: never.
     """
     from slimcodec.rate_control import encode_with_rate
 
@@ -106,7 +110,8 @@ def compress(image: ImageLike, width: int | None = None, model: ModelLike = DEFA
     data, _ = encode_with_rate(codec, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                target_bpp=target_bpp, target_size=target_size,
                                target_psnr=target_psnr, refine=refine, prefer=prefer,
-                               domain=domain, scale=scale, resampling=resampling)
+                               domain=domain, scale=scale, resampling=resampling,
+                               palette=palette)
     return data
 
 

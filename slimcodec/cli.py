@@ -53,6 +53,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         "domain_name": "source" if h.domain == 0 else shipped.get(h.domain),
         "mixture": {str(d): w for d, w in h.mixture},
         "mixture_names": {shipped.get(d, str(d)): w for d, w in h.mixture},
+        "palette": len(h.palette),  # colours the decoder snaps onto (0: none)
+        "palette_reach": h.palette_reach,
         "string_bytes": [len(s) for s in bitstream.strings],
         "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
     }

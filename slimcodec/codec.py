@@ -51,6 +51,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
+from slimcodec.palette import colours_to_try, snap, with_palette
 from slimcodec.scaling import (
     AUTO,
     Scale,
@@ -331,7 +332,7 @@ class Codec:
                    progress: Callable[[int], None] | None = None,
                    domain: str | None = None,
                    mixture: Mapping[str, float] | None = None, scale: Scale = 1.0,
-                   resampling: str = "lanczos") -> bytes:
+                   resampling: str = "lanczos", palette: bool = True) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array.
 
         ``refine``: gradient steps of latent refinement (:mod:`slimcodec.refine`); the file
@@ -362,11 +363,34 @@ class Codec:
         1, and the image is coded once, with the pair of the lower loss
         (:func:`~slimcodec.scaling.gate_auto`; ``report``'s ``gate`` and ``domain`` are
         then the probe's).
+
+        ``palette``: where the image is drawn in few colours (screens), the file may carry
+        its most frequent colours, onto which every decoder snaps its output
+        (:func:`slimcodec.palette.with_palette`: where that lowers the RD loss; ``report``'s
+        ``palette`` says how many colours, 0 for none); False: never.
         """
+        data = self._encode(rgb, width, grayscale, lmbda, refine, report, progress, domain,
+                            mixture, scale, resampling, palette)
+        if not palette:
+            return data
+        return with_palette(data, rgb, self.decode_rgb, self._scale_weight, report)
+
+    def _encode(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
+                lmbda: float | None = None, refine: int = 0,
+                report: dict[str, Any] | None = None,
+                progress: Callable[[int], None] | None = None,
+                domain: str | None = None,
+                mixture: Mapping[str, float] | None = None, scale: Scale = 1.0,
+                resampling: str = "lanczos", palette: bool = False) -> bytes:
+        """:meth:`encode_rgb` without the palette: what its every path codes with.
+        ``palette``: the file will be sent with one where it pays, so that ``scale="auto"``
+        weighs its candidates as sent (:func:`~slimcodec.scaling.choose_scale`'s
+        ``colours``)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._checked_lambda(width, lmbda)
+        colours = colours_to_try(rgb) if palette and scale == AUTO else None
         if domain == "auto" and mixture is None:  # the gate, at a scale or choosing it
             if scale != AUTO:
                 return self._gate(rgb, width, grayscale, lmbda, refine, report, scale,
@@ -374,25 +398,25 @@ class Codec:
             check_auto_filter(scale, resampling)  # before the probe's work
             # (each call at its scale's λ, its keyword lmbda: scaling.coding_lambda)
             return gate_auto(
-                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda coded, lmbda=lmbda: self._encode(coded, width, grayscale, lmbda),
                 lambda image, at, filter_, gated, lmbda=lmbda: self._gate(
                     image, width, grayscale, lmbda, 0, gated, at, filter_),
-                lambda chosen, at, filter_, lmbda=lmbda: self.encode_rgb(
+                lambda chosen, at, filter_, lmbda=lmbda: self._encode(
                     rgb, width, grayscale, lmbda, refine, report, progress, chosen,
                     scale=at, resampling=filter_),
                 self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
-                report, self._lowest_lambda(width))
+                report, self._lowest_lambda(width), colours)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             plain = refine or report is not None  # a probe codes without either
             return encode_scaled(
-                lambda coded, lmbda=lmbda: self.encode_rgb(
+                lambda coded, lmbda=lmbda: self._encode(
                     coded, width, grayscale, lmbda, refine, report, progress, domain, mixture),
                 self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
-                probe_encode=(lambda coded, lmbda=lmbda: self.encode_rgb(
+                probe_encode=(lambda coded, lmbda=lmbda: self._encode(
                     coded, width, grayscale, lmbda, domain=domain, mixture=mixture))
                 if plain else None,
                 weight=lambda: self._scale_weight(width, lmbda),
-                lowest=self._lowest_lambda(width))
+                lowest=self._lowest_lambda(width), colours=colours)
         domain = None if domain == SOURCE else domain
         if refine < 0:
             raise ValueError("refine must be >= 0 steps")
@@ -505,8 +529,8 @@ class Codec:
         candidate's loss (``gate``), the one kept (``domain``) and the PSNR its file decodes
         to (``psnr``: a PSNR target's search needs no decode of its own).
         """
-        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine, scale=scale,
-                                 resampling=resampling)
+        source = self._encode(rgb, width, grayscale, lmbda, refine, scale=scale,
+                              resampling=resampling)
         y_hat, _ = self.decode_latent(source)  # what every relabelled candidate decodes to
         reported = report is not None
         loss, quality = self._measured(rgb, source, y_hat, reported)
@@ -516,9 +540,9 @@ class Codec:
                 data = gated_file(source, 0, {adapter.domain_id: 1.0}, ())
                 loss, quality = self._measured(rgb, data, y_hat, reported)
             else:
-                data = self.encode_rgb(rgb, width, grayscale, lmbda, refine,
-                                       domain=adapter.domain, scale=scale,
-                                       resampling=resampling)
+                data = self._encode(rgb, width, grayscale, lmbda, refine,
+                                    domain=adapter.domain, scale=scale,
+                                    resampling=resampling)
                 loss, quality = self._measured(rgb, data, None, reported)
             candidates.append((loss, adapter.domain, data, quality))
         _, domain, data, quality = min(candidates, key=lambda c: c[:2])
@@ -550,8 +574,8 @@ class Codec:
         own = {a.domain_id for a in mixable if len(a.bottlenecks)}
         candidates = []
         for coder in [None, *(a for a in mixable if a.domain_id in own)]:
-            plain = unpack(self.encode_rgb(rgb, width, grayscale, lmbda, refine,
-                                           domain=coder.domain if coder else None))
+            plain = unpack(self._encode(rgb, width, grayscale, lmbda, refine,
+                                        domain=coder.domain if coder else None))
             for weights in grid:
                 by_id = {a.domain_id: w for a, w in zip(mixable, weights, strict=True)}
                 header = weighed_header(plain.header, by_id, coder.domain_id if coder else 0,
@@ -585,9 +609,9 @@ class Codec:
         weights = self.gate.arrays().predict(latent, width, lmbda)
         own = {d for d, a in self.adapters.items() if len(a.bottlenecks)}
         coder = entropy_domain(weights, own)
-        source = self.encode_rgb(rgb, width, grayscale, lmbda, refine)
-        coded = (self.encode_rgb(rgb, width, grayscale, lmbda, refine,
-                                 domain=self.adapters[coder].domain) if coder else source)
+        source = self._encode(rgb, width, grayscale, lmbda, refine)
+        coded = (self._encode(rgb, width, grayscale, lmbda, refine,
+                              domain=self.adapters[coder].domain) if coder else source)
         data, gated = keep_gated(gated_file(coded, coder, weights, own), source,
                                  lambda d: self.rd_loss(rgb, d))
         if report is not None:
@@ -706,11 +730,11 @@ class Codec:
     def _synthesize(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The image of ``y_hat``, at the operating point ``header`` sets."""
         h, w = header.coded
-        return to_image_size(_out_of_memory(
+        return snap(to_image_size(_out_of_memory(
             f"decoding a {w}x{h} image",
             lambda: tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
                                       header.coded, self.model.downsampling, self.tile)),
-            header)
+            header), header)
 
     def _decoding_point(self, header: Header) -> Any:
         """:meth:`operating_point` as a (checked) file's header sets it."""

@@ -114,7 +114,8 @@ def _encode_refined(args: argparse.Namespace, codec: Codec, rgb: np.ndarray,
     with tqdm(total=steps * tiles if tiles else None, desc="refine", unit="step", file=sys.stderr,
               disable=not sys.stderr.isatty() and not args.verbose) as bar:
         data = codec.encode_rgb(rgb, args.width, grayscale, lmbda, steps, report, bar.update,
-                                domain, scale=args.scale, resampling=args.resampling)
+                                domain, scale=args.scale, resampling=args.resampling,
+                                palette=args.palette)
     if args.verbose and "chosen" in report:
         print(f"refinement: {report['chosen']} kept (RD loss {report['loss_plain']:.4f} plain, "
               f"{report['loss_refined']:.4f} refined), predicted PSNR "

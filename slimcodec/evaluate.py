@@ -69,6 +69,7 @@ def evaluate(
     repeats: int = 1,
     scale: Scale = AUTO,
     resampling: str = "lanczos",
+    palette: bool = True,
 ) -> dict[str, Any]:
     """Code every image (paths, PIL images or arrays) at every operating point (width, and
     λ for a variable-rate model: see :func:`operating_points`); average the points.
@@ -84,6 +85,9 @@ def evaluate(
     (:mod:`slimcodec.scaling`); the default, ``"auto"``, chooses both per image and point,
     as ``slimcodec compress`` does; rates and PSNRs are the original's, and each image's
     record says the size it was coded at (``coded_size``) and the filter.
+
+    ``palette``: as :meth:`Codec.encode_rgb`'s (False: files without one); each image's
+    record says how many colours its file's palette holds (``palette``, 0 for none).
 
     Unreadable images are skipped with a warning. Raises ``SlimcodecError`` when none is left.
     """
@@ -117,7 +121,7 @@ def evaluate(
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 data = codec.encode_rgb(rgb, w, lmbda=lmbda, refine=refine, domain=domain,
-                                        scale=scale, resampling=resampling)
+                                        scale=scale, resampling=resampling, palette=palette)
                 t1 = time.perf_counter()
                 out, header = codec.decode_rgb(data)
                 enc.append(t1 - t0)
@@ -135,6 +139,7 @@ def evaluate(
                 "coded_size": list(header.coded),
                 "resampling": (RESAMPLING[header.resampling] if header.coded_size
                                else None),
+                "palette": len(header.palette),
             }
             if lmbda is not None:
                 record["lmbda"] = lmbda

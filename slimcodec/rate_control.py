@@ -93,6 +93,7 @@ import numpy as np
 from slimcodec.bitstream import Header, RateKind, unpack
 from slimcodec.errors import RateError
 from slimcodec.gating import GATES, SOURCE
+from slimcodec.palette import colours_to_try
 from slimcodec.scaling import (
     AUTO,
     CANDIDATES,
@@ -194,13 +195,15 @@ def encode_to_target(
     gate_proxy: bool = True,
     scale: Scale = 1.0,
     resampling: str = "lanczos",
+    palette: bool = True,
 ) -> tuple[bytes, RateSearch]:
     """Encode ``rgb`` at the λ (and width) that reaches ``target_bpp``, ``target_size``
     (the whole file's bytes: searched as the bpp it means for this image, and reported in
     bytes) or ``target_psnr``.
 
     ``refine`` (latent refinement steps, PyTorch codec only), ``domain`` (an adapter's,
-    or ``"auto"``) and ``scale`` with ``resampling`` (:mod:`slimcodec.scaling`) apply to
+    or ``"auto"``), ``scale`` with ``resampling`` (:mod:`slimcodec.scaling`) and
+    ``palette`` (:mod:`slimcodec.palette`: its bytes and snap counted) apply to
     every pass, as in
     :meth:`~slimcodec.codec.Codec.encode_rgb`; the rate and PSNR are the original's.
     ``scale="auto"``: the first of :data:`~slimcodec.scaling.CANDIDATES` (by scale, the
@@ -248,7 +251,7 @@ def encode_to_target(
         report: dict[str, Any] = {}  # the gate ``auto`` says what its file decodes to
         asked = {"report": report} if by_psnr and how == "auto" else {}
         data = codec.encode_rgb(rgb, w, grayscale, lmbda, domain=how, **asked,
-                                **_options(refine, *coding))
+                                **_options(refine, *coding, palette))
         bpp = 8 * len(data) / pixels
         quality = None
         if by_psnr:
@@ -343,7 +346,7 @@ def encode_to_target(
             if scale != AUTO:
                 return result
             return _better_scale(codec, rgb, grayscale, result, step, scales, search,
-                                 by_psnr, target, tol)
+                                 by_psnr, target, tol, palette)
     # In the unit the target was given in: a size target's in bytes.
     unit = "dB" if by_psnr else "bpp" if target_size is None else "bytes"
     shown = ((lambda v: f"{v:.4g}") if target_size is None else
@@ -372,7 +375,7 @@ def _gate_keeps_an_adapter(codec: RateCodec, rgb: np.ndarray, width: int, graysc
     seen: dict[str, Any] = {}
     codec.encode_rgb(rgb if probe is None else probe, width, grayscale,
                      codec.lambda_range(width)[1], domain="auto", report=seen,
-                     **_options(0, *step))
+                     **_options(0, *step, False))
     return seen.get("domain") is not None
 
 
@@ -388,6 +391,7 @@ def _better_scale(
     by_psnr: bool,
     target: float,
     tol: float,
+    palette: bool = True,
 ) -> tuple[bytes, RateSearch]:
     """``scale="auto"``'s target: ``result``, found at ``step``, the first candidate that
     reaches the target, or the same target at the candidate that
@@ -398,15 +402,20 @@ def _better_scale(
     rate is not the best at it: on photos a ×1.5 file at 0.5 bpp is sharper than the ×1
     file that reaches 0.5 bpp near its ceiling. Costs the probe where the first candidate
     stays, and a second search at the found width, from the λ found down, where the probe
-    prefers another. That search's first end, the λ found, is not coded: its value there
-    is predicted from the found file's by the probe's (bpp times the ratio of the two
+    prefers another (``palette``: the files are sent with one where it pays, and the probe
+    weighs its candidates so). That search's first end, the λ found, is not coded: its
+    value there is predicted from the found file's by the probe's (bpp times the ratio of the two
     candidates' bpp on the probe, PSNR plus the difference of their PSNRs), and its first
     pass is a step below it (:func:`_search`'s ``start``)."""
     data, found = result
     probe: dict[str, tuple[float, float]] = {}
-    preferred, _, _ = choose_scale(  # every candidate at the λ found (lowest None)
-        lambda image: codec.encode_rgb(image, found.width, grayscale, found.lmbda),
-        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, None, probe)
+    # every candidate at the λ found (lowest None), weighed with the palette where the
+    # file will be sent with one
+    preferred, _, _ = choose_scale(
+        lambda image: codec.encode_rgb(image, found.width, grayscale, found.lmbda,
+                                       palette=False),
+        codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, None, probe,
+        colours=colours_to_try(rgb) if palette else None)
     if preferred not in scales[scales.index(step) + 1:]:  # those before it fell short
         return result
     # At the λ found a larger scale codes more bits and more dB: the target lies below it.
@@ -586,6 +595,7 @@ def encode_with_rate(
     prefer: str = "quality",
     scale: Scale = 1.0,
     resampling: str = "lanczos",
+    palette: bool = True,
 ) -> tuple[bytes, RateSearch | None]:
     """Encode ``rgb`` with at most one rate setting (none: the width's middle λ).
 
@@ -604,19 +614,20 @@ def encode_with_rate(
         return encode_to_target(codec, rgb, target_bpp, target_psnr, width, grayscale,
                                 max_passes=max_passes, refine=refine, domain=domain,
                                 prefer=prefer, target_size=target_size, scale=scale,
-                                resampling=resampling)
+                                resampling=resampling, palette=palette)
     if quality is not None:
         lmbda = quality_to_lambda(codec, codec.resolve_width(width), quality)
     data = codec.encode_rgb(rgb, width, grayscale, lmbda, domain=domain,
-                            **_options(refine, scale, resampling))
+                            **_options(refine, scale, resampling, palette))
     return data, None
 
 
-def _options(refine: int, scale: Scale, resampling: str) -> dict[str, Any]:
+def _options(refine: int, scale: Scale, resampling: str, palette: bool) -> dict[str, Any]:
     """The encoder's keywords that are not their defaults (a codec without refinement
     takes no ``refine``)."""
     scaled = {"scale": scale, "resampling": resampling} if scale != 1 else {}
-    return {**({"refine": refine} if refine else {}), **scaled}
+    return {**({"refine": refine} if refine else {}), **scaled,
+            **({} if palette else {"palette": False})}
 
 
 def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -651,6 +662,10 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the filter --scale upsamples and the decoder resamples with: "
                              "lanczos, or box (nearest up, area down: keeps text's edges) "
                              "(default: %(default)s)")
+    parser.add_argument("--no-palette", dest="palette", action="store_false",
+                        help="never send the image's colours for the decoder to snap its "
+                             "output onto (by default sent where the image has few colours "
+                             "and that lowers the RD loss: screens)")
 
 
 def scale_argument(text: str) -> Scale:
@@ -664,7 +679,8 @@ def scale_argument(text: str) -> Scale:
 def rate_arguments(args: argparse.Namespace) -> dict[str, Any]:
     """:func:`encode_with_rate`'s rate keywords from :func:`add_rate_arguments`' options."""
     return {name: getattr(args, name)
-            for name in (*RATE_OPTIONS, "max_passes", "prefer", "scale", "resampling")}
+            for name in (*RATE_OPTIONS, "max_passes", "prefer", "scale", "resampling",
+                         "palette")}
 
 
 def coded_summary(data: bytes, search: RateSearch | None = None) -> str:

@@ -61,9 +61,10 @@ from slimcodec.bitstream.container import (
     pack,
     unpack,
 )
-from slimcodec.bitstream.rate import rd_loss
+from slimcodec.bitstream.rate import per_image_pixel, rd_loss
 from slimcodec.errors import ResourceLimitError
 from slimcodec.gating import SOURCE
+from slimcodec.palette import palette_loss
 from slimcodec.utils.metrics import psnr
 
 __all__ = [
@@ -311,17 +312,6 @@ def coding_lambda(weight: float, scale: float, lowest: float) -> float:
     return max(weight / scale**2, lowest)
 
 
-def per_image_pixel(weight: float, image_size: tuple[int, int],
-                    coded: tuple[int, int] | None) -> float:
-    """The RD weight that a file coded at the size ``coded`` (None: the image's own) at the
-    λ ``weight`` trades by per pixel of the image (``image_size``): ``weight`` times the
-    coded pixels per image pixel, ``scale²`` (:func:`coding_lambda`). The gate weighs a
-    file's candidates by it, so that its losses at two scales compare."""
-    if coded is None:
-        return weight
-    return weight * coded[0] * coded[1] / (image_size[0] * image_size[1])
-
-
 def at_lambda(encode: Callable[..., bytes], weight: float, scale: float,
               lowest: float | None) -> Callable[..., bytes]:
     """``encode`` (whose keyword ``lmbda`` defaults to the λ asked for) coding a candidate at
@@ -335,7 +325,8 @@ def at_lambda(encode: Callable[..., bytes], weight: float, scale: float,
 def choose_scale(encode: Callable[..., bytes],
                  decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
                  weight: float, max_pixels: int, lowest: float | None,
-                 measured: dict[str, tuple[float, float]] | None = None
+                 measured: dict[str, tuple[float, float]] | None = None,
+                 colours: np.ndarray | None = None
                  ) -> tuple[tuple[float, str], bytes | None, dict[str, float]]:
     """The candidate of :data:`CANDIDATES` (scale, filter) whose file of ``rgb``'s probe
     (:func:`probe_of`) has the lowest RD loss at ``weight`` (the λ asked for); the first
@@ -354,7 +345,11 @@ def choose_scale(encode: Callable[..., bytes],
     scale 1, as :func:`encode_at_scale`'s, at its keyword ``lmbda``. Also returns the chosen
     candidate's file where ``rgb`` is its own probe (else None), and each candidate's
     loss by name (``"2:box"``), of those tried; ``measured`` receives each one's (bpp,
-    PSNR) on the probe, by the same names."""
+    PSNR) on the probe, by the same names. ``colours``: the image's colours to try a
+    palette with (:func:`~slimcodec.palette.colours_to_try`), where the encoder sends one:
+    each candidate's loss is then its file's with the palette of the lowest loss, or none
+    (:func:`~slimcodec.palette.palette_loss`; on screens a palette favours ``box``, whose
+    edges it snaps back, and smaller scales)."""
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     losses: dict[str, float] = {}
@@ -369,7 +364,9 @@ def choose_scale(encode: Callable[..., bytes],
         if measured is not None and steps is None:
             measured[candidate_name(scale, resampling)] = (
                 8 * len(data) / (sample.shape[0] * sample.shape[1]), psnr(sample, decoded))
-        return data, rd_loss(sample, decoded, len(data), weight)
+        if colours is None:
+            return data, rd_loss(sample, decoded, len(data), weight)
+        return data, palette_loss(sample, decoded, len(data), weight, colours)
 
     # the scales tried: up to the first at which the image would be refused
     scales = list(takewhile(lambda s: fits(*rgb.shape[:2], s, max_pixels),
@@ -404,13 +401,14 @@ def encode_scaled(encode: Callable[..., bytes],
                   resampling: str = "lanczos",
                   probe_encode: Callable[..., bytes] | None = None,
                   weight: Callable[[], float | None] | None = None,
-                  lowest: float | None = None) -> bytes:
+                  lowest: float | None = None, colours: np.ndarray | None = None) -> bytes:
     """:func:`encode_at_scale` at ``scale``; for :data:`AUTO`, at the scale and filter
     :func:`choose_scale` chooses, the probe coded by ``probe_encode`` (default ``encode``:
     a caller that refines latents probes without) at the RD ``weight()``, and the image at
     the chosen scale's :func:`coding_lambda` (``lowest``: the width's lowest λ, None for a
     single-rate codec). ``encode`` and ``probe_encode`` code at scale 1, at their keyword
-    ``lmbda`` (default: the λ asked for). Where a codec has
+    ``lmbda`` (default: the λ asked for); ``colours`` as :func:`choose_scale`'s. Where a
+    codec has
     no weight (a single-rate model whose training λ is unknown), :data:`AUTO` codes at
     scale 1. ``report`` receives the scale and filter chosen (``scale``, ``resampling``)
     and each candidate's loss (``scale_losses``)."""
@@ -423,7 +421,8 @@ def encode_scaled(encode: Callable[..., bytes],
             report.update({"scale": 1.0, "resampling": "lanczos", "scale_losses": {}})
         return encode_at_scale(encode, decode, rgb, 1.0, max_pixels, report)
     (chosen, filter_), data, losses = choose_scale(probe_encode or encode, decode, rgb,
-                                                   rd_weight, max_pixels, lowest)
+                                                   rd_weight, max_pixels, lowest,
+                                                   colours=colours)
     if data is None or probe_encode is not None or report is not None:
         # the image itself at the chosen scale (a probe coded its own file, but not with
         # what this encode adds: refinement, a report)
@@ -439,7 +438,7 @@ def gate_auto(plain: Callable[..., bytes],
               settled: Callable[..., bytes],
               decode: Callable[[bytes], tuple[np.ndarray, Header]], rgb: np.ndarray,
               weight: float | None, max_pixels: int, report: dict[str, Any] | None,
-              lowest: float | None = None) -> bytes:
+              lowest: float | None = None, colours: np.ndarray | None = None) -> bytes:
     """:data:`AUTO` with the gate ``auto``: the scale and filter that :func:`choose_scale`
     chooses with the model alone (``plain`` codes at scale 1), then the domain that the gate
     chooses on the probe at that scale (``gate(image, scale, filter, report)``: each
@@ -451,15 +450,16 @@ def gate_auto(plain: Callable[..., bytes],
     instead of on every candidate of the scale and again on the whole image. ``report``
     receives the probe's ``gate`` and ``domain`` beside :func:`encode_scaled`'s keys and
     what ``settled`` reports. Each call codes at a scale's :func:`coding_lambda` (keyword
-    ``lmbda``; ``lowest`` as :func:`choose_scale`'s). Without an RD ``weight``, the gate
-    codes the image at scale 1 (and says why it cannot weigh either)."""
+    ``lmbda``; ``lowest`` and ``colours`` as :func:`choose_scale`'s). Without an RD
+    ``weight``, the gate codes the image at scale 1 (and says why it cannot weigh either)."""
     if weight is None:
         return gate(rgb, 1.0, "lanczos", report)
 
     def at_scale(call: Callable[..., bytes], scale: float) -> Callable[..., bytes]:
         return at_lambda(call, weight, scale, lowest)
 
-    (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels, lowest)
+    (scale, filter_), _, losses = choose_scale(plain, decode, rgb, weight, max_pixels, lowest,
+                                               colours=colours)
     probe = probe_of(rgb)
     sample = rgb if probe is None else probe
     gated: dict[str, Any] = {}

@@ -248,3 +248,23 @@ def record_argument(monkeypatch, module, name: str, argument: str) -> list:
 
     monkeypatch.setattr(module, name, spy)
     return seen
+
+
+def few_colours(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """Screen-like content: flat panels and lines of "words" (dashes two pixels high) in
+    four exact colours on a flat background (uint8 HxWx3, at most five colours)."""
+    rng = np.random.default_rng(seed)
+    colours = np.array([[250, 250, 245], [20, 20, 30], [200, 40, 40], [30, 90, 200],
+                        [240, 200, 60]], np.uint8)
+    img = np.empty((h, w, 3), np.uint8)
+    img[:] = colours[0]
+    for _ in range(3):
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        img[y:y + rng.integers(8, 24), x:x + rng.integers(8, 32)] = colours[rng.integers(2, 5)]
+    for y in range(4, h - 2, 8):
+        x = int(rng.integers(2, 8))
+        while x < w - 4:
+            run = int(rng.integers(3, 9))
+            img[y:y + 2, x:x + run] = colours[1]
+            x += run + int(rng.integers(2, 5))
+    return img

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers import aux_trained, natural_like, record_argument
+from helpers import aux_trained, few_colours, natural_like, record_argument
 from PIL import Image
 
 from slimcodec.bitstream import MAGIC, unpack
@@ -213,6 +213,20 @@ def test_info(tmp_path, photo, capsys):
     lines = dict(map(str.strip, line.split(": ", 1)) for line in out.strip().splitlines())
     assert repr(info["rate"]) != f"{info['rate']:.6g}"
     assert (lines["rate"], lines["bpp"]) == (f"{info['rate']:.6g}", f"{info['bpp']:.6g}")
+
+
+def test_compress_sends_a_palette_on_a_screen_unless_told_not_to(tmp_path, capsys):
+    path = tmp_path / "screen.png"
+    Image.fromarray(few_colours(64, 96, seed=1)).save(path)
+    for flags, colours in (((), True), (("--no-palette",), False)):
+        slc = tmp_path / "s.slc"
+        code, _, _ = run(capsys, "compress", path, "-o", slc, "--lmbda", 0.05, "--scale", 1,
+                         *flags)
+        assert code == 0
+        _, out, _ = run(capsys, "info", slc, "--json")
+        info = json.loads(out)
+        assert bool(info["palette"]) == colours and bool(info["palette_reach"]) == colours
+        assert len(unpack(slc.read_bytes()).header.palette) == info["palette"]
 
 
 def test_eval_writes_json(tmp_path, capsys):

@@ -100,7 +100,8 @@ def test_a_wrong_gate_never_makes_a_file_worse_than_the_source_codec(folders):
     screen = render_screen(501, (64, 96))
     report = {}
     data = codec.encode_rgb(screen, 16, domain="gate", report=report)
-    assert report == {"mixture": {"noise": 1.0}, "entropy_domain": None, "kept": "source"}
+    assert report == {"mixture": {"noise": 1.0}, "entropy_domain": None, "kept": "source",
+                      "palette": 0}
     assert data == codec.encode_rgb(screen, 16)
 
 

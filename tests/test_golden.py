@@ -28,6 +28,9 @@ def test_golden_file_decodes_to_its_image(meta):
     header = unpack(data).header
     assert header.coded_size == (tuple(info["coded_size"]) if "coded_size" in info else None)
     assert header.resampling == info.get("resampling", 0)
+    # a file with a palette (a screen's): its colours, onto which the decoder snaps
+    assert len(header.palette) == info.get("palette", 0)
+    assert header.palette_reach == info.get("palette_reach", 0)
     decoded = np.asarray(slimcodec.decompress(data))  # the writer found by fingerprint
     expected = np.asarray(Image.open(meta.with_suffix(".png")))
     assert decoded.shape == expected.shape

@@ -327,14 +327,16 @@ def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec, monkeypatch):
     lmbda = codec.lambda_range(width)[1]
     report = {}
     steps = record_argument(monkeypatch, scaling, "upsample", "steps")
-    codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    # (without the palette, which makes ×2 enough for this screen: test_palette.py)
+    codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report, palette=False)
     assert report["scale"] == 3, report["scale_losses"]
     assert steps.count(0) == 1  # the plain ×2 Lanczos, beside ×2 box
     steps.clear()
     limit = (3 * 2 * PROBE_TILE) ** 2  # the probe fits at ×3, the image does not
     small = codec_for(DEFAULT_MODEL, max_pixels=limit)
     report = {}
-    data = small.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    data = small.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report,
+                            palette=False)
     # (×2 box leads plain ×2 Lanczos, but the back-projected one codes text better)
     assert (report["scale"], report["resampling"]) == (2, "lanczos"), report["scale_losses"]
     assert "2:box" in report["scale_losses"] and "3:box" not in report["scale_losses"]
@@ -398,8 +400,9 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     assert set(report["gate"]) == {"source", *(a.domain for a in codec.adapters.values())}
     coded = coding_lambda(lmbda, at[0], codec.lambda_range(width)[0])
     for domain, loss in report["gate"].items():
-        assert loss == codec.rd_loss(probe, codec.encode_rgb(
-            probe, width, lmbda=coded, domain=domain, scale=at[0], resampling=at[1]))
+        assert loss == codec.rd_loss(probe, codec.encode_rgb(  # (as the gate codes: no
+            probe, width, lmbda=coded, domain=domain, scale=at[0], resampling=at[1],
+            palette=False))  # palette, chosen for the file alone)
     chosen = min(report["gate"], key=report["gate"].__getitem__)
     assert (report["domain"] or "source") == chosen
     assert data == codec.encode_rgb(rgb, width, lmbda=coded, domain=chosen, scale=at[0],
@@ -421,7 +424,8 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     codec.encode_rgb(small, width, lmbda=lmbda, domain="auto", scale=2, report=report)
     for domain, loss in report["gate"].items():
         assert loss == codec.rd_loss(small, codec.encode_rgb(small, width, lmbda=lmbda,
-                                                             domain=domain, scale=2))
+                                                             domain=domain, scale=2,
+                                                             palette=False))
 
 
 def test_a_target_with_auto_searches_the_smallest_scale_that_reaches_it_first(
@@ -515,7 +519,7 @@ def test_a_targets_second_search_predicts_its_first_end_from_the_probe(codec, mo
     target = 0.8 * 8 * len(codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1])
                            ) / (48 * 64)
 
-    def probe(encode, decode, image, weight, limit, lowest, measured):
+    def probe(encode, decode, image, weight, limit, lowest, measured, colours=None):
         for scale in (1.0, 1.5):  # the image is its own probe
             data = encode_at_scale(encode, decode, image, scale, limit)
             measured[candidate_name(scale, "lanczos")] = (
@@ -583,10 +587,16 @@ def test_a_quality_target_on_text_reaches_through_box():
 
     codec = codec_for(DEFAULT_MODEL)
     rgb = render_screen(3, (64, 96))
-    data, search = encode_with_rate(codec, rgb, target_psnr=35.5, scale=AUTO)
+    data, search = encode_with_rate(codec, rgb, target_psnr=35.5, scale=AUTO, palette=False)
     header = unpack(data).header
     assert header.coded_size == (192, 288) and RESAMPLING[header.resampling] == "box"
     assert abs(psnr(rgb, codec.decode_rgb(data)[0]) - 35.5) <= 0.02 * 35.5, search
+    # with the palette (the default) every pass is snapped onto the screen's colours: a
+    # smaller scale reaches the target, in fewer bytes
+    snapped, search = encode_with_rate(codec, rgb, target_psnr=35.5, scale=AUTO)
+    header = unpack(snapped).header
+    assert header.palette and header.coded[0] < 192 and len(snapped) < len(data)
+    assert abs(psnr(rgb, codec.decode_rgb(snapped)[0]) - 35.5) <= 0.02 * 35.5, search
 
 
 def test_compress_chooses_the_scale_unless_told(tmp_path, capsys):

@@ -31,7 +31,7 @@ def test_the_default_model_loads_its_shipped_adapters_and_codes_through_the_gate
     loaded = {a.domain: adapter_fingerprint(a) for a in codec.adapters.values()}
     assert loaded == {e["domain"]: e["fingerprint"] for e in shipped}
 
-    domains = record_argument(monkeypatch, Codec, "encode_rgb", "domain")
+    domains = record_argument(monkeypatch, Codec, "_encode", "domain")
     image = natural_like(48, 64)
     gated = slimcodec.compress(image, width=48, scale=1)
     # the front door asked for the gate, which coded the image once: the shipped adapters
@@ -95,7 +95,7 @@ def test_evaluate_measures_what_compress_does(monkeypatch):
     from slimcodec.evaluate import evaluate
 
     codec = codec_for(DEFAULT_MODEL)
-    domains = record_argument(monkeypatch, Codec, "encode_rgb", "domain")
+    domains = record_argument(monkeypatch, Codec, "_encode", "domain")
     result = evaluate(codec, [natural_like(32, 32)], widths=[48], progress=False,
                       lmbdas=[codec.default_lambda(48)])
     assert result["domain"] == "auto" and "auto" in domains
@@ -107,7 +107,7 @@ def test_evaluate_measures_what_compress_does(monkeypatch):
 
 def test_the_command_line_codes_through_the_gate_unless_told_source(tmp_path, monkeypatch):
     Image.fromarray(natural_like(40, 56)).save(tmp_path / "in.png")
-    domains = record_argument(monkeypatch, Codec, "encode_rgb", "domain")
+    domains = record_argument(monkeypatch, Codec, "_encode", "domain")
     slc = tmp_path / "out.slc"
     assert main(["compress", str(tmp_path / "in.png"), "-o", str(slc), "--width", "48"]) == 0
     assert domains[0] == "auto"
@@ -171,7 +171,7 @@ def test_a_shipped_models_bundle_builds_its_adapters_in(shipped_tiny, tmp_path, 
     # and the bundle encodes as the model's codec does: through the gate unless told source
     assert manifest["default_domain"] == "auto"
     Image.fromarray(natural_like(32, 48)).save(tmp_path / "in.png")
-    domains = record_argument(monkeypatch, EdgeCodec, "encode_rgb", "domain")
+    domains = record_argument(monkeypatch, EdgeCodec, "_encode", "domain")
     for told, first in (([], "auto"), (["--domain", SOURCE], SOURCE)):
         domains.clear()
         assert edge_main(["encode", str(tmp_path / "b"), str(tmp_path / "in.png"), "-o",

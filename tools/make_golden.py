@@ -5,13 +5,15 @@ with the committed image, so that no change can stop a shipped model from decodi
 it wrote. Run once when a model is shipped (never over an existing golden file):
 
     python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L] [--domain D] [--scale S]
-        [--resampling box]
+        [--resampling box] [--screen]
 
 ``--domain``: a file coded with the model's shipped adapter for that domain (golden files
 ``MODEL.DOMAIN.*``), so that the adapter's files keep decoding too. ``--scale``: a file
 coded upsampled (``slimcodec compress --scale``; golden files ``MODEL.scaleS.*``, with
 ``--resampling box`` ``MODEL.scaleS-box.*``), so that such files keep decoding, their
-resampling included.
+resampling included. ``--screen``: a crop of a generated screen instead of the sample photo,
+coded with the palette the encoder chooses (golden files ``MODEL.palette.*``; it must choose
+one), so that files with a palette keep decoding, the snap included.
 """
 
 import argparse
@@ -23,6 +25,7 @@ from PIL import Image
 
 from slimcodec.api import codec_for
 from slimcodec.cli import sample_image
+from slimcodec.domains.screen import render_screen
 from slimcodec.utils.image import load_rgb
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
@@ -36,19 +39,26 @@ def main() -> None:
     p.add_argument("--domain", help="a shipped adapter's domain")
     p.add_argument("--scale", type=float, default=1.0, help="code the image upsampled")
     p.add_argument("--resampling", default="lanczos", help="--scale's filter")
+    p.add_argument("--screen", action="store_true", help="a screen's crop, with a palette")
     args = p.parse_args()
     stem = f"{args.model}.{args.domain}" if args.domain else args.model
     stem += f".scale{args.scale:g}" if args.scale != 1 else ""
     stem += f"-{args.resampling}" if args.scale != 1 and args.resampling != "lanczos" else ""
+    stem += ".palette" if args.screen else ""
     files = {ext: GOLDEN / f"{stem}.{ext}" for ext in ("slc", "png", "json")}
     if files["slc"].exists():
         raise SystemExit(f"{files['slc']} exists: golden files are never rewritten")
     codec = codec_for(args.model)
-    rgb, _ = load_rgb(sample_image())
-    crop = np.ascontiguousarray(rgb[200:250, 180:243])  # 63x50: odd sizes, some padding
+    if args.screen:
+        crop = np.ascontiguousarray(render_screen(1000, (512, 768))[40:90, 20:83])
+    else:
+        rgb, _ = load_rgb(sample_image())
+        crop = np.ascontiguousarray(rgb[200:250, 180:243])  # 63x50: odd sizes, some padding
     data = codec.encode_rgb(crop, args.width, lmbda=args.lmbda, domain=args.domain,
                             scale=args.scale, resampling=args.resampling)
     decoded, header = codec.decode_rgb(data)
+    if args.screen and not header.palette:
+        raise SystemExit("the encoder chose no palette for the screen's crop")
     GOLDEN.mkdir(exist_ok=True)
     files["slc"].write_bytes(data)
     Image.fromarray(decoded).save(files["png"])
@@ -57,7 +67,9 @@ def main() -> None:
         "lmbda": header.rate if args.lmbda is not None else None,
         **({"domain": args.domain, "domain_id": header.domain} if args.domain else {}),
         **({"coded_size": list(header.coded_size), "resampling": header.resampling}
-           if header.coded_size else {})},
+           if header.coded_size else {}),
+        **({"palette": len(header.palette), "palette_reach": header.palette_reach}
+           if header.palette else {})},
         indent=2) + "\n")
     print(f"{files['slc']}: {len(data)} bytes, width {header.width}")
 

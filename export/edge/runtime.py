@@ -42,6 +42,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
+from slimcodec.palette import colours_to_try, snap, with_palette
 from slimcodec.rate_control import encode_with_rate
 from slimcodec.scaling import (
     AUTO,
@@ -227,25 +228,25 @@ class EdgeCodec:
                domain: str | None = None, *, quality: float | None = None,
                target_bpp: float | None = None, target_size: int | None = None,
                target_psnr: float | None = None, prefer: str = "quality",
-               scale: Scale = AUTO, resampling: str = "lanczos") -> bytes:
+               scale: Scale = AUTO, resampling: str = "lanczos", palette: bool = True) -> bytes:
         """Compress an image (path, PIL image or uint8 array) to container bytes; with
         ``domain``, through that built-in domain adapter. The rate, one of: ``lmbda``,
         ``quality`` (1-100), ``target_bpp``, ``target_size`` (bytes) or ``target_psnr``,
         searched as ``slimcodec.compress`` does it
-        (:func:`slimcodec.rate_control.encode_with_rate`, the same code); ``scale`` and
-        ``resampling`` as :meth:`encode_rgb`'s (``scale``, unless given,
+        (:func:`slimcodec.rate_control.encode_with_rate`, the same code); ``scale``,
+        ``resampling`` and ``palette`` as :meth:`encode_rgb`'s (``scale``, unless given,
         :data:`~slimcodec.scaling.AUTO`, as ``slimcodec-edge encode``'s)."""
         rgb, grayscale = load_rgb(image, max_pixels=self.max_pixels)
         data, _ = encode_with_rate(self, rgb, grayscale, width, lmbda=lmbda, quality=quality,
                                    target_bpp=target_bpp, target_size=target_size,
                                    target_psnr=target_psnr, domain=domain, prefer=prefer,
-                                   scale=scale, resampling=resampling)
+                                   scale=scale, resampling=resampling, palette=palette)
         return data
 
     def encode_rgb(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
                    lmbda: float | None = None, domain: str | None = None,
                    report: dict[str, Any] | None = None, scale: Scale = 1.0,
-                   resampling: str = "lanczos") -> bytes:
+                   resampling: str = "lanczos", palette: bool = True) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 array. ``domain``: a built-in domain adapter's
         name; None or ``"source"``, the model alone; ``"auto"``, the gate: code with the
         source and every built-in adapter and keep the file of the lowest RD loss (as
@@ -256,34 +257,49 @@ class EdgeCodec:
         learned gate (:meth:`_gated`). ``scale``: code the image upsampled by it with the
         filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`; ``"auto"``:
         the scale and filter of the lowest RD loss on a probe of the image, then with the
-        gate ``"auto"`` its domain on the probe, :func:`~slimcodec.scaling.gate_auto`)."""
+        gate ``"auto"`` its domain on the probe, :func:`~slimcodec.scaling.gate_auto`).
+        ``palette``: the file may carry the image's colours, as slimcodec's
+        (:func:`slimcodec.palette.with_palette`); False: never."""
+        data = self._encode(rgb, width, grayscale, lmbda, domain, report, scale, resampling,
+                            palette)
+        if not palette:
+            return data
+        return with_palette(data, rgb, self.decode_rgb, self._scale_weight, report)
+
+    def _encode(self, rgb: np.ndarray, width: int | None = None, grayscale: bool = False,
+                lmbda: float | None = None, domain: str | None = None,
+                report: dict[str, Any] | None = None, scale: Scale = 1.0,
+                resampling: str = "lanczos", palette: bool = False) -> bytes:
+        """:meth:`encode_rgb` without the palette: what its every path codes with
+        (``palette``: as :meth:`slimcodec.codec.Codec._encode`'s)."""
         height, img_width = rgb.shape[:2]
         check_image_size(height, img_width, self.max_pixels)
         width = self.resolve_width(width)
         lmbda = self._lambda(width, lmbda)
+        colours = colours_to_try(rgb) if palette and scale == AUTO else None
         if domain == "auto":  # the gate, at a scale or choosing it
             if scale != AUTO:
                 return self._gate(rgb, width, grayscale, lmbda, report, scale, resampling)
             check_auto_filter(scale, resampling)  # before the probe's work
             # (each call at its scale's λ, its keyword lmbda: scaling.coding_lambda)
             return gate_auto(
-                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda),
+                lambda coded, lmbda=lmbda: self._encode(coded, width, grayscale, lmbda),
                 lambda image, at, filter_, gated, lmbda=lmbda: self._gate(
                     image, width, grayscale, lmbda, gated, at, filter_),
-                lambda chosen, at, filter_, lmbda=lmbda: self.encode_rgb(
+                lambda chosen, at, filter_, lmbda=lmbda: self._encode(
                     rgb, width, grayscale, lmbda, chosen, report, at, filter_),
                 self.decode_rgb, rgb, self._scale_weight(width, lmbda), self.max_pixels,
-                report, self._lowest_lambda(width))
+                report, self._lowest_lambda(width), colours)
         if scale != 1 or resampling != "lanczos":  # checked there, even at scale 1
             return encode_scaled(
-                lambda coded, lmbda=lmbda: self.encode_rgb(coded, width, grayscale, lmbda,
-                                                           domain, report),
+                lambda coded, lmbda=lmbda: self._encode(coded, width, grayscale, lmbda,
+                                                        domain, report),
                 self.decode_rgb, rgb, scale, self.max_pixels, report, resampling,
-                probe_encode=(lambda coded, lmbda=lmbda: self.encode_rgb(
+                probe_encode=(lambda coded, lmbda=lmbda: self._encode(
                     coded, width, grayscale, lmbda, domain))
                 if report is not None else None,
                 weight=lambda: self._scale_weight(width, lmbda),
-                lowest=self._lowest_lambda(width))
+                lowest=self._lowest_lambda(width), colours=colours)
         if domain == "mix":
             return self._mix(rgb, width, grayscale, lmbda)
         if domain == "gate":
@@ -308,8 +324,8 @@ class EdgeCodec:
         its own) codes the source's strings, so its candidate is the source's file
         relabelled: the image is analysed and entropy coded once, and its
         latent entropy decoded once and synthesized per candidate."""
-        source = self.encode_rgb(rgb, width, grayscale, lmbda, scale=scale,
-                                 resampling=resampling)
+        source = self._encode(rgb, width, grayscale, lmbda, scale=scale,
+                              resampling=resampling)
         header = unpack(source).header
         weight = per_image_pixel(self.bundle.rd_weight(width, lmbda), header.image_size,
                                  header.coded_size)
@@ -325,8 +341,8 @@ class EdgeCodec:
         for domain, entry in self.bundle.domains.items():
             relabelled = bool(entry.get("codes_as_source"))
             data = (gated_file(source, 0, {domain: 1.0}, ()) if relabelled
-                    else self.encode_rgb(rgb, width, grayscale, lmbda, entry["name"],
-                                         scale=scale, resampling=resampling))
+                    else self._encode(rgb, width, grayscale, lmbda, entry["name"],
+                                      scale=scale, resampling=resampling))
             candidates.append((*measured(data, relabelled), entry["name"]))
         _, data, quality, name = min(candidates, key=lambda c: c[0])  # the first of the lowest
         if report is not None:
@@ -350,7 +366,7 @@ class EdgeCodec:
         candidates = []
         for coder in (0, *(d for d in members if d in own)):
             name = self.bundle.domains[coder]["name"] if coder else None
-            plain = unpack(self.encode_rgb(rgb, width, grayscale, lmbda, name))
+            plain = unpack(self._encode(rgb, width, grayscale, lmbda, name))
             for weights in grid:
                 header = weighed_header(plain.header, dict(zip(members, weights, strict=True)),
                                         coder, own)
@@ -372,8 +388,8 @@ class EdgeCodec:
         own = {d for d in self.bundle.mixture_domains if self.bundle.domains[d].get("own_tables")}
         coder = entropy_domain(weights, own)
         rd_weight = self.bundle.rd_weight(width, lmbda)
-        source = self.encode_rgb(rgb, width, grayscale, lmbda)
-        coded = (self.encode_rgb(rgb, width, grayscale, lmbda, self.bundle.domains[coder]["name"])
+        source = self._encode(rgb, width, grayscale, lmbda)
+        coded = (self._encode(rgb, width, grayscale, lmbda, self.bundle.domains[coder]["name"])
                  if coder else source)
         data, _ = keep_gated(gated_file(coded, coder, weights, own), source,
                              lambda d: rd_loss(rgb, self.decode_rgb(d)[0], len(d), rd_weight))
@@ -430,7 +446,7 @@ class EdgeCodec:
                                     self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
-        return to_image_size(rgb, header)
+        return snap(to_image_size(rgb, header), header)
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (``L`` for grayscale sources, else ``RGB``)."""

@@ -27,7 +27,9 @@ __all__ = [
     "MAX_CODING_SCALE",
     "MAX_IMAGE_SIDE",
     "MAX_MIXTURE",
+    "MAX_PALETTE",
     "MIXTURE_UNIT",
+    "PALETTE_FULL_REACH",
     "RESAMPLING",
     "Bitstream",
     "Header",
@@ -51,13 +53,22 @@ _CRC = struct.Struct("<I")
 _FLAG_GRAYSCALE = 0x01
 _FLAG_MIXTURE = 0x02
 _FLAG_CODED_SIZE = 0x04
-_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE
+_FLAG_PALETTE = 0x08
+_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE | _FLAG_PALETTE
 # The optional mixture block (flag bit 1), right after the fixed header: a count, then per
 # member its domain id and its weight in 1/64ths (exact in binary floating point, so every
 # decoder applies the same weights).
 _MIXTURE_COUNT = struct.Struct("<B")
 _MIXTURE_MEMBER = struct.Struct("<HB")
 _CODED_SIZE = struct.Struct("<IIB")
+# The optional palette block (flag bit 3), after the coded-size block: the colour count less
+# one (so its length is bounded by this byte, read before the CRC), the reach, the colours.
+_PALETTE_HEAD = struct.Struct("<BI")
+_PALETTE_COLOUR = struct.Struct("<BBB")
+#: Most colours a palette block holds.
+MAX_PALETTE = 256
+#: A palette's reach that snaps every pixel: the squared distance of black to white.
+PALETTE_FULL_REACH = 3 * 255**2
 #: How far a coded side may exceed the image's (the encoder's ``scale``, at most).
 MAX_CODING_SCALE = 4
 #: The coded-size block's resampling filters, by id: how a decoder resizes its output to
@@ -98,6 +109,11 @@ class Header:
             resamples its output to ``image_size``. None: the original itself.
         resampling: with a coded size, the filter the decoder resamples with, an index
             into :data:`RESAMPLING`; 0 without one.
+        palette: ``(r, g, b)`` colours, distinct, at most :data:`MAX_PALETTE`, onto which
+            the decoder snaps its output (:mod:`slimcodec.palette`); empty: none.
+        palette_reach: with a palette, the largest squared RGB distance from a decoded
+            pixel to its nearest palette colour at which it is snapped, 1 to
+            :data:`PALETTE_FULL_REACH` (every pixel); 0 without one.
     """
 
     fingerprint: bytes
@@ -110,6 +126,8 @@ class Header:
     mixture: tuple[tuple[int, float], ...] = ()
     coded_size: tuple[int, int] | None = None
     resampling: int = 0
+    palette: tuple[tuple[int, int, int], ...] = ()
+    palette_reach: int = 0
 
     @property
     def coded(self) -> tuple[int, int]:
@@ -156,6 +174,17 @@ class Header:
         if not 0 <= self.resampling < (len(RESAMPLING) if self.coded_size else 1):
             raise ValueError(f"resampling filter {self.resampling} "
                              + ("unknown" if self.coded_size else "without a coded size"))
+        if len(self.palette) > MAX_PALETTE:
+            raise ValueError(f"a palette of {len(self.palette)} colours (at most {MAX_PALETTE})")
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
+            raise ValueError("a palette colour is not three 8-bit values")
+        if len(set(self.palette)) != len(self.palette):
+            raise ValueError("a colour appears twice in the palette")
+        if not (0 < self.palette_reach <= PALETTE_FULL_REACH if self.palette
+                else self.palette_reach == 0):
+            raise ValueError(f"palette reach {self.palette_reach} " + (
+                f"out of range (1..{PALETTE_FULL_REACH})" if self.palette
+                else "without a palette"))
 
 
 @dataclass(frozen=True)
@@ -192,7 +221,7 @@ def pack(bitstream: Bitstream) -> bytes:
             MAGIC,
             FORMAT_VERSION,
             (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0)
-            | (_FLAG_CODED_SIZE if h.coded_size else 0),
+            | (_FLAG_CODED_SIZE if h.coded_size else 0) | (_FLAG_PALETTE if h.palette else 0),
             h.fingerprint,
             h.width,
             int(h.rate_kind),
@@ -209,6 +238,10 @@ def pack(bitstream: Bitstream) -> bytes:
             out += _MIXTURE_MEMBER.pack(d, int(weight * MIXTURE_UNIT))
     if h.coded_size:
         out += _CODED_SIZE.pack(*h.coded_size, h.resampling)
+    if h.palette:
+        out += _PALETTE_HEAD.pack(len(h.palette) - 1, h.palette_reach)
+        for colour in h.palette:
+            out += _PALETTE_COLOUR.pack(*colour)
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -245,6 +278,12 @@ def unpack(data: bytes) -> Bitstream:
     coded_start = lengths_start
     if flags & _FLAG_CODED_SIZE:
         lengths_start += _CODED_SIZE.size
+    palette_start, colours = lengths_start, 0
+    if flags & _FLAG_PALETTE:  # its length, like the mixture's, read before the CRC
+        if len(data) < palette_start + _PALETTE_HEAD.size:
+            raise TruncatedBitstreamError("truncated slimcodec file: palette block cut")
+        colours = data[palette_start] + 1
+        lengths_start += _PALETTE_HEAD.size + colours * _PALETTE_COLOUR.size
     lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
@@ -288,6 +327,12 @@ def unpack(data: bytes) -> Bitstream:
         if flags & _FLAG_CODED_SIZE:
             *coded_size, resampling = _CODED_SIZE.unpack_from(data, coded_start)
             coded_size = tuple(coded_size)
+        reach = 0
+        if colours:
+            reach = _PALETTE_HEAD.unpack_from(data, palette_start)[1]
+        palette = tuple(_PALETTE_COLOUR.unpack_from(
+            data, palette_start + _PALETTE_HEAD.size + i * _PALETTE_COLOUR.size)
+            for i in range(colours))
         header = Header(
             fingerprint=fingerprint,
             width=width,
@@ -299,6 +344,8 @@ def unpack(data: bytes) -> Bitstream:
             mixture=tuple(mixture),
             coded_size=coded_size,
             resampling=resampling,
+            palette=palette,
+            palette_reach=reach,
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")

@@ -163,6 +163,21 @@ def forged_coded_size(data: bytes, rng: random.Random) -> bytes:
     return _seal(body)
 
 
+def forged_palette(data: bytes, rng: random.Random) -> bytes:
+    """A palette block set in (flag bit 3): a count of 1 to 256 colours, as many colours as
+    counted or one more or fewer, repeated or not, and a reach of 0, in range or beyond it."""
+    body = _body(data)
+    count = rng.choice([1, 2, 8, 64, 256])
+    colours = max(0, count + rng.choice([0, 0, 0, -1, 1]))
+    pool = [bytes(rng.randrange(256) for _ in range(3)) for _ in range(rng.choice([1, 300]))]
+    block = struct.pack("<BI", count - 1, rng.choice([0, 1, 768, 3 * 255**2, 3 * 255**2 + 1,
+                                                       0xFFFFFFFF])) + b"".join(
+        rng.choice(pool) for _ in range(colours))
+    body[5] |= 0x08
+    body[_LENGTHS:_LENGTHS] = block
+    return _seal(body)
+
+
 KINDS = {
     "mutated": mutated,
     "random payload": random_payload,
@@ -172,6 +187,7 @@ KINDS = {
     "forged fields": forged_fields,
     "forged mixture": forged_mixture,
     "forged coded size": forged_coded_size,
+    "forged palette": forged_palette,
 }
 
 

@@ -6,7 +6,8 @@ decoder, in PyTorch or in the edge runtime, call this one function, in float64, 
 always pick the same table.
 
 What λ weighs is also fixed here, for every encoder that chooses between files by it (the
-gate between domain adapters, latent refinement): :func:`rd_loss`, CompressAI's convention.
+gate between domain adapters, latent refinement, the palette): :func:`rd_loss`, CompressAI's
+convention, and per pixel of the image where a file codes it upsampled (:func:`per_image_pixel`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from slimcodec.utils.metrics import mean_squared_error
 
-__all__ = ["anchor_index", "normalized_log_lambda", "rd_loss"]
+__all__ = ["anchor_index", "normalized_log_lambda", "per_image_pixel", "rd_loss"]
 
 
 def rd_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float) -> float:
@@ -25,6 +26,18 @@ def rd_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float
     to ``decoded``: the loss the codecs are trained on, measured on real bytes and pixels."""
     mse = mean_squared_error(decoded, original) / 255**2
     return lmbda * 255**2 * mse + 8 * nbytes / (original.shape[0] * original.shape[1])
+
+
+def per_image_pixel(weight: float, image_size: tuple[int, int],
+                    coded: tuple[int, int] | None) -> float:
+    """The RD weight that a file coded at the size ``coded`` (None: the image's own) at the
+    λ ``weight`` trades by per pixel of the image (``image_size``): ``weight`` times the
+    coded pixels per image pixel, ``scale²`` (:func:`~slimcodec.scaling.coding_lambda`).
+    The gate weighs a file's candidates by it, so that its losses at two scales compare,
+    and the palette a file's."""
+    if coded is None:
+        return weight
+    return weight * coded[0] * coded[1] / (image_size[0] * image_size[1])
 
 
 def normalized_log_lambda(lmbda: float, bounds: tuple[float, float]) -> float:

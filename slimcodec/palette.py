@@ -1,0 +1,218 @@
+"""Snapping the decoded image onto the image's own colours: a palette, for screen content.
+
+Text, UI and charts are drawn in a few exact colours. The transforms code their flat areas
+closely but blur every edge into colours the image does not hold, and on screens those
+edges carry nearly all of the error. An encoder that knows the image's colours can send them: the
+file's palette block (``docs/bitstream.md``) holds up to
+:data:`~slimcodec.bitstream.container.MAX_PALETTE` colours and a *reach*, and every decoder,
+after resizing its output to the image's size, replaces each pixel whose squared RGB
+distance to its nearest palette colour (the first of the nearest, in the block's order) is
+at most the reach by that colour (:func:`snap`). After the palette modes of screen-content
+coders (HEVC SCC, AV1), which code a block as indices into a few colours; here no index is
+coded: the decoder derives each from its own output, the latent is coded as before, and
+the snap costs the decoder one nearest-colour search per pixel, exact in any arithmetic
+order, so that both runtimes return the same pixels.
+
+The encoder (:func:`with_palette`, what both runtimes' ``encode_rgb`` end with) tries it
+only where the image's :data:`MAX_COLOURS` most frequent colours cover at least
+:data:`MIN_COVER` of its pixels (so a photo costs a count of its colours on a sample, no
+decode), and then keeps the palette and reach, among :data:`SIZES` and :data:`REACHES`, of
+the lowest RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`, the palette's bytes
+counted), or none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from slimcodec.bitstream.container import (
+    MAX_PALETTE,
+    PALETTE_FULL_REACH,
+    Bitstream,
+    Header,
+    RateKind,
+    pack,
+    unpack,
+)
+from slimcodec.bitstream.rate import per_image_pixel, rd_loss
+from slimcodec.utils.metrics import psnr
+
+__all__ = ["MAX_COLOURS", "MIN_COVER", "REACHES", "SIZES", "colours_to_try", "frequent_colours",
+           "palette_loss", "snap", "with_palette"]
+
+#: The most colours the encoder sends (the format allows up to ``MAX_PALETTE``).
+MAX_COLOURS = 64
+#: The share of pixels the ``MAX_COLOURS`` most frequent colours must cover for a palette
+#: to be tried.
+MIN_COVER = 0.5
+#: The palette sizes tried: the image's most frequent colours, as many (or all it has).
+SIZES = (8, 16, MAX_COLOURS)
+#: The reaches tried: a pixel within 8, 16, ... 96 levels per channel of a palette colour
+#: (3·8², ...), or every pixel.
+REACHES = (*(3 * step**2 for step in (8, 16, 24, 32, 48, 64, 96)), PALETTE_FULL_REACH)
+#: The palette block's bytes besides its colours: the count and the reach.
+_PALETTE_HEAD = 5
+#: Every ``_SAMPLE``-th pixel counts towards the cover test.
+_SAMPLE = 7
+#: Pixels per block of the nearest-colour search (bounds its temporaries).
+_BLOCK = 1 << 14
+assert MAX_COLOURS <= MAX_PALETTE
+
+
+def _keys(pixels: np.ndarray) -> np.ndarray:
+    """``(N, 3)`` uint8 pixels as one integer each, 0xRRGGBB."""
+    p = pixels.astype(np.uint32)
+    return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
+
+
+def frequent_colours(rgb: np.ndarray, count: int) -> np.ndarray:
+    """``rgb``'s ``count`` most frequent colours (all it has where fewer), ``(k, 3)`` uint8,
+    the most frequent first (ties: the lower 0xRRGGBB first)."""
+    keys, counts = np.unique(_keys(rgb.reshape(-1, 3)), return_counts=True)
+    top = keys[np.argsort(-counts, kind="stable")[:count]]
+    return np.stack([(top >> 16) & 255, (top >> 8) & 255, top & 255], 1).astype(np.uint8)
+
+
+def _covered(rgb: np.ndarray) -> bool:
+    """Whether the ``MAX_COLOURS`` most frequent colours of a sample of ``rgb``'s pixels
+    cover at least ``MIN_COVER`` of it."""
+    sample = rgb.reshape(-1, 3)[::_SAMPLE]
+    _, counts = np.unique(_keys(sample), return_counts=True)
+    return np.sort(counts)[::-1][:MAX_COLOURS].sum() >= MIN_COVER * len(sample)
+
+
+def _blocks(rgb: np.ndarray, colours: np.ndarray
+            ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
+    """Per block of ``rgb``'s pixels (flattened): where it lies, and per pixel the index of
+    its nearest colour of ``colours`` (the first of the nearest) and the squared distance
+    to it, int32. In float32, as |x|² − 2x·c + |c|²: every term and sum is an integer below
+    2²⁴, so exact in any order of summation (the same pixels on every machine), and the
+    products one matrix product per block."""
+    pixels = rgb.reshape(-1, 3)
+    palette = colours.astype(np.float32)
+    lengths = (palette**2).sum(1)
+    for start in range(0, len(pixels), _BLOCK):
+        block = pixels[start:start + _BLOCK].astype(np.float32)
+        d = lengths[None] - 2 * (block @ palette.T)  # |x|² is the same for every colour
+        index = d.argmin(1)
+        distance = d[np.arange(len(block)), index] + (block**2).sum(1)
+        yield slice(start, start + len(block)), index.astype(np.int32), distance.astype(
+            np.int32)
+
+
+def _nearest(rgb: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_blocks`' indices and distances for every pixel of ``rgb``."""
+    index = np.empty(rgb.shape[0] * rgb.shape[1], np.int32)
+    distance = np.empty_like(index)
+    for where, i, d in _blocks(rgb, colours):
+        index[where], distance[where] = i, d
+    return index, distance
+
+
+def _snapped(rgb: np.ndarray, colours: np.ndarray, index: np.ndarray, distance: np.ndarray,
+             reach: int) -> np.ndarray:
+    out = rgb.reshape(-1, 3).copy()
+    near = distance <= reach
+    out[near] = colours[index[near]]
+    return out.reshape(rgb.shape)
+
+
+def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
+    """What a decoder returns of its ``(H, W, 3)`` uint8 output ``rgb`` for a file with
+    ``header``: each pixel within the palette's reach of its nearest palette colour
+    replaced by that colour; ``rgb`` itself where the file has no palette. Block by block:
+    beside the image's copy, its temporaries are a block's."""
+    if not header.palette:
+        return rgb
+    colours = np.asarray(header.palette, np.uint8)
+    out = rgb.copy()
+    flat = out.reshape(-1, 3)
+    for where, index, distance in _blocks(rgb, colours):
+        near = distance <= header.palette_reach
+        flat[where][near] = colours[index[near]]
+    return out
+
+
+def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
+    """``rgb``'s most frequent colours, the most frequent first, as many as the largest of
+    :data:`SIZES`, where they cover enough of it to try a palette (:data:`MIN_COVER`, on a
+    sample); else None (photos)."""
+    return frequent_colours(rgb, max(SIZES)) if _covered(rgb) else None
+
+
+def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float | None,
+          ranked: np.ndarray) -> tuple[float, tuple[np.ndarray, int, Any] | None]:
+    """The lowest loss of a file of ``original`` of ``nbytes`` that decodes to ``decoded``:
+    as it is, or with each palette of :data:`SIZES` of the colours ``ranked`` and each of
+    :data:`REACHES` (the block's bytes counted): RD loss at ``lmbda``, or the mean squared
+    error where it is None; and the palette of it (colours, reach, and the nearest colour
+    and distance per pixel), None where that is none."""
+
+    def loss(image: np.ndarray, size: int) -> float:
+        if lmbda is None:
+            return float(np.mean((image.astype(np.float64) - original) ** 2))
+        return rd_loss(original, image, size, lmbda)
+
+    best: tuple[float, tuple[np.ndarray, int, Any] | None] = (loss(decoded, nbytes), None)
+    sizes: set[int] = set()
+    for size in SIZES:
+        colours = ranked[:size]
+        if len(colours) in sizes:  # (an image of fewer colours than the size)
+            continue
+        sizes.add(len(colours))
+        extra = _PALETTE_HEAD + 3 * len(colours)  # the block's bytes
+        nearest = _nearest(decoded, colours)
+        for reach in REACHES:
+            tried = loss(_snapped(decoded, colours, *nearest, reach), nbytes + extra)
+            if tried < best[0]:
+                best = (tried, (colours, reach, nearest))
+    return best
+
+
+def palette_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float,
+                 ranked: np.ndarray) -> float:
+    """The RD loss at ``lmbda`` of a file of ``original`` of ``nbytes`` that decodes to
+    ``decoded``, as the encoder sends it: with the palette of the colours ``ranked``
+    (:func:`colours_to_try`) of the lowest loss, or none. What
+    :func:`~slimcodec.scaling.choose_scale` weighs a candidate by where the encoder sends
+    a palette."""
+    return _best(original, decoded, nbytes, lmbda, ranked)[0]
+
+
+def with_palette(data: bytes, rgb: np.ndarray,
+                 decode: Callable[[bytes], tuple[np.ndarray, Header]],
+                 weight: Callable[[int, float | None], float | None],
+                 report: dict[str, Any] | None = None) -> bytes:
+    """``data``, a file of ``rgb``, with the palette (of ``rgb``'s most frequent colours)
+    and reach of the lowest RD loss where one lowers it below the file's own, else
+    ``data``. ``weight(width, λ)``: the RD weight of a file at that width and λ (None for a
+    single-rate model's), per pixel of the image as the file's coded size makes it
+    (:func:`~slimcodec.bitstream.rate.per_image_pixel`); where there is none, the palette
+    is chosen by distortion alone.
+    ``report``: its ``palette`` (colours kept, 0 for none), and its ``psnr`` and
+    ``psnr_predicted``, where present, made the snapped file's."""
+    if report is not None:
+        report["palette"] = 0
+    ranked = colours_to_try(rgb)
+    if ranked is None:
+        return data
+    decoded, header = decode(data)
+    lmbda = weight(header.width, header.rate if header.rate_kind == RateKind.LAMBDA else None)
+    if lmbda is not None:
+        lmbda = per_image_pixel(lmbda, header.image_size, header.coded_size)
+    _, chosen = _best(rgb, decoded, len(data), lmbda, ranked)
+    if chosen is None:
+        return data
+    colours, reach, nearest = chosen
+    header = replace(header, palette=tuple(map(tuple, colours.tolist())), palette_reach=reach)
+    if report is not None:
+        report["palette"] = len(colours)
+        measured = [k for k in ("psnr", "psnr_predicted") if k in report]
+        if measured:
+            quality = psnr(rgb, _snapped(decoded, colours, *nearest, reach))
+            report.update(dict.fromkeys(measured, quality))
+    return pack(Bitstream(header, unpack(data).strings))
