@@ -415,7 +415,7 @@ def _better_scale(
         lambda image: codec.encode_rgb(image, found.width, grayscale, found.lmbda,
                                        palette=False),
         codec.decode_rgb, rgb, found.lmbda, codec.max_pixels, None, probe,
-        colours=colours_to_try(rgb) if palette else None)
+        colours_to_try(rgb) if palette else None)
     if preferred not in scales[scales.index(step) + 1:]:  # those before it fell short
         return result
     # At the λ found a larger scale codes more bits and more dB: the target lies below it.
