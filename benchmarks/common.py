@@ -19,7 +19,7 @@ from slimcodec.api import codec_for
 from slimcodec.domains.screen import render_screen
 from slimcodec.evaluate import evaluate
 from slimcodec.utils.image import find_images, load_rgb
-from slimcodec.utils.metrics import psnr
+from slimcodec.utils.metrics import mean_psnr, psnr
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 FIGURES = Path(__file__).with_name("figures")
@@ -92,7 +92,7 @@ def classical_rd(images: Sequence[tuple[str, np.ndarray]], name: str) -> list[Po
             decoded = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
             bpps.append(8 * len(buf.getvalue()) / (rgb.shape[0] * rgb.shape[1]))
             psnrs.append(psnr(rgb, decoded))
-        points.append((float(np.mean(bpps)), float(np.mean(psnrs))))
+        points.append((float(np.mean(bpps)), mean_psnr(psnrs)))
     return points
 
 

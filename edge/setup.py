@@ -20,7 +20,8 @@ STAGE = HERE / "_stage"
 
 # What the edge runtime imports, and nothing more (the packaging test checks both ways).
 FILES = {
-    "slimcodec": ["__init__.py", "errors.py", "gating.py", "integer_scales.py", "latent.py",
+    "slimcodec": ["__init__.py", "errors.py", "gating.py", "index_map.py", "integer_scales.py",
+                  "latent.py",
                   "palette.py", "rate_control.py", "scaling.py", "tiling.py", "bitstream",
                   "utils/__init__.py", "utils/console.py", "utils/image.py", "utils/io.py",
                   "utils/memory.py", "utils/metrics.py",

@@ -55,6 +55,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "mixture_names": {shipped.get(d, str(d)): w for d, w in h.mixture},
         "palette": len(h.palette),  # colours the decoder snaps onto (0: none)
         "palette_reach": h.palette_reach,
+        "index_map_bytes": len(h.index_map),  # the exact blocks' indices (0: none)
         "string_bytes": [len(s) for s in bitstream.strings],
         "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
     }

@@ -365,9 +365,10 @@ class Codec:
         then the probe's).
 
         ``palette``: where the image is drawn in few colours (screens), the file may carry
-        its most frequent colours, onto which every decoder snaps its output
-        (:func:`slimcodec.palette.with_palette`: where that lowers the RD loss; ``report``'s
-        ``palette`` says how many colours, 0 for none); False: never.
+        its most frequent colours, onto which every decoder snaps its output, and the
+        blocks drawn in them alone exactly (:func:`slimcodec.palette.with_palette`, where
+        that lowers the RD loss; ``report``'s ``palette`` says how many colours, 0 for
+        none, and ``index_map`` the exact blocks' bytes); False: never.
         """
         data = self._encode(rgb, width, grayscale, lmbda, refine, report, progress, domain,
                             mixture, scale, resampling, palette)

@@ -3,7 +3,9 @@
 For every image and width the image goes through :meth:`Codec.encode_rgb` to bytes and
 back. bpp counts every byte of the container (header and CRC included) over the original
 pixel count; PSNR and MS-SSIM compare the 8-bit RGB input (after the mode rules of
-:mod:`slimcodec.utils.image`) with the 8-bit decoded output. Points average over images.
+:mod:`slimcodec.utils.image`) with the 8-bit decoded output. Points average over images, a
+PSNR counted at most :data:`~slimcodec.utils.metrics.MEAN_PSNR_CEILING` (60 dB: an image
+decoded exactly has an infinite one).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from slimcodec.errors import ImageError, SlimcodecError
 from slimcodec.rate_control import lambdas_for_eval
 from slimcodec.scaling import AUTO, Scale
 from slimcodec.utils.image import ImageLike, load_rgb
-from slimcodec.utils.metrics import ms_ssim, psnr
+from slimcodec.utils.metrics import mean_psnr, ms_ssim, psnr
 
 __all__ = ["evaluate", "format_table", "operating_points"]
 
@@ -153,7 +155,8 @@ def evaluate(
         if lmbda is not None:
             point["lmbda"] = lmbda
         point.update({k: _mean(r[k] for r in records)
-                      for k in ("bpp", "psnr", "ms_ssim", "enc_ms", "dec_ms")})
+                      for k in ("bpp", "ms_ssim", "enc_ms", "dec_ms")})
+        point["psnr"] = mean_psnr(r["psnr"] for r in records)
         points.append(point)
     return {
         "model": codec.name,

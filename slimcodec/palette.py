@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from slimcodec import index_map
 from slimcodec.bitstream.container import (
     MAX_PALETTE,
     PALETTE_FULL_REACH,
@@ -56,6 +57,8 @@ SIZES = (8, 16, MAX_COLOURS)
 REACHES = (*(3 * step**2 for step in (8, 16, 24, 32, 48, 64, 96)), PALETTE_FULL_REACH)
 #: The palette block's bytes besides its colours: the count and the reach.
 _PALETTE_HEAD = 5
+#: The index-map block's bytes besides the map: its length.
+_MAP_HEAD = 4
 #: Every ``_SAMPLE``-th pixel counts towards the cover test.
 _SAMPLE = 7
 #: Pixels per block of the nearest-colour search (bounds its temporaries).
@@ -124,8 +127,9 @@ def _snapped(rgb: np.ndarray, colours: np.ndarray, index: np.ndarray, distance: 
 def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
     """What a decoder returns of its ``(H, W, 3)`` uint8 output ``rgb`` for a file with
     ``header``: each pixel within the palette's reach of its nearest palette colour
-    replaced by that colour; ``rgb`` itself where the file has no palette. Block by block:
-    beside the image's copy, its temporaries are a block's."""
+    replaced by that colour, then the exact blocks of its index map, if it has one,
+    painted (:func:`slimcodec.index_map.paint`); ``rgb`` itself where the file has no
+    palette. Block by block: beside the image's copy, its temporaries are a block's."""
     if not header.palette:
         return rgb
     colours = np.asarray(header.palette, np.uint8)
@@ -134,6 +138,8 @@ def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
     for where, index, distance in _blocks(rgb, colours):
         near = distance <= header.palette_reach
         flat[where][near] = colours[index[near]]
+    if header.index_map:
+        return index_map.paint(out, colours, header.index_map)
     return out
 
 
@@ -145,19 +151,23 @@ def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
 
 
 def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float | None,
-          ranked: np.ndarray) -> tuple[float, tuple[np.ndarray, int, Any] | None]:
+          ranked: np.ndarray) -> tuple[float, tuple[np.ndarray, int, np.ndarray, bytes] | None]:
     """The lowest loss of a file of ``original`` of ``nbytes`` that decodes to ``decoded``:
-    as it is, or with each palette of :data:`SIZES` of the colours ``ranked`` and each of
-    :data:`REACHES` (the block's bytes counted): RD loss at ``lmbda``, or the mean squared
-    error where it is None; and the palette of it (colours, reach, and the nearest colour
-    and distance per pixel), None where that is none."""
+    as it is, or with each palette of :data:`SIZES` of the colours ``ranked`` at its best
+    of :data:`REACHES`, or with its index map (:func:`slimcodec.index_map.plan`) at that
+    reach or the full one, where one pays (the blocks' bytes counted): RD loss at
+    ``lmbda``, or the mean squared error where it is None (and then no index map: its
+    bits cannot be weighed); and the
+    palette of it (colours, reach, the image decoded, the index map's bytes or none), None
+    where that is none."""
 
     def loss(image: np.ndarray, size: int) -> float:
         if lmbda is None:
             return float(np.mean((image.astype(np.float64) - original) ** 2))
         return rd_loss(original, image, size, lmbda)
 
-    best: tuple[float, tuple[np.ndarray, int, Any] | None] = (loss(decoded, nbytes), None)
+    best: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes] | None] = (
+        loss(decoded, nbytes), None)
     sizes: set[int] = set()
     for size in SIZES:
         colours = ranked[:size]
@@ -166,10 +176,27 @@ def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float |
         sizes.add(len(colours))
         extra = _PALETTE_HEAD + 3 * len(colours)  # the block's bytes
         nearest = _nearest(decoded, colours)
+        own: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes]] | None = None
+        snaps = {}
         for reach in REACHES:
-            tried = loss(_snapped(decoded, colours, *nearest, reach), nbytes + extra)
-            if tried < best[0]:
-                best = (tried, (colours, reach, nearest))
+            snaps[reach] = _snapped(decoded, colours, *nearest, reach)
+            tried = loss(snaps[reach], nbytes + extra)
+            if own is None or tried < own[0]:
+                own = (tried, (colours, reach, snaps[reach], b""))
+        assert own is not None
+        # with exact blocks: at the reach of the lowest loss without, and at the full
+        # reach, which snaps every pixel far from a tie (so every block can be exact)
+        for reach in dict.fromkeys((own[1][1], PALETTE_FULL_REACH)) if lmbda else ():
+            if reach not in snaps:
+                snaps[reach] = _snapped(decoded, colours, *nearest, reach)
+            mapped = index_map.plan(original, snaps[reach], colours, lmbda)
+            if mapped is not None:
+                data, painted = mapped
+                tried = loss(painted, nbytes + extra + _MAP_HEAD + len(data))
+                if tried < own[0]:
+                    own = (tried, (colours, reach, painted, data))
+        if own[0] < best[0]:
+            best = own
     return best
 
 
@@ -196,7 +223,7 @@ def with_palette(data: bytes, rgb: np.ndarray,
     ``report``: its ``palette`` (colours kept, 0 for none), and its ``psnr`` and
     ``psnr_predicted``, where present, made the snapped file's."""
     if report is not None:
-        report["palette"] = 0
+        report.update(palette=0, index_map=0)
     ranked = colours_to_try(rgb)
     if ranked is None:
         return data
@@ -207,12 +234,12 @@ def with_palette(data: bytes, rgb: np.ndarray,
     _, chosen = _best(rgb, decoded, len(data), lmbda, ranked)
     if chosen is None:
         return data
-    colours, reach, nearest = chosen
-    header = replace(header, palette=tuple(map(tuple, colours.tolist())), palette_reach=reach)
+    colours, reach, image, mapped = chosen
+    header = replace(header, palette=tuple(map(tuple, colours.tolist())), palette_reach=reach,
+                     index_map=mapped)
     if report is not None:
-        report["palette"] = len(colours)
+        report.update(palette=len(colours), index_map=len(mapped))
         measured = [k for k in ("psnr", "psnr_predicted") if k in report]
         if measured:
-            quality = psnr(rgb, _snapped(decoded, colours, *nearest, reach))
-            report.update(dict.fromkeys(measured, quality))
+            report.update(dict.fromkeys(measured, psnr(rgb, image)))
     return pack(Bitstream(header, unpack(data).strings))

@@ -106,7 +106,7 @@ from slimcodec.scaling import (
     parse_scale,
     probe_of,
 )
-from slimcodec.utils.metrics import psnr
+from slimcodec.utils.metrics import MEAN_PSNR_CEILING, psnr
 
 __all__ = ["PREFER", "RATE_OPTIONS", "RateCodec", "RateSearch", "add_rate_arguments",
            "coded_summary", "encode_to_target", "encode_with_rate", "lambdas_for_eval",
@@ -555,8 +555,10 @@ def _search(
 
 
 def _axis(v: float, by_psnr: bool) -> float:
-    """The search's axis: log bpp (rate is near-linear in log λ there), or PSNR in dB."""
-    return v if by_psnr else math.log(max(v, 1e-9))
+    """The search's axis: log bpp (rate is near-linear in log λ there), or PSNR in dB, an
+    exact file's (infinite) counted at :data:`~slimcodec.utils.metrics.MEAN_PSNR_CEILING`
+    as in a mean, so that the secant stays finite."""
+    return min(v, MEAN_PSNR_CEILING) if by_psnr else math.log(max(v, 1e-9))
 
 
 def _slack(tol: float, by_psnr: bool) -> float:

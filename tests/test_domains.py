@@ -6,7 +6,7 @@ from PIL import Image
 
 from slimcodec.cli import main
 from slimcodec.domains import illustration
-from slimcodec.domains.screen import KINDS, render_screen, write_screens
+from slimcodec.domains.screen import KINDS, antialiased, render_screen, write_screens
 
 
 def test_screens_are_deterministic_and_varied(tmp_path):
@@ -27,6 +27,17 @@ def test_every_kind_is_screen_like(kind):
     assert flat > 0.6
     with pytest.raises(ValueError, match="unknown screen kind"):
         render_screen(0, kind="photo")
+
+
+def test_antialiased_says_which_screens_draw_their_text_in_many_colours():
+    """What benchmarks/screen_text.py splits the screens by: aliased text is drawn in a
+    theme's few colours, anti-aliased text blends them into many."""
+    seeds = range(1000, 1012)
+    colours = {s: len(np.unique(render_screen(s, (128, 192)).reshape(-1, 3), axis=0))
+               for s in seeds}
+    assert {antialiased(s) for s in seeds} == {True, False}
+    assert max(colours[s] for s in seeds if not antialiased(s)) < 40
+    assert min(colours[s] for s in seeds if antialiased(s)) > 60
 
 
 def test_illustrations_are_deterministic_and_varied(tmp_path):

@@ -158,13 +158,15 @@ def test_files_coded_at_a_scale_cross_between_runtimes(exported, scale, resampli
 
 
 def test_a_palette_crosses_between_runtimes(exported):
-    """A few-colour image: each runtime's encoder sends a palette where it lowers the loss,
-    as the other's does, and both decoders snap alike (slimcodec.palette)."""
+    """A few-colour image: each runtime's encoder sends a palette, and exact blocks, where
+    they lower the loss, as the other's does, and both decoders snap and paint alike
+    (slimcodec.palette, slimcodec.index_map)."""
     model, root = exported
     torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
     rgb = np.full((37, 50, 3), 100, np.uint8)
     rgb[5:9, 10:30] = 255
     rgb[20:22, 3:40] = (200, 30, 30)
+    mapped = []
     for width, lmbda in settings(torch_codec):
         files = []
         for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
@@ -177,7 +179,10 @@ def test_a_palette_crosses_between_runtimes(exported):
             assert psnr(rgb, reader.decode_rgb(data)[0]) > psnr(rgb, writer.decode_rgb(plain)[0])
             assert (reader.decode_rgb(data)[0] == writer.decode_rgb(data)[0]).all()
             files.append(data)
+            mapped.append(report["index_map"] == len(header.index_map) > 0)
         assert unpack(files[0]).header == unpack(files[1]).header
+    # a single-rate model has no λ to weigh the map's bits by: none
+    assert any(mapped) == torch_codec.variable_rate
 
 
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):

@@ -5,7 +5,7 @@ with the committed image, so that no change can stop a shipped model from decodi
 it wrote. Run once when a model is shipped (never over an existing golden file):
 
     python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L] [--domain D] [--scale S]
-        [--resampling box] [--screen]
+        [--resampling box] [--screen | --index-map]
 
 ``--domain``: a file coded with the model's shipped adapter for that domain (golden files
 ``MODEL.DOMAIN.*``), so that the adapter's files keep decoding too. ``--scale``: a file
@@ -13,7 +13,9 @@ coded upsampled (``slimcodec compress --scale``; golden files ``MODEL.scaleS.*``
 ``--resampling box`` ``MODEL.scaleS-box.*``), so that such files keep decoding, their
 resampling included. ``--screen``: a crop of a generated screen instead of the sample photo,
 coded with the palette the encoder chooses (golden files ``MODEL.palette.*``; it must choose
-one), so that files with a palette keep decoding, the snap included.
+one), so that files with a palette keep decoding, the snap included. ``--index-map``: the
+same crop, whose file must carry exact blocks (golden files ``MODEL.index-map.*``), so that
+the blocks' indices keep decoding.
 """
 
 import argparse
@@ -40,11 +42,14 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="code the image upsampled")
     p.add_argument("--resampling", default="lanczos", help="--scale's filter")
     p.add_argument("--screen", action="store_true", help="a screen's crop, with a palette")
+    p.add_argument("--index-map", action="store_true",
+                   help="a screen's crop, with a palette and exact blocks")
     args = p.parse_args()
+    args.screen |= args.index_map
     stem = f"{args.model}.{args.domain}" if args.domain else args.model
     stem += f".scale{args.scale:g}" if args.scale != 1 else ""
     stem += f"-{args.resampling}" if args.scale != 1 and args.resampling != "lanczos" else ""
-    stem += ".palette" if args.screen else ""
+    stem += ".index-map" if args.index_map else ".palette" if args.screen else ""
     files = {ext: GOLDEN / f"{stem}.{ext}" for ext in ("slc", "png", "json")}
     if files["slc"].exists():
         raise SystemExit(f"{files['slc']} exists: golden files are never rewritten")
@@ -59,6 +64,8 @@ def main() -> None:
     decoded, header = codec.decode_rgb(data)
     if args.screen and not header.palette:
         raise SystemExit("the encoder chose no palette for the screen's crop")
+    if args.index_map and not header.index_map:
+        raise SystemExit("the encoder chose no exact block for the screen's crop")
     GOLDEN.mkdir(exist_ok=True)
     files["slc"].write_bytes(data)
     Image.fromarray(decoded).save(files["png"])
@@ -69,7 +76,8 @@ def main() -> None:
         **({"coded_size": list(header.coded_size), "resampling": header.resampling}
            if header.coded_size else {}),
         **({"palette": len(header.palette), "palette_reach": header.palette_reach}
-           if header.palette else {})},
+           if header.palette else {}),
+        **({"index_map_bytes": len(header.index_map)} if header.index_map else {})},
         indent=2) + "\n")
     print(f"{files['slc']}: {len(data)} bytes, width {header.width}")
 

@@ -258,8 +258,8 @@ class EdgeCodec:
         filter ``resampling``, as slimcodec does (:mod:`slimcodec.scaling`; ``"auto"``:
         the scale and filter of the lowest RD loss on a probe of the image, then with the
         gate ``"auto"`` its domain on the probe, :func:`~slimcodec.scaling.gate_auto`).
-        ``palette``: the file may carry the image's colours, as slimcodec's
-        (:func:`slimcodec.palette.with_palette`); False: never."""
+        ``palette``: the file may carry the image's colours and exact blocks, as
+        slimcodec's (:func:`slimcodec.palette.with_palette`); False: never."""
         data = self._encode(rgb, width, grayscale, lmbda, domain, report, scale, resampling,
                             palette)
         if not palette:

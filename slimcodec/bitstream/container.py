@@ -54,7 +54,9 @@ _FLAG_GRAYSCALE = 0x01
 _FLAG_MIXTURE = 0x02
 _FLAG_CODED_SIZE = 0x04
 _FLAG_PALETTE = 0x08
-_KNOWN_FLAGS = _FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE | _FLAG_PALETTE
+_FLAG_INDEX_MAP = 0x10
+_KNOWN_FLAGS = (_FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE | _FLAG_PALETTE
+                | _FLAG_INDEX_MAP)
 # The optional mixture block (flag bit 1), right after the fixed header: a count, then per
 # member its domain id and its weight in 1/64ths (exact in binary floating point, so every
 # decoder applies the same weights).
@@ -65,6 +67,9 @@ _CODED_SIZE = struct.Struct("<IIB")
 # one (so its length is bounded by this byte, read before the CRC), the reach, the colours.
 _PALETTE_HEAD = struct.Struct("<BI")
 _PALETTE_COLOUR = struct.Struct("<BBB")
+# The optional index-map block (flag bit 4, with a palette), after the palette block: its
+# length, then its bytes (:mod:`slimcodec.index_map` reads them).
+_INDEX_MAP_LENGTH = struct.Struct("<I")
 #: Most colours a palette block holds.
 MAX_PALETTE = 256
 #: A palette's reach that snaps every pixel: the squared distance of black to white.
@@ -114,6 +119,8 @@ class Header:
         palette_reach: with a palette, the largest squared RGB distance from a decoded
             pixel to its nearest palette colour at which it is snapped, 1 to
             :data:`PALETTE_FULL_REACH` (every pixel); 0 without one.
+        index_map: with a palette, the blocks the decoder paints exactly in the palette's
+            colours, as :mod:`slimcodec.index_map` codes them; empty: none.
     """
 
     fingerprint: bytes
@@ -128,6 +135,7 @@ class Header:
     resampling: int = 0
     palette: tuple[tuple[int, int, int], ...] = ()
     palette_reach: int = 0
+    index_map: bytes = b""
 
     @property
     def coded(self) -> tuple[int, int]:
@@ -185,6 +193,8 @@ class Header:
             raise ValueError(f"palette reach {self.palette_reach} " + (
                 f"out of range (1..{PALETTE_FULL_REACH})" if self.palette
                 else "without a palette"))
+        if self.index_map and not self.palette:
+            raise ValueError("an index map without a palette")
 
 
 @dataclass(frozen=True)
@@ -221,7 +231,8 @@ def pack(bitstream: Bitstream) -> bytes:
             MAGIC,
             FORMAT_VERSION,
             (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0)
-            | (_FLAG_CODED_SIZE if h.coded_size else 0) | (_FLAG_PALETTE if h.palette else 0),
+            | (_FLAG_CODED_SIZE if h.coded_size else 0) | (_FLAG_PALETTE if h.palette else 0)
+            | (_FLAG_INDEX_MAP if h.index_map else 0),
             h.fingerprint,
             h.width,
             int(h.rate_kind),
@@ -242,6 +253,8 @@ def pack(bitstream: Bitstream) -> bytes:
         out += _PALETTE_HEAD.pack(len(h.palette) - 1, h.palette_reach)
         for colour in h.palette:
             out += _PALETTE_COLOUR.pack(*colour)
+    if h.index_map:
+        out += _INDEX_MAP_LENGTH.pack(len(h.index_map)) + h.index_map
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -284,6 +297,12 @@ def unpack(data: bytes) -> Bitstream:
             raise TruncatedBitstreamError("truncated slimcodec file: palette block cut")
         colours = data[palette_start] + 1
         lengths_start += _PALETTE_HEAD.size + colours * _PALETTE_COLOUR.size
+    map_start, map_length = lengths_start, 0
+    if flags & _FLAG_INDEX_MAP:  # its length, too, read before the CRC: bounded below
+        if len(data) < map_start + _INDEX_MAP_LENGTH.size:
+            raise TruncatedBitstreamError("truncated slimcodec file: index map cut")
+        (map_length,) = _INDEX_MAP_LENGTH.unpack_from(data, map_start)
+        lengths_start += _INDEX_MAP_LENGTH.size + map_length
     lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
@@ -323,6 +342,8 @@ def unpack(data: bytes) -> Bitstream:
             mixture.append((d, units / MIXTURE_UNIT))
         if flags & _FLAG_MIXTURE and not mixture:
             raise ValueError("an empty mixture")
+        if flags & _FLAG_INDEX_MAP and not map_length:
+            raise ValueError("an empty index map")
         coded_size, resampling = None, 0
         if flags & _FLAG_CODED_SIZE:
             *coded_size, resampling = _CODED_SIZE.unpack_from(data, coded_start)
@@ -346,6 +367,8 @@ def unpack(data: bytes) -> Bitstream:
             resampling=resampling,
             palette=palette,
             palette_reach=reach,
+            index_map=data[map_start + _INDEX_MAP_LENGTH.size:
+                           map_start + _INDEX_MAP_LENGTH.size + map_length],
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")

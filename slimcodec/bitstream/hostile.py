@@ -178,6 +178,36 @@ def forged_palette(data: bytes, rng: random.Random) -> bytes:
     return _seal(body)
 
 
+def forged_index_map(data: bytes, rng: random.Random) -> bytes:
+    """An index-map block set in (flag bit 4), after a palette block or without one: no
+    bytes, random bytes, or every block's flag (the unused bits set or not) then tables and
+    a payload, forged or random, whole or cut."""
+    body = _body(data)
+    h, w = struct.unpack_from("<II", body, _HEIGHT)
+    blocks = -(-h // 16) * -(-w // 16)
+    count = rng.choice([1, 2, 8])
+    palette = struct.pack("<BI", count - 1, rng.choice([1, 3 * 255**2])) + b"".join(
+        bytes([(37 * i) % 256, (91 * i) % 256, (13 * i) % 256]) for i in range(count))
+    flags = bytearray(b"\xff" * -(-blocks // 8))
+    if blocks % 8 and rng.random() < 0.5:
+        flags[-1] &= 0xFF << (8 - blocks % 8) & 0xFF  # unused bits clear: a well-formed head
+    tables = b"".join(struct.pack("<B", n - 1) + b"".join(
+        struct.pack("<BH", rng.choice([i, rng.randrange(256)]), rng.choice([1, 300, 65535]))
+        for i in range(n)) for n in (rng.choice([1, 2, 8, 256]) for _ in range(rng.randrange(9))))
+    payload = bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 8, 64, 400])))
+    index_map = rng.choice([
+        b"",
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))),
+        bytes(flags) + tables + payload,
+        (bytes(flags) + tables + payload)[:rng.randrange(1, len(flags) + len(tables) + 2)],
+    ])
+    with_palette = rng.random() < 0.85
+    body[5] |= 0x10 | (0x08 if with_palette else 0)
+    body[_LENGTHS:_LENGTHS] = (palette if with_palette else b"") + struct.pack(
+        "<I", len(index_map)) + index_map
+    return _seal(body)
+
+
 KINDS = {
     "mutated": mutated,
     "random payload": random_payload,
@@ -188,6 +218,7 @@ KINDS = {
     "forged mixture": forged_mixture,
     "forged coded size": forged_coded_size,
     "forged palette": forged_palette,
+    "forged index map": forged_index_map,
 }
 
 

@@ -28,7 +28,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from slimcodec.domains.folder import write_rendered
 
-__all__ = ["KINDS", "render_screen", "write_screens"]
+__all__ = ["KINDS", "antialiased", "render_screen", "write_screens"]
 
 KINDS = ("code", "prose", "chart", "ui")
 THEMES = {
@@ -187,6 +187,12 @@ def _ui(draw: ImageDraw.ImageDraw, size: tuple[int, int], rng: random.Random) ->
 _DRAW = {"code": _code, "prose": _prose, "chart": _chart, "ui": _ui}
 
 
+def antialiased(seed: int) -> bool:
+    """Whether :func:`render_screen` draws the text of the screen of ``seed`` anti-aliased
+    (hundreds of colours) rather than aliased (its theme's few): its first draw."""
+    return random.Random(seed).choice(["L", "1"]) == "L"
+
+
 def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | None = None
                   ) -> np.ndarray:
     """One ``(H, W, 3)`` uint8 screen image of ``size`` (height, width) from ``seed``."""
@@ -197,7 +203,7 @@ def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | Non
     h, w = size
     image = Image.new("RGB", (w, h))
     draw = ImageDraw.Draw(image)
-    draw.fontmode = rng.choice(["L", "1"])  # anti-aliased or aliased text
+    draw.fontmode = rng.choice(["L", "1"])  # anti-aliased or aliased text: antialiased()
     _DRAW[kind](draw, (w, h), rng)
     return np.asarray(image)
 

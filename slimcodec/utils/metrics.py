@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["MS_SSIM_MIN_SIDE", "mean_squared_error", "ms_ssim", "psnr"]
+__all__ = ["MEAN_PSNR_CEILING", "MS_SSIM_MIN_SIDE", "mean_psnr", "mean_squared_error",
+           "ms_ssim", "psnr"]
 
 # Five scales with an 11-tap window need the short side to exceed (11 - 1) * 2**4.
 MS_SSIM_MIN_SIDE = 161
@@ -31,6 +33,22 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR in dB between two uint8 images (peak 255); ``inf`` when identical."""
     mse = mean_squared_error(a, b)
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+#: The most one image's PSNR counts for in a mean over images (:func:`mean_psnr`). A file
+#: can decode an image exactly (screens' exact blocks, :mod:`slimcodec.index_map`), and its
+#: PSNR is then infinite; past 60 dB (a mean squared error of 0.065: one value in 15 off
+#: by one) the differences are invisible, and one image near lossless would rule the mean.
+MEAN_PSNR_CEILING = 60.0
+
+
+def mean_psnr(values: Iterable[float]) -> float:
+    """The mean of PSNRs over images, each counted at most :data:`MEAN_PSNR_CEILING`: what
+    ``slimcodec eval`` and the benchmarks' RD curves average."""
+    capped = [min(float(v), MEAN_PSNR_CEILING) for v in values]
+    if not capped:
+        raise ValueError("no PSNR to average")
+    return float(np.mean(capped))
 
 
 def ms_ssim(a: np.ndarray, b: np.ndarray) -> float | None:

@@ -1,0 +1,284 @@
+r"""Exact blocks: the palette's index map, for screen content drawn in the palette's colours.
+
+Snapping (:mod:`slimcodec.palette`) puts back the colours of the pixels the transforms got
+nearly right, but near an edge of aliased text the decoded pixel is often nearer a wrong
+colour, and a thin stroke blurs into the background. Where every pixel of a
+:data:`BLOCK`\ ×\ :data:`BLOCK` block of the image is one of the palette's colours, the
+encoder may send the block's colours as indices into the palette, and every decoder
+paints them over its output: the block then decodes exactly. After the palette modes of
+screen-content coders (HEVC SCC, AV1), which code a block as indices into a few colours;
+here most indices cost a fraction of a bit, because the decoder's own output predicts
+them: symbol 0 says "the palette colour nearest the decoded pixel", and only where that
+is wrong is the colour named (symbol ``j + 1`` for colour ``j``). Each pixel's symbol is
+coded with the table of its *context*: that nearest colour, and how many of its eight
+neighbours have another nearest colour (:data:`EDGES`): on a decoded edge the nearest
+colour is wrong about half the time, away from edges almost never.
+
+The decoder derives the contexts from its own output, which the transforms' float
+arithmetic makes a level off here and there between machines and runtimes (the golden
+files allow one), and a context read differently would set the entropy decoder off. So
+the encoder keeps a block exact only where, for each pixel of the block and of the ring
+around it, the nearest colour stays the nearest for every pixel value up to
+:data:`TOLERANCE` levels off in each channel (:func:`_stable`): there every decoder
+derives the encoder's contexts and symbols. (On the held-out screens nearly every pixel
+is so.)
+
+The block's bytes (the header's :attr:`~slimcodec.bitstream.Header.index_map`; the
+format spec, ``docs/bitstream.md``, says it byte by byte):
+
+* which blocks are exact, one bit each in raster order of the blocks, most significant
+  bit first (:func:`numpy.packbits`), the last byte's unused bits 0;
+* for each context that some pixel of an exact block has, in ascending order of its
+  number (nearest colour × 4 + the bucket of :data:`EDGES`): the number of symbols its
+  table codes less one (u8), then per symbol its value (u8, ascending, at most the
+  palette's size) and its frequency (u16, at least 1; their sum below 2¹⁶);
+* each pixel's symbol, pixels of the exact blocks in raster order of the image, as its
+  rank in its context's table, in one rANS string of :mod:`slimcodec.bitstream.rans`
+  (the rest of the bytes).
+
+The encoder (:func:`plan`) keeps a block exact where the bits of its symbols are fewer
+than the RD loss its error costs at the file's λ; the file then carries the map where the
+whole of it, flags and table counted, lowers the file's loss (:mod:`slimcodec.palette`).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from slimcodec.bitstream import rans
+from slimcodec.bitstream.rans import PRECISION, EntropyTables
+from slimcodec.errors import CorruptBitstreamError
+
+__all__ = ["BLOCK", "EDGES", "TOLERANCE", "contexts", "nearest_colours", "paint", "plan"]
+
+#: The side of an exact block, in pixels of the image (blocks at the right and bottom
+#: edges are cut to the image).
+BLOCK = 16
+#: The buckets of a pixel's count of its 8 neighbours (the image's edge repeated beyond
+#: it) whose nearest colour is another: none, 1 or 2, 3 or 4, 5 or more.
+EDGES = (1, 3, 5)
+_BUCKETS = len(EDGES) + 1
+#: How many levels off in each channel a decoder's output may be, against the encoder's,
+#: and still decode every exact block exactly.
+TOLERANCE = 2
+_COUNT = struct.Struct("<B")
+_ENTRY = struct.Struct("<BH")
+_ENTRIES = np.dtype([("symbol", "u1"), ("freq", "<u2")])
+#: The table's frequencies sum to at most this; the coder's escape (never coded) has the
+#: rest of 2¹⁶.
+_TOTAL = (1 << PRECISION) - 1
+#: Pixels per step of the nearest-colour search (bounds its temporaries).
+_STEP = 1 << 14
+
+
+def _distances(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """``(N, k)`` float32 |c|² − 2x·c: every term and sum is an integer below 2²⁴, so
+    exact in any order (the same on every machine)."""
+    palette = colours.astype(np.float32)
+    return (palette**2).sum(1)[None] - 2 * (pixels.astype(np.float32) @ palette.T)
+
+
+def nearest_colours(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """The index of each of ``pixels`` ``(N, 3)`` uint8's nearest colour of ``colours``
+    ``(k, 3)`` (the first of the nearest), int64."""
+    out = np.empty(len(pixels), np.int64)
+    for start in range(0, len(pixels), _STEP):
+        out[start:start + _STEP] = _distances(pixels[start:start + _STEP], colours).argmin(1)
+    return out
+
+
+def _stable(pixels: np.ndarray, colours: np.ndarray, tolerance: int = TOLERANCE
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's nearest colour, and whether it stays the nearest (the first of the
+    nearest) for every pixel value up to ``tolerance`` levels off in each channel. The
+    squared distance to ``c_j`` less that to ``c_i`` is linear in the pixel,
+    ``-2x·(c_j − c_i)`` plus a constant, so ``t`` levels move it by at most
+    ``2t‖c_j − c_i‖₁``: the nearest ``i`` is stable where every other ``j`` is farther by
+    more than that (by at least that, for a ``j`` after ``i``, which a tie does not make
+    the nearest)."""
+    c = colours.astype(np.int64)
+    l1 = 2 * tolerance * np.abs(c[:, None] - c[None]).sum(-1)
+    after = np.arange(len(c))[None] > np.arange(len(c))[:, None]  # [i, j]: j after i
+    nearest = np.empty(len(pixels), np.int64)
+    stable = np.empty(len(pixels), bool)
+    for start in range(0, len(pixels), _STEP):
+        d = _distances(pixels[start:start + _STEP], colours).astype(np.int64)
+        i = d.argmin(1)
+        lead = d - d[np.arange(len(d)), i][:, None] - l1[i]  # margin beyond the bound
+        lead[np.arange(len(d)), i] = 1
+        nearest[start:start + _STEP] = i
+        stable[start:start + _STEP] = ((lead > 0) | ((lead == 0) & after[i])).all(1)
+    return nearest, stable
+
+
+def _grid(shape: tuple[int, int]) -> tuple[int, int]:
+    return -(-shape[0] // BLOCK), -(-shape[1] // BLOCK)
+
+
+def _pixel_blocks(shape: tuple[int, int]) -> np.ndarray:
+    """Each pixel's block, in raster order of the blocks, ``(H * W,)`` int64."""
+    rows, cols = np.arange(shape[0]) // BLOCK, np.arange(shape[1]) // BLOCK
+    return (rows[:, None] * _grid(shape)[1] + cols[None]).reshape(-1)
+
+
+def contexts(nearest: np.ndarray) -> np.ndarray:
+    """Each pixel's context, ``(H * W,)`` int64, from the ``(H, W)`` map of its nearest
+    palette colour: that colour × 4 plus the bucket (:data:`EDGES`) of its count of the 8
+    neighbours whose nearest colour is another."""
+    padded = np.pad(nearest, 1, mode="edge")
+    h, w = nearest.shape
+    others = sum((padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] != nearest).astype(np.int64)
+                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
+    return (nearest * _BUCKETS + np.searchsorted(EDGES, others, side="right")).reshape(-1)
+
+
+def _quantized(counts: np.ndarray) -> np.ndarray:
+    """Frequencies for ``counts`` (each > 0): each at least 1, summing to ``_TOTAL``."""
+    freq = np.maximum(1, counts * _TOTAL // counts.sum()).astype(np.int64)
+    freq[np.argmax(freq)] += _TOTAL - freq.sum()
+    return freq
+
+
+def _cdfs(tables: list[np.ndarray]) -> EntropyTables:
+    """The rANS tables of the frequencies of each context (symbol ``r``: rank ``r``), each
+    one's escape the rest of 2¹⁶."""
+    width = max(len(f) for f in tables) + 2
+    cdfs = np.zeros((len(tables), width), np.int64)
+    lengths = np.empty(len(tables), np.int64)
+    for i, freq in enumerate(tables):
+        row = np.concatenate([[0], np.cumsum(freq), [1 << PRECISION]])
+        cdfs[i, :len(row)], lengths[i] = row, len(row)
+    return EntropyTables(cdfs, lengths, np.zeros(len(tables)))
+
+
+def _keys(pixels: np.ndarray) -> np.ndarray:
+    p = pixels.astype(np.uint32)
+    return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
+
+
+def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: float,
+         ) -> tuple[bytes, np.ndarray] | None:
+    """The index map for a file that decodes ``original`` to ``decoded`` (after the snap)
+    with the palette ``colours`` ``(k, 3)``, k at most 255, at the RD weight ``lmbda``
+    (per pixel of the image, :func:`~slimcodec.bitstream.rate.rd_loss`'s): its bytes and
+    the image it paints, or None where no block pays. A block of the palette's colours
+    alone, stable (the module's docstring), is kept exact where its symbols' bits, by
+    their contexts' frequencies over the blocks kept, are fewer than ``lmbda`` times its
+    squared error (summed over channels, over 3); the frequencies are fitted to the
+    blocks with an error, then again to those kept, three times."""
+    k = len(colours)
+    if k > 255:  # a symbol is a byte
+        return None
+    shape = original.shape[:2]
+    keys, palette_keys = _keys(original.reshape(-1, 3)), _keys(colours)
+    order = np.argsort(palette_keys)
+    where = np.minimum(np.searchsorted(palette_keys[order], keys), k - 1)
+    truth = np.where(palette_keys[order][where] == keys, order[where], -1)
+    nearest, stable = _stable(decoded.reshape(-1, 3), colours)
+    # a block's pixels and the ring around them stable: every decoder's contexts the same
+    unstable = np.pad(~stable.reshape(shape), 1)
+    ring = np.zeros(shape, bool)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            ring |= unstable[dy:dy + shape[0], dx:dx + shape[1]]
+    block = _pixel_blocks(shape)
+    blocks = _grid(shape)[0] * _grid(shape)[1]
+    candidate = np.bincount(block, weights=(truth < 0) | ring.reshape(-1),
+                            minlength=blocks) == 0
+    error = ((decoded.astype(np.int64) - original) ** 2).sum(-1).reshape(-1)
+    gain = lmbda * np.bincount(block, weights=error, minlength=blocks) / 3
+    kept = candidate & (gain > 0)
+    if not kept.any():
+        return None
+    symbol = np.where(nearest == truth, 0, truth + 1)
+    context = contexts(nearest.reshape(shape))
+    inside = candidate[block]
+    pair = context * (k + 1) + symbol
+    for _ in range(3):  # fit the frequencies to the blocks kept, keep those that pay
+        mask = kept[block]
+        joint = np.bincount(pair[mask], minlength=_BUCKETS * k * (k + 1)).astype(float)
+        totals = joint.reshape(-1, k + 1).sum(1)
+        # half a count for a symbol a context has not seen: a block the fit did not see
+        # may still pay
+        bits = -np.log2((joint[pair[inside]] + 0.5) / (totals[context[inside]] + 0.5 * (k + 1)))
+        cost = np.bincount(block[inside], weights=bits, minlength=blocks)
+        kept = candidate & (cost < gain)
+        if not kept.any():
+            return None
+    mask = kept[block]
+    used, dense = np.unique(context[mask], return_inverse=True)
+    joint = np.zeros((len(used), k + 1), np.int64)
+    np.add.at(joint, (dense, symbol[mask]), 1)
+    data = bytearray(np.packbits(kept).tobytes())
+    rank = np.zeros_like(joint)
+    tables = []
+    for i, row in enumerate(joint):
+        present = np.flatnonzero(row)
+        rank[i, present] = np.arange(len(present))
+        tables.append(_quantized(row[present]))
+        data += _COUNT.pack(len(present) - 1)
+        for s, f in zip(present.tolist(), tables[-1].tolist(), strict=True):
+            data += _ENTRY.pack(s, f)
+    data += rans.encode(rank[dense, symbol[mask]].reshape(1, 1, -1), _cdfs(tables),
+                        dense.reshape(1, 1, -1))
+    painted = decoded.reshape(-1, 3).copy()
+    painted[mask] = colours[truth[mask]]
+    return bytes(data), painted.reshape(decoded.shape)
+
+
+def paint(rgb: np.ndarray, colours: np.ndarray, data: bytes) -> np.ndarray:
+    """``rgb`` (the decoder's ``(H, W, 3)`` uint8 output, snapped) with the exact blocks of
+    the index map ``data`` painted in the palette ``colours``; a new array.
+    :class:`~slimcodec.errors.CorruptBitstreamError` where ``data`` is not exactly an index
+    map of an image of this size and palette."""
+    shape = rgb.shape[:2]
+    blocks = _grid(shape)[0] * _grid(shape)[1]
+    head = -(-blocks // 8)
+    if len(data) < head:
+        raise _corrupt(f"{len(data)} bytes, its block flags alone need {head}")
+    bits = np.unpackbits(np.frombuffer(data, np.uint8, head))
+    if bits[blocks:].any():
+        raise _corrupt("bits set beyond the last block")
+    flags = bits[:blocks].astype(bool)
+    if not flags.any():
+        raise _corrupt("no exact block")
+    mask = flags[_pixel_blocks(shape)]
+    nearest = nearest_colours(rgb.reshape(-1, 3), colours)
+    used, dense = np.unique(contexts(nearest.reshape(shape))[mask], return_inverse=True)
+    offset, symbols, tables = head, [], []
+    for _ in used:
+        if len(data) < offset + _COUNT.size:
+            raise _corrupt("a context's table cut")
+        count = _COUNT.unpack_from(data, offset)[0] + 1
+        offset += _COUNT.size
+        if len(data) < offset + count * _ENTRY.size:
+            raise _corrupt("a context's table cut")
+        entries = np.frombuffer(data, _ENTRIES, count, offset)
+        offset += count * _ENTRY.size
+        values, freq = entries["symbol"].astype(np.int64), entries["freq"].astype(np.int64)
+        if (values[-1] > len(colours) or np.any(np.diff(values) <= 0) or freq.min() < 1
+                or freq.sum() > _TOTAL):
+            raise _corrupt(f"a context's table is not of symbols ascending, 0 to "
+                           f"{len(colours)}, of frequencies 1 or more summing below "
+                           f"{1 << PRECISION}")
+        symbols.append(values)
+        tables.append(freq)
+    ranks = rans.decode(data[offset:], _cdfs(tables), (1, 1, len(dense)),
+                        dense.reshape(1, 1, -1)).reshape(-1)
+    sizes = np.array([len(t) for t in tables])
+    if np.any(ranks >= sizes[dense]):
+        raise _corrupt("a symbol outside its context's table")
+    lookup = np.zeros((len(tables), sizes.max()), np.int64)
+    for i, values in enumerate(symbols):
+        lookup[i, :len(values)] = values
+    symbol = lookup[dense, ranks]
+    index = np.where(symbol > 0, symbol - 1, nearest[mask])
+    out = rgb.reshape(-1, 3).copy()
+    out[mask] = colours[index]
+    return out.reshape(rgb.shape)
+
+
+def _corrupt(what: str) -> CorruptBitstreamError:
+    return CorruptBitstreamError(f"corrupt slimcodec file: index map: {what}")
