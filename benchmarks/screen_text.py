@@ -96,7 +96,8 @@ def main() -> None:
                         f"{', '.join(n for n, _ in images)})\n\n" + "\n".join(rows))
     body = (f"## Screens by their text: `{args.model}`, width {', '.join(map(str, widths))}\n\n"
             f"Generated screens {w}x{h} from seed {FIRST_SEED}, the first {args.count} whose "
-            "text is aliased and the first whose text is anti-aliased, at the 5 λ of "
+            f"text is aliased and the first {args.count} whose text is anti-aliased, at the "
+            "5 λ of "
             "`slimcodec eval`: as `slimcodec compress` codes them (palette and exact blocks "
             "where they pay) and with `--no-palette`; BD-rate of each curve's hull against "
             "the codecs' on the same images in this run (negative: fewer bits), and "

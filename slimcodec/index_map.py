@@ -82,8 +82,8 @@ def _distances(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
 
 def nearest_colours(pixels: np.ndarray, colours: np.ndarray) -> np.ndarray:
     """The index of each of ``pixels`` ``(N, 3)`` uint8's nearest colour of ``colours``
-    ``(k, 3)`` (the first of the nearest), int64."""
-    out = np.empty(len(pixels), np.int64)
+    ``(k, 3)``, k at most 256 (the first of the nearest), uint8."""
+    out = np.empty(len(pixels), np.uint8)
     for start in range(0, len(pixels), _STEP):
         out[start:start + _STEP] = _distances(pixels[start:start + _STEP], colours).argmin(1)
     return out
@@ -124,14 +124,19 @@ def _pixel_blocks(shape: tuple[int, int]) -> np.ndarray:
 
 
 def contexts(nearest: np.ndarray) -> np.ndarray:
-    """Each pixel's context, ``(H * W,)`` int64, from the ``(H, W)`` map of its nearest
+    """Each pixel's context, ``(H * W,)`` int32, from the ``(H, W)`` map of its nearest
     palette colour: that colour × 4 plus the bucket (:data:`EDGES`) of its count of the 8
-    neighbours whose nearest colour is another."""
+    neighbours whose nearest colour is another. (In bytes and int32, a few bytes a pixel:
+    a screen capture can be tens of megapixels.)"""
     padded = np.pad(nearest, 1, mode="edge")
     h, w = nearest.shape
-    others = sum((padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] != nearest).astype(np.int64)
-                 for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    return (nearest * _BUCKETS + np.searchsorted(EDGES, others, side="right")).reshape(-1)
+    others = np.zeros((h, w), np.uint8)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy or dx:
+                others += padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] != nearest
+    bucket = np.searchsorted(np.asarray(EDGES, np.uint8), others, side="right")
+    return (nearest.astype(np.int32) * _BUCKETS + bucket.astype(np.int32)).reshape(-1)
 
 
 def _quantized(counts: np.ndarray) -> np.ndarray:

@@ -353,6 +353,10 @@ def encode_to_target(
              (lambda v: f"{round(v * pixels / 8)}"))
     where = (f"width {widths[0]}" if width is not None else "the model") + (
         f" up to scale {coding[0]:g}" if scale == AUTO else "")
+    if by_psnr and min(ends) == math.inf:  # exact blocks: every file of it lossless
+        raise RateError(f"target {target:g} dB is out of reach: {where} decodes this image "
+                        "exactly (an infinite PSNR) at every rate tried; give a rate target "
+                        "(--target-bpp) instead")
     # Only the end beyond which the target lies may have been measured: say which.
     # Inside the whole span, the target fell beyond an end of every range tried: between two.
     inside = min(ends) <= target <= max(ends)

@@ -226,7 +226,11 @@ def test_compress_sends_a_palette_on_a_screen_unless_told_not_to(tmp_path, capsy
         _, out, _ = run(capsys, "info", slc, "--json")
         info = json.loads(out)
         assert bool(info["palette"]) == colours and bool(info["palette_reach"]) == colours
-        assert len(unpack(slc.read_bytes()).header.palette) == info["palette"]
+        header = unpack(slc.read_bytes()).header
+        assert len(header.palette) == info["palette"]
+        # and the exact blocks, which a palette makes possible
+        assert bool(info["index_map_bytes"]) == colours
+        assert len(header.index_map) == info["index_map_bytes"]
 
 
 def test_eval_writes_json(tmp_path, capsys):

@@ -12,9 +12,10 @@ from slimcodec import index_map
 from slimcodec.api import codec_for
 from slimcodec.bitstream import Bitstream, Header, pack, rans, unpack
 from slimcodec.bitstream.rate import rd_loss
-from slimcodec.errors import CorruptBitstreamError
-from slimcodec.index_map import BLOCK, paint, plan
+from slimcodec.errors import CorruptBitstreamError, RateError
+from slimcodec.index_map import BLOCK, contexts, paint, plan
 from slimcodec.palette import snap
+from slimcodec.rate_control import encode_with_rate
 from slimcodec.utils.metrics import MEAN_PSNR_CEILING, mean_psnr, psnr
 
 COLOURS = np.array([[250, 250, 245], [20, 20, 30], [200, 40, 40], [30, 90, 200],
@@ -79,6 +80,23 @@ def test_exact_blocks_round_trip_and_a_block_off_the_palette_is_never_exact():
     assert not flags[(40 // BLOCK) * cols + 70 // BLOCK]
     assert flags.sum() > len(flags) // 2
     assert psnr(rgb, painted) > psnr(rgb, decoded) + 3
+
+
+def test_a_context_is_the_nearest_colour_and_its_count_of_other_neighbours():
+    """``contexts`` against docs/bitstream.md, pixel by pixel: nearest × 4 + 0 for no
+    neighbour of another nearest colour, 1 for 1-2, 2 for 3-4, 3 for 5-8, the image's
+    edge repeated beyond it."""
+    nearest = np.random.default_rng(1).integers(0, 3, (9, 13)).astype(np.uint8)
+    nearest[:4, :5] = 2  # a flat patch: bucket 0 inside it
+    got = contexts(nearest).reshape(nearest.shape)
+    h, w = nearest.shape
+    for y in range(h):
+        for x in range(w):
+            others = sum(nearest[min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)]
+                         != nearest[y, x] for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+            bucket = 0 if others == 0 else 1 if others <= 2 else 2 if others <= 4 else 3
+            assert got[y, x] == 4 * nearest[y, x] + bucket, (y, x)
+    assert got[1, 1] == 4 * 2
 
 
 def _exact_blocks(data: bytes, shape: tuple[int, int]) -> np.ndarray:
@@ -244,3 +262,12 @@ def test_a_psnr_target_search_counts_an_exact_file_at_the_ceiling():
         found = _search(Codec(), 192, target, 0.05, 12, True, measure,
                         lambda bpp, quality: quality, [])
         assert found is not None and abs(found[3] - target) <= 0.05, (target, found)
+
+
+def test_a_psnr_target_on_an_image_every_file_decodes_exactly_says_so(codec):
+    rgb = few_colours(64, 96, seed=1)
+    width = max(codec.widths)
+    lowest = codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[0])
+    assert psnr(rgb, codec.decode_rgb(lowest)[0]) == float("inf")  # lossless from the bottom
+    with pytest.raises(RateError, match=r"exactly .* give a rate target"):
+        encode_with_rate(codec, rgb, width=width, target_psnr=40)
