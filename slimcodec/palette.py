@@ -8,17 +8,21 @@ file's palette block (``docs/bitstream.md``) holds up to
 after resizing its output to the image's size, replaces each pixel whose squared RGB
 distance to its nearest palette colour (the first of the nearest, in the block's order) is
 at most the reach by that colour (:func:`snap`). After the palette modes of screen-content
-coders (HEVC SCC, AV1), which code a block as indices into a few colours; here no index is
-coded: the decoder derives each from its own output, the latent is coded as before, and
-the snap costs the decoder one nearest-colour search per pixel, exact in any arithmetic
-order, so that both runtimes return the same pixels.
+coders (HEVC SCC, AV1), which code a block as indices into a few colours; here the snap
+codes no index: the decoder derives each from its own output, the latent is coded as
+before, and the snap costs the decoder one nearest-colour search per pixel, exact in any
+arithmetic order, so that both runtimes return the same pixels. Where the snap is wrong
+(near an edge of aliased text), the file can also name the colours of whole blocks drawn
+in the palette's colours alone, which the decoder then paints exactly: the exact blocks
+of :mod:`slimcodec.index_map`, which :func:`snap` paints and :func:`with_palette`
+chooses.
 
 The encoder (:func:`with_palette`, what both runtimes' ``encode_rgb`` end with) tries it
 only where the image's :data:`MAX_COLOURS` most frequent colours cover at least
 :data:`MIN_COVER` of its pixels (so a photo costs a count of its colours on a sample, no
-decode), and then keeps the palette and reach, among :data:`SIZES` and :data:`REACHES`, of
-the lowest RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`, the palette's bytes
-counted), or none.
+decode), and then keeps the palette and reach, among :data:`SIZES` and :data:`REACHES`,
+with exact blocks or without, of the lowest RD loss
+(:func:`~slimcodec.bitstream.rate.rd_loss`, the blocks' bytes counted), or none.
 """
 
 from __future__ import annotations
@@ -157,9 +161,8 @@ def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float |
     of :data:`REACHES`, or with its index map (:func:`slimcodec.index_map.plan`) at that
     reach or the full one, where one pays (the blocks' bytes counted): RD loss at
     ``lmbda``, or the mean squared error where it is None (and then no index map: its
-    bits cannot be weighed); and the
-    palette of it (colours, reach, the image decoded, the index map's bytes or none), None
-    where that is none."""
+    bits cannot be weighed); and the palette of it (colours, reach, the image decoded,
+    the index map's bytes or none), None where that is none."""
 
     def loss(image: np.ndarray, size: int) -> float:
         if lmbda is None:
@@ -177,19 +180,19 @@ def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float |
         extra = _PALETTE_HEAD + 3 * len(colours)  # the block's bytes
         nearest = _nearest(decoded, colours)
         own: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes]] | None = None
-        snaps = {}
-        for reach in REACHES:
-            snaps[reach] = _snapped(decoded, colours, *nearest, reach)
-            tried = loss(snaps[reach], nbytes + extra)
+        for reach in REACHES:  # (one snapped image kept at a time: they are image-sized)
+            snapped = _snapped(decoded, colours, *nearest, reach)
+            tried = loss(snapped, nbytes + extra)
             if own is None or tried < own[0]:
-                own = (tried, (colours, reach, snaps[reach], b""))
+                own = (tried, (colours, reach, snapped, b""))
         assert own is not None
         # with exact blocks: at the reach of the lowest loss without, and at the full
         # reach, which snaps every pixel far from a tie (so every block can be exact)
-        for reach in dict.fromkeys((own[1][1], PALETTE_FULL_REACH)) if lmbda else ():
-            if reach not in snaps:
-                snaps[reach] = _snapped(decoded, colours, *nearest, reach)
-            mapped = index_map.plan(original, snaps[reach], colours, lmbda)
+        plain_reach, plain_snapped = own[1][1], own[1][2]
+        for reach in dict.fromkeys((plain_reach, PALETTE_FULL_REACH)) if lmbda else ():
+            snapped = (plain_snapped if reach == plain_reach
+                       else _snapped(decoded, colours, *nearest, reach))
+            mapped = index_map.plan(original, snapped, colours, lmbda)
             if mapped is not None:
                 data, painted = mapped
                 tried = loss(painted, nbytes + extra + _MAP_HEAD + len(data))
@@ -214,14 +217,15 @@ def with_palette(data: bytes, rgb: np.ndarray,
                  decode: Callable[[bytes], tuple[np.ndarray, Header]],
                  weight: Callable[[int, float | None], float | None],
                  report: dict[str, Any] | None = None) -> bytes:
-    """``data``, a file of ``rgb``, with the palette (of ``rgb``'s most frequent colours)
-    and reach of the lowest RD loss where one lowers it below the file's own, else
-    ``data``. ``weight(width, λ)``: the RD weight of a file at that width and λ (None for a
-    single-rate model's), per pixel of the image as the file's coded size makes it
-    (:func:`~slimcodec.bitstream.rate.per_image_pixel`); where there is none, the palette
-    is chosen by distortion alone.
-    ``report``: its ``palette`` (colours kept, 0 for none), and its ``psnr`` and
-    ``psnr_predicted``, where present, made the snapped file's."""
+    """``data``, a file of ``rgb``, with the palette (of ``rgb``'s most frequent colours),
+    reach and exact blocks (:mod:`slimcodec.index_map`) of the lowest RD loss where one
+    lowers it below the file's own, else ``data``. ``weight(width, λ)``: the RD weight of
+    a file at that width and λ (None for a single-rate model's), per pixel of the image as
+    the file's coded size makes it (:func:`~slimcodec.bitstream.rate.per_image_pixel`);
+    where there is none, the palette is chosen by distortion alone, without exact blocks.
+    ``report``: its ``palette`` (colours kept, 0 for none) and ``index_map`` (the exact
+    blocks' bytes, 0 for none), and its ``psnr`` and ``psnr_predicted``, where present,
+    made the sent file's."""
     if report is not None:
         report.update(palette=0, index_map=0)
     ranked = colours_to_try(rgb)
