@@ -670,8 +670,9 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--no-palette", dest="palette", action="store_false",
                         help="never send the image's colours for the decoder to snap its "
-                             "output onto (by default sent where the image has few colours "
-                             "and that lowers the RD loss: screens)")
+                             "output onto, nor the blocks drawn in them alone exactly (by "
+                             "default sent where the image has few colours and that lowers "
+                             "the RD loss: screens)")
 
 
 def scale_argument(text: str) -> Scale:
