@@ -62,6 +62,7 @@ from slimcodec.domains.illustration import write_illustrations
 from slimcodec.domains.screen import render_screen, write_screens
 from slimcodec.evaluate import evaluate
 from slimcodec.models import ModulatedSlimCAE
+from slimcodec.utils.metrics import mean_psnr
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 from slimcodec.zoo import load_model, model_meta, save_model_file
 
@@ -90,8 +91,8 @@ def pooled(results: list[dict]) -> Curve:
     for result in results:
         for r in result["per_image"]:
             records.setdefault((r["width"], r.get("lmbda")), []).append(r)
-    points = {key: (sum(r["bpp"] for r in rs) / len(rs), sum(r["psnr"] for r in rs) / len(rs))
-              for key, rs in records.items()}
+    points = {key: (sum(r["bpp"] for r in rs) / len(rs), mean_psnr(r["psnr"] for r in rs))
+              for key, rs in records.items()}  # (an exact image counted at 60 dB)
     # A variable-rate model's points are a cloud (5 widths x 5 λ): its curve is the RD
     # envelope, the points a user would pick. A single-rate model's widths are its curve.
     if all(lmbda is None for _, lmbda in records):
