@@ -5,14 +5,17 @@ nearly right, but near an edge of aliased text the decoded pixel is often nearer
 colour, and a thin stroke blurs into the background. Where every pixel of a
 :data:`BLOCK`\ ×\ :data:`BLOCK` block of the image is one of the palette's colours, the
 encoder may send the block's colours as indices into the palette, and every decoder
-paints them over its output: the block then decodes exactly. After the palette modes of
-screen-content coders (HEVC SCC, AV1), which code a block as indices into a few colours;
-here most indices cost a fraction of a bit, because the decoder's own output predicts
-them: symbol 0 says "the palette colour nearest the decoded pixel", and only where that
-is wrong is the colour named (symbol ``j + 1`` for colour ``j``). Each pixel's symbol is
-coded with the table of its *context*: that nearest colour, and how many of its eight
-neighbours have another nearest colour (:data:`EDGES`): on a decoded edge the nearest
-colour is wrong about half the time, away from edges almost never.
+paints them over its output: the block then decodes exactly. Where it is drawn in blends
+of them (anti-aliased text, whose blends the palette holds only some of:
+:data:`slimcodec.palette.SEPARATION`), each pixel within :data:`NEAR` of a palette
+colour, the block is painted in the nearest colours, a few levels off at most. After the
+palette modes of screen-content coders (HEVC SCC, AV1), which code a block as indices
+into a few colours; here most indices cost a fraction of a bit, because the decoder's own
+output predicts them: symbol 0 says "the palette colour nearest the decoded pixel", and
+only where that is wrong is the colour named (symbol ``j + 1`` for colour ``j``). Each
+pixel's symbol is coded with the table of its *context*: that nearest colour, and how
+many of its eight neighbours have another nearest colour (:data:`EDGES`): on a decoded
+edge the nearest colour is wrong about half the time, away from edges almost never.
 
 The decoder derives the contexts from its own output, which the transforms' float
 arithmetic makes a level off here and there between machines and runtimes (the golden
@@ -37,8 +40,9 @@ format spec, ``docs/bitstream.md``, says it byte by byte):
   (the rest of the bytes).
 
 The encoder (:func:`plan`) keeps a block exact where the bits of its symbols are fewer
-than the RD loss its error costs at the file's λ; the file then carries the map where the
-whole of it, flags and table counted, lowers the file's loss (:mod:`slimcodec.palette`).
+than the RD loss of the error the paint takes away at the file's λ; the file then carries
+the map where the whole of it, flags and table counted, lowers the file's loss
+(:mod:`slimcodec.palette`).
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ from slimcodec.bitstream import rans
 from slimcodec.bitstream.rans import PRECISION, EntropyTables
 from slimcodec.errors import CorruptBitstreamError
 
-__all__ = ["BLOCK", "EDGES", "TOLERANCE", "contexts", "nearest_colours", "paint", "plan"]
+__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "contexts", "nearest_colours", "paint", "plan"]
 
 #: The side of an exact block, in pixels of the image (blocks at the right and bottom
 #: edges are cut to the image).
@@ -63,6 +67,10 @@ _BUCKETS = len(EDGES) + 1
 #: How many levels off in each channel a decoder's output may be, against the encoder's,
 #: and still decode every exact block exactly.
 TOLERANCE = 2
+#: The farthest (squared RGB distance) a pixel of an exact block may be from the palette
+#: colour it is painted with: 8 levels in each channel. Anti-aliased text's blends between
+#: the palette's colours (:data:`slimcodec.palette.SEPARATION` apart) are so.
+NEAR = 3 * 8**2
 _COUNT = struct.Struct("<B")
 _ENTRY = struct.Struct("<BH")
 _ENTRIES = np.dtype([("symbol", "u1"), ("freq", "<u2")])
@@ -158,9 +166,19 @@ def _cdfs(tables: list[np.ndarray]) -> EntropyTables:
     return EntropyTables(cdfs, lengths, np.zeros(len(tables)))
 
 
-def _keys(pixels: np.ndarray) -> np.ndarray:
-    p = pixels.astype(np.uint32)
-    return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
+def _painted(pixels: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``pixels``' nearest colour of ``colours`` (the first of the nearest), and its
+    squared distance to it, int64."""
+    index = np.empty(len(pixels), np.int64)
+    distance = np.empty(len(pixels), np.int64)
+    for start in range(0, len(pixels), _STEP):
+        block = pixels[start:start + _STEP]
+        d = _distances(block, colours)
+        i = d.argmin(1)
+        index[start:start + _STEP] = i
+        distance[start:start + _STEP] = (d[np.arange(len(d)), i].astype(np.int64)
+                                         + (block.astype(np.int64) ** 2).sum(1))
+    return index, distance
 
 
 def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: float,
@@ -168,19 +186,17 @@ def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: 
     """The index map for a file that decodes ``original`` to ``decoded`` (after the snap)
     with the palette ``colours`` ``(k, 3)``, k at most 255, at the RD weight ``lmbda``
     (per pixel of the image, :func:`~slimcodec.bitstream.rate.rd_loss`'s): its bytes and
-    the image it paints, or None where no block pays. A block of the palette's colours
-    alone, stable (the module's docstring), is kept exact where its symbols' bits, by
-    their contexts' frequencies over the blocks kept, are fewer than ``lmbda`` times its
-    squared error (summed over channels, over 3); the frequencies are fitted to the
-    blocks with an error, then again to those kept, three times."""
+    the image it paints, or None where no block pays. A block each pixel of which lies
+    within :data:`NEAR` of a palette colour, stable (the module's docstring), is painted,
+    each pixel in the palette colour nearest its original, where its symbols' bits, by
+    their contexts' frequencies over the blocks kept, are fewer than ``lmbda`` times the
+    squared error (summed over channels, over 3) the paint takes away; the frequencies
+    are fitted to the blocks the paint mends, then again to those kept, three times."""
     k = len(colours)
     if k > 255:  # a symbol is a byte
         return None
     shape = original.shape[:2]
-    keys, palette_keys = _keys(original.reshape(-1, 3)), _keys(colours)
-    order = np.argsort(palette_keys)
-    where = np.minimum(np.searchsorted(palette_keys[order], keys), k - 1)
-    truth = np.where(palette_keys[order][where] == keys, order[where], -1)
+    truth, off = _painted(original.reshape(-1, 3), colours)
     nearest, stable = _stable(decoded.reshape(-1, 3), colours)
     # a block's pixels and the ring around them stable: every decoder's contexts the same
     unstable = np.pad(~stable.reshape(shape), 1)
@@ -190,10 +206,10 @@ def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: 
             ring |= unstable[dy:dy + shape[0], dx:dx + shape[1]]
     block = _pixel_blocks(shape)
     blocks = _grid(shape)[0] * _grid(shape)[1]
-    candidate = np.bincount(block, weights=(truth < 0) | ring.reshape(-1),
+    candidate = np.bincount(block, weights=(off > NEAR) | ring.reshape(-1),
                             minlength=blocks) == 0
     error = ((decoded.astype(np.int64) - original) ** 2).sum(-1).reshape(-1)
-    gain = lmbda * np.bincount(block, weights=error, minlength=blocks) / 3
+    gain = lmbda * np.bincount(block, weights=error - off, minlength=blocks) / 3
     kept = candidate & (gain > 0)
     if not kept.any():
         return None

@@ -55,7 +55,17 @@ MAX_COLOURS = 64
 #: to be tried.
 MIN_COVER = 0.5
 #: The palette sizes tried: the image's most frequent colours, as many (or all it has).
-SIZES = (8, 16, MAX_COLOURS)
+SIZES = (8, 16, 32, MAX_COLOURS)
+#: The colours sent are at least this many levels apart in some channel. Anti-aliased
+#: text blends each pair of colours into hundreds a level or two apart; a palette of the
+#: most frequent of those would crowd out the rest, and a decoder a level off would often
+#: read another nearest colour, so that no block of them could be exact. Colours this far
+#: apart stay their own nearest for a decoder :data:`~slimcodec.index_map.TOLERANCE`
+#: levels off (Σ δ(δ − 4) > 0 for a difference δ with a channel of 8 or more), and exact
+#: blocks paint each blend between them with its nearest (:data:`slimcodec.index_map.NEAR`).
+SEPARATION = 8
+#: How many of the most frequent colours :data:`SEPARATION` chooses among.
+_CONSIDERED = 4096
 #: The reaches tried: a pixel within 8, 16, ... 96 levels per channel of a palette colour
 #: (3·8², ...), or every pixel.
 REACHES = (*(3 * step**2 for step in (8, 16, 24, 32, 48, 64, 96)), PALETTE_FULL_REACH)
@@ -76,12 +86,23 @@ def _keys(pixels: np.ndarray) -> np.ndarray:
     return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
 
 
-def frequent_colours(rgb: np.ndarray, count: int) -> np.ndarray:
+def frequent_colours(rgb: np.ndarray, count: int, separation: int = 0) -> np.ndarray:
     """``rgb``'s ``count`` most frequent colours (all it has where fewer), ``(k, 3)`` uint8,
-    the most frequent first (ties: the lower 0xRRGGBB first)."""
+    the most frequent first (ties: the lower 0xRRGGBB first), each at least
+    ``separation`` levels in some channel from every more frequent one kept (of the
+    :data:`_CONSIDERED` most frequent)."""
     keys, counts = np.unique(_keys(rgb.reshape(-1, 3)), return_counts=True)
-    top = keys[np.argsort(-counts, kind="stable")[:count]]
-    return np.stack([(top >> 16) & 255, (top >> 8) & 255, top & 255], 1).astype(np.uint8)
+    top = keys[np.argsort(-counts, kind="stable")[:count if not separation else _CONSIDERED]]
+    colours = np.stack([(top >> 16) & 255, (top >> 8) & 255, top & 255], 1).astype(np.int16)
+    if separation:
+        kept: list[int] = []
+        for i, colour in enumerate(colours):
+            if not kept or np.abs(colours[kept] - colour).max(1).min() >= separation:
+                kept.append(i)
+                if len(kept) == count:
+                    break
+        colours = colours[kept]
+    return colours.astype(np.uint8)
 
 
 def _covered(rgb: np.ndarray) -> bool:
@@ -148,10 +169,10 @@ def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
 
 
 def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
-    """``rgb``'s most frequent colours, the most frequent first, as many as the largest of
-    :data:`SIZES`, where they cover enough of it to try a palette (:data:`MIN_COVER`, on a
-    sample); else None (photos)."""
-    return frequent_colours(rgb, max(SIZES)) if _covered(rgb) else None
+    """``rgb``'s most frequent colours :data:`SEPARATION` apart, the most frequent first, as
+    many as the largest of :data:`SIZES`, where its most frequent cover enough of it to try
+    a palette (:data:`MIN_COVER`, on a sample); else None (photos)."""
+    return frequent_colours(rgb, max(SIZES), SEPARATION) if _covered(rgb) else None
 
 
 def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float | None,

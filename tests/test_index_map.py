@@ -83,6 +83,33 @@ def test_exact_blocks_round_trip_and_a_block_off_the_palette_is_never_exact():
     assert psnr(rgb, painted) > psnr(rgb, decoded) + 3
 
 
+def test_a_block_of_blends_is_painted_in_their_nearest_colours_within_near():
+    """Anti-aliased text: pixels a few levels off the palette's colours (blends it does not
+    hold) are painted in their nearest colours where that pays; a block with a pixel
+    farther than :data:`NEAR` from every colour is never painted."""
+    rgb = few_colours(64, 96, seed=4)
+    rng = np.random.default_rng(4)
+    blended = np.clip(rgb.astype(int) + rng.integers(-6, 7, rgb.shape)
+                      * (rng.random(rgb.shape[:2]) < 0.3)[..., None], 0, 255).astype(np.uint8)
+    far = (20, 70)
+    blended[far] = COLOURS[0].astype(int) - 12  # 12 levels off in each channel: beyond NEAR
+    decoded = _blurred(blended, seed=4)
+    data, painted = plan(blended, decoded, COLOURS, lmbda=1.0)
+    exact = _exact_blocks(data, rgb.shape[:2])
+    assert exact.mean() > 0.5
+    assert not exact[far]
+    on_palette = (painted[exact][:, None] == COLOURS[None]).all(-1).any(-1)
+    assert on_palette.all()  # painted in palette colours, each the nearest of its original
+    assert (painted[exact] == rgb[exact]).all()
+    assert (((painted.astype(int) - blended) ** 2).sum(-1)[exact] <= index_map.NEAR).all()
+    assert (painted[~exact] == decoded[~exact]).all()
+    assert psnr(blended, painted) > psnr(blended, decoded) + 3
+    assert (paint(decoded, COLOURS, data) == painted).all()
+    # decoded a level off the blends: painting them would add more error than it takes
+    close = np.clip(blended.astype(int) + rng.integers(-1, 2, rgb.shape), 0, 255)
+    assert plan(blended, close.astype(np.uint8), COLOURS, lmbda=1.0) is None
+
+
 def test_a_context_is_the_nearest_colour_and_its_count_of_other_neighbours():
     """``contexts`` against docs/bitstream.md, pixel by pixel: nearest × 4 + 0 for no
     neighbour of another nearest colour, 1 for 1-2, 2 for 3-4, 3 for 5-8, the image's
@@ -230,6 +257,32 @@ def test_the_encoder_sends_exact_blocks_where_they_pay_and_every_decoder_paints_
     # a photo: no palette, so no map
     assert not unpack(codec.encode_rgb(natural_like(64, 96, seed=3), width,
                                        lmbda=0.2)).header.index_map
+
+
+def test_anti_aliased_text_is_painted_in_a_palette_of_its_blends_far_apart(codec):
+    """A screen whose text is anti-aliased (hundreds of blends): the palette holds blends
+    :data:`~slimcodec.palette.SEPARATION` apart, and blocks of text are painted in them."""
+    from slimcodec.domains.screen import antialiased, render_screen
+    from slimcodec.palette import SEPARATION
+
+    seed = next(s for s in range(1000, 1100) if antialiased(s))
+    rgb = render_screen(seed, (512, 768))[64:192, 192:384]
+    assert len(np.unique(rgb.reshape(-1, 3), axis=0)) > 100
+    report = {}
+    data = codec.encode_rgb(rgb, codec.widths[0], lmbda=0.2, report=report)
+    header = unpack(data).header
+    assert report["index_map"] > 0
+    colours = np.asarray(header.palette, np.uint8)
+    apart = np.abs(colours[:, None].astype(int) - colours[None]).max(-1)
+    assert apart[~np.eye(len(colours), dtype=bool)].min() >= SEPARATION
+    # so each colour, snapped onto, stays its own nearest for a decoder two levels off
+    assert index_map._stable(colours, colours)[1].all()
+    painted = _exact_blocks(header.index_map, rgb.shape[:2])
+    on_palette = (rgb[..., None, :] == colours).all(-1).any(-1)
+    assert (painted & ~on_palette).sum() > 100  # blends painted in their nearest colours
+    plain = codec.encode_rgb(rgb, codec.widths[0], lmbda=0.2, palette=False)
+    assert rd_loss(rgb, codec.decode_rgb(data)[0], len(data), 0.2) < rd_loss(
+        rgb, codec.decode_rgb(plain)[0], len(plain), 0.2)
 
 
 def test_a_mean_of_psnrs_counts_an_exact_image_at_the_ceiling():

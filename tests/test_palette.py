@@ -59,6 +59,27 @@ def _reference(rgb, colours, reach):
     return out
 
 
+def test_the_palette_is_the_most_frequent_colours_each_separation_from_those_before():
+    """Anti-aliased blends of two colours, a level apart: the palette keeps the most
+    frequent, then only blends at least ``separation`` levels (in some channel) from every
+    colour kept before them."""
+    from slimcodec.palette import frequent_colours
+
+    rng = np.random.default_rng(0)
+    levels = np.concatenate([[255] * 4000, [40] * 2000, rng.integers(41, 255, 3000)])
+    rgb = np.repeat(levels.astype(np.uint8)[:, None], 3, 1).reshape(100, 90, 3)
+    kept = frequent_colours(rgb, 16, separation=8)[:, 0].astype(int)
+    assert list(kept[:2]) == [255, 40]
+    assert 8 < len(kept) <= 16
+    gaps = np.abs(kept[:, None] - kept[None])
+    assert gaps[~np.eye(len(kept), dtype=bool)].min() >= 8
+    values, counts = np.unique(levels, return_counts=True)
+    by_count = values[np.lexsort((values, -counts))]
+    for later in by_count[:list(by_count).index(kept[-1])]:  # each skipped: near one kept
+        assert later in kept or np.abs(kept - later).min() < 8
+    assert len(frequent_colours(rgb, 16)) == 16  # without: the 16 most frequent
+
+
 def test_snap_replaces_each_pixel_within_reach_by_its_first_nearest_colour():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)
