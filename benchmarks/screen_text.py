@@ -2,8 +2,9 @@
 buy and cost, each group apart.
 
 Aliased text is drawn in a theme's few colours, anti-aliased text blends them into
-hundreds; the palette (`slimcodec.palette`) and its exact blocks (`slimcodec.index_map`)
-can only name colours the image holds often, so the two gain unlike. Screens from seed
+hundreds; the palette (`slimcodec.palette`) holds the most frequent colours 8 levels
+apart, and its exact blocks (`slimcodec.index_map`) decode the one exactly and paint the
+other's blends in their nearest colours, so the two gain unlike. Screens from seed
 1000 on (held out from every training run), the first `--count` of each kind
 (`slimcodec.domains.screen.antialiased`), coded by a model at `--widths` (default: the
 widest) and the 5 λ of `slimcodec eval`, as `slimcodec compress` codes them and again

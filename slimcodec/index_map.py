@@ -68,8 +68,9 @@ _BUCKETS = len(EDGES) + 1
 #: and still decode every exact block exactly.
 TOLERANCE = 2
 #: The farthest (squared RGB distance) a pixel of an exact block may be from the palette
-#: colour it is painted with: 8 levels in each channel. Anti-aliased text's blends between
-#: the palette's colours (:data:`slimcodec.palette.SEPARATION` apart) are so.
+#: colour it is painted with: 8 levels off in each channel (13 in one alone). Anti-aliased
+#: text's blends between the palette's colours (:data:`slimcodec.palette.SEPARATION`
+#: apart) are so.
 NEAR = 3 * 8**2
 _COUNT = struct.Struct("<B")
 _ENTRY = struct.Struct("<BH")

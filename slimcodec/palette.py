@@ -12,17 +12,18 @@ coders (HEVC SCC, AV1), which code a block as indices into a few colours; here t
 codes no index: the decoder derives each from its own output, the latent is coded as
 before, and the snap costs the decoder one nearest-colour search per pixel, exact in any
 arithmetic order, so that both runtimes return the same pixels. Where the snap is wrong
-(near an edge of aliased text), the file can also name the colours of whole blocks drawn
-in the palette's colours alone, which the decoder then paints exactly: the exact blocks
-of :mod:`slimcodec.index_map`, which :func:`snap` paints and :func:`with_palette`
-chooses.
+(near an edge of text), the file can also name the colours of whole blocks drawn in the
+palette's colours, or within a few levels of them (the blends of anti-aliased text), which
+the decoder then paints: the exact blocks of :mod:`slimcodec.index_map`, which
+:func:`snap` paints and :func:`with_palette` chooses.
 
 The encoder (:func:`with_palette`, what both runtimes' ``encode_rgb`` end with) tries it
 only where the image's :data:`MAX_COLOURS` most frequent colours cover at least
 :data:`MIN_COVER` of its pixels (so a photo costs a count of its colours on a sample, no
-decode), and then keeps the palette and reach, among :data:`SIZES` and :data:`REACHES`,
-with exact blocks or without, of the lowest RD loss
-(:func:`~slimcodec.bitstream.rate.rd_loss`, the blocks' bytes counted), or none.
+decode), and then keeps the palette (its most frequent colours :data:`SEPARATION` levels
+apart) and reach, among :data:`SIZES` and :data:`REACHES`, with exact blocks or without,
+of the lowest RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`, the blocks' bytes
+counted), or none.
 """
 
 from __future__ import annotations
