@@ -266,6 +266,9 @@ def encode_at_scale(encode: Callable[[np.ndarray], bytes],
     if size == (height, width):  # a scale too small to change a side
         return data
     bitstream = unpack(data)
+    if bitstream.header.index_map:  # its blocks are the upsampled image's, not rgb's
+        raise ValueError("encode_at_scale needs an encoder without the palette: its exact "
+                         "blocks are chosen for the file as sent (palette.with_palette)")
     header = replace(bitstream.header, image_size=(height, width), coded_size=size,
                      resampling=RESAMPLING.index(resampling))
     data = pack(Bitstream(header, bitstream.strings))

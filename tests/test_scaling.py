@@ -254,7 +254,8 @@ def test_box_resampling_undoes_an_integer_scale_and_keeps_text_sharper(codec, mo
     top = codec.lambda_range(width)[1]
     quality = {}
     for resampling in ("lanczos", "box"):
-        data = codec.encode_rgb(rgb, width, lmbda=top, scale=2, resampling=resampling)
+        data = codec.encode_rgb(rgb, width, lmbda=top, scale=2, resampling=resampling,
+                                palette=False)  # (the palette's blocks would paint both)
         assert unpack(data).header.resampling == RESAMPLING.index(resampling)
         quality[resampling] = psnr(rgb, codec.decode_rgb(data)[0])
     assert quality["box"] > quality["lanczos"] + 1, quality
@@ -306,11 +307,14 @@ def test_auto_goes_on_to_three_times_box_where_box_leads_at_two(codec):
     width = max(codec.widths)
     lmbda = codec.lambda_range(width)[1]
     report = {}
-    data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report)
+    # without the palette, whose exact blocks paint this text best at the image's own size
+    data = codec.encode_rgb(rgb, width, lmbda=lmbda, scale=AUTO, report=report,
+                            palette=False)
     losses = report["scale_losses"]
     assert min(losses, key=losses.__getitem__) == "3:box", losses
     assert unpack(data).header.coded_size == (192, 288)
-    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda / 9, scale=3, resampling="box")
+    assert data == codec.encode_rgb(rgb, width, lmbda=lmbda / 9, scale=3, resampling="box",
+                                    palette=False)
 
 
 def test_auto_never_chooses_a_scale_the_pixel_limit_refuses(codec, monkeypatch):
@@ -388,12 +392,15 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     lmbda = codec.lambda_range(width)[1]
     gated = record_argument(monkeypatch, Codec, "_gate", "rgb")
     report = {}
-    data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO, report=report)
+    # without the palette, whose exact blocks paint this text best at the image's own size
+    data = codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO, report=report,
+                            palette=False)
     probe = probe_of(rgb)
     assert 1 <= len(gated) <= 2 and all(np.array_equal(g, probe) for g in gated)
     monkeypatch.undo()
     alone = {}
-    codec.encode_rgb(rgb, width, lmbda=lmbda, domain="source", scale=AUTO, report=alone)
+    codec.encode_rgb(rgb, width, lmbda=lmbda, domain="source", scale=AUTO, report=alone,
+                     palette=False)
     at = report["scale"], report["resampling"]
     assert at == (alone["scale"], alone["resampling"]) and at[0] > 1
     assert report["scale_losses"] == alone["scale_losses"]
@@ -406,14 +413,21 @@ def test_with_the_gate_auto_chooses_the_scale_alone_then_the_domain_on_the_probe
     chosen = min(report["gate"], key=report["gate"].__getitem__)
     assert (report["domain"] or "source") == chosen
     assert data == codec.encode_rgb(rgb, width, lmbda=coded, domain=chosen, scale=at[0],
-                                    resampling=at[1])
+                                    resampling=at[1], palette=False)
     with pytest.raises(ValueError, match="chooses the filter too"):
         codec.encode_rgb(rgb, width, lmbda=lmbda, domain="auto", scale=AUTO,
                          resampling="box")
     # where the gate at the image's own size beats it at the upsampling, the former is kept
     for own, wins in ((0.5, (1.0, "lanczos")), (2.0, at)):
         settled = []
-        gate_auto(lambda coded: codec.encode_rgb(coded, width, lmbda=lmbda),
+        # (the encoder's own calls pass a coder without the palette, whose exact blocks
+        # are planned for the file as sent, at the image's size: one with it is refused)
+        if own == 0.5:
+            with pytest.raises(ValueError, match="without the palette"):
+                gate_auto(lambda coded: codec.encode_rgb(coded, width, lmbda=lmbda),
+                          lambda *_: None, lambda *_: None, codec.decode_rgb, rgb, lmbda,
+                          codec.max_pixels, None)
+        gate_auto(lambda coded: codec.encode_rgb(coded, width, lmbda=lmbda, palette=False),
                   lambda image, s, f, r, own=own: r.update(
                       gate={"source": own if s == 1 else 1.0}, domain=None),
                   lambda *how, settled=settled: settled.append(how), codec.decode_rgb, rgb,
