@@ -256,7 +256,9 @@ def encode_at_scale(encode: Callable[[np.ndarray], bytes],
     the image's size, the size it coded and the filter. ``report``:
     what ``encode`` reported, the PSNRs in it (the gate's ``psnr``, refinement's
     ``psnr_predicted``: of the coded image) measured again against ``rgb`` after
-    ``decode``, which resamples as every decoder does."""
+    ``decode``, which resamples as every decoder does. ValueError where ``encode`` sent
+    exact blocks (:mod:`slimcodec.index_map`): they are the upsampled image's, and the
+    encoder chooses them for the file as sent."""
     if resampling not in FILTERS:
         raise ValueError(f"resampling {resampling!r} is not one of {', '.join(FILTERS)}")
     height, width = rgb.shape[:2]
