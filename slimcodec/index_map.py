@@ -55,7 +55,8 @@ from slimcodec.bitstream import rans
 from slimcodec.bitstream.rans import PRECISION, EntropyTables
 from slimcodec.errors import CorruptBitstreamError
 
-__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "contexts", "nearest_colours", "paint", "plan"]
+__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "contexts", "nearest_and_distance",
+           "nearest_colours", "paint", "plan"]
 
 #: The side of an exact block, in pixels of the image (blocks at the right and bottom
 #: edges are cut to the image).
@@ -167,18 +168,20 @@ def _cdfs(tables: list[np.ndarray]) -> EntropyTables:
     return EntropyTables(cdfs, lengths, np.zeros(len(tables)))
 
 
-def _painted(pixels: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each of ``pixels``' nearest colour of ``colours`` (the first of the nearest), and its
-    squared distance to it, int64."""
-    index = np.empty(len(pixels), np.int64)
-    distance = np.empty(len(pixels), np.int64)
+def nearest_and_distance(pixels: np.ndarray, colours: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``pixels`` ``(N, 3)`` uint8's nearest colour of ``colours`` (the first of the
+    nearest) and its squared distance to it, both int32: :func:`_distances` plus |x|², every
+    term and sum an integer below 2²⁴ in float32, so exact (the same on every machine)."""
+    index = np.empty(len(pixels), np.int32)
+    distance = np.empty(len(pixels), np.int32)
     for start in range(0, len(pixels), _STEP):
         block = pixels[start:start + _STEP]
         d = _distances(block, colours)
         i = d.argmin(1)
         index[start:start + _STEP] = i
-        distance[start:start + _STEP] = (d[np.arange(len(d)), i].astype(np.int64)
-                                         + (block.astype(np.int64) ** 2).sum(1))
+        distance[start:start + _STEP] = d[np.arange(len(d)), i] + (
+            block.astype(np.float32) ** 2).sum(1)
     return index, distance
 
 
@@ -197,7 +200,7 @@ def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: 
     if k > 255:  # a symbol is a byte
         return None
     shape = original.shape[:2]
-    truth, off = _painted(original.reshape(-1, 3), colours)
+    truth, off = nearest_and_distance(original.reshape(-1, 3), colours)
     nearest, stable = _stable(decoded.reshape(-1, 3), colours)
     # a block's pixels and the ring around them stable: every decoder's contexts the same
     unstable = np.pad(~stable.reshape(shape), 1)

@@ -28,7 +28,7 @@ counted), or none.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -76,7 +76,7 @@ _PALETTE_HEAD = 5
 _MAP_HEAD = 4
 #: Every ``_SAMPLE``-th pixel counts towards the cover test.
 _SAMPLE = 7
-#: Pixels per block of the nearest-colour search (bounds its temporaries).
+#: Pixels per block of the snap (bounds its index and distance arrays).
 _BLOCK = 1 << 14
 assert MAX_COLOURS <= MAX_PALETTE
 
@@ -114,34 +114,6 @@ def _covered(rgb: np.ndarray) -> bool:
     return np.sort(counts)[::-1][:MAX_COLOURS].sum() >= MIN_COVER * len(sample)
 
 
-def _blocks(rgb: np.ndarray, colours: np.ndarray
-            ) -> Iterator[tuple[slice, np.ndarray, np.ndarray]]:
-    """Per block of ``rgb``'s pixels (flattened): where it lies, and per pixel the index of
-    its nearest colour of ``colours`` (the first of the nearest) and the squared distance
-    to it, int32. In float32, as |x|² − 2x·c + |c|²: every term and sum is an integer below
-    2²⁴, so exact in any order of summation (the same pixels on every machine), and the
-    products one matrix product per block."""
-    pixels = rgb.reshape(-1, 3)
-    palette = colours.astype(np.float32)
-    lengths = (palette**2).sum(1)
-    for start in range(0, len(pixels), _BLOCK):
-        block = pixels[start:start + _BLOCK].astype(np.float32)
-        d = lengths[None] - 2 * (block @ palette.T)  # |x|² is the same for every colour
-        index = d.argmin(1)
-        distance = d[np.arange(len(block)), index] + (block**2).sum(1)
-        yield slice(start, start + len(block)), index.astype(np.int32), distance.astype(
-            np.int32)
-
-
-def _nearest(rgb: np.ndarray, colours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_blocks`' indices and distances for every pixel of ``rgb``."""
-    index = np.empty(rgb.shape[0] * rgb.shape[1], np.int32)
-    distance = np.empty_like(index)
-    for where, i, d in _blocks(rgb, colours):
-        index[where], distance[where] = i, d
-    return index, distance
-
-
 def _snapped(rgb: np.ndarray, colours: np.ndarray, index: np.ndarray, distance: np.ndarray,
              reach: int) -> np.ndarray:
     out = rgb.reshape(-1, 3).copy()
@@ -161,7 +133,9 @@ def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
     colours = np.asarray(header.palette, np.uint8)
     out = rgb.copy()
     flat = out.reshape(-1, 3)
-    for where, index, distance in _blocks(rgb, colours):
+    for start in range(0, len(flat), _BLOCK):
+        where = slice(start, start + _BLOCK)
+        index, distance = index_map.nearest_and_distance(rgb.reshape(-1, 3)[where], colours)
         near = distance <= header.palette_reach
         flat[where][near] = colours[index[near]]
     if header.index_map:
@@ -200,7 +174,7 @@ def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float |
             continue
         sizes.add(len(colours))
         extra = _PALETTE_HEAD + 3 * len(colours)  # the block's bytes
-        nearest = _nearest(decoded, colours)
+        nearest = index_map.nearest_and_distance(decoded.reshape(-1, 3), colours)
         own: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes]] | None = None
         for reach in REACHES:  # (one snapped image kept at a time: they are image-sized)
             snapped = _snapped(decoded, colours, *nearest, reach)
