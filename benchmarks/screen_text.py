@@ -1,17 +1,21 @@
-"""Screens with aliased and with anti-aliased text: what the palette and its exact blocks
-buy and cost, each group apart.
+"""Screens with aliased, grayscale anti-aliased and subpixel (ClearType-like) text: what
+the palette and its exact blocks buy and cost, each group apart.
 
 Aliased text is drawn in a theme's few colours, anti-aliased text blends them into
-hundreds; the palette (`slimcodec.palette`) holds the most frequent colours 8 levels
-apart, and its exact blocks (`slimcodec.index_map`) decode the one exactly and paint the
-other's blends in their nearest colours, so the two gain unlike. Screens from seed
-1000 on (held out from every training run), the first `--count` of each kind
-(`slimcodec.domains.screen.antialiased`), coded by a model at `--widths` (default: the
-widest) and the 5 λ of `slimcodec eval`, as `slimcodec compress` codes them and again
-with `--no-palette`, in one run beside JPEG, WebP and AVIF on the same images: BD-rate
-against each, ΔPSNR at equal rate against WebP, the rate range and top PSNR (a mean over
-the images, an exact image counted at 60 dB), the encode and decode times, and their
-ratios to `--no-palette`'s. Writes the RESULTS.md section ``screen-text-<model>``.
+hundreds (grayscale: along the line between ink and background; subpixel: each of red,
+green and blue its own blend, so stems get coloured fringes off that line); the palette
+(`slimcodec.palette`) holds the most frequent colours 8 levels apart, and its exact
+blocks (`slimcodec.index_map`) decode the one exactly and paint the others' blends in
+their nearest colours, so the groups gain unlike. Screens from seed 1000 on (held out
+from every training run): the first `--count` whose text is aliased, and the first
+`--count` whose text is anti-aliased (`slimcodec.domains.screen.antialiased`), drawn
+once with grayscale and once with subpixel text (the same layouts), coded by a model
+at `--widths` (default: the widest) and the 5 λ of `slimcodec eval`, as `slimcodec
+compress` codes them and again with `--no-palette`, in one run beside JPEG, WebP and AVIF
+on the same images: BD-rate against each, ΔPSNR at equal rate against WebP, the rate
+range and top PSNR (a mean over the images, an exact image counted at 60 dB), the encode
+and decode times, and their ratios to `--no-palette`'s. Writes the RESULTS.md section
+``screen-text-<model>``.
 
     python benchmarks/screen_text.py [--model slimcae-hpc] [--count 4] [--widths 192]
 """
@@ -24,7 +28,7 @@ import numpy as np
 from common import COMPARED, classical_rd, fmt, table_head, write_section
 
 from slimcodec.api import codec_for
-from slimcodec.domains.screen import antialiased, render_screen
+from slimcodec.domains.screen import TEXT, antialiased, render_screen
 from slimcodec.evaluate import evaluate
 from slimcodec.utils.rd import bd_rate, psnr_at_rate, rd_hull
 
@@ -32,13 +36,13 @@ RATES = (0.25, 0.5, 1.0)
 FIRST_SEED = 1000
 
 
-def screens(count: int, anti: bool, size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
-    """The first ``count`` screens from :data:`FIRST_SEED` whose text is anti-aliased
-    (``anti``) or aliased."""
+def screens(count: int, text: str, size: tuple[int, int]) -> list[tuple[str, np.ndarray]]:
+    """The first ``count`` screens from :data:`FIRST_SEED` whose text is aliased, or (for
+    ``grayscale`` and ``subpixel``) anti-aliased, drawn with ``text``."""
     out, seed = [], FIRST_SEED
     while len(out) < count:
-        if antialiased(seed) == anti:
-            out.append((f"screen-{seed}", render_screen(seed, size)))
+        if antialiased(seed) == (text != "aliased"):
+            out.append((f"screen-{seed}", render_screen(seed, size, text=text)))
         seed += 1
     return out
 
@@ -61,8 +65,8 @@ def main() -> None:
     codec = codec_for(args.model)
     widths = args.widths or [max(codec.widths)]
     sections = []
-    for anti in (False, True):
-        images = screens(args.count, anti, (h, w))
+    for text in TEXT:
+        images = screens(args.count, text, (h, w))
         rgbs = [rgb for _, rgb in images]
         hulls = {c: rd_hull(classical_rd(images, c)) for c in COMPARED}
         runs = {}
@@ -92,12 +96,12 @@ def main() -> None:
             rows.append(f"| {label} | {' | '.join(versus)} | {own} | {span[0]:.3f}–"
                         f"{span[1]:.3f} | {top:.2f} | {' | '.join(gaps)} | "
                         f"{enc:,.0f} / {dec:,.0f} | {ratio} |")
-        kind = "anti-aliased" if anti else "aliased"
-        sections.append(f"**{kind} text** ({len(images)}: "
+        sections.append(f"**{text} text** ({len(images)}: "
                         f"{', '.join(n for n, _ in images)})\n\n" + "\n".join(rows))
     body = (f"## Screens by their text: `{args.model}`, width {', '.join(map(str, widths))}\n\n"
             f"Generated screens {w}x{h} from seed {FIRST_SEED}, the first {args.count} whose "
-            f"text is aliased and the first {args.count} whose text is anti-aliased, at the "
+            f"text is aliased and the first {args.count} whose text is anti-aliased, these "
+            "drawn with grayscale and again with subpixel (ClearType-like) text, at the "
             "5 λ of "
             "`slimcodec eval`: as `slimcodec compress` codes them (palette and exact blocks "
             "where they pay) and with `--no-palette`; BD-rate of each curve's hull against "

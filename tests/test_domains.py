@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from slimcodec.cli import main
-from slimcodec.domains import illustration
+from slimcodec.domains import illustration, screen
 from slimcodec.domains.screen import KINDS, antialiased, render_screen, write_screens
 
 
@@ -82,3 +82,29 @@ def test_generate_refuses_bad_options_in_one_line(tmp_path, capsys, argv, words)
     assert main(["generate", "screen", "-o", str(tmp_path / "d"), *argv]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+def test_subpixel_text_keeps_the_layout_and_gives_stems_coloured_fringes():
+    """ClearType-like text (benchmarks/screen_text.py's third group): the seed's layout,
+    and blends off the line between ink and paper, in LCD order: a dark stem on white
+    takes its left neighbour's blue third (that pixel turns yellow-orange) and its right
+    neighbour's red third (turning it cyan-blue)."""
+    seed = next(s for s in range(1000, 1100) if s % 4 == 1 and antialiased(s))  # prose
+    grey, lcd = (render_screen(seed, (128, 192), text=t) for t in ("grayscale", "subpixel"))
+    assert np.array_equal(lcd, render_screen(seed, (128, 192), text="subpixel"))
+    assert (grey == lcd).all(-1).mean() > 0.8  # backgrounds and sidebar: the same pixels
+    spread = lambda im: (im.max(-1).astype(int) - im.min(-1)).ravel()  # noqa: E731
+    flat = grey.reshape(-1, 3)
+    ink, paper = flat[flat.sum(-1).argmin()], flat[flat.sum(-1).argmax()]
+    assert spread(np.stack([ink, paper])).max() < 8  # this seed: grey ink on grey paper
+    assert (spread(grey) > 24).sum() == 0 and (spread(lcd) > 24).sum() > 100
+
+    image = Image.new("RGB", (40, 40), (255, 255, 255))
+    screen._SubpixelText(image).text((15.0, 5.0), "l", font=screen._font(24), fill=(0, 0, 0))
+    rgb = np.asarray(image).astype(int)
+    stem = rgb[15:25].sum(-1).min(0).argmin()  # darkest column: the stem
+    left, right = rgb[15:25, stem - 1].mean(0), rgb[15:25, stem + 1].mean(0)
+    assert left[0] > left[2] + 20 and right[2] > right[0] + 20
+    with pytest.raises(ValueError, match="unknown text rendering"):
+        render_screen(0, text="cleartype")
+    assert set(screen.TEXT) == {"aliased", "grayscale", "subpixel"}

@@ -14,6 +14,15 @@ Text uses Pillow's bundled scalable font at several sizes (no system fonts neede
 output is the same on every machine with the same Pillow), rendered with and without
 anti-aliasing; words are random strings of letters with a word-length distribution like
 English, so there is no language model to learn, only glyph shapes.
+
+A screen's text comes in one of three renderings (``TEXT``): ``aliased`` (its theme's few
+colours), ``grayscale`` anti-aliasing (blends along the line between ink and background)
+and ``subpixel``, the rendering of ClearType and FreeType's LCD mode: the glyph's coverage
+is sampled at three times the horizontal resolution, low-passed with FreeType's default
+five-tap LCD filter ``[8, 77, 86, 77, 8] / 256``, and each pixel's red, green and blue take
+the coverage of its own third, so that stems get coloured fringes, blends off the line
+between the two colours. A seed draws aliased or grayscale text (:func:`antialiased`);
+``render_screen(seed, text="subpixel")`` draws the same layout with subpixel text.
 """
 
 from __future__ import annotations
@@ -28,9 +37,11 @@ from PIL import Image, ImageDraw, ImageFont
 
 from slimcodec.domains.folder import write_rendered
 
-__all__ = ["KINDS", "antialiased", "render_screen", "write_screens"]
+__all__ = ["KINDS", "TEXT", "antialiased", "render_screen", "write_screens"]
 
 KINDS = ("code", "prose", "chart", "ui")
+TEXT = ("aliased", "grayscale", "subpixel")
+LCD_FILTER = np.array([8, 77, 86, 77, 8], np.float32) / 256  # FreeType's FT_LCD_FILTER_DEFAULT
 THEMES = {
     "dark": {"bg": (30, 30, 36), "fg": (220, 220, 220), "gutter": (45, 45, 52),
              "muted": (120, 120, 130), "accents": [(198, 120, 221), (97, 175, 239),
@@ -43,6 +54,48 @@ THEMES = {
 
 def _font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
+
+
+class _SubpixelText:
+    """An ``ImageDraw`` whose ``text`` is rendered with subpixel (LCD) anti-aliasing; every
+    other call goes to the wrapped draw, so a screen's layout and colours stay those of its
+    seed."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image, self._draw = image, ImageDraw.Draw(image)
+
+    def __getattr__(self, name: str):
+        return getattr(self._draw, name)
+
+    def text(self, xy: tuple[float, float], text: str, font: ImageFont.FreeTypeFont,
+             fill: tuple[int, int, int]) -> None:
+        # The glyphs drawn at three times the size, then averaged down to pixels vertically
+        # and to subpixels (thirds of a pixel) horizontally: the coverage of each subpixel,
+        # from a pixel left of the text (room for the filter's spread). Hinting makes the
+        # small font's advances narrower than a third of the big one's, so the mask is
+        # squeezed to the small font's length: words keep their places.
+        big = ImageFont.load_default(size=3 * font.size)
+        left, top = int(np.floor(xy[0])) - 1, int(xy[1])
+        right, bottom = big.getbbox(text)[2:]
+        squeeze = font.getlength(text) / max(big.getlength(text) / 3, 1e-6)
+        w, h = int(np.ceil((right * squeeze + 6) / 3)) + 2, -(-bottom // 3) + 1
+        mask = Image.new("L", (int(np.ceil(3 * w / squeeze)), 3 * h))
+        ImageDraw.Draw(mask).text((round(3 * (xy[0] - left) / squeeze), 0), text, font=big,
+                                  fill=255)
+        mask = mask.resize((3 * w, 3 * h), Image.BOX, box=(0, 0, 3 * w / squeeze, 3 * h))
+        cover = np.asarray(mask, np.float32).reshape(h, 3, 3 * w).mean(axis=1) / 255
+        cover = np.apply_along_axis(np.convolve, 1, cover, LCD_FILTER, mode="same")
+        cover = cover.reshape(h, w, 3)  # each pixel's red, green, blue thirds
+        # the part inside the image, blended per channel over what is drawn there
+        width, height = self._image.size
+        cx, cy = max(0, -left), max(0, -top)
+        cover = cover[cy:max(cy, height - top), cx:max(cx, width - left)]
+        if cover.size == 0:
+            return
+        box = (left + cx, top + cy, left + cx + cover.shape[1], top + cy + cover.shape[0])
+        under = np.asarray(self._image.crop(box), np.float32)
+        out = under + cover * (np.asarray(fill, np.float32) - under)
+        self._image.paste(Image.fromarray(np.rint(out).astype(np.uint8)), box[:2])
 
 
 def _word(rng: random.Random) -> str:
@@ -193,22 +246,31 @@ def antialiased(seed: int) -> bool:
     return random.Random(seed).choice(["L", "1"]) == "L"
 
 
-def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | None = None
-                  ) -> np.ndarray:
-    """One ``(H, W, 3)`` uint8 screen image of ``size`` (height, width) from ``seed``."""
+def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | None = None,
+                  text: str | None = None) -> np.ndarray:
+    """One ``(H, W, 3)`` uint8 screen image of ``size`` (height, width) from ``seed``; its
+    text rendered as ``text`` (one of :data:`TEXT`), by default as the seed draws it."""
     rng = random.Random(seed)
     kind = kind or KINDS[seed % len(KINDS)]
     if kind not in _DRAW:
         raise ValueError(f"unknown screen kind {kind!r}; expected one of {KINDS}")
+    if text is not None and text not in TEXT:
+        raise ValueError(f"unknown text rendering {text!r}; expected one of {TEXT}")
     h, w = size
     image = Image.new("RGB", (w, h))
-    draw = ImageDraw.Draw(image)
-    draw.fontmode = rng.choice(["L", "1"])  # anti-aliased or aliased text: antialiased()
+    mode = rng.choice(["L", "1"])  # anti-aliased or aliased text: antialiased()
+    if text == "subpixel":
+        draw = _SubpixelText(image)
+    else:
+        draw = ImageDraw.Draw(image)
+        draw.fontmode = {"aliased": "1", "grayscale": "L"}.get(text, mode)
     _DRAW[kind](draw, (w, h), rng)
     return np.asarray(image)
 
 
 def write_screens(out: str | os.PathLike, count: int, seed: int = 0,
-                  size: tuple[int, int] = (512, 768)) -> list[Path]:
-    """Write ``count`` screens as PNG files ``screen-<seed>.png`` into ``out``."""
-    return write_rendered(out, "screen", count, seed, lambda i: render_screen(i, size))
+                  size: tuple[int, int] = (512, 768), text: str | None = None) -> list[Path]:
+    """Write ``count`` screens as PNG files ``screen-<seed>.png`` into ``out``; their text
+    rendered as ``text`` (see :func:`render_screen`)."""
+    return write_rendered(out, "screen", count, seed,
+                          lambda i: render_screen(i, size, text=text))
