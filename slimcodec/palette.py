@@ -65,6 +65,12 @@ SIZES = (8, 16, 32, MAX_COLOURS)
 #: levels off (Σ δ(δ − 4) > 0 for a difference δ with a channel of 8 or more), and exact
 #: blocks paint each blend between them with its nearest (:data:`slimcodec.index_map.NEAR`).
 SEPARATION = 8
+#: A colour covering at least this share of the image is kept however near a more
+#: frequent one, where a decoder :data:`~slimcodec.index_map.TOLERANCE` levels off still
+#: reads each of the two as its own nearest: UI themes set near-identical greys side by
+#: side (zebra rows #FAFAFA on #FFFFFF, 5 levels apart), which snapped or painted as the
+#: other would decode 5 levels off over large areas; no blend of text is this frequent.
+COMMON = 0.01
 #: How many of the most frequent colours :data:`SEPARATION` chooses among.
 _CONSIDERED = 4096
 #: The reaches tried: a pixel within 8, 16, ... 96 levels per channel of a palette colour
@@ -87,18 +93,25 @@ def _keys(pixels: np.ndarray) -> np.ndarray:
     return (p[:, 0] << 16) | (p[:, 1] << 8) | p[:, 2]
 
 
-def frequent_colours(rgb: np.ndarray, count: int, separation: int = 0) -> np.ndarray:
+def frequent_colours(rgb: np.ndarray, count: int, separation: int = 0,
+                     common: float = 1.0) -> np.ndarray:
     """``rgb``'s ``count`` most frequent colours (all it has where fewer), ``(k, 3)`` uint8,
     the most frequent first (ties: the lower 0xRRGGBB first), each at least
     ``separation`` levels in some channel from every more frequent one kept (of the
-    :data:`_CONSIDERED` most frequent)."""
+    :data:`_CONSIDERED` most frequent), or, where it covers at least the share ``common``
+    of the pixels, far enough from each for both to stay their own nearest for a decoder
+    :data:`~slimcodec.index_map.TOLERANCE` levels off (``Σ|δ|(|δ| − 2·TOLERANCE) > 0``
+    over the channels' differences ``δ``)."""
     keys, counts = np.unique(_keys(rgb.reshape(-1, 3)), return_counts=True)
-    top = keys[np.argsort(-counts, kind="stable")[:count if not separation else _CONSIDERED]]
+    order = np.argsort(-counts, kind="stable")[:count if not separation else _CONSIDERED]
+    top, frequent = keys[order], counts[order] >= common * rgb[..., 0].size
     colours = np.stack([(top >> 16) & 255, (top >> 8) & 255, top & 255], 1).astype(np.int16)
     if separation:
         kept: list[int] = []
         for i, colour in enumerate(colours):
-            if not kept or np.abs(colours[kept] - colour).max(1).min() >= separation:
+            delta = np.abs(colours[kept] - colour).astype(np.int64)
+            if (not kept or delta.max(1).min() >= separation or (frequent[i] and (
+                    delta * (delta - 2 * index_map.TOLERANCE)).sum(1).min() > 0)):
                 kept.append(i)
                 if len(kept) == count:
                     break
@@ -144,10 +157,11 @@ def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
 
 
 def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
-    """``rgb``'s most frequent colours :data:`SEPARATION` apart, the most frequent first, as
-    many as the largest of :data:`SIZES`, where its most frequent cover enough of it to try
-    a palette (:data:`MIN_COVER`, on a sample); else None (photos)."""
-    return frequent_colours(rgb, max(SIZES), SEPARATION) if _covered(rgb) else None
+    """``rgb``'s most frequent colours :data:`SEPARATION` apart (but for those of a
+    :data:`COMMON` share), the most frequent first, as many as the largest of
+    :data:`SIZES`, where its most frequent cover enough of it to try a palette
+    (:data:`MIN_COVER`, on a sample); else None (photos)."""
+    return frequent_colours(rgb, max(SIZES), SEPARATION, COMMON) if _covered(rgb) else None
 
 
 def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float | None,

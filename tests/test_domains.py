@@ -63,7 +63,8 @@ def test_every_illustration_kind_is_smooth_with_edges(kind):
         illustration.render_illustration(0, kind="photo")
 
 
-@pytest.mark.parametrize("domain,prefix", [("screen", "screen"), ("illustration", "illustration")])
+@pytest.mark.parametrize("domain,prefix", [("screen", "screen"), ("illustration", "illustration"),
+                                           ("screen-subpixel", "screen-subpixel")])
 def test_generate_writes_a_folder_to_adapt_on(tmp_path, capsys, domain, prefix):
     out = tmp_path / "data"
     assert main(["generate", domain, "-o", str(out), "--count", "2", "--seed", "3",
@@ -72,6 +73,9 @@ def test_generate_writes_a_folder_to_adapt_on(tmp_path, capsys, domain, prefix):
     names = sorted(p.name for p in out.iterdir())
     assert names == [f"{prefix}-00003.png", f"{prefix}-00004.png"]
     assert Image.open(out / names[0]).size == (80, 48)
+    if domain == "screen-subpixel":  # the screens' layouts with subpixel text
+        assert np.array_equal(np.asarray(Image.open(out / names[0])),
+                              render_screen(3, (48, 80), text="subpixel"))
 
 
 @pytest.mark.parametrize("argv,words", [(["--size", "80by48"], "expected WIDTHxHEIGHT"),

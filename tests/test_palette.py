@@ -80,6 +80,52 @@ def test_the_palette_is_the_most_frequent_colours_each_separation_from_those_bef
     assert len(frequent_colours(rgb, 16)) == 16  # without: the 16 most frequent
 
 
+def test_a_common_colour_is_kept_near_a_more_frequent_one_where_both_stay_stable():
+    """Zebra rows #FAFAFA on #FFFFFF, 5 levels apart: a share of ``common`` or more keeps
+    a colour nearer than ``separation`` where a decoder two levels off still reads each
+    as its own nearest (Σ|δ|(|δ| − 4) > 0); a rarer one (a blend), or a common one too
+    near (2 levels: unstable), is still skipped."""
+    from slimcodec.palette import COMMON, frequent_colours
+
+    counts = {255: 5000, 250: 3000, 253: 600, 40: 1200, 247: 30, 100: 100, 140: 70}
+    levels = np.concatenate([[v] * n for v, n in counts.items()])
+    rgb = np.repeat(levels.astype(np.uint8)[:, None], 3, 1).reshape(-1, 100, 3)
+    assert 30 / len(levels) < COMMON <= 600 / len(levels)
+    kept = frequent_colours(rgb, 16, separation=8, common=COMMON)[:, 0].tolist()
+    assert kept == [255, 250, 40, 100, 140]  # not 253 (unstable), nor 247 (rare, near 250)
+    assert frequent_colours(rgb, 16, separation=8)[:, 0].tolist() == [255, 40, 100, 140, 247]
+
+
+def test_zebra_rows_five_levels_apart_decode_as_their_own_colour(codec):
+    """End to end: a table of aliased text on zebra rows #FAFAFA and #FFFFFF. Without the
+    common-colour rule the rarer of the two is left out of the palette and every one of
+    its pixels decodes as the other, 5 levels off, at every rate; with it, at the top of
+    the range, both decode exactly."""
+    import random
+
+    from PIL import Image, ImageDraw
+
+    from slimcodec.domains.screen import _font, _word
+
+    rng = random.Random(0)
+    image = Image.new("RGB", (192, 132), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    draw.fontmode = "1"
+    for row, y in enumerate(range(0, 132, 22)):
+        if row % 2:
+            draw.rectangle([0, y, 192, y + 21], fill=(250, 250, 250))
+        for x in (6, 70, 134):
+            draw.text((x, y + 4), _word(rng)[:7], font=_font(13), fill=(36, 41, 46))
+    rgb = np.asarray(image).copy()
+    width = max(codec.widths)
+    data = codec.encode_rgb(rgb, width, lmbda=codec.lambda_range(width)[1], scale=1)
+    assert {(250, 250, 250), (255, 255, 255)} <= set(unpack(data).header.palette)
+    decoded = codec.decode_rgb(data)[0]
+    for grey in (250, 255):
+        assert (rgb == grey).all(-1).mean() > 0.3
+        assert (decoded[(rgb == grey).all(-1)] == grey).all()
+
+
 def test_snap_replaces_each_pixel_within_reach_by_its_first_nearest_colour():
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (23, 31, 3), dtype=np.uint8)

@@ -271,6 +271,6 @@ def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | Non
 def write_screens(out: str | os.PathLike, count: int, seed: int = 0,
                   size: tuple[int, int] = (512, 768), text: str | None = None) -> list[Path]:
     """Write ``count`` screens as PNG files ``screen-<seed>.png`` into ``out``; their text
-    rendered as ``text`` (see :func:`render_screen`)."""
-    return write_rendered(out, "screen", count, seed,
+    rendered as ``text`` (see :func:`render_screen`; then named ``screen-<text>-<seed>``)."""
+    return write_rendered(out, "screen" if text is None else f"screen-{text}", count, seed,
                           lambda i: render_screen(i, size, text=text))

@@ -60,8 +60,9 @@ class PatchSampler:
     @classmethod
     def rendered(cls, domain: str, patch: int, count: int = MIX_RENDERED,
                  seed: int = MIX_SEED) -> PatchSampler:
-        """``count`` images of a generated domain (``screen``, ``illustration``), rendered
-        in memory from seeds ``seed ..``: the same images on every run and resume."""
+        """``count`` images of a generated domain (``screen``, ``screen-subpixel``,
+        ``illustration``), rendered in memory from seeds ``seed ..``: the same images on
+        every run and resume."""
         sampler = cls.__new__(cls)
         sampler.patch = patch
         sampler.paths = [f"{domain}:{i}" for i in range(seed, seed + count)]
