@@ -258,7 +258,9 @@ def render_screen(seed: int, size: tuple[int, int] = (512, 768), kind: str | Non
         raise ValueError(f"unknown text rendering {text!r}; expected one of {TEXT}")
     h, w = size
     image = Image.new("RGB", (w, h))
-    mode = rng.choice(["L", "1"])  # anti-aliased or aliased text: antialiased()
+    # anti-aliased or aliased text (antialiased()): drawn whatever ``text``, so that the
+    # layout drawn next from ``rng`` is the seed's under every rendering
+    mode = rng.choice(["L", "1"])
     if text == "subpixel":
         draw = _SubpixelText(image)
     else:
