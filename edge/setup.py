@@ -22,7 +22,8 @@ STAGE = HERE / "_stage"
 FILES = {
     "slimcodec": ["__init__.py", "errors.py", "gating.py", "index_map.py", "integer_scales.py",
                   "latent.py",
-                  "palette.py", "rate_control.py", "scaling.py", "tiling.py", "bitstream",
+                  "palette.py", "rate_control.py", "residual.py", "scaling.py", "tiling.py",
+                  "bitstream",
                   "utils/__init__.py", "utils/console.py", "utils/image.py", "utils/io.py",
                   "utils/memory.py", "utils/metrics.py",
                   "zoo/__init__.py", "zoo/catalog.py"],

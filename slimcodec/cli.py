@@ -56,6 +56,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "palette": len(h.palette),  # colours the decoder snaps onto (0: none)
         "palette_reach": h.palette_reach,
         "index_map_bytes": len(h.index_map),  # the exact blocks' indices (0: none)
+        "residual_bytes": len(h.residual),  # the corrected blocks' residual (0: none)
         "string_bytes": [len(s) for s in bitstream.strings],
         "bpp": 8 * len(data) / (h.image_size[0] * h.image_size[1]),
     }

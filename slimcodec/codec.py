@@ -51,7 +51,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import GATES, SOURCE, entropy_domain, gated_file, keep_gated
 from slimcodec.models import ModulatedSlimCAE, SlimCAE
-from slimcodec.palette import colours_to_try, snap, with_palette
+from slimcodec.palette import colours_to_try, finish, with_palette
 from slimcodec.scaling import (
     AUTO,
     Scale,
@@ -731,7 +731,7 @@ class Codec:
     def _synthesize(self, y_hat: np.ndarray, header: Header) -> np.ndarray:
         """The image of ``y_hat``, at the operating point ``header`` sets."""
         h, w = header.coded
-        return snap(to_image_size(_out_of_memory(
+        return finish(to_image_size(_out_of_memory(
             f"decoding a {w}x{h} image",
             lambda: tiling.synthesize(_synthesis(self.model), tiling.unchanged, y_hat,
                                       header.coded, self.model.downsampling, self.tile)),

@@ -36,8 +36,8 @@ format spec, ``docs/bitstream.md``, says it byte by byte):
   table codes less one (u8), then per symbol its value (u8, ascending, at most the
   palette's size) and its frequency (u16, at least 1; their sum below 2¹⁶);
 * each pixel's symbol, pixels of the exact blocks in raster order of the image, as its
-  rank in its context's table, in one rANS string of :mod:`slimcodec.bitstream.rans`
-  (the rest of the bytes).
+  rank in its context's table, in one rANS string (:mod:`slimcodec.bitstream.tables`),
+  the rest of the bytes.
 
 The encoder (:func:`plan`) keeps a block exact where the bits of its symbols are fewer
 than the RD loss of the error the paint takes away at the file's λ; the file then carries
@@ -47,16 +47,13 @@ the map where the whole of it, flags and table counted, lowers the file's loss
 
 from __future__ import annotations
 
-import struct
-
 import numpy as np
 
-from slimcodec.bitstream import rans
-from slimcodec.bitstream.rans import PRECISION, EntropyTables
+from slimcodec.bitstream import tables
 from slimcodec.errors import CorruptBitstreamError
 
-__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "contexts", "nearest_and_distance",
-           "nearest_colours", "paint", "plan"]
+__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "block_grid", "contexts",
+           "nearest_and_distance", "nearest_colours", "paint", "pixel_blocks", "plan"]
 
 #: The side of an exact block, in pixels of the image (blocks at the right and bottom
 #: edges are cut to the image).
@@ -73,12 +70,6 @@ TOLERANCE = 2
 #: text's blends between the palette's colours (:data:`slimcodec.palette.SEPARATION`
 #: apart) are so.
 NEAR = 3 * 8**2
-_COUNT = struct.Struct("<B")
-_ENTRY = struct.Struct("<BH")
-_ENTRIES = np.dtype([("symbol", "u1"), ("freq", "<u2")])
-#: The table's frequencies sum to at most this; the coder's escape (never coded) has the
-#: rest of 2¹⁶.
-_TOTAL = (1 << PRECISION) - 1
 #: Pixels per step of the nearest-colour search (bounds its temporaries).
 _STEP = 1 << 14
 
@@ -123,14 +114,16 @@ def _stable(pixels: np.ndarray, colours: np.ndarray, tolerance: int = TOLERANCE
     return nearest, stable
 
 
-def _grid(shape: tuple[int, int]) -> tuple[int, int]:
+def block_grid(shape: tuple[int, int]) -> tuple[int, int]:
+    """The rows and columns of :data:`BLOCK`-pixel blocks of an image of ``shape``."""
     return -(-shape[0] // BLOCK), -(-shape[1] // BLOCK)
 
 
-def _pixel_blocks(shape: tuple[int, int]) -> np.ndarray:
-    """Each pixel's block, in raster order of the blocks, ``(H * W,)`` int64."""
+def pixel_blocks(shape: tuple[int, int]) -> np.ndarray:
+    """Each pixel's block of :data:`BLOCK` pixels, in raster order of the blocks,
+    ``(H * W,)`` int64."""
     rows, cols = np.arange(shape[0]) // BLOCK, np.arange(shape[1]) // BLOCK
-    return (rows[:, None] * _grid(shape)[1] + cols[None]).reshape(-1)
+    return (rows[:, None] * block_grid(shape)[1] + cols[None]).reshape(-1)
 
 
 def contexts(nearest: np.ndarray) -> np.ndarray:
@@ -147,25 +140,6 @@ def contexts(nearest: np.ndarray) -> np.ndarray:
                 others += padded[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] != nearest
     bucket = np.searchsorted(np.asarray(EDGES, np.uint8), others, side="right")
     return (nearest.astype(np.int32) * _BUCKETS + bucket.astype(np.int32)).reshape(-1)
-
-
-def _quantized(counts: np.ndarray) -> np.ndarray:
-    """Frequencies for ``counts`` (each > 0): each at least 1, summing to ``_TOTAL``."""
-    freq = np.maximum(1, counts * _TOTAL // counts.sum()).astype(np.int64)
-    freq[np.argmax(freq)] += _TOTAL - freq.sum()
-    return freq
-
-
-def _cdfs(tables: list[np.ndarray]) -> EntropyTables:
-    """The rANS tables of the frequencies of each context (symbol ``r``: rank ``r``), each
-    one's escape the rest of 2¹⁶."""
-    width = max(len(f) for f in tables) + 2
-    cdfs = np.zeros((len(tables), width), np.int64)
-    lengths = np.empty(len(tables), np.int64)
-    for i, freq in enumerate(tables):
-        row = np.concatenate([[0], np.cumsum(freq), [1 << PRECISION]])
-        cdfs[i, :len(row)], lengths[i] = row, len(row)
-    return EntropyTables(cdfs, lengths, np.zeros(len(tables)))
 
 
 def nearest_and_distance(pixels: np.ndarray, colours: np.ndarray
@@ -208,8 +182,8 @@ def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: 
     for dy in (0, 1, 2):
         for dx in (0, 1, 2):
             ring |= unstable[dy:dy + shape[0], dx:dx + shape[1]]
-    block = _pixel_blocks(shape)
-    blocks = _grid(shape)[0] * _grid(shape)[1]
+    block = pixel_blocks(shape)
+    blocks = block_grid(shape)[0] * block_grid(shape)[1]
     candidate = np.bincount(block, weights=(off > NEAR) | ring.reshape(-1),
                             minlength=blocks) == 0
     error = ((decoded.astype(np.int64) - original) ** 2).sum(-1).reshape(-1)
@@ -233,24 +207,11 @@ def plan(original: np.ndarray, decoded: np.ndarray, colours: np.ndarray, lmbda: 
         if not kept.any():
             return None
     mask = kept[block]
-    used, dense = np.unique(context[mask], return_inverse=True)
-    joint = np.zeros((len(used), k + 1), np.int64)
-    np.add.at(joint, (dense, symbol[mask]), 1)
-    data = bytearray(np.packbits(kept).tobytes())
-    rank = np.zeros_like(joint)
-    tables = []
-    for i, row in enumerate(joint):
-        present = np.flatnonzero(row)
-        rank[i, present] = np.arange(len(present))
-        tables.append(_quantized(row[present]))
-        data += _COUNT.pack(len(present) - 1)
-        for s, f in zip(present.tolist(), tables[-1].tolist(), strict=True):
-            data += _ENTRY.pack(s, f)
-    data += rans.encode(rank[dense, symbol[mask]].reshape(1, 1, -1), _cdfs(tables),
-                        dense.reshape(1, 1, -1))
+    head, string = tables.encode(symbol[mask], context[mask])
+    data = np.packbits(kept).tobytes() + head + string
     painted = decoded.reshape(-1, 3).copy()
     painted[mask] = colours[truth[mask]]
-    return bytes(data), painted.reshape(decoded.shape)
+    return data, painted.reshape(decoded.shape)
 
 
 def paint(rgb: np.ndarray, colours: np.ndarray, data: bytes) -> np.ndarray:
@@ -259,7 +220,7 @@ def paint(rgb: np.ndarray, colours: np.ndarray, data: bytes) -> np.ndarray:
     :class:`~slimcodec.errors.CorruptBitstreamError` where ``data`` is not exactly an index
     map of an image of this size and palette."""
     shape = rgb.shape[:2]
-    blocks = _grid(shape)[0] * _grid(shape)[1]
+    blocks = block_grid(shape)[0] * block_grid(shape)[1]
     head = -(-blocks // 8)
     if len(data) < head:
         raise _corrupt(f"{len(data)} bytes, its block flags alone need {head}")
@@ -269,36 +230,13 @@ def paint(rgb: np.ndarray, colours: np.ndarray, data: bytes) -> np.ndarray:
     flags = bits[:blocks].astype(bool)
     if not flags.any():
         raise _corrupt("no exact block")
-    mask = flags[_pixel_blocks(shape)]
+    mask = flags[pixel_blocks(shape)]
     nearest = nearest_colours(rgb.reshape(-1, 3), colours)
-    used, dense = np.unique(contexts(nearest.reshape(shape))[mask], return_inverse=True)
-    offset, symbols, tables = head, [], []
-    for _ in used:
-        if len(data) < offset + _COUNT.size:
-            raise _corrupt("a context's table cut")
-        count = _COUNT.unpack_from(data, offset)[0] + 1
-        offset += _COUNT.size
-        if len(data) < offset + count * _ENTRY.size:
-            raise _corrupt("a context's table cut")
-        entries = np.frombuffer(data, _ENTRIES, count, offset)
-        offset += count * _ENTRY.size
-        values, freq = entries["symbol"].astype(np.int64), entries["freq"].astype(np.int64)
-        if (values[-1] > len(colours) or np.any(np.diff(values) <= 0) or freq.min() < 1
-                or freq.sum() > _TOTAL):
-            raise _corrupt(f"a context's table is not of symbols ascending, 0 to "
-                           f"{len(colours)}, of frequencies 1 or more summing below "
-                           f"{1 << PRECISION}")
-        symbols.append(values)
-        tables.append(freq)
-    ranks = rans.decode(data[offset:], _cdfs(tables), (1, 1, len(dense)),
-                        dense.reshape(1, 1, -1)).reshape(-1)
-    sizes = np.array([len(t) for t in tables])
-    if np.any(ranks >= sizes[dense]):
-        raise _corrupt("a symbol outside its context's table")
-    lookup = np.zeros((len(tables), sizes.max()), np.int64)
-    for i, values in enumerate(symbols):
-        lookup[i, :len(values)] = values
-    symbol = lookup[dense, ranks]
+    try:
+        symbol, _ = tables.decode(data, head, contexts(nearest.reshape(shape))[mask], 0,
+                                  len(colours))
+    except ValueError as exc:
+        raise _corrupt(str(exc)) from None
     index = np.where(symbol > 0, symbol - 1, nearest[mask])
     out = rgb.reshape(-1, 3).copy()
     out[mask] = colours[index]

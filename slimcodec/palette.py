@@ -23,18 +23,20 @@ only where the image's :data:`MAX_COLOURS` most frequent colours cover at least
 decode), and then keeps the palette (its most frequent colours :data:`SEPARATION` levels
 apart) and reach, among :data:`SIZES` and :data:`REACHES`, with exact blocks or without,
 of the lowest RD loss (:func:`~slimcodec.bitstream.rate.rd_loss`, the blocks' bytes
-counted), or none.
+counted), or none; then, with it or without, a residual correcting the blocks still far
+off (:mod:`slimcodec.residual`: subpixel text's coloured fringes, which no palette holds)
+where one lowers the loss further. A decoder returns :func:`finish`'s image.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from slimcodec import index_map
+from slimcodec import index_map, residual
 from slimcodec.bitstream.container import (
     MAX_PALETTE,
     PALETTE_FULL_REACH,
@@ -47,8 +49,8 @@ from slimcodec.bitstream.container import (
 from slimcodec.bitstream.rate import per_image_pixel, rd_loss
 from slimcodec.utils.metrics import psnr
 
-__all__ = ["MAX_COLOURS", "MIN_COVER", "REACHES", "SIZES", "colours_to_try", "frequent_colours",
-           "palette_loss", "snap", "with_palette"]
+__all__ = ["MAX_COLOURS", "MIN_COVER", "REACHES", "SIZES", "colours_to_try", "finish",
+           "frequent_colours", "palette_loss", "snap", "with_palette"]
 
 #: The most colours the encoder sends (the format allows up to ``MAX_PALETTE``).
 MAX_COLOURS = 64
@@ -78,8 +80,8 @@ _CONSIDERED = 4096
 REACHES = (*(3 * step**2 for step in (8, 16, 24, 32, 48, 64, 96)), PALETTE_FULL_REACH)
 #: The palette block's bytes besides its colours: the count and the reach.
 _PALETTE_HEAD = 5
-#: The index-map block's bytes besides the map: its length.
-_MAP_HEAD = 4
+#: The index-map block's bytes besides the map: its length; the residual block's, too.
+_MAP_HEAD = _RESIDUAL_HEAD = 4
 #: Every ``_SAMPLE``-th pixel counts towards the cover test.
 _SAMPLE = 7
 #: Pixels per block of the snap (bounds its index and distance arrays).
@@ -156,6 +158,14 @@ def snap(rgb: np.ndarray, header: Header) -> np.ndarray:
     return out
 
 
+def finish(rgb: np.ndarray, header: Header) -> np.ndarray:
+    """What a decoder returns of its ``(H, W, 3)`` uint8 output ``rgb``, resized to the
+    image's size, for a file with ``header``: :func:`snap`'s, then the residual, if the file
+    has one, added (:func:`slimcodec.residual.add`)."""
+    out = snap(rgb, header)
+    return residual.add(out, header.residual) if header.residual else out
+
+
 def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
     """``rgb``'s most frequent colours :data:`SEPARATION` apart (but for those of a
     :data:`COMMON` share), the most frequent first, as many as the largest of
@@ -164,52 +174,79 @@ def colours_to_try(rgb: np.ndarray) -> np.ndarray | None:
     return frequent_colours(rgb, max(SIZES), SEPARATION, COMMON) if _covered(rgb) else None
 
 
+class _Extras(NamedTuple):
+    """What the encoder adds to a file: the palette's colours (none: empty) and reach, the
+    index map's and the residual's bytes (none: empty), and the image it then decodes to."""
+
+    colours: np.ndarray
+    reach: int
+    image: np.ndarray
+    index_map: bytes = b""
+    residual: bytes = b""
+
+    @property
+    def size(self) -> int:
+        """The bytes they add to the file."""
+        return ((_PALETTE_HEAD + 3 * len(self.colours) if len(self.colours) else 0)
+                + (_MAP_HEAD + len(self.index_map) if self.index_map else 0)
+                + (_RESIDUAL_HEAD + len(self.residual) if self.residual else 0))
+
+
 def _best(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: float | None,
-          ranked: np.ndarray) -> tuple[float, tuple[np.ndarray, int, np.ndarray, bytes] | None]:
+          ranked: np.ndarray) -> tuple[float, _Extras | None]:
     """The lowest loss of a file of ``original`` of ``nbytes`` that decodes to ``decoded``:
     as it is, or with each palette of :data:`SIZES` of the colours ``ranked`` at its best
     of :data:`REACHES`, or with its index map (:func:`slimcodec.index_map.plan`) at that
-    reach or the full one, where one pays (the blocks' bytes counted): RD loss at
-    ``lmbda``, or the mean squared error where it is None (and then no index map: its
-    bits cannot be weighed); and the palette of it (colours, reach, the image decoded,
-    the index map's bytes or none), None where that is none."""
+    reach or the full one, where one pays (the blocks' bytes counted), then with a residual
+    (:func:`slimcodec.residual.plan`) of the step of :func:`~slimcodec.residual.steps`
+    that pays most, if one pays: RD loss at ``lmbda``, or the mean squared error where it
+    is None (and then neither index map nor residual: their bits cannot be weighed); and
+    what the encoder adds for it, None where that is nothing."""
 
-    def loss(image: np.ndarray, size: int) -> float:
+    def loss(extras: _Extras | None) -> float:
+        image = decoded if extras is None else extras.image
         if lmbda is None:
             return float(np.mean((image.astype(np.float64) - original) ** 2))
-        return rd_loss(original, image, size, lmbda)
+        return rd_loss(original, image, nbytes + (extras.size if extras else 0), lmbda)
 
-    best: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes] | None] = (
-        loss(decoded, nbytes), None)
+    best: tuple[float, _Extras | None] = (loss(None), None)
     sizes: set[int] = set()
     for size in SIZES:
         colours = ranked[:size]
         if len(colours) in sizes:  # (an image of fewer colours than the size)
             continue
         sizes.add(len(colours))
-        extra = _PALETTE_HEAD + 3 * len(colours)  # the block's bytes
         nearest = index_map.nearest_and_distance(decoded.reshape(-1, 3), colours)
-        own: tuple[float, tuple[np.ndarray, int, np.ndarray, bytes]] | None = None
+        own: tuple[float, _Extras] | None = None
         for reach in REACHES:  # (one snapped image kept at a time: they are image-sized)
-            snapped = _snapped(decoded, colours, *nearest, reach)
-            tried = loss(snapped, nbytes + extra)
+            extras = _Extras(colours, reach, _snapped(decoded, colours, *nearest, reach))
+            tried = loss(extras)
             if own is None or tried < own[0]:
-                own = (tried, (colours, reach, snapped, b""))
+                own = (tried, extras)
         assert own is not None
         # with exact blocks: at the reach of the lowest loss without, and at the full
         # reach, which snaps every pixel far from a tie (so every block can be exact)
-        plain_reach, plain_snapped = own[1][1], own[1][2]
-        for reach in dict.fromkeys((plain_reach, PALETTE_FULL_REACH)) if lmbda else ():
-            snapped = (plain_snapped if reach == plain_reach
+        plain = own[1]
+        for reach in dict.fromkeys((plain.reach, PALETTE_FULL_REACH)) if lmbda else ():
+            snapped = (plain.image if reach == plain.reach
                        else _snapped(decoded, colours, *nearest, reach))
             mapped = index_map.plan(original, snapped, colours, lmbda)
             if mapped is not None:
-                data, painted = mapped
-                tried = loss(painted, nbytes + extra + _MAP_HEAD + len(data))
+                extras = _Extras(colours, reach, mapped[1], mapped[0])
+                tried = loss(extras)
                 if tried < own[0]:
-                    own = (tried, (colours, reach, painted, data))
+                    own = (tried, extras)
         if own[0] < best[0]:
             best = own
+    if lmbda is not None:
+        base = best[1] or _Extras(np.zeros((0, 3), np.uint8), 0, decoded)
+        for step in residual.steps(lmbda):
+            planned = residual.plan(original, base.image, lmbda, step)
+            if planned is not None:
+                extras = base._replace(image=planned[1], residual=planned[0])
+                tried = loss(extras)
+                if tried < best[0]:
+                    best = (tried, extras)
     return best
 
 
@@ -237,7 +274,7 @@ def with_palette(data: bytes, rgb: np.ndarray,
     blocks' bytes, 0 for none), and its ``psnr`` and ``psnr_predicted``, where present,
     made the sent file's."""
     if report is not None:
-        report.update(palette=0, index_map=0)
+        report.update(palette=0, index_map=0, residual=0)
     ranked = colours_to_try(rgb)
     if ranked is None:
         return data
@@ -248,12 +285,13 @@ def with_palette(data: bytes, rgb: np.ndarray,
     _, chosen = _best(rgb, decoded, len(data), lmbda, ranked)
     if chosen is None:
         return data
-    colours, reach, image, mapped = chosen
-    header = replace(header, palette=tuple(map(tuple, colours.tolist())), palette_reach=reach,
-                     index_map=mapped)
+    header = replace(header, palette=tuple(map(tuple, chosen.colours.tolist())),
+                     palette_reach=chosen.reach, index_map=chosen.index_map,
+                     residual=chosen.residual)
     if report is not None:
-        report.update(palette=len(colours), index_map=len(mapped))
+        report.update(palette=len(chosen.colours), index_map=len(chosen.index_map),
+                      residual=len(chosen.residual))
         measured = [k for k in ("psnr", "psnr_predicted") if k in report]
         if measured:
-            report.update(dict.fromkeys(measured, psnr(rgb, image)))
+            report.update(dict.fromkeys(measured, psnr(rgb, chosen.image)))
     return pack(Bitstream(header, unpack(data).strings))

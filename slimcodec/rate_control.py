@@ -670,9 +670,10 @@ def add_rate_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
     parser.add_argument("--no-palette", dest="palette", action="store_false",
                         help="never send the image's colours for the decoder to snap its "
-                             "output onto, nor the blocks drawn in them alone exactly (by "
-                             "default sent where the image has few colours and that lowers "
-                             "the RD loss: screens)")
+                             "output onto, nor the blocks drawn in them alone exactly, nor a "
+                             "residual correcting the blocks coded worst (by default sent "
+                             "where the image has few colours and that lowers the RD loss: "
+                             "screens)")
 
 
 def scale_argument(text: str) -> Scale:

@@ -231,6 +231,9 @@ def test_compress_sends_a_palette_on_a_screen_unless_told_not_to(tmp_path, capsy
         # and the exact blocks, which a palette makes possible
         assert bool(info["index_map_bytes"]) == colours
         assert len(header.index_map) == info["index_map_bytes"]
+        # and the residual (here or not, as it pays), never with --no-palette
+        assert len(header.residual) == info["residual_bytes"]
+        assert colours or not info["residual_bytes"]
 
 
 def test_eval_writes_json(tmp_path, capsys):

@@ -185,6 +185,29 @@ def test_a_palette_crosses_between_runtimes(exported):
     assert any(mapped) == torch_codec.variable_rate
 
 
+def test_a_residual_crosses_between_runtimes(exported):
+    """A patch of noise on a flat screen, which the transforms miss: at the top λ each
+    runtime's encoder adds a residual, and both decoders add it alike
+    (slimcodec.residual); a single-rate model has no λ to weigh its bits by: none."""
+    model, root = exported
+    torch_codec, edge = Codec(model), EdgeCodec(root / "bundle")
+    rgb = np.full((37, 50, 3), 100, np.uint8)
+    rgb[4:30, 8:30] = np.random.default_rng(0).integers(0, 256, (26, 22, 3))
+    for width in torch_codec.widths:
+        lmbda = torch_codec.lambda_range(width)[1] if torch_codec.variable_rate else None
+        for writer, reader in ((torch_codec, edge), (edge, torch_codec)):
+            report = {}
+            data = writer.encode_rgb(rgb, width, lmbda=lmbda, report=report)
+            header = unpack(data).header
+            assert report["residual"] == len(header.residual)
+            assert bool(header.residual) == torch_codec.variable_rate
+            decoded = reader.decode_rgb(data)[0]
+            assert np.abs(decoded.astype(int) - writer.decode_rgb(data)[0]).max() <= 1
+            plain = writer.encode_rgb(rgb, width, lmbda=lmbda, palette=False)
+            if header.residual:
+                assert psnr(rgb, decoded) > psnr(rgb, reader.decode_rgb(plain)[0]) + 3
+
+
 def test_synthesis_of_a_latent_checks_its_header_in_both_runtimes(exported):
     """synthesize_rgb (decode_rgb's second half, public) refuses a header its runtime cannot
     decode with the typed error decode_rgb gives, in PyTorch and on the edge."""

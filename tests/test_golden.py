@@ -33,6 +33,8 @@ def test_golden_file_decodes_to_its_image(meta):
     assert header.palette_reach == info.get("palette_reach", 0)
     # a file with exact blocks (a screen's): the index map the decoder paints them from
     assert len(header.index_map) == info.get("index_map_bytes", 0)
+    # a file with a residual (subpixel text's): the correction the decoder adds
+    assert len(header.residual) == info.get("residual_bytes", 0)
     decoded = np.asarray(slimcodec.decompress(data))  # the writer found by fingerprint
     expected = np.asarray(Image.open(meta.with_suffix(".png")))
     assert decoded.shape == expected.shape

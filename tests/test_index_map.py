@@ -11,7 +11,7 @@ from helpers import few_colours, natural_like
 
 from slimcodec import index_map
 from slimcodec.api import codec_for
-from slimcodec.bitstream import Bitstream, Header, pack, rans, unpack
+from slimcodec.bitstream import Bitstream, Header, pack, rans, tables, unpack
 from slimcodec.bitstream.rate import rd_loss
 from slimcodec.errors import CorruptBitstreamError, RateError
 from slimcodec.index_map import BLOCK, contexts, paint, plan
@@ -208,7 +208,7 @@ def test_a_damaged_index_map_is_refused_typed():
     # a string that codes a rank beyond the table (the coder's escape)
     flat = np.full((16, 16, 3), 250, np.uint8)  # one block
     ranks = np.zeros((1, 1, 256), np.int32)
-    table, one = index_map._cdfs([np.array([65535])]), np.zeros_like(ranks)  # one context
+    table, one = tables._cdfs([np.array([65535])]), np.zeros_like(ranks)  # one context
     whole = b"\x80" + struct.pack("<BBH", 0, 3, 65535)  # one symbol: colour 2, named
     assert (paint(flat, COLOURS, whole + rans.encode(ranks, table, one)) == COLOURS[2]).all()
     ranks[0, 0, 7] = 1

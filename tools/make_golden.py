@@ -5,7 +5,7 @@ with the committed image, so that no change can stop a shipped model from decodi
 it wrote. Run once when a model is shipped (never over an existing golden file):
 
     python tools/make_golden.py MODEL_NAME [--width W] [--lmbda L] [--domain D] [--scale S]
-        [--resampling box] [--screen | --index-map]
+        [--resampling box] [--screen | --index-map | --residual]
 
 ``--domain``: a file coded with the model's shipped adapter for that domain (golden files
 ``MODEL.DOMAIN.*``), so that the adapter's files keep decoding too. ``--scale``: a file
@@ -15,7 +15,9 @@ resampling included. ``--screen``: a crop of a generated screen instead of the s
 coded with the palette the encoder chooses (golden files ``MODEL.palette.*``; it must choose
 one), so that files with a palette keep decoding, the snap included. ``--index-map``: the
 same crop, whose file must carry exact blocks (golden files ``MODEL.index-map.*``), so that
-the blocks' indices keep decoding.
+the blocks' indices keep decoding. ``--residual``: a crop of a screen with subpixel text,
+whose file must carry a residual (golden files ``MODEL.residual.*``; give ``--lmbda``, a
+high one), so that the residual keeps decoding.
 """
 
 import argparse
@@ -44,18 +46,24 @@ def main() -> None:
     p.add_argument("--screen", action="store_true", help="a screen's crop, with a palette")
     p.add_argument("--index-map", action="store_true",
                    help="a screen's crop, with a palette and exact blocks")
+    p.add_argument("--residual", action="store_true",
+                   help="a crop of a screen with subpixel text, with a residual")
     args = p.parse_args()
     args.screen |= args.index_map
     stem = f"{args.model}.{args.domain}" if args.domain else args.model
     stem += f".scale{args.scale:g}" if args.scale != 1 else ""
     stem += f"-{args.resampling}" if args.scale != 1 and args.resampling != "lanczos" else ""
-    stem += ".index-map" if args.index_map else ".palette" if args.screen else ""
+    stem += (".index-map" if args.index_map else ".palette" if args.screen
+             else ".residual" if args.residual else "")
     files = {ext: GOLDEN / f"{stem}.{ext}" for ext in ("slc", "png", "json")}
     if files["slc"].exists():
         raise SystemExit(f"{files['slc']} exists: golden files are never rewritten")
     codec = codec_for(args.model)
     if args.screen:
         crop = np.ascontiguousarray(render_screen(1000, (512, 768))[40:90, 20:83])
+    elif args.residual:
+        crop = np.ascontiguousarray(
+            render_screen(1001, (512, 768), text="subpixel")[32:82, 16:79])
     else:
         rgb, _ = load_rgb(sample_image())
         crop = np.ascontiguousarray(rgb[200:250, 180:243])  # 63x50: odd sizes, some padding
@@ -66,6 +74,8 @@ def main() -> None:
         raise SystemExit("the encoder chose no palette for the screen's crop")
     if args.index_map and not header.index_map:
         raise SystemExit("the encoder chose no exact block for the screen's crop")
+    if args.residual and not header.residual:
+        raise SystemExit("the encoder chose no residual for the screen's crop")
     GOLDEN.mkdir(exist_ok=True)
     files["slc"].write_bytes(data)
     Image.fromarray(decoded).save(files["png"])
@@ -77,7 +87,8 @@ def main() -> None:
            if header.coded_size else {}),
         **({"palette": len(header.palette), "palette_reach": header.palette_reach}
            if header.palette else {}),
-        **({"index_map_bytes": len(header.index_map)} if header.index_map else {})},
+        **({"index_map_bytes": len(header.index_map)} if header.index_map else {}),
+        **({"residual_bytes": len(header.residual)} if header.residual else {})},
         indent=2) + "\n")
     print(f"{files['slc']}: {len(data)} bytes, width {header.width}")
 

@@ -42,7 +42,7 @@ from slimcodec.errors import (
 )
 from slimcodec.gating import adapter_domain, entropy_domain, gated_file, keep_gated
 from slimcodec.latent import LatentCoder
-from slimcodec.palette import colours_to_try, snap, with_palette
+from slimcodec.palette import colours_to_try, finish, with_palette
 from slimcodec.rate_control import encode_with_rate
 from slimcodec.scaling import (
     AUTO,
@@ -446,7 +446,7 @@ class EdgeCodec:
                                     self.bundle.downsampling, self.tile)
         except MemoryError:
             raise ResourceLimitError("out of memory decoding the image") from None
-        return snap(to_image_size(rgb, header), header)
+        return finish(to_image_size(rgb, header), header)
 
     def decode(self, data: bytes) -> Image.Image:
         """Decompress to a PIL image (``L`` for grayscale sources, else ``RGB``)."""

@@ -55,8 +55,9 @@ _FLAG_MIXTURE = 0x02
 _FLAG_CODED_SIZE = 0x04
 _FLAG_PALETTE = 0x08
 _FLAG_INDEX_MAP = 0x10
+_FLAG_RESIDUAL = 0x20
 _KNOWN_FLAGS = (_FLAG_GRAYSCALE | _FLAG_MIXTURE | _FLAG_CODED_SIZE | _FLAG_PALETTE
-                | _FLAG_INDEX_MAP)
+                | _FLAG_INDEX_MAP | _FLAG_RESIDUAL)
 # The optional mixture block (flag bit 1), right after the fixed header: a count, then per
 # member its domain id and its weight in 1/64ths (exact in binary floating point, so every
 # decoder applies the same weights).
@@ -70,6 +71,9 @@ _PALETTE_COLOUR = struct.Struct("<BBB")
 # The optional index-map block (flag bit 4, with a palette), after the palette block: its
 # length, then its bytes (:mod:`slimcodec.index_map` reads them).
 _INDEX_MAP_LENGTH = struct.Struct("<I")
+# The optional residual block (flag bit 5), after the index-map block: its length, then its
+# bytes (:mod:`slimcodec.residual` reads them).
+_RESIDUAL_LENGTH = struct.Struct("<I")
 #: Most colours a palette block holds.
 MAX_PALETTE = 256
 #: A palette's reach that snaps every pixel: the squared distance of black to white.
@@ -121,6 +125,8 @@ class Header:
             :data:`PALETTE_FULL_REACH` (every pixel); 0 without one.
         index_map: with a palette, the blocks the decoder paints exactly in the palette's
             colours, as :mod:`slimcodec.index_map` codes them; empty: none.
+        residual: the correction the decoder adds to blocks of its output, last, as
+            :mod:`slimcodec.residual` codes it; empty: none.
     """
 
     fingerprint: bytes
@@ -136,6 +142,7 @@ class Header:
     palette: tuple[tuple[int, int, int], ...] = ()
     palette_reach: int = 0
     index_map: bytes = b""
+    residual: bytes = b""
 
     @property
     def coded(self) -> tuple[int, int]:
@@ -232,7 +239,7 @@ def pack(bitstream: Bitstream) -> bytes:
             FORMAT_VERSION,
             (_FLAG_GRAYSCALE if h.grayscale else 0) | (_FLAG_MIXTURE if h.mixture else 0)
             | (_FLAG_CODED_SIZE if h.coded_size else 0) | (_FLAG_PALETTE if h.palette else 0)
-            | (_FLAG_INDEX_MAP if h.index_map else 0),
+            | (_FLAG_INDEX_MAP if h.index_map else 0) | (_FLAG_RESIDUAL if h.residual else 0),
             h.fingerprint,
             h.width,
             int(h.rate_kind),
@@ -255,6 +262,8 @@ def pack(bitstream: Bitstream) -> bytes:
             out += _PALETTE_COLOUR.pack(*colour)
     if h.index_map:
         out += _INDEX_MAP_LENGTH.pack(len(h.index_map)) + h.index_map
+    if h.residual:
+        out += _RESIDUAL_LENGTH.pack(len(h.residual)) + h.residual
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
@@ -303,6 +312,12 @@ def unpack(data: bytes) -> Bitstream:
             raise TruncatedBitstreamError("truncated slimcodec file: index map cut")
         (map_length,) = _INDEX_MAP_LENGTH.unpack_from(data, map_start)
         lengths_start += _INDEX_MAP_LENGTH.size + map_length
+    residual_start, residual_length = lengths_start, 0
+    if flags & _FLAG_RESIDUAL:  # its length, too, read before the CRC: bounded below
+        if len(data) < residual_start + _RESIDUAL_LENGTH.size:
+            raise TruncatedBitstreamError("truncated slimcodec file: residual cut")
+        (residual_length,) = _RESIDUAL_LENGTH.unpack_from(data, residual_start)
+        lengths_start += _RESIDUAL_LENGTH.size + residual_length
     lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
@@ -344,6 +359,8 @@ def unpack(data: bytes) -> Bitstream:
             raise ValueError("an empty mixture")
         if flags & _FLAG_INDEX_MAP and not map_length:
             raise ValueError("an empty index map")
+        if flags & _FLAG_RESIDUAL and not residual_length:
+            raise ValueError("an empty residual")
         coded_size, resampling = None, 0
         if flags & _FLAG_CODED_SIZE:
             *coded_size, resampling = _CODED_SIZE.unpack_from(data, coded_start)
@@ -369,6 +386,8 @@ def unpack(data: bytes) -> Bitstream:
             palette_reach=reach,
             index_map=data[map_start + _INDEX_MAP_LENGTH.size:
                            map_start + _INDEX_MAP_LENGTH.size + map_length],
+            residual=data[residual_start + _RESIDUAL_LENGTH.size:
+                          residual_start + _RESIDUAL_LENGTH.size + residual_length],
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")

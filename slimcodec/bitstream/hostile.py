@@ -208,6 +208,42 @@ def forged_index_map(data: bytes, rng: random.Random) -> bytes:
     return _seal(body)
 
 
+def forged_residual(data: bytes, rng: random.Random) -> bytes:
+    """A residual block set in (flag bit 5), with or without a palette: no bytes, random
+    bytes, or a step (below 3, or not) and every block's flag (the unused bits set or not),
+    then per channel a length, tables and a string, forged or random, whole or cut."""
+    body = _body(data)
+    h, w = struct.unpack_from("<II", body, _HEIGHT)
+    blocks = -(-h // 16) * -(-w // 16)
+    flags = bytearray(b"\xff" * -(-blocks // 8))
+    if blocks % 8 and rng.random() < 0.5:
+        flags[-1] &= 0xFF << (8 - blocks % 8) & 0xFF  # unused bits clear: a well-formed head
+
+    def channel() -> bytes:
+        tables = b"".join(struct.pack("<B", n - 1) + b"".join(
+            struct.pack("<bH", rng.choice([i - n // 2, rng.randrange(-128, 128)]),
+                        rng.choice([1, 300, 65535])) for i in range(n))
+            for n in (rng.choice([1, 2, 3, 171]) for _ in range(rng.choice([1, 1, 4, 16]))))
+        string = bytes(rng.randrange(256) for _ in range(rng.choice([0, 3, 8, 64, 400])))
+        length = len(tables) + len(string) + rng.choice([0, 0, 0, -1, 1, 1 << 20])
+        return struct.pack("<I", max(0, length)) + tables + string
+
+    whole = bytes([rng.choice([0, 2, 3, 9, 255])]) + bytes(flags) + b"".join(
+        channel() for _ in range(rng.choice([2, 3, 3, 3, 4])))
+    residual = rng.choice([
+        b"",
+        bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))),
+        whole,
+        whole[:rng.randrange(1, len(whole) + 1)],
+    ])
+    palette = struct.pack("<BI", 1, 3 * 255**2) + bytes([10, 10, 10, 240, 240, 240])
+    with_palette = rng.random() < 0.5
+    body[5] |= 0x20 | (0x08 if with_palette else 0)
+    body[_LENGTHS:_LENGTHS] = (palette if with_palette else b"") + struct.pack(
+        "<I", len(residual)) + residual
+    return _seal(body)
+
+
 KINDS = {
     "mutated": mutated,
     "random payload": random_payload,
@@ -219,6 +255,7 @@ KINDS = {
     "forged coded size": forged_coded_size,
     "forged palette": forged_palette,
     "forged index map": forged_index_map,
+    "forged residual": forged_residual,
 }
 
 
