@@ -52,7 +52,7 @@ import numpy as np
 from slimcodec.bitstream import tables
 from slimcodec.errors import CorruptBitstreamError
 
-__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "block_grid", "contexts",
+__all__ = ["BLOCK", "EDGES", "NEAR", "TOLERANCE", "block_grid", "contexts", "flagged_pixels",
            "nearest_and_distance", "nearest_colours", "paint", "pixel_blocks", "plan"]
 
 #: The side of an exact block, in pixels of the image (blocks at the right and bottom
@@ -124,6 +124,26 @@ def pixel_blocks(shape: tuple[int, int]) -> np.ndarray:
     ``(H * W,)`` int64."""
     rows, cols = np.arange(shape[0]) // BLOCK, np.arange(shape[1]) // BLOCK
     return (rows[:, None] * block_grid(shape)[1] + cols[None]).reshape(-1)
+
+
+def flagged_pixels(data: bytes, offset: int, shape: tuple[int, int], none: str
+                   ) -> tuple[np.ndarray, int]:
+    """The pixels of the blocks flagged in ``data`` from ``offset`` on (one bit per block
+    of an image of ``shape``, in raster order of the blocks, most significant bit first,
+    the last byte's unused bits 0), ``(H * W,)`` bool, and the offset after the flags.
+    ValueError where the flags are cut, a bit beyond the last block is set, or none is
+    (``none`` says so)."""
+    blocks = block_grid(shape)[0] * block_grid(shape)[1]
+    end = offset + -(-blocks // 8)
+    if len(data) < end:
+        raise ValueError(f"{len(data)} bytes, its block flags alone need {end}")
+    bits = np.unpackbits(np.frombuffer(data, np.uint8, end - offset, offset))
+    if bits[blocks:].any():
+        raise ValueError("bits set beyond the last block")
+    flags = bits[:blocks].astype(bool)
+    if not flags.any():
+        raise ValueError(none)
+    return flags[pixel_blocks(shape)], end
 
 
 def contexts(nearest: np.ndarray) -> np.ndarray:
@@ -220,17 +240,10 @@ def paint(rgb: np.ndarray, colours: np.ndarray, data: bytes) -> np.ndarray:
     :class:`~slimcodec.errors.CorruptBitstreamError` where ``data`` is not exactly an index
     map of an image of this size and palette."""
     shape = rgb.shape[:2]
-    blocks = block_grid(shape)[0] * block_grid(shape)[1]
-    head = -(-blocks // 8)
-    if len(data) < head:
-        raise _corrupt(f"{len(data)} bytes, its block flags alone need {head}")
-    bits = np.unpackbits(np.frombuffer(data, np.uint8, head))
-    if bits[blocks:].any():
-        raise _corrupt("bits set beyond the last block")
-    flags = bits[:blocks].astype(bool)
-    if not flags.any():
-        raise _corrupt("no exact block")
-    mask = flags[pixel_blocks(shape)]
+    try:
+        mask, head = flagged_pixels(data, 0, shape, "no exact block")
+    except ValueError as exc:
+        raise _corrupt(str(exc)) from None
     nearest = nearest_colours(rgb.reshape(-1, 3), colours)
     try:
         symbol, _ = tables.decode(data, head, contexts(nearest.reshape(shape))[mask], 0,

@@ -43,7 +43,7 @@ import numpy as np
 
 from slimcodec.bitstream import tables
 from slimcodec.errors import CorruptBitstreamError
-from slimcodec.index_map import block_grid, pixel_blocks
+from slimcodec.index_map import block_grid, flagged_pixels, pixel_blocks
 
 __all__ = ["MIN_STEP", "SPREAD", "add", "plan", "steps"]
 
@@ -138,21 +138,15 @@ def add(rgb: np.ndarray, data: bytes) -> np.ndarray:
     """``rgb`` (the decoder's ``(H, W, 3)`` uint8 output, snapped and painted) with the
     residual ``data`` added; a new array. :class:`~slimcodec.errors.CorruptBitstreamError`
     where ``data`` is not exactly a residual of an image of this size."""
-    shape = rgb.shape[:2]
-    blocks = block_grid(shape)[0] * block_grid(shape)[1]
-    head = _STEP.size + -(-blocks // 8)
-    if len(data) < head:
-        raise _corrupt(f"{len(data)} bytes, its step and block flags alone need {head}")
+    if len(data) < _STEP.size:
+        raise _corrupt("no step")
     (step,) = _STEP.unpack_from(data)
     if step < MIN_STEP:
         raise _corrupt(f"a step of {step} (at least {MIN_STEP})")
-    bits = np.unpackbits(np.frombuffer(data, np.uint8, head - _STEP.size, _STEP.size))
-    if bits[blocks:].any():
-        raise _corrupt("bits set beyond the last block")
-    flags = bits[:blocks].astype(bool)
-    if not flags.any():
-        raise _corrupt("no corrected block")
-    mask = flags[pixel_blocks(shape)]
+    try:
+        mask, head = flagged_pixels(data, _STEP.size, rgb.shape[:2], "no corrected block")
+    except ValueError as exc:
+        raise _corrupt(str(exc)) from None
     q = np.zeros((int(mask.sum()), 3), np.int8)  # (a byte a symbol: captures are large)
     offset, most = head, -(-255 // step)
     for c, name in enumerate(("red", "green", "blue")):

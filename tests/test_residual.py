@@ -80,7 +80,8 @@ def test_a_damaged_residual_is_refused_typed():
     flags = 1 + 2  # the step, then 15 blocks' flags in two bytes
     red = struct.unpack_from("<I", data, 1 + flags - 1)[0]
     bad = {
-        "its step and block flags alone need": data[:2],
+        "its block flags alone need 3": data[:2],
+        "no step": b"",
         "a step of 2": b"\x02" + data[1:],
         "bits set beyond the last block": data[:2] + bytes([data[2] | 1]) + data[3:],
         "no corrected block": data[:1] + b"\0\0" + data[3:],

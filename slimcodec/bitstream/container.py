@@ -68,12 +68,10 @@ _CODED_SIZE = struct.Struct("<IIB")
 # one (so its length is bounded by this byte, read before the CRC), the reach, the colours.
 _PALETTE_HEAD = struct.Struct("<BI")
 _PALETTE_COLOUR = struct.Struct("<BBB")
-# The optional index-map block (flag bit 4, with a palette), after the palette block: its
-# length, then its bytes (:mod:`slimcodec.index_map` reads them).
-_INDEX_MAP_LENGTH = struct.Struct("<I")
-# The optional residual block (flag bit 5), after the index-map block: its length, then its
-# bytes (:mod:`slimcodec.residual` reads them).
-_RESIDUAL_LENGTH = struct.Struct("<I")
+# The optional index-map block (flag bit 4, with a palette), after the palette block, and
+# the optional residual block (flag bit 5) after it: each its length, then its bytes
+# (:mod:`slimcodec.index_map` and :mod:`slimcodec.residual` read them).
+_BLOCK_LENGTH = struct.Struct("<I")
 #: Most colours a palette block holds.
 MAX_PALETTE = 256
 #: A palette's reach that snaps every pixel: the squared distance of black to white.
@@ -261,15 +259,26 @@ def pack(bitstream: Bitstream) -> bytes:
         for colour in h.palette:
             out += _PALETTE_COLOUR.pack(*colour)
     if h.index_map:
-        out += _INDEX_MAP_LENGTH.pack(len(h.index_map)) + h.index_map
+        out += _BLOCK_LENGTH.pack(len(h.index_map)) + h.index_map
     if h.residual:
-        out += _RESIDUAL_LENGTH.pack(len(h.residual)) + h.residual
+        out += _BLOCK_LENGTH.pack(len(h.residual)) + h.residual
     for s in strings:
         out += _LENGTH.pack(len(s))
     for s in strings:
         out += s
     out += _CRC.pack(zlib.crc32(out))
     return bytes(out)
+
+
+def _sized(data: bytes, start: int, present: int, what: str) -> tuple[int, int]:
+    """The length of the block ``what`` that starts at ``start`` with it (0 where the block
+    is not ``present``), and where the next starts."""
+    if not present:
+        return 0, start
+    if len(data) < start + _BLOCK_LENGTH.size:
+        raise TruncatedBitstreamError(f"truncated slimcodec file: {what} cut")
+    (length,) = _BLOCK_LENGTH.unpack_from(data, start)
+    return length, start + _BLOCK_LENGTH.size + length
 
 
 def unpack(data: bytes) -> Bitstream:
@@ -306,18 +315,12 @@ def unpack(data: bytes) -> Bitstream:
             raise TruncatedBitstreamError("truncated slimcodec file: palette block cut")
         colours = data[palette_start] + 1
         lengths_start += _PALETTE_HEAD.size + colours * _PALETTE_COLOUR.size
-    map_start, map_length = lengths_start, 0
-    if flags & _FLAG_INDEX_MAP:  # its length, too, read before the CRC: bounded below
-        if len(data) < map_start + _INDEX_MAP_LENGTH.size:
-            raise TruncatedBitstreamError("truncated slimcodec file: index map cut")
-        (map_length,) = _INDEX_MAP_LENGTH.unpack_from(data, map_start)
-        lengths_start += _INDEX_MAP_LENGTH.size + map_length
-    residual_start, residual_length = lengths_start, 0
-    if flags & _FLAG_RESIDUAL:  # its length, too, read before the CRC: bounded below
-        if len(data) < residual_start + _RESIDUAL_LENGTH.size:
-            raise TruncatedBitstreamError("truncated slimcodec file: residual cut")
-        (residual_length,) = _RESIDUAL_LENGTH.unpack_from(data, residual_start)
-        lengths_start += _RESIDUAL_LENGTH.size + residual_length
+    # the index map's and the residual's lengths, too, read before the CRC: bounded below
+    map_start = lengths_start
+    map_length, lengths_start = _sized(data, map_start, flags & _FLAG_INDEX_MAP, "index map")
+    residual_start = lengths_start
+    residual_length, lengths_start = _sized(data, residual_start, flags & _FLAG_RESIDUAL,
+                                            "residual")
     lengths_end = lengths_start + n * _LENGTH.size
     if len(data) < lengths_end + _CRC.size:
         raise TruncatedBitstreamError(
@@ -384,10 +387,10 @@ def unpack(data: bytes) -> Bitstream:
             resampling=resampling,
             palette=palette,
             palette_reach=reach,
-            index_map=data[map_start + _INDEX_MAP_LENGTH.size:
-                           map_start + _INDEX_MAP_LENGTH.size + map_length],
-            residual=data[residual_start + _RESIDUAL_LENGTH.size:
-                          residual_start + _RESIDUAL_LENGTH.size + residual_length],
+            index_map=data[map_start + _BLOCK_LENGTH.size:
+                           map_start + _BLOCK_LENGTH.size + map_length],
+            residual=data[residual_start + _BLOCK_LENGTH.size:
+                          residual_start + _BLOCK_LENGTH.size + residual_length],
         )
         if n == 0:
             raise ValueError("no entropy-coded strings")
