@@ -254,7 +254,8 @@ def palette_loss(original: np.ndarray, decoded: np.ndarray, nbytes: int, lmbda: 
                  ranked: np.ndarray) -> float:
     """The RD loss at ``lmbda`` of a file of ``original`` of ``nbytes`` that decodes to
     ``decoded``, as the encoder sends it: with the palette of the colours ``ranked``
-    (:func:`colours_to_try`) of the lowest loss, or none. What
+    (:func:`colours_to_try`) of the lowest loss, or none, and the residual that lowers it
+    further, if one does (:func:`_best`). What
     :func:`~slimcodec.scaling.choose_scale` weighs a candidate by where the encoder sends
     a palette."""
     return _best(original, decoded, nbytes, lmbda, ranked)[0]
@@ -265,14 +266,15 @@ def with_palette(data: bytes, rgb: np.ndarray,
                  weight: Callable[[int, float | None], float | None],
                  report: dict[str, Any] | None = None) -> bytes:
     """``data``, a file of ``rgb``, with the palette (of ``rgb``'s most frequent colours),
-    reach and exact blocks (:mod:`slimcodec.index_map`) of the lowest RD loss where one
-    lowers it below the file's own, else ``data``. ``weight(width, λ)``: the RD weight of
-    a file at that width and λ (None for a single-rate model's), per pixel of the image as
-    the file's coded size makes it (:func:`~slimcodec.bitstream.rate.per_image_pixel`);
-    where there is none, the palette is chosen by distortion alone, without exact blocks.
-    ``report``: its ``palette`` (colours kept, 0 for none) and ``index_map`` (the exact
-    blocks' bytes, 0 for none), and its ``psnr`` and ``psnr_predicted``, where present,
-    made the sent file's."""
+    reach, exact blocks (:mod:`slimcodec.index_map`) and residual (:mod:`slimcodec.residual`)
+    of the lowest RD loss where one lowers it below the file's own, else ``data``.
+    ``weight(width, λ)``: the RD weight of a file at that width and λ (None for a
+    single-rate model's), per pixel of the image as the file's coded size makes it
+    (:func:`~slimcodec.bitstream.rate.per_image_pixel`); where there is none, the palette
+    is chosen by distortion alone, without exact blocks or residual. ``report``: its
+    ``palette`` (colours kept, 0 for none), ``index_map`` (the exact blocks' bytes, 0 for
+    none) and ``residual`` (its bytes, 0 for none), and its ``psnr`` and
+    ``psnr_predicted``, where present, made the sent file's."""
     if report is not None:
         report.update(palette=0, index_map=0, residual=0)
     ranked = colours_to_try(rgb)
